@@ -1,0 +1,81 @@
+"""AetherGraph: code-native agents and job orchestration on trio.
+
+    from aethergraph import graph_fn, tool, NodeContext
+
+Names are resolved lazily so that ``import aethergraph`` costs almost nothing; the engine (and
+trio) load when the first graph runs.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "graph_fn": "aethergraph.decorators",
+    "tool": "aethergraph.decorators",
+    "GraphFunction": "aethergraph.decorators",
+    "ToolFunction": "aethergraph.decorators",
+    "NodeContext": "aethergraph.context",
+    "current_context": "aethergraph.context",
+    "register_context_service": "aethergraph.services",
+    "Service": "aethergraph.services",
+    "start": "aethergraph.api",
+    "run": "aethergraph.api",
+    "open_runtime": "aethergraph.api",
+    "sleep": "aethergraph.polling",
+    "poll": "aethergraph.polling",
+    "poll_until": "aethergraph.polling",
+    "RetryPolicy": "runtime.retry",
+    "Failed": "runtime.engine",
+    "GraphFailed": "runtime.errors",
+    "AetherGraphError": "runtime.errors",
+    "NodeCancelled": "runtime.errors",
+    "NodeTimeout": "runtime.errors",
+    "PollTimeout": "runtime.errors",
+    "AskError": "runtime.errors",
+    "AskTimeout": "runtime.errors",
+    "InvalidAnswer": "runtime.errors",
+    "NoAnswerAvailable": "runtime.errors",
+    "StoreError": "runtime.errors",
+}
+
+__all__ = sorted(_EXPORTS)
+
+if TYPE_CHECKING:
+    from runtime.errors import (
+        AetherGraphError,
+        AskError,
+        AskTimeout,
+        InvalidAnswer,
+        NoAnswerAvailable,
+        NodeCancelled,
+        NodeTimeout,
+        PollTimeout,
+        StoreError,
+    )
+    from runtime.engine import Failed
+    from runtime.errors import GraphFailed
+    from runtime.retry import RetryPolicy
+
+    from .api import open_runtime, run, start
+    from .context import NodeContext, current_context
+    from .decorators import GraphFunction, ToolFunction, graph_fn, tool
+    from .polling import poll, poll_until, sleep
+    from .services import Service, register_context_service
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'aethergraph' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

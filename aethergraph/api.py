@@ -1,0 +1,120 @@
+"""Opening runtimes and running graphs from plain Python.
+
+``start()`` sets how runtimes in this process open (store, durability); it does not serve
+anything yet — the sidecar that will let other terminals watch and answer arrives with its own
+issue, and until then ``start()`` says so instead of pretending.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import attrs
+
+_DEFAULTS: dict[str, Any] = {}
+
+
+@attrs.frozen
+class StartInfo:
+    home: str
+    durability: str
+    # Where the sidecar listens. None: this build has no sidecar yet, nothing is served.
+    url: str | None = None
+
+    @property
+    def serving(self) -> bool:
+        return self.url is not None
+
+
+def start(
+    *,
+    home: str | None = None,
+    durability: str | None = None,
+    answers: list[str] | None = None,
+) -> StartInfo:
+    """Configure the runtimes this process opens (callable before any trio loop exists).
+
+    ``home``: the store (default ``$AETHERGRAPH_HOME`` or ``./.aethergraph``);
+    ``durability``: ``strict`` | ``batch`` | ``off``; ``answers``: scripted answers to asks.
+    """
+    from runtime.store.layout import resolve_home
+    from runtime.store.writer import resolve_durability
+
+    if home is not None:
+        _DEFAULTS["home"] = home
+    if durability is not None:
+        _DEFAULTS["durability"] = resolve_durability(durability)
+    if answers is not None:
+        _DEFAULTS["answers"] = list(answers)
+    return StartInfo(
+        home=str(resolve_home(_DEFAULTS.get("home"))),
+        durability=resolve_durability(_DEFAULTS.get("durability")),
+    )
+
+
+def default_config(**overrides: Any):
+    from runtime.engine import RuntimeConfig
+
+    from .console import ConsolePrinter, ConsoleSource
+    from .services import registered_services
+
+    values = dict(_DEFAULTS)
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    console = values.pop("console", True)
+    config = RuntimeConfig(
+        home=values.get("home"),
+        durability=values.get("durability"),
+        answers=list(values.get("answers", [])),
+        services=registered_services(),
+        answer_sources=[ConsoleSource()] if console else [],
+        handle_sigint=values.get("handle_sigint", True),
+    )
+    return config, (ConsolePrinter() if console else None)
+
+
+@asynccontextmanager
+async def open_runtime(
+    *,
+    home: str | None = None,
+    durability: str | None = None,
+    answers: list[str] | None = None,
+    console: bool | None = None,
+    handle_sigint: bool | None = None,
+) -> AsyncIterator[Any]:
+    """``async with aethergraph.open_runtime() as rt:`` — one runtime for many runs.
+
+    Opened implicitly by a top-level graph call when none is open. On exit every event is on
+    disk and every service's background task has ended.
+    """
+    from runtime.engine import open_runtime as _open
+
+    config, printer = default_config(
+        home=home, durability=durability, answers=answers, console=console,
+        handle_sigint=handle_sigint,
+    )
+    async with _open(config) as rt:
+        if printer is not None:
+            rt.subscribe(printer)
+        yield rt
+
+
+def run(target: Any, *args: Any, **inputs: Any) -> Any:
+    """Run a graph function to completion from synchronous code; return its outputs.
+
+    Ctrl-C cancels the run cleanly (recorded CANCELLED, everything flushed), then raises
+    ``KeyboardInterrupt`` as Python programs do.
+    """
+    import trio
+
+    async def main() -> Any:
+        async with open_runtime() as rt:
+            try:
+                return await target(*args, **inputs)
+            except Exception:
+                if rt.interrupted:
+                    raise KeyboardInterrupt from None
+                raise
+
+    return trio.run(main)

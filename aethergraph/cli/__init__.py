@@ -1,0 +1,1 @@
+"""The ``ag`` command line."""

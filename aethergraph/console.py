@@ -1,0 +1,185 @@
+"""The console channel: messages printed to stdout, asks answered on stdin.
+
+Printing is an event subscriber: a node only emits ``message_sent`` / ``progress`` events, and
+whatever channels are attached (this console; later the dashboard) show them.
+
+Reading stdin is the awkward part. ``readline`` cannot be cancelled, and an ask must be
+abandonable the moment another channel answers it. So one daemon thread per process reads lines
+into a queue and wakes whichever trio task is waiting; a waiter that is cancelled leaves the
+line in the queue for the next ask instead of losing it.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from collections import deque
+from typing import Any, TextIO
+
+import trio
+
+from runtime import events as ev
+from runtime.errors import InvalidAnswer
+
+
+class StdinLines:
+    """Lines of stdin, read by a background thread, awaited from trio."""
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self._stream = stream
+        self._lines: deque[str] = deque()
+        self._eof = False
+        self._lock = threading.Lock()
+        self._waiter: tuple[Any, trio.Event] | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def stream(self) -> TextIO | None:
+        return self._stream if self._stream is not None else sys.stdin
+
+    def isatty(self) -> bool:
+        s = self.stream
+        try:
+            return s is not None and s.isatty()
+        except (ValueError, OSError):
+            return False
+
+    def exhausted(self) -> bool:
+        with self._lock:
+            return self._eof and not self._lines
+
+    def _ensure_thread(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._pump, name="ag-stdin", daemon=True)
+            self._thread.start()
+
+    def _pump(self) -> None:
+        stream = self.stream
+        while True:
+            try:
+                line = stream.readline() if stream is not None else ""
+            except (ValueError, OSError):
+                line = ""
+            with self._lock:
+                if line == "":
+                    self._eof = True
+                else:
+                    self._lines.append(line.rstrip("\r\n"))
+                waiter, self._waiter = self._waiter, None
+            if waiter is not None:
+                token, event = waiter
+                try:
+                    token.run_sync_soon(event.set)
+                except trio.RunFinishedError:
+                    pass
+            if line == "":
+                return
+
+    async def readline(self) -> str | None:
+        """The next line, or None at end of input."""
+        self._ensure_thread()
+        while True:
+            with self._lock:
+                if self._lines:
+                    return self._lines.popleft()
+                if self._eof:
+                    return None
+                event = trio.Event()
+                self._waiter = (trio.lowlevel.current_trio_token(), event)
+            await event.wait()
+
+
+_STDIN: StdinLines | None = None
+
+
+def stdin_lines() -> StdinLines:
+    global _STDIN
+    if _STDIN is None:
+        _STDIN = StdinLines()
+    return _STDIN
+
+
+def _out(text: str, stream: TextIO | None = None) -> None:
+    stream = stream or sys.stdout
+    try:
+        stream.write(text + "\n")
+        stream.flush()
+    except (ValueError, OSError):  # stdout closed; the event log still has it
+        pass
+
+
+class ConsolePrinter:
+    """Shows a run's human-facing events on stdout."""
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self.stream = stream
+
+    def __call__(self, event: ev.Event) -> None:
+        t = type(event)
+        if t is ev.MessageSent:
+            _out(event.text, self.stream)
+        elif t is ev.Progress:
+            if event.state == "start":
+                _out(f"⏳ {event.title}" + (f" (0/{event.total:g})" if event.total else ""), self.stream)
+            elif event.state == "end":
+                _out(f"✔ {event.title}" + (f" {event.subtitle}" if event.subtitle else ""), self.stream)
+        elif t is ev.AskOpened:
+            prompt = event.prompt
+            if event.options:
+                prompt += "  [" + " / ".join(f"{i}) {o}" for i, o in enumerate(event.options, 1)) + "]"
+            _out(f"❓ {prompt}", self.stream)
+        elif t is ev.AskAnswered:
+            if event.by != "console":
+                _out(f"→ {event.answer}  (answered by {event.by})", self.stream)
+        elif t is ev.AskExpired:
+            if event.reason == "timeout":
+                _out(f"⌛ ask {event.ask_id} got no answer in time", self.stream)
+
+
+class ConsoleSource:
+    """Answers asks from stdin: interactively on a terminal, line by line from a pipe."""
+
+    name = "console"
+
+    def __init__(self, lines: StdinLines | None = None, stream: TextIO | None = None) -> None:
+        self.lines = lines or stdin_lines()
+        self.stream = stream
+
+    def available(self) -> bool:
+        if self.lines.stream is None:
+            return False
+        return self.lines.isatty() or not self.lines.exhausted()
+
+    async def serve(self, ask, broker) -> None:
+        # The question itself is printed by ConsolePrinter when the ask opens.
+        tty = self.lines.isatty()
+        try:
+            while True:
+                if tty:
+                    _write_prompt("> ", self.stream)
+                line = await self.lines.readline()
+                if line is None:
+                    ask.gave_up.append("stdin reached end of input before an answer")
+                    return
+                if not tty:
+                    _out(f"> {line}", self.stream)
+                try:
+                    broker.answer(ask.ask_id, line, by="console")
+                    return
+                except InvalidAnswer as exc:
+                    _out(f"✗ {exc}", self.stream)
+                except KeyError:
+                    return  # answered elsewhere in the meantime
+        except trio.Cancelled:
+            if tty and ask.answer is not None and ask.by != "console":
+                _out("", self.stream)  # end the abandoned "> " prompt line
+            raise
+
+
+def _write_prompt(text: str, stream: TextIO | None) -> None:
+    stream = stream or sys.stdout
+    try:
+        stream.write(text)
+        stream.flush()
+    except (ValueError, OSError):
+        pass

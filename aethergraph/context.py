@@ -1,0 +1,137 @@
+"""NodeContext: how a node talks to the world.
+
+One per node call, injected as the ``context`` keyword. Everything it hands out (channel,
+memory, artifacts, kv, logger, services) is bound to this node, so every fact they record
+carries the run id and node path without the caller saying so.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from runtime.engine import NodeHandle
+
+    from .artifacts import Artifacts
+    from .channel import Channel
+    from .kv import KV
+    from .logger import NodeLogger
+    from .memory import Memory
+
+
+class NodeContext:
+    __slots__ = ("_node", "_channels", "_memory", "_artifacts", "_logger", "_kv")
+
+    def __init__(self, node: NodeHandle) -> None:
+        self._node = node
+        self._channels: dict[str, Channel] = {}
+        self._memory: Memory | None = None
+        self._artifacts: Artifacts | None = None
+        self._logger: NodeLogger | None = None
+        self._kv: dict[str, KV] = {}
+
+    # -- identity -----------------------------------------------------------------------------
+
+    @property
+    def run_id(self) -> str:
+        return self._node.run.run_id
+
+    @property
+    def node_id(self) -> str:
+        """The node's path in its run, e.g. ``submit_poll_notify/submit_job``."""
+        return self._node.path
+
+    @property
+    def graph_id(self) -> str:
+        return self._node.run.graph
+
+    @property
+    def attempt(self) -> int:
+        return self._node.attempt
+
+    def __repr__(self) -> str:
+        return f"<NodeContext run={self.run_id} node={self.node_id}>"
+
+    # -- the world ----------------------------------------------------------------------------
+
+    def channel(self, key: str | None = None) -> Channel:
+        """Human I/O: ``send_text``, ``ask_text``, ``ask_approval``, ``ask_choice``, ``progress``."""
+        from .channel import Channel
+
+        key = key or "console"
+        ch = self._channels.get(key)
+        if ch is None:
+            ch = self._channels[key] = Channel(self._node, key)
+        return ch
+
+    def memory(self) -> Memory:
+        if self._memory is None:
+            from .memory import Memory
+
+            self._memory = Memory(self._node)
+        return self._memory
+
+    def artifacts(self) -> Artifacts:
+        if self._artifacts is None:
+            from .artifacts import Artifacts
+
+            self._artifacts = Artifacts(self._node)
+        return self._artifacts
+
+    def kv(self, namespace: str = "default") -> KV:
+        kv = self._kv.get(namespace)
+        if kv is None:
+            from .kv import KV
+
+            kv = self._kv[namespace] = KV(self._node.runtime, namespace)
+        return kv
+
+    def logger(self) -> NodeLogger:
+        if self._logger is None:
+            from .logger import NodeLogger
+
+            self._logger = NodeLogger(self._node)
+        return self._logger
+
+    def services(self) -> dict[str, Any]:
+        """Every registered service by name."""
+        return dict(self._node.runtime.services)
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        services = self._node.runtime.services
+        if name in services:
+            service = services[name]
+            return lambda: service
+        raise AttributeError(
+            f"NodeContext has no attribute or registered service {name!r}; "
+            f"registered services: {', '.join(sorted(services)) or 'none'}"
+        )
+
+    # -- time ---------------------------------------------------------------------------------
+
+    async def sleep(self, seconds: float) -> None:
+        """Sleep on the runtime's shared timer (cheap for thousands of concurrent pollers)."""
+        await self._node.runtime.timer.sleep(seconds)
+
+    def poll(self, interval_s: float, *, timeout_s: float | None = None, what: str = ""):
+        """``async for n in context.poll(0.5, timeout_s=600): ...`` — see ``aethergraph.poll``."""
+        from .polling import poll
+
+        return poll(interval_s, timeout_s=timeout_s, what=what or f"node {self.node_id}")
+
+
+def context_for(node: NodeHandle) -> NodeContext:
+    ctx = node.user_context
+    if ctx is None:
+        ctx = node.user_context = NodeContext(node)
+    return ctx
+
+
+def current_context() -> NodeContext | None:
+    """The NodeContext of the node the calling task runs in, if any."""
+    from runtime.engine import current_node
+
+    node = current_node.get()
+    return None if node is None else context_for(node)

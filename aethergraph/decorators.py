@@ -1,0 +1,285 @@
+"""``@graph_fn`` and ``@tool``: plain Python functions become supervised nodes.
+
+Calling a decorated function returns a coroutine. Where it runs decides what it is:
+
+- inside a node (the ``context=`` of a node is passed, or the call happens in a node's task):
+  a child node of the same run;
+- at top level: a new run, in the runtime that is open, or in one opened for this call alone.
+
+This module imports neither trio nor the engine at import time: ``import aethergraph`` stays
+cheap, and the engine loads when the first graph runs.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+_MISSING = object()
+
+
+class _NodeFunction:
+    kind = "graph_fn"
+
+    def __init__(
+        self,
+        fn: Callable[..., Any],
+        *,
+        name: str | None,
+        inputs: Sequence[str] | None,
+        outputs: Sequence[str] | None,
+        version: str,
+        timeout_s: float | None,
+        retries: int | None,
+        retry: Any,
+        thread: bool = False,
+    ) -> None:
+        import inspect
+
+        from runtime.retry import RetryPolicy
+
+        if retries is not None and retry is not None:
+            raise TypeError("give either retries= or retry=, not both")
+        self.fn = fn
+        self.name = name or fn.__name__
+        if "/" in self.name or "#" in self.name or not self.name:
+            raise ValueError(f"node name {self.name!r} must be non-empty without '/' or '#'")
+        self.inputs = list(inputs) if inputs is not None else None
+        self.outputs = list(outputs) if outputs is not None else None
+        self.version = version
+        self.thread = thread
+        self.is_async = inspect.iscoroutinefunction(fn)
+        self.signature = inspect.signature(fn)
+        self.wants_context = "context" in self.signature.parameters
+        policy = retry if retry is not None else RetryPolicy.from_retries(retries)
+        self._spec_args = (self.name, self.kind, policy, timeout_s)
+        self._spec = None
+        functools.update_wrapper(self, fn)
+
+    @property
+    def spec(self):
+        if self._spec is None:
+            from runtime.engine import NodeSpec
+
+            name, kind, policy, timeout_s = self._spec_args
+            self._spec = NodeSpec(name=name, kind=kind, retry=policy, timeout_s=timeout_s)
+        return self._spec
+
+    @property
+    def entrypoint(self) -> str:
+        """Where to find this function again (for ``ag resume``): ``file.py:name`` for a script,
+        ``package.module:name`` otherwise."""
+        module = getattr(self.fn, "__module__", "") or ""
+        qual = getattr(self.fn, "__qualname__", self.name)
+        if (
+            module == "__main__"
+            or module.startswith("_ag_target_")  # loaded from a file by `ag run file.py:fn`
+            or not _importable(module)
+        ):
+            code = getattr(self.fn, "__code__", None)
+            if code is not None:
+                return f"{code.co_filename}:{qual}"
+        return f"{module}:{qual}"
+
+    def __repr__(self) -> str:
+        return f"<{self.kind} {self.name}>"
+
+    def __get__(self, obj: Any, objtype: Any = None) -> Any:
+        if obj is None:
+            return self
+        return functools.partial(self.__call__, obj)
+
+    # -- calling ------------------------------------------------------------------------------
+
+    def __call__(self, *args: Any, context: Any = None, **kwargs: Any) -> Any:
+        return self._call(args, kwargs, context)
+
+    def _inputs(self, args: tuple, kwargs: dict) -> dict[str, Any]:
+        if not args:
+            return kwargs
+        bound = self.signature.bind_partial(*args, **kwargs)
+        return dict(bound.arguments)
+
+    def _normalize(self, result: Any) -> Any:
+        return result
+
+    def _invoker(self, args: tuple, kwargs: dict):
+        fn = self.fn
+        wants_context = self.wants_context
+        normalize = self._normalize
+        is_async = self.is_async
+        thread = self.thread
+
+        async def invoke(node):
+            if wants_context:
+                from .context import context_for
+
+                call_kwargs = dict(kwargs)
+                call_kwargs["context"] = context_for(node)
+            else:
+                call_kwargs = kwargs
+            if is_async:
+                result = await fn(*args, **call_kwargs)
+            elif thread:
+                import trio
+
+                result = await trio.to_thread.run_sync(functools.partial(fn, *args, **call_kwargs))
+            else:
+                result = fn(*args, **call_kwargs)
+                if hasattr(result, "__await__"):
+                    result = await result
+            return normalize(result)
+
+        return invoke
+
+    async def _call(self, args: tuple, kwargs: dict, context: Any) -> Any:
+        from runtime.engine import current_node, current_runtime
+
+        if context is not None:
+            parent = getattr(context, "_node", None)
+            if parent is None:
+                raise TypeError(f"context= must be a NodeContext, got {type(context).__name__}")
+        else:
+            parent = current_node.get()
+        inputs = self._inputs(args, kwargs)
+        invoke = self._invoker(args, kwargs)
+        if parent is not None:
+            return await parent.runtime.execute_node(parent.run, parent, self.spec, inputs, invoke)
+        rt = current_runtime.get()
+        if rt is not None:
+            return await self._top_level(rt, inputs, invoke)
+        from .api import open_runtime
+
+        async with open_runtime() as rt:
+            return await self._top_level(rt, inputs, invoke)
+
+    async def _top_level(self, rt: Any, inputs: dict, invoke: Any) -> Any:
+        from runtime.errors import GraphFailed
+
+        outcome = await rt.run_graph(self.spec, inputs, invoke, entrypoint=self.entrypoint)
+        if outcome.ok or isinstance(outcome.error, GraphFailed):
+            # A run that ended FAILED through ``Failed(...)`` still hands back its outputs.
+            return outcome.outputs
+        if rt.interrupted:
+            # Ctrl-C: the run is recorded CANCELLED; the program stops the way Python programs do.
+            raise KeyboardInterrupt from outcome.error
+        raise outcome.error
+
+    async def start_run(self, rt: Any, inputs: dict[str, Any], *, entrypoint: str | None = None,
+                        run_id: str | None = None) -> Any:
+        """Run as a top-level run in ``rt``; return the ``RunOutcome`` (never raises for a run
+        that failed or was cancelled: the outcome says so)."""
+        return await rt.run_graph(
+            self.spec, dict(inputs), self._invoker((), dict(inputs)),
+            entrypoint=entrypoint or self.entrypoint, run_id=run_id,
+        )
+
+    # -- synchronous entry --------------------------------------------------------------------
+
+    def sync(self, *args: Any, **inputs: Any) -> Any:
+        """Run as a top-level run from synchronous code (``trio.run`` underneath)."""
+        from .api import run
+
+        return run(self, *args, **inputs)
+
+    run = sync
+
+
+class GraphFunction(_NodeFunction):
+    kind = "graph_fn"
+
+    def _normalize(self, result: Any) -> Any:
+        outs = self.outputs
+        if _is_failed(result):
+            return result
+        if outs and len(outs) == 1 and not (isinstance(result, dict) and outs[0] in result):
+            return {outs[0]: result}
+        return result
+
+
+class ToolFunction(_NodeFunction):
+    kind = "tool"
+
+    def _normalize(self, result: Any) -> Any:
+        """Upstream's normalisation: None -> {}, dict as is, tuple -> named or out0..., scalar
+        -> the single declared output, else ``result``."""
+        outs = self.outputs
+        if result is None:
+            return {}
+        if _is_failed(result):
+            return result
+        if isinstance(result, dict):
+            return result
+        if isinstance(result, tuple):
+            if outs and len(outs) == len(result):
+                return dict(zip(outs, result))
+            return {f"out{i}": v for i, v in enumerate(result)}
+        if outs and len(outs) == 1:
+            return {outs[0]: result}
+        return {"result": result}
+
+
+def _is_failed(result: Any) -> bool:
+    from runtime.engine import Failed
+
+    return isinstance(result, Failed)
+
+
+def _importable(module: str) -> bool:
+    mod = sys.modules.get(module)
+    spec = getattr(mod, "__spec__", None)
+    return spec is not None and spec.name == module
+
+
+def _decorate(cls, fn, kwargs):
+    if fn is not None and callable(fn):
+        return cls(fn, **kwargs)
+
+    def wrap(f):
+        return cls(f, **kwargs)
+
+    return wrap
+
+
+def graph_fn(
+    fn: Callable[..., Any] | None = None,
+    *,
+    name: str | None = None,
+    inputs: Sequence[str] | None = None,
+    outputs: Sequence[str] | None = None,
+    version: str = "0.1.0",
+    timeout_s: float | None = None,
+    retries: int | None = None,
+    retry: Any = None,
+) -> Any:
+    """Turn ``async def f(..., *, context)`` into a node. ``timeout_s`` bounds each attempt."""
+    return _decorate(GraphFunction, fn, dict(
+        name=name, inputs=inputs, outputs=outputs, version=version, timeout_s=timeout_s,
+        retries=retries, retry=retry,
+    ))
+
+
+def tool(
+    fn: Callable[..., Any] | None = None,
+    *,
+    outputs: Sequence[str] | None = None,
+    inputs: Sequence[str] | None = None,
+    name: str | None = None,
+    version: str = "0.1.0",
+    timeout_s: float | None = None,
+    retries: int | None = None,
+    retry: Any = None,
+    thread: bool = False,
+) -> Any:
+    """A small reusable step, sync or async; the unit of checkpoint and retry.
+
+    ``retries=N`` retries a failing (or timed-out) call N more times with exponential backoff and
+    jitter; ``retry=RetryPolicy(...)`` gives full control. A sync tool runs on the event loop
+    unless ``thread=True`` moves it to a worker thread (for blocking I/O).
+    """
+    return _decorate(ToolFunction, fn, dict(
+        name=name, inputs=inputs, outputs=outputs, version=version, timeout_s=timeout_s,
+        retries=retries, retry=retry, thread=thread,
+    ))

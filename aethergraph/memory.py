@@ -1,0 +1,204 @@
+"""memory(): durable events with provenance, queried through the index.
+
+``record`` appends a ``memory_recorded`` event to the run's log (the source of truth) and returns
+it; the index makes it queryable across runs and processes. Queries see everything recorded
+before them, including by this node a moment ago.
+
+Scopes: ``"run"`` (this run), ``"graph"`` (every run of this graph; the default, so a new run
+sees what earlier runs of the same graph recorded) and ``"all"``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from runtime import events as ev
+from runtime.ids import derived_id
+
+if TYPE_CHECKING:
+    from runtime.engine import NodeHandle
+
+SCOPES = ("run", "graph", "all")
+# A full checkpoint (a chance for other tasks to run) every this many records; in between only
+# cancellation is checked, which is what keeps a tight record() loop fast.
+_YIELD_EVERY = 64
+
+
+def _clean_metrics(metrics: Mapping[str, Any] | None) -> dict[str, float]:
+    if not metrics:
+        return {}
+    out: dict[str, float] = {}
+    for k, v in metrics.items():
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise TypeError(f"metric {k!r} must be a number, got {type(v).__name__}")
+        if not math.isfinite(v):
+            raise ValueError(f"metric {k!r} must be finite, got {v!r}")
+        out[str(k)] = float(v)
+    return out
+
+
+def _str_list(name: str, values: Sequence[Any] | None) -> list[str]:
+    if values is None:
+        return []
+    if isinstance(values, str):
+        raise TypeError(f"{name} must be a list of strings, not a string")
+    return [str(v) for v in values]
+
+
+class Memory:
+    def __init__(self, node: NodeHandle) -> None:
+        self._node = node
+        self._count = 0
+
+    async def record(
+        self,
+        kind: str,
+        data: Any = None,
+        tags: Sequence[str] | None = None,
+        entities: Sequence[str] | None = None,
+        severity: int = 2,
+        stage: str | None = None,
+        inputs_ref: Any = None,
+        outputs_ref: Any = None,
+        metrics: Mapping[str, float] | None = None,
+        sources: Sequence[str] | None = None,
+        *,
+        text: str | None = None,
+        topic: str | None = None,
+        inputs: Any = None,
+        outputs: Any = None,
+    ) -> ev.MemoryRecorded:
+        """Record one event; returns it (``event_id``, ``ts``, ``run_id``, ``node_id``...).
+
+        Returns once the event is as durable as the runtime's durability setting promises.
+        """
+        if not isinstance(kind, str) or not kind:
+            raise ValueError("kind must be a non-empty string")
+        node = self._node
+        event, ticket = node.emit(
+            ev.MemoryRecorded,
+            event_id=derived_id("ev", node.run.run_id, node.path, node.next_count("memory")),
+            kind=kind,
+            graph=node.run.graph,
+            data=data,
+            tags=_str_list("tags", tags),
+            entities=_str_list("entities", entities),
+            severity=int(severity),
+            stage=stage or "",
+            topic=topic or "",
+            text=text or "",
+            inputs_ref=inputs_ref,
+            outputs_ref=outputs_ref,
+            inputs=inputs,
+            outputs=outputs,
+            metrics=_clean_metrics(metrics),
+            sources=_str_list("sources", sources),
+        )
+        writer = node.runtime.writer
+        if writer.durability == "strict":
+            await writer.wait_durable(ticket)
+        else:
+            self._count += 1
+            if writer.backlog > 100_000:
+                await writer.wait_room()
+            elif self._count % _YIELD_EVERY == 0:
+                await trio.lowlevel.checkpoint()
+            else:
+                await trio.lowlevel.checkpoint_if_cancelled()
+        return event
+
+    async def write_result(
+        self,
+        topic: str,
+        inputs: Any = None,
+        outputs: Any = None,
+        tags: Sequence[str] | None = None,
+        metrics: Mapping[str, float] | None = None,
+        message: str | None = None,
+    ) -> ev.MemoryRecorded:
+        """Record a tool's result under ``topic`` (kind ``tool_result``)."""
+        return await self.record(
+            "tool_result", data={"inputs": inputs, "outputs": outputs}, tags=tags, metrics=metrics,
+            topic=topic, text=message, inputs=inputs, outputs=outputs,
+        )
+
+    # -- queries ------------------------------------------------------------------------------
+
+    def _scope_filter(self, scope: str) -> dict[str, str]:
+        if scope == "run":
+            return {"run_id": self._node.run.run_id}
+        if scope == "graph":
+            return {"graph": self._node.run.graph}
+        if scope == "all":
+            return {}
+        raise ValueError(f"scope must be one of {SCOPES}, got {scope!r}")
+
+    async def query(
+        self,
+        *,
+        kinds: Sequence[str] | None = None,
+        tags: Sequence[str] | None = None,
+        entities: Sequence[str] | None = None,
+        run_id: str | None = None,
+        node: str | None = None,
+        topic: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        text: str | None = None,
+        limit: int | None = 50,
+        order: str = "desc",
+        scope: str = "graph",
+    ) -> list[ev.MemoryRecorded]:
+        """Events matching every given filter, newest first (``order="asc"`` for oldest)."""
+        if isinstance(kinds, str):
+            kinds = [kinds]
+        filters = self._scope_filter(scope) if run_id is None else {"run_id": run_id}
+        rt = self._node.runtime
+        await rt.writer.wait_durable()  # read what this process recorded a moment ago
+        return await trio.to_thread.run_sync(
+            lambda: rt.index.memory(
+                kinds=kinds, tags=tags, entities=entities, node=node, topic=topic,
+                since=since, until=until, text=text, limit=limit, order=order, **filters,
+            )
+        )
+
+    async def recent(
+        self, kinds: Sequence[str] | None = None, limit: int = 50, *, scope: str = "graph"
+    ) -> list[ev.MemoryRecorded]:
+        """The ``limit`` most recent events (of ``kinds``), oldest first."""
+        events = await self.query(kinds=kinds, limit=limit, scope=scope)
+        events.reverse()
+        return events
+
+    async def recent_data(
+        self, kinds: Sequence[str] | None = None, limit: int = 50, *, scope: str = "graph"
+    ) -> list[Any]:
+        return [e.data for e in await self.recent(kinds, limit, scope=scope)]
+
+    async def last_by_name(self, name: str, *, scope: str = "graph") -> ev.MemoryRecorded | None:
+        """The most recent event of kind ``name`` (or recorded under topic ``name``)."""
+        found = await self.query(kinds=[name], limit=1, scope=scope)
+        if not found:
+            found = await self.query(topic=name, limit=1, scope=scope)
+        return found[0] if found else None
+
+    async def latest_refs_by_kind(
+        self, kind: str, limit: int = 50, *, scope: str = "graph"
+    ) -> list[Any]:
+        """The artifact refs (``outputs_ref``, else ``inputs_ref``) of the latest events of
+        ``kind``, newest first."""
+        refs = []
+        for e in await self.query(kinds=[kind], limit=limit, scope=scope):
+            ref = e.outputs_ref if e.outputs_ref is not None else e.inputs_ref
+            if ref is not None:
+                refs.append(ref)
+        return refs
+
+    async def last_outputs_by_topic(self, topic: str, *, scope: str = "graph") -> Any:
+        """The outputs of the latest ``write_result`` under ``topic`` (None if none)."""
+        found = await self.query(kinds=["tool_result"], topic=topic, limit=1, scope=scope)
+        return found[0].outputs if found else None

@@ -1,0 +1,584 @@
+"""Runs and nodes under trio supervision.
+
+A *runtime* is a nursery that owns the log writer, the shared timer, the store and a nursery for
+services' background work. A *run* is one top-level call of a graph: its own cancel scope, its own
+log. A *node* is one call of a graph function or tool inside a run, addressed by its path
+(``submit_poll_notify/submit_job``, ``.../submit_job#2`` for the second call of the same name in
+the same parent). Each node runs in its own cancel scope, registered under run id and path, so it
+can be cancelled or retried from outside; each attempt runs in a nested scope that carries the
+node's deadline.
+
+Terminal states are exact: a node that ran out of time is TIMED_OUT, one that someone stopped is
+CANCELLED (with the reason and who asked), and only an exception in its own code is FAILED.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import attrs
+import trio
+
+from . import events as ev
+from ._exc import unwrap_single
+from .errors import AetherGraphError, GraphFailed, NodeCancelled, NodeTimeout, UnknownRun
+from .ids import new_run_id
+from .retry import NO_RETRY, RetryPolicy
+from .store.artifacts import BlobStore
+from .store.index import Index
+from .store.kv import KVStore
+from .store.layout import StoreLayout
+from .store.writer import LogWriter, resolve_durability
+from .timer import Timer
+
+log = logging.getLogger("aethergraph.runtime")
+
+current_runtime: contextvars.ContextVar[Runtime | None] = contextvars.ContextVar(
+    "aethergraph_runtime", default=None
+)
+current_node: contextvars.ContextVar[NodeHandle | None] = contextvars.ContextVar(
+    "aethergraph_node", default=None
+)
+
+HOST = socket.gethostname()
+
+
+@attrs.frozen
+class NodeSpec:
+    """What the engine needs to know about a callable to run it as a node."""
+
+    name: str
+    kind: str = "graph_fn"  # "graph_fn" | "tool"
+    retry: RetryPolicy = NO_RETRY
+    timeout_s: float | None = None
+
+    def __attrs_post_init__(self) -> None:
+        if self.timeout_s is not None and not self.timeout_s > 0:
+            raise ValueError(f"timeout_s must be > 0, got {self.timeout_s!r}")
+
+
+@attrs.define(eq=False)
+class NodeHandle:
+    run: Run
+    path: str
+    spec: NodeSpec
+    parent: NodeHandle | None
+    scope: trio.CancelScope = attrs.field(factory=trio.CancelScope)
+    attempt: int = 0
+    attempt_scope: trio.CancelScope | None = None
+    state: str = ev.RUNNING
+    cancel_reason: str = ""
+    cancel_by: str = ""
+    retry_requested_by: str | None = None
+    _children: dict[str, int] = attrs.field(factory=dict)
+    _counters: dict[str, int] = attrs.field(factory=dict)
+    # The public API caches its NodeContext here; the engine never looks at it.
+    user_context: Any = None
+
+    @property
+    def run_id(self) -> str:
+        return self.run.run_id
+
+    @property
+    def runtime(self) -> Runtime:
+        return self.run.runtime
+
+    def next_count(self, what: str) -> int:
+        """A per-node counter (asks, memory events...): deterministic for the same code path."""
+        n = self._counters.get(what, 0) + 1
+        self._counters[what] = n
+        return n
+
+    def child_path(self, name: str) -> str:
+        n = self._children.get(name, 0) + 1
+        self._children[name] = n
+        return f"{self.path}/{name}" if n == 1 else f"{self.path}/{name}#{n}"
+
+    def cancel(self, reason: str = "cancelled", by: str = "") -> None:
+        if not self.cancel_reason:
+            self.cancel_reason, self.cancel_by = reason, by
+        self.scope.cancel()
+
+    def request_retry(self, by: str = "") -> bool:
+        """End the current attempt now and start the next one with the same inputs."""
+        if self.attempt_scope is None or self.state != ev.RUNNING:
+            return False
+        self.retry_requested_by = by or "unknown"
+        self.attempt_scope.cancel()
+        return True
+
+    def emit(self, cls: type[ev.Event], **fields: Any) -> tuple[ev.Event, int]:
+        return self.run.emit(cls, node=self.path, **fields)
+
+
+@attrs.define(eq=False)
+class Run:
+    runtime: Runtime
+    run_id: str
+    graph: str
+    scope: trio.CancelScope = attrs.field(factory=trio.CancelScope)
+    seq: int = 0
+    last_ts: float = 0.0
+    status: str = ev.RUNNING
+    cancel_reason: str = ""
+    cancel_by: str = ""
+    nodes: dict[str, NodeHandle] = attrs.field(factory=dict)
+    _roots: dict[str, int] = attrs.field(factory=dict)
+
+    def emit(self, cls: type[ev.Event], node: str = "", **fields: Any) -> tuple[ev.Event, int]:
+        self.seq += 1
+        ts = time.time()
+        if ts < self.last_ts:  # keep a run's timeline monotonic across clock steps
+            ts = self.last_ts
+        self.last_ts = ts
+        event = cls(run_id=self.run_id, seq=self.seq, ts=ts, node=node, **fields)
+        rt = self.runtime
+        ticket = rt.writer.append(event)
+        if rt._subscribers:
+            rt._publish(event)
+        return event, ticket
+
+    def root_path(self, name: str) -> str:
+        n = self._roots.get(name, 0) + 1
+        self._roots[name] = n
+        return name if n == 1 else f"{name}#{n}"
+
+    def cancel(self, reason: str = "cancelled", by: str = "") -> None:
+        if not self.cancel_reason:
+            self.cancel_reason, self.cancel_by = reason, by
+        self.scope.cancel()
+
+
+@attrs.frozen
+class Failed:
+    """Return this from a node to end it FAILED on purpose, keeping ``outputs``.
+
+    For a result that is a failure but not an error (a job that failed and was not retried).
+    A node that returns a child's ``Failed`` ends FAILED too, so the state travels up; at the
+    top of a run it is unwrapped: the caller gets ``outputs`` and the run is recorded FAILED.
+    """
+
+    message: str
+    outputs: Any = None
+
+
+@attrs.define
+class RunOutcome:
+    run_id: str
+    status: str
+    outputs: Any = None
+    error: BaseException | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == ev.SUCCEEDED
+
+
+@attrs.define
+class RuntimeConfig:
+    home: str | None = None
+    durability: str | None = None
+    # Answers to give to asks, in order, before any channel is asked (``ag run --answer``).
+    answers: list[str] = attrs.field(factory=list)
+    handle_sigint: bool = True
+    services: dict[str, Any] = attrs.field(factory=dict)
+    answer_sources: list[Any] = attrs.field(factory=list)
+
+
+Invoke = Callable[[NodeHandle], Awaitable[Any]]
+
+
+class Runtime:
+    """Owns everything that must outlive a single run; see ``open_runtime``."""
+
+    def __init__(self, config: RuntimeConfig, layout: StoreLayout, system: trio.Nursery) -> None:
+        from .asks import AskBroker
+
+        self.config = config
+        self.layout = layout
+        self.durability = resolve_durability(config.durability)
+        self.index = Index(layout)
+        self.writer = LogWriter(layout, self.durability, sink=self.index.ingest)
+        self.timer = Timer()
+        self.blobs = BlobStore(layout)
+        self.kv = KVStore(layout)
+        self.asks = AskBroker(self, list(config.answers), list(config.answer_sources))
+        self.services: dict[str, Any] = dict(config.services)
+        self.runs: dict[str, Run] = {}
+        self.interrupted = False
+        self._system = system
+        self._service_nursery: trio.Nursery | None = None
+        self._started_services: set[str] = set()
+        self._subscribers: list[Callable[[ev.Event], None]] = []
+
+    # -- services -----------------------------------------------------------------------------
+
+    @property
+    def service_nursery(self) -> trio.Nursery:
+        """Where services run background work; cancelled when the runtime closes."""
+        if self._service_nursery is None:
+            raise RuntimeError("the runtime is not open")
+        return self._service_nursery
+
+    def spawn(self, fn: Callable[..., Awaitable[Any]], *args: Any, name: str | None = None) -> None:
+        self.service_nursery.start_soon(fn, *args, name=name)
+
+    def attach_service(self, name: str, service: Any) -> None:
+        """Make ``service`` available; start it (in the background) if the runtime is open."""
+        self.services[name] = service
+        if self._service_nursery is not None and name not in self._started_services:
+            self._started_services.add(name)
+            start = getattr(service, "start", None)
+            if start is not None:
+                self._service_nursery.start_soon(start, name=f"service {name} start")
+
+    async def _start_services(self) -> None:
+        for name, svc in list(self.services.items()):
+            self._started_services.add(name)
+            start = getattr(svc, "start", None)
+            if start is not None:
+                await start()
+
+    async def _close_services(self) -> None:
+        for name, svc in reversed(list(self.services.items())):
+            close = getattr(svc, "close", None)
+            if close is None or name not in self._started_services:
+                continue
+            with trio.move_on_after(10):
+                try:
+                    await close()
+                except Exception:
+                    log.exception("service %s failed to close", name)
+
+    # -- events -------------------------------------------------------------------------------
+
+    def subscribe(self, callback: Callable[[ev.Event], None]) -> Callable[[], None]:
+        """Call ``callback`` synchronously with every event emitted from now on."""
+        self._subscribers.append(callback)
+        return lambda: self._subscribers.remove(callback)
+
+    def _publish(self, event: ev.Event) -> None:
+        for cb in list(self._subscribers):
+            try:
+                cb(event)
+            except Exception:
+                log.exception("event subscriber failed; dropping it")
+                self._subscribers.remove(cb)
+
+    # -- runs ---------------------------------------------------------------------------------
+
+    async def run_graph(
+        self,
+        spec: NodeSpec,
+        inputs: dict[str, Any],
+        invoke: Invoke,
+        *,
+        entrypoint: str = "",
+        run_id: str | None = None,
+    ) -> RunOutcome:
+        """Open a run, execute ``invoke`` as its root node, record how it ended."""
+        run_id = run_id or new_run_id()
+        self.writer.open_run(run_id)
+        run = Run(self, run_id, spec.name)
+        self.runs[run_id] = run
+        t0 = time.monotonic()
+        run.emit(
+            ev.RunStarted,
+            graph=spec.name,
+            inputs=inputs,
+            entrypoint=entrypoint,
+            pid=os.getpid(),
+            host=HOST,
+            durability=self.durability,
+        )
+        outcome = RunOutcome(run_id, ev.RUNNING)
+        raised: BaseException | None = None
+        try:
+            with run.scope:
+                outputs = await self.execute_node(run, None, spec, inputs, invoke)
+                if isinstance(outputs, Failed):
+                    outcome.status = ev.FAILED
+                    outcome.outputs = outputs.outputs
+                    outcome.error = GraphFailed(outputs.message, outputs.outputs)
+                else:
+                    outcome.status = ev.SUCCEEDED
+                    outcome.outputs = outputs
+            if run.scope.cancelled_caught:
+                outcome.status = ev.CANCELLED
+                outcome.error = NodeCancelled(spec.name, run.cancel_reason, run.cancel_by)
+        except NodeCancelled as exc:
+            outcome.status, outcome.error = ev.CANCELLED, exc
+        except NodeTimeout as exc:
+            outcome.status, outcome.error = ev.TIMED_OUT, exc
+        except Exception as exc:
+            outcome.status, outcome.error = ev.FAILED, exc
+        except BaseException as exc:  # KeyboardInterrupt, or cancellation from outside the run
+            outcome.status, outcome.error = ev.CANCELLED, exc
+            raised = exc
+        finally:
+            run.status = outcome.status
+            err = outcome.error
+            run.emit(
+                ev.RunFinished,
+                status=outcome.status,
+                outputs=outcome.outputs,
+                error=None if err is None else ev.error_info(err, with_traceback=False),
+                duration_s=time.monotonic() - t0,
+            )
+            self.writer.close_run(run_id)
+            del self.runs[run_id]
+            if self.durability == "strict":
+                with trio.CancelScope(shield=True):
+                    await self.writer.wait_durable()
+        if raised is not None:
+            raise raised
+        return outcome
+
+    async def execute_node(
+        self,
+        run: Run,
+        parent: NodeHandle | None,
+        spec: NodeSpec,
+        inputs: dict[str, Any],
+        invoke: Invoke,
+    ) -> Any:
+        path = parent.child_path(spec.name) if parent is not None else run.root_path(spec.name)
+        node = NodeHandle(run, path, spec, parent)
+        run.nodes[path] = node
+        node.emit(
+            ev.NodeStarted,
+            name=spec.name,
+            kind=spec.kind,
+            inputs=inputs,
+            parent=parent.path if parent is not None else "",
+        )
+        token = current_node.set(node)
+        t0 = time.monotonic()
+        done = False  # a terminal event has been emitted
+
+        def finish(state: str, cls: type[ev.Event], **fields: Any) -> None:
+            nonlocal done
+            done = True
+            node.state = state
+            node.emit(cls, attempt=node.attempt, duration_s=time.monotonic() - t0, **fields)
+
+        try:
+            with node.scope:
+                while True:
+                    node.attempt += 1
+                    node.retry_requested_by = None
+                    failure: Exception | None = None
+                    with trio.CancelScope() as attempt_scope:
+                        if spec.timeout_s is not None:
+                            attempt_scope.deadline = trio.current_time() + spec.timeout_s
+                        node.attempt_scope = attempt_scope
+                        try:
+                            result = await invoke(node)
+                        except NodeCancelled:
+                            raise
+                        except Exception as exc:
+                            failure = exc
+                    node.attempt_scope = None
+                    if attempt_scope.cancelled_caught and node.retry_requested_by is not None:
+                        node.emit(
+                            ev.AttemptRetried,
+                            attempt=node.attempt,
+                            requested_by=node.retry_requested_by,
+                        )
+                        continue
+                    timed_out = attempt_scope.cancelled_caught
+                    if not timed_out and failure is None:
+                        if isinstance(result, Failed):
+                            finish(ev.FAILED, ev.NodeFailed, outputs=result.outputs,
+                                   error=ev.ErrorInfo(type="Failed", message=result.message))
+                        else:
+                            finish(ev.SUCCEEDED, ev.NodeFinished, outputs=result)
+                        return result
+                    if timed_out:
+                        node.emit(
+                            ev.NodeTimedOut,
+                            timeout_s=spec.timeout_s or 0.0,
+                            attempt=node.attempt,
+                            duration_s=time.monotonic() - t0,
+                        )
+                    if spec.retry.should_retry(node.attempt, failure):
+                        delay = spec.retry.delay(node.attempt)
+                        node.emit(
+                            ev.AttemptRetried,
+                            attempt=node.attempt,
+                            delay_s=delay,
+                            error=ev.error_info(failure) if failure is not None else None,
+                        )
+                        await self.timer.sleep(delay)
+                        continue
+                    if timed_out:
+                        done = True
+                        node.state = ev.TIMED_OUT
+                        raise NodeTimeout(path, spec.timeout_s or 0.0, node.attempt)
+                    finish(ev.FAILED, ev.NodeFailed, error=ev.error_info(failure))
+                    raise failure
+            # Only reachable when node.scope caught its own cancellation.
+            finish(ev.CANCELLED, ev.NodeCancelled, reason=node.cancel_reason, by=node.cancel_by)
+            raise NodeCancelled(path, node.cancel_reason, node.cancel_by)
+        except NodeCancelled as exc:
+            if not done:
+                finish(ev.CANCELLED, ev.NodeCancelled, reason=f"child {exc.path} cancelled: {exc.reason}", by=exc.by)
+                raise NodeCancelled(path, f"child {exc.path} cancelled: {exc.reason}", exc.by) from exc
+            raise
+        except BaseException as exc:
+            if not done:
+                if isinstance(exc, trio.Cancelled):
+                    reason, by = self._outer_cancel_reason(node)
+                elif isinstance(exc, KeyboardInterrupt):
+                    reason, by = "interrupted (KeyboardInterrupt)", "signal"
+                elif isinstance(exc, Exception):  # e.g. an error raised while retrying
+                    finish(ev.FAILED, ev.NodeFailed, error=ev.error_info(exc))
+                    raise
+                else:
+                    reason, by = f"interrupted ({type(exc).__name__})", ""
+                finish(ev.CANCELLED, ev.NodeCancelled, reason=reason, by=by)
+            raise
+        finally:
+            current_node.reset(token)
+            node.attempt_scope = None
+            if run.nodes.get(path) is node:
+                del run.nodes[path]
+
+    @staticmethod
+    def _outer_cancel_reason(node: NodeHandle) -> tuple[str, str]:
+        """Why a node saw ``trio.Cancelled`` from outside its own scopes."""
+        p = node.parent
+        while p is not None:
+            if p.scope.cancel_called:
+                return f"parent {p.path} cancelled: {p.cancel_reason}", p.cancel_by
+            if p.attempt_scope is not None and p.attempt_scope.cancel_called:
+                if p.retry_requested_by is not None:
+                    return f"parent {p.path} is being retried", p.retry_requested_by
+                return f"parent {p.path} timed out", "deadline"
+            p = p.parent
+        run = node.run
+        if run.scope.cancel_called:
+            return f"run cancelled: {run.cancel_reason}", run.cancel_by
+        return "cancelled by an enclosing cancel scope", ""
+
+    # -- control ------------------------------------------------------------------------------
+
+    def find_run(self, run_id: str) -> Run:
+        try:
+            return self.runs[run_id]
+        except KeyError:
+            raise UnknownRun(run_id) from None
+
+    def cancel(self, run_id: str, path: str | None = None, *, reason: str = "cancelled", by: str = "") -> None:
+        run = self.find_run(run_id)
+        if path is None:
+            run.cancel(reason, by)
+            return
+        node = run.nodes.get(path)
+        if node is None:
+            raise AetherGraphError(f"run {run_id} has no running node {path!r}")
+        node.cancel(reason, by)
+
+    def retry(self, run_id: str, path: str, *, by: str = "") -> None:
+        run = self.find_run(run_id)
+        node = run.nodes.get(path)
+        if node is None or not node.request_retry(by):
+            raise AetherGraphError(f"run {run_id} has no running node {path!r} to retry")
+
+    def cancel_all(self, reason: str, by: str = "") -> None:
+        for run in list(self.runs.values()):
+            run.cancel(reason, by)
+
+    async def sleep(self, seconds: float) -> None:
+        await self.timer.sleep(seconds)
+
+    async def _watch_sigint(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        """First Ctrl-C: cancel every run cleanly. Second: stop at once."""
+        with trio.open_signal_receiver(signal.SIGINT) as signals:
+            task_status.started()
+            async for _ in signals:
+                if self.interrupted:
+                    raise KeyboardInterrupt
+                self.interrupted = True
+                log.warning("interrupted: cancelling %d run(s); Ctrl-C again to stop at once", len(self.runs))
+                self.cancel_all("interrupted (Ctrl-C)", by="signal")
+
+
+@asynccontextmanager
+async def open_runtime(config: RuntimeConfig | None = None) -> AsyncIterator[Runtime]:
+    """Open the store and the engine's tasks for the duration of the block.
+
+    On exit (normal, error or Ctrl-C) services are stopped, their background tasks cancelled,
+    and every emitted event is written and fsync'd before this returns.
+    """
+    config = config or RuntimeConfig()
+    layout = StoreLayout.at(config.home).ensure()
+    rt: Runtime | None = None
+    try:
+        with unwrap_single():
+            async with trio.open_nursery() as system:
+                rt = Runtime(config, layout, system)
+                async with _supervise(rt, system) as opened:
+                    yield opened
+    finally:
+        if rt is not None:
+            rt.kv.close()
+            rt.index.close()
+
+
+@asynccontextmanager
+async def _supervise(rt: Runtime, system: trio.Nursery) -> AsyncIterator[Runtime]:
+    # A crash between log and index lost nothing: index what the logs hold beyond its marks.
+    await trio.to_thread.run_sync(rt.index.catch_up)
+    await system.start(rt.writer.run)
+    await system.start(rt.timer.run)
+    if rt.config.handle_sigint and threading.current_thread() is threading.main_thread():
+        await system.start(rt._watch_sigint)
+    token = current_runtime.set(rt)
+    try:
+        with unwrap_single():
+            async with trio.open_nursery() as services:
+                rt._service_nursery = services
+                try:
+                    await rt._start_services()
+                    yield rt
+                finally:
+                    services.cancel_scope.cancel()
+        with trio.CancelScope(shield=True):
+            await rt._close_services()
+    finally:
+        rt._service_nursery = None
+        current_runtime.reset(token)
+        # Stops the timer and the writer; the writer flushes and fsyncs on its way out.
+        system.cancel_scope.cancel()
+
+
+def runtime_or_none() -> Runtime | None:
+    return current_runtime.get()
+
+
+def node_or_none() -> NodeHandle | None:
+    return current_node.get()
+
+
+__all__ = [
+    "Failed",
+    "NodeHandle",
+    "NodeSpec",
+    "Run",
+    "RunOutcome",
+    "Runtime",
+    "RuntimeConfig",
+    "current_node",
+    "current_runtime",
+    "open_runtime",
+]

@@ -1,0 +1,241 @@
+"""One vocabulary of facts.
+
+Every fact the runtime knows is one of the Structs below, in a single tagged union keyed by
+``type``. An event is encoded once, by one reused encoder, and those bytes are what the log
+stores and (later) what the sidecar sends; readers decode with one reused decoder.
+
+Every event carries ``run_id``, ``node`` (the node path, empty for run-level facts), ``seq``
+(position in its run's log, from 1) and ``ts`` (seconds since the epoch).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, Union
+
+import msgspec
+
+# Terminal states of a node or a run. CANCELLED and TIMED_OUT are states of their own: a person
+# who cancelled a stuck job must not later read it as a failure of the job.
+SUCCEEDED = "succeeded"
+FAILED = "failed"
+CANCELLED = "cancelled"
+TIMED_OUT = "timed_out"
+RUNNING = "running"
+# Derived, never written: a run whose process died before it wrote a terminal event.
+INTERRUPTED = "interrupted"
+
+TERMINAL_STATES = frozenset({SUCCEEDED, FAILED, CANCELLED, TIMED_OUT})
+
+
+class ErrorInfo(msgspec.Struct, kw_only=True, omit_defaults=True):
+    type: str
+    message: str
+    traceback: str = ""
+
+
+class Event(msgspec.Struct, tag_field="type", kw_only=True, omit_defaults=True):
+    run_id: str
+    seq: int = 0
+    ts: float = 0.0
+    node: str = ""
+
+
+class RunStarted(Event, tag="run_started"):
+    graph: str
+    inputs: dict[str, Any] = {}
+    entrypoint: str = ""
+    pid: int = 0
+    host: str = ""
+    durability: str = ""
+    attempt_of: str = ""
+
+
+class RunFinished(Event, tag="run_finished"):
+    status: str
+    outputs: Any = None
+    error: ErrorInfo | None = None
+    duration_s: float = 0.0
+
+
+class NodeStarted(Event, tag="node_started"):
+    name: str
+    kind: str  # "graph_fn" | "tool"
+    inputs: dict[str, Any] = {}
+    parent: str = ""
+
+
+class NodeFinished(Event, tag="node_finished"):
+    outputs: Any = None
+    attempt: int = 1
+    duration_s: float = 0.0
+
+
+class NodeFailed(Event, tag="node_failed"):
+    error: ErrorInfo
+    # Set when the node returned ``Failed(message, outputs)``: it ended FAILED on purpose.
+    outputs: Any = None
+    attempt: int = 1
+    duration_s: float = 0.0
+
+
+class NodeCancelled(Event, tag="node_cancelled"):
+    reason: str
+    by: str = ""
+    attempt: int = 1
+    duration_s: float = 0.0
+
+
+class NodeTimedOut(Event, tag="node_timed_out"):
+    timeout_s: float
+    attempt: int = 1
+    duration_s: float = 0.0
+
+
+class AttemptRetried(Event, tag="attempt_retried"):
+    """Attempt ``attempt`` ended and attempt ``attempt + 1`` starts after ``delay_s``."""
+
+    attempt: int
+    delay_s: float = 0.0
+    error: ErrorInfo | None = None
+    requested_by: str = ""
+
+
+class MemoryRecorded(Event, tag="memory_recorded"):
+    event_id: str
+    kind: str
+    graph: str = ""
+    data: Any = None
+    tags: list[str] = []
+    entities: list[str] = []
+    severity: int = 2
+    stage: str = ""
+    topic: str = ""
+    text: str = ""
+    inputs_ref: Any = None
+    outputs_ref: Any = None
+    inputs: Any = None
+    outputs: Any = None
+    metrics: dict[str, float] = {}
+    sources: list[str] = []
+
+    # Upstream names, so code written against upstream reads the same fields.
+    @property
+    def node_id(self) -> str:
+        return self.node
+
+    @property
+    def graph_id(self) -> str:
+        return self.graph
+
+
+class ArtifactWritten(Event, tag="artifact_written"):
+    ref: str
+    sha256: str
+    name: str
+    size: int
+    mime: str = ""
+    kind: str = ""
+    tool: str = ""
+    labels: dict[str, Any] = {}
+    metrics: dict[str, float] = {}
+
+
+class AskOpened(Event, tag="ask_opened"):
+    ask_id: str
+    ask_kind: str  # "text" | "approval" | "choice"
+    prompt: str
+    options: list[str] = []
+    timeout_s: float | None = None
+
+
+class AskAnswered(Event, tag="ask_answered"):
+    ask_id: str
+    answer: str
+    by: str = ""
+
+
+class AskExpired(Event, tag="ask_expired"):
+    """The ask closed without an answer: its deadline passed ("timeout"), no channel could
+    answer it ("unanswerable"), or its node stopped waiting ("cancelled")."""
+
+    ask_id: str
+    timeout_s: float | None = None
+    reason: str = "timeout"
+
+
+class MessageSent(Event, tag="message_sent"):
+    text: str
+    channel: str = "console"
+    kind: str = "text"
+    data: Any = None
+
+
+class Log(Event, tag="log"):
+    level: str
+    message: str
+    logger: str = ""
+
+
+class Progress(Event, tag="progress"):
+    progress_id: str
+    title: str = ""
+    state: str = "update"  # "start" | "update" | "end"
+    current: float = 0.0
+    total: float | None = None
+    subtitle: str = ""
+
+
+AnyEvent = Union[
+    RunStarted,
+    RunFinished,
+    NodeStarted,
+    NodeFinished,
+    NodeFailed,
+    NodeCancelled,
+    NodeTimedOut,
+    AttemptRetried,
+    MemoryRecorded,
+    ArtifactWritten,
+    AskOpened,
+    AskAnswered,
+    AskExpired,
+    MessageSent,
+    Log,
+    Progress,
+]
+
+EVENT_TYPES: dict[str, type[Event]] = {
+    cls.__struct_config__.tag: cls for cls in AnyEvent.__args__  # type: ignore[attr-defined]
+}
+
+
+def _encode_unknown(obj: Any) -> Any:
+    """Values msgspec cannot encode are recorded by their repr, never pickled.
+
+    A node may take or return arbitrary Python objects; the log keeps a readable trace of them
+    rather than refusing to run. Only JSON-shaped values round-trip through a resume.
+    """
+    if isinstance(obj, (set, frozenset)):
+        return sorted(obj, key=repr)
+    return {"__repr__": repr(obj)[:500], "__type__": type(obj).__qualname__}
+
+
+# One encoder and one decoder for the whole process: they are reused for every event because
+# building them is the expensive part of msgspec.
+ENCODER = msgspec.json.Encoder(enc_hook=_encode_unknown)
+DECODER = msgspec.json.Decoder(AnyEvent)
+
+
+def encode(event: Event) -> bytes:
+    return ENCODER.encode(event)
+
+
+def decode(line: bytes | str) -> Event:
+    return DECODER.decode(line)
+
+
+def error_info(exc: BaseException, *, with_traceback: bool = True) -> ErrorInfo:
+    import traceback
+
+    tb = "".join(traceback.format_exception(exc)) if with_traceback else ""
+    return ErrorInfo(type=type(exc).__qualname__, message=str(exc), traceback=tb)

@@ -1,0 +1,30 @@
+"""Identifiers.
+
+Run ids start with their UTC start time (``20261125-214400-3fa9c1``) so they sort by time and
+name their own log file (``runs/2026/11/<run_id>.jsonl``) without a lookup. Ids of things a run
+creates inside itself (asks, memory events) are derived from the run id, the node path and a
+per-node counter, so re-executing the same code after a crash derives the same ids.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+import time
+
+RUN_ID_RE = re.compile(r"^(\d{4})(\d{2})(\d{2})-(\d{6})-([0-9a-f]{6,})$")
+
+
+def new_run_id(now: float | None = None) -> str:
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(time.time() if now is None else now))
+    return f"{stamp}-{secrets.token_hex(3)}"
+
+
+def is_run_id(text: str) -> bool:
+    return RUN_ID_RE.match(text) is not None
+
+
+def derived_id(prefix: str, *parts: object) -> str:
+    digest = hashlib.blake2b("\x1f".join(map(str, parts)).encode(), digest_size=6).hexdigest()
+    return f"{prefix}-{digest}"

@@ -1,0 +1,578 @@
+"""The SQLite index: derived from the logs, never the other way round.
+
+What it answers fast: memory events by kind, tag, entity, run, graph, node, time and full text;
+the list of runs with their state; artifacts with their provenance; open asks.
+
+How it stays honest: for every log file it stores how many bytes of it are indexed
+(``logs.indexed_bytes``). Every ingest — the live writer's batches, the catch-up on open, a
+rebuild — runs in one ``BEGIN IMMEDIATE`` transaction that only takes bytes past that mark and
+moves the mark. So a crash between log and index loses nothing (the next open catches up), two
+processes indexing the same log never insert an event twice, and ``rebuild`` is just a catch-up
+from zero.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from ..events import (
+    ArtifactWritten,
+    AskAnswered,
+    AskExpired,
+    AskOpened,
+    Event,
+    MemoryRecorded,
+    RunFinished,
+    RunStarted,
+)
+from .layout import StoreLayout
+from .logfile import BadLine, complete_size, read_log
+from .writer import Segment
+
+log = logging.getLogger("aethergraph.store")
+
+SCHEMA_VERSION = 1
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS logs(
+    file_id INTEGER PRIMARY KEY,
+    path TEXT NOT NULL UNIQUE,
+    run_id TEXT NOT NULL,
+    indexed_bytes INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS runs(
+    run_id TEXT PRIMARY KEY,
+    graph TEXT NOT NULL DEFAULT '',
+    status TEXT NOT NULL DEFAULT 'running',
+    started REAL,
+    finished REAL,
+    pid INTEGER,
+    host TEXT,
+    entrypoint TEXT,
+    attempt_of TEXT,
+    error TEXT,
+    last_seq INTEGER NOT NULL DEFAULT 0,
+    last_ts REAL,
+    events INTEGER NOT NULL DEFAULT 0,
+    pending_asks INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS runs_started ON runs(started);
+CREATE TABLE IF NOT EXISTS memory(
+    id INTEGER PRIMARY KEY,
+    run_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    ts REAL NOT NULL,
+    kind TEXT NOT NULL,
+    graph TEXT NOT NULL,
+    node TEXT NOT NULL,
+    topic TEXT NOT NULL,
+    event_id TEXT NOT NULL,
+    body BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS memory_kind_ts ON memory(kind, ts);
+CREATE INDEX IF NOT EXISTS memory_ts ON memory(ts);
+CREATE INDEX IF NOT EXISTS memory_run ON memory(run_id, seq);
+CREATE INDEX IF NOT EXISTS memory_graph_ts ON memory(graph, ts);
+CREATE INDEX IF NOT EXISTS memory_event_id ON memory(event_id);
+CREATE TABLE IF NOT EXISTS memory_tags(
+    tag TEXT NOT NULL, id INTEGER NOT NULL, PRIMARY KEY(tag, id)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS memory_entities(
+    entity TEXT NOT NULL, id INTEGER NOT NULL, PRIMARY KEY(entity, id)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS memory_metrics(
+    name TEXT NOT NULL, id INTEGER NOT NULL, value REAL NOT NULL, PRIMARY KEY(name, id))
+    WITHOUT ROWID;
+CREATE VIRTUAL TABLE IF NOT EXISTS memory_fts USING fts5(body, content='', tokenize='unicode61');
+CREATE TABLE IF NOT EXISTS artifacts(
+    id INTEGER PRIMARY KEY,
+    sha256 TEXT NOT NULL,
+    ref TEXT NOT NULL,
+    name TEXT NOT NULL,
+    run_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    node TEXT NOT NULL,
+    tool TEXT NOT NULL,
+    ts REAL NOT NULL,
+    size INTEGER NOT NULL,
+    mime TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    body BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS artifacts_sha ON artifacts(sha256);
+CREATE INDEX IF NOT EXISTS artifacts_run ON artifacts(run_id, seq);
+CREATE INDEX IF NOT EXISTS artifacts_ts ON artifacts(ts);
+CREATE TABLE IF NOT EXISTS asks(
+    ask_id TEXT PRIMARY KEY,
+    run_id TEXT NOT NULL,
+    node TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    prompt TEXT NOT NULL,
+    options TEXT NOT NULL,
+    opened REAL NOT NULL,
+    timeout_s REAL,
+    status TEXT NOT NULL DEFAULT 'open',
+    answer TEXT,
+    answered_by TEXT,
+    closed REAL
+);
+CREATE INDEX IF NOT EXISTS asks_status ON asks(status, opened);
+"""
+
+TABLES = ("logs", "runs", "memory", "memory_tags", "memory_entities", "memory_metrics",
+          "memory_fts", "artifacts", "asks")
+
+MEMORY_DECODER = msgspec.json.Decoder(MemoryRecorded)
+ARTIFACT_DECODER = msgspec.json.Decoder(ArtifactWritten)
+_JSON = msgspec.json.Encoder()
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, timeout=60.0, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA busy_timeout=60000")
+    return conn
+
+
+def _retry_locked(fn, *args):
+    """Run ``fn`` retrying on SQLITE_BUSY beyond the busy timeout (another process's long
+    ingest). Many processes share one store; none of them should surface a lock error."""
+    delay = 0.01
+    deadline = time.monotonic() + 300
+    while True:
+        try:
+            return fn(*args)
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc):
+                raise
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.5)
+
+
+def fts_query(text: str) -> str:
+    """User text as an FTS5 query: every word must appear; no FTS syntax can leak in."""
+    words = [w for w in text.split() if w]
+    return " ".join('"' + w.replace('"', '""') + '"' for w in words)
+
+
+class Index:
+    def __init__(self, layout: StoreLayout) -> None:
+        self.layout = layout
+        self.path = layout.index_path
+        self._wlock = threading.Lock()
+        self._rlock = threading.Lock()
+        layout.home.mkdir(parents=True, exist_ok=True)
+        self._w = _connect(self.path)
+        _retry_locked(self._init_schema)
+        self._r = _connect(self.path)
+        self._file_ids: dict[str, int] = {}
+
+    def _init_schema(self) -> None:
+        self._w.execute("PRAGMA journal_mode=WAL")
+        self._w.execute("PRAGMA synchronous=NORMAL")
+        version = self._w.execute("PRAGMA user_version").fetchone()[0]
+        if version not in (0, SCHEMA_VERSION):
+            raise RuntimeError(
+                f"{self.path}: index schema {version} is not {SCHEMA_VERSION}; "
+                "run `ag index rebuild`"
+            )
+        self._w.executescript(SCHEMA)
+        self._w.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+
+    def close(self) -> None:
+        with self._wlock, self._rlock:
+            self._w.close()
+            self._r.close()
+
+    # -- ingest -------------------------------------------------------------------------------
+
+    def ingest(self, segments: Sequence[Segment]) -> None:
+        """Index freshly written segments (called by the log writer's thread)."""
+        with self._wlock:
+            _retry_locked(self._ingest_segments, segments)
+
+    def _ingest_segments(self, segments: Sequence[Segment]) -> None:
+        c = self._w
+        c.execute("BEGIN IMMEDIATE")
+        try:
+            for seg in segments:
+                rel = self._rel(seg.path)
+                file_id, indexed = self._log_row(rel, seg.run_id)
+                if indexed >= seg.end:
+                    continue
+                if indexed < seg.start:
+                    # Bytes before this batch were never indexed (an earlier ingest failed):
+                    # take them from the file first, so the index has no holes.
+                    for rec in read_log(seg.path, start=indexed):
+                        if rec.end > seg.start:
+                            break
+                        self._apply(rec.event, rec.line)
+                    indexed = seg.start
+                base = seg.start
+                data = seg.data
+                offsets = seg.offsets
+                n = len(offsets)
+                for i in range(n):
+                    off = offsets[i]
+                    if off < indexed:
+                        continue
+                    end = offsets[i + 1] if i + 1 < n else seg.end
+                    self._apply(seg.events[i], data[off - base : end - base - 1])
+                c.execute("UPDATE logs SET indexed_bytes=? WHERE file_id=?", (seg.end, file_id))
+            c.execute("COMMIT")
+        except BaseException:
+            c.execute("ROLLBACK")
+            raise
+
+    def _rel(self, path: Path) -> str:
+        try:
+            return str(path.relative_to(self.layout.home))
+        except ValueError:
+            return str(path)
+
+    def _log_row(self, rel: str, run_id: str) -> tuple[int, int]:
+        row = self._w.execute(
+            "SELECT file_id, indexed_bytes FROM logs WHERE path=?", (rel,)
+        ).fetchone()
+        if row is None:
+            cur = self._w.execute(
+                "INSERT INTO logs(path, run_id, indexed_bytes) VALUES (?, ?, 0)", (rel, run_id)
+            )
+            return cur.lastrowid, 0
+        return row
+
+    def _apply(self, ev: Event, body: bytes) -> None:
+        c = self._w
+        if type(ev) is MemoryRecorded:
+            cur = c.execute(
+                "INSERT INTO memory(run_id, seq, ts, kind, graph, node, topic, event_id, body)"
+                " VALUES (?,?,?,?,?,?,?,?,?)",
+                (ev.run_id, ev.seq, ev.ts, ev.kind, ev.graph, ev.node, ev.topic, ev.event_id, body),
+            )
+            rowid = cur.lastrowid
+            if ev.tags:
+                c.executemany(
+                    "INSERT OR IGNORE INTO memory_tags(tag, id) VALUES (?, ?)",
+                    [(t, rowid) for t in ev.tags],
+                )
+            if ev.entities:
+                c.executemany(
+                    "INSERT OR IGNORE INTO memory_entities(entity, id) VALUES (?, ?)",
+                    [(e, rowid) for e in ev.entities],
+                )
+            if ev.metrics:
+                c.executemany(
+                    "INSERT OR REPLACE INTO memory_metrics(name, id, value) VALUES (?, ?, ?)",
+                    [(k, rowid, float(v)) for k, v in ev.metrics.items()],
+                )
+            c.execute(
+                "INSERT INTO memory_fts(rowid, body) VALUES (?, ?)", (rowid, _fts_text(ev))
+            )
+        elif type(ev) is ArtifactWritten:
+            c.execute(
+                "INSERT INTO artifacts(sha256, ref, name, run_id, seq, node, tool, ts, size, mime,"
+                " kind, body) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                (ev.sha256, ev.ref, ev.name, ev.run_id, ev.seq, ev.node, ev.tool, ev.ts, ev.size,
+                 ev.mime, ev.kind, body),
+            )
+        elif type(ev) is RunStarted:
+            c.execute(
+                "INSERT INTO runs(run_id, graph, status, started, pid, host, entrypoint,"
+                " attempt_of) VALUES (?,?,?,?,?,?,?,?) ON CONFLICT(run_id) DO UPDATE SET"
+                " status='running', finished=NULL, error=NULL, pid=excluded.pid,"
+                " host=excluded.host",
+                (ev.run_id, ev.graph, "running", ev.ts, ev.pid, ev.host, ev.entrypoint,
+                 ev.attempt_of),
+            )
+        elif type(ev) is RunFinished:
+            err = f"{ev.error.type}: {ev.error.message}" if ev.error else None
+            c.execute(
+                "UPDATE runs SET status=?, finished=?, error=?, pending_asks=0 WHERE run_id=?",
+                (ev.status, ev.ts, err, ev.run_id),
+            )
+            c.execute(
+                "UPDATE asks SET status='closed', closed=? WHERE run_id=? AND status='open'",
+                (ev.ts, ev.run_id),
+            )
+        elif type(ev) is AskOpened:
+            c.execute(
+                "INSERT OR REPLACE INTO asks(ask_id, run_id, node, kind, prompt, options, opened,"
+                " timeout_s, status) VALUES (?,?,?,?,?,?,?,?, 'open')",
+                (ev.ask_id, ev.run_id, ev.node, ev.ask_kind, ev.prompt,
+                 _JSON.encode(ev.options).decode(), ev.ts, ev.timeout_s),
+            )
+            c.execute(
+                "UPDATE runs SET pending_asks=pending_asks+1 WHERE run_id=?", (ev.run_id,)
+            )
+        elif type(ev) is AskAnswered or type(ev) is AskExpired:
+            answered = type(ev) is AskAnswered
+            cur = c.execute(
+                "UPDATE asks SET status=?, answer=?, answered_by=?, closed=?"
+                " WHERE ask_id=? AND status='open'",
+                ("answered" if answered else ev.reason, ev.answer if answered else None,
+                 ev.by if answered else None, ev.ts, ev.ask_id),
+            )
+            if cur.rowcount:
+                c.execute(
+                    "UPDATE runs SET pending_asks=max(0, pending_asks-1) WHERE run_id=?",
+                    (ev.run_id,),
+                )
+        c.execute(
+            "UPDATE runs SET last_seq=max(last_seq, ?), last_ts=?, events=events+1"
+            " WHERE run_id=?",
+            (ev.seq, ev.ts, ev.run_id),
+        )
+
+    # -- catch-up and rebuild -----------------------------------------------------------------
+
+    def catch_up(self, bad_lines: list[BadLine] | None = None, batch: int = 20_000) -> int:
+        """Index whatever complete lines the logs hold beyond the index's marks.
+
+        Returns the number of events indexed.
+        """
+        with self._wlock:
+            marks = dict(self._w.execute("SELECT path, indexed_bytes FROM logs").fetchall())
+        total = 0
+        for path in self.layout.iter_logs():
+            rel = self._rel(path)
+            indexed = marks.get(rel, 0)
+            try:
+                size = os.path.getsize(path)
+            except FileNotFoundError:
+                continue
+            if size <= indexed:
+                continue
+            if complete_size(path) <= indexed:
+                continue
+            total += self._ingest_file(path, rel, indexed, bad_lines, batch)
+        return total
+
+    def _ingest_file(
+        self, path: Path, rel: str, start: int, bad_lines: list[BadLine] | None, batch: int
+    ) -> int:
+        run_id = path.stem
+        count = 0
+        mark = start
+        read_to = start
+        chunk: list[tuple[Event, bytes]] = []
+        for item in read_log(path, start=start, bad_lines=bad_lines, include_bad=True):
+            read_to = item.end
+            if isinstance(item, BadLine):
+                continue
+            chunk.append((item.event, item.line))
+            if len(chunk) >= batch:
+                if not self._commit_records(rel, run_id, mark, read_to, chunk):
+                    return count
+                count += len(chunk)
+                mark = read_to
+                chunk = []
+        if read_to > mark and self._commit_records(rel, run_id, mark, read_to, chunk):
+            count += len(chunk)
+        return count
+
+    def _commit_records(
+        self, rel: str, run_id: str, expect: int, new_mark: int, records: list[tuple[Event, bytes]]
+    ) -> bool:
+        """Apply ``records`` and move the mark from ``expect`` to ``new_mark``, unless someone
+        else (the live writer, another process's catch-up) moved it first."""
+        with self._wlock:
+            return _retry_locked(self._commit_records_locked, rel, run_id, expect, new_mark, records)
+
+    def _commit_records_locked(self, rel, run_id, expect, new_mark, records) -> bool:
+        c = self._w
+        c.execute("BEGIN IMMEDIATE")
+        try:
+            file_id, indexed = self._log_row(rel, run_id)
+            if indexed != expect:
+                c.execute("ROLLBACK")
+                return False
+            for ev, body in records:
+                self._apply(ev, body)
+            c.execute("UPDATE logs SET indexed_bytes=? WHERE file_id=?", (new_mark, file_id))
+            c.execute("COMMIT")
+            return True
+        except BaseException:
+            if c.in_transaction:
+                c.execute("ROLLBACK")
+            raise
+
+    def rebuild(self, bad_lines: list[BadLine] | None = None) -> int:
+        """Forget everything and index every log from the start."""
+        with self._wlock:
+            c = self._w
+            c.execute("BEGIN IMMEDIATE")
+            for table in TABLES:
+                c.execute(f"DELETE FROM {table}")
+            c.execute("COMMIT")
+        return self.catch_up(bad_lines=bad_lines)
+
+    # -- queries ------------------------------------------------------------------------------
+
+    def _read(self, sql: str, params: Iterable[Any] = ()) -> list[tuple]:
+        with self._rlock:
+            return self._r.execute(sql, tuple(params)).fetchall()
+
+    def memory_bodies(
+        self,
+        *,
+        kinds: Sequence[str] | None = None,
+        tags: Sequence[str] | None = None,
+        entities: Sequence[str] | None = None,
+        run_id: str | None = None,
+        graph: str | None = None,
+        node: str | None = None,
+        topic: str | None = None,
+        event_id: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        text: str | None = None,
+        limit: int | None = 50,
+        order: str = "desc",
+    ) -> list[bytes]:
+        """Raw JSON bodies of matching memory events, ordered by time."""
+        if order not in ("asc", "desc"):
+            raise ValueError(f"order must be 'asc' or 'desc', got {order!r}")
+        where: list[str] = []
+        params: list[Any] = []
+        if kinds:
+            where.append(f"m.kind IN ({','.join('?' * len(kinds))})")
+            params.extend(kinds)
+        if run_id:
+            where.append("m.run_id = ?")
+            params.append(run_id)
+        if graph:
+            where.append("m.graph = ?")
+            params.append(graph)
+        if node:
+            where.append("m.node = ?")
+            params.append(node)
+        if topic:
+            where.append("m.topic = ?")
+            params.append(topic)
+        if event_id:
+            where.append("m.event_id = ?")
+            params.append(event_id)
+        if since is not None:
+            where.append("m.ts >= ?")
+            params.append(since)
+        if until is not None:
+            where.append("m.ts < ?")
+            params.append(until)
+        for tag in dict.fromkeys(tags or ()):
+            where.append("EXISTS (SELECT 1 FROM memory_tags t WHERE t.tag = ? AND t.id = m.id)")
+            params.append(tag)
+        for ent in dict.fromkeys(entities or ()):
+            where.append(
+                "EXISTS (SELECT 1 FROM memory_entities e WHERE e.entity = ? AND e.id = m.id)"
+            )
+            params.append(ent)
+        if text:
+            q = fts_query(text)
+            if q:
+                where.append("m.id IN (SELECT rowid FROM memory_fts WHERE memory_fts MATCH ?)")
+                params.append(q)
+        sql = "SELECT m.body FROM memory m"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        direction = "DESC" if order == "desc" else "ASC"
+        sql += f" ORDER BY m.ts {direction}, m.id {direction}"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(int(limit))
+        return [row[0] for row in self._read(sql, params)]
+
+    def memory(self, **kwargs: Any) -> list[MemoryRecorded]:
+        return [MEMORY_DECODER.decode(b) for b in self.memory_bodies(**kwargs)]
+
+    def memory_count(self) -> int:
+        return self._read("SELECT count(*) FROM memory")[0][0]
+
+    def runs(self, *, limit: int | None = None, run_ids: Sequence[str] | None = None) -> list[dict]:
+        sql = (
+            "SELECT run_id, graph, status, started, finished, pid, host, entrypoint, attempt_of,"
+            " error, last_seq, last_ts, events, pending_asks FROM runs"
+        )
+        params: list[Any] = []
+        if run_ids:
+            sql += f" WHERE run_id IN ({','.join('?' * len(run_ids))})"
+            params.extend(run_ids)
+        sql += " ORDER BY started DESC, run_id DESC"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        cols = ("run_id", "graph", "status", "started", "finished", "pid", "host", "entrypoint",
+                "attempt_of", "error", "last_seq", "last_ts", "events", "pending_asks")
+        return [dict(zip(cols, row)) for row in self._read(sql, params)]
+
+    def run(self, run_id: str) -> dict | None:
+        rows = self.runs(run_ids=[run_id])
+        return rows[0] if rows else None
+
+    def artifact_bodies(
+        self, *, run_id: str | None = None, graph: str | None = None, limit: int | None = None
+    ) -> list[bytes]:
+        sql = "SELECT a.body FROM artifacts a"
+        params: list[Any] = []
+        if run_id:
+            sql += " WHERE a.run_id = ?"
+            params.append(run_id)
+        elif graph:
+            sql += " JOIN runs r ON r.run_id = a.run_id WHERE r.graph = ?"
+            params.append(graph)
+        sql += " ORDER BY a.ts DESC, a.id DESC"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        return [row[0] for row in self._read(sql, params)]
+
+    def artifacts(self, **kwargs: Any) -> list[ArtifactWritten]:
+        return [ARTIFACT_DECODER.decode(b) for b in self.artifact_bodies(**kwargs)]
+
+    def open_asks(self, run_id: str | None = None) -> list[dict]:
+        sql = (
+            "SELECT ask_id, run_id, node, kind, prompt, options, opened, timeout_s FROM asks"
+            " WHERE status='open'"
+        )
+        params: list[Any] = []
+        if run_id:
+            sql += " AND run_id=?"
+            params.append(run_id)
+        sql += " ORDER BY opened"
+        cols = ("ask_id", "run_id", "node", "kind", "prompt", "options", "opened", "timeout_s")
+        out = []
+        for row in self._read(sql, params):
+            d = dict(zip(cols, row))
+            d["options"] = msgspec.json.decode(d["options"])
+            out.append(d)
+        return out
+
+    def indexed_marks(self) -> dict[str, int]:
+        return dict(self._read("SELECT path, indexed_bytes FROM logs"))
+
+    def iter_counts(self) -> Iterator[tuple[str, int, int]]:
+        """(run_id, memory events, artifacts) per run, for ``ag check``."""
+        mem = dict(self._read("SELECT run_id, count(*) FROM memory GROUP BY run_id"))
+        arts = dict(self._read("SELECT run_id, count(*) FROM artifacts GROUP BY run_id"))
+        for run_id in sorted(set(mem) | set(arts)):
+            yield run_id, mem.get(run_id, 0), arts.get(run_id, 0)
+
+
+def _fts_text(ev: MemoryRecorded) -> str:
+    parts = [ev.kind]
+    if ev.topic:
+        parts.append(ev.topic)
+    if ev.text:
+        parts.append(ev.text)
+    parts.extend(ev.tags)
+    parts.extend(ev.entities)
+    if ev.data is not None:
+        parts.append(ev.data if isinstance(ev.data, str) else _JSON.encode(ev.data).decode())
+    return " ".join(parts)

@@ -1,0 +1,90 @@
+"""Where things live inside a store directory."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import attrs
+
+from ..errors import UnknownRun
+from ..ids import RUN_ID_RE
+
+HOME_ENV = "AETHERGRAPH_HOME"
+DEFAULT_HOME = ".aethergraph"
+
+
+def resolve_home(home: str | os.PathLike[str] | None = None) -> Path:
+    """The store directory: the argument, else ``$AETHERGRAPH_HOME``, else ``./.aethergraph``."""
+    if home is None:
+        home = os.environ.get(HOME_ENV) or DEFAULT_HOME
+    return Path(home).expanduser().absolute()
+
+
+@attrs.frozen
+class StoreLayout:
+    home: Path
+
+    @classmethod
+    def at(cls, home: str | os.PathLike[str] | None = None) -> "StoreLayout":
+        return cls(resolve_home(home))
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.home / "runs"
+
+    @property
+    def index_path(self) -> Path:
+        return self.home / "index.sqlite"
+
+    @property
+    def kv_path(self) -> Path:
+        return self.home / "kv.sqlite"
+
+    @property
+    def artifacts_dir(self) -> Path:
+        return self.home / "artifacts"
+
+    @property
+    def tmp_dir(self) -> Path:
+        return self.home / "tmp"
+
+    @property
+    def runtimes_dir(self) -> Path:
+        return self.home / "runtimes"
+
+    def ensure(self) -> "StoreLayout":
+        for d in (self.runs_dir, self.artifacts_dir, self.tmp_dir, self.runtimes_dir):
+            d.mkdir(parents=True, exist_ok=True)
+        return self
+
+    def exists(self) -> bool:
+        return self.runs_dir.is_dir()
+
+    def run_log(self, run_id: str) -> Path:
+        """The log file of a run; its folder comes from the date at the front of the id."""
+        m = RUN_ID_RE.match(run_id)
+        if m is None:
+            raise UnknownRun(run_id)
+        return self.runs_dir / m.group(1) / m.group(2) / f"{run_id}.jsonl"
+
+    def existing_run_log(self, run_id: str) -> Path:
+        path = self.run_log(run_id)
+        if not path.is_file():
+            raise UnknownRun(run_id)
+        return path
+
+    def iter_logs(self) -> Iterator[Path]:
+        """Every run log, oldest folder first."""
+        if not self.runs_dir.is_dir():
+            return
+        for year in sorted(self.runs_dir.iterdir()):
+            if not year.is_dir():
+                continue
+            for month in sorted(year.iterdir()):
+                if not month.is_dir():
+                    continue
+                for entry in sorted(os.scandir(month), key=lambda e: e.name):
+                    if entry.name.endswith(".jsonl") and entry.is_file():
+                        yield Path(entry.path)
