@@ -47,7 +47,7 @@ def check_name(name: str) -> str:
     p = PurePosixPath(name)
     if p.is_absolute() or re.match(r"^[A-Za-z]:", name):
         raise StoreError(f"artifact name {name!r} is absolute; names must be relative")
-    if any(part in ("..", ".") for part in p.parts) or name.endswith("/"):
+    if any(part in ("..", ".", "") for part in name.split("/")):
         raise StoreError(f"artifact name {name!r} must not contain '.', '..' or end with '/'")
     return name
 
