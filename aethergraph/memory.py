@@ -41,18 +41,17 @@ def _clean_metrics(metrics: Mapping[str, Any] | None) -> dict[str, float]:
     return out
 
 
-def _str_list(name: str, values: Sequence[Any] | None) -> list[str]:
-    if values is None:
-        return []
+def _str_tuple(name: str, values: Sequence[Any]) -> tuple[str, ...]:
     if isinstance(values, str):
         raise TypeError(f"{name} must be a list of strings, not a string")
-    return [str(v) for v in values]
+    return tuple(str(v) for v in values)
 
 
 class Memory:
     def __init__(self, node: NodeHandle) -> None:
         self._node = node
         self._count = 0
+        self._id_prefix: str | None = None
 
     async def record(
         self,
@@ -79,30 +78,50 @@ class Memory:
         if not isinstance(kind, str) or not kind:
             raise ValueError("kind must be a non-empty string")
         node = self._node
-        event, ticket = node.emit(
-            ev.MemoryRecorded,
-            event_id=derived_id("ev", node.run.run_id, node.path, node.next_count("memory")),
+        run = node.run
+        self._count += 1
+        # Ids derive from run, node path and position, so re-executing the same code (resume)
+        # derives the same ids; the hash of run and path is computed once per node.
+        if self._id_prefix is None:
+            self._id_prefix = derived_id("ev", run.run_id, node.path) + "-"
+        event = ev.MemoryRecorded(
+            run_id=run.run_id,
+            node=node.path,
+            event_id=f"{self._id_prefix}{node.next_count('memory')}",
             kind=kind,
-            graph=node.run.graph,
+            graph=run.graph,
             data=data,
-            tags=_str_list("tags", tags),
-            entities=_str_list("entities", entities),
-            severity=int(severity),
-            stage=stage or "",
-            topic=topic or "",
-            text=text or "",
-            inputs_ref=inputs_ref,
-            outputs_ref=outputs_ref,
-            inputs=inputs,
-            outputs=outputs,
-            metrics=_clean_metrics(metrics),
-            sources=_str_list("sources", sources),
         )
+        # Only what differs from the defaults is set: most records carry a kind and data.
+        if tags:
+            event.tags = _str_tuple("tags", tags)
+        if entities:
+            event.entities = _str_tuple("entities", entities)
+        if metrics:
+            event.metrics = _clean_metrics(metrics)
+        if sources:
+            event.sources = _str_tuple("sources", sources)
+        if severity != 2:
+            event.severity = int(severity)
+        if stage:
+            event.stage = stage
+        if topic:
+            event.topic = topic
+        if text:
+            event.text = text
+        if inputs_ref is not None:
+            event.inputs_ref = inputs_ref
+        if outputs_ref is not None:
+            event.outputs_ref = outputs_ref
+        if inputs is not None:
+            event.inputs = inputs
+        if outputs is not None:
+            event.outputs = outputs
+        ticket = run.append(event)
         writer = node.runtime.writer
         if writer.durability == "strict":
             await writer.wait_durable(ticket)
         else:
-            self._count += 1
             if writer.backlog > 100_000:
                 await writer.wait_room()
             elif self._count % _YIELD_EVERY == 0:

@@ -50,6 +50,7 @@ current_node: contextvars.ContextVar[NodeHandle | None] = contextvars.ContextVar
 )
 
 HOST = socket.gethostname()
+_now = time.time
 
 
 @attrs.frozen
@@ -134,18 +135,25 @@ class Run:
     nodes: dict[str, NodeHandle] = attrs.field(factory=dict)
     _roots: dict[str, int] = attrs.field(factory=dict)
 
-    def emit(self, cls: type[ev.Event], node: str = "", **fields: Any) -> tuple[ev.Event, int]:
+    def append(self, event: ev.Event) -> int:
+        """Stamp ``event`` with its place in this run (seq, ts) and queue it for the log and
+        the subscribers. Returns the writer's ticket (see ``LogWriter.wait_durable``)."""
         self.seq += 1
-        ts = time.time()
+        event.seq = self.seq
+        ts = _now()
         if ts < self.last_ts:  # keep a run's timeline monotonic across clock steps
             ts = self.last_ts
         self.last_ts = ts
-        event = cls(run_id=self.run_id, seq=self.seq, ts=ts, node=node, **fields)
+        event.ts = ts
         rt = self.runtime
         ticket = rt.writer.append(event)
         if rt._subscribers:
             rt._publish(event)
-        return event, ticket
+        return ticket
+
+    def emit(self, cls: type[ev.Event], node: str = "", **fields: Any) -> tuple[ev.Event, int]:
+        event = cls(run_id=self.run_id, node=node, **fields)
+        return event, self.append(event)
 
     def root_path(self, name: str) -> str:
         n = self._roots.get(name, 0) + 1

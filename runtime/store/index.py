@@ -30,7 +30,10 @@ from ..events import (
     AskExpired,
     AskOpened,
     Event,
+    Log,
     MemoryRecorded,
+    MessageSent,
+    Progress,
     RunFinished,
     RunStarted,
 )
@@ -66,29 +69,30 @@ CREATE TABLE IF NOT EXISTS runs(
     pending_asks INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS runs_started ON runs(started);
+CREATE TABLE IF NOT EXISTS names(
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE
+);
 CREATE TABLE IF NOT EXISTS memory(
     id INTEGER PRIMARY KEY,
-    run_id TEXT NOT NULL,
+    run INTEGER NOT NULL,
     seq INTEGER NOT NULL,
     ts REAL NOT NULL,
-    kind TEXT NOT NULL,
-    graph TEXT NOT NULL,
-    node TEXT NOT NULL,
-    topic TEXT NOT NULL,
-    event_id TEXT NOT NULL,
+    kind INTEGER NOT NULL,
+    graph INTEGER NOT NULL,
+    node INTEGER NOT NULL,
+    topic INTEGER NOT NULL,
     body BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS memory_kind_ts ON memory(kind, ts);
+CREATE INDEX IF NOT EXISTS memory_run_ts ON memory(run, ts);
 CREATE INDEX IF NOT EXISTS memory_ts ON memory(ts);
-CREATE INDEX IF NOT EXISTS memory_run ON memory(run_id, seq);
-CREATE INDEX IF NOT EXISTS memory_graph_ts ON memory(graph, ts);
-CREATE INDEX IF NOT EXISTS memory_event_id ON memory(event_id);
 CREATE TABLE IF NOT EXISTS memory_tags(
-    tag TEXT NOT NULL, id INTEGER NOT NULL, PRIMARY KEY(tag, id)) WITHOUT ROWID;
+    tag INTEGER NOT NULL, id INTEGER NOT NULL, PRIMARY KEY(tag, id)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS memory_entities(
-    entity TEXT NOT NULL, id INTEGER NOT NULL, PRIMARY KEY(entity, id)) WITHOUT ROWID;
+    entity INTEGER NOT NULL, id INTEGER NOT NULL, PRIMARY KEY(entity, id)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS memory_metrics(
-    name TEXT NOT NULL, id INTEGER NOT NULL, value REAL NOT NULL, PRIMARY KEY(name, id))
+    name INTEGER NOT NULL, id INTEGER NOT NULL, value REAL NOT NULL, PRIMARY KEY(name, id))
     WITHOUT ROWID;
 CREATE VIRTUAL TABLE IF NOT EXISTS memory_fts USING fts5(body, content='', tokenize='unicode61');
 CREATE TABLE IF NOT EXISTS artifacts(
@@ -126,6 +130,8 @@ CREATE TABLE IF NOT EXISTS asks(
 CREATE INDEX IF NOT EXISTS asks_status ON asks(status, opened);
 """
 
+# Emptied by a rebuild. ``names`` is kept: interned ids never change, so a process that has
+# them cached stays right while another one rebuilds.
 TABLES = ("logs", "runs", "memory", "memory_tags", "memory_entities", "memory_metrics",
           "memory_fts", "artifacts", "asks")
 
@@ -173,11 +179,12 @@ class Index:
         self._w = _connect(self.path)
         _retry_locked(self._init_schema)
         self._r = _connect(self.path)
-        self._file_ids: dict[str, int] = {}
+        self._names: dict[str, int] = {}
 
     def _init_schema(self) -> None:
         self._w.execute("PRAGMA journal_mode=WAL")
         self._w.execute("PRAGMA synchronous=NORMAL")
+        self._w.execute("PRAGMA cache_size=-32768")
         version = self._w.execute("PRAGMA user_version").fetchone()[0]
         if version not in (0, SCHEMA_VERSION):
             raise RuntimeError(
@@ -203,6 +210,7 @@ class Index:
         c = self._w
         c.execute("BEGIN IMMEDIATE")
         try:
+            batch = _Batch(self)
             for seg in segments:
                 rel = self._rel(seg.path)
                 file_id, indexed = self._log_row(rel, seg.run_id)
@@ -214,22 +222,26 @@ class Index:
                     for rec in read_log(seg.path, start=indexed):
                         if rec.end > seg.start:
                             break
-                        self._apply(rec.event, rec.line)
+                        batch.add(rec.event, rec.line)
                     indexed = seg.start
                 base = seg.start
                 data = seg.data
                 offsets = seg.offsets
+                events = seg.events
+                add = batch.add
                 n = len(offsets)
                 for i in range(n):
                     off = offsets[i]
                     if off < indexed:
                         continue
                     end = offsets[i + 1] if i + 1 < n else seg.end
-                    self._apply(seg.events[i], data[off - base : end - base - 1])
+                    add(events[i], data[off - base : end - base - 1])
                 c.execute("UPDATE logs SET indexed_bytes=? WHERE file_id=?", (seg.end, file_id))
+            batch.flush()
             c.execute("COMMIT")
         except BaseException:
-            c.execute("ROLLBACK")
+            if c.in_transaction:
+                c.execute("ROLLBACK")
             raise
 
     def _rel(self, path: Path) -> str:
@@ -249,87 +261,15 @@ class Index:
             return cur.lastrowid, 0
         return row
 
-    def _apply(self, ev: Event, body: bytes) -> None:
-        c = self._w
-        if type(ev) is MemoryRecorded:
-            cur = c.execute(
-                "INSERT INTO memory(run_id, seq, ts, kind, graph, node, topic, event_id, body)"
-                " VALUES (?,?,?,?,?,?,?,?,?)",
-                (ev.run_id, ev.seq, ev.ts, ev.kind, ev.graph, ev.node, ev.topic, ev.event_id, body),
-            )
-            rowid = cur.lastrowid
-            if ev.tags:
-                c.executemany(
-                    "INSERT OR IGNORE INTO memory_tags(tag, id) VALUES (?, ?)",
-                    [(t, rowid) for t in ev.tags],
-                )
-            if ev.entities:
-                c.executemany(
-                    "INSERT OR IGNORE INTO memory_entities(entity, id) VALUES (?, ?)",
-                    [(e, rowid) for e in ev.entities],
-                )
-            if ev.metrics:
-                c.executemany(
-                    "INSERT OR REPLACE INTO memory_metrics(name, id, value) VALUES (?, ?, ?)",
-                    [(k, rowid, float(v)) for k, v in ev.metrics.items()],
-                )
-            c.execute(
-                "INSERT INTO memory_fts(rowid, body) VALUES (?, ?)", (rowid, _fts_text(ev))
-            )
-        elif type(ev) is ArtifactWritten:
-            c.execute(
-                "INSERT INTO artifacts(sha256, ref, name, run_id, seq, node, tool, ts, size, mime,"
-                " kind, body) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-                (ev.sha256, ev.ref, ev.name, ev.run_id, ev.seq, ev.node, ev.tool, ev.ts, ev.size,
-                 ev.mime, ev.kind, body),
-            )
-        elif type(ev) is RunStarted:
-            c.execute(
-                "INSERT INTO runs(run_id, graph, status, started, pid, host, entrypoint,"
-                " attempt_of) VALUES (?,?,?,?,?,?,?,?) ON CONFLICT(run_id) DO UPDATE SET"
-                " status='running', finished=NULL, error=NULL, pid=excluded.pid,"
-                " host=excluded.host",
-                (ev.run_id, ev.graph, "running", ev.ts, ev.pid, ev.host, ev.entrypoint,
-                 ev.attempt_of),
-            )
-        elif type(ev) is RunFinished:
-            err = f"{ev.error.type}: {ev.error.message}" if ev.error else None
-            c.execute(
-                "UPDATE runs SET status=?, finished=?, error=?, pending_asks=0 WHERE run_id=?",
-                (ev.status, ev.ts, err, ev.run_id),
-            )
-            c.execute(
-                "UPDATE asks SET status='closed', closed=? WHERE run_id=? AND status='open'",
-                (ev.ts, ev.run_id),
-            )
-        elif type(ev) is AskOpened:
-            c.execute(
-                "INSERT OR REPLACE INTO asks(ask_id, run_id, node, kind, prompt, options, opened,"
-                " timeout_s, status) VALUES (?,?,?,?,?,?,?,?, 'open')",
-                (ev.ask_id, ev.run_id, ev.node, ev.ask_kind, ev.prompt,
-                 _JSON.encode(ev.options).decode(), ev.ts, ev.timeout_s),
-            )
-            c.execute(
-                "UPDATE runs SET pending_asks=pending_asks+1 WHERE run_id=?", (ev.run_id,)
-            )
-        elif type(ev) is AskAnswered or type(ev) is AskExpired:
-            answered = type(ev) is AskAnswered
-            cur = c.execute(
-                "UPDATE asks SET status=?, answer=?, answered_by=?, closed=?"
-                " WHERE ask_id=? AND status='open'",
-                ("answered" if answered else ev.reason, ev.answer if answered else None,
-                 ev.by if answered else None, ev.ts, ev.ask_id),
-            )
-            if cur.rowcount:
-                c.execute(
-                    "UPDATE runs SET pending_asks=max(0, pending_asks-1) WHERE run_id=?",
-                    (ev.run_id,),
-                )
-        c.execute(
-            "UPDATE runs SET last_seq=max(last_seq, ?), last_ts=?, events=events+1"
-            " WHERE run_id=?",
-            (ev.seq, ev.ts, ev.run_id),
-        )
+    def name_id(self, name: str) -> int:
+        """The interned id of ``name`` (write connection, inside a transaction)."""
+        nid = self._names.get(name)
+        if nid is None:
+            c = self._w
+            c.execute("INSERT OR IGNORE INTO names(name) VALUES (?)", (name,))
+            nid = c.execute("SELECT id FROM names WHERE name=?", (name,)).fetchone()[0]
+            self._names[name] = nid
+        return nid
 
     # -- catch-up and rebuild -----------------------------------------------------------------
 
@@ -394,8 +334,10 @@ class Index:
             if indexed != expect:
                 c.execute("ROLLBACK")
                 return False
+            batch = _Batch(self)
             for ev, body in records:
-                self._apply(ev, body)
+                batch.add(ev, body)
+            batch.flush()
             c.execute("UPDATE logs SET indexed_bytes=? WHERE file_id=?", (new_mark, file_id))
             c.execute("COMMIT")
             return True
@@ -430,7 +372,6 @@ class Index:
         graph: str | None = None,
         node: str | None = None,
         topic: str | None = None,
-        event_id: str | None = None,
         since: float | None = None,
         until: float | None = None,
         text: str | None = None,
@@ -442,24 +383,29 @@ class Index:
             raise ValueError(f"order must be 'asc' or 'desc', got {order!r}")
         where: list[str] = []
         params: list[Any] = []
+        # Strings are interned; a name never seen has no id, so nothing can match it.
+        ids = self._name_ids(
+            [*(kinds or ()), *(tags or ()), *(entities or ()), run_id, graph, node, topic]
+        )
+
+        def one(name: str | None) -> int:
+            return ids.get(name, -1) if name else 0
+
         if kinds:
             where.append(f"m.kind IN ({','.join('?' * len(kinds))})")
-            params.extend(kinds)
+            params.extend(one(k) for k in kinds)
         if run_id:
-            where.append("m.run_id = ?")
-            params.append(run_id)
+            where.append("m.run = ?")
+            params.append(one(run_id))
         if graph:
             where.append("m.graph = ?")
-            params.append(graph)
+            params.append(one(graph))
         if node:
             where.append("m.node = ?")
-            params.append(node)
+            params.append(one(node))
         if topic:
             where.append("m.topic = ?")
-            params.append(topic)
-        if event_id:
-            where.append("m.event_id = ?")
-            params.append(event_id)
+            params.append(one(topic))
         if since is not None:
             where.append("m.ts >= ?")
             params.append(since)
@@ -467,13 +413,11 @@ class Index:
             where.append("m.ts < ?")
             params.append(until)
         for tag in dict.fromkeys(tags or ()):
-            where.append("EXISTS (SELECT 1 FROM memory_tags t WHERE t.tag = ? AND t.id = m.id)")
-            params.append(tag)
+            where.append("m.id IN (SELECT t.id FROM memory_tags t WHERE t.tag = ?)")
+            params.append(one(tag))
         for ent in dict.fromkeys(entities or ()):
-            where.append(
-                "EXISTS (SELECT 1 FROM memory_entities e WHERE e.entity = ? AND e.id = m.id)"
-            )
-            params.append(ent)
+            where.append("m.id IN (SELECT e.id FROM memory_entities e WHERE e.entity = ?)")
+            params.append(one(ent))
         if text:
             q = fts_query(text)
             if q:
@@ -488,6 +432,15 @@ class Index:
             sql += " LIMIT ?"
             params.append(int(limit))
         return [row[0] for row in self._read(sql, params)]
+
+    def _name_ids(self, names: Iterable[str | None]) -> dict[str, int]:
+        wanted = sorted({n for n in names if n})
+        if not wanted:
+            return {}
+        rows = self._read(
+            f"SELECT name, id FROM names WHERE name IN ({','.join('?' * len(wanted))})", wanted
+        )
+        return dict(rows)
 
     def memory(self, **kwargs: Any) -> list[MemoryRecorded]:
         return [MEMORY_DECODER.decode(b) for b in self.memory_bodies(**kwargs)]
@@ -559,13 +512,16 @@ class Index:
 
     def iter_counts(self) -> Iterator[tuple[str, int, int]]:
         """(run_id, memory events, artifacts) per run, for ``ag check``."""
-        mem = dict(self._read("SELECT run_id, count(*) FROM memory GROUP BY run_id"))
+        mem = dict(self._read(
+            "SELECT n.name, count(*) FROM memory m JOIN names n ON n.id = m.run GROUP BY m.run"
+        ))
         arts = dict(self._read("SELECT run_id, count(*) FROM artifacts GROUP BY run_id"))
         for run_id in sorted(set(mem) | set(arts)):
             yield run_id, mem.get(run_id, 0), arts.get(run_id, 0)
 
 
 def _fts_text(ev: MemoryRecorded) -> str:
+    """What full-text search sees of a memory event: kind, topic, text, tags, entities, data."""
     parts = [ev.kind]
     if ev.topic:
         parts.append(ev.topic)
@@ -573,6 +529,132 @@ def _fts_text(ev: MemoryRecorded) -> str:
         parts.append(ev.text)
     parts.extend(ev.tags)
     parts.extend(ev.entities)
-    if ev.data is not None:
-        parts.append(ev.data if isinstance(ev.data, str) else _JSON.encode(ev.data).decode())
+    data = ev.data
+    if data is not None:
+        parts.append(data if isinstance(data, str) else _JSON.encode(data).decode())
     return " ".join(parts)
+
+
+class _Batch:
+    """Rows of one ingest transaction, written with one ``executemany`` per table.
+
+    Memory events are the bulk of any log, so their rows are gathered and inserted together
+    (ids assigned here, so tags, metrics and full text can refer to them); the rarer run, ask
+    and artifact facts are applied as they come, in log order.
+    """
+
+    def __init__(self, index: Index) -> None:
+        self.index = index
+        self.c = index._w
+        self.next_id = (self.c.execute("SELECT max(id) FROM memory").fetchone()[0] or 0) + 1
+        self.memory: list[tuple] = []
+        self.fts: list[tuple] = []
+        self.tags: list[tuple] = []
+        self.entities: list[tuple] = []
+        self.metrics: list[tuple] = []
+        # run_id -> [last seq, last ts, number of events]
+        self.runs: dict[str, list] = {}
+
+    def add(self, ev: Event, body: bytes) -> None:
+        t = type(ev)
+        r = self.runs.get(ev.run_id)
+        if r is None:
+            self.runs[ev.run_id] = [ev.seq, ev.ts, 1]
+        else:
+            if ev.seq > r[0]:
+                r[0] = ev.seq
+            r[1] = ev.ts
+            r[2] += 1
+        if t is MemoryRecorded:
+            name = self.index.name_id
+            rowid = self.next_id
+            self.next_id += 1
+            self.memory.append((
+                rowid, name(ev.run_id), ev.seq, ev.ts, name(ev.kind), name(ev.graph),
+                name(ev.node), name(ev.topic) if ev.topic else 0, body,
+            ))
+            self.fts.append((rowid, _fts_text(ev)))
+            if ev.tags:
+                self.tags.extend((name(tag), rowid) for tag in ev.tags)
+            if ev.entities:
+                self.entities.extend((name(e), rowid) for e in ev.entities)
+            if ev.metrics:
+                self.metrics.extend((name(k), rowid, float(v)) for k, v in ev.metrics.items())
+        elif t is not MessageSent and t is not Progress and t is not Log:
+            self._apply_fact(ev, body)
+
+    def flush(self) -> None:
+        c = self.c
+        if self.memory:
+            c.executemany("INSERT INTO memory VALUES (?,?,?,?,?,?,?,?,?)", self.memory)
+            c.executemany("INSERT INTO memory_fts(rowid, body) VALUES (?, ?)", self.fts)
+        if self.tags:
+            c.executemany("INSERT OR IGNORE INTO memory_tags(tag, id) VALUES (?, ?)", self.tags)
+        if self.entities:
+            c.executemany(
+                "INSERT OR IGNORE INTO memory_entities(entity, id) VALUES (?, ?)", self.entities
+            )
+        if self.metrics:
+            c.executemany(
+                "INSERT OR REPLACE INTO memory_metrics(name, id, value) VALUES (?, ?, ?)",
+                self.metrics,
+            )
+        if self.runs:
+            c.executemany(
+                "UPDATE runs SET last_seq=max(last_seq, ?), last_ts=?, events=events+?"
+                " WHERE run_id=?",
+                [(seq, ts, n, run_id) for run_id, (seq, ts, n) in self.runs.items()],
+            )
+
+    def _apply_fact(self, ev: Event, body: bytes) -> None:
+        c = self.c
+        t = type(ev)
+        if t is ArtifactWritten:
+            c.execute(
+                "INSERT INTO artifacts(sha256, ref, name, run_id, seq, node, tool, ts, size, mime,"
+                " kind, body) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                (ev.sha256, ev.ref, ev.name, ev.run_id, ev.seq, ev.node, ev.tool, ev.ts, ev.size,
+                 ev.mime, ev.kind, body),
+            )
+        elif t is RunStarted:
+            c.execute(
+                "INSERT INTO runs(run_id, graph, status, started, pid, host, entrypoint,"
+                " attempt_of) VALUES (?,?,?,?,?,?,?,?) ON CONFLICT(run_id) DO UPDATE SET"
+                " status='running', finished=NULL, error=NULL, pid=excluded.pid,"
+                " host=excluded.host",
+                (ev.run_id, ev.graph, "running", ev.ts, ev.pid, ev.host, ev.entrypoint,
+                 ev.attempt_of),
+            )
+        elif t is RunFinished:
+            err = f"{ev.error.type}: {ev.error.message}" if ev.error else None
+            c.execute(
+                "UPDATE runs SET status=?, finished=?, error=?, pending_asks=0 WHERE run_id=?",
+                (ev.status, ev.ts, err, ev.run_id),
+            )
+            c.execute(
+                "UPDATE asks SET status='closed', closed=? WHERE run_id=? AND status='open'",
+                (ev.ts, ev.run_id),
+            )
+        elif t is AskOpened:
+            c.execute(
+                "INSERT OR REPLACE INTO asks(ask_id, run_id, node, kind, prompt, options, opened,"
+                " timeout_s, status) VALUES (?,?,?,?,?,?,?,?, 'open')",
+                (ev.ask_id, ev.run_id, ev.node, ev.ask_kind, ev.prompt,
+                 _JSON.encode(ev.options).decode(), ev.ts, ev.timeout_s),
+            )
+            c.execute(
+                "UPDATE runs SET pending_asks=pending_asks+1 WHERE run_id=?", (ev.run_id,)
+            )
+        elif t is AskAnswered or t is AskExpired:
+            answered = t is AskAnswered
+            cur = c.execute(
+                "UPDATE asks SET status=?, answer=?, answered_by=?, closed=?"
+                " WHERE ask_id=? AND status='open'",
+                ("answered" if answered else ev.reason, ev.answer if answered else None,
+                 ev.by if answered else None, ev.ts, ev.ask_id),
+            )
+            if cur.rowcount:
+                c.execute(
+                    "UPDATE runs SET pending_asks=max(0, pending_asks-1) WHERE run_id=?",
+                    (ev.run_id,),
+                )
