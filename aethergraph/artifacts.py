@@ -115,16 +115,71 @@ class Artifacts:
             raise StoreError(f"artifact {ref} is not in this store")
         return p
 
+    def _scope(self, scope: str) -> dict[str, str]:
+        if scope == "run":
+            return {"run_id": self._node.run.run_id}
+        if scope == "graph":
+            return {"graph": self._node.run.graph}
+        if scope == "all":
+            return {}
+        raise ValueError(f"scope must be 'run', 'graph' or 'all', got {scope!r}")
+
+    async def _rows(self, **filters: Any) -> list[tuple[ev.ArtifactWritten, bool]]:
+        rt = self._node.runtime
+        await rt.writer.wait_durable()  # see what this process wrote a moment ago
+        return await trio.to_thread.run_sync(lambda: rt.index.artifact_rows(**filters))
+
     async def list(self, scope: str = "run", limit: int | None = None) -> list[ev.ArtifactWritten]:
         """Artifacts written in this run (``"run"``), by this graph (``"graph"``) or ever (``"all"``)."""
-        rt = self._node.runtime
-        if scope == "run":
-            filters = {"run_id": self._node.run.run_id}
-        elif scope == "graph":
-            filters = {"graph": self._node.run.graph}
-        elif scope == "all":
-            filters = {}
+        return [a for a, _ in await self._rows(limit=limit, **self._scope(scope))]
+
+    async def search(
+        self,
+        *,
+        kind: str | None = None,
+        labels: Mapping[str, Any] | None = None,
+        metric: str | None = None,
+        mode: str = "max",
+        scope: str = "graph",
+        limit: int | None = 50,
+    ) -> list[ev.ArtifactWritten]:
+        """Artifacts of ``kind`` whose labels include ``labels``; with ``metric``, only those
+        that recorded it, best first (``mode="max"`` or ``"min"``), else newest first."""
+        if mode not in ("max", "min"):
+            raise ValueError(f"mode must be 'max' or 'min', got {mode!r}")
+        found = [a for a, _ in await self._rows(kind=kind, **self._scope(scope))]
+        if labels:
+            want = dict(labels)
+            found = [a for a in found if all(a.labels.get(k) == v for k, v in want.items())]
+        if metric is not None:
+            found = [a for a in found if metric in a.metrics]
+            found.sort(key=lambda a: a.metrics[metric], reverse=(mode == "max"))
+        return found if limit is None else found[:limit]
+
+    async def best(
+        self,
+        *,
+        metric: str,
+        mode: str = "max",
+        kind: str | None = None,
+        labels: Mapping[str, Any] | None = None,
+        scope: str = "graph",
+    ) -> ev.ArtifactWritten | None:
+        """The artifact with the highest (``mode="max"``) or lowest ``metric``, or None."""
+        found = await self.search(kind=kind, labels=labels, metric=metric, mode=mode, scope=scope, limit=1)
+        return found[0] if found else None
+
+    async def pin(self, ref: str, pinned: bool = True) -> None:
+        """Mark an artifact as one to keep; recorded as an event in this run."""
+        sha = sha_from_ref(ref)
+        if not self._blobs.has(sha):
+            raise StoreError(f"artifact {ref} is not in this store")
+        _, ticket = self._node.emit(ev.ArtifactPinned, ref=ref_for(sha), sha256=sha, pinned=pinned)
+        if self._node.runtime.writer.durability == "strict":
+            await self._node.runtime.writer.wait_durable(ticket)
         else:
-            raise ValueError(f"scope must be 'run', 'graph' or 'all', got {scope!r}")
-        await rt.writer.wait_durable()
-        return await trio.to_thread.run_sync(lambda: rt.index.artifacts(limit=limit, **filters))
+            await trio.lowlevel.checkpoint()
+
+    async def is_pinned(self, ref: str) -> bool:
+        rows = await self._rows(ref=sha_from_ref(ref), limit=1)
+        return bool(rows and rows[0][1])

@@ -11,6 +11,7 @@ sees what earlier runs of the same graph recorded) and ``"all"``.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +27,10 @@ SCOPES = ("run", "graph", "all")
 # A full checkpoint (a chance for other tasks to run) every this many records; in between only
 # cancellation is checked, which is what keeps a tight record() loop fast.
 _YIELD_EVERY = 64
+# ...or sooner when records are large: no other task (the log writer among them) should wait
+# more than this for its turn.
+_YIELD_AFTER_S = 0.002
+_clock = time.perf_counter
 
 
 def _clean_metrics(metrics: Mapping[str, Any] | None) -> dict[str, float]:
@@ -52,6 +57,7 @@ class Memory:
         self._node = node
         self._count = 0
         self._id_prefix: str | None = None
+        self._last_yield = 0.0
 
     async def record(
         self,
@@ -124,7 +130,8 @@ class Memory:
         else:
             if writer.backlog > 100_000:
                 await writer.wait_room()
-            elif self._count % _YIELD_EVERY == 0:
+            elif self._count % _YIELD_EVERY == 0 or _clock() - self._last_yield > _YIELD_AFTER_S:
+                self._last_yield = _clock()
                 await trio.lowlevel.checkpoint()
             else:
                 await trio.lowlevel.checkpoint_if_cancelled()

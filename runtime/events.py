@@ -141,6 +141,14 @@ class ArtifactWritten(Event, tag="artifact_written"):
     metrics: dict[str, float] = {}
 
 
+class ArtifactPinned(Event, tag="artifact_pinned"):
+    """An artifact marked as one to keep (pinned artifacts are never cleaned up)."""
+
+    ref: str
+    sha256: str
+    pinned: bool = True
+
+
 class AskOpened(Event, tag="ask_opened"):
     ask_id: str
     ask_kind: str  # "text" | "approval" | "choice"
@@ -197,6 +205,7 @@ AnyEvent = Union[
     AttemptRetried,
     MemoryRecorded,
     ArtifactWritten,
+    ArtifactPinned,
     AskOpened,
     AskAnswered,
     AskExpired,

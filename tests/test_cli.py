@@ -103,3 +103,52 @@ def test_help_lists_commands():
     assert proc.returncode == 0
     for cmd in ("run", "runs", "show"):
         assert cmd in proc.stdout
+
+
+ARTS = textwrap.dedent(
+    """
+    from aethergraph import graph_fn
+
+    @graph_fn(name="arts")
+    async def arts(*, context):
+        a = context.artifacts()
+        ref = await a.write_text("report/summary.txt", content="all good\\n")
+        await context.memory().record("done", {"ref": ref}, tags=["cli"])
+        return {"ref": ref}
+    """
+)
+
+
+def test_store_commands(tmp_path):
+    script = tmp_path / "arts.py"
+    script.write_text(ARTS)
+    run = ag("run", f"{script}:arts", "--json", cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    ref = json.loads(run.stdout.strip().splitlines()[-1])["outputs"]["ref"]
+
+    ls = ag("artifacts", "ls", cwd=tmp_path)
+    assert ref in ls.stdout and "report/summary.txt" in ls.stdout
+    assert ag("artifacts", "cat", ref, cwd=tmp_path).stdout == "all good\n"
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    exported = ag("artifacts", "export", ref, str(out_dir), cwd=tmp_path)
+    assert exported.returncode == 0
+    assert (out_dir / "report" / "summary.txt").read_text() == "all good\n"
+    again = ag("artifacts", "export", ref, str(out_dir / "report" / "summary.txt"), cwd=tmp_path)
+    assert again.returncode == 2 and "exists" in again.stderr
+
+    bad = ag("artifacts", "cat", "ag://artifact/../../etc/passwd", cwd=tmp_path)
+    assert bad.returncode == 2 and "not an artifact ref" in bad.stderr
+    missing = ag("artifacts", "cat", "0" * 64, cwd=tmp_path)
+    assert missing.returncode == 2 and "not in this store" in missing.stderr
+
+    q = ag("memory", "query", "--kind", "done", "--tag", "cli", "--since", "1h", "--json", cwd=tmp_path)
+    events = [json.loads(line) for line in q.stdout.splitlines()]
+    assert [e["data"]["ref"] for e in events] == [ref]
+    none = ag("memory", "query", "--text", "nothing-like-this", cwd=tmp_path)
+    assert none.stdout.strip() == "no matching memory events"
+    badtime = ag("memory", "query", "--since", "yesterday-ish", cwd=tmp_path)
+    assert badtime.returncode == 2 and "cannot read 'yesterday-ish' as a time" in badtime.stderr
+
+    assert ag("check", cwd=tmp_path).returncode == 0
+    assert ag("index", "rebuild", cwd=tmp_path).returncode == 0

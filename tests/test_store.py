@@ -200,3 +200,81 @@ async def test_index_catches_up_after_losing_its_tail(home, layout):
     assert index.memory_count() == 10
     assert index.catch_up() == 0  # idempotent
     index.close()
+
+
+async def test_artifact_search_best_and_pin(home):
+    @graph_fn(name="train")
+    async def train(*, context):
+        arts = context.artifacts()
+        refs = []
+        for lr, acc in [(0.1, 0.71), (0.01, 0.93), (0.001, 0.88)]:
+            refs.append(await arts.write_text(f"model-{lr}.txt", content=f"lr={lr}", kind="model",
+                                              labels={"lr": lr, "arch": "mlp"}, metrics={"acc": acc}))
+        await arts.write_text("notes.txt", content="n", kind="note")
+        best = await arts.best(kind="model", metric="acc")
+        worst = await arts.best(kind="model", metric="acc", mode="min")
+        mlp = await arts.search(kind="model", labels={"arch": "mlp"})
+        one = await arts.search(labels={"lr": 0.001})
+        await arts.pin(best.ref)
+        with pytest.raises(StoreError):
+            await arts.pin("ag://artifact/" + "0" * 64)
+        return best, worst, mlp, one, await arts.is_pinned(best.ref), await arts.is_pinned(worst.ref)
+
+    async with rt_open(home):
+        best, worst, mlp, one, best_pinned, worst_pinned = await train()
+    assert best.name == "model-0.01.txt" and best.metrics == {"acc": 0.93}
+    assert worst.name == "model-0.1.txt"
+    assert len(mlp) == 3 and [a.name for a in one] == ["model-0.001.txt"]
+    assert best_pinned and not worst_pinned
+
+
+async def test_memory_query_filters(home):
+    @graph_fn(name="g")
+    async def g(*, context):
+        mem = context.memory()
+        await mem.record("obs", {"t": "alpha beta"}, tags=["a", "b"], entities=["job:1"])
+        await mem.record("obs", {"t": "beta gamma"}, tags=["a"], entities=["job:2"])
+        await mem.record("note", "free text about gamma", tags=["b"])
+        await mem.write_result("fit", inputs={"x": 1}, outputs={"y": 2}, metrics={"loss": 0.5})
+        q = mem.query
+        return {
+            "kind": [e.data for e in await q(kinds=["obs"], order="asc")],
+            "tags_all": [e.data for e in await q(tags=["a", "b"])],
+            "entity": [e.data for e in await q(entities=["job:2"])],
+            "text": sorted(str(e.data) for e in await q(text="gamma")),
+            "text_and": [e.data for e in await q(text="alpha beta")],
+            "unknown": await q(kinds=["never-recorded"]),
+            "last_outputs": await mem.last_outputs_by_topic("fit"),
+            "last_by_name": (await mem.last_by_name("note")).data,
+            "recent_data": await mem.recent_data(["obs"], 1),
+        }
+
+    async with rt_open(home):
+        out = await g()
+    assert out["kind"] == [{"t": "alpha beta"}, {"t": "beta gamma"}]
+    assert out["tags_all"] == [{"t": "alpha beta"}]
+    assert out["entity"] == [{"t": "beta gamma"}]
+    assert out["text"] == ["free text about gamma", "{'t': 'beta gamma'}"]
+    assert out["text_and"] == [{"t": "alpha beta"}]
+    assert out["unknown"] == []
+    assert out["last_outputs"] == {"y": 2}
+    assert out["last_by_name"] == "free text about gamma"
+    assert out["recent_data"] == [{"t": "beta gamma"}]
+
+
+async def test_bad_record_arguments_are_clear_errors(home):
+    @graph_fn(name="g")
+    async def g(*, context):
+        mem = context.memory()
+        with pytest.raises(ValueError, match="kind must be a non-empty string"):
+            await mem.record("")
+        with pytest.raises(TypeError, match="metric 'acc' must be a number"):
+            await mem.record("k", metrics={"acc": "high"})
+        with pytest.raises(TypeError, match="tags must be a list of strings"):
+            await mem.record("k", tags="oops")
+        with pytest.raises(ValueError, match="scope must be one of"):
+            await mem.recent(scope="galaxy")
+        return (await mem.recent(scope="run"))
+
+    async with rt_open(home):
+        assert await g() == []

@@ -51,6 +51,49 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_id")
     p.add_argument("--json", action="store_true", help="JSON for scripts")
     _add_home(p)
+
+    p = sub.add_parser("memory", help="query memory events across runs")
+    msub = p.add_subparsers(dest="memory_command", metavar="SUBCOMMAND", required=True)
+    q = msub.add_parser("query", help="events matching every filter given, newest first")
+    q.add_argument("--kind", "-k", action="append", default=[], help="repeatable: any of these kinds")
+    q.add_argument("--tag", "-t", action="append", default=[], help="repeatable: all of these tags")
+    q.add_argument("--entity", "-e", action="append", default=[], help="repeatable: all of these")
+    q.add_argument("--run", help="only this run")
+    q.add_argument("--graph", help="only runs of this graph")
+    q.add_argument("--node", help="only this node path")
+    q.add_argument("--since", help="2h, 7d, an ISO time or epoch seconds")
+    q.add_argument("--until", help="same forms as --since")
+    q.add_argument("--text", help="full-text: every word must appear")
+    q.add_argument("--limit", "-n", type=int, default=50)
+    q.add_argument("--order", choices=("desc", "asc"), default="desc")
+    q.add_argument("--json", action="store_true", help="one JSON event per line")
+    _add_home(q)
+
+    p = sub.add_parser("artifacts", help="list, print or export artifacts")
+    asub = p.add_subparsers(dest="artifacts_command", metavar="SUBCOMMAND", required=True)
+    a = asub.add_parser("ls", help="artifacts with their provenance, newest first")
+    a.add_argument("--run")
+    a.add_argument("--kind")
+    a.add_argument("--limit", "-n", type=int, default=100)
+    a.add_argument("--json", action="store_true")
+    _add_home(a)
+    a = asub.add_parser("cat", help="write an artifact's bytes to stdout")
+    a.add_argument("ref", help="ag://artifact/<sha256> (or the bare sha256)")
+    _add_home(a)
+    a = asub.add_parser("export", help="copy an artifact to PATH (a folder: under its name)")
+    a.add_argument("ref")
+    a.add_argument("path")
+    a.add_argument("--force", action="store_true", help="overwrite an existing file")
+    _add_home(a)
+
+    p = sub.add_parser("index", help="the SQLite index derived from the logs")
+    isub = p.add_subparsers(dest="index_command", metavar="SUBCOMMAND", required=True)
+    r = isub.add_parser("rebuild", help="rebuild the index from the logs alone")
+    _add_home(r)
+
+    p = sub.add_parser("check", help="verify the logs against the index; report, never fix")
+    p.add_argument("--verify-blobs", action="store_true", help="also re-hash every artifact blob")
+    _add_home(p)
     return parser
 
 
@@ -73,6 +116,22 @@ def main(argv: Sequence[str] | None = None) -> int:
             from .history_cmds import cmd_show
 
             return cmd_show(args)
+        if args.command == "memory":
+            from .store_cmds import cmd_memory_query
+
+            return cmd_memory_query(args)
+        if args.command == "artifacts":
+            from .store_cmds import cmd_artifacts
+
+            return cmd_artifacts(args)
+        if args.command == "index":
+            from .store_cmds import cmd_index
+
+            return cmd_index(args)
+        if args.command == "check":
+            from .store_cmds import cmd_check
+
+            return cmd_check(args)
     except CliError as exc:
         print(f"ag: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -25,6 +25,8 @@ from typing import Any
 import msgspec
 
 from ..events import (
+    DECODER,
+    ArtifactPinned,
     ArtifactWritten,
     AskAnswered,
     AskExpired,
@@ -38,12 +40,13 @@ from ..events import (
     RunStarted,
 )
 from .layout import StoreLayout
-from .logfile import BadLine, complete_size, read_log
+from ..history import HOST, pid_alive
+from .logfile import BadLine, complete_size, read_log, repair_torn_tail
 from .writer import Segment
 
 log = logging.getLogger("aethergraph.store")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS logs(
@@ -108,6 +111,7 @@ CREATE TABLE IF NOT EXISTS artifacts(
     size INTEGER NOT NULL,
     mime TEXT NOT NULL,
     kind TEXT NOT NULL,
+    pinned INTEGER NOT NULL DEFAULT 0,
     body BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS artifacts_sha ON artifacts(sha256);
@@ -163,6 +167,19 @@ def _retry_locked(fn, *args):
             delay = min(delay * 2, 0.5)
 
 
+def writer_is_gone(path: Path) -> bool:
+    """Is the process that wrote this log (its run_started says which) dead on this host?"""
+    try:
+        with open(path, "rb") as f:
+            first = f.readline()
+        start = DECODER.decode(first)
+    except Exception:
+        return False
+    if type(start) is not RunStarted or start.host != HOST:
+        return False
+    return not pid_alive(start.pid)
+
+
 def fts_query(text: str) -> str:
     """User text as an FTS5 query: every word must appear; no FTS syntax can leak in."""
     words = [w for w in text.split() if w]
@@ -187,10 +204,18 @@ class Index:
         self._w.execute("PRAGMA cache_size=-32768")
         version = self._w.execute("PRAGMA user_version").fetchone()[0]
         if version not in (0, SCHEMA_VERSION):
-            raise RuntimeError(
-                f"{self.path}: index schema {version} is not {SCHEMA_VERSION}; "
-                "run `ag index rebuild`"
-            )
+            # The index is derived data: an index of another shape is dropped and rebuilt
+            # from the logs by the catch-up that follows every open.
+            log.warning("%s: index schema %s is not %s; rebuilding it from the logs",
+                        self.path, version, SCHEMA_VERSION)
+            c = self._w
+            c.execute("BEGIN IMMEDIATE")
+            tables = [r[0] for r in c.execute(
+                "SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%'"
+                " AND name NOT LIKE '%fts_%'")]
+            for table in tables:
+                c.execute(f'DROP TABLE IF EXISTS "{table}"')
+            c.execute("COMMIT")
         self._w.executescript(SCHEMA)
         self._w.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
@@ -290,7 +315,10 @@ class Index:
                 continue
             if size <= indexed:
                 continue
-            if complete_size(path) <= indexed:
+            complete = complete_size(path)
+            if complete < size and writer_is_gone(path):
+                repair_torn_tail(path)  # a crash left half a line; nobody will finish it
+            if complete <= indexed:
                 continue
             total += self._ingest_file(path, rel, indexed, bad_lines, batch)
         return total
@@ -352,7 +380,10 @@ class Index:
             c = self._w
             c.execute("BEGIN IMMEDIATE")
             for table in TABLES:
-                c.execute(f"DELETE FROM {table}")
+                if table == "memory_fts":  # contentless: emptied with its own command
+                    c.execute("INSERT INTO memory_fts(memory_fts) VALUES ('delete-all')")
+                else:
+                    c.execute(f"DELETE FROM {table}")
             c.execute("COMMIT")
         return self.catch_up(bad_lines=bad_lines)
 
@@ -469,25 +500,42 @@ class Index:
         rows = self.runs(run_ids=[run_id])
         return rows[0] if rows else None
 
-    def artifact_bodies(
-        self, *, run_id: str | None = None, graph: str | None = None, limit: int | None = None
-    ) -> list[bytes]:
-        sql = "SELECT a.body FROM artifacts a"
+    def artifact_rows(
+        self,
+        *,
+        run_id: str | None = None,
+        graph: str | None = None,
+        kind: str | None = None,
+        ref: str | None = None,
+        limit: int | None = None,
+    ) -> list[tuple[ArtifactWritten, bool]]:
+        """(artifact_written event, pinned) pairs, newest first."""
+        sql = "SELECT a.body, a.pinned FROM artifacts a"
+        where: list[str] = []
         params: list[Any] = []
-        if run_id:
-            sql += " WHERE a.run_id = ?"
-            params.append(run_id)
-        elif graph:
-            sql += " JOIN runs r ON r.run_id = a.run_id WHERE r.graph = ?"
+        if graph:
+            sql += " JOIN runs r ON r.run_id = a.run_id"
+            where.append("r.graph = ?")
             params.append(graph)
+        if run_id:
+            where.append("a.run_id = ?")
+            params.append(run_id)
+        if kind:
+            where.append("a.kind = ?")
+            params.append(kind)
+        if ref:
+            where.append("a.sha256 = ?")
+            params.append(ref)
+        if where:
+            sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY a.ts DESC, a.id DESC"
         if limit is not None:
             sql += " LIMIT ?"
             params.append(limit)
-        return [row[0] for row in self._read(sql, params)]
+        return [(ARTIFACT_DECODER.decode(b), bool(p)) for b, p in self._read(sql, params)]
 
     def artifacts(self, **kwargs: Any) -> list[ArtifactWritten]:
-        return [ARTIFACT_DECODER.decode(b) for b in self.artifact_bodies(**kwargs)]
+        return [a for a, _ in self.artifact_rows(**kwargs)]
 
     def open_asks(self, run_id: str | None = None) -> list[dict]:
         sql = (
@@ -616,6 +664,8 @@ class _Batch:
                 (ev.sha256, ev.ref, ev.name, ev.run_id, ev.seq, ev.node, ev.tool, ev.ts, ev.size,
                  ev.mime, ev.kind, body),
             )
+        elif t is ArtifactPinned:
+            c.execute("UPDATE artifacts SET pinned=? WHERE sha256=?", (int(ev.pinned), ev.sha256))
         elif t is RunStarted:
             c.execute(
                 "INSERT INTO runs(run_id, graph, status, started, pid, host, entrypoint,"

@@ -1,0 +1,155 @@
+"""Store commands: ``ag memory query``, ``ag artifacts ls|cat|export``, ``ag index rebuild``,
+``ag check``. They read the store directly; no runtime needs to be running."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from .history_cmds import _layout, _short, _when, table
+from .main import EXIT_OK, EXIT_RUN_FAILED, CliError
+
+_REL = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_time(text: str | None) -> float | None:
+    """``30m`` / ``2h`` / ``7d`` ago, an ISO date/time (local time), or epoch seconds."""
+    if text is None:
+        return None
+    m = _REL.match(text.strip())
+    if m:
+        return time.time() - float(m.group(1)) * _UNITS[m.group(2)]
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    from datetime import datetime
+
+    try:
+        return datetime.fromisoformat(text).timestamp()
+    except ValueError:
+        raise CliError(f"cannot read {text!r} as a time (try 2h, 7d, 2026-11-25 or 2026-11-25T10:00)") from None
+
+
+def _index(layout):
+    from runtime.store.index import Index
+
+    index = Index(layout)
+    index.catch_up()
+    return index
+
+
+def cmd_memory_query(args: Any) -> int:
+    layout = _layout(args.home)
+    index = _index(layout)
+    try:
+        events = index.memory(
+            kinds=args.kind or None, tags=args.tag or None, entities=args.entity or None,
+            run_id=args.run, graph=args.graph, node=args.node, since=parse_time(args.since),
+            until=parse_time(args.until), text=args.text, limit=args.limit, order=args.order,
+        )
+    finally:
+        index.close()
+    if args.json:
+        for e in events:
+            print(msgspec.json.encode(e).decode())
+        return EXIT_OK
+    if not events:
+        print("no matching memory events")
+        return EXIT_OK
+    rows = [[_when(e.ts), e.run_id, e.node, e.kind, ",".join(e.tags), _short(e.data, 60)] for e in events]
+    print(table(rows, ["TIME", "RUN", "NODE", "KIND", "TAGS", "DATA"]))
+    return EXIT_OK
+
+
+def cmd_artifacts(args: Any) -> int:
+    from runtime.errors import StoreError
+    from runtime.store.artifacts import BlobStore, check_name, sha_from_ref
+
+    layout = _layout(args.home)
+    if args.artifacts_command == "ls":
+        index = _index(layout)
+        try:
+            rows = index.artifact_rows(run_id=args.run, kind=args.kind, limit=args.limit)
+        finally:
+            index.close()
+        if args.json:
+            for a, pinned in rows:
+                d = msgspec.to_builtins(a)
+                d["pinned"] = pinned
+                print(msgspec.json.encode(d).decode())
+            return EXIT_OK
+        if not rows:
+            print("no artifacts")
+            return EXIT_OK
+        out = [[a.ref, a.name, str(a.size), a.mime, a.run_id, a.node + (f" ({a.tool})" if a.tool else ""),
+                _when(a.ts), "pinned" if p else ""] for a, p in rows]
+        print(table(out, ["REF", "NAME", "BYTES", "MIME", "RUN", "NODE", "WRITTEN", ""]))
+        return EXIT_OK
+    blobs = BlobStore(layout)
+    try:
+        sha = sha_from_ref(args.ref)
+        if args.artifacts_command == "cat":
+            data = blobs.read_bytes(sha)
+            sys.stdout.buffer.write(data)
+            sys.stdout.buffer.flush()
+            return EXIT_OK
+        # export
+        target = Path(args.path)
+        if target.is_dir():
+            index = _index(layout)
+            try:
+                rows = index.artifact_rows(ref=sha, limit=1)
+            finally:
+                index.close()
+            name = check_name(rows[0][0].name) if rows else sha
+            target = target / name
+        if target.exists() and not args.force:
+            raise CliError(f"{target} exists (use --force to overwrite)")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        src = blobs.path_for(sha)
+        if not src.is_file():
+            raise StoreError(f"artifact {args.ref} is not in this store")
+        shutil.copyfile(src, target)
+        print(target)
+        return EXIT_OK
+    except StoreError as exc:
+        raise CliError(str(exc)) from None
+
+
+def cmd_index(args: Any) -> int:
+    from runtime.store.index import Index
+
+    layout = _layout(args.home)
+    index = Index(layout)
+    bad: list = []
+    t0 = time.perf_counter()
+    try:
+        n = index.rebuild(bad_lines=bad)
+        memory = index.memory_count()
+    finally:
+        index.close()
+    took = time.perf_counter() - t0
+    for b in bad:
+        print(f"warning: {b}", file=sys.stderr)
+    print(f"rebuilt the index from the logs: {n} events ({memory} memory events) in {took:.1f}s")
+    return EXIT_OK
+
+
+def cmd_check(args: Any) -> int:
+    from runtime.store.check import check_store
+
+    layout = _layout(args.home)
+    report = check_store(layout, verify_blobs=args.verify_blobs)
+    for p in report.problems:
+        print(p)
+    verdict = "ok" if report.ok else f"{len(report.problems)} problem(s)"
+    print(f"checked {report.logs} logs, {report.events} events: {verdict}", file=sys.stderr)
+    return EXIT_OK if report.ok else EXIT_RUN_FAILED
