@@ -107,6 +107,10 @@ class Artifacts:
     async def load_json(self, ref: str) -> Any:
         return msgspec.json.decode(await self.load_bytes(ref))
 
+    def open(self, ref: str):
+        """The artifact's bytes as a read-only binary file object (for large artifacts)."""
+        return open(self.path(ref), "rb")  # noqa: SIM115 - the caller closes it
+
     def path(self, ref: str) -> Path:
         """Where the blob lives (read-only: the store shares it between artifacts)."""
         sha = sha_from_ref(ref)

@@ -99,6 +99,8 @@ async def test_artifacts_api_round_trip_and_provenance(home, layout, tmp_path):
         with pytest.raises(StoreError):
             await arts.write_text("../evil", content="x")
         listed = await arts.list()
+        with arts.open(r3) as f:
+            assert f.read() == b"a,b\n1,2\n"
         return r1, r2, r3, await arts.read_text(r1), await arts.load_json(r2), await arts.load_bytes(r3), listed
 
     async with rt_open(home):

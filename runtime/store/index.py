@@ -46,7 +46,7 @@ from .writer import Segment
 
 log = logging.getLogger("aethergraph.store")
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS logs(
@@ -76,20 +76,20 @@ CREATE TABLE IF NOT EXISTS names(
     id INTEGER PRIMARY KEY,
     name TEXT NOT NULL UNIQUE
 );
+-- id is the event's time in microseconds (bumped by one on a tie), so every index that ends
+-- in the rowid — all of them — lists events in time order, and "newest first" never sorts.
 CREATE TABLE IF NOT EXISTS memory(
     id INTEGER PRIMARY KEY,
     run INTEGER NOT NULL,
-    seq INTEGER NOT NULL,
-    ts REAL NOT NULL,
     kind INTEGER NOT NULL,
     graph INTEGER NOT NULL,
     node INTEGER NOT NULL,
     topic INTEGER NOT NULL,
     body BLOB NOT NULL
 );
-CREATE INDEX IF NOT EXISTS memory_kind_ts ON memory(kind, ts);
-CREATE INDEX IF NOT EXISTS memory_run_ts ON memory(run, ts);
-CREATE INDEX IF NOT EXISTS memory_ts ON memory(ts);
+CREATE INDEX IF NOT EXISTS memory_kind ON memory(kind);
+CREATE INDEX IF NOT EXISTS memory_run ON memory(run);
+CREATE INDEX IF NOT EXISTS memory_graph ON memory(graph);
 CREATE TABLE IF NOT EXISTS memory_tags(
     tag INTEGER NOT NULL, id INTEGER NOT NULL, PRIMARY KEY(tag, id)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS memory_entities(
@@ -178,6 +178,11 @@ def writer_is_gone(path: Path) -> bool:
     if type(start) is not RunStarted or start.host != HOST:
         return False
     return not pid_alive(start.pid)
+
+
+def time_key(ts: float) -> int:
+    """A memory event's place in time order: microseconds since the epoch."""
+    return int(ts * 1_000_000)
 
 
 def fts_query(text: str) -> str:
@@ -438,27 +443,43 @@ class Index:
             where.append("m.topic = ?")
             params.append(one(topic))
         if since is not None:
-            where.append("m.ts >= ?")
-            params.append(since)
+            where.append("m.id >= ?")
+            params.append(time_key(since))
         if until is not None:
-            where.append("m.ts < ?")
-            params.append(until)
-        for tag in dict.fromkeys(tags or ()):
-            where.append("m.id IN (SELECT t.id FROM memory_tags t WHERE t.tag = ?)")
+            where.append("m.id < ?")
+            params.append(time_key(until))
+        # One posting list drives the query and streams newest first (every key is time
+        # ordered); the other filters only check the rows it yields, so LIMIT stops early.
+        tags = list(dict.fromkeys(tags or ()))
+        entities = list(dict.fromkeys(entities or ()))
+        order_sql = "DESC" if order == "desc" else "ASC"
+        q = fts_query(text) if text else ""
+        if q:
+            source, key = "memory_fts f CROSS JOIN memory m ON m.id = f.rowid", "f.rowid"
+            where.insert(0, "memory_fts MATCH ?")
+            params.insert(0, q)
+        elif tags:
+            source, key = "memory_tags d CROSS JOIN memory m ON m.id = d.id", "d.id"
+            where.insert(0, "d.tag = ?")
+            params.insert(0, one(tags.pop(0)))
+        elif entities:
+            source, key = "memory_entities d CROSS JOIN memory m ON m.id = d.id", "d.id"
+            where.insert(0, "d.entity = ?")
+            params.insert(0, one(entities.pop(0)))
+        else:
+            source, key = "memory m", "m.id"
+        for tag in tags:
+            where.append("EXISTS (SELECT 1 FROM memory_tags t WHERE t.tag = ? AND t.id = m.id)")
             params.append(one(tag))
-        for ent in dict.fromkeys(entities or ()):
-            where.append("m.id IN (SELECT e.id FROM memory_entities e WHERE e.entity = ?)")
+        for ent in entities:
+            where.append(
+                "EXISTS (SELECT 1 FROM memory_entities e WHERE e.entity = ? AND e.id = m.id)"
+            )
             params.append(one(ent))
-        if text:
-            q = fts_query(text)
-            if q:
-                where.append("m.id IN (SELECT rowid FROM memory_fts WHERE memory_fts MATCH ?)")
-                params.append(q)
-        sql = "SELECT m.body FROM memory m"
+        sql = f"SELECT m.body FROM {source}"
         if where:
             sql += " WHERE " + " AND ".join(where)
-        direction = "DESC" if order == "desc" else "ASC"
-        sql += f" ORDER BY m.ts {direction}, m.id {direction}"
+        sql += f" ORDER BY {key} {order_sql}"
         if limit is not None:
             sql += " LIMIT ?"
             params.append(int(limit))
@@ -594,7 +615,9 @@ class _Batch:
     def __init__(self, index: Index) -> None:
         self.index = index
         self.c = index._w
-        self.next_id = (self.c.execute("SELECT max(id) FROM memory").fetchone()[0] or 0) + 1
+        # Keys above this cannot collide with anything already stored.
+        self.floor = self.c.execute("SELECT max(id) FROM memory").fetchone()[0] or 0
+        self.used: set[int] = set()
         self.memory: list[tuple] = []
         self.fts: list[tuple] = []
         self.tags: list[tuple] = []
@@ -615,11 +638,10 @@ class _Batch:
             r[2] += 1
         if t is MemoryRecorded:
             name = self.index.name_id
-            rowid = self.next_id
-            self.next_id += 1
+            rowid = self._key(ev.ts)
             self.memory.append((
-                rowid, name(ev.run_id), ev.seq, ev.ts, name(ev.kind), name(ev.graph),
-                name(ev.node), name(ev.topic) if ev.topic else 0, body,
+                rowid, name(ev.run_id), name(ev.kind), name(ev.graph), name(ev.node),
+                name(ev.topic) if ev.topic else 0, body,
             ))
             self.fts.append((rowid, _fts_text(ev)))
             if ev.tags:
@@ -631,10 +653,23 @@ class _Batch:
         elif t is not MessageSent and t is not Progress and t is not Log:
             self._apply_fact(ev, body)
 
+    def _key(self, ts: float) -> int:
+        key = time_key(ts)
+        used = self.used
+        if key > self.floor:
+            while key in used:
+                key += 1
+        else:  # older than something stored (a rebuild, another process): look before taking
+            exists = self.c.execute
+            while key in used or exists("SELECT 1 FROM memory WHERE id=?", (key,)).fetchone():
+                key += 1
+        used.add(key)
+        return key
+
     def flush(self) -> None:
         c = self.c
         if self.memory:
-            c.executemany("INSERT INTO memory VALUES (?,?,?,?,?,?,?,?,?)", self.memory)
+            c.executemany("INSERT INTO memory VALUES (?,?,?,?,?,?,?)", self.memory)
             c.executemany("INSERT INTO memory_fts(rowid, body) VALUES (?, ?)", self.fts)
         if self.tags:
             c.executemany("INSERT OR IGNORE INTO memory_tags(tag, id) VALUES (?, ?)", self.tags)
