@@ -1,12 +1,12 @@
 """Opening runtimes and running graphs from plain Python.
 
-``start()`` sets how runtimes in this process open (store, durability); it does not serve
-anything yet — the sidecar that will let other terminals watch and answer arrives with its own
-issue, and until then ``start()`` says so instead of pretending.
+``start()`` sets how runtimes in this process open (store, durability, sidecar). Every runtime
+then serves its sidecar while it is open, so another terminal can watch, answer and cancel.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -14,18 +14,17 @@ from typing import Any
 import attrs
 
 _DEFAULTS: dict[str, Any] = {}
+SIDECAR_ENV = "AETHERGRAPH_SIDECAR"  # "0" turns the sidecar off
 
 
 @attrs.frozen
 class StartInfo:
     home: str
     durability: str
-    # Where the sidecar listens. None: this build has no sidecar yet, nothing is served.
-    url: str | None = None
-
-    @property
-    def serving(self) -> bool:
-        return self.url is not None
+    # The sidecar serves while a runtime is open (its address is advertised in the store's
+    # runtimes/ folder); start() itself opens nothing.
+    sidecar: bool = True
+    tcp: str | None = None
 
 
 def start(
@@ -33,11 +32,15 @@ def start(
     home: str | None = None,
     durability: str | None = None,
     answers: list[str] | None = None,
+    sidecar: bool | None = None,
+    tcp: bool | str | None = None,
 ) -> StartInfo:
     """Configure the runtimes this process opens (callable before any trio loop exists).
 
     ``home``: the store (default ``$AETHERGRAPH_HOME`` or ``./.aethergraph``);
-    ``durability``: ``strict`` | ``batch`` | ``off``; ``answers``: scripted answers to asks.
+    ``durability``: ``strict`` | ``batch`` | ``off``; ``answers``: scripted answers to asks;
+    ``sidecar``: serve the sidecar on a 0600 unix socket in the store (default True);
+    ``tcp``: also on loopback TCP (True: a free port; or "HOST:PORT"), always with a token.
     """
     from runtime.store.layout import resolve_home
     from runtime.store.writer import resolve_durability
@@ -48,9 +51,15 @@ def start(
         _DEFAULTS["durability"] = resolve_durability(durability)
     if answers is not None:
         _DEFAULTS["answers"] = list(answers)
+    if sidecar is not None:
+        _DEFAULTS["sidecar"] = sidecar
+    if tcp:
+        _DEFAULTS["sidecar_tcp"] = "127.0.0.1:0" if tcp is True else str(tcp)
     return StartInfo(
         home=str(resolve_home(_DEFAULTS.get("home"))),
         durability=resolve_durability(_DEFAULTS.get("durability")),
+        sidecar=_DEFAULTS.get("sidecar", True),
+        tcp=_DEFAULTS.get("sidecar_tcp"),
     )
 
 
@@ -70,6 +79,8 @@ def default_config(**overrides: Any):
         services=registered_services(),
         answer_sources=[ConsoleSource()] if console else [],
         handle_sigint=values.get("handle_sigint", True),
+        sidecar=values.get("sidecar", os.environ.get(SIDECAR_ENV, "1").lower() not in ("0", "off", "no", "false")),
+        sidecar_tcp=values.get("sidecar_tcp"),
     )
     return config, (ConsolePrinter() if console else None)
 
@@ -82,6 +93,8 @@ async def open_runtime(
     answers: list[str] | None = None,
     console: bool | None = None,
     handle_sigint: bool | None = None,
+    sidecar: bool | None = None,
+    tcp: bool | str | None = None,
 ) -> AsyncIterator[Any]:
     """``async with aethergraph.open_runtime() as rt:`` — one runtime for many runs.
 
@@ -92,11 +105,12 @@ async def open_runtime(
 
     config, printer = default_config(
         home=home, durability=durability, answers=answers, console=console,
-        handle_sigint=handle_sigint,
+        handle_sigint=handle_sigint, sidecar=sidecar,
+        sidecar_tcp=("127.0.0.1:0" if tcp is True else tcp) if tcp else None,
     )
     async with _open(config) as rt:
         if printer is not None:
-            rt.subscribe(printer)
+            rt.subscribe(printer, printer.TYPES)
         yield rt
 
 

@@ -111,10 +111,12 @@ def _out(text: str, stream: TextIO | None = None) -> None:
 class ConsolePrinter:
     """Shows a run's human-facing events on stdout."""
 
+    TYPES = (ev.MessageSent, ev.Progress, ev.AskOpened, ev.AskAnswered, ev.AskExpired)
+
     def __init__(self, stream: TextIO | None = None) -> None:
         self.stream = stream
 
-    def __call__(self, event: ev.Event) -> None:
+    def __call__(self, event: ev.Event, encoded: bytes = b"") -> None:
         t = type(event)
         if t is ev.MessageSent:
             _out(event.text, self.stream)

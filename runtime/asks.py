@@ -13,6 +13,7 @@ rather than hanging a job nobody is watching.
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from typing import Any, Protocol
 
@@ -83,6 +84,7 @@ class PendingAsk:
     by: str = ""
     gave_up: list[str] = attrs.field(factory=list)
     unanswerable: bool = False
+    opened: float = attrs.field(factory=time.time)
 
     def describe(self) -> str:
         return f"ask {self.ask_id} ({self.prompt!r})"

@@ -21,7 +21,7 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -133,6 +133,7 @@ class Run:
     cancel_reason: str = ""
     cancel_by: str = ""
     nodes: dict[str, NodeHandle] = attrs.field(factory=dict)
+    started: float = attrs.field(factory=time.time)
     _roots: dict[str, int] = attrs.field(factory=dict)
 
     def append(self, event: ev.Event) -> int:
@@ -146,9 +147,13 @@ class Run:
         self.last_ts = ts
         event.ts = ts
         rt = self.runtime
-        ticket = rt.writer.append(event)
-        if rt._subscribers:
-            rt._publish(event)
+        subscribers = rt._subscribers or rt._typed_subscribers.get(type(event))
+        if subscribers:
+            encoded = ev.ENCODER.encode(event)
+            ticket = rt.writer.append(event, encoded)
+            rt._publish(event, encoded)
+        else:
+            ticket = rt.writer.append(event)
         return ticket
 
     def emit(self, cls: type[ev.Event], node: str = "", **fields: Any) -> tuple[ev.Event, int]:
@@ -200,6 +205,10 @@ class RuntimeConfig:
     handle_sigint: bool = True
     services: dict[str, Any] = attrs.field(factory=dict)
     answer_sources: list[Any] = attrs.field(factory=list)
+    # Serve the sidecar (a 0600 unix socket in the store) so other terminals can watch and act.
+    sidecar: bool = True
+    # Also listen on TCP ("127.0.0.1:0"), always with a token; None: from $AETHERGRAPH_SIDECAR_TCP.
+    sidecar_tcp: str | None = None
 
 
 Invoke = Callable[[NodeHandle], Awaitable[Any]]
@@ -226,7 +235,10 @@ class Runtime:
         self._system = system
         self._service_nursery: trio.Nursery | None = None
         self._started_services: set[str] = set()
-        self._subscribers: list[Callable[[ev.Event], None]] = []
+        self.sidecar: Any = None
+        self._runs_listeners: list[Callable[[], None]] = []
+        self._subscribers: list[Callable[[ev.Event, bytes], None]] = []
+        self._typed_subscribers: dict[type, list[Callable[[ev.Event, bytes], None]]] = {}
 
     # -- services -----------------------------------------------------------------------------
 
@@ -269,18 +281,47 @@ class Runtime:
 
     # -- events -------------------------------------------------------------------------------
 
-    def subscribe(self, callback: Callable[[ev.Event], None]) -> Callable[[], None]:
-        """Call ``callback`` synchronously with every event emitted from now on."""
-        self._subscribers.append(callback)
-        return lambda: self._subscribers.remove(callback)
+    def subscribe(
+        self,
+        callback: Callable[[ev.Event, bytes], None],
+        types: Iterable[type[ev.Event]] | None = None,
+    ) -> Callable[[], None]:
+        """Call ``callback(event, encoded)`` synchronously with every event emitted from now
+        on (or only events of ``types``); ``encoded`` is the event's JSON as the log stores it.
+        It must not block: a slow consumer queues and drops itself, it never slows the run."""
+        lists = (
+            [self._subscribers]
+            if types is None
+            else [self._typed_subscribers.setdefault(t, []) for t in types]
+        )
+        for lst in lists:
+            lst.append(callback)
 
-    def _publish(self, event: ev.Event) -> None:
-        for cb in list(self._subscribers):
-            try:
-                cb(event)
-            except Exception:
-                log.exception("event subscriber failed; dropping it")
-                self._subscribers.remove(cb)
+        def unsubscribe() -> None:
+            for lst in lists:
+                if callback in lst:
+                    lst.remove(callback)
+
+        return unsubscribe
+
+    def _publish(self, event: ev.Event, encoded: bytes) -> None:
+        for lst in (self._subscribers, self._typed_subscribers.get(type(event), ())):
+            for cb in list(lst):
+                try:
+                    cb(event, encoded)
+                except Exception:
+                    log.exception("event subscriber failed; dropping it")
+                    if cb in lst:
+                        lst.remove(cb)
+
+    def on_runs_changed(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Call ``callback()`` whenever a run starts or ends here."""
+        self._runs_listeners.append(callback)
+        return lambda: self._runs_listeners.remove(callback)
+
+    def _runs_changed(self) -> None:
+        for cb in list(self._runs_listeners):
+            cb()
 
     # -- runs ---------------------------------------------------------------------------------
 
@@ -298,6 +339,7 @@ class Runtime:
         self.writer.open_run(run_id)
         run = Run(self, run_id, spec.name)
         self.runs[run_id] = run
+        self._runs_changed()
         t0 = time.monotonic()
         run.emit(
             ev.RunStarted,
@@ -344,6 +386,7 @@ class Runtime:
             )
             self.writer.close_run(run_id)
             del self.runs[run_id]
+            self._runs_changed()
             if self.durability == "strict":
                 with trio.CancelScope(shield=True):
                     await self.writer.wait_durable()
@@ -551,6 +594,12 @@ async def _supervise(rt: Runtime, system: trio.Nursery) -> AsyncIterator[Runtime
     await system.start(rt.timer.run)
     if rt.config.handle_sigint and threading.current_thread() is threading.main_thread():
         await system.start(rt._watch_sigint)
+    if rt.config.sidecar:
+        from .sidecar.server import TCP_ENV, Sidecar
+
+        tcp = rt.config.sidecar_tcp or os.environ.get(TCP_ENV) or None
+        rt.sidecar = await system.start(Sidecar(rt, tcp=tcp).run)
+        rt.asks.add_source(rt.sidecar.answer_source())
     token = current_runtime.set(rt)
     try:
         with unwrap_single():

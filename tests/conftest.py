@@ -38,6 +38,17 @@ def layout(home) -> StoreLayout:
     return StoreLayout.at(home)
 
 
+def rt_open(home, **kw):
+    """A runtime for in-process tests: quiet, no signal handler, and no sidecar unless asked
+    (with a sidecar attached an ask waits for remote answers instead of failing fast)."""
+    from aethergraph import open_runtime
+
+    kw.setdefault("console", False)
+    kw.setdefault("handle_sigint", False)
+    kw.setdefault("sidecar", False)
+    return open_runtime(home=str(home), **kw)
+
+
 def run_events(layout: StoreLayout, run_id: str):
     return read_events(layout.run_log(run_id))
 

@@ -12,13 +12,8 @@ from aethergraph.console import ConsolePrinter, ConsoleSource, StdinLines
 from runtime import events as ev
 from runtime.asks import normalize_answer
 
-from .conftest import run_events
+from .conftest import rt_open, run_events
 
-
-def rt_open(home, **kw):
-    kw.setdefault("console", False)
-    kw.setdefault("handle_sigint", False)
-    return open_runtime(home=str(home), **kw)
 
 
 @pytest.mark.parametrize(

@@ -14,13 +14,8 @@ from runtime.store.index import Index
 from runtime.store.kv import KVStore
 from runtime.store.logfile import complete_size, read_events, read_log, repair_torn_tail
 
-from .conftest import run_events
+from .conftest import rt_open, run_events
 
-
-def rt_open(home, **kw):
-    kw.setdefault("console", False)
-    kw.setdefault("handle_sigint", False)
-    return open_runtime(home=str(home), **kw)
 
 
 def line(seq: int, kind: str = "k") -> bytes:

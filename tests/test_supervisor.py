@@ -29,13 +29,8 @@ from aethergraph import (
 )
 from runtime import events as ev
 
-from .conftest import ag, event_types, run_events
+from .conftest import rt_open, ag, event_types, run_events
 
-
-def rt_open(home, **kw):
-    kw.setdefault("console", False)
-    kw.setdefault("handle_sigint", False)
-    return open_runtime(home=str(home), **kw)
 
 
 def of(events, cls):

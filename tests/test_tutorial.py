@@ -14,7 +14,7 @@ from aethergraph.targets import load_target
 from runtime import events as ev
 from runtime.store.index import Index
 
-from .conftest import TUTORIAL, ag, event_types, run_events
+from .conftest import rt_open, TUTORIAL, ag, event_types, run_events
 
 SPEC = {"name": "toy-sim", "steps": 3}
 
@@ -36,7 +36,7 @@ def tutorial(monkeypatch):
 
 
 async def _run(fn, home, answers=()):
-    async with open_runtime(home=str(home), answers=list(answers), console=False, handle_sigint=False) as rt:
+    async with rt_open(home, answers=list(answers)) as rt:
         outcome = await fn.start_run(rt, {"spec": SPEC})
     return outcome
 
@@ -133,9 +133,11 @@ def test_ag_run_with_scripted_answers(tmp_path, home):
 
 
 def test_ask_without_terminal_or_answers_fails_fast(tmp_path):
+    """With no sidecar (so no other terminal can answer) and stdin not a terminal."""
     proc = subprocess.run(
         [sys.executable, str(TUTORIAL)], capture_output=True, text=True, timeout=60,
-        env=_env(AG_DEMO_FAIL_RATE="1"), cwd=tmp_path, stdin=subprocess.DEVNULL,
+        env=_env(AG_DEMO_FAIL_RATE="1", AETHERGRAPH_SIDECAR="0"), cwd=tmp_path,
+        stdin=subprocess.DEVNULL,
     )
     assert proc.returncode != 0
     assert "NoAnswerAvailable" in proc.stderr

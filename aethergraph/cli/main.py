@@ -44,7 +44,32 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("runs", help="list runs, newest first")
     p.add_argument("--limit", "-n", type=int, default=50)
+    p.add_argument("--live", action="store_true", help="only runs executing in live runtimes")
     p.add_argument("--json", action="store_true", help="JSON for scripts")
+    _add_home(p)
+
+    p = sub.add_parser("tail", help="follow a run's events live; exits when the run ends")
+    p.add_argument("run_id")
+    _add_home(p)
+
+    p = sub.add_parser("asks", help="pending asks in live runtimes, with their ids")
+    p.add_argument("--json", action="store_true", help="JSON for scripts")
+    _add_home(p)
+
+    p = sub.add_parser("answer", help="answer a pending ask")
+    p.add_argument("ask_id")
+    p.add_argument("value")
+    _add_home(p)
+
+    p = sub.add_parser("cancel", help="cancel a live run, or one node of it")
+    p.add_argument("run_id")
+    p.add_argument("node", nargs="?", default="", help="node path, e.g. graph/tool")
+    p.add_argument("--reason", default="", help="recorded with the cancellation")
+    _add_home(p)
+
+    p = sub.add_parser("retry", help="end a running node's attempt now and start the next one")
+    p.add_argument("run_id")
+    p.add_argument("node", help="node path, e.g. graph/poll_job")
     _add_home(p)
 
     p = sub.add_parser("show", help="one run's timeline")
@@ -109,9 +134,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             return cmd_run(args)
         if args.command == "runs":
+            if args.live:
+                from .live_cmds import cmd_live_runs
+
+                return cmd_live_runs(args)
             from .history_cmds import cmd_runs
 
             return cmd_runs(args)
+        if args.command in ("tail", "asks", "answer", "cancel", "retry"):
+            from . import live_cmds
+
+            return getattr(live_cmds, f"cmd_{args.command}")(args)
         if args.command == "show":
             from .history_cmds import cmd_show
 

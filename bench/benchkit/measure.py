@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import sys
 import time
@@ -35,14 +36,20 @@ class Region:
     rss_peak_kib: int
 
     def __enter__(self) -> Region:
+        self._profiler = _profiler()
         self._cpu0, self.rss_before_kib = _usage()
         self._t0 = time.perf_counter()
+        if self._profiler is not None:
+            self._profiler.enable()
         return self
 
     def __exit__(self, *exc: object) -> bool:
         self.wall_s = time.perf_counter() - self._t0
         cpu1, self.rss_peak_kib = _usage()
         self.cpu_s = cpu1 - self._cpu0
+        if self._profiler is not None:
+            self._profiler.disable()
+            self._profiler.dump_stats(os.environ["BENCH_PROFILE"])
         return False
 
     def fields(self) -> dict[str, Any]:
@@ -52,6 +59,16 @@ class Region:
             "rss_before_kib": self.rss_before_kib,
             "rss_peak_kib": self.rss_peak_kib,
         }
+
+
+def _profiler():
+    """``BENCH_PROFILE=out.prof`` (set by bench/profile.py): cProfile exactly the timed region
+    (main thread only). Never set during a measurement run."""
+    if not os.environ.get("BENCH_PROFILE"):
+        return None
+    import cProfile
+
+    return cProfile.Profile()
 
 
 def args(variants: list[str], default_n: int) -> argparse.Namespace:

@@ -121,12 +121,18 @@ class LogWriter:
             rl.closing = True
             self._pending.set()
 
-    def append(self, event: Event) -> int:
-        """Queue ``event`` for its run's log; return its ticket for ``wait_durable``."""
+    def append(self, event: Event, encoded: bytes | None = None) -> int:
+        """Queue ``event`` for its run's log; return its ticket for ``wait_durable``.
+
+        ``encoded``: the event's JSON when the caller already has it (it is sent to live
+        subscribers too: one encoding for the disk and the wire)."""
         rl = self._runs[event.run_id]
         buf = rl.buf
         rl.offsets.append(rl.position + len(buf))
-        ENCODER.encode_into(event, buf, -1)
+        if encoded is None:
+            ENCODER.encode_into(event, buf, -1)
+        else:
+            buf += encoded
         buf.append(10)
         rl.events.append(event)
         self._appended += 1

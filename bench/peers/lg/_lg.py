@@ -11,8 +11,9 @@ import tempfile
 from contextlib import AsyncExitStack
 from pathlib import Path
 
-os.environ["LANGSMITH_TRACING"] = "false"
-os.environ["LANGCHAIN_TRACING_V2"] = "false"
+from benchkit.peer_env import OFFLINE_ENV
+
+os.environ.update({k: v for k, v in OFFLINE_ENV.items() if k.startswith("LANG")})
 
 CHECKPOINTERS = ("none", "memory", "sqlite")
 

@@ -1,0 +1,157 @@
+"""What a benchmark run measures: one ``Case`` per (workload, framework, variant, N).
+
+Every case is one command; each repetition runs it as a fresh process. ``group`` names the
+like-with-like comparison a case belongs to: a peer's figure is divided by the figure of our
+case with the same group (``ref=True``), so a ratio never compares durable with in-memory
+without the table saying so.
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .venvs import BENCH
+
+DEFAULT_REPS = 5
+SLOW_REPS = 3  # for measurements that take minutes (spec: 3 instead of 5)
+TIMEOUT_S = 300
+WORKLOADS = ("B1", "B2", "B3", "B4")
+FRAMEWORKS = ("ours", "upstream", "langgraph")
+
+
+@dataclass
+class Case:
+    workload: str
+    framework: str
+    variant: str
+    n: int | None
+    argv: list[str]
+    group: str  # like-with-like group; ratios are taken against ours in the same group
+    storage: str = "-"
+    ref: bool = False  # ours: the figure peers in the same group are compared with
+    reps: int = DEFAULT_REPS
+    timeout_s: float = TIMEOUT_S
+    process: bool = False  # B4: the measurement IS the whole process (timed from outside)
+    note: str = ""
+    results: list[dict] = field(default_factory=list)
+
+    @property
+    def key(self) -> str:
+        return f"{self.workload} {self.framework} {self.variant} n={self.n}"
+
+    @property
+    def command(self) -> str:
+        return " ".join(shlex.quote(a) for a in self.argv)
+
+
+def _script(py: Path, rel: str, variant: str, n: int) -> list[str]:
+    return [str(py), str(BENCH / rel), "--variant", variant, "--n", str(n)]
+
+
+def b1(ours: Path | None, peers: Path | None) -> list[Case]:
+    cases: list[Case] = []
+    n = 2000
+    if ours:
+        for v in ("top", "top+record", "in-run", "in-run+record"):
+            cases.append(Case("B1", "ours", v, n, _script(ours, "ours/b1.py", v, n), group=v,
+                              ref=True, storage="log file, batch" if "record" in v else "-"))
+    if peers:
+        for v in ("top", "top+record", "in-run", "in-run+record"):
+            slow = "record" in v  # ~30 ms per durable append upstream: a minute per run
+            cases.append(Case("B1", "upstream", v, n, _script(peers, "peers/upstream_ag/b1.py", v, n),
+                              group=v, reps=SLOW_REPS if slow else DEFAULT_REPS,
+                              storage="SQLite event log" if slow else "-"))
+        for shape in ("top", "in-run"):
+            for cp in ("none", "memory", "sqlite"):
+                for rec in ("-", "state", "store"):
+                    v = f"{shape}/{cp}/{rec}"
+                    storage = {"none": "-", "memory": "in-memory", "sqlite": "SQLite file"}[cp]
+                    if rec == "store":
+                        storage += (" + InMemoryStore" if cp != "sqlite" else " + SQLite store")
+                    elif rec == "state":
+                        storage += " (event in state)"
+                    slow = cp == "sqlite" and shape == "top"
+                    group = shape + ("" if rec == "-" else "+record")
+                    cases.append(Case("B1", "langgraph", v, n, _script(peers, "peers/lg/b1.py", v, n),
+                                      group=group, storage=storage,
+                                      reps=SLOW_REPS if slow else DEFAULT_REPS))
+    return cases
+
+
+def b2(ours: Path | None, peers: Path | None) -> list[Case]:
+    cases: list[Case] = []
+    for n in (1000, 10_000):
+        if ours:
+            for v, how in (("ag.sleep", "nursery children, shared timer"),
+                           ("trio.sleep", "nursery children, trio.sleep"),
+                           ("tool-nodes", "@tool child nodes, shared timer")):
+                cases.append(Case("B2", "ours", v, n, _script(ours, "ours/b2.py", v, n),
+                                  group=f"n={n}", ref=v == "ag.sleep", note=how))
+        if peers:
+            cases.append(Case("B2", "upstream", "gather", n,
+                              _script(peers, "peers/upstream_ag/b2.py", "gather", n),
+                              group=f"n={n}", note="asyncio tasks in the graph_fn"))
+            cases.append(Case("B2", "langgraph", "gather", n, _script(peers, "peers/lg/b2.py", "gather", n),
+                              group=f"n={n}", note="asyncio tasks in one node"))
+            cases.append(Case("B2", "langgraph", "send", n, _script(peers, "peers/lg/b2.py", "send", n),
+                              group=f"n={n}", note="one Send task (node) per job"))
+    return cases
+
+
+def b3(ours: Path | None, peers: Path | None) -> list[Case]:
+    cases: list[Case] = []
+    for n in (100_000, 10_000):
+        if ours:
+            cases.append(Case("B3", "ours", "batch", n, _script(ours, "ours/b3.py", "batch", n),
+                              group=f"n={n}", ref=True, storage="log file + SQLite index (durable)"))
+    if peers:
+        cases.append(Case("B3", "langgraph", "memory", 100_000,
+                          _script(peers, "peers/lg/b3.py", "memory", 100_000), group="n=100000",
+                          storage="InMemoryStore (not durable)"))
+        cases.append(Case("B3", "langgraph", "sqlite", 10_000,
+                          _script(peers, "peers/lg/b3.py", "sqlite", 10_000), group="n=10000",
+                          storage="AsyncSqliteStore file (durable)", reps=SLOW_REPS,
+                          note="~300 events/s: N = 100,000 would take ~6 min per repetition"))
+        cases.append(Case("B3", "upstream", "default", 10_000,
+                          _script(peers, "peers/upstream_ag/b3.py", "default", 10_000),
+                          group="n=10000", storage="SQLite event log (durable)", reps=SLOW_REPS,
+                          timeout_s=1200,
+                          note="~35 events/s: N = 100,000 would take ~50 min per repetition"))
+    return cases
+
+
+def b4(ours: Path | None, peers: Path | None) -> list[Case]:
+    cases: list[Case] = []
+
+    def proc(framework, variant, argv, group, ref=False, note=""):
+        cases.append(Case("B4", framework, variant, None, argv, group=group, ref=ref,
+                          process=True, note=note))
+
+    if ours:
+        proc("ours", 'python -c "pass"', [str(ours), "-c", "pass"], "pass", ref=True)
+        proc("ours", 'python -c "import aethergraph"', [str(ours), "-c", "import aethergraph"],
+             "import", ref=True, note="names resolve lazily")
+        proc("ours", "from aethergraph import graph_fn, tool, open_runtime",
+             [str(ours), "-c", "from aethergraph import graph_fn, tool, open_runtime"], "first line",
+             ref=True, note="what a script's first line costs")
+        ag = ours.parent / "ag"
+        if ag.exists():
+            proc("ours", "ag --help", [str(ag), "--help"], "cli", ref=True, note="whole process")
+    if peers:
+        proc("upstream", 'python -c "pass"', [str(peers), "-c", "pass"], "pass")
+        proc("upstream", 'python -c "import aethergraph"', [str(peers), "-c", "import aethergraph"],
+             "import")
+        proc("upstream", "from aethergraph import graph_fn, tool",
+             [str(peers), "-c", "from aethergraph import graph_fn, tool"], "first line")
+        proc("langgraph", 'python -c "import langgraph.graph"',
+             [str(peers), "-c", "import langgraph.graph"], "import")
+        proc("langgraph", "from langgraph.graph import StateGraph",
+             [str(peers), "-c", "from langgraph.graph import StateGraph"], "first line")
+    return cases
+
+
+def build(ours: Path | None, peers: Path | None, workloads: list[str]) -> dict[str, list[Case]]:
+    makers = {"B1": b1, "B2": b2, "B3": b3, "B4": b4}
+    return {w: makers[w](ours, peers) for w in workloads}

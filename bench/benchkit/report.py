@@ -1,0 +1,394 @@
+"""docs/benchmarks.md from the raw JSON lines: medians with min-max, ratios, targets.
+
+Rendering reads only the JSON lines (``--render-only`` re-renders without measuring again), plus
+the hand-written profile notes in ``bench/notes/where-the-time-goes.md``, which are included
+verbatim so regenerating the page never loses them.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .venvs import BENCH
+
+NOTES = BENCH / "notes" / "where-the-time-goes.md"
+SPEC = "../shared/bench/PEER_WORKLOADS.md"
+
+
+@dataclass(frozen=True)
+class Metric:
+    title: str
+    key: str
+    scale: float = 1.0
+    higher_is_better: bool = False
+
+
+MB = 1 / 1024  # ru_maxrss is KiB on Linux
+METRICS = {
+    "B1": [Metric("wall µs/node", "us_per_node"), Metric("CPU µs/node", "cpu_us_per_node"),
+           Metric("peak RSS MB", "rss_peak_kib", MB)],
+    "B2": [Metric("wall s", "wall_s"), Metric("CPU s", "cpu_s"),
+           Metric("RSS before MB", "rss_before_kib", MB), Metric("peak RSS MB", "rss_peak_kib", MB)],
+    "B3": [Metric("write events/s (loop)", "events_per_s", higher_is_better=True),
+           Metric("events/s durable + queryable", "durable_events_per_s", higher_is_better=True),
+           Metric("write CPU s", "cpu_s"), Metric("1st query ms", "query1_s", 1000),
+           Metric("2nd query ms", "query2_s", 1000), Metric("peak RSS MB", "rss_peak_kib", MB)],
+    # No RSS for B4: a child's ru_maxrss starts from the harness's own RSS (it is inherited
+    # across fork + exec), so for small processes it would measure run.py, not the import.
+    "B4": [Metric("wall ms", "wall_s", 1000), Metric("CPU ms", "cpu_s", 1000)],
+}
+PRIMARY = {"B1": METRICS["B1"][0], "B2": METRICS["B2"][0], "B3": METRICS["B3"][0],
+           "B4": METRICS["B4"][0]}
+
+INTRO = {
+    "B1": (
+        "Per-node overhead: 2,000 chained `step(x) -> x + 1` nodes; `top` = every call its own "
+        "top-level run, `in-run` = one run executes the 2,000 nodes; `record` = each node appends "
+        "one event (`kind=\"step\"`, `data={\"x\": x}`), awaited. LangGraph variants are "
+        "`shape/checkpointer/record`: checkpointer `none` | `memory` (InMemorySaver) | `sqlite` "
+        "(AsyncSqliteSaver file); record `-` | `state` (an `operator.add` list channel) | `store` "
+        "(`runtime.store.aput`: InMemoryStore, or the SQLite store with the SQLite saver). The "
+        "ratio compares with our figure of the same shape and record/no-record."
+    ),
+    "B2": (
+        "Fan-out: one run submits N jobs to a fake in-process service and runs N concurrent "
+        "pollers, each doing 5 × (sleep 0.05 s, poll); the ideal wall is 0.25 s. No concurrency "
+        "limits anywhere. The ratio compares with ours `ag.sleep` at the same N (plain nursery "
+        "children sleeping on the runtime's shared timer)."
+    ),
+    "B3": (
+        "Event log: one node appends N events sequentially, awaiting each (`kind=f\"k{i % 10}\"`, "
+        "`data={\"i\": i}`), then asks for the 50 most recent of kind `k3`, newest first; "
+        "`correct` checks the answer against `[99993, 99983, ...]` (resp. for N = 10,000). "
+        "*write events/s (loop)* = N / the append loop. Ours acknowledges a `record` once its "
+        "log writer has it (durability `batch`: fsync'd in groups within ~5 ms) and a query "
+        "first waits until everything recorded so far is fsync'd and indexed, so our **1st "
+        "query** includes that drain and *events/s durable + queryable* = N / (loop + 1st query) "
+        "is the end-to-end rate; the **2nd query** is the query alone. The peers' appends are "
+        "synchronous (the SQLite ones durable when they return; InMemoryStore never durable), so "
+        "their two rates coincide (blank for InMemoryStore). The ratio compares durable with "
+        "durable (ours end to end vs their append loop) and, for InMemoryStore, append loop with "
+        "append loop. LangGraph's Store has no newest-first search: its query fetches every item "
+        "of the kind and sorts by key in the client."
+    ),
+    "B4": (
+        "Start-up: whole processes, timed from this harness (spawn to exit; CPU of the child from "
+        "`wait4`), after one untimed run so `.pyc` files exist. Ratios compare like "
+        "lines: `pass` with `pass`, `import` with `import aethergraph`, the first line of a "
+        "script with ours `from aethergraph import graph_fn, tool, open_runtime`."
+    ),
+}
+
+
+@dataclass
+class Row:
+    """All repetitions of one case."""
+
+    workload: str
+    framework: str
+    variant: str
+    n: int | None
+    group: str
+    ref: bool
+    storage: str
+    note: str
+    command: str
+    results: list[dict] = field(default_factory=list)
+
+    @property
+    def ok(self) -> list[dict]:
+        return [r for r in self.results if "error" not in r]
+
+    def values(self, metric: Metric) -> list[float]:
+        return [r[metric.key] * metric.scale for r in self.ok if r.get(metric.key) is not None]
+
+    def median(self, metric: Metric) -> float | None:
+        vals = self.values(metric)
+        return statistics.median(vals) if vals else None
+
+    def cell(self, metric: Metric) -> str:
+        vals = self.values(metric)
+        if not vals:
+            return "–"
+        med = statistics.median(vals)
+        if len(vals) == 1:
+            return fmt(med)
+        return f"{fmt(med)} ({fmt(min(vals))}–{fmt(max(vals))})"
+
+
+def fmt(x: float) -> str:
+    ax = abs(x)
+    if ax >= 100:
+        return f"{x:,.0f}"
+    if ax >= 10:
+        return f"{x:.1f}"
+    if ax >= 1:
+        return f"{x:.2f}"
+    return f"{x:.3g}"
+
+
+def rows_from(records: list[dict]) -> list[Row]:
+    rows: dict[tuple, Row] = {}
+    for r in records:
+        if r.get("type") != "measurement":
+            continue
+        key = (r["workload"], r["framework"], r["variant"], r["n"])
+        if key not in rows:
+            rows[key] = Row(r["workload"], r["framework"], r["variant"], r["n"], r["group"],
+                            r.get("ref", False), r.get("storage", "-"), r.get("note", ""),
+                            r.get("command", ""))
+        rows[key].results.append(r)
+    return list(rows.values())
+
+
+def reference(rows: list[Row], row: Row) -> Row | None:
+    for r in rows:
+        if r.workload == row.workload and r.group == row.group and r.framework == "ours" and r.ref:
+            return r if r is not row else None
+    return None
+
+
+def ratio(row: Row, ref: Row | None) -> float | None:
+    """How many times better ours (``ref``) is than ``row`` on the primary metric."""
+    if ref is None:
+        return None
+    metric = PRIMARY[row.workload]
+    if row.workload == "B3" and row.median(METRICS["B3"][1]) is not None:
+        metric = METRICS["B3"][1]  # durable vs durable; InMemoryStore: loop vs loop
+    mine, theirs = ref.median(metric), row.median(metric)
+    if not mine or not theirs:
+        return None
+    return mine / theirs if metric.higher_is_better else theirs / mine
+
+
+def ratio_cell(r: float | None) -> str:
+    if r is None:
+        return ""
+    return f"**{fmt(r)}×**" if r >= 1 else f"{fmt(r)}× (ours {fmt(1 / r)}× slower)"
+
+
+# -- the page -----------------------------------------------------------------------------------
+
+
+def render(meta: dict, records: list[dict]) -> str:
+    rows = rows_from(records)
+    out = [
+        "# Benchmarks",
+        "",
+        "<!-- Generated by bench/run.py from docs/benchmarks.jsonl; edit bench/benchkit/report.py "
+        "or bench/notes/where-the-time-goes.md instead of this file. -->",
+        "",
+        "Our figures next to what users would pick instead, measured on the same machine in the "
+        f"same run. Workloads B1–B4 follow [`PEER_WORKLOADS.md`]({SPEC}) exactly; the scripts are "
+        "in `bench/ours/` and `bench/peers/`.",
+        "",
+        "Run: `just bench` (ours and the peers; creates `bench/.peers-venv` from "
+        "`bench/peers-requirements.txt` the first time; regenerates this page and "
+        "`docs/benchmarks.jsonl`, the raw measurements) or `just bench-quick` (ours only, 3 "
+        "repetitions, under 3 minutes; writes `bench/results/quick.{md,jsonl}`). "
+        "`python bench/run.py --only B1,B3 --frameworks ours --reps 1` for a quick look at one "
+        "workload; `--render-only` rebuilds this page from the JSON lines.",
+        "",
+    ]
+    out += _setup(meta)
+    out += _method()
+    for workload in ("B1", "B2", "B3", "B4"):
+        wrows = [r for r in rows if r.workload == workload]
+        if wrows:
+            out += _table(workload, wrows, rows)
+    out += _targets(rows)
+    out += ["## Where the time goes", ""]
+    if NOTES.exists():
+        out += [NOTES.read_text().strip(), ""]
+    else:
+        out += ["(no profile notes yet: bench/notes/where-the-time-goes.md)", ""]
+    return "\n".join(out).rstrip() + "\n"
+
+
+def _setup(meta: dict) -> list[str]:
+    lines = ["## Setup", "", "| | |", "|---|---|"]
+    lines.append(f"| date | {meta.get('date', '?')} |")
+    lines.append(f"| command | `{meta.get('command', '?')}` |")
+    lines.append(f"| machine | {meta.get('cores', '?')} cores, {meta.get('cpu', '?')}, {meta.get('os', '')} |")
+    if "load_before" in meta:
+        lines.append(f"| load average (1 min) | {meta['load_before']} before, {meta.get('load_after', '?')} after |")
+    py = f"CPython {meta.get('python', '?')}"
+    if meta.get("peers_python_version") and meta["peers_python_version"] != meta.get("python"):
+        py += f" (peers: {meta['peers_python_version']})"
+    lines.append(f"| Python | {py} |")
+    commit = meta.get("commit", "?")
+    if meta.get("uncommitted"):
+        commit += f" + uncommitted changes in {', '.join(meta['uncommitted'])}"
+    lines.append(f"| commit | {commit} |")
+    if meta.get("ours_versions"):
+        v = meta["ours_versions"]
+        lines.append("| ours | " + ", ".join(f"{k} {v[k]}" for k in v) + " |")
+    if meta.get("peers_versions"):
+        v = dict(meta["peers_versions"])
+        up = v.pop("aethergraph", "?")
+        lines.append(f"| upstream | aethergraph {up} (asyncio) |")
+        lines.append("| LangGraph | " + ", ".join(f"{k} {v[k]}" for k in v) + " |")
+    return lines + [""]
+
+
+def _method() -> list[str]:
+    return [
+        "## Method",
+        "",
+        "- One measurement = one fresh Python process. Imports, setup and graph compilation happen "
+        "before the timed region, and exactly one warm-up invocation (same code path, tiny input) "
+        "is excluded.",
+        "- Wall = `time.perf_counter()` delta; CPU = delta of `getrusage(RUSAGE_SELF)` user + "
+        "system time (all threads of the process, so SQLite or fsync work in worker threads "
+        "counts); peak RSS = `ru_maxrss` after the region (process-lifetime peak; B2 also shows "
+        "the value just before it).",
+        "- 5 repetitions (3 for measurements that take minutes), interleaved across variants: "
+        "repetition 1 of every variant, then repetition 2, ... Cells show the median and "
+        "(min–max).",
+        "- Ratio column: on the table's first metric, how many times better our figure of the same "
+        "comparison group is (peer ÷ ours for times, ours ÷ peer for rates): **> 1 means ours is "
+        "faster**.",
+        "- Each measurement gets a fresh temporary store on the repository's disk (ext4). Ours runs "
+        "with durability `batch` (the default). Upstream runs with a fresh `AETHERGRAPH_WORKSPACE`, "
+        "`AETHERGRAPH_SEARCH__BACKEND=none` and its LLM/embedding clients disabled; nothing "
+        "touches the network.",
+        "",
+    ]
+
+
+def _table(workload: str, wrows: list[Row], rows: list[Row]) -> list[str]:
+    metrics = METRICS[workload]
+    title = {"B1": "B1 – per-node overhead", "B2": "B2 – fan-out of polling jobs",
+             "B3": "B3 – event log write + \"most recent of a kind\"",
+             "B4": "B4 – import / start-up"}[workload]
+    lines = [f"## {title}", "", INTRO[workload], ""]
+    head = ["framework", "variant"]
+    if workload != "B1":
+        head.append("N" if workload != "B4" else "")
+    head.append("storage" if workload in ("B1", "B3") else "how")
+    head += [m.title for m in metrics]
+    if workload == "B3":
+        head.append("correct")
+    head.append("ratio")
+    if workload == "B4":
+        head.remove("")
+    lines.append("| " + " | ".join(head) + " |")
+    lines.append("|" + "---|" * len(head))
+    for row in wrows:
+        cells = [row.framework, f"`{row.variant}`"]
+        if workload in ("B2", "B3"):
+            cells.append(f"{row.n:,}")
+        cells.append(row.storage if workload in ("B1", "B3") else row.note)
+        if not row.ok:
+            errors = "; ".join(sorted({r["error"] for r in row.results}))
+            cells += [f"failed: {errors}"] + [""] * (len(metrics) - 1)
+        else:
+            cells += [row.cell(m) for m in metrics]
+        if workload == "B3":
+            oks = [r.get("correct") for r in row.ok]
+            cells.append("yes" if oks and all(oks) else "**no**")
+        cells.append("ref" if row.ref and row.framework == "ours" else ratio_cell(ratio(row, reference(rows, row))))
+        lines.append("| " + " | ".join(cells) + " |")
+    notes = [f"- {row.framework} `{row.variant}`: {row.note}" for row in wrows
+             if row.note and workload == "B3"]
+    failed = [row for row in wrows if len(row.ok) < len(row.results)]
+    for row in failed:
+        for r in row.results:
+            if "error" in r:
+                notes.append(f"- {row.framework} `{row.variant}` rep {r['rep']} failed: {r['error']}")
+    return lines + [""] + notes + ([""] if notes else [])
+
+
+# -- targets (issue 8) --------------------------------------------------------------------------
+
+
+def _find(rows: list[Row], workload: str, framework: str, variant: str, n: int | None = None) -> Row | None:
+    for r in rows:
+        if (r.workload, r.framework, r.variant) == (workload, framework, variant) and (
+            n is None or r.n == n
+        ) and r.ok:
+            return r
+    return None
+
+
+def _status(met: bool, off2x: bool) -> str:
+    if met:
+        return "met"
+    return "**missed, > 2× off** (profile note below)" if off2x else "missed"
+
+
+def _targets(rows: list[Row]) -> list[str]:
+    lines = [
+        "## Targets",
+        "",
+        "From issue 8 (ratios in one run on this machine). A miss by more than 2× gets a profile "
+        "note in *Where the time goes*.",
+        "",
+        "| target | ours | compared with | ratio / figure | status |",
+        "|---|---|---|---|---|",
+    ]
+    us = METRICS["B1"][0]
+    for shape in ("top", "in-run"):
+        ours = _find(rows, "B1", "ours", f"{shape}+record")
+        up = _find(rows, "B1", "upstream", f"{shape}+record")
+        if ours and up:
+            r = up.median(us) / ours.median(us)
+            lines.append(f"| B1 `{shape}`, one record per node: ≥ 100× lower wall/node than upstream "
+                         f"| {fmt(ours.median(us))} µs | upstream {fmt(up.median(us))} µs | {fmt(r)}× "
+                         f"| {_status(r >= 100, r < 50)} |")
+        lgs = [x for x in (_find(rows, "B1", "langgraph", f"{shape}/memory/state"),
+                           _find(rows, "B1", "langgraph", f"{shape}/memory/store")) if x]
+        if ours and lgs:
+            lg = min(lgs, key=lambda x: x.median(us))
+            r = lg.median(us) / ours.median(us)
+            lines.append(f"| B1 `{shape}`, one record per node: ≥ 10× lower than LangGraph with "
+                         f"InMemorySaver (its faster record variant) | {fmt(ours.median(us))} µs "
+                         f"| `{lg.variant}` {fmt(lg.median(us))} µs | {fmt(r)}× | {_status(r >= 10, r < 5)} |")
+        plain = _find(rows, "B1", "ours", shape)
+        lg = _find(rows, "B1", "langgraph", f"{shape}/none/-")
+        if plain and lg:
+            r = lg.median(us) / plain.median(us)
+            lines.append(f"| B1 `{shape}`, no record: below LangGraph without a checkpointer "
+                         f"| {fmt(plain.median(us))} µs | {fmt(lg.median(us))} µs | {fmt(r)}× "
+                         f"| {_status(r > 1, r < 0.5)} |")
+    wall = METRICS["B2"][0]
+    ours = _find(rows, "B2", "ours", "ag.sleep", 10_000)
+    peers = [r for r in rows if r.workload == "B2" and r.framework != "ours" and r.n == 10_000 and r.ok]
+    if ours:
+        o = ours.median(wall)
+        if peers:
+            best = min(peers, key=lambda x: x.median(wall))
+            b = best.median(wall)
+            lines.append(f"| B2 N = 10,000: wall no worse than the best peer (ideal 0.25 s) | {fmt(o)} s "
+                         f"| {best.framework} `{best.variant}` {fmt(b)} s | {fmt(b / o)}× "
+                         f"| {_status(o <= b, o > 2 * b)} |")
+        lines.append(f"| B2 N = 10,000: distance from the ideal 0.25 s | {fmt(o)} s | ideal 0.25 s "
+                     f"| {fmt(o / 0.25)}× the ideal | (information) |")
+    ours = _find(rows, "B3", "ours", "batch", 100_000)
+    if ours:
+        loop = ours.median(METRICS["B3"][0])
+        durable = ours.median(METRICS["B3"][1])
+        lines.append(f"| B3 N = 100,000, `batch`: ≥ 100,000 events/s, append loop | {fmt(loop)}/s "
+                     f"| target 100,000/s | {fmt(loop / 1e5)}× | {_status(loop >= 1e5, loop < 5e4)} |")
+        lines.append(f"| B3 N = 100,000, `batch`: ≥ 100,000 events/s, until durable + queryable "
+                     f"| {fmt(durable)}/s | target 100,000/s | {fmt(durable / 1e5)}× "
+                     f"| {_status(durable >= 1e5, durable < 5e4)} |")
+        q2 = ours.median(METRICS["B3"][4])
+        q1 = ours.median(METRICS["B3"][3])
+        correct = all(r.get("correct") for r in ours.ok)
+        lines.append(f"| B3: the query correct in < 5 ms | {fmt(q2)} ms (1st, with drain: {fmt(q1)} ms), "
+                     f"correct: {'yes' if correct else 'no'} | target 5 ms | {fmt(q2 / 5)}× the budget "
+                     f"| {_status(correct and q2 < 5, q2 >= 10 or not correct)} |")
+    ms = METRICS["B4"][0]
+    for variant, budget, what in (('python -c "import aethergraph"', 150, "`import aethergraph` < 150 ms"),
+                                  ("ag --help", 200, "`ag --help` < 200 ms, whole process")):
+        ours = _find(rows, "B4", "ours", variant)
+        if ours:
+            o = ours.median(ms)
+            base = _find(rows, "B4", "ours", 'python -c "pass"')
+            extra = f" ({fmt(o - base.median(ms))} ms above `pass`)" if base else ""
+            lines.append(f"| B4 {what} | {fmt(o)} ms{extra} | target {budget} ms | {fmt(o / budget)}× "
+                         f"the budget | {_status(o < budget, o >= 2 * budget)} |")
+    return lines + [""]

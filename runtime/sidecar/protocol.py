@@ -1,0 +1,170 @@
+"""The wire protocol, version 1: msgspec Structs as JSON text frames.
+
+A client's first message must be ``hello`` (with the token when the endpoint needs one); the
+server answers ``welcome`` or an error and closes. After that every request carries an ``id``
+and gets exactly one ``reply`` with that id, ``ok`` or an error with a machine-readable
+``code``. Events arrive in ``events`` frames (batches, so a fast run costs few frames), each
+event's JSON exactly as the log stores it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Union
+
+import msgspec
+
+PROTOCOL_VERSION = 1
+# Larger client messages get an error reply; much larger ones close the connection.
+MAX_MESSAGE_BYTES = 1 << 20
+WS_MAX_MESSAGE_BYTES = 4 << 20
+
+
+class Msg(msgspec.Struct, tag_field="op", kw_only=True, omit_defaults=True):
+    pass
+
+
+# -- client -> server -------------------------------------------------------------------------
+
+
+class Hello(Msg, tag="hello"):
+    protocol: int
+    token: str = ""
+    client: str = ""
+
+
+class Subscribe(Msg, tag="subscribe"):
+    """Events of one run (``run_id``) or of every run of this runtime (no ``run_id``).
+
+    ``after_seq`` (with ``run_id``): only events with a larger seq — what a client that was
+    dropped sends to resume without a gap. ``since``: only events at or after this time.
+    ``snapshot``: first replay what the log already holds, then go live.
+    """
+
+    id: int
+    run_id: str = ""
+    after_seq: int = 0
+    after: dict[str, int] = {}  # per run: what a dropped all-runs subscriber already has
+    since: float = 0.0
+    snapshot: bool = True
+
+
+class Unsubscribe(Msg, tag="unsubscribe"):
+    id: int
+    sub: int
+
+
+class Answer(Msg, tag="answer"):
+    id: int
+    ask_id: str
+    value: str
+
+
+class Cancel(Msg, tag="cancel"):
+    id: int
+    run_id: str
+    node: str = ""
+    reason: str = ""
+
+
+class Retry(Msg, tag="retry"):
+    id: int
+    run_id: str
+    node: str
+
+
+class ListRuns(Msg, tag="list_runs"):
+    id: int
+
+
+class ListAsks(Msg, tag="list_asks"):
+    id: int
+
+
+ClientMsg = Union[Hello, Subscribe, Unsubscribe, Answer, Cancel, Retry, ListRuns, ListAsks]
+
+# -- server -> client -------------------------------------------------------------------------
+
+
+class ErrorBody(msgspec.Struct, kw_only=True):
+    code: str
+    message: str
+
+
+class Welcome(Msg, tag="welcome"):
+    protocol: int
+    pid: int
+    host: str
+    runtime_id: str
+
+
+class Reply(Msg, tag="reply"):
+    id: int
+    ok: bool = True
+    result: Any = None
+    error: ErrorBody | None = None
+
+
+class EventFrame(Msg, tag="events"):
+    """A batch of events for subscription ``sub``, each exactly as the log stores it."""
+
+    sub: int
+    events: list[msgspec.Raw]
+
+
+class Live(Msg, tag="live"):
+    """The snapshot of subscription ``sub`` is complete; what follows is live."""
+
+    sub: int
+
+
+class Dropped(Msg, tag="dropped"):
+    """Subscription ``sub`` was ended by the server; resubscribe with ``after_seq`` per run."""
+
+    sub: int
+    reason: str
+    last_seq: dict[str, int] = {}
+
+
+class Error(Msg, tag="error"):
+    """A message that could not be tied to a request (malformed, before hello...)."""
+
+    code: str
+    message: str
+
+
+ServerMsg = Union[Welcome, Reply, EventFrame, Live, Dropped, Error]
+
+ENCODER = msgspec.json.Encoder()
+CLIENT_DECODER = msgspec.json.Decoder(ClientMsg)
+SERVER_DECODER = msgspec.json.Decoder(ServerMsg)
+
+
+class RunInfo(msgspec.Struct, kw_only=True):
+    run_id: str
+    graph: str
+    started: float
+    nodes: list[str] = []
+    pending_asks: int = 0
+
+
+class AskInfo(msgspec.Struct, kw_only=True):
+    ask_id: str
+    run_id: str
+    node: str
+    kind: str
+    prompt: str
+    options: list[str] = []
+    timeout_s: float | None = None
+    opened: float = 0.0
+
+
+# Error codes a client can act on.
+BAD_MESSAGE = "bad_message"
+TOO_LARGE = "too_large"
+NOT_AUTHENTICATED = "not_authenticated"
+BAD_PROTOCOL = "bad_protocol"
+UNKNOWN_RUN = "unknown_run"
+UNKNOWN_NODE = "unknown_node"
+UNKNOWN_ASK = "unknown_ask"
+INVALID_ANSWER = "invalid_answer"
+INTERNAL = "internal"

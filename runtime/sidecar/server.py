@@ -1,0 +1,459 @@
+"""The sidecar server: one trio-websocket endpoint per runtime, supervised by its nursery.
+
+Every connection is a small supervisor of its own: a receive loop that answers requests, and a
+send loop that is the only writer to the socket. Events reach a connection through the
+runtime's bus into a bounded queue per subscription; a subscriber that falls behind is dropped
+with the last seq it was sent, and resubscribes from there — the gap is read back from the log,
+so it never misses an event and never slows the run it watches.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import os
+import socket
+import time
+from collections import deque
+from functools import partial
+from typing import Any
+
+import msgspec
+import trio
+from trio_websocket import ConnectionClosed, WebSocketConnection, wrap_server_stream
+
+from .. import events as ev
+from ..errors import AetherGraphError, InvalidAnswer, UnknownRun
+from ..history import HOST
+from ..store.logfile import read_log
+from . import protocol as p
+from .registry import Advert, new_runtime_id, remove_advert, socket_path, write_advert, write_token
+
+log = logging.getLogger("aethergraph.sidecar")
+
+TCP_ENV = "AETHERGRAPH_SIDECAR_TCP"
+SUBSCRIBER_QUEUE = 20_000  # events a subscription may fall behind before it is dropped
+BATCH = 1000  # events per frame at most
+OUTBOX_HIGH = 64  # control frames queued before a snapshot waits for the socket
+
+
+def parse_tcp(value: str) -> tuple[str, int]:
+    host, _, port = value.rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError(f"sidecar TCP address must be HOST:PORT, got {value!r}")
+    return host.strip("[]"), int(port)
+
+
+class Sidecar:
+    def __init__(self, runtime: Any, *, tcp: str | None = None) -> None:
+        self.rt = runtime
+        self.layout = runtime.layout
+        self.tcp = tcp
+        self.runtime_id = new_runtime_id()
+        self.advert: Advert | None = None
+        self.token = ""
+        self.connections: set[Connection] = set()
+        self._dirty = trio.Event()
+
+    def answer_source(self) -> SidecarAnswers:
+        return SidecarAnswers(self)
+
+    async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        layout = self.layout
+        layout.runtimes_dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(layout.runtimes_dir, 0o700)
+        sock_path = socket_path(layout, self.runtime_id)
+        if sock_path.exists():
+            sock_path.unlink()
+        unix_sock = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        await unix_sock.bind(str(sock_path))
+        os.chmod(sock_path, 0o600)
+        unix_sock.listen(128)
+        listeners = [(trio.SocketListener(unix_sock), False)]
+        tcp_addr = ""
+        token_file = ""
+        if self.tcp:
+            host, port = parse_tcp(self.tcp)
+            if host not in ("127.0.0.1", "::1", "localhost"):
+                log.warning("sidecar listening on %s beyond loopback, as asked; a token is required", host)
+            tcp_listeners = await trio.open_tcp_listeners(port, host=host)
+            bound = tcp_listeners[0].socket.getsockname()
+            tcp_addr = f"{bound[0]}:{bound[1]}"
+            path, self.token = write_token(layout, self.runtime_id)
+            token_file = str(path)
+            listeners += [(lst, True) for lst in tcp_listeners]
+        self.advert = Advert(
+            runtime_id=self.runtime_id, pid=os.getpid(), host=HOST, started=time.time(),
+            protocol=p.PROTOCOL_VERSION, unix=str(sock_path), tcp=tcp_addr,
+            token_file=token_file, home=str(layout.home), runs=list(self.rt.runs),
+        )
+        write_advert(layout, self.advert)
+        unlisten = self.rt.on_runs_changed(self._dirty.set)
+        try:
+            async with trio.open_nursery() as nursery:
+                for listener, needs_token in listeners:
+                    await nursery.start(
+                        partial(trio.serve_listeners, partial(self._serve_stream, needs_token=needs_token),
+                                [listener], handler_nursery=nursery)
+                    )
+                nursery.start_soon(self._keep_advert_fresh)
+                task_status.started(self)
+        finally:
+            unlisten()
+            remove_advert(layout, self.advert)
+
+    async def _keep_advert_fresh(self) -> None:
+        """Rewrite the advert when runs start or end, at most ten times a second."""
+        while True:
+            await self._dirty.wait()
+            self._dirty = trio.Event()
+            self.advert.runs = list(self.rt.runs)
+            await trio.to_thread.run_sync(write_advert, self.layout, self.advert)
+            await trio.sleep(0.1)
+
+    async def _serve_stream(self, stream: trio.abc.Stream, *, needs_token: bool) -> None:
+        """One client: the websocket handshake, then a Connection until either side leaves."""
+        try:
+            async with trio.open_nursery() as nursery:
+                with trio.move_on_after(5) as handshake:
+                    request = await wrap_server_stream(
+                        nursery, stream, max_message_size=p.WS_MAX_MESSAGE_BYTES,
+                        receive_buffer_size=65536,
+                    )
+                    ws = await request.accept()
+                if handshake.cancelled_caught:
+                    nursery.cancel_scope.cancel()
+                    return
+                conn = Connection(self, ws, needs_token=needs_token)
+                self.connections.add(conn)
+                try:
+                    await conn.serve()
+                finally:
+                    self.connections.discard(conn)
+                    nursery.cancel_scope.cancel()
+        except (ConnectionClosed, trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+        except BaseExceptionGroup as group:  # a client that vanished mid-handshake
+            rest = group.subgroup(lambda e: not isinstance(
+                e, (ConnectionClosed, trio.BrokenResourceError, trio.ClosedResourceError, trio.Cancelled)))
+            if rest is not None:
+                raise rest
+        finally:
+            await trio.aclose_forcefully(stream)
+
+    # -- what requests see --------------------------------------------------------------------
+
+    def list_runs(self) -> list[p.RunInfo]:
+        pending: dict[str, int] = {}
+        for ask in self.rt.asks.pending.values():
+            pending[ask.run_id] = pending.get(ask.run_id, 0) + 1
+        return [
+            p.RunInfo(run_id=r.run_id, graph=r.graph, started=r.started, nodes=list(r.nodes),
+                      pending_asks=pending.get(r.run_id, 0))
+            for r in self.rt.runs.values()
+        ]
+
+    def list_asks(self) -> list[p.AskInfo]:
+        return [
+            p.AskInfo(ask_id=a.ask_id, run_id=a.run_id, node=a.node, kind=a.kind, prompt=a.prompt,
+                      options=a.options, timeout_s=a.timeout_s, opened=a.opened)
+            for a in self.rt.asks.pending.values()
+            if a.answer is None
+        ]
+
+
+class RequestError(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class Connection:
+    def __init__(self, sidecar: Sidecar, ws: WebSocketConnection, *, needs_token: bool) -> None:
+        self.sidecar = sidecar
+        self.rt = sidecar.rt
+        self.ws = ws
+        self.needs_token = needs_token
+        self.hello = False
+        self.client = "client"
+        self.outbox: deque[bytes] = deque()
+        self.subs: dict[int, Subscription] = {}
+        self._wake = trio.Event()
+        self._room = trio.Event()
+        self.nursery: trio.Nursery | None = None
+
+    # -- sending (only the send loop touches the socket) --------------------------------------
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def send(self, msg: p.Msg) -> None:
+        self.outbox.append(p.ENCODER.encode(msg))
+        self._wake.set()
+
+    async def send_when_room(self, msg: p.Msg) -> None:
+        while len(self.outbox) >= OUTBOX_HIGH:
+            self._room = trio.Event()
+            await self._room.wait()
+        self.send(msg)
+
+    async def _send_loop(self) -> None:
+        ws = self.ws
+        while True:
+            await self._wake.wait()
+            self._wake = trio.Event()
+            await self._flush(ws)
+
+    async def _flush(self, ws: WebSocketConnection) -> None:
+        busy = True
+        while busy:
+            busy = False
+            while self.outbox:
+                await ws.send_message(self.outbox.popleft().decode())
+                if len(self.outbox) < OUTBOX_HIGH:
+                    self._room.set()
+                busy = True
+            for sub in list(self.subs.values()):
+                frame = sub.take_batch()
+                if frame is not None:
+                    await ws.send_message(frame.decode())
+                    busy = True
+
+    # -- receiving ----------------------------------------------------------------------------
+
+    async def serve(self) -> None:
+        try:
+            async with trio.open_nursery() as nursery:
+                self.nursery = nursery
+                nursery.start_soon(self._send_loop)
+                try:
+                    await self._receive_loop()
+                finally:
+                    nursery.cancel_scope.cancel()
+        except ConnectionClosed:
+            pass
+        finally:
+            # Let the client see what was already queued (the last events of a run that just
+            # ended) before the socket goes.
+            with trio.move_on_after(1) as scope:
+                scope.shield = True
+                try:
+                    await self._flush(self.ws)
+                    await self.ws.aclose()
+                except (ConnectionClosed, trio.BrokenResourceError, trio.ClosedResourceError):
+                    pass
+            for sub in list(self.subs.values()):
+                sub.close()
+            self.subs.clear()
+
+    async def _receive_loop(self) -> None:
+        while True:
+            try:
+                raw = await self.ws.get_message()
+            except ConnectionClosed:
+                return
+            data = raw.encode() if isinstance(raw, str) else raw
+            if len(data) > p.MAX_MESSAGE_BYTES:
+                self.send(p.Error(code=p.TOO_LARGE,
+                                  message=f"message of {len(data)} bytes; the limit is {p.MAX_MESSAGE_BYTES}"))
+                continue
+            try:
+                msg = p.CLIENT_DECODER.decode(data)
+            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                self.send(p.Error(code=p.BAD_MESSAGE, message=str(exc)[:300]))
+                if not self.hello:
+                    return
+                continue
+            if not self.hello:
+                if not self._greet(msg):
+                    return
+                continue
+            if type(msg) is p.Hello:
+                self.send(p.Error(code=p.BAD_MESSAGE, message="hello was already said"))
+                continue
+            try:
+                result = await self._dispatch(msg)
+            except RequestError as exc:
+                self.send(p.Reply(id=msg.id, ok=False, error=p.ErrorBody(code=exc.code, message=str(exc))))
+            except Exception as exc:  # a bug of ours must not take the server down
+                log.exception("sidecar request failed")
+                self.send(p.Reply(id=msg.id, ok=False, error=p.ErrorBody(code=p.INTERNAL, message=repr(exc))))
+            else:
+                self.send(p.Reply(id=msg.id, result=result))
+
+    def _greet(self, msg: p.Msg) -> bool:
+        if type(msg) is not p.Hello:
+            self.send(p.Error(code=p.NOT_AUTHENTICATED, message="the first message must be hello"))
+            return False
+        if msg.protocol != p.PROTOCOL_VERSION:
+            self.send(p.Error(code=p.BAD_PROTOCOL,
+                              message=f"protocol {msg.protocol} is not supported; this runtime speaks {p.PROTOCOL_VERSION}"))
+            return False
+        if self.needs_token and not hmac.compare_digest(msg.token.encode(), self.sidecar.token.encode()):
+            self.send(p.Error(code=p.NOT_AUTHENTICATED, message="wrong or missing token"))
+            return False
+        self.hello = True
+        self.client = (msg.client or "client")[:64]
+        self.send(p.Welcome(protocol=p.PROTOCOL_VERSION, pid=os.getpid(), host=HOST,
+                            runtime_id=self.sidecar.runtime_id))
+        return True
+
+    async def _dispatch(self, msg: p.Msg) -> Any:
+        t = type(msg)
+        rt = self.rt
+        by = f"{self.client} (sidecar)"
+        if t is p.Subscribe:
+            if msg.id in self.subs:
+                raise RequestError(p.BAD_MESSAGE, f"subscription {msg.id} exists")
+            if msg.run_id:
+                try:
+                    path = rt.layout.run_log(msg.run_id)
+                except UnknownRun:
+                    raise RequestError(p.UNKNOWN_RUN, f"unknown run id: {msg.run_id}") from None
+                if msg.run_id not in rt.runs and not path.exists():
+                    raise RequestError(p.UNKNOWN_RUN, f"unknown run id: {msg.run_id}")
+            sub = Subscription(self, msg)
+            self.subs[msg.id] = sub
+            self.nursery.start_soon(sub.start)
+            return {"sub": msg.id}
+        if t is p.Unsubscribe:
+            sub = self.subs.pop(msg.sub, None)
+            if sub is None:
+                raise RequestError(p.BAD_MESSAGE, f"no subscription {msg.sub}")
+            sub.close()
+            return None
+        if t is p.Answer:
+            try:
+                answer = rt.asks.answer(msg.ask_id, msg.value, by=by)
+            except KeyError:
+                raise RequestError(p.UNKNOWN_ASK, f"no open ask {msg.ask_id!r} in this runtime") from None
+            except InvalidAnswer as exc:
+                raise RequestError(p.INVALID_ANSWER, str(exc)) from None
+            return {"answer": answer}
+        if t is p.Cancel:
+            try:
+                rt.cancel(msg.run_id, msg.node or None, reason=msg.reason or f"cancelled by {self.client}", by=by)
+            except UnknownRun:
+                raise RequestError(p.UNKNOWN_RUN, f"run {msg.run_id} is not running here") from None
+            except AetherGraphError as exc:
+                raise RequestError(p.UNKNOWN_NODE, str(exc)) from None
+            return None
+        if t is p.Retry:
+            try:
+                rt.retry(msg.run_id, msg.node, by=by)
+            except UnknownRun:
+                raise RequestError(p.UNKNOWN_RUN, f"run {msg.run_id} is not running here") from None
+            except AetherGraphError as exc:
+                raise RequestError(p.UNKNOWN_NODE, str(exc)) from None
+            return None
+        if t is p.ListRuns:
+            return self.sidecar.list_runs()
+        if t is p.ListAsks:
+            return self.sidecar.list_asks()
+        raise RequestError(p.BAD_MESSAGE, f"unexpected {t.__struct_config__.tag}")
+
+
+class Subscription:
+    """Events for one subscriber: the log's snapshot first, then live from a bounded queue."""
+
+    def __init__(self, conn: Connection, msg: p.Subscribe) -> None:
+        self.conn = conn
+        self.id = msg.id
+        self.run_id = msg.run_id
+        self.since = msg.since
+        self.snapshot = msg.snapshot
+        self.last_seq: dict[str, int] = dict(msg.after)
+        if msg.run_id and msg.after_seq:
+            self.last_seq[msg.run_id] = msg.after_seq
+        self.queue: deque[tuple[str, int, bytes]] = deque()
+        self.live = False
+        self.closed = False
+        # Registered before the snapshot is read, so nothing falls between the two.
+        self._unsubscribe = conn.rt.subscribe(self._on_event)
+
+    def _on_event(self, event: ev.Event, encoded: bytes) -> None:
+        if self.run_id and event.run_id != self.run_id:
+            return
+        if event.ts < self.since:
+            return
+        if len(self.queue) >= SUBSCRIBER_QUEUE:
+            self._drop(f"fell more than {SUBSCRIBER_QUEUE} events behind; resubscribe with after")
+            return
+        self.queue.append((event.run_id, event.seq, encoded))
+        if self.live:
+            self.conn.wake()
+
+    def _drop(self, reason: str) -> None:
+        self.close()
+        self.conn.subs.pop(self.id, None)
+        self.conn.send(p.Dropped(sub=self.id, reason=reason, last_seq=dict(self.last_seq)))
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self._unsubscribe()
+            self.queue.clear()
+
+    async def start(self) -> None:
+        rt = self.conn.rt
+        if self.snapshot:
+            await rt.writer.wait_durable()
+            runs = [self.run_id] if self.run_id else list(rt.runs)
+            for run_id in runs:
+                await self._replay(run_id)
+                if self.closed:
+                    return
+        self.live = True
+        self.conn.send(p.Live(sub=self.id))
+
+    async def _replay(self, run_id: str) -> None:
+        path = self.conn.rt.layout.run_log(run_id)
+        if not path.exists():
+            return
+        after = self.last_seq.get(run_id, 0)
+        since = self.since
+        lines = await trio.to_thread.run_sync(
+            lambda: [(r.event.seq, r.line) for r in read_log(path, warn=False)
+                     if r.event.seq > after and r.event.ts >= since]
+        )
+        for i in range(0, len(lines), BATCH):
+            if self.closed:
+                return
+            chunk = lines[i : i + BATCH]
+            await self.conn.send_when_room(
+                p.EventFrame(sub=self.id, events=[msgspec.Raw(line) for _, line in chunk])
+            )
+            self.last_seq[run_id] = chunk[-1][0]
+
+    def take_batch(self) -> bytes | None:
+        """The next frame of live events, skipping what the snapshot already sent."""
+        if not self.live or self.closed or not self.queue:
+            return None
+        out: list[msgspec.Raw] = []
+        last = self.last_seq
+        queue = self.queue
+        while queue and len(out) < BATCH:
+            run_id, seq, encoded = queue.popleft()
+            if seq <= last.get(run_id, 0):
+                continue
+            last[run_id] = seq
+            out.append(msgspec.Raw(encoded))
+        if not out:
+            return None
+        return p.ENCODER.encode(p.EventFrame(sub=self.id, events=out))
+
+
+class SidecarAnswers:
+    """The sidecar as a channel for asks: clients answer through ``AskBroker.answer``; this
+    source only keeps the ask waiting for them instead of failing for want of a terminal."""
+
+    name = "sidecar"
+
+    def __init__(self, sidecar: Sidecar) -> None:
+        self.sidecar = sidecar
+
+    def available(self) -> bool:
+        return True
+
+    async def serve(self, ask: Any, broker: Any) -> None:
+        await trio.sleep_forever()
