@@ -175,6 +175,7 @@ class Connection:
         self.ws = ws
         self.needs_token = needs_token
         self.hello = False
+        self.closing = False
         self.client = "client"
         self.outbox: deque[bytes] = deque()
         self.subs: dict[int, Subscription] = {}
@@ -199,17 +200,20 @@ class Connection:
 
     async def _send_loop(self) -> None:
         ws = self.ws
-        while True:
+        while not self.closing:
             await self._wake.wait()
             self._wake = trio.Event()
             await self._flush(ws)
+        await self._flush(ws)
 
     async def _flush(self, ws: WebSocketConnection) -> None:
         busy = True
         while busy:
             busy = False
             while self.outbox:
-                await ws.send_message(self.outbox.popleft().decode())
+                # Popped only once sent: a frame is never lost to a cancelled send.
+                await ws.send_message(self.outbox[0].decode())
+                self.outbox.popleft()
                 if len(self.outbox) < OUTBOX_HIGH:
                     self._room.set()
                 busy = True
@@ -229,7 +233,13 @@ class Connection:
                 try:
                     await self._receive_loop()
                 finally:
-                    nursery.cancel_scope.cancel()
+                    # The sender finishes what is queued (an error telling the client why it
+                    # is being let go, say), but gets a second at most.
+                    self.closing = True
+                    self._wake.set()
+                    nursery.cancel_scope.deadline = min(
+                        nursery.cancel_scope.deadline, trio.current_time() + 1
+                    )
         except ConnectionClosed:
             pass
         finally:

@@ -1,0 +1,388 @@
+"""The sidecar: answers, cancel and retry from other processes; auth; bad messages; slow clients."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+import textwrap
+import time
+
+import msgspec
+import pytest
+import trio
+import trio.testing
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from trio_websocket import wrap_client_stream
+
+from aethergraph import graph_fn, tool
+from runtime import events as ev
+from runtime.sidecar import protocol as p
+from runtime.sidecar import server as sidecar_server
+from runtime.sidecar.client import SidecarClient, SidecarError, find_runtimes
+from runtime.sidecar.registry import Advert, advert_path, write_advert
+from runtime.store.layout import StoreLayout
+
+from .conftest import TUTORIAL, ag, rt_open, run_events
+
+
+def wait_for(predicate, timeout=30.0, what="condition"):
+    """Poll another *process* until it reaches a state (no trio clock can speed that up)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def pending_asks(cwd):
+    out = ag("asks", "--json", cwd=cwd)
+    return json.loads(out.stdout) if out.returncode == 0 else []
+
+
+def live_runs(cwd):
+    out = ag("runs", "--live", "--json", cwd=cwd)
+    return json.loads(out.stdout) if out.returncode == 0 else []
+
+
+# -- two real processes ------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_answer_from_another_process_ends_tutorial_failed(tmp_path):
+    env = dict(os.environ, AG_DEMO_FAIL_RATE="1", AG_DEMO_TIME_SCALE="0.05")
+    proc = subprocess.Popen([sys.executable, str(TUTORIAL)], cwd=tmp_path, env=env,
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        (ask,) = wait_for(lambda: pending_asks(tmp_path), what="the retry ask")
+        assert "Retry? (yes/no)" in ask["prompt"]
+        answered = ag("answer", ask["ask_id"], "no", cwd=tmp_path)
+        assert answered.returncode == 0, answered.stderr
+        assert answered.stdout.strip() == f"answered {ask['ask_id']}: no"
+        out, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    assert "→ no  (answered by ag answer (sidecar))" in out
+    assert "Not retrying; stopping here." in out
+    runs = json.loads(ag("runs", "--json", cwd=tmp_path).stdout)
+    assert runs[0]["status"] == "failed"
+    shown = json.loads(ag("show", runs[0]["run_id"], "--json", cwd=tmp_path).stdout)
+    answers = [e for e in shown["events"] if e["type"] == "ask_answered"]
+    assert [(a["answer"], a["by"]) for a in answers] == [("no", "ag answer (sidecar)")]
+    # the runtime is gone, and so is its advert
+    assert ag("asks", cwd=tmp_path).returncode == 2
+
+
+STUCK = textwrap.dedent(
+    """
+    import trio
+    from aethergraph import graph_fn, tool
+
+    attempts = []
+
+    @tool(outputs=["status"])
+    async def poll_job():
+        attempts.append(1)
+        if len(attempts) == 1:
+            await trio.sleep_forever()   # the first poll hangs, as remote APIs sometimes do
+        return "done"
+
+    @graph_fn(name="job")
+    async def job(*, context):
+        await context.channel().send_text("polling")
+        return await poll_job()
+
+    @tool()
+    async def hang():
+        await trio.sleep_forever()
+
+    @graph_fn(name="stuck")
+    async def stuck(*, context):
+        await hang()
+    """
+)
+
+
+@pytest.mark.slow
+def test_cancel_a_stuck_node_from_another_process(tmp_path):
+    script = tmp_path / "stuck.py"
+    script.write_text(STUCK)
+    proc = subprocess.Popen([str(os.path.join(os.path.dirname(sys.executable), "ag")), "run", f"{script}:stuck"],
+                            cwd=tmp_path, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        (run,) = wait_for(lambda: live_runs(tmp_path), what="the live run")
+        assert "stuck/hang" in run["nodes"]
+        cancelled = ag("cancel", run["run_id"], "stuck/hang", "--reason", "hung for an hour", cwd=tmp_path)
+        assert cancelled.returncode == 0, cancelled.stderr
+        out, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 1
+    shown = json.loads(ag("show", run["run_id"], "--json", cwd=tmp_path).stdout)
+    assert shown["run"]["status"] == "cancelled"
+    cancels = [e for e in shown["events"] if e["type"] == "node_cancelled"]
+    assert (cancels[0]["node"], cancels[0]["reason"], cancels[0]["by"]) == ("stuck/hang", "hung for an hour", "ag cancel (sidecar)")
+    assert not [e for e in shown["events"] if e["type"] == "node_failed"]
+
+
+@pytest.mark.slow
+def test_retry_a_stuck_poll_from_another_process(tmp_path):
+    script = tmp_path / "stuck.py"
+    script.write_text(STUCK)
+    proc = subprocess.Popen([str(os.path.join(os.path.dirname(sys.executable), "ag")), "run", f"{script}:job"],
+                            cwd=tmp_path, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        (run,) = wait_for(lambda: [r for r in live_runs(tmp_path) if "job/poll_job" in r["nodes"]], what="the poll")
+        retried = ag("retry", run["run_id"], "job/poll_job", cwd=tmp_path)
+        assert retried.returncode == 0, retried.stderr
+        out, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    assert json.loads(out.split("\n", 1)[1]) == {"status": "done"}
+    shown = json.loads(ag("show", run["run_id"], "--json", cwd=tmp_path).stdout)
+    (r,) = [e for e in shown["events"] if e["type"] == "attempt_retried"]
+    assert (r["node"], r["attempt"], r["requested_by"]) == ("job/poll_job", 1, "ag retry (sidecar)")
+
+
+def test_cli_without_a_live_runtime_says_so(tmp_path):
+    StoreLayout.at(tmp_path / "store").ensure()
+    for args in (["asks"], ["answer", "ask-123", "x"], ["cancel", "20261125-000000-abcdef"],
+                 ["retry", "20261125-000000-abcdef", "g/n"]):
+        out = ag(*args, cwd=tmp_path)
+        assert out.returncode == 2, args
+        lines = out.stderr.strip().splitlines()
+        assert len(lines) == 1 and "no live runtime" in lines[0], (args, out.stderr)
+
+
+def test_stale_adverts_are_ignored_and_removed(tmp_path, layout):
+    layout.ensure()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale = Advert(runtime_id="999-dead", pid=int(dead.stdout), host=os.uname().nodename, started=0.0,
+                   protocol=1, unix=str(layout.runtimes_dir / "999-dead.sock"))
+    write_advert(layout, stale)
+    assert find_runtimes(str(layout.home)) == []
+    assert not advert_path(layout, "999-dead").exists()
+    out = ag("asks", cwd=tmp_path)
+    assert out.returncode == 2 and "no live runtime" in out.stderr
+
+
+# -- in-process: one runtime, real sockets ------------------------------------------------------
+
+
+async def test_socket_and_advert_are_private(home, layout):
+    async with rt_open(home, sidecar=True, tcp=True) as rt:
+        (advert,) = find_runtimes(str(home))
+        assert stat.S_IMODE(os.stat(advert.unix).st_mode) == 0o600
+        assert stat.S_IMODE(os.stat(advert.token_file).st_mode) == 0o600
+        assert advert.tcp.startswith("127.0.0.1:")
+        assert rt.sidecar.token not in advert_path(layout, advert.runtime_id).read_text()
+    assert find_runtimes(str(home)) == []
+    assert not os.path.exists(advert.unix) and not os.path.exists(advert.token_file)
+
+
+async def test_tcp_needs_the_token(home):
+    async with rt_open(home, sidecar=True, tcp=True):
+        (advert,) = find_runtimes(str(home))
+        for token in ("", "not-the-token"):
+            with pytest.raises(SidecarError) as info:
+                async with SidecarClient.connect(advert, token=token, prefer_tcp=True):
+                    pass
+            assert info.value.code == p.NOT_AUTHENTICATED
+        async with SidecarClient.connect(advert, prefer_tcp=True) as c:  # token from the 0600 file
+            assert await c.list_runs() == []
+
+
+async def _raw_ws(advert, nursery):
+    stream = await trio.open_unix_socket(advert.unix)
+    return await wrap_client_stream(nursery, stream, "localhost", "/", max_message_size=8 << 20)
+
+
+async def _expect(ws, op):
+    msg = p.SERVER_DECODER.decode(await ws.get_message())
+    assert msg.__struct_config__.tag == op, msg
+    return msg
+
+
+async def test_out_of_order_and_bad_hello_are_refused(home):
+    async with rt_open(home, sidecar=True):
+        (advert,) = find_runtimes(str(home))
+        async with trio.open_nursery() as n:
+            ws = await _raw_ws(advert, n)
+            await ws.send_message(p.ENCODER.encode(p.ListRuns(id=1)).decode())
+            err = await _expect(ws, "error")
+            assert err.code == p.NOT_AUTHENTICATED
+            ws2 = await _raw_ws(advert, n)
+            await ws2.send_message(p.ENCODER.encode(p.Hello(protocol=99)).decode())
+            assert (await _expect(ws2, "error")).code == p.BAD_PROTOCOL
+            ws3 = await _raw_ws(advert, n)
+            await ws3.send_message(p.ENCODER.encode(p.Hello(protocol=1, client="t")).decode())
+            await _expect(ws3, "welcome")
+            await ws3.send_message(p.ENCODER.encode(p.Hello(protocol=1)).decode())
+            assert (await _expect(ws3, "error")).code == p.BAD_MESSAGE
+            await ws3.send_message(p.ENCODER.encode(p.ListRuns(id=7)).decode())
+            assert (await _expect(ws3, "reply")).id == 7
+            n.cancel_scope.cancel()
+
+
+async def test_oversized_message_gets_an_error_and_the_connection_lives(home):
+    async with rt_open(home, sidecar=True):
+        (advert,) = find_runtimes(str(home))
+        async with trio.open_nursery() as n:
+            ws = await _raw_ws(advert, n)
+            await ws.send_message(p.ENCODER.encode(p.Hello(protocol=1)).decode())
+            await _expect(ws, "welcome")
+            big = p.ENCODER.encode(p.Answer(id=2, ask_id="x", value="y" * (p.MAX_MESSAGE_BYTES + 10))).decode()
+            await ws.send_message(big)
+            assert (await _expect(ws, "error")).code == p.TOO_LARGE
+            await ws.send_message(p.ENCODER.encode(p.ListAsks(id=3)).decode())
+            assert (await _expect(ws, "reply")).result == []
+            n.cancel_scope.cancel()
+
+
+junk = st.one_of(
+    st.binary(max_size=300).map(lambda b: b.decode("latin-1")),
+    st.text(max_size=300),
+    st.dictionaries(st.sampled_from(["op", "id", "run_id", "ask_id", "value", "node", "sub", "after"]),
+                    st.one_of(st.none(), st.integers(), st.text(max_size=20), st.lists(st.integers(), max_size=3)),
+                    max_size=5).map(lambda d: json.dumps(d)),
+    st.sampled_from(["subscribe", "answer", "cancel", "retry", "list_runs", "unsubscribe", "nope"]).flatmap(
+        lambda op: st.fixed_dictionaries({"op": st.just(op)}, optional={
+            "id": st.integers(-5, 5), "run_id": st.text(max_size=30), "ask_id": st.text(max_size=10),
+            "value": st.text(max_size=10), "node": st.text(max_size=10), "sub": st.integers(-2, 2),
+        })).map(json.dumps),
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(messages=st.lists(junk, min_size=1, max_size=8))
+def test_malformed_messages_never_take_the_server_down(home, messages):
+    async def main():
+        async with rt_open(home, sidecar=True):
+            (advert,) = find_runtimes(str(home))
+            async with trio.open_nursery() as n:
+                ws = await _raw_ws(advert, n)
+                await ws.send_message(p.ENCODER.encode(p.Hello(protocol=1)).decode())
+                await _expect(ws, "welcome")
+                for text in messages:
+                    await ws.send_message(text)
+                    reply = p.SERVER_DECODER.decode(await ws.get_message())
+                    assert reply.__struct_config__.tag in ("error", "reply", "live", "events")
+                    if reply.__struct_config__.tag == "reply" and not reply.ok:
+                        assert reply.error.code in (p.BAD_MESSAGE, p.UNKNOWN_RUN, p.UNKNOWN_NODE, p.UNKNOWN_ASK)
+                # still serving, on this connection and on a new one
+                await ws.send_message(p.ENCODER.encode(p.ListRuns(id=424242)).decode())
+                while True:
+                    msg = p.SERVER_DECODER.decode(await ws.get_message())
+                    if msg.__struct_config__.tag == "reply" and msg.id == 424242:
+                        break
+                async with SidecarClient.connect(advert) as c:
+                    assert await c.list_asks() == []
+                await ws.aclose()
+                n.cancel_scope.cancel()
+
+    trio.run(main)
+
+
+async def test_invalid_answer_is_refused_to_that_client_and_the_ask_stays_open(home, layout):
+    @graph_fn(name="pick")
+    async def pick(*, context):
+        return await context.channel().ask_choice("Colour?", ["red", "green"])
+
+    async with rt_open(home, sidecar=True) as rt:
+        async with trio.open_nursery() as n:
+            out = {}
+
+            async def go():
+                out["v"] = await pick()
+
+            n.start_soon(go)
+            await trio.testing.wait_all_tasks_blocked()
+            (advert,) = find_runtimes(str(home))
+            async with SidecarClient.connect(advert, client="tester") as c:
+                (ask,) = await c.list_asks()
+                assert (ask.kind, ask.options) == ("choice", ["red", "green"])
+                with pytest.raises(SidecarError) as info:
+                    await c.answer(ask.ask_id, "blue")
+                assert info.value.code == p.INVALID_ANSWER and "not one of the options" in str(info.value)
+                assert len(await c.list_asks()) == 1
+                assert await c.answer(ask.ask_id, "GREEN") == "green"
+                with pytest.raises(SidecarError) as info:
+                    await c.answer(ask.ask_id, "red")
+                assert info.value.code == p.UNKNOWN_ASK
+    assert out["v"] == "green"
+
+
+async def test_slow_subscriber_is_dropped_and_resumes_without_gaps(home, monkeypatch):
+    monkeypatch.setattr(sidecar_server, "SUBSCRIBER_QUEUE", 50)
+    drops = []
+    real_drop = sidecar_server.Subscription._drop
+
+    def counting_drop(self, reason):
+        drops.append(reason)
+        real_drop(self, reason)
+
+    monkeypatch.setattr(sidecar_server.Subscription, "_drop", counting_drop)
+    n_events = 2000
+    gate = trio.Event()
+
+    @graph_fn(name="burst")
+    async def burst(*, context):
+        await gate.wait()
+        mem = context.memory()
+        for i in range(n_events):
+            await mem.record("tick", {"i": i})
+
+    async with rt_open(home, sidecar=True) as rt:
+        async with trio.open_nursery() as n:
+            n.start_soon(burst)
+            await trio.testing.wait_all_tasks_blocked()
+            (run_id,) = rt.runs
+            (advert,) = find_runtimes(str(home))
+            async with SidecarClient.connect(advert) as c:
+                seqs = []
+                async with c.subscribe(run_id) as events:
+                    gate.set()
+                    async for e in events:
+                        seqs.append(e.seq)
+                        if type(e) is ev.RunFinished:
+                            break
+                        if len(seqs) % 100 == 0:
+                            await trio.sleep(0.01)  # a slow consumer
+    assert drops, "the subscriber was never too slow; the test did not test resyncing"
+    assert seqs == list(range(1, len(seqs) + 1))
+    assert len(seqs) == n_events + 4  # run_started, node_started, ..., node_finished, run_finished
+
+
+async def test_subscribe_to_a_finished_run_replays_its_log(home):
+    @graph_fn(name="short")
+    async def short(*, context):
+        await context.memory().record("k", {"x": 1})
+
+    async with rt_open(home, sidecar=True) as rt:
+        run_id = None
+
+        @graph_fn(name="outer")
+        async def outer(*, context):
+            return context.run_id
+
+        run_id = await outer()
+        (advert,) = find_runtimes(str(home))
+        async with SidecarClient.connect(advert) as c:
+            got = []
+            async with c.subscribe(run_id, live_marker=True) as events:
+                async for e in events:
+                    got.append(e)
+                    if not isinstance(e, ev.Event):
+                        break
+            assert [type(e).__name__ for e in got[:-1]] == ["RunStarted", "NodeStarted", "NodeFinished", "RunFinished"]
+            with pytest.raises(SidecarError) as info:
+                async with c.subscribe("20200101-000000-abcdef"):
+                    pass
+            assert info.value.code == p.UNKNOWN_RUN
