@@ -615,7 +615,10 @@ async def _supervise(rt: Runtime, system: trio.Nursery) -> AsyncIterator[Runtime
     finally:
         rt._service_nursery = None
         current_runtime.reset(token)
-        # Stops the timer and the writer; the writer flushes and fsyncs on its way out.
+        if rt.sidecar is not None:
+            with trio.CancelScope(shield=True):
+                await rt.sidecar.drain()
+        # Stops the timer, the sidecar and the writer; the writer flushes and fsyncs on its way out.
         system.cancel_scope.cancel()
 
 

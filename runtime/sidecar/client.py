@@ -103,7 +103,7 @@ class SidecarClient:
 
     async def _send(self, msg: p.Msg) -> None:
         try:
-            await self.ws.send_message(p.ENCODER.encode(msg).decode())
+            await self.ws.send_message(p.ENCODER.encode(msg))
         except ConnectionClosed as exc:
             raise SidecarError("closed", f"the runtime closed the connection ({exc.reason})") from None
 

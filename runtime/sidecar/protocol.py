@@ -1,4 +1,5 @@
-"""The wire protocol, version 1: msgspec Structs as JSON text frames.
+"""The wire protocol, version 1: msgspec Structs as JSON, in binary websocket frames (UTF-8
+JSON; binary so that no side pays for decoding and re-encoding text).
 
 A client's first message must be ``hello`` (with the token when the endpoint needs one); the
 server answers ``welcome`` or an error and closes. After that every request carries an ``id``

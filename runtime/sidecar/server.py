@@ -102,6 +102,13 @@ class Sidecar:
             unlisten()
             remove_advert(layout, self.advert)
 
+    async def drain(self, timeout: float = 1.0) -> None:
+        """Give every client what is already queued for it (the last events of runs that just
+        ended) before the runtime closes; a client that does not read gets ``timeout``."""
+        with trio.move_on_after(timeout):
+            for conn in list(self.connections):
+                await conn.wait_sent()
+
     async def _keep_advert_fresh(self) -> None:
         """Rewrite the advert when runs start or end, at most ten times a second."""
         while True:
@@ -176,11 +183,13 @@ class Connection:
         self.needs_token = needs_token
         self.hello = False
         self.closing = False
+        self.flushing = False
         self.client = "client"
         self.outbox: deque[bytes] = deque()
         self.subs: dict[int, Subscription] = {}
         self._wake = trio.Event()
         self._room = trio.Event()
+        self._sent = trio.Event()
         self.nursery: trio.Nursery | None = None
 
     # -- sending (only the send loop touches the socket) --------------------------------------
@@ -191,6 +200,16 @@ class Connection:
     def send(self, msg: p.Msg) -> None:
         self.outbox.append(p.ENCODER.encode(msg))
         self._wake.set()
+
+    def has_pending(self) -> bool:
+        return self.flushing or bool(self.outbox) or any(s.live and s.queue for s in self.subs.values())
+
+    async def wait_sent(self) -> None:
+        """Until everything queued for this client has been written to its socket."""
+        while self.has_pending():
+            self._wake.set()
+            self._sent = trio.Event()
+            await self._sent.wait()
 
     async def send_when_room(self, msg: p.Msg) -> None:
         while len(self.outbox) >= OUTBOX_HIGH:
@@ -204,15 +223,23 @@ class Connection:
             await self._wake.wait()
             self._wake = trio.Event()
             await self._flush(ws)
+            self._sent.set()
         await self._flush(ws)
 
     async def _flush(self, ws: WebSocketConnection) -> None:
+        self.flushing = True
+        try:
+            await self._flush_all(ws)
+        finally:
+            self.flushing = False
+
+    async def _flush_all(self, ws: WebSocketConnection) -> None:
         busy = True
         while busy:
             busy = False
             while self.outbox:
                 # Popped only once sent: a frame is never lost to a cancelled send.
-                await ws.send_message(self.outbox[0].decode())
+                await ws.send_message(self.outbox[0])
                 self.outbox.popleft()
                 if len(self.outbox) < OUTBOX_HIGH:
                     self._room.set()
@@ -220,7 +247,7 @@ class Connection:
             for sub in list(self.subs.values()):
                 frame = sub.take_batch()
                 if frame is not None:
-                    await ws.send_message(frame.decode())
+                    await ws.send_message(frame)
                     busy = True
 
     # -- receiving ----------------------------------------------------------------------------
