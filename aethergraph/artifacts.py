@@ -18,6 +18,7 @@ import trio
 
 from runtime import events as ev
 from runtime.errors import StoreError
+from runtime.ids import derived_id
 from runtime.store.artifacts import check_name, ref_for, sha_from_ref
 
 if TYPE_CHECKING:
@@ -40,8 +41,12 @@ class Artifacts:
     ) -> str:
         node = self._node
         ref = ref_for(sha)
+        event_id = derived_id("art", node.run.run_id, node.path, node.next_count("artifact"))
+        if node.run.journal is not None and node.run.replayed("artifact", event_id) is not None:
+            return ref  # written before a crash; the blob is content-addressed, so it is the same
         _, ticket = node.emit(
             ev.ArtifactWritten,
+            event_id=event_id,
             ref=ref, sha256=sha, name=name, size=size, mime=mime, kind=kind,
             tool=node.spec.name if node.spec.kind == "tool" else "",
             labels=dict(labels or {}), metrics=_clean_metrics(metrics),

@@ -26,25 +26,29 @@ class Channel:
 
     # -- sending ------------------------------------------------------------------------------
 
+    def _send(self, text: str, kind: str = "text", data: Any = None) -> None:
+        node = self._node
+        message_id = derived_id("msg", node.run_id, node.path, node.next_count("message"))
+        if node.run.journal is not None and node.run.replayed("message", message_id):
+            return  # sent (and seen) before a crash; a resumed run does not say it twice
+        node.emit(ev.MessageSent, text=text, channel=self.key, kind=kind, data=data,
+                  message_id=message_id)
+
     async def send_text(self, text: str) -> None:
-        self._node.emit(ev.MessageSent, text=str(text), channel=self.key)
+        self._send(str(text))
         await _checkpoint()
 
     async def send_rich(self, text: str = "", *, rich: Any = None) -> None:
-        self._node.emit(ev.MessageSent, text=str(text), channel=self.key, kind="rich", data=rich)
+        self._send(str(text), "rich", rich)
         await _checkpoint()
 
     async def send_buttons(self, text: str, buttons: Sequence[str]) -> None:
         shown = f"{text}  [" + " / ".join(map(str, buttons)) + "]"
-        self._node.emit(
-            ev.MessageSent, text=shown, channel=self.key, kind="buttons", data=list(map(str, buttons))
-        )
+        self._send(shown, "buttons", list(map(str, buttons)))
         await _checkpoint()
 
     async def send_file(self, ref: str, *, text: str = "") -> None:
-        self._node.emit(
-            ev.MessageSent, text=text or f"file: {ref}", channel=self.key, kind="file", data=ref
-        )
+        self._send(text or f"file: {ref}", "file", ref)
         await _checkpoint()
 
     # -- asking -------------------------------------------------------------------------------

@@ -49,6 +49,12 @@ class NodeContext:
     def attempt(self) -> int:
         return self._node.attempt
 
+    @property
+    def idempotency_key(self) -> str:
+        """Stable for this node across resumes of its run: give it to a service so that a call
+        re-executed after a crash is recognised instead of done twice."""
+        return f"{self._node.run.run_id}/{self._node.path}"
+
     def __repr__(self) -> str:
         return f"<NodeContext run={self.run_id} node={self.node_id}>"
 

@@ -168,12 +168,15 @@ class _NodeFunction:
         raise outcome.error
 
     async def start_run(self, rt: Any, inputs: dict[str, Any], *, entrypoint: str | None = None,
-                        run_id: str | None = None) -> Any:
+                        run_id: str | None = None, journal: Any = None, resume: bool = False,
+                        attempt_of: str = "") -> Any:
         """Run as a top-level run in ``rt``; return the ``RunOutcome`` (never raises for a run
-        that failed or was cancelled: the outcome says so)."""
+        that failed or was cancelled: the outcome says so). ``journal``/``resume``: see
+        ``aethergraph.resume``."""
         return await rt.run_graph(
             self.spec, dict(inputs), self._invoker((), dict(inputs)),
-            entrypoint=entrypoint or self.entrypoint, run_id=run_id,
+            entrypoint=entrypoint or self.entrypoint, run_id=run_id, journal=journal,
+            resume=resume, attempt_of=attempt_of,
         )
 
     # -- synchronous entry --------------------------------------------------------------------

@@ -90,10 +90,16 @@ class Memory:
         # derives the same ids; the hash of run and path is computed once per node.
         if self._id_prefix is None:
             self._id_prefix = derived_id("ev", run.run_id, node.path) + "-"
+        event_id = f"{self._id_prefix}{node.next_count('memory')}"
+        if run.journal is not None:
+            earlier = run.replayed("memory", event_id)
+            if earlier is not None:  # recorded before a crash; this re-execution reuses it
+                await trio.lowlevel.checkpoint()
+                return earlier
         event = ev.MemoryRecorded(
             run_id=run.run_id,
             node=node.path,
-            event_id=f"{self._id_prefix}{node.next_count('memory')}",
+            event_id=event_id,
             kind=kind,
             graph=run.graph,
             data=data,

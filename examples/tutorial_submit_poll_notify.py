@@ -34,42 +34,73 @@ TIME_SCALE = float(os.environ.get("AG_DEMO_TIME_SCALE", "1"))
 class FakeJobRunner(Service):
     """Pretend to submit a remote job and poll until it finishes.
 
-    In a real implementation, call your cloud API here. The simulated lifecycle runs in the
-    runtime's service nursery (``spawn``), so it is cancelled when the runtime closes.
+    In a real implementation, call your cloud API here. Like a real one, it outlives the
+    process that submitted a job: jobs are kept in the store's kv, so a run resumed after a
+    crash can still poll its job, and ``submit`` is idempotent by key, so a re-executed
+    submission returns the job it already made. The simulated lifecycle runs in the runtime's
+    service nursery (``spawn``), so it is cancelled when the runtime closes — and picked up
+    again by whichever process polls the job next.
     """
 
-    def __init__(self) -> None:
-        self._jobs: dict[str, dict[str, str | None]] = {}
+    TERMINAL = {"succeeded", "failed"}
 
-    async def submit(self, spec: dict) -> str:
+    def __init__(self) -> None:
+        self._simulating: set[str] = set()
+
+    def _kv(self):
+        return self.context.kv("fake-jobs")
+
+    async def submit(self, spec: dict, *, key: str | None = None) -> str:
+        kv = self._kv()
+        if key and (known := await kv.get(f"key:{key}")):
+            return known
         job_id = f"job_{int(time.time() * 1000)}_{random.randint(100, 999)}"
         # status: queued → running → (succeeded | failed)
-        self._jobs[job_id] = {"status": "queued", "result": None}
-        self.spawn(self._simulate, job_id, spec)
+        await kv.set(job_id, {"status": "queued", "result": None, "submitted": time.time(),
+                              "name": spec.get("name", "demo"), "fail": random.random() < FAIL_RATE})
+        if key:
+            await kv.set(f"key:{key}", job_id)
+        await kv.list_append_unique("submitted", [job_id])
+        self._simulate_in_background(job_id, kv)
         return job_id
 
     async def poll(self, job_id: str) -> dict[str, str | None]:
-        return dict(self._jobs[job_id])
+        kv = self._kv()
+        job = await kv.get(job_id)
+        if job is None:
+            raise KeyError(f"unknown job {job_id}")
+        if job["status"] not in self.TERMINAL and job_id not in self._simulating:
+            self._simulate_in_background(job_id, kv)  # its simulator died with another process
+        return {"status": job["status"], "result": job["result"]}
 
-    async def _simulate(self, job_id: str, spec: dict) -> None:
-        await trio.sleep(0.5 * TIME_SCALE)
-        self._jobs[job_id]["status"] = "running"
-        await trio.sleep(1.2 * TIME_SCALE)
-        if random.random() >= FAIL_RATE:
-            self._jobs[job_id]["status"] = "succeeded"
-            self._jobs[job_id]["result"] = f"Result for {spec.get('name', 'demo')}"
-        else:
-            self._jobs[job_id]["status"] = "failed"
-            self._jobs[job_id]["result"] = None
+    def _simulate_in_background(self, job_id: str, kv) -> None:
+        self._simulating.add(job_id)
+        self.spawn(self._simulate, job_id, kv)
+
+    async def _simulate(self, job_id: str, kv) -> None:
+        try:
+            job = await kv.get(job_id)
+            age = time.time() - job["submitted"]
+            await trio.sleep(max(0.0, 0.5 * TIME_SCALE - age))
+            job["status"] = "running"
+            await kv.set(job_id, job)
+            await trio.sleep(max(0.0, 1.7 * TIME_SCALE - age - 0.5 * TIME_SCALE))
+            job["status"] = "failed" if job["fail"] else "succeeded"
+            job["result"] = None if job["fail"] else f"Result for {job['name']}"
+            await kv.set(job_id, job)
+        finally:
+            self._simulating.discard(job_id)
 
 
 register_context_service("jobs", FakeJobRunner())
 
 
-# Submitting goes through a tool: tools are the unit of checkpoint and retry.
+# Submitting goes through a tool: tools are the unit of checkpoint and retry. A resumed run
+# replays the tool's recorded result; the idempotency key covers a crash that strikes after the
+# service took the job but before the result reached the log.
 @tool(outputs=["job_id"])
 async def submit_job(spec: dict, *, context: NodeContext) -> str:
-    return await context.jobs().submit(spec)
+    return await context.jobs().submit(spec, key=context.idempotency_key)
 
 
 # --- 3) The graph node: submit → poll → notify, with artifacts & memory.

@@ -118,6 +118,11 @@ class AskBroker:
         if timeout_s is not None and not timeout_s > 0:
             raise ValueError(f"timeout_s must be > 0, got {timeout_s!r}")
         ask_id = derived_id("ask", node.run_id, node.path, node.next_count("ask"))
+        journal = node.run.journal
+        if journal is not None and not journal.tools_only and ask_id in journal.answers:
+            # Answered before a crash (or while no runtime was alive): not asked again.
+            await trio.lowlevel.checkpoint()
+            return journal.answers[ask_id]
         pending = PendingAsk(ask_id, node.run_id, node.path, kind, prompt, options, timeout_s)
         node.emit(ev.AskOpened, ask_id=ask_id, ask_kind=kind, prompt=prompt, options=options,
                   timeout_s=timeout_s)

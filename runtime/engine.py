@@ -32,6 +32,7 @@ from . import events as ev
 from ._exc import unwrap_single
 from .errors import AetherGraphError, GraphFailed, NodeCancelled, NodeTimeout, UnknownRun
 from .ids import new_run_id
+from .journal import Divergence, Journal, step_id
 from .retry import NO_RETRY, RetryPolicy
 from .store.artifacts import BlobStore
 from .store.index import Index
@@ -51,6 +52,37 @@ current_node: contextvars.ContextVar[NodeHandle | None] = contextvars.ContextVar
 
 HOST = socket.gethostname()
 _now = time.time
+
+
+class FaultInjection:
+    """``AETHERGRAPH_FAULT=kill:<event type>[:<text>]`` kills this process with SIGKILL when a
+    run is about to record a matching event (``<text>`` must appear in its node path, kind,
+    name or text); ``killafter:...`` once that event is on disk. For crash tests: the process
+    dies exactly there, with whatever the log writer had flushed."""
+
+    ENV = "AETHERGRAPH_FAULT"
+
+    def __init__(self, spec: str) -> None:
+        action, _, rest = spec.partition(":")
+        if action not in ("kill", "killafter") or not rest:
+            raise ValueError(f"{self.ENV} must look like kill:<event type>[:<text>], got {spec!r}")
+        self.after_flush = action == "killafter"
+        self.tag, _, self.text = rest.partition(":")
+
+    def hits(self, event: ev.Event) -> bool:
+        if type(event).__struct_config__.tag != self.tag:
+            return False
+        if not self.text:
+            return True
+        hay = " ".join(str(getattr(event, f, "")) for f in ("node", "kind", "name", "text", "prompt"))
+        return self.text in hay
+
+    @staticmethod
+    def crash() -> None:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+_FAULT = FaultInjection(os.environ[FaultInjection.ENV]) if os.environ.get(FaultInjection.ENV) else None
 
 
 @attrs.frozen
@@ -134,6 +166,9 @@ class Run:
     cancel_by: str = ""
     nodes: dict[str, NodeHandle] = attrs.field(factory=dict)
     started: float = attrs.field(factory=time.time)
+    # What an earlier execution of this run did (resume), or of the run it retries.
+    journal: Journal | None = None
+    diverged: Divergence | None = None
     _roots: dict[str, int] = attrs.field(factory=dict)
 
     def append(self, event: ev.Event) -> int:
@@ -147,6 +182,10 @@ class Run:
         self.last_ts = ts
         event.ts = ts
         rt = self.runtime
+        if _FAULT is not None and _FAULT.hits(event):
+            if not _FAULT.after_flush:
+                _FAULT.crash()
+            rt.writer.crash_after_flush = _FAULT.crash
         subscribers = rt._subscribers or rt._typed_subscribers.get(type(event))
         if subscribers:
             encoded = ev.ENCODER.encode(event)
@@ -159,6 +198,20 @@ class Run:
     def emit(self, cls: type[ev.Event], node: str = "", **fields: Any) -> tuple[ev.Event, int]:
         event = cls(run_id=self.run_id, node=node, **fields)
         return event, self.append(event)
+
+    def replayed(self, kind: str, key: str) -> Any:
+        """The journaled memory event / artifact, or True for a message, already recorded under
+        ``key`` by an earlier execution of this run; None when it must be recorded now."""
+        j = self.journal
+        if j is None or j.tools_only:
+            return None
+        if kind == "memory":
+            return j.memory.get(key)
+        if kind == "artifact":
+            return j.artifacts.get(key)
+        if kind == "message":
+            return True if key in j.messages else None
+        raise ValueError(kind)
 
     def root_path(self, name: str) -> str:
         n = self._roots.get(name, 0) + 1
@@ -333,23 +386,50 @@ class Runtime:
         *,
         entrypoint: str = "",
         run_id: str | None = None,
+        journal: Journal | None = None,
+        resume: bool = False,
+        attempt_of: str = "",
     ) -> RunOutcome:
-        """Open a run, execute ``invoke`` as its root node, record how it ended."""
+        """Open a run, execute ``invoke`` as its root node, record how it ended.
+
+        ``resume``: continue the existing run ``journal.run_id`` in its own log, replaying what
+        the journal holds. Otherwise a new run; with a ``journal`` (``ag retry``) its successful
+        tool results are replayed.
+        """
+        if resume:
+            if journal is None:
+                raise ValueError("resume needs the run's journal")
+            run_id = journal.run_id
+            if run_id in self.runs:
+                raise AetherGraphError(f"run {run_id} is already running here")
         run_id = run_id or new_run_id()
         self.writer.open_run(run_id)
-        run = Run(self, run_id, spec.name)
+        run = Run(self, run_id, spec.name, journal=journal)
         self.runs[run_id] = run
         self._runs_changed()
         t0 = time.monotonic()
-        run.emit(
-            ev.RunStarted,
-            graph=spec.name,
-            inputs=inputs,
-            entrypoint=entrypoint,
-            pid=os.getpid(),
-            host=HOST,
-            durability=self.durability,
-        )
+        if resume:
+            run.seq = journal.last_seq
+            run.emit(
+                ev.RunResumed,
+                attempt=journal.attempts + 1,
+                pid=os.getpid(),
+                host=HOST,
+                replayable_steps=journal.replayable_steps,
+            )
+        else:
+            _, ticket = run.emit(
+                ev.RunStarted,
+                graph=spec.name,
+                inputs=inputs,
+                entrypoint=entrypoint,
+                pid=os.getpid(),
+                host=HOST,
+                durability=self.durability,
+                attempt_of=attempt_of,
+            )
+            if self.durability == "strict":  # a crash from here on leaves a resumable run
+                await self.writer.wait_durable(ticket)
         outcome = RunOutcome(run_id, ev.RUNNING)
         raised: BaseException | None = None
         try:
@@ -365,12 +445,15 @@ class Runtime:
             if run.scope.cancelled_caught:
                 outcome.status = ev.CANCELLED
                 outcome.error = NodeCancelled(spec.name, run.cancel_reason, run.cancel_by)
+            if run.diverged is not None:
+                # Whatever the code did with the error, a replay that diverged is stopped.
+                outcome.status, outcome.error, outcome.outputs = ev.FAILED, run.diverged, None
         except NodeCancelled as exc:
             outcome.status, outcome.error = ev.CANCELLED, exc
         except NodeTimeout as exc:
             outcome.status, outcome.error = ev.TIMED_OUT, exc
         except Exception as exc:
-            outcome.status, outcome.error = ev.FAILED, exc
+            outcome.status, outcome.error = ev.FAILED, run.diverged or exc
         except BaseException as exc:  # KeyboardInterrupt, or cancellation from outside the run
             outcome.status, outcome.error = ev.CANCELLED, exc
             raised = exc
@@ -403,6 +486,18 @@ class Runtime:
         invoke: Invoke,
     ) -> Any:
         path = parent.child_path(spec.name) if parent is not None else run.root_path(spec.name)
+        step = ""
+        if spec.kind == "tool":
+            step = step_id(path, spec.name, inputs)
+            if run.journal is not None:
+                try:
+                    replayed, outputs = run.journal.replay_tool(path, spec.name, step)
+                except Divergence as exc:
+                    run.diverged = run.diverged or exc
+                    raise
+                if replayed:
+                    await trio.lowlevel.checkpoint()
+                    return outputs
         node = NodeHandle(run, path, spec, parent)
         run.nodes[path] = node
         node.emit(
@@ -411,16 +506,17 @@ class Runtime:
             kind=spec.kind,
             inputs=inputs,
             parent=parent.path if parent is not None else "",
+            step=step,
         )
         token = current_node.set(node)
         t0 = time.monotonic()
         done = False  # a terminal event has been emitted
 
-        def finish(state: str, cls: type[ev.Event], **fields: Any) -> None:
+        def finish(state: str, cls: type[ev.Event], **fields: Any) -> int:
             nonlocal done
             done = True
             node.state = state
-            node.emit(cls, attempt=node.attempt, duration_s=time.monotonic() - t0, **fields)
+            return node.emit(cls, attempt=node.attempt, duration_s=time.monotonic() - t0, **fields)[1]
 
         try:
             with node.scope:
@@ -452,7 +548,11 @@ class Runtime:
                             finish(ev.FAILED, ev.NodeFailed, outputs=result.outputs,
                                    error=ev.ErrorInfo(type="Failed", message=result.message))
                         else:
-                            finish(ev.SUCCEEDED, ev.NodeFinished, outputs=result)
+                            ticket = finish(ev.SUCCEEDED, ev.NodeFinished, outputs=result)
+                            if spec.kind == "tool" and self.durability == "strict":
+                                # The journal has the result before anything can act on it.
+                                with trio.CancelScope(shield=True):
+                                    await self.writer.wait_durable(ticket)
                         return result
                     if timed_out:
                         node.emit(

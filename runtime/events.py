@@ -50,6 +50,15 @@ class RunStarted(Event, tag="run_started"):
     attempt_of: str = ""
 
 
+class RunResumed(Event, tag="run_resumed"):
+    """The run continues in a new process (``ag resume``) after its old one died."""
+
+    attempt: int
+    pid: int = 0
+    host: str = ""
+    replayable_steps: int = 0
+
+
 class RunFinished(Event, tag="run_finished"):
     status: str
     outputs: Any = None
@@ -62,6 +71,8 @@ class NodeStarted(Event, tag="node_started"):
     kind: str  # "graph_fn" | "tool"
     inputs: dict[str, Any] = {}
     parent: str = ""
+    # For tools: the journal key, "<node path>:<tool name>:<hash of the arguments>".
+    step: str = ""
 
 
 class NodeFinished(Event, tag="node_finished"):
@@ -134,6 +145,7 @@ class ArtifactWritten(Event, tag="artifact_written"):
     sha256: str
     name: str
     size: int
+    event_id: str = ""
     mime: str = ""
     kind: str = ""
     tool: str = ""
@@ -174,6 +186,7 @@ class AskExpired(Event, tag="ask_expired"):
 
 class MessageSent(Event, tag="message_sent"):
     text: str
+    message_id: str = ""
     channel: str = "console"
     kind: str = "text"
     data: Any = None
@@ -196,6 +209,7 @@ class Progress(Event, tag="progress"):
 
 AnyEvent = Union[
     RunStarted,
+    RunResumed,
     RunFinished,
     NodeStarted,
     NodeFinished,

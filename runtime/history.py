@@ -67,6 +67,8 @@ class RunSummary:
     open_asks: dict[str, ev.AskOpened] = attrs.field(factory=dict)
     events: int = 0
     last_seq: int = 0
+    attempts: int = 1
+    attempt_of: str = ""
 
     @property
     def duration_s(self) -> float | None:
@@ -90,6 +92,8 @@ class RunSummary:
             "outputs": self.outputs,
             "error": self.error,
             "events": self.events,
+            "attempts": self.attempts,
+            "attempt_of": self.attempt_of,
             "nodes": [attrs.asdict(n) for n in self.nodes.values()],
             "open_asks": [_plain(a) for a in self.open_asks.values()],
         }
@@ -109,8 +113,11 @@ def summarize(run_id: str, events: Iterable[ev.Event]) -> RunSummary:
         t = type(e)
         if t is ev.RunStarted:
             s.graph, s.started, s.pid, s.host = e.graph, e.ts, e.pid, e.host
-            s.entrypoint, s.inputs = e.entrypoint, e.inputs
+            s.entrypoint, s.inputs, s.attempt_of = e.entrypoint, e.inputs, e.attempt_of
             s.status, s.finished, s.error = ev.RUNNING, None, ""
+        elif t is ev.RunResumed:
+            s.status, s.finished, s.error = ev.RUNNING, None, ""
+            s.pid, s.host, s.attempts = e.pid, e.host, e.attempt
         elif t is ev.RunFinished:
             s.status, s.finished, s.outputs = e.status, e.ts, e.outputs
             s.error = f"{e.error.type}: {e.error.message}" if e.error else ""

@@ -153,12 +153,13 @@ def test_retry_a_stuck_poll_from_another_process(tmp_path):
 
 def test_cli_without_a_live_runtime_says_so(tmp_path):
     StoreLayout.at(tmp_path / "store").ensure()
-    for args in (["asks"], ["answer", "ask-123", "x"], ["cancel", "20261125-000000-abcdef"],
-                 ["retry", "20261125-000000-abcdef", "g/n"]):
+    for args, says in ((["asks"], "no live runtime"), (["answer", "ask-123", "x"], "no open ask ask-123"),
+                       (["cancel", "20261125-000000-abcdef"], "no live runtime"),
+                       (["retry", "20261125-000000-abcdef", "g/n"], "no live runtime")):
         out = ag(*args, cwd=tmp_path)
         assert out.returncode == 2, args
         lines = out.stderr.strip().splitlines()
-        assert len(lines) == 1 and "no live runtime" in lines[0], (args, out.stderr)
+        assert len(lines) == 1 and says in lines[0], (args, out.stderr)
 
 
 def test_stale_adverts_are_ignored_and_removed(tmp_path, layout):

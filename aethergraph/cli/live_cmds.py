@@ -81,10 +81,8 @@ def cmd_asks(args: Any) -> int:
 def cmd_answer(args: Any) -> int:
     from runtime.sidecar.client import NoRuntime, SidecarClient, SidecarError, find_runtimes
 
-    _layout(args.home)
+    layout = _layout(args.home)
     adverts = find_runtimes(args.home)
-    if not adverts:
-        raise CliError("no live runtime found in this store")
 
     async def main():
         for advert in adverts:
@@ -99,7 +97,23 @@ def cmd_answer(args: Any) -> int:
                 continue
         raise NoRuntime(f"no live runtime has an open ask {args.ask_id}")
 
-    answer = _run(main)
+    try:
+        answer = _run(main)
+    except CliError as live_error:
+        # Nobody live has it: maybe its run was interrupted. The answer then waits in the
+        # run's log for `ag resume`.
+        from runtime.errors import InvalidAnswer
+
+        from ..resume import CannotResume, answer_offline
+
+        try:
+            run_id, answer = answer_offline(layout, args.ask_id, args.value)
+        except CannotResume as exc:
+            raise CliError(f"{live_error}; {exc}" if adverts else str(exc)) from None
+        except InvalidAnswer as exc:
+            raise CliError(f"invalid answer: {exc}") from None
+        print(f"answered {args.ask_id}: {answer} (run {run_id} is not running; `ag resume {run_id}` uses it)")
+        return EXIT_OK
     print(f"answered {args.ask_id}: {answer}")
     return EXIT_OK
 

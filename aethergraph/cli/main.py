@@ -67,9 +67,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reason", default="", help="recorded with the cancellation")
     _add_home(p)
 
-    p = sub.add_parser("retry", help="end a running node's attempt now and start the next one")
+    p = sub.add_parser(
+        "retry",
+        help="RUN NODE: end a live node's attempt and start the next; RUN: re-run a finished run",
+    )
     p.add_argument("run_id")
-    p.add_argument("node", help="node path, e.g. graph/poll_job")
+    p.add_argument("node", nargs="?", default="", help="node path, e.g. graph/poll_job")
+    p.add_argument("--fresh", action="store_true", help="re-run every tool (no replay)")
+    p.add_argument("--answer", "-a", action="append", default=[], metavar="TEXT")
+    _add_home(p)
+
+    p = sub.add_parser("resume", help="continue an interrupted run, replaying what it already did")
+    p.add_argument("run_id")
+    p.add_argument("--answer", "-a", action="append", default=[], metavar="TEXT",
+                   help="answers for asks it opens, in order")
+    p.add_argument("--json", action="store_true", help="print the outcome as one JSON object")
     _add_home(p)
 
     p = sub.add_parser("show", help="one run's timeline")
@@ -141,6 +153,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from .history_cmds import cmd_runs
 
             return cmd_runs(args)
+        if args.command == "resume" or (args.command == "retry" and not args.node):
+            from .resume_cmds import cmd_resume, cmd_retry_run
+
+            return cmd_resume(args) if args.command == "resume" else cmd_retry_run(args)
         if args.command in ("tail", "asks", "answer", "cancel", "retry"):
             from . import live_cmds
 

@@ -37,6 +37,7 @@ from ..events import (
     MessageSent,
     Progress,
     RunFinished,
+    RunResumed,
     RunStarted,
 )
 from .layout import StoreLayout
@@ -709,6 +710,12 @@ class _Batch:
                 " host=excluded.host",
                 (ev.run_id, ev.graph, "running", ev.ts, ev.pid, ev.host, ev.entrypoint,
                  ev.attempt_of),
+            )
+        elif t is RunResumed:
+            c.execute(
+                "UPDATE runs SET status='running', finished=NULL, error=NULL, pid=?, host=?"
+                " WHERE run_id=?",
+                (ev.pid, ev.host, ev.run_id),
             )
         elif t is RunFinished:
             err = f"{ev.error.type}: {ev.error.message}" if ev.error else None

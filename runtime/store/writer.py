@@ -96,6 +96,7 @@ class LogWriter:
         self._flushed = trio.Event()
         self._running = False
         self._failure: BaseException | None = None
+        self.crash_after_flush: Callable[[], None] | None = None
 
     # -- emitting (synchronous, from the trio thread) -----------------------------------------
 
@@ -215,6 +216,8 @@ class LogWriter:
                 self._failure = exc
                 log.error("event log write failed: %s", exc)
         self._durable = ticket
+        if self.crash_after_flush is not None:
+            self.crash_after_flush()  # fault injection (crash tests): die with this on disk
         flushed, self._flushed = self._flushed, trio.Event()
         flushed.set()
         for run_id in [r for r, rl in self._runs.items() if rl.closing and not rl.buf]:

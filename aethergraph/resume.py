@@ -1,0 +1,124 @@
+"""Durable execution: resume a run whose process died, retry one that ended badly.
+
+``resume``: the same run continues in its own log. The entrypoint it recorded is imported again
+and re-executed from the top with the recorded inputs; what the journal holds is replayed —
+tool results are returned without running the tool, answered asks are not asked again, memory,
+artifacts and messages already recorded are not recorded twice — and a pending ask is re-opened
+under its id. Code that now calls other tools than the journal holds stops with ``Divergence``.
+
+``retry``: a new run, linked to the old one (``attempt_of``), from the old run's inputs; its
+successful tool results are replayed unless ``fresh``.
+
+Only ``@tool`` calls are journaled. A service call becomes durable by wrapping it in a tool,
+and exactly-once by passing the tool's ``context.idempotency_key`` to the service, which then
+recognises a call it already served (a crash can strike after the service acted but before the
+result reached the log).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from runtime import events as ev
+from runtime.errors import AetherGraphError, UnknownRun
+from runtime.history import summarize
+from runtime.journal import Journal
+from runtime.store.layout import StoreLayout
+from runtime.store.logfile import read_events
+
+from .targets import load_target
+
+RESUMABLE = (ev.INTERRUPTED,)
+
+
+class CannotResume(AetherGraphError):
+    pass
+
+
+def read_run(layout: StoreLayout, run_id: str) -> list[ev.Event]:
+    return read_events(layout.existing_run_log(run_id), warn=False)
+
+
+def check_resumable(run_id: str, events: list[ev.Event]) -> None:
+    summary = summarize(run_id, events)
+    if summary.status in RESUMABLE:
+        return
+    if summary.status == ev.FAILED and summary.error.startswith("Divergence:"):
+        return  # the code was fixed (or reverted) after a divergence: try again
+    if summary.status == ev.RUNNING:
+        raise CannotResume(f"run {run_id} is still running (pid {summary.pid} on {summary.host})")
+    if summary.status == ev.SUCCEEDED:
+        raise CannotResume(f"run {run_id} succeeded; there is nothing to resume")
+    raise CannotResume(
+        f"run {run_id} ended {summary.status}; `ag retry {run_id}` starts a new attempt from its inputs"
+    )
+
+
+async def resume(rt: Any, run_id: str, *, fn: Any = None) -> Any:
+    """Resume an interrupted run in ``rt``; returns its ``RunOutcome``."""
+    events = read_run(rt.layout, run_id)
+    check_resumable(run_id, events)
+    journal = Journal.from_events(run_id, events)
+    fn = fn or load_target(journal.entrypoint)
+    return await fn.start_run(rt, journal.inputs, entrypoint=journal.entrypoint, journal=journal, resume=True)
+
+
+async def retry(rt: Any, run_id: str, *, fresh: bool = False, fn: Any = None) -> Any:
+    """A new run from the recorded inputs of a run that failed, was cancelled or timed out."""
+    events = read_run(rt.layout, run_id)
+    summary = summarize(run_id, events)
+    if summary.status in (ev.RUNNING,):
+        raise CannotResume(f"run {run_id} is still running; cancel it first (ag cancel {run_id})")
+    journal = None if fresh else Journal.from_events(run_id, events, tools_only=True)
+    fn = fn or load_target(summary.entrypoint)
+    return await fn.start_run(rt, summary.inputs, entrypoint=summary.entrypoint, journal=journal,
+                              attempt_of=run_id)
+
+
+__all__ = ["CannotResume", "UnknownRun", "resume", "retry"]
+
+
+def answer_offline(layout: StoreLayout, ask_id: str, value: str) -> tuple[str, str]:
+    """Answer an ask of a run whose process is gone: the answer is appended to the run's log
+    and used when the run is resumed. Returns (run_id, canonical answer)."""
+    import fcntl
+    import time
+
+    from runtime.asks import normalize_answer
+    from runtime.history import HOST
+    from runtime.store.index import Index
+    from runtime.store.logfile import repair_torn_tail
+
+    index = Index(layout)
+    try:
+        index.catch_up()
+        row = next((a for a in index.open_asks() if a["ask_id"] == ask_id), None)
+    finally:
+        index.close()
+    if row is None:
+        raise CannotResume(f"no open ask {ask_id} in this store")
+    run_id = row["run_id"]
+    path = layout.existing_run_log(run_id)
+    events = read_events(path, warn=False)
+    summary = summarize(run_id, events)
+    if summary.status != ev.INTERRUPTED:
+        raise CannotResume(f"ask {ask_id} belongs to run {run_id}, which is {summary.status}")
+    if ask_id not in summary.open_asks:
+        raise CannotResume(f"ask {ask_id} is already closed in the log of run {run_id}")
+    answer = normalize_answer(row["kind"], row["options"], value)
+    with open(path, "r+b") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            repair_torn_tail(path)
+            last = max((e.seq for e in read_events(path, warn=False)), default=0)
+            event = ev.AskAnswered(run_id=run_id, seq=last + 1, ts=time.time(), node=row["node"],
+                                   ask_id=ask_id, answer=answer, by=f"ag answer (offline, {HOST})")
+            f.seek(0, 2)
+            f.write(ev.encode(event) + b"\n")
+            f.flush()
+            import os
+
+            os.fsync(f.fileno())
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+    return run_id, answer
