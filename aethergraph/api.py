@@ -67,6 +67,7 @@ def default_config(**overrides: Any):
     from runtime.engine import RuntimeConfig
 
     from .console import ConsolePrinter, ConsoleSource
+    from .resume import Resumer
     from .services import registered_services
 
     values = dict(_DEFAULTS)
@@ -81,6 +82,7 @@ def default_config(**overrides: Any):
         handle_sigint=values.get("handle_sigint", True),
         sidecar=values.get("sidecar", os.environ.get(SIDECAR_ENV, "1").lower() not in ("0", "off", "no", "false")),
         sidecar_tcp=values.get("sidecar_tcp"),
+        resumer=Resumer(),
     )
     return config, (ConsolePrinter() if console else None)
 

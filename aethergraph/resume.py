@@ -122,3 +122,25 @@ def answer_offline(layout: StoreLayout, ask_id: str, value: str) -> tuple[str, s
         finally:
             fcntl.flock(f, fcntl.LOCK_UN)
     return run_id, answer
+
+
+class Resumer:
+    """Lets a runtime resume runs on request (the sidecar's ``resume`` command, the dashboard).
+    The run executes in the runtime's own nursery; its outcome is in its log."""
+
+    async def check(self, rt: Any, run_id: str) -> None:
+        import trio
+
+        if run_id in rt.runs:
+            raise CannotResume(f"run {run_id} is running in this runtime")
+        await rt.writer.wait_durable()  # read this runtime's own latest facts about the run
+        events = await trio.to_thread.run_sync(read_run, rt.layout, run_id)
+        check_resumable(run_id, events)
+
+    async def resume(self, rt: Any, run_id: str) -> None:
+        import logging
+
+        try:
+            await resume(rt, run_id)
+        except Exception:
+            logging.getLogger("aethergraph.resume").exception("resuming run %s failed", run_id)

@@ -262,6 +262,9 @@ class RuntimeConfig:
     sidecar: bool = True
     # Also listen on TCP ("127.0.0.1:0"), always with a token; None: from $AETHERGRAPH_SIDECAR_TCP.
     sidecar_tcp: str | None = None
+    # How to resume a run by id (the public API provides it: it knows how to import code);
+    # an object with async ``check(rt, run_id)`` and ``resume(rt, run_id)``.
+    resumer: Any = None
 
 
 Invoke = Callable[[NodeHandle], Awaitable[Any]]

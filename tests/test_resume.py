@@ -175,3 +175,32 @@ def test_resume_refuses_runs_that_are_not_interrupted(tmp_path):
     out = ag("resume", run["run_id"], cwd=tmp_path)
     assert out.returncode == 2 and "nothing to resume" in out.stderr
     assert ag("resume", "20200101-000000-abcdef", cwd=tmp_path).returncode == 2
+
+
+async def test_resume_through_the_sidecar(tmp_path, home, layout):
+    import trio
+
+    from runtime.sidecar.client import SidecarClient, SidecarError, find_runtimes
+
+    from .conftest import rt_open
+
+    script = tmp_path / "pipeline.py"
+    script.write_text(DIVERGING)
+    crashed = await trio.to_thread.run_sync(lambda: ag(
+        "run", f"{script}:pipeline", "--durability", "strict",
+        env={"AETHERGRAPH_FAULT": "kill:memory_recorded:got"}, cwd=tmp_path))
+    assert crashed.returncode == -signal.SIGKILL
+    (path,) = list(layout.iter_logs())
+    run_id = path.stem
+    async with rt_open(home, sidecar=True) as rt:
+        (advert,) = find_runtimes(str(home))
+        async with SidecarClient.connect(advert, client="tester") as c:
+            async with c.subscribe(run_id) as events:
+                await c.resume(run_id)
+                async for e in events:
+                    if type(e) is ev.RunFinished:
+                        assert e.status == "succeeded" and e.outputs == {"a": {"result": 10}, "b": {"result": 20}}
+                        break
+            with pytest.raises(SidecarError) as info:
+                await c.resume(run_id)
+            assert info.value.code == "cannot_resume" and "nothing to resume" in str(info.value)

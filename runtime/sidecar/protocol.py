@@ -73,6 +73,13 @@ class Retry(Msg, tag="retry"):
     node: str
 
 
+class Resume(Msg, tag="resume"):
+    """Resume an interrupted run inside this runtime (which must be able to import it)."""
+
+    id: int
+    run_id: str
+
+
 class ListRuns(Msg, tag="list_runs"):
     id: int
 
@@ -81,7 +88,7 @@ class ListAsks(Msg, tag="list_asks"):
     id: int
 
 
-ClientMsg = Union[Hello, Subscribe, Unsubscribe, Answer, Cancel, Retry, ListRuns, ListAsks]
+ClientMsg = Union[Hello, Subscribe, Unsubscribe, Answer, Cancel, Retry, Resume, ListRuns, ListAsks]
 
 # -- server -> client -------------------------------------------------------------------------
 
@@ -168,4 +175,5 @@ UNKNOWN_RUN = "unknown_run"
 UNKNOWN_NODE = "unknown_node"
 UNKNOWN_ASK = "unknown_ask"
 INVALID_ANSWER = "invalid_answer"
+CANNOT_RESUME = "cannot_resume"
 INTERNAL = "internal"

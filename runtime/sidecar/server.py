@@ -383,6 +383,16 @@ class Connection:
             except AetherGraphError as exc:
                 raise RequestError(p.UNKNOWN_NODE, str(exc)) from None
             return None
+        if t is p.Resume:
+            resumer = rt.config.resumer
+            if resumer is None:
+                raise RequestError(p.CANNOT_RESUME, "this runtime cannot resume runs")
+            try:
+                await resumer.check(rt, msg.run_id)
+            except Exception as exc:
+                raise RequestError(p.CANNOT_RESUME, str(exc)) from None
+            rt.spawn(resumer.resume, rt, msg.run_id, name=f"resume {msg.run_id}")
+            return {"run_id": msg.run_id}
         if t is p.ListRuns:
             return self.sidecar.list_runs()
         if t is p.ListAsks:
