@@ -4,8 +4,8 @@
 pollers each sleeping several times that machinery dominates a submit-and-poll workload.
 Instead every poller parks itself here (``wait_task_rescheduled``) and a single task, whose own
 cancel-scope deadline tracks the earliest sleeper, wakes every sleeper that is due in one pass.
-Sleepers due at the same instant share one heap entry (a bucket), so the heap holds distinct
-deadlines, not sleepers.
+Deadlines are rounded up to the millisecond and sleepers due in the same millisecond share one
+heap entry (a bucket), so the heap holds distinct milliseconds, not sleepers.
 
 Time is ``trio.current_time()``, so ``autojump_clock`` and ``MockClock`` drive it in tests.
 """
@@ -17,6 +17,11 @@ import math
 
 import trio
 from trio.lowlevel import Abort, current_task, reschedule, wait_task_rescheduled
+
+
+# Wake-ups are batched per millisecond: a sleep may end up to 1 ms late, never early.
+RESOLUTION_INV = 1000
+_ceil = math.ceil
 
 
 class Timer:
@@ -67,11 +72,17 @@ class Timer:
     async def sleep_until(self, deadline: float) -> None:
         if not self._running:
             await trio.sleep_until(deadline)
-            return
-        if deadline <= trio.current_time():
+        elif deadline <= trio.current_time():
             await trio.lowlevel.checkpoint()
-            return
-        task = current_task()
+        else:
+            await wait_task_rescheduled(self.park(deadline))
+
+    def park(self, deadline: float):
+        """Register the current task to be woken at ``deadline``; return the abort function
+        to hand to ``wait_task_rescheduled`` (which the caller must await next)."""
+        # Round up to the timer's resolution, so that sleepers due within the same
+        # millisecond share one bucket and one heap entry.
+        deadline = _ceil(deadline * RESOLUTION_INV) / RESOLUTION_INV
         bucket = self._buckets.get(deadline)
         if bucket is None:
             bucket = self._buckets[deadline] = []
@@ -80,14 +91,14 @@ class Timer:
             if scope is not None and deadline < scope.deadline:
                 scope.deadline = deadline
         index = len(bucket)
-        bucket.append(task)
+        bucket.append(current_task())
 
         def abort(_raise_cancel) -> Abort:
             # Leave a hole instead of searching the heap; the timer skips it.
             bucket[index] = None
             return Abort.SUCCEEDED
 
-        await wait_task_rescheduled(abort)
+        return abort
 
     async def sleep(self, seconds: float) -> None:
         if seconds < 0 or math.isnan(seconds):
