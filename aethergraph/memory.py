@@ -57,7 +57,7 @@ class Memory:
         self._node = node
         self._count = 0
         self._id_prefix: str | None = None
-        self._last_yield = 0.0
+        self._last_yield = _clock()
 
     async def record(
         self,

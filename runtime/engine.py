@@ -105,10 +105,12 @@ class NodeHandle:
     path: str
     spec: NodeSpec
     parent: NodeHandle | None
-    scope: trio.CancelScope = attrs.field(factory=trio.CancelScope)
     attempt: int = 0
+    # The scope of the current attempt (or of the backoff before the next one): cancelling it
+    # is how a timeout, a retry request and a cancel request all reach the node's code.
     attempt_scope: trio.CancelScope | None = None
     state: str = ev.RUNNING
+    cancel_requested: bool = False
     cancel_reason: str = ""
     cancel_by: str = ""
     retry_requested_by: str | None = None
@@ -137,9 +139,11 @@ class NodeHandle:
         return f"{self.path}/{name}" if n == 1 else f"{self.path}/{name}#{n}"
 
     def cancel(self, reason: str = "cancelled", by: str = "") -> None:
-        if not self.cancel_reason:
+        if not self.cancel_requested:
+            self.cancel_requested = True
             self.cancel_reason, self.cancel_by = reason, by
-        self.scope.cancel()
+        if self.attempt_scope is not None:
+            self.attempt_scope.cancel()
 
     def request_retry(self, by: str = "") -> bool:
         """End the current attempt now and start the next one with the same inputs."""
@@ -522,65 +526,71 @@ class Runtime:
             return node.emit(cls, attempt=node.attempt, duration_s=time.monotonic() - t0, **fields)[1]
 
         try:
-            with node.scope:
-                while True:
-                    node.attempt += 1
-                    node.retry_requested_by = None
-                    failure: Exception | None = None
-                    with trio.CancelScope() as attempt_scope:
-                        if spec.timeout_s is not None:
-                            attempt_scope.deadline = trio.current_time() + spec.timeout_s
-                        node.attempt_scope = attempt_scope
-                        try:
-                            result = await invoke(node)
-                        except NodeCancelled:
-                            raise
-                        except Exception as exc:
-                            failure = exc
-                    node.attempt_scope = None
-                    if attempt_scope.cancelled_caught and node.retry_requested_by is not None:
-                        node.emit(
-                            ev.AttemptRetried,
-                            attempt=node.attempt,
-                            requested_by=node.retry_requested_by,
-                        )
-                        continue
-                    timed_out = attempt_scope.cancelled_caught
-                    if not timed_out and failure is None:
-                        if isinstance(result, Failed):
-                            finish(ev.FAILED, ev.NodeFailed, outputs=result.outputs,
-                                   error=ev.ErrorInfo(type="Failed", message=result.message))
-                        else:
-                            ticket = finish(ev.SUCCEEDED, ev.NodeFinished, outputs=result)
-                            if spec.kind == "tool" and self.durability == "strict":
-                                # The journal has the result before anything can act on it.
-                                with trio.CancelScope(shield=True):
-                                    await self.writer.wait_durable(ticket)
-                        return result
-                    if timed_out:
-                        node.emit(
-                            ev.NodeTimedOut,
-                            timeout_s=spec.timeout_s or 0.0,
-                            attempt=node.attempt,
-                            duration_s=time.monotonic() - t0,
-                        )
-                    if spec.retry.should_retry(node.attempt, failure):
-                        delay = spec.retry.delay(node.attempt)
-                        node.emit(
-                            ev.AttemptRetried,
-                            attempt=node.attempt,
-                            delay_s=delay,
-                            error=ev.error_info(failure) if failure is not None else None,
-                        )
+            while True:
+                node.attempt += 1
+                node.retry_requested_by = None
+                failure: Exception | None = None
+                with trio.CancelScope() as attempt_scope:
+                    if spec.timeout_s is not None:
+                        attempt_scope.deadline = trio.current_time() + spec.timeout_s
+                    node.attempt_scope = attempt_scope
+                    try:
+                        result = await invoke(node)
+                    except NodeCancelled:
+                        raise
+                    except Exception as exc:
+                        failure = exc
+                node.attempt_scope = None
+                if node.cancel_requested:
+                    break
+                if attempt_scope.cancelled_caught and node.retry_requested_by is not None:
+                    node.emit(
+                        ev.AttemptRetried,
+                        attempt=node.attempt,
+                        requested_by=node.retry_requested_by,
+                    )
+                    continue
+                timed_out = attempt_scope.cancelled_caught
+                if not timed_out and failure is None:
+                    if isinstance(result, Failed):
+                        finish(ev.FAILED, ev.NodeFailed, outputs=result.outputs,
+                               error=ev.ErrorInfo(type="Failed", message=result.message))
+                    else:
+                        ticket = finish(ev.SUCCEEDED, ev.NodeFinished, outputs=result)
+                        if spec.kind == "tool" and self.durability == "strict":
+                            # The journal has the result before anything can act on it.
+                            with trio.CancelScope(shield=True):
+                                await self.writer.wait_durable(ticket)
+                    return result
+                if timed_out:
+                    node.emit(
+                        ev.NodeTimedOut,
+                        timeout_s=spec.timeout_s or 0.0,
+                        attempt=node.attempt,
+                        duration_s=time.monotonic() - t0,
+                    )
+                if spec.retry.should_retry(node.attempt, failure):
+                    delay = spec.retry.delay(node.attempt)
+                    node.emit(
+                        ev.AttemptRetried,
+                        attempt=node.attempt,
+                        delay_s=delay,
+                        error=ev.error_info(failure) if failure is not None else None,
+                    )
+                    with trio.CancelScope() as backoff:
+                        node.attempt_scope = backoff
                         await self.timer.sleep(delay)
-                        continue
-                    if timed_out:
-                        done = True
-                        node.state = ev.TIMED_OUT
-                        raise NodeTimeout(path, spec.timeout_s or 0.0, node.attempt)
-                    finish(ev.FAILED, ev.NodeFailed, error=ev.error_info(failure))
-                    raise failure
-            # Only reachable when node.scope caught its own cancellation.
+                    node.attempt_scope = None
+                    if node.cancel_requested:
+                        break
+                    continue
+                if timed_out:
+                    done = True
+                    node.state = ev.TIMED_OUT
+                    raise NodeTimeout(path, spec.timeout_s or 0.0, node.attempt)
+                finish(ev.FAILED, ev.NodeFailed, error=ev.error_info(failure))
+                raise failure
+            # Only reachable when someone cancelled this node.
             finish(ev.CANCELLED, ev.NodeCancelled, reason=node.cancel_reason, by=node.cancel_by)
             raise NodeCancelled(path, node.cancel_reason, node.cancel_by)
         except NodeCancelled as exc:
@@ -612,7 +622,7 @@ class Runtime:
         """Why a node saw ``trio.Cancelled`` from outside its own scopes."""
         p = node.parent
         while p is not None:
-            if p.scope.cancel_called:
+            if p.cancel_requested:
                 return f"parent {p.path} cancelled: {p.cancel_reason}", p.cancel_by
             if p.attempt_scope is not None and p.attempt_scope.cancel_called:
                 if p.retry_requested_by is not None:

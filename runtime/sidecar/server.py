@@ -348,7 +348,9 @@ class Connection:
                 except UnknownRun:
                     raise RequestError(p.UNKNOWN_RUN, f"unknown run id: {msg.run_id}") from None
                 if msg.run_id not in rt.runs and not path.exists():
-                    raise RequestError(p.UNKNOWN_RUN, f"unknown run id: {msg.run_id}")
+                    await rt.writer.wait_durable()  # a run that just ended here may be unwritten
+                    if not path.exists():
+                        raise RequestError(p.UNKNOWN_RUN, f"unknown run id: {msg.run_id}")
             sub = Subscription(self, msg)
             self.subs[msg.id] = sub
             self.nursery.start_soon(sub.start)

@@ -89,6 +89,7 @@ class LogWriter:
         self.window = OFF_WINDOW if self.durability == "off" else BATCH_WINDOW
         self._sink = sink
         self._runs: dict[str, _RunLog] = {}
+        self._dirs: set[Path] = set()  # run folders known to exist
         self._appended = 0  # tickets handed out
         self._durable = 0  # tickets known on disk (fsync'd unless durability is off)
         self._pending = trio.Event()
@@ -101,18 +102,20 @@ class LogWriter:
     # -- emitting (synchronous, from the trio thread) -----------------------------------------
 
     def open_run(self, run_id: str) -> Path:
-        """Prepare a run's log for appending (repairing a torn tail a crash left)."""
+        """Prepare a run's log for appending (repairing a torn tail a crash left).
+
+        A new log is created by the disk thread with its first batch (and its folder fsync'd
+        once per batch), so starting a run costs no syscall on the event loop."""
         if run_id in self._runs:
             self._runs[run_id].closing = False
             return self._runs[run_id].path
         path = self.layout.run_log(run_id)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        existed = path.exists()
-        repair_torn_tail(path)
-        f = open(path, "ab", buffering=0)
-        if not existed and self.durability != "off":
-            _fsync_dir(path.parent)
-        self._runs[run_id] = _RunLog(run_id, path, f, f.seek(0, os.SEEK_END))
+        if path.exists():  # resuming: append after what is there
+            repair_torn_tail(path)
+            f = open(path, "ab", buffering=0)
+            self._runs[run_id] = _RunLog(run_id, path, f, f.seek(0, os.SEEK_END))
+        else:
+            self._runs[run_id] = _RunLog(run_id, path, None, 0)
         return path
 
     def close_run(self, run_id: str) -> None:
@@ -191,7 +194,8 @@ class LogWriter:
             with trio.CancelScope(shield=True):
                 await self._flush()
                 for rl in self._runs.values():
-                    rl.file.close()
+                    if rl.file is not None:
+                        rl.file.close()
                 self._runs.clear()
                 self._running = False
 
@@ -208,7 +212,7 @@ class LogWriter:
                 rl.offsets = []
         ticket = self._appended
         if segments:
-            files = {seg.run_id: self._runs[seg.run_id].file for seg in segments}
+            files = {seg.run_id: self._runs[seg.run_id] for seg in segments}
             try:
                 await trio.to_thread.run_sync(self._write, segments, files)
             except OSError as exc:
@@ -221,18 +225,32 @@ class LogWriter:
         flushed, self._flushed = self._flushed, trio.Event()
         flushed.set()
         for run_id in [r for r, rl in self._runs.items() if rl.closing and not rl.buf]:
-            self._runs.pop(run_id).file.close()
+            rl = self._runs.pop(run_id)
+            if rl.file is not None:
+                rl.file.close()
 
-    def _write(self, segments: list[Segment], files: dict[str, object]) -> None:
+    def _write(self, segments: list[Segment], logs: dict[str, _RunLog]) -> None:
         """Runs in a worker thread: append, fsync, then index what is now on disk."""
         sync = self.durability != "off"
+        new_dirs: set[Path] = set()
         for seg in segments:
-            f = files[seg.run_id]
+            rl = logs[seg.run_id]
+            if rl.file is None:
+                folder = seg.path.parent
+                if folder not in self._dirs:
+                    folder.mkdir(parents=True, exist_ok=True)
+                    self._dirs.add(folder)
+                rl.file = open(seg.path, "ab", buffering=0)
+                new_dirs.add(folder)
+            f = rl.file
             view = memoryview(seg.data)
             while view:
                 view = view[f.write(view) :]
             if sync:
                 os.fsync(f.fileno())
+        if sync:
+            for folder in new_dirs:  # a new log's name must survive a power cut too
+                _fsync_dir(folder)
         if self._sink is not None:
             try:
                 self._sink(segments)
