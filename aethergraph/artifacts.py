@@ -24,7 +24,7 @@ from runtime.store.artifacts import check_name, ref_for, sha_from_ref
 if TYPE_CHECKING:
     from runtime.engine import NodeHandle
 
-from .memory import _clean_metrics
+from .memory import _clean_metrics, scope_filter
 
 
 class Artifacts:
@@ -124,15 +124,6 @@ class Artifacts:
             raise StoreError(f"artifact {ref} is not in this store")
         return p
 
-    def _scope(self, scope: str) -> dict[str, str]:
-        if scope == "run":
-            return {"run_id": self._node.run.run_id}
-        if scope == "graph":
-            return {"graph": self._node.run.graph}
-        if scope == "all":
-            return {}
-        raise ValueError(f"scope must be 'run', 'graph' or 'all', got {scope!r}")
-
     async def _rows(self, **filters: Any) -> list[tuple[ev.ArtifactWritten, bool]]:
         rt = self._node.runtime
         await rt.writer.wait_durable()  # see what this process wrote a moment ago
@@ -140,7 +131,7 @@ class Artifacts:
 
     async def list(self, scope: str = "run", limit: int | None = None) -> list[ev.ArtifactWritten]:
         """Artifacts written in this run (``"run"``), by this graph (``"graph"``) or ever (``"all"``)."""
-        return [a for a, _ in await self._rows(limit=limit, **self._scope(scope))]
+        return [a for a, _ in await self._rows(limit=limit, **scope_filter(self._node, scope))]
 
     async def search(
         self,
@@ -156,7 +147,7 @@ class Artifacts:
         that recorded it, best first (``mode="max"`` or ``"min"``), else newest first."""
         if mode not in ("max", "min"):
             raise ValueError(f"mode must be 'max' or 'min', got {mode!r}")
-        found = [a for a, _ in await self._rows(kind=kind, **self._scope(scope))]
+        found = [a for a, _ in await self._rows(kind=kind, **scope_filter(self._node, scope))]
         if labels:
             want = dict(labels)
             found = [a for a in found if all(a.labels.get(k) == v for k, v in want.items())]

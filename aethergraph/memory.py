@@ -33,6 +33,17 @@ _YIELD_AFTER_S = 0.002
 _clock = time.perf_counter
 
 
+def scope_filter(node: NodeHandle, scope: str) -> dict[str, str]:
+    """Index filters for a scope as seen from ``node``: its run, its graph, or everything."""
+    if scope == "run":
+        return {"run_id": node.run.run_id}
+    if scope == "graph":
+        return {"graph": node.run.graph}
+    if scope == "all":
+        return {}
+    raise ValueError(f"scope must be one of {SCOPES}, got {scope!r}")
+
+
 def _clean_metrics(metrics: Mapping[str, Any] | None) -> dict[str, float]:
     if not metrics:
         return {}
@@ -160,15 +171,6 @@ class Memory:
 
     # -- queries ------------------------------------------------------------------------------
 
-    def _scope_filter(self, scope: str) -> dict[str, str]:
-        if scope == "run":
-            return {"run_id": self._node.run.run_id}
-        if scope == "graph":
-            return {"graph": self._node.run.graph}
-        if scope == "all":
-            return {}
-        raise ValueError(f"scope must be one of {SCOPES}, got {scope!r}")
-
     async def query(
         self,
         *,
@@ -188,7 +190,7 @@ class Memory:
         """Events matching every given filter, newest first (``order="asc"`` for oldest)."""
         if isinstance(kinds, str):
             kinds = [kinds]
-        filters = self._scope_filter(scope) if run_id is None else {"run_id": run_id}
+        filters = scope_filter(self._node, scope) if run_id is None else {"run_id": run_id}
         rt = self._node.runtime
         await rt.writer.wait_durable()  # read what this process recorded a moment ago
         return await trio.to_thread.run_sync(
