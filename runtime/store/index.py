@@ -47,7 +47,7 @@ from .writer import Segment
 
 log = logging.getLogger("aethergraph.store")
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS logs(
@@ -86,7 +86,11 @@ CREATE TABLE IF NOT EXISTS memory(
     graph INTEGER NOT NULL,
     node INTEGER NOT NULL,
     topic INTEGER NOT NULL,
-    body BLOB NOT NULL
+    -- where the event's line is: the log (logs.file_id), byte offset and length. The index
+    -- keeps no copy of the event: writing one costs more than all the keys together.
+    file INTEGER NOT NULL,
+    off INTEGER NOT NULL,
+    len INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS memory_kind ON memory(kind);
 CREATE INDEX IF NOT EXISTS memory_run ON memory(run);
@@ -203,6 +207,7 @@ class Index:
         _retry_locked(self._init_schema)
         self._r = _connect(self.path)
         self._names: dict[str, int] = {}
+        self._paths: dict[int, str] = {}
 
     def _init_schema(self) -> None:
         self._w.execute("PRAGMA journal_mode=WAL")
@@ -247,13 +252,14 @@ class Index:
                 file_id, indexed = self._log_row(rel, seg.run_id)
                 if indexed >= seg.end:
                     continue
+                batch.file_id = file_id
                 if indexed < seg.start:
                     # Bytes before this batch were never indexed (an earlier ingest failed):
                     # take them from the file first, so the index has no holes.
                     for rec in read_log(seg.path, start=indexed):
                         if rec.end > seg.start:
                             break
-                        batch.add(rec.event, rec.line)
+                        batch.add(rec.event, rec.line, rec.offset)
                     indexed = seg.start
                 base = seg.start
                 data = seg.data
@@ -266,7 +272,7 @@ class Index:
                     if off < indexed:
                         continue
                     end = offsets[i + 1] if i + 1 < n else seg.end
-                    add(events[i], data[off - base : end - base - 1])
+                    add(events[i], data[off - base : end - base - 1], off)
                 c.execute("UPDATE logs SET indexed_bytes=? WHERE file_id=?", (seg.end, file_id))
             batch.flush()
             c.execute("COMMIT")
@@ -341,7 +347,7 @@ class Index:
             read_to = item.end
             if isinstance(item, BadLine):
                 continue
-            chunk.append((item.event, item.line))
+            chunk.append((item.event, item.line, item.offset))
             if len(chunk) >= batch:
                 if not self._commit_records(rel, run_id, mark, read_to, chunk):
                     return count
@@ -353,7 +359,7 @@ class Index:
         return count
 
     def _commit_records(
-        self, rel: str, run_id: str, expect: int, new_mark: int, records: list[tuple[Event, bytes]]
+        self, rel: str, run_id: str, expect: int, new_mark: int, records: list[tuple[Event, bytes, int]]
     ) -> bool:
         """Apply ``records`` and move the mark from ``expect`` to ``new_mark``, unless someone
         else (the live writer, another process's catch-up) moved it first."""
@@ -369,8 +375,9 @@ class Index:
                 c.execute("ROLLBACK")
                 return False
             batch = _Batch(self)
-            for ev, body in records:
-                batch.add(ev, body)
+            batch.file_id = file_id
+            for ev, body, offset in records:
+                batch.add(ev, body, offset)
             batch.flush()
             c.execute("UPDATE logs SET indexed_bytes=? WHERE file_id=?", (new_mark, file_id))
             c.execute("COMMIT")
@@ -477,14 +484,45 @@ class Index:
                 "EXISTS (SELECT 1 FROM memory_entities e WHERE e.entity = ? AND e.id = m.id)"
             )
             params.append(one(ent))
-        sql = f"SELECT m.body FROM {source}"
+        sql = f"SELECT m.file, m.off, m.len FROM {source}"
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += f" ORDER BY {key} {order_sql}"
         if limit is not None:
             sql += " LIMIT ?"
             params.append(int(limit))
-        return [row[0] for row in self._read(sql, params)]
+        return self._bodies(self._read(sql, params))
+
+    def _bodies(self, locations: list[tuple[int, int, int]]) -> list[bytes]:
+        """Read events' lines from their logs (positioned reads; logs only ever grow)."""
+        out: list[bytes] = []
+        fds: dict[int, int] = {}
+        try:
+            for file_id, off, length in locations:
+                fd = fds.get(file_id)
+                if fd is None:
+                    path = self._log_path(file_id)
+                    try:
+                        fd = fds[file_id] = os.open(path, os.O_RDONLY)
+                    except OSError:
+                        log.warning("%s: log indexed but unreadable; `ag check` tells more", path)
+                        fds[file_id] = -1
+                        continue
+                if fd < 0:
+                    continue
+                out.append(os.pread(fd, length, off))
+        finally:
+            for fd in fds.values():
+                if fd >= 0:
+                    os.close(fd)
+        return out
+
+    def _log_path(self, file_id: int) -> Path:
+        rel = self._paths.get(file_id)
+        if rel is None:
+            row = self._read("SELECT path FROM logs WHERE file_id=?", (file_id,))
+            rel = self._paths[file_id] = row[0][0] if row else ""
+        return self.layout.home / rel
 
     def _name_ids(self, names: Iterable[str | None]) -> dict[str, int]:
         wanted = sorted({n for n in names if n})
@@ -618,7 +656,11 @@ class _Batch:
         self.c = index._w
         # Keys above this cannot collide with anything already stored.
         self.floor = self.c.execute("SELECT max(id) FROM memory").fetchone()[0] or 0
+        # Keys taken in this batch: the largest, and any taken out of order.
+        self.last_key = 0
         self.used: set[int] = set()
+        self.names = index._names
+        self.file_id = 0  # the log the events being added come from
         self.memory: list[tuple] = []
         self.fts: list[tuple] = []
         self.tags: list[tuple] = []
@@ -627,7 +669,11 @@ class _Batch:
         # run_id -> [last seq, last ts, number of events]
         self.runs: dict[str, list] = {}
 
-    def add(self, ev: Event, body: bytes) -> None:
+    def add(self, ev: Event, body: bytes, offset: int) -> None:
+        """``body``: the event's line; ``offset``: where it starts in the log ``file_id``.
+
+        The hot path of every ingest: memory events take no method call but the ones they need.
+        """
         t = type(ev)
         r = self.runs.get(ev.run_id)
         if r is None:
@@ -638,39 +684,53 @@ class _Batch:
             r[1] = ev.ts
             r[2] += 1
         if t is MemoryRecorded:
+            names = self.names
             name = self.index.name_id
-            rowid = self._key(ev.ts)
+            key = int(ev.ts * 1_000_000)
+            if key > self.last_key and key > self.floor:
+                self.last_key = key  # the common case: later than anything seen
+            else:
+                key = self._key(key)
+            run, kind, graph, node = ev.run_id, ev.kind, ev.graph, ev.node
             self.memory.append((
-                rowid, name(ev.run_id), name(ev.kind), name(ev.graph), name(ev.node),
-                name(ev.topic) if ev.topic else 0, body,
+                key, names.get(run) or name(run), names.get(kind) or name(kind),
+                names.get(graph) or name(graph), names.get(node) or name(node),
+                name(ev.topic) if ev.topic else 0, self.file_id, offset, len(body),
             ))
-            self.fts.append((rowid, _fts_text(ev)))
-            if ev.tags:
-                self.tags.extend((name(tag), rowid) for tag in ev.tags)
-            if ev.entities:
-                self.entities.extend((name(e), rowid) for e in ev.entities)
-            if ev.metrics:
-                self.metrics.extend((name(k), rowid, float(v)) for k, v in ev.metrics.items())
+            if ev.tags or ev.entities or ev.text or ev.topic or ev.metrics:
+                self.fts.append((key, _fts_text(ev)))
+                if ev.tags:
+                    self.tags.extend((name(tag), key) for tag in ev.tags)
+                if ev.entities:
+                    self.entities.extend((name(e), key) for e in ev.entities)
+                if ev.metrics:
+                    self.metrics.extend((name(k), key, float(v)) for k, v in ev.metrics.items())
+            else:
+                data = ev.data
+                self.fts.append((key, f"{kind} {data if type(data) is str else _JSON.encode(data).decode()}"))
         elif t is not MessageSent and t is not Progress and t is not Log:
             self._apply_fact(ev, body)
 
-    def _key(self, ts: float) -> int:
-        key = time_key(ts)
+    def _key(self, key: int) -> int:
+        """A free key at or after ``key``, for an event not later than all seen so far."""
         used = self.used
         if key > self.floor:
-            while key in used:
+            while key in used or key == self.last_key:
                 key += 1
         else:  # older than something stored (a rebuild, another process): look before taking
             exists = self.c.execute
-            while key in used or exists("SELECT 1 FROM memory WHERE id=?", (key,)).fetchone():
+            while (key in used or key == self.last_key
+                   or exists("SELECT 1 FROM memory WHERE id=?", (key,)).fetchone()):
                 key += 1
         used.add(key)
+        if key > self.last_key:
+            self.last_key = key
         return key
 
     def flush(self) -> None:
         c = self.c
         if self.memory:
-            c.executemany("INSERT INTO memory VALUES (?,?,?,?,?,?,?)", self.memory)
+            c.executemany("INSERT INTO memory VALUES (?,?,?,?,?,?,?,?,?)", self.memory)
             c.executemany("INSERT INTO memory_fts(rowid, body) VALUES (?, ?)", self.fts)
         if self.tags:
             c.executemany("INSERT OR IGNORE INTO memory_tags(tag, id) VALUES (?, ?)", self.tags)
