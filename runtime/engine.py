@@ -695,6 +695,7 @@ async def open_runtime(config: RuntimeConfig | None = None) -> AsyncIterator[Run
                     yield opened
     finally:
         if rt is not None:
+            rt.writer.close()
             rt.kv.close()
             rt.index.close()
 

@@ -497,3 +497,21 @@ def test_top_level_call_without_runtime_opens_one(home, layout):
     run_id = trio.run(solo)
     assert layout.run_log(run_id).is_file()
     assert event_types(run_events(layout, run_id))[-1] == "run_finished"
+
+
+async def test_runtime_cancelled_from_outside_still_records_how_runs_ended(home, layout):
+    @graph_fn(name="long")
+    async def long(*, context):
+        await context.memory().record("started", {})
+        await trio.sleep_forever()
+
+    with trio.CancelScope() as outside:
+        async with rt_open(home):
+            async with trio.open_nursery() as n:
+                n.start_soon(long)
+                await trio.testing.wait_all_tasks_blocked()
+                outside.cancel()  # everything at once: runs, writer, timer
+    (path,) = list(layout.iter_logs())
+    events = run_events(layout, path.stem)
+    assert event_types(events)[-1] == "run_finished"
+    assert events[-1].status == ev.CANCELLED

@@ -128,6 +128,12 @@ def build_parser() -> argparse.ArgumentParser:
     r = isub.add_parser("rebuild", help="rebuild the index from the logs alone")
     _add_home(r)
 
+    p = sub.add_parser("tui", help="the terminal dashboard: live runs, asks, memory, artifacts")
+    p.add_argument("--run", metavar="TARGET", default=None,
+                   help="also run a graph in this process, with the dashboard as its channel")
+    p.add_argument("--input", "-i", metavar="JSON", default=None, help="inputs for --run, as a JSON object")
+    _add_home(p)
+
     p = sub.add_parser("check", help="verify the logs against the index; report, never fix")
     p.add_argument("--verify-blobs", action="store_true", help="also re-hash every artifact blob")
     _add_home(p)
@@ -177,6 +183,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from .store_cmds import cmd_index
 
             return cmd_index(args)
+        if args.command == "tui":
+            from tui.app import main as tui_main
+
+            return tui_main(args)
         if args.command == "check":
             from .store_cmds import cmd_check
 

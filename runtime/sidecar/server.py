@@ -37,6 +37,11 @@ BATCH = 1000  # events per frame at most
 OUTBOX_HIGH = 64  # control frames queued before a snapshot waits for the socket
 
 
+# What a client going away looks like; it must never take the runtime down.
+_GONE_CLIENT = (ConnectionClosed, trio.BrokenResourceError, trio.ClosedResourceError)
+_GONE = (*_GONE_CLIENT, trio.Cancelled)
+
+
 def parse_tcp(value: str) -> tuple[str, int]:
     host, _, port = value.rpartition(":")
     if not host or not port.isdigit():
@@ -138,11 +143,10 @@ class Sidecar:
                 finally:
                     self.connections.discard(conn)
                     nursery.cancel_scope.cancel()
-        except (ConnectionClosed, trio.BrokenResourceError, trio.ClosedResourceError):
+        except _GONE_CLIENT:
             pass
-        except BaseExceptionGroup as group:  # a client that vanished mid-handshake
-            rest = group.subgroup(lambda e: not isinstance(
-                e, (ConnectionClosed, trio.BrokenResourceError, trio.ClosedResourceError, trio.Cancelled)))
+        except BaseExceptionGroup as group:  # a client that vanished, at any moment
+            _, rest = group.split(_GONE)
             if rest is not None:
                 raise rest
         finally:
@@ -219,12 +223,16 @@ class Connection:
 
     async def _send_loop(self) -> None:
         ws = self.ws
-        while not self.closing:
-            await self._wake.wait()
-            self._wake = trio.Event()
+        try:
+            while not self.closing:
+                await self._wake.wait()
+                self._wake = trio.Event()
+                await self._flush(ws)
+                self._sent.set()
             await self._flush(ws)
+        except _GONE_CLIENT:
+            self.closing = True  # the client left; the receive loop ends on its own
             self._sent.set()
-        await self._flush(ws)
 
     async def _flush(self, ws: WebSocketConnection) -> None:
         self.flushing = True

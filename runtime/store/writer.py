@@ -157,7 +157,7 @@ class LogWriter:
             await trio.lowlevel.checkpoint()
             return
         if not self._running:
-            raise RuntimeError("the log writer is not running")
+            return  # shutting down: ``close`` writes what is left
         while self._durable < ticket:
             self._check_failure()
             self._urgent.set()
@@ -190,16 +190,25 @@ class LogWriter:
                 await self._flush()
         finally:
             # Whatever ends the runtime (normal exit, Ctrl-C, a crash in a node), what was
-            # emitted reaches the disk before we let go.
+            # emitted reaches the disk before we let go. Runs being torn down at the same
+            # moment may still emit their last events; ``close`` writes those.
             with trio.CancelScope(shield=True):
                 await self._flush()
-                for rl in self._runs.values():
-                    if rl.file is not None:
-                        rl.file.close()
-                self._runs.clear()
                 self._running = False
 
-    async def _flush(self) -> None:
+    def close(self) -> None:
+        """After the writer task has ended: write whatever is still buffered (synchronously)
+        and close every log. The last word of a run cancelled with its runtime lands here."""
+        segments = self._take_segments()
+        if segments:
+            self._write(segments, {seg.run_id: self._runs[seg.run_id] for seg in segments})
+        self._durable = self._appended
+        for rl in self._runs.values():
+            if rl.file is not None:
+                rl.file.close()
+        self._runs.clear()
+
+    def _take_segments(self) -> list[Segment]:
         segments: list[Segment] = []
         for rl in self._runs.values():
             if rl.buf:
@@ -210,6 +219,10 @@ class LogWriter:
                 rl.buf = bytearray()
                 rl.events = []
                 rl.offsets = []
+        return segments
+
+    async def _flush(self) -> None:
+        segments = self._take_segments()
         ticket = self._appended
         if segments:
             files = {seg.run_id: self._runs[seg.run_id] for seg in segments}

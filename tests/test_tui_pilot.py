@@ -1,0 +1,561 @@
+"""The dashboard, driven key by key (Textual's Pilot) against real runtimes and real stores.
+
+Every screen and every action: runs list and filter, run detail (nodes, timeline, log,
+messages, progress, metrics), asks answered in the modal with the runtime's own validation,
+memory queries, artifact preview and export, help, the command palette, numbered panels and
+esc; cancel a node, cancel a run, retry a node, resume an interrupted run; attaching to a
+runtime in another process and re-attaching when it restarts; quitting while hosting a run.
+
+The runtime is real: hosted in the app's own trio guest run (``ag tui --run``), or a separate
+process. Plain ``def`` tests: the app needs asyncio (see ``test_tui_support.drive``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from textual import events
+from textual.widgets import DataTable, Input, OptionList, RichLog, Sparkline, Static
+
+from runtime import events as ev
+from runtime.store.layout import StoreLayout
+from runtime.store.logfile import read_events
+from tui.app import AetherGraphApp
+from tui.screens import AnswerModal, ConfirmModal, ExportModal, HelpScreen
+from tui.widgets import NodeTree, ProgressPanel
+
+from . import test_tui_support as support
+from .test_tui_support import (
+    ASK_OFFLINE,
+    RUN_CANCELLED,
+    RUN_FAILED,
+    RUN_INTERRUPTED,
+    RUN_OK,
+    Notes,
+    build_store,
+    drive,
+    until,
+)
+
+
+def table_keys(app, table_id: str) -> list[str]:
+    table = app.screen.query_one(f"#{table_id}", DataTable)
+    return [row.key.value for row in table.ordered_rows]
+
+
+def static_text(widget: Static) -> str:
+    return str(widget.render())
+
+
+def log_text(log: RichLog) -> str:
+    return "\n".join(strip.text for strip in log.lines)
+
+
+def run_status(home: Path, run_id: str) -> str | None:
+    for e in read_events(StoreLayout.at(home).run_log(run_id), warn=False):
+        if type(e) is ev.RunFinished:
+            return e.status
+    return None
+
+
+async def confirm(pilot, app, contains: str) -> None:
+    """The action's confirmation must name what it does; then say yes."""
+    await until(pilot, lambda: isinstance(app.screen, ConfirmModal), "the confirmation")
+    title = static_text(app.screen.query_one("#confirm-title", Static))
+    assert contains in title, title
+    await pilot.press("y")
+
+
+async def select_node(pilot, app, path: str) -> None:
+    tree = app.screen.query_one(NodeTree)
+    tree.focus()
+    for _ in range(20):
+        if tree.selected_path == path:
+            return
+        await pilot.press("down")
+    raise AssertionError(f"node {path} not in the tree: {tree._tree_nodes.keys()}")
+
+
+# -- history: runs, memory, artifacts -------------------------------------------------------------
+
+
+def test_runs_panel_newest_first_filter_and_interrupted(home):
+    build_store(home)
+    app = AetherGraphApp()
+
+    async def scenario(pilot):
+        await until(pilot, lambda: table_keys(app, "runs-table"), "runs from the index")
+        assert table_keys(app, "runs-table") == [RUN_CANCELLED, RUN_INTERRUPTED, RUN_FAILED, RUN_OK]
+        table = app.screen.query_one("#runs-table", DataTable)
+        statuses = [str(table.get_cell(k, "status")) for k in table_keys(app, "runs-table")]
+        assert statuses == ["CANCELLED", "INTERRUPTED", "FAILED", "SUCCEEDED"]
+        assert str(table.get_cell(RUN_INTERRUPTED, "asks")) == "1"  # its open ask waits for a resume
+        assert app.ask_count == 1
+        await pilot.press("slash", *"fail")
+        assert table_keys(app, "runs-table") == [RUN_FAILED]
+        await pilot.press("enter")  # keeps the filter, back to the table
+        assert app.focused is table
+        await pilot.press("slash", "escape")  # esc clears it
+        assert table_keys(app, "runs-table") == [RUN_CANCELLED, RUN_INTERRUPTED, RUN_FAILED, RUN_OK]
+        await pilot.press("down", "down", "down", "enter")
+        await until(pilot, lambda: app.detail and app.detail.loaded, "the run's log")
+        assert app.current_mode == "run" and app.detail.run_id == RUN_OK
+
+    drive(app, scenario)
+
+
+def test_memory_panel_queries_and_shows_pretty_json(home):
+    build_store(home)
+    app = AetherGraphApp()
+
+    async def scenario(pilot):
+        await pilot.press("4")
+        await until(pilot, lambda: len(table_keys(app, "memory-table")) == 6, "all memory, newest first")
+        first = app.screen._events[table_keys(app, "memory-table")[0]]
+        assert first.kind == "job_failed"
+        assert '"job_id": "job_17"' in str(app.screen.query_one("#memory-json", Static).render())
+        query = app.screen.query_one("#memory-query", Input)
+        for line, count in [("kind:epoch", 5), ("tag:train entity:toy", 5), (f"run:{RUN_FAILED}", 1),
+                            ("mirror refused", 1), ("kind:epoch since:1h", 0), ("kind:nothing", 0)]:
+            await pilot.press("slash")
+            assert app.focused is query
+            query.value = line
+            await pilot.press("enter")
+            await until(pilot, lambda: "searching" not in static_text(app.screen.query_one("#memory-status")),
+                        f"the answer to {line!r}")
+            assert len(table_keys(app, "memory-table")) == count, line
+        query.value = "since:yesterday-ish"
+        await pilot.press("slash", "enter")
+        assert "cannot read 'yesterday-ish' as a time" in static_text(app.screen.query_one("#memory-status"))
+
+    drive(app, scenario)
+
+
+def test_artifacts_panel_previews_and_exports(home, tmp_path):
+    build_store(home)
+    app = AetherGraphApp()
+    out = tmp_path / "out"
+    out.mkdir()
+
+    async def scenario(pilot):
+        await pilot.press("5")
+        await until(pilot, lambda: table_keys(app, "artifacts-table"), "the artifacts list")
+        meta = app.screen.query_one("#artifact-meta", Static)
+        await until(pilot, lambda: RUN_OK in static_text(meta), "provenance")
+        assert "report.json · 55 bytes · application/json" in static_text(meta)
+        await until(pilot, lambda: '"scores": [\n    0.5,' in app.screen.preview[1], "the pretty JSON preview")
+        await pilot.press("e")
+        await until(pilot, lambda: isinstance(app.screen, ExportModal), "the export dialog")
+        app.screen.query_one("#export-path", Input).value = str(out)
+        await pilot.press("enter")
+        await until(pilot, lambda: (out / "report.json").exists(), "the export")
+        assert b'"scores"' in (out / "report.json").read_bytes()
+        (out / "report.json").write_text("mine")
+        await pilot.press("e")
+        await until(pilot, lambda: isinstance(app.screen, ExportModal), "the export dialog again")
+        app.screen.query_one("#export-path", Input).value = str(out / "report.json")
+        await pilot.press("enter")
+        err = app.screen.query_one("#export-error", Static)
+        await until(pilot, lambda: "press enter again to overwrite" in static_text(err), "the overwrite question")
+        assert (out / "report.json").read_text() == "mine"
+        await pilot.press("enter")
+        await until(pilot, lambda: (out / "report.json").read_bytes().startswith(b"{"), "the overwrite")
+
+    drive(app, scenario)
+
+
+def test_help_palette_numbered_panels_and_esc(home):
+    build_store(home)
+    app = AetherGraphApp()
+
+    async def scenario(pilot):
+        await until(pilot, lambda: app.state.index_loaded, "the index")
+        for key, mode in [("3", "asks"), ("4", "memory"), ("5", "artifacts"), ("2", "run"), ("1", "runs")]:
+            await pilot.press(key)
+            assert app.current_mode == mode
+        await pilot.press("escape")  # back: to the panel before
+        assert app.current_mode == "run"
+        await pilot.press("escape")
+        assert app.current_mode == "artifacts"
+        await pilot.press("question_mark")
+        assert isinstance(app.screen, HelpScreen)
+        await pilot.press("1")  # panels do not move under an open dialog
+        assert app.current_mode == "artifacts" and isinstance(app.screen, HelpScreen)
+        await pilot.press("escape")
+        assert not isinstance(app.screen, HelpScreen)
+        await pilot.press("colon")
+        await until(pilot, lambda: type(app.screen).__name__ == "CommandPalette", "the command palette")
+        await pilot.press(*f"open run {RUN_FAILED[-6:]}")
+        await pilot.pause(0.3)
+        await pilot.press("enter")
+        await until(pilot, lambda: app.current_mode == "run" and app.detail.run_id == RUN_FAILED,
+                    "the run picked in the palette")
+        await until(pilot, lambda: app.detail.loaded, "its log")
+        header = static_text(app.screen.query_one("#run-header", Static))
+        assert "FAILED" in header and "ValueError: bad row 7" in header
+        await pilot.press("q")
+
+    drive(app, scenario)
+
+
+def test_small_terminal_resize_and_no_color(home, monkeypatch):
+    build_store(home)
+    monkeypatch.setenv("NO_COLOR", "1")
+    app = AetherGraphApp()
+
+    async def scenario(pilot):
+        assert app.no_color
+        await until(pilot, lambda: table_keys(app, "runs-table"), "runs")
+        for size in [(132, 40), (60, 20), (80, 24)]:
+            await pilot.resize_terminal(*size)
+            await pilot.press("2", "3", "1")
+            bar = app.screen.query_one("#topbar", Static)
+            assert "Asks [1]" in static_text(bar), size
+        await pilot.press("2")
+        await until(pilot, lambda: app.detail and app.detail.loaded, "a run")
+
+    drive(app, scenario, size=(80, 24))
+
+
+# -- asks, against a runtime hosted by the app ----------------------------------------------------
+
+
+def test_answer_text_choice_and_approval_with_validation(home):
+    app = AetherGraphApp(poll_s=0.2, run=support.asker)
+    notes = Notes(app)
+
+    def open_ask(kind):
+        return [a for a in app.state.asks.values() if a.kind == kind]
+
+    async def scenario(pilot):
+        await until(pilot, lambda: open_ask("text"), "the text ask")
+        assert app.ask_count == 1 and app.live_count == 1
+        assert "Asks [1]" in static_text(app.screen.query_one("#topbar", Static))
+        await pilot.press("3")
+        await until(pilot, lambda: table_keys(app, "asks-table"), "the inbox")
+        await pilot.press("enter")
+        assert isinstance(app.screen, AnswerModal)
+        await pilot.press("enter")  # empty: the runtime refuses, the dialog stays
+        err = app.screen.query_one("#answer-error", Static)
+        await until(pilot, lambda: "the answer is empty" in static_text(err), "the runtime's refusal")
+        await pilot.press(*"Ada", "enter")
+        choice = await until(pilot, lambda: open_ask("choice"), "the choice ask")
+        assert not isinstance(app.screen, AnswerModal)
+        assert notes.has("answered ") and notes.has(": Ada")
+        await until(pilot, lambda: table_keys(app, "asks-table") == [choice[0].ask_id], "the inbox redrawn")
+        await pilot.press("enter")
+        assert isinstance(app.screen, AnswerModal) and isinstance(app.focused, OptionList)
+        deadline = static_text(app.screen.query_one("#answer-deadline", Static))
+        assert deadline.startswith("expires in ")
+        await pilot.press("tab", *"purple", "enter")
+        err = app.screen.query_one("#answer-error", Static)
+        await until(pilot, lambda: "'purple' is not one of the options: red, green, blue" in static_text(err),
+                    "the runtime's refusal of an option not offered")
+        await pilot.press("shift+tab", "down", "enter")  # the second option
+        approval = await until(pilot, lambda: open_ask("approval"), "the approval ask")
+        await until(pilot, lambda: table_keys(app, "asks-table") == [approval[0].ask_id], "the inbox redrawn")
+        await pilot.press("enter", "enter")  # the first option approves
+        await until(pilot, lambda: app.hosted_result, "the run's end")
+        assert app.backend.hosted_outcome.outputs == {"name": "Ada", "colour": "green", "ship": True}
+        assert app.ask_count == 0
+        # The answers are in the run's log, from this dashboard's sidecar connection.
+        run_id = app.hosted_result.run_id
+        answered = [e for e in read_events(StoreLayout.at(home).run_log(run_id)) if type(e) is ev.AskAnswered]
+        assert [(e.answer, e.by) for e in answered] == [("Ada", "ag tui (sidecar)"), ("green", "ag tui (sidecar)"),
+                                                        ("Ship", "ag tui (sidecar)")]
+
+    drive(app, scenario)
+
+
+# -- run detail and node actions ------------------------------------------------------------------
+
+
+def test_run_detail_live_and_retry_node(home):
+    support.STUCK["calls"] = 0
+    app = AetherGraphApp(poll_s=0.2, run=support.worker)
+    notes = Notes(app)
+
+    async def scenario(pilot):
+        await until(pilot, lambda: app.state.live_runs, "the hosted run")
+        (run_id,) = app.state.live_runs
+        await pilot.press("1")
+        await until(pilot, lambda: table_keys(app, "runs-table"), "the live run in the list")
+        await pilot.press("enter")
+        await until(pilot, lambda: app.detail and app.detail.loaded, "its log")
+        stuck = "tui_worker/stuck_step"
+        await until(pilot, lambda: stuck in app.detail.summary.nodes, "the stuck step, live")
+        screen = app.screen
+        await until(pilot, lambda: stuck in screen.query_one(NodeTree)._tree_nodes, "the node in the tree")
+        # progress bars, metrics, log and messages all came through
+        assert screen.query_one(ProgressPanel).has_class("-active")
+        assert [len(s.data or []) for s in screen.query(Sparkline)] == [4, 4]
+        # A log on a hidden tab draws when it is shown.
+        for key, log_id, line in [("l", "log", "disk is 91% full"), ("m", "messages", "starting the work"),
+                                  ("t", "timeline", "stuck_step tool stuck_step")]:
+            await pilot.press(key)
+            log = screen.query_one(f"#{log_id}-log", RichLog)
+            await until(pilot, lambda line=line, log=log: line in log_text(log), f"{line!r} in the {log_id} tab")
+        await select_node(pilot, app, stuck)
+        await pilot.press("r")
+        await confirm(pilot, app, f"Retry node {stuck} of run {run_id}?")
+        await until(pilot, lambda: app.detail.summary.nodes[stuck].state == ev.SUCCEEDED, "the retried step")
+        assert app.detail.summary.nodes[stuck].attempts == 2
+        assert notes.has(f"retry requested: node {stuck}")
+        # the run now asks; 'a' answers it from the detail panel
+        await until(pilot, lambda: app.detail.summary.open_asks, "the ask")
+        await pilot.press("a")
+        assert isinstance(app.screen, AnswerModal)
+        await pilot.press(*"Grace", "enter")
+        await until(pilot, lambda: app.detail.status == ev.SUCCEEDED, "the run's end, live")
+        assert app.backend.hosted_outcome.outputs == {"doubled": 42, "name": "Grace"}
+        await pilot.press("r")  # nothing is running any more: the runtime says so
+        await confirm(pilot, app, "Retry node")
+        await until(pilot, lambda: notes.has("is not running in any live runtime", "error"), "the refusal")
+
+    drive(app, scenario)
+
+
+def test_cancel_a_node_then_the_run(home):
+    app = AetherGraphApp(poll_s=0.2, run=support.hanger)
+    notes = Notes(app)
+
+    async def scenario(pilot):
+        await until(pilot, lambda: app.state.live_runs, "the hosted run")
+        (run_id,) = app.state.live_runs
+        app.open_run(run_id)
+        first = "tui_hanger/forever"
+        await until(pilot, lambda: app.detail.loaded and first in app.detail.summary.nodes, "the first step")
+        await until(pilot, lambda: first in app.screen.query_one(NodeTree)._tree_nodes, "the tree")
+        await select_node(pilot, app, first)
+        await pilot.press("x")
+        await confirm(pilot, app, f"Cancel node {first} of run {run_id}?")
+        await until(pilot, lambda: app.detail.summary.nodes[first].state == ev.CANCELLED, "the node cancelled")
+        await until(pilot, lambda: "tui_hanger/forever#2" in app.detail.summary.nodes, "the run carrying on")
+        assert app.detail.status == ev.RUNNING
+        await pilot.press("c")
+        await confirm(pilot, app, f"Cancel run {run_id}?")
+        await until(pilot, lambda: app.detail.status == ev.CANCELLED, "the run cancelled")
+        assert notes.has(f"cancel requested: run {run_id}")
+        await pilot.press("1")
+        table = app.screen.query_one("#runs-table", DataTable)
+        await until(pilot, lambda: str(table.get_cell(run_id, "status")) == "CANCELLED", "the list updated")
+        await pilot.press("c")  # a finished run: nothing to cancel, said at once
+        assert notes.has("there is nothing to cancel", "warning")
+
+    drive(app, scenario)
+    assert run_status(home, app.detail.run_id) == "cancelled"
+
+
+# -- resume ---------------------------------------------------------------------------------------
+
+
+def test_resume_needs_a_live_runtime(home):
+    build_store(home)
+    app = AetherGraphApp()
+    notes = Notes(app)
+
+    async def scenario(pilot):
+        await until(pilot, lambda: table_keys(app, "runs-table"), "runs")
+        await pilot.press("down", "R")
+        await confirm(pilot, app, f"Resume run {RUN_INTERRUPTED}?")
+        await until(pilot, lambda: notes.has("no live runtime in this store can resume it", "error"), "the refusal")
+
+    drive(app, scenario)
+
+
+def test_answer_offline_then_resume_in_the_dashboards_runtime(home):
+    build_store(home)
+    app = AetherGraphApp(poll_s=0.2, run=support.noop)
+    notes = Notes(app)
+
+    async def scenario(pilot):
+        await until(pilot, lambda: app.hosted_result and app.live_count, "the dashboard's own runtime")
+        await until(pilot, lambda: ASK_OFFLINE in app.state.offline_asks, "the interrupted run's ask")
+        await pilot.press("3", "enter")
+        assert isinstance(app.screen, AnswerModal)
+        assert "kept for `ag resume`" in static_text(app.screen.query_one("#answer-deadline", Static))
+        await pilot.press("tab", *"maybe", "enter")  # checked against the options, offline too
+        err = app.screen.query_one("#answer-error", Static)
+        await until(pilot, lambda: "not one of the options" in static_text(err), "the refusal")
+        await pilot.press("shift+tab", "enter")  # Deploy
+        await until(pilot, lambda: notes.has(f"answered {ASK_OFFLINE}: Deploy (kept for the run's resume)"),
+                    "the offline answer")
+        await pilot.press("1")
+        await until(pilot, lambda: RUN_INTERRUPTED in table_keys(app, "runs-table"), "runs")
+        table = app.screen.query_one("#runs-table", DataTable)
+        table.move_cursor(row=table.get_row_index(RUN_INTERRUPTED))
+        await pilot.press("R")
+        await confirm(pilot, app, f"Resume run {RUN_INTERRUPTED}?")
+        await until(pilot, lambda: notes.has(f"resume requested: run {RUN_INTERRUPTED}"), "the resume")
+        await until(pilot, lambda: app.state.runs[RUN_INTERRUPTED].status == ev.SUCCEEDED, "the resumed run's end")
+
+    drive(app, scenario)
+    events = read_events(StoreLayout.at(home).run_log(RUN_INTERRUPTED))
+    assert [type(e) for e in events].count(ev.RunResumed) == 1
+    assert events[-1].status == "succeeded" and events[-1].outputs == {"n": 7, "deployed": True}
+
+
+# -- quitting while hosting ----------------------------------------------------------------------
+
+
+def test_quit_while_hosting_asks_then_cancels_cleanly(home):
+    app = AetherGraphApp(poll_s=0.2, run=support.hanger)
+
+    async def scenario(pilot):
+        await until(pilot, lambda: app.state.live_runs, "the hosted run")
+        await pilot.press("q")
+        await confirm(pilot, app, "Quit and cancel")
+        await until(pilot, lambda: app.return_value is not None, "the app's exit")
+
+    drive(app, scenario)
+    assert app.return_value == 130
+    (run_id,) = [p.stem for p in StoreLayout.at(home).iter_logs()]
+    assert run_status(home, run_id) == "cancelled"
+
+
+# -- another process's runtime, which restarts ----------------------------------------------------
+
+ASKING_SCRIPT = textwrap.dedent("""
+    import trio
+    from aethergraph import graph_fn
+
+    @graph_fn(name="remote")
+    async def remote(*, context):
+        return {"said": await context.channel().ask_text("Remote question?")}
+
+    trio.run(remote)
+""")
+
+
+@pytest.mark.slow
+def test_attaches_to_another_process_and_again_after_it_restarts(home, tmp_path):
+    """Attach, lose the runtime (killed: its run shows INTERRUPTED), attach to its successor;
+    then close the dashboard: the other process's run is not disturbed and still takes an
+    answer from anywhere."""
+    import json
+
+    from .conftest import ag
+
+    script = tmp_path / "remote.py"
+    script.write_text(ASKING_SCRIPT)
+    env = dict(os.environ, AETHERGRAPH_HOME=str(home))
+
+    def start():
+        return subprocess.Popen([sys.executable, str(script)], env=env, stdin=subprocess.DEVNULL,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+    app = AetherGraphApp(poll_s=0.2)
+    notes = Notes(app)
+    procs = []
+    seen = {}
+
+    async def scenario(pilot):
+        procs.append(start())
+        await until(pilot, lambda: app.live_count == 1 and app.ask_count == 1, "the first runtime and its ask")
+        (first,) = app.state.live_runs
+        procs[0].send_signal(signal.SIGKILL)
+        procs[0].wait()
+        await until(pilot, lambda: app.live_count == 0, "the runtime gone")
+        await until(pilot, lambda: app.state.runs[first].status == ev.INTERRUPTED, "its run interrupted")
+        assert notes.has("went away", "warning")
+        procs.append(start())
+        await until(pilot, lambda: app.live_count == 1 and app.state.live_runs, "the restarted runtime")
+        (second,) = app.state.live_runs
+        assert second != first
+        live = await until(pilot, lambda: [a.ask_id for a in app.state.asks.values() if a.run_id == second],
+                           "its ask")
+        await pilot.press("3")
+        await until(pilot, lambda: live[0] in table_keys(app, "asks-table"), "the live ask listed")
+        seen["ask"], seen["run"] = live[0], second
+        await pilot.press("q")  # not hosting anything: quits at once
+
+    try:
+        drive(app, scenario, timeout=60)
+        time.sleep(0.3)
+        if procs[1].poll() is not None:
+            err = procs[1].stderr.read().decode()
+            raise AssertionError(f"closing the dashboard disturbed the run: {err}")
+        answered = ag("answer", seen["ask"], "from elsewhere", env={"AETHERGRAPH_HOME": str(home)})
+        assert answered.returncode == 0, answered.stderr
+        assert procs[1].wait(timeout=20) == 0
+    finally:
+        for p in procs:
+            p.kill()
+    assert run_status(home, seen["run"]) == "succeeded"
+    shown = json.loads(ag("show", seen["run"], "--json", env={"AETHERGRAPH_HOME": str(home)}).stdout)
+    assert shown["run"]["outputs"] == {"said": "from elsewhere"}
+
+
+# -- a fast run: batched, and the keys still answer ----------------------------------------------
+
+
+def test_event_flood_is_batched_and_keys_still_answer(home):
+    """A run emitting well over 1,000 events a second in the dashboard's own process: they reach
+    the UI in ~10 batches a second, and switching panels stays quick while they pour in."""
+    from aethergraph import graph_fn
+    from tui.messages import LiveEvents
+
+    @graph_fn(name="tui_flood")
+    async def flood(*, context):
+        import trio
+
+        mem = context.memory()
+        await trio.sleep(1.0)  # while the test opens every panel once
+        for i in range(1500):
+            await mem.record("tick", {"i": i}, metrics={"i": float(i)})
+            if i % 15 == 0:
+                await trio.sleep(0.01)
+        return {"n": 1500}
+
+    app = AetherGraphApp(poll_s=0.2, run=flood)
+    batches: list[int] = []
+    post = app.backend.post
+
+    def counting(msg):
+        if isinstance(msg, LiveEvents):
+            batches.append(len(msg.items))
+        return post(msg)
+
+    app.backend.post = counting
+
+    async def scenario(pilot):
+        await until(pilot, lambda: app.state.live_runs, "the flood", timeout=30)
+        (run_id,) = app.state.live_runs
+
+        async def switch(key: str, mode: str) -> float:
+            # Pilot.press waits for the whole process to go idle, which it never is during a
+            # flood; send the key as the terminal driver would and time the switch instead.
+            t0 = time.perf_counter()
+            app.post_message(events.Key(key, key))
+            while app.current_mode != mode:
+                assert time.perf_counter() - t0 < 5, f"key {key} not handled"
+                await asyncio.sleep(0.002)
+            return time.perf_counter() - t0
+
+        app.open_run(run_id)
+        await switch("3", "asks")  # each panel is built once, on first show: not what is timed
+        await switch("2", "run")
+        worst, presses = 0.0, 0
+        while not app.hosted_result:
+            for key, mode in (("3", "asks"), ("2", "run")):
+                worst = max(worst, await switch(key, mode))
+                presses += 1
+            await asyncio.sleep(0.2)
+        assert presses >= 4
+        print(f"flood: worst key-to-panel switch {worst * 1000:.0f} ms over {presses} presses")
+        # The target is 100 ms (docs/benchmarks.md); the bound here leaves room for slow CI.
+        assert worst < 0.5, f"a key took {worst:.3f}s during the flood"
+        await until(pilot, lambda: app.detail.loaded and len(app.detail.metrics["i"]) > 0, "the metrics")
+
+    drive(app, scenario)
+    # (events before the dashboard attached are in the log, not in the live stream)
+    assert sum(batches) >= 600
+    assert len(batches) * 20 <= sum(batches), f"{len(batches)} batches for {sum(batches)} events: not coalesced"

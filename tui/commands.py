@@ -1,0 +1,61 @@
+"""The command palette (``:`` or ctrl+p): jump anywhere and act on anything by name.
+
+Besides the panels, it offers the runs and asks the dashboard knows about — "open run …",
+"answer ask …", "cancel run …", "resume run …" — so a person who knows an id from a log or a
+chat message gets there in a few keystrokes. Actions still go through their confirmation.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import TYPE_CHECKING, cast
+
+from textual.command import DiscoveryHit, Hit, Hits, Provider
+
+from runtime import events as ev
+
+if TYPE_CHECKING:
+    from .app import AetherGraphApp
+
+MAX_RUNS = 300
+
+
+class DashboardCommands(Provider):
+    @property
+    def dash(self) -> "AetherGraphApp":
+        return cast("AetherGraphApp", self.app)
+
+    def _commands(self) -> list[tuple[str, object, str]]:
+        dash = self.dash
+        out: list[tuple[str, object, str]] = [
+            ("Go to Runs (1)", partial(dash.action_panel, "runs"), "every run, newest first"),
+            ("Go to Run detail (2)", partial(dash.action_panel, "run"), "the run you opened last"),
+            ("Go to Asks (3)", partial(dash.action_panel, "asks"), "questions runs are waiting on"),
+            ("Go to Memory (4)", partial(dash.action_panel, "memory"), "query recorded memory"),
+            ("Go to Artifacts (5)", partial(dash.action_panel, "artifacts"), "artifacts with provenance"),
+            ("Help (?)", dash.action_help, "every key"),
+            ("Reload the index", dash.reload_index, "read the runs list again now"),
+        ]
+        st = dash.state
+        for ask in st.all_asks():
+            out.append((f"Answer ask {ask.ask_id}", partial(dash.open_answer, ask.ask_id),
+                        f"{ask.kind}: {ask.prompt[:60]}"))
+        for run_id in st.ordered()[:MAX_RUNS]:
+            row = st.runs[run_id]
+            out.append((f"Open run {run_id}", partial(dash.open_run, run_id), f"{row.graph} {row.status.upper()}"))
+            if row.status == ev.RUNNING:
+                out.append((f"Cancel run {run_id}", partial(dash.request_cancel, run_id), row.graph))
+            if row.status == ev.INTERRUPTED:
+                out.append((f"Resume run {run_id}", partial(dash.request_resume, run_id), row.graph))
+        return out
+
+    async def discover(self) -> Hits:
+        for name, callback, help_text in self._commands()[:12]:
+            yield DiscoveryHit(name, callback, help=help_text)
+
+    async def search(self, query: str) -> Hits:
+        matcher = self.matcher(query)
+        for name, callback, help_text in self._commands():
+            score = matcher.match(f"{name} {help_text}")
+            if score > 0:
+                yield Hit(score, matcher.highlight(name), callback, help=help_text)

@@ -1,0 +1,171 @@
+"""How facts read on screen: times, durations, states, one line per event.
+
+Kept apart from the widgets so every screen (and the tests) say a thing the same way. Every
+state is spelled out in words as well as coloured, because NO_COLOR terminals and people who
+cannot tell red from green must read the same table.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import msgspec
+from rich.text import Text
+
+from runtime import events as ev
+
+STATUS_STYLE = {
+    ev.RUNNING: "bold cyan",
+    ev.SUCCEEDED: "green",
+    ev.FAILED: "bold red",
+    ev.CANCELLED: "yellow",
+    ev.TIMED_OUT: "magenta",
+    ev.INTERRUPTED: "bold yellow reverse",
+}
+
+NODE_MARK = {
+    ev.RUNNING: "▶",
+    ev.SUCCEEDED: "✓",
+    ev.FAILED: "✗",
+    ev.CANCELLED: "⊘",
+    ev.TIMED_OUT: "⌛",
+}
+
+LEVEL_STYLE = {"debug": "dim", "info": "", "warning": "yellow", "error": "bold red", "critical": "bold red reverse"}
+
+
+def status_text(status: str) -> Text:
+    return Text(status.upper(), style=STATUS_STYLE.get(status, ""))
+
+
+def when(ts: float | None) -> str:
+    """Local date and time, to the second (like ``ag runs``)."""
+    if ts is None:
+        return "-"
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
+
+
+def short_when(ts: float | None, now: float | None = None) -> str:
+    """``HH:MM:SS`` today, ``MM-DD HH:MM`` before: eleven columns at most, for 80-column tables."""
+    if ts is None:
+        return "-"
+    now = time.time() if now is None else now
+    lt = time.localtime(ts)
+    if time.localtime(now)[:3] == lt[:3]:
+        return time.strftime("%H:%M:%S", lt)
+    return time.strftime("%m-%d %H:%M", lt)
+
+
+def clock(ts: float) -> str:
+    return time.strftime("%H:%M:%S", time.localtime(ts))
+
+
+def dur(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    seconds = max(0.0, seconds)
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    if seconds < 3600:
+        return f"{int(seconds // 60)}m{int(seconds % 60):02d}s"
+    if seconds < 86400:
+        return f"{int(seconds // 3600)}h{int(seconds % 3600 // 60):02d}m"
+    return f"{int(seconds // 86400)}d{int(seconds % 86400 // 3600):02d}h"
+
+
+def short(value: Any, limit: int = 80) -> str:
+    text = value if isinstance(value, str) else msgspec.json.encode(value, enc_hook=repr).decode()
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def clip(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: max(0, width - 1)] + "…"
+
+
+def tag(event: ev.Event) -> str:
+    return type(event).__struct_config__.tag
+
+
+def event_detail(e: ev.Event) -> str:
+    """What an event says, in one line (the node and time are shown beside it)."""
+    t = type(e)
+    if t is ev.RunStarted:
+        return f"{e.graph} inputs={short(e.inputs, 60)}"
+    if t is ev.RunResumed:
+        return f"attempt {e.attempt} (pid {e.pid}, {e.replayable_steps} replayable steps)"
+    if t is ev.RunFinished:
+        return e.status.upper() + (f" {e.error.type}: {e.error.message}" if e.error else "")
+    if t is ev.NodeStarted:
+        return f"{e.kind} {e.name}" + (f" {short(e.inputs, 50)}" if e.inputs else "")
+    if t is ev.NodeFinished:
+        return f"ok in {e.duration_s:.2f}s → {short(e.outputs, 50)}"
+    if t is ev.NodeFailed:
+        return f"{e.error.type}: {e.error.message}"
+    if t is ev.NodeCancelled:
+        return e.reason + (f" (by {e.by})" if e.by else "")
+    if t is ev.NodeTimedOut:
+        return f"timed out after {e.timeout_s:g}s (attempt {e.attempt})"
+    if t is ev.AttemptRetried:
+        why = f"{e.error.type}: {e.error.message}" if e.error else (
+            f"asked by {e.requested_by}" if e.requested_by else "timed out")
+        return f"attempt {e.attempt} → {e.attempt + 1} in {e.delay_s:.2f}s ({why})"
+    if t is ev.MemoryRecorded:
+        return f"{e.kind} {short(e.data, 50)}" + (f" #{' #'.join(e.tags)}" if e.tags else "")
+    if t is ev.ArtifactWritten:
+        return f"{e.name} ({e.size} B)"
+    if t is ev.ArtifactPinned:
+        return f"{'pinned' if e.pinned else 'unpinned'} {e.ref}"
+    if t is ev.AskOpened:
+        return f"{e.ask_id} [{e.ask_kind}] {e.prompt}" + (f" {e.options}" if e.options else "")
+    if t is ev.AskAnswered:
+        return f"{e.ask_id} = {e.answer!r} (by {e.by})"
+    if t is ev.AskExpired:
+        return f"{e.ask_id} closed: {e.reason}"
+    if t is ev.MessageSent:
+        return e.text
+    if t is ev.Log:
+        return f"{e.level}: {e.message}"
+    if t is ev.Progress:
+        total = f"/{e.total:g}" if e.total is not None else ""
+        return f"{e.title} {e.state} {e.current:g}{total} {e.subtitle}".rstrip()
+    return ""
+
+
+# Short names for the timeline: at 80 columns every character of the type column is one less
+# for what the event says.
+TIMELINE_LABEL = {
+    "run_started": "run start", "run_resumed": "resumed", "run_finished": "run end",
+    "node_started": "start", "node_finished": "done", "node_failed": "FAILED",
+    "node_cancelled": "cancelled", "node_timed_out": "TIMED OUT", "attempt_retried": "retry",
+    "memory_recorded": "memory", "artifact_written": "artifact", "artifact_pinned": "pinned",
+    "ask_opened": "ASK", "ask_answered": "answered", "ask_expired": "ask closed",
+    "message_sent": "message", "log": "log", "progress": "progress",
+}
+
+
+def event_line(e: ev.Event, t0: float | None = None) -> Text:
+    """A timeline row: time, what happened, to which child node, and what it says.
+
+    The run's own node (the graph) is not named on every row; a child node is, by its last
+    path segment.
+    """
+    stamp = f"{'+' + format(e.ts - t0, '.2f') + 's':>8}" if t0 else clock(e.ts)
+    line = Text(no_wrap=True, overflow="ellipsis")
+    line.append(stamp, style="dim")
+    line.append(" ")
+    kind = tag(e)
+    style = ""
+    if kind in ("node_failed", "node_timed_out") or (kind == "run_finished" and e.status != ev.SUCCEEDED):
+        style = "bold red"
+    elif kind == "ask_opened":
+        style = "bold"
+    elif kind in ("run_started", "run_finished", "run_resumed"):
+        style = "bold"
+    line.append(f"{TIMELINE_LABEL.get(kind, kind):<10}", style=style)
+    if "/" in e.node:
+        line.append(e.node.rsplit("/", 1)[-1], style="cyan")
+        line.append(" ")
+    line.append(event_detail(e))
+    return line

@@ -1,0 +1,27 @@
+"""The panels (1–5) and the modal dialogs.
+
+Imported lazily (PEP 562): the Runs panel is all the first paint needs, and the rest (with
+rich's syntax highlighting, JSON and so on) loads when first shown.
+"""
+
+from importlib import import_module
+
+_WHERE = {
+    "AnswerModal": "asks",
+    "ArtifactsScreen": "artifacts",
+    "AsksScreen": "asks",
+    "ConfirmModal": "confirm",
+    "ExportModal": "artifacts",
+    "HelpScreen": "help",
+    "MemoryScreen": "memory",
+    "RunDetailScreen": "run_detail",
+    "RunsScreen": "runs",
+}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str):
+    if name in _WHERE:
+        return getattr(import_module(f"{__name__}.{_WHERE[name]}"), name)
+    raise AttributeError(name)

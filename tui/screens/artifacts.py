@@ -1,0 +1,280 @@
+"""Panel 5 — Artifacts: what runs wrote, who wrote it, a preview, and export to a path.
+
+The list and its provenance (run, node, tool, time) come from the index; a preview reads at
+most 64 KiB of the blob in a worker thread (JSON is pretty-printed, binary is only described);
+export copies the blob and never overwrites a file without a second, deliberate enter.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.syntax import Syntax
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical, VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import DataTable, Input, Static
+
+from ..format import clip, short_when, when
+from ..store import describe_blob
+from ..widgets import FilterInput, RowTable
+from .base import DashboardScreen
+from .runs import restore_cursor, selected_key
+
+
+def human_size(n: int) -> str:
+    for unit in ("B", "K", "M", "G"):
+        if n < 1024 or unit == "G":
+            return f"{n:.0f}{unit}" if unit == "B" else f"{n:.1f}{unit}"
+        n /= 1024
+    return str(n)
+
+
+class ArtifactsScreen(DashboardScreen):
+    MODE = "artifacts"
+    HELP = "Artifacts runs wrote, newest first, with provenance. The highlighted one is previewed; e exports it."
+    BINDINGS = [
+        Binding("slash", "filter", "Filter"),
+        Binding("e", "export", "Export"),
+        Binding("o", "open_run", "Open run"),
+        Binding("ctrl+r", "reload", "Reload", show=False),
+        Binding("escape", "clear_filter", "Clear filter", show=False),
+    ]
+    COLUMNS = (("name", "NAME", 0), ("size", "SIZE", 7), ("run", "RUN", 14), ("node", "NODE", 18),
+               ("written", "WRITTEN", 12))
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._rows: list = []
+        self._by_key: dict[str, object] = {}
+        self._filter = ""
+        self._width = 0
+        self._name_w = 20
+        self._loaded_version = -1
+        self._previewing = ""
+        self.preview: tuple[str, str] = ("", "")
+
+    def compose_body(self) -> ComposeResult:
+        yield FilterInput("filter by name, run, node or mime (esc clears)", id="artifacts-filter")
+        yield RowTable(id="artifacts-table")
+        with VerticalScroll(id="artifact-preview"):
+            yield Static("", id="artifact-meta", markup=False)
+            yield Static("", id="artifact-body")
+        yield Static("", id="artifacts-status", markup=False)
+
+    def on_mount(self) -> None:
+        self.query_one("#artifacts-table", DataTable).focus()
+
+    def on_resize(self) -> None:
+        if self.size.width != self._width:
+            self._width = self.size.width
+            table = self.query_one("#artifacts-table", DataTable)
+            self._name_w = max(10, self._width - sum(w for *_, w in self.COLUMNS) - 1)
+            table.clear(columns=True)
+            for key, header, width in self.COLUMNS:
+                table.add_column(header, width=width or self._name_w, key=key)
+            self._draw()
+
+    def sync(self, force: bool = False) -> None:
+        # Reload when runs moved on (a run may have written something) — at most once a tick.
+        version = self.dash.state.runs_version
+        if force or version != self._loaded_version:
+            self._loaded_version = version
+            self._load()
+
+    def action_reload(self) -> None:
+        self._load()
+
+    @work(thread=True, exclusive=True, group="artifacts")
+    def _load(self) -> None:
+        try:
+            rows, error = self.dash.store.artifacts(limit=500), ""
+        except Exception as exc:
+            rows, error = [], f"✗ {type(exc).__name__}: {exc}"
+        self.app.call_from_thread(self._loaded, rows, error)
+
+    def _loaded(self, rows: list, error: str) -> None:
+        if not self.is_mounted:
+            return
+        if error:
+            self.query_one("#artifacts-status", Static).update(error, layout=False)
+        if [(a.ref, a.seq, a.run_id) for a, _ in rows] == [(a.ref, a.seq, a.run_id) for a, _ in self._rows]:
+            return
+        self._rows = rows
+        self._draw()
+
+    def _matches(self, a) -> bool:
+        f = self._filter
+        return not f or any(f in s.casefold() for s in (a.name, a.run_id, a.node, a.mime, a.tool, a.kind))
+
+    def _draw(self) -> None:
+        if not self._width:
+            return
+        table = self.query_one("#artifacts-table", DataTable)
+        keep = selected_key(table)
+        table.clear()
+        self._by_key = {}
+        for a, pinned in self._rows:
+            if not self._matches(a):
+                continue
+            key = f"{a.run_id}:{a.seq}"
+            self._by_key[key] = (a, pinned)
+            node = a.node.rsplit("/", 1)[-1] + (f"({a.tool})" if a.tool and a.tool not in a.node else "")
+            table.add_row(Text(clip(a.name, self._name_w - 1)), human_size(a.size), a.run_id[-13:],
+                          clip(node, 17), short_when(a.ts), key=key)
+        restore_cursor(table, keep)
+        status = self.query_one("#artifacts-status", Static)
+        if not self._rows:
+            status.update("no artifacts yet (context.artifacts().write_text(...) makes one)")
+            self.query_one("#artifact-meta", Static).update("")
+            self.query_one("#artifact-body", Static).update("")
+        else:
+            status.update(f"{len(self._by_key)} of {len(self._rows)} artifacts · e: export · ↑↓: preview",
+                          layout=False)
+            if table.row_count and not keep:
+                self._preview(selected_key(table))
+
+    # -- preview --------------------------------------------------------------------------------
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        self._preview(event.row_key.value)
+
+    def _preview(self, key: str | None) -> None:
+        item = self._by_key.get(key) if key else None
+        if item is None or key == self._previewing:
+            return
+        self._previewing = key
+        a, pinned = item
+        meta = (f"{a.name} · {a.size} bytes · {a.mime or 'unknown type'}" + (" · pinned" if pinned else "") +
+                f" · {a.ref[:26]}…\n"
+                f"written {when(a.ts)} by run {a.run_id} · node {a.node or '-'}" + (f" ({a.tool})" if a.tool else ""))
+        self.query_one("#artifact-meta", Static).update(meta)
+        self.query_one("#artifact-body", Static).update(Text("reading…", style="dim"))
+        self._read_blob(a)
+
+    @work(thread=True, exclusive=True, group="artifact-preview")
+    def _read_blob(self, a) -> None:
+        try:
+            data, size = self.dash.store.preview(a.ref)
+            lexer, text = describe_blob(data, size, a.mime, a.name)
+        except Exception as exc:
+            lexer, text = "", f"✗ {exc}"
+        self.app.call_from_thread(self._show_blob, a.ref, lexer, text)
+
+    def _show_blob(self, ref: str, lexer: str, text: str) -> None:
+        if not self.is_mounted:
+            return
+        body = self.query_one("#artifact-body", Static)
+        self.preview = (ref, text)  # what is shown, for whoever asks (tests, the palette)
+        if lexer:
+            body.update(Syntax(text, lexer, word_wrap=True, background_color="default"))
+        else:
+            body.update(Text(text))
+
+    # -- keys -----------------------------------------------------------------------------------
+
+    def _selected(self):
+        key = selected_key(self.query_one("#artifacts-table", DataTable))
+        return self._by_key.get(key) if key else None
+
+    def action_export(self) -> None:
+        item = self._selected()
+        if item is None:
+            self.notify("No artifact selected.", severity="warning")
+            return
+        self.app.push_screen(ExportModal(item[0]))
+
+    def action_open_run(self) -> None:
+        item = self._selected()
+        if item is not None:
+            self.dash.open_run(item[0].run_id)
+
+    def action_filter(self) -> None:
+        self.query_one("#artifacts-filter", FilterInput).show()
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        if event.input.id == "artifacts-filter":
+            self._filter = event.value.strip().casefold()
+            self._draw()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.input.id == "artifacts-filter":
+            self.query_one("#artifacts-table", DataTable).focus()
+
+    def on_filter_input_dismissed(self, _: FilterInput.Dismissed) -> None:
+        self._filter = ""
+        self.query_one("#artifacts-table", DataTable).focus()
+        self._draw()
+
+    def action_clear_filter(self) -> None:
+        from textual.actions import SkipAction
+
+        f = self.query_one("#artifacts-filter", FilterInput)
+        if not f.shown:
+            raise SkipAction()
+        f.action_dismiss_filter()
+
+
+class ExportModal(ModalScreen[Path | None]):
+    """Where to copy an artifact. An existing file is only replaced on a second enter."""
+
+    BINDINGS = [Binding("escape", "close", "Close")]
+
+    def __init__(self, artifact) -> None:
+        super().__init__()
+        self.artifact = artifact
+        self._confirm_overwrite: str | None = None
+
+    def compose(self) -> ComposeResult:
+        a = self.artifact
+        with Vertical(id="export-dialog", classes="dialog"):
+            yield Static(Text.assemble(("EXPORT ", "bold"), a.name, (f"  {a.size} bytes", "dim")))
+            yield Static(Text(a.ref, style="dim"))
+            yield Input(value=str(Path.cwd() / Path(a.name).name), id="export-path", compact=True)
+            yield Static("", id="export-error", markup=False)
+            yield Static("enter: export (a folder: under the artifact's name) · esc: close", classes="hint",
+                         markup=False)
+
+    def on_mount(self) -> None:
+        self.query_one("#export-path", Input).focus()
+
+    def on_input_changed(self, _: Input.Changed) -> None:
+        self._confirm_overwrite = None
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        target = event.value.strip()
+        if not target:
+            self.query_one("#export-error", Static).update("✗ give a path")
+            return
+        self._export(target, force=self._confirm_overwrite == target)
+
+    @work(thread=True, exclusive=True, group="export")
+    def _export(self, target: str, force: bool) -> None:
+        a = self.artifact
+        try:
+            dest = self.app.store.export(a.ref, a.name, target, force=force)  # type: ignore[attr-defined]
+        except FileExistsError as exc:
+            self.app.call_from_thread(self._exists, target, str(exc))
+            return
+        except Exception as exc:
+            self.app.call_from_thread(self._error, f"✗ {exc}")
+            return
+        self.app.call_from_thread(self._done, dest)
+
+    def _exists(self, target: str, text: str) -> None:
+        self._confirm_overwrite = target
+        self._error(f"{text}: press enter again to overwrite it")
+
+    def _error(self, text: str) -> None:
+        if self.is_mounted:
+            self.query_one("#export-error", Static).update(text)
+
+    def _done(self, dest: Path) -> None:
+        self.notify(f"exported to {dest}")
+        self.dismiss(dest)
+
+    def action_close(self) -> None:
+        self.dismiss(None)

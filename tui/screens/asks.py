@@ -1,0 +1,200 @@
+"""Panel 3 — Asks: every question a run is waiting on, and the dialog that answers it.
+
+An answer goes to the runtime that asked, through its sidecar, like any other client's; the
+runtime checks it (an option not offered, empty text) and a refusal is shown in the dialog,
+which stays open. Asks of runs whose process died are listed too: their answer is kept in the
+run's log and used when the run is resumed (the same as ``ag answer`` on an interrupted run).
+"""
+
+from __future__ import annotations
+
+import time
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.screen import ModalScreen
+from textual.widgets import DataTable, Input, OptionList, Static
+
+from ..format import clip, dur
+from ..state import AskRow
+from ..widgets import AsksTable
+from .base import DashboardScreen
+from .runs import restore_cursor, selected_key
+
+
+def left_text(ask: AskRow, now: float) -> str:
+    remaining = ask.remaining(now)
+    return "-" if remaining is None else dur(remaining)
+
+
+class AsksScreen(DashboardScreen):
+    MODE = "asks"
+    HELP = "Questions runs are waiting on. Enter answers one; o opens its run."
+    BINDINGS = [
+        Binding("o", "open_run", "Open run"),
+    ]
+    COLUMNS = (("ask", "ASK", 17), ("run", "RUN", 14), ("kind", "KIND", 10), ("prompt", "PROMPT", 0),
+               ("left", "EXPIRES", 8))
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._drawn = -1
+        self._drawn_second = 0
+        self._width = 0
+        self._prompt_w = 20
+
+    def compose_body(self) -> ComposeResult:
+        yield AsksTable(id="asks-table")
+        yield Static("", id="asks-status", markup=False)
+
+    def on_mount(self) -> None:
+        self.query_one("#asks-table", DataTable).focus()
+
+    def on_resize(self) -> None:
+        if self.size.width != self._width:
+            self._width = self.size.width
+            table = self.query_one("#asks-table", DataTable)
+            self._prompt_w = max(10, self._width - sum(w for *_, w in self.COLUMNS) - 1)
+            table.clear(columns=True)
+            for key, header, width in self.COLUMNS:
+                table.add_column(header, width=width or self._prompt_w, key=key)
+            self.redraw(force=True)
+
+    def sync(self, force: bool = False) -> None:
+        if not self.is_mounted or not self._width:
+            return
+        st = self.dash.state
+        now = time.time()
+        table = self.query_one("#asks-table", DataTable)
+        if force or st.asks_version != self._drawn:
+            self._drawn = st.asks_version
+            keep = selected_key(table)
+            table.clear()
+            asks = st.all_asks()
+            for a in asks:
+                prompt = Text(clip(a.prompt.replace("\n", " "), self._prompt_w - 1))
+                kind = a.kind if a.runtime_id else f"{a.kind}*"
+                table.add_row(a.ask_id, a.run_id[-13:], kind, prompt, left_text(a, now), key=a.ask_id)
+            restore_cursor(table, keep)
+            status = self.query_one("#asks-status", Static)
+            if not asks:
+                status.update("No run is waiting on an answer. Questions appear here (and in the top bar) "
+                              "as runs ask them.", layout=False)
+            else:
+                offline = sum(1 for a in asks if not a.runtime_id)
+                note = " · * run not live: the answer waits for its resume" if offline else ""
+                status.update(f"{len(asks)} waiting · enter to answer{note}", layout=False)
+        elif int(now) != self._drawn_second:
+            for a in st.all_asks():
+                if a.timeout_s is not None:
+                    try:
+                        table.update_cell(a.ask_id, "left", left_text(a, now))
+                    except Exception:
+                        pass
+        self._drawn_second = int(now)
+
+    def _selected(self) -> str | None:
+        return selected_key(self.query_one("#asks-table", DataTable))
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        if event.row_key.value:
+            self.dash.open_answer(event.row_key.value)
+
+    def action_answer(self) -> None:
+        ask_id = self._selected()
+        if ask_id:
+            self.dash.open_answer(ask_id)
+
+    def action_open_run(self) -> None:
+        ask_id = self._selected()
+        st = self.dash.state
+        ask = st.asks.get(ask_id) or st.offline_asks.get(ask_id) if ask_id else None
+        if ask is not None:
+            self.dash.open_run(ask.run_id)
+
+
+class AnswerModal(ModalScreen[str | None]):
+    """Answer one ask: pick an option or type; enter sends; esc closes without answering."""
+
+    BINDINGS = [Binding("escape", "close", "Close")]
+
+    def __init__(self, ask: AskRow) -> None:
+        super().__init__()
+        self.ask = ask
+        self._closed_note = False
+
+    def compose(self) -> ComposeResult:
+        a = self.ask
+        with Vertical(id="answer-dialog", classes="dialog"):
+            title = Text(no_wrap=True, overflow="ellipsis")
+            title.append(f"{a.kind.upper()} ASK ", style="bold")
+            title.append(a.ask_id)
+            title.append(f"  run {a.run_id}", style="dim")
+            yield Static(title, id="answer-title")
+            yield Static(Text(a.node, style="dim"), id="answer-node")
+            yield Static(Text(a.prompt), id="answer-prompt")
+            if a.options:
+                yield OptionList(*[f"{i}. {o}" for i, o in enumerate(a.options, 1)], id="answer-options",
+                                 compact=True)
+            placeholder = "type the answer, enter sends" if not a.options else "or type an option (or its number)"
+            yield Input(placeholder=placeholder, id="answer-input", compact=True)
+            yield Static("", id="answer-error", markup=False)
+            yield Static("", id="answer-deadline", markup=False)
+            hint = "enter: send · tab: options/typing · esc: close" if a.options else "enter: send · esc: close"
+            yield Static(hint, classes="hint", markup=False)
+
+    def on_mount(self) -> None:
+        if self.ask.options:
+            self.query_one("#answer-options", OptionList).focus()
+        else:
+            self.query_one("#answer-input", Input).focus()
+        self._tick()
+        self.set_interval(1.0, self._tick)
+
+    def _tick(self) -> None:
+        a = self.ask
+        st = self.app.state  # type: ignore[attr-defined]
+        deadline = self.query_one("#answer-deadline", Static)
+        still_open = a.ask_id in st.asks or a.ask_id in st.offline_asks
+        if not still_open:
+            if not self._closed_note:
+                self._closed_note = True
+                self.query_one("#answer-error", Static).update(
+                    "This ask is closed: answered elsewhere, expired, or its run ended.")
+            deadline.update("")
+            return
+        left = a.remaining(time.time())
+        if left is None:
+            text = "no deadline" if a.runtime_id else "run not live: the answer is kept for `ag resume`"
+        else:
+            text = f"expires in {dur(left)}"
+        deadline.update(text)
+
+    def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
+        self._send(self.ask.options[event.option_index])
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        self._send(event.value)
+
+    def _send(self, value: str) -> None:
+        self.query_one("#answer-error", Static).update("sending…")
+        self.run_worker(self._answer(value), exclusive=True, group="answer")
+
+    async def _answer(self, value: str) -> None:
+        from runtime.sidecar.client import SidecarError
+
+        error = self.query_one("#answer-error", Static)
+        try:
+            answer = await self.app.answer(self.ask, value)  # type: ignore[attr-defined]
+        except SidecarError as exc:
+            error.update(f"✗ {exc}" + (f" ({exc.code})" if exc.code not in ("invalid_answer",) else ""))
+            return
+        except Exception as exc:  # an offline answer the log refused, a lost runtime…
+            error.update(f"✗ {type(exc).__name__}: {exc}")
+            return
+        self.dismiss(answer)
+
+    def action_close(self) -> None:
+        self.dismiss(None)

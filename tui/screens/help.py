@@ -1,0 +1,86 @@
+"""``?``: every key of the panel you are on and of the whole app, from their bindings.
+
+Generated from the BINDINGS themselves, so the help can never drift from what the keys do.
+"""
+
+from __future__ import annotations
+
+from rich.table import Table
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical, VerticalScroll
+from textual.screen import ModalScreen, Screen
+from textual.widgets import Static
+
+KEY_NAMES = {
+    "question_mark": "?", "colon": ":", "slash": "/", "escape": "esc", "enter": "enter",
+    "ctrl+q": "ctrl+q", "ctrl+p": "ctrl+p", "ctrl+r": "ctrl+r",
+}
+
+
+def key_label(key: str) -> str:
+    return ", ".join(KEY_NAMES.get(k.strip(), k.strip()) for k in key.split(","))
+
+
+def bindings_table(title: str, bindings) -> Table:
+    table = Table(title=title, title_justify="left", title_style="bold", show_header=False, box=None,
+                  padding=(0, 2, 0, 0), expand=False)
+    table.add_column(style="bold", no_wrap=True)
+    table.add_column()
+    seen = set()
+    for b in bindings:
+        if isinstance(b, tuple):
+            b = Binding(*b)
+        if not b.description or (b.key, b.description) in seen:
+            continue
+        seen.add((b.key, b.description))
+        table.add_row(key_label(b.key), b.description)
+    return table
+
+
+def own_bindings(widget) -> list:
+    """Keys the dashboard's own widgets add (enter on the runs table opens a run), without
+    Textual's generic ones (cursor keys), which the last paragraph of the help covers."""
+    if widget is None:
+        return []
+    out = []
+    for cls in type(widget).__mro__:
+        if cls.__module__.startswith("tui."):
+            out.extend(cls.__dict__.get("BINDINGS", []))
+    return out
+
+
+class HelpScreen(ModalScreen[None]):
+    BINDINGS = [
+        Binding("escape", "close", "Close"),
+        Binding("question_mark", "close", "Close", show=False),
+        Binding("q", "close", "Close", show=False),
+    ]
+
+    def __init__(self, screen: Screen) -> None:
+        super().__init__()
+        self.under = screen
+
+    def compose(self) -> ComposeResult:
+        from ..app import AetherGraphApp
+
+        under = self.under
+        with Vertical(id="help-dialog", classes="dialog"):
+            with VerticalScroll():
+                about = getattr(under, "HELP", "")
+                if about:
+                    yield Static(Text(about), classes="help-about")
+                name = getattr(under, "MODE", "") or type(under).__name__
+                yield Static(bindings_table(f"This panel ({name})", [*own_bindings(under.focused),
+                                                                    *getattr(under, "BINDINGS", [])]))
+                yield Static(bindings_table("Everywhere", AetherGraphApp.BINDINGS))
+                yield Static(Text(
+                    "Lists: ↑/↓ or j/k move, enter opens, pgup/pgdn page. Tab moves between parts of a panel.\n"
+                    "Every action asks first and names what it will do; the runtime's answer is shown, "
+                    "errors included.\nNO_COLOR is honoured; states are always spelled out.",
+                    style="dim"))
+            yield Static("esc / ? : close", classes="hint")
+
+    def action_close(self) -> None:
+        self.dismiss(None)

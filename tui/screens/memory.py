@@ -1,0 +1,149 @@
+"""Panel 4 — Memory: query what runs recorded, across runs, and read one event in full.
+
+One query line, k9s-style: ``kind:job_failed tag:demo entity:acme run:ID since:2h words``. The
+index answers it (newest first) in a worker thread; the highlighted event is shown as pretty
+JSON below the list.
+"""
+
+from __future__ import annotations
+
+from rich.json import JSON
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.widgets import DataTable, Input, Static
+
+from ..format import clip, short, short_when
+from ..store import MemoryQuery, event_json
+from ..widgets import RowTable
+from .base import DashboardScreen
+from .runs import selected_key
+
+LIMIT = 200
+
+
+class MemoryScreen(DashboardScreen):
+    MODE = "memory"
+    HELP = ("Query memory: kind:K tag:T entity:E run:ID graph:G node:PATH since:2h until:1h and "
+            "free words (full text). Enter runs the query; the highlighted event shows below.")
+    BINDINGS = [
+        Binding("slash", "focus_query", "Query"),
+        Binding("escape", "leave_query", "Back", show=False),
+        Binding("o", "open_run", "Open run"),
+    ]
+    COLUMNS = (("time", "TIME", 12), ("run", "RUN", 14), ("kind", "KIND", 16), ("tags", "TAGS", 12),
+               ("data", "DATA", 0))
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._events: dict[str, object] = {}
+        self._width = 0
+        self._data_w = 20
+        self._queried = False
+
+    def compose_body(self) -> ComposeResult:
+        yield Input(placeholder="kind:K tag:T entity:E run:ID since:2h words…  (enter)", id="memory-query",
+                    compact=True)
+        yield RowTable(id="memory-table")
+        with VerticalScroll(id="memory-detail"):
+            yield Static("", id="memory-json")
+        yield Static("", id="memory-status", markup=False)
+
+    def on_mount(self) -> None:
+        self.query_one("#memory-table", DataTable).focus()
+
+    def on_resize(self) -> None:
+        if self.size.width != self._width:
+            self._width = self.size.width
+            table = self.query_one("#memory-table", DataTable)
+            self._data_w = max(10, self._width - sum(w for *_, w in self.COLUMNS) - 1)
+            table.clear(columns=True)
+            for key, header, width in self.COLUMNS:
+                table.add_column(header, width=width or self._data_w, key=key)
+            self._queried = True
+            self.run_query()
+
+    def sync(self, force: bool = False) -> None:
+        # Results are a query's answer, not a live view: they change when the person asks.
+        return
+
+    # -- querying -------------------------------------------------------------------------------
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.input.id == "memory-query":
+            self.run_query()
+            self.query_one("#memory-table", DataTable).focus()
+
+    def run_query(self) -> None:
+        line = self.query_one("#memory-query", Input).value
+        try:
+            query = MemoryQuery.parse(line)
+        except ValueError as exc:
+            self.query_one("#memory-status", Static).update(f"✗ {exc}", layout=False)
+            return
+        self.query_one("#memory-status", Static).update("searching…", layout=False)
+        self._search(query, line)
+
+    @work(thread=True, exclusive=True, group="memory")
+    def _search(self, query: MemoryQuery, line: str) -> None:
+        try:
+            events = self.dash.store.memory(query, limit=LIMIT)
+            error = ""
+        except Exception as exc:  # a malformed full-text query, a locked index…
+            events, error = [], f"✗ {type(exc).__name__}: {exc}"
+        self.app.call_from_thread(self._show, events, line, error)
+
+    def _show(self, events: list, line: str, error: str) -> None:
+        if not self.is_mounted:
+            return
+        table = self.query_one("#memory-table", DataTable)
+        table.clear()
+        self._events = {}
+        for i, e in enumerate(events):
+            key = f"{i}:{e.event_id}"
+            self._events[key] = e
+            table.add_row(short_when(e.ts), e.run_id[-13:], clip(e.kind, 15), clip(",".join(e.tags), 11),
+                          Text(short(e.data if e.data is not None else e.text, self._data_w - 1)), key=key)
+        status = self.query_one("#memory-status", Static)
+        if error:
+            status.update(error, layout=False)
+        elif not events:
+            status.update(f"no memory events match {line!r}" if line.strip() else "no memory recorded yet",
+                          layout=False)
+            self.query_one("#memory-json", Static).update("")
+        else:
+            more = f" (first {LIMIT})" if len(events) >= LIMIT else ""
+            status.update(f"{len(events)} events{more}, newest first · {line.strip() or 'all'}", layout=False)
+            self._detail(next(iter(self._events)))
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        if event.row_key.value:
+            self._detail(event.row_key.value)
+
+    def _detail(self, key: str) -> None:
+        e = self._events.get(key)
+        if e is not None:
+            self.query_one("#memory-json", Static).update(JSON(event_json(e)))
+
+    # -- keys -----------------------------------------------------------------------------------
+
+    def action_focus_query(self) -> None:
+        self.query_one("#memory-query", Input).focus()
+
+    def action_leave_query(self) -> None:
+        from textual.actions import SkipAction
+
+        if self.focused is self.query_one("#memory-query", Input):
+            self.query_one("#memory-table", DataTable).focus()
+            return
+        raise SkipAction()
+
+    def action_open_run(self) -> None:
+        table = self.query_one("#memory-table", DataTable)
+        key = selected_key(table)
+        e = self._events.get(key) if key else None
+        if e is not None:
+            self.dash.open_run(e.run_id)
+

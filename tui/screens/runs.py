@@ -1,0 +1,225 @@
+"""Panel 1 — Runs: every run in the store, newest first, live ones ticking.
+
+History comes from the index a page at a time (never the logs: a store of ten thousand runs
+paints as fast as one of ten), live state from the sidecars. Scrolling to the end loads the
+next page; ``/`` filters by id, graph or status as you type.
+"""
+
+from __future__ import annotations
+
+import time
+
+from rich.text import Text
+from textual.actions import SkipAction
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.widgets import DataTable, Static
+
+from runtime import events as ev
+
+from ..format import clip, dur, short_when, status_text
+from ..widgets import FilterInput, RunsTable
+from .base import DashboardScreen
+
+MAX_ROWS = 1000
+
+
+def selected_key(table: DataTable) -> str | None:
+    if table.row_count == 0:
+        return None
+    try:
+        return table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+    except Exception:  # the cursor is past the rows while the table is rebuilt
+        return None
+
+
+def restore_cursor(table: DataTable, key: str | None) -> None:
+    if key is None or table.row_count == 0:
+        return
+    try:
+        table.move_cursor(row=table.get_row_index(key), animate=False, scroll=False)
+    except Exception:  # that row is gone (filtered out): stay where the index says
+        pass
+
+
+class RunsScreen(DashboardScreen):
+    MODE = "runs"
+    HELP = ("Every run in the store, newest first. Live runs update as they go; INTERRUPTED means its "
+            "process died before it finished (R resumes it).")
+    BINDINGS = [
+        Binding("slash", "filter", "Filter"),
+        Binding("c", "cancel_run", "Cancel"),
+        Binding("R", "resume_run", "Resume"),
+        Binding("escape", "clear_filter", "Clear filter", show=False),
+    ]
+
+    # (key, header, width incl. a one-column gap); the graph takes what is left.
+    COLUMNS = (("run", "RUN", 23), ("graph", "GRAPH", 0), ("status", "STATUS", 12),
+               ("started", "STARTED", 12), ("duration", "DURATION", 9), ("asks", "ASKS", 4))
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._filter = ""
+        self._drawn: tuple | None = None
+        self._drawn_second = 0
+        self._width = 0
+        self._graph_w = 16
+        self._running_rows: list[str] = []
+
+    def compose_body(self) -> ComposeResult:
+        yield FilterInput("filter runs by id, graph or status (esc clears)", id="runs-filter")
+        yield RunsTable(id="runs-table")
+        yield Static("", id="runs-status", markup=False)
+
+    def on_mount(self) -> None:
+        self.query_one("#runs-table", DataTable).focus()
+
+    def on_resize(self) -> None:
+        width = self.size.width
+        if width != self._width:
+            self._width = width
+            self._build_columns()
+            self.redraw(force=True)
+
+    def _build_columns(self) -> None:
+        table = self.query_one("#runs-table", DataTable)
+        fixed = sum(w for _, _, w in self.COLUMNS)
+        self._graph_w = max(8, self._width - fixed - 1)
+        table.clear(columns=True)
+        for key, header, width in self.COLUMNS:
+            table.add_column(header, width=width or self._graph_w, key=key)
+
+    # -- drawing --------------------------------------------------------------------------------
+
+    def _matches(self, row) -> bool:
+        f = self._filter
+        return not f or f in row.run_id.casefold() or f in row.graph.casefold() or f in row.status
+
+    def sync(self, force: bool = False) -> None:
+        if not self.is_mounted or not self._width:
+            return
+        st = self.dash.state
+        key = (st.runs_version, st.asks_version, self._filter, self._graph_w)
+        now = time.time()
+        if force or key != self._drawn:
+            self._drawn = key
+            self._redraw(now)
+        elif int(now) != self._drawn_second:
+            self._tick_durations(now)
+        self._drawn_second = int(now)
+
+    def _cells(self, row, now: float) -> list:
+        st = self.dash.state
+        asks = st.pending_for(row)
+        return [
+            row.run_id,
+            clip(row.graph, self._graph_w - 1),
+            status_text(row.status),
+            short_when(row.started, now),
+            dur(row.duration(now)),
+            Text(str(asks), style="bold reverse") if asks else "",
+        ]
+
+    def _redraw(self, now: float) -> None:
+        st = self.dash.state
+        table = self.query_one("#runs-table", DataTable)
+        keep = selected_key(table)
+        rows = [st.runs[k] for k in st.ordered() if self._matches(st.runs[k])]
+        shown = rows[:MAX_ROWS]
+        self._running_rows = []
+        table.clear()
+        for r in shown:
+            table.add_row(*self._cells(r, now), key=r.run_id)
+            if r.status == ev.RUNNING:
+                self._running_rows.append(r.run_id)
+        restore_cursor(table, keep)
+        self._status_line(len(shown), len(rows), len(st.runs))
+
+    def _tick_durations(self, now: float) -> None:
+        st = self.dash.state
+        table = self.query_one("#runs-table", DataTable)
+        for run_id in self._running_rows:
+            row = st.runs.get(run_id)
+            if row is not None:
+                try:
+                    table.update_cell(run_id, "duration", dur(row.duration(now)))
+                except Exception:
+                    pass
+
+    def _status_line(self, shown: int, matching: int, loaded: int) -> None:
+        st = self.dash.state
+        status = self.query_one("#runs-status", Static)
+        home = self.dash.home_label
+        if st.store_missing:
+            status.update(f"No store at {home} yet; waiting for the first run.", layout=False)
+            return
+        if not st.index_loaded and not loaded:
+            status.update("Reading the index…", layout=False)
+            return
+        if not loaded:
+            status.update(f"No runs yet in {home}. Start one: ag run FILE.py:FN (or ag tui --run …)", layout=False)
+            return
+        parts = [f"{shown} of {matching} matching" if self._filter else f"{shown} runs"]
+        if shown < matching:
+            parts.append(f"first {MAX_ROWS} shown")
+        if st.index_has_more:
+            parts.append("older: scroll to the end")
+        parts.append(home)
+        status.update(" · ".join(parts), layout=False)
+
+    # -- filter ---------------------------------------------------------------------------------
+
+    def action_filter(self) -> None:
+        self.query_one("#runs-filter", FilterInput).show()
+        if self.dash.state.index_has_more:
+            self.dash.load_more_runs(everything=True)
+
+    def on_input_changed(self, event: FilterInput.Changed) -> None:
+        if event.input.id == "runs-filter":
+            self._filter = event.value.strip().casefold()
+            self.redraw()
+
+    def on_input_submitted(self, event: FilterInput.Submitted) -> None:
+        if event.input.id == "runs-filter":
+            self.query_one("#runs-table", DataTable).focus()
+
+    def on_filter_input_dismissed(self, _: FilterInput.Dismissed) -> None:
+        self._filter = ""
+        self.query_one("#runs-table", DataTable).focus()
+        self.redraw()
+
+    def action_clear_filter(self) -> None:
+        f = self.query_one("#runs-filter", FilterInput)
+        if not f.shown:
+            raise SkipAction()
+        f.action_dismiss_filter()
+
+    # -- rows -----------------------------------------------------------------------------------
+
+    def selected_run(self) -> str | None:
+        return selected_key(self.query_one("#runs-table", DataTable))
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        if event.row_key.value:
+            self.dash.open_run(event.row_key.value)
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        table = event.data_table
+        st = self.dash.state
+        if st.index_has_more and event.cursor_row >= table.row_count - 3 and not self._filter:
+            self.dash.load_more_runs()
+
+    def action_open_run(self) -> None:
+        run_id = self.selected_run()
+        if run_id:
+            self.dash.open_run(run_id)
+
+    def action_cancel_run(self) -> None:
+        run_id = self.selected_run()
+        if run_id:
+            self.dash.request_cancel(run_id)
+
+    def action_resume_run(self) -> None:
+        run_id = self.selected_run()
+        if run_id:
+            self.dash.request_resume(run_id)

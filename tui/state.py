@@ -1,0 +1,379 @@
+"""What the dashboard knows, kept apart from how it is drawn.
+
+Facts arrive from three places — the SQLite index (history, read in worker threads), the
+sidecars of live runtimes (events, in trio tasks) and the run logs (a run's detail) — at very
+different rates. They all land here, on the UI thread, as cheap updates that bump a version
+counter; screens redraw from this state at most ten times a second, and only when a version
+they show has moved. That is what keeps the UI answering keys while a run emits thousands of
+events a second: applying an event costs microseconds, drawing happens once per tick.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from typing import Any
+
+import attrs
+
+from runtime import events as ev
+from runtime.history import NodeSummary, RunSummary, effective_status
+
+TERMINAL = ev.TERMINAL_STATES
+
+
+@attrs.define
+class RunRow:
+    run_id: str
+    graph: str = ""
+    status: str = ev.RUNNING
+    started: float | None = None
+    finished: float | None = None
+    last_ts: float | None = None
+    pending_asks: int = 0
+    attempt_of: str = ""
+    error: str = ""
+    # The live runtime executing it, when one we are attached to says so.
+    runtime_id: str = ""
+
+    def duration(self, now: float) -> float | None:
+        if self.started is None:
+            return None
+        if self.finished is not None:
+            return self.finished - self.started
+        if self.status == ev.RUNNING:
+            return now - self.started
+        return (self.last_ts or self.started) - self.started
+
+
+@attrs.define
+class AskRow:
+    ask_id: str
+    run_id: str
+    node: str
+    kind: str
+    prompt: str
+    options: list[str]
+    timeout_s: float | None
+    opened: float
+    # "" when the run is not live (interrupted): the answer then waits in its log for a resume.
+    runtime_id: str = ""
+
+    def remaining(self, now: float) -> float | None:
+        if self.timeout_s is None:
+            return None
+        return max(0.0, self.opened + self.timeout_s - now)
+
+
+class DashboardState:
+    PAGE = 200
+
+    def __init__(self) -> None:
+        self.runs: dict[str, RunRow] = {}
+        self.asks: dict[str, AskRow] = {}
+        self.offline_asks: dict[str, AskRow] = {}
+        self.runtimes: dict[str, Any] = {}  # runtime_id -> Advert
+        self.live_runs: dict[str, str] = {}  # run_id -> runtime_id
+        self.runs_version = 0
+        self.asks_version = 0
+        self.runtimes_version = 0
+        self.index_limit = self.PAGE
+        self.index_has_more = False
+        self.index_loaded = False
+        self.store_missing = False
+        self._order: list[str] = []
+        self._order_version = -1
+        self._index_signature: tuple | None = None
+
+    # -- history from the index ---------------------------------------------------------------
+
+    def merge_index(self, rows: list[dict], has_more: bool) -> None:
+        """Rows from ``Index.runs`` (newest first). The index trails a live runtime by a few
+        milliseconds, so a state we saw live that is newer (a terminal one) is kept.
+
+        The index is read every couple of seconds; when it says nothing new (the usual case)
+        nothing is marked changed, so nothing is redrawn."""
+        statuses = [
+            effective_status(r["status"], r["pid"], r["host"])
+            if r["status"] == ev.RUNNING and r["run_id"] not in self.live_runs else r["status"]
+            for r in rows
+        ]
+        signature = (has_more, tuple(sorted(self.live_runs.items())), tuple(
+            (r["run_id"], status, r["last_seq"], r["pending_asks"]) for r, status in zip(rows, statuses)))
+        if signature == self._index_signature:
+            return
+        self._index_signature = signature
+        for r, status in zip(rows, statuses):
+            run_id = r["run_id"]
+            live_rt = self.live_runs.get(run_id, "")
+            row = self.runs.get(run_id)
+            if row is None:
+                row = self.runs[run_id] = RunRow(run_id)
+            elif row.status in TERMINAL and status not in TERMINAL and row.last_ts and (
+                    r["last_ts"] or 0) <= row.last_ts:
+                status = row.status  # we saw it end before the index did
+            row.graph = r["graph"] or row.graph
+            row.status = status
+            row.started = r["started"] if r["started"] is not None else row.started
+            row.finished = r["finished"] if r["finished"] is not None else row.finished
+            row.last_ts = max(row.last_ts or 0.0, r["last_ts"] or 0.0) or None
+            row.pending_asks = r["pending_asks"] or 0
+            row.attempt_of = r["attempt_of"] or ""
+            row.error = r["error"] or ""
+            row.runtime_id = live_rt
+        self.index_has_more = has_more
+        self.index_loaded = True
+        self.runs_version += 1
+
+    def set_offline_asks(self, rows: list[dict]) -> None:
+        """Open asks of runs whose process died: answerable now, used when the run resumes."""
+        fresh = {}
+        for a in rows:
+            run = self.runs.get(a["run_id"])
+            if run is None or run.status != ev.INTERRUPTED or a["run_id"] in self.live_runs:
+                continue
+            fresh[a["ask_id"]] = AskRow(a["ask_id"], a["run_id"], a["node"], a["kind"], a["prompt"],
+                                        list(a["options"]), a["timeout_s"], a["opened"], "")
+        if fresh.keys() != self.offline_asks.keys():
+            self.offline_asks = fresh
+            self.asks_version += 1
+
+    # -- live runtimes ------------------------------------------------------------------------
+
+    def attach(self, runtime_id: str, advert: Any, runs: list[Any], asks: list[Any]) -> None:
+        self.runtimes[runtime_id] = advert
+        self.runtimes_version += 1
+        for info in runs:
+            self.live_runs[info.run_id] = runtime_id
+            row = self.runs.get(info.run_id)
+            if row is None:
+                row = self.runs[info.run_id] = RunRow(info.run_id, graph=info.graph, started=info.started)
+            row.status, row.finished, row.runtime_id = ev.RUNNING, None, runtime_id
+        for a in asks:
+            self.asks[a.ask_id] = AskRow(a.ask_id, a.run_id, a.node, a.kind, a.prompt, list(a.options),
+                                         a.timeout_s, a.opened, runtime_id)
+            self.offline_asks.pop(a.ask_id, None)
+        self.runs_version += 1
+        self.asks_version += 1
+
+    def detach(self, runtime_id: str) -> None:
+        if self.runtimes.pop(runtime_id, None) is not None:
+            self.runtimes_version += 1
+        for run_id, rid in list(self.live_runs.items()):
+            if rid == runtime_id:
+                del self.live_runs[run_id]
+                row = self.runs.get(run_id)
+                if row is not None:
+                    row.runtime_id = ""
+                    if row.status == ev.RUNNING:
+                        # Gone without a run_finished: the index (next reload) says what it was.
+                        row.status = ev.INTERRUPTED
+        for ask_id, a in list(self.asks.items()):
+            if a.runtime_id == runtime_id:
+                del self.asks[ask_id]
+        self.runs_version += 1
+        self.asks_version += 1
+
+    def apply(self, runtime_id: str, e: ev.Event) -> None:
+        """One live event: only the facts the runs table and the inbox show."""
+        t = type(e)
+        if t is ev.RunStarted or t is ev.RunResumed:
+            row = self.runs.get(e.run_id)
+            if row is None:
+                row = self.runs[e.run_id] = RunRow(e.run_id)
+            if t is ev.RunStarted:
+                row.graph, row.started, row.attempt_of = e.graph, e.ts, e.attempt_of
+            row.status, row.finished, row.error = ev.RUNNING, None, ""
+            row.runtime_id = runtime_id
+            row.last_ts = e.ts
+            self.live_runs[e.run_id] = runtime_id
+            self.runs_version += 1
+        elif t is ev.RunFinished:
+            row = self.runs.get(e.run_id)
+            if row is not None:
+                row.status, row.finished, row.last_ts = e.status, e.ts, e.ts
+                row.error = f"{e.error.type}: {e.error.message}" if e.error else ""
+                row.runtime_id = ""
+                row.pending_asks = 0
+            self.live_runs.pop(e.run_id, None)
+            for ask_id, a in list(self.asks.items()):
+                if a.run_id == e.run_id:
+                    del self.asks[ask_id]
+                    self.asks_version += 1
+            self.runs_version += 1
+        elif t is ev.AskOpened:
+            self.asks[e.ask_id] = AskRow(e.ask_id, e.run_id, e.node, e.ask_kind, e.prompt, list(e.options),
+                                         e.timeout_s, e.ts, runtime_id)
+            self.offline_asks.pop(e.ask_id, None)
+            self.asks_version += 1
+            self.runs_version += 1
+        elif t is ev.AskAnswered or t is ev.AskExpired:
+            if self.asks.pop(e.ask_id, None) is not None or self.offline_asks.pop(e.ask_id, None):
+                self.asks_version += 1
+                self.runs_version += 1
+
+    # -- derived ------------------------------------------------------------------------------
+
+    def all_asks(self) -> list[AskRow]:
+        rows = list(self.asks.values()) + [a for a in self.offline_asks.values() if a.ask_id not in self.asks]
+        return sorted(rows, key=lambda a: a.opened)
+
+    def ask_count(self) -> int:
+        return len(self.asks) + sum(1 for a in self.offline_asks if a not in self.asks)
+
+    def pending_for(self, row: RunRow) -> int:
+        if row.run_id in self.live_runs:
+            return sum(1 for a in self.asks.values() if a.run_id == row.run_id)
+        if row.status == ev.INTERRUPTED:
+            return sum(1 for a in self.offline_asks.values() if a.run_id == row.run_id) or row.pending_asks
+        return 0
+
+    def ordered(self) -> list[str]:
+        """Run ids, newest first."""
+        if self._order_version != self.runs_version:
+            self._order = sorted(self.runs, key=lambda k: (self.runs[k].started or 0.0, k), reverse=True)
+            self._order_version = self.runs_version
+        return self._order
+
+
+class RunModel:
+    """One run, as the detail screen shows it, built from its log and then from live events.
+
+    The same reading of events as ``runtime.history.summarize`` (so the dashboard and
+    ``ag show`` agree), but incremental: a live event updates the picture without re-reading the
+    log. Long runs keep only the most recent timeline, log and message lines.
+    """
+
+    MAX_TIMELINE = 2000
+    MAX_LOG = 1000
+    MAX_MESSAGES = 500
+    MAX_POINTS = 240
+    MAX_PROGRESS = 4
+
+    def __init__(self, run_id: str) -> None:
+        self.run_id = run_id
+        self.summary = RunSummary(run_id)
+        self.timeline: deque[ev.Event] = deque(maxlen=self.MAX_TIMELINE)
+        self.logs: deque[ev.Log] = deque(maxlen=self.MAX_LOG)
+        self.messages: deque[ev.MessageSent] = deque(maxlen=self.MAX_MESSAGES)
+        self.progress: dict[str, ev.Progress] = {}
+        self.metrics: dict[str, deque[float]] = {}
+        self.last_seq = 0
+        # Counters of everything ever appended, so a view can draw only what is new.
+        self.timeline_total = 0
+        self.logs_total = 0
+        self.messages_total = 0
+        self.version = 0
+        self.nodes_version = 0
+        self.loaded = False
+        self.load_error = ""
+        self._pending: list[ev.Event] = []
+
+    def feed(self, e: ev.Event) -> None:
+        """A live event: applied now, or kept until the log has been read."""
+        if self.loaded:
+            self.apply(e)
+        else:
+            self._pending.append(e)
+
+    def finish_load(self) -> None:
+        self.loaded = True
+        pending, self._pending = self._pending, []
+        for e in pending:
+            self.apply(e)
+        self.version += 1
+
+    def apply(self, e: ev.Event) -> None:
+        if e.seq and e.seq <= self.last_seq:
+            return  # seen already (the log and the live stream overlap)
+        self.last_seq = max(self.last_seq, e.seq)
+        s = self.summary
+        s.events += 1
+        s.last_seq = self.last_seq
+        self.version += 1
+        self.timeline.append(e)
+        self.timeline_total += 1
+        t = type(e)
+        if t is ev.RunStarted:
+            s.graph, s.started, s.pid, s.host = e.graph, e.ts, e.pid, e.host
+            s.entrypoint, s.inputs, s.attempt_of = e.entrypoint, e.inputs, e.attempt_of
+            s.status, s.finished, s.error = ev.RUNNING, None, ""
+        elif t is ev.RunResumed:
+            s.status, s.finished, s.error = ev.RUNNING, None, ""
+            s.pid, s.host, s.attempts = e.pid, e.host, e.attempt
+        elif t is ev.RunFinished:
+            s.status, s.finished, s.outputs = e.status, e.ts, e.outputs
+            s.error = f"{e.error.type}: {e.error.message}" if e.error else ""
+            s.open_asks.clear()
+        elif t is ev.NodeStarted:
+            s.nodes[e.node] = NodeSummary(e.node, e.name, e.kind, e.parent, started=e.ts)
+            self.nodes_version += 1
+        elif t is ev.NodeFinished:
+            self._end(e, ev.SUCCEEDED)
+        elif t is ev.NodeFailed:
+            self._end(e, ev.FAILED, f"{e.error.type}: {e.error.message}")
+        elif t is ev.NodeCancelled:
+            self._end(e, ev.CANCELLED, e.reason)
+        elif t is ev.NodeTimedOut:
+            n = s.nodes.get(e.node)
+            if n is not None:
+                n.error = f"timed out after {e.timeout_s:g}s"
+                n.state = ev.TIMED_OUT
+                self.nodes_version += 1
+        elif t is ev.AttemptRetried:
+            n = s.nodes.get(e.node)
+            if n is not None:
+                n.attempts = e.attempt + 1
+                n.state = ev.RUNNING
+                self.nodes_version += 1
+        elif t is ev.AskOpened:
+            s.open_asks[e.ask_id] = e
+        elif t is ev.AskAnswered or t is ev.AskExpired:
+            s.open_asks.pop(e.ask_id, None)
+        elif t is ev.Log:
+            self.logs.append(e)
+            self.logs_total += 1
+        elif t is ev.MessageSent:
+            self.messages.append(e)
+            self.messages_total += 1
+        elif t is ev.Progress:
+            self.progress.pop(e.progress_id, None)  # most recently touched last
+            self.progress[e.progress_id] = e
+            while len(self.progress) > self.MAX_PROGRESS:
+                self.progress.pop(next(iter(self.progress)))
+        elif t is ev.MemoryRecorded:
+            if e.metrics:
+                for name, value in e.metrics.items():
+                    series = self.metrics.get(name)
+                    if series is None:
+                        series = self.metrics[name] = deque(maxlen=self.MAX_POINTS)
+                    series.append(float(value))
+
+    def _end(self, e: Any, state: str, error: str = "") -> None:
+        n = self.summary.nodes.get(e.node)
+        if n is None:
+            return
+        n.state = state
+        n.ended = e.ts
+        n.attempts = max(n.attempts, getattr(e, "attempt", 1))
+        if error:
+            n.error = error
+        self.nodes_version += 1
+
+    @property
+    def status(self) -> str:
+        s = self.summary
+        if s.status == ev.RUNNING:
+            return effective_status(s.status, s.pid, s.host)
+        return s.status
+
+    def duration(self, now: float | None = None) -> float | None:
+        s = self.summary
+        if s.started is None:
+            return None
+        if s.finished is not None:
+            return s.finished - s.started
+        if self.status == ev.RUNNING:
+            return (now or time.time()) - s.started
+        last = self.timeline[-1].ts if self.timeline else s.started
+        return last - s.started

@@ -1,0 +1,206 @@
+"""Reading the store from worker threads: the index for lists, the logs for one run, blobs.
+
+SQLite and file reads block, so the dashboard never does them on the UI thread; every method
+here is called from a Textual thread worker. One ``Index`` is opened lazily (the store may not
+exist yet when the dashboard starts: it then waits for the first run to create it) and shared;
+the index serialises its own connections.
+"""
+
+from __future__ import annotations
+
+import shutil
+import threading
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from runtime import events as ev
+from runtime.errors import StoreError
+from runtime.store.artifacts import BlobStore, check_name, sha_from_ref
+from runtime.store.index import Index
+from runtime.store.layout import StoreLayout
+from runtime.store.logfile import read_events
+
+PREVIEW_BYTES = 64 * 1024
+
+
+@attrs.define
+class MemoryQuery:
+    """``kind:K tag:T entity:E run:ID graph:G node:PATH since:2h until:… words`` as fields."""
+
+    kinds: list[str] = attrs.field(factory=list)
+    tags: list[str] = attrs.field(factory=list)
+    entities: list[str] = attrs.field(factory=list)
+    run_id: str | None = None
+    graph: str | None = None
+    node: str | None = None
+    since: float | None = None
+    until: float | None = None
+    text: str | None = None
+
+    @classmethod
+    def parse(cls, line: str) -> "MemoryQuery":
+        """One line, k9s-style; raises ValueError naming what it could not read."""
+        from aethergraph.cli.main import CliError
+        from aethergraph.cli.store_cmds import parse_time
+
+        q = cls()
+        words: list[str] = []
+        for token in line.split():
+            key, sep, value = token.partition(":")
+            if not sep or not value or key not in ("kind", "tag", "entity", "run", "graph", "node", "since", "until"):
+                words.append(token)
+                continue
+            if key == "kind":
+                q.kinds.append(value)
+            elif key == "tag":
+                q.tags.append(value)
+            elif key == "entity":
+                q.entities.append(value)
+            elif key in ("since", "until"):
+                try:
+                    setattr(q, key, parse_time(value))
+                except CliError as exc:
+                    raise ValueError(str(exc)) from None
+            else:
+                setattr(q, "run_id" if key == "run" else key, value)
+        q.text = " ".join(words) or None
+        return q
+
+
+class StoreReader:
+    def __init__(self, home: str | Path | None) -> None:
+        self.layout = StoreLayout.at(home)
+        self.blobs = BlobStore(self.layout)
+        self._index: Index | None = None
+        self._lock = threading.Lock()
+        self._closed = False
+
+    @property
+    def home(self) -> Path:
+        return self.layout.home
+
+    def exists(self) -> bool:
+        return self.layout.exists()
+
+    def index(self) -> Index | None:
+        """The shared index, opened on first use once the store exists."""
+        with self._lock:
+            if self._closed:
+                return None
+            if self._index is None and self.layout.exists():
+                self._index = Index(self.layout)
+            return self._index
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            if self._index is not None:
+                self._index.close()
+                self._index = None
+
+    # -- lists ----------------------------------------------------------------------------------
+
+    def runs(self, limit: int) -> tuple[list[dict], bool] | None:
+        """The newest ``limit`` runs, and whether there are more (None: no store yet)."""
+        index = self.index()
+        if index is None:
+            return None
+        rows = index.runs(limit=limit + 1)
+        return rows[:limit], len(rows) > limit
+
+    def catch_up(self) -> int:
+        """Index what logs hold beyond the index's marks (a runtime that died left some)."""
+        index = self.index()
+        return 0 if index is None else index.catch_up()
+
+    def open_asks(self) -> list[dict]:
+        index = self.index()
+        return [] if index is None else index.open_asks()
+
+    def memory(self, query: MemoryQuery, limit: int = 200) -> list[ev.MemoryRecorded]:
+        index = self.index()
+        if index is None:
+            return []
+        return index.memory(
+            kinds=query.kinds or None, tags=query.tags or None, entities=query.entities or None,
+            run_id=query.run_id, graph=query.graph, node=query.node, since=query.since,
+            until=query.until, text=query.text, limit=limit,
+        )
+
+    def artifacts(self, run_id: str | None = None, limit: int = 500) -> list[tuple[ev.ArtifactWritten, bool]]:
+        index = self.index()
+        if index is None:
+            return []
+        return index.artifact_rows(run_id=run_id, limit=limit)
+
+    # -- one run --------------------------------------------------------------------------------
+
+    def read_run(self, run_id: str) -> list[ev.Event]:
+        path = self.layout.run_log(run_id)
+        if not path.exists():
+            return []
+        return read_events(path, warn=False)
+
+    # -- artifacts ------------------------------------------------------------------------------
+
+    def preview(self, ref: str, limit: int = PREVIEW_BYTES) -> tuple[bytes, int]:
+        """The first ``limit`` bytes of a blob and its full size."""
+        path = self.blobs.path_for(sha_from_ref(ref))
+        try:
+            size = path.stat().st_size
+            with open(path, "rb") as f:
+                return f.read(limit), size
+        except FileNotFoundError:
+            raise StoreError(f"artifact {ref} is not in this store") from None
+
+    def export(self, ref: str, name: str, target: str | Path, *, force: bool = False) -> Path:
+        """Copy a blob to ``target`` (a folder: under the artifact's name). Never overwrites
+        unless ``force``; a name that would escape the folder is refused."""
+        src = self.blobs.path_for(sha_from_ref(ref))
+        dest = Path(target).expanduser()
+        if dest.is_dir():
+            dest = dest / check_name(name)
+        if dest.exists() and not force:
+            raise FileExistsError(f"{dest} exists")
+        if not src.is_file():
+            raise StoreError(f"artifact {ref} is not in this store")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, dest)
+        return dest
+
+
+def describe_blob(data: bytes, size: int, mime: str, name: str) -> tuple[str, str]:
+    """(lexer, text) for a preview: pretty JSON, text, or a line saying it is binary."""
+    import json
+
+    truncated = size > len(data)
+    looks_json = mime.endswith("json") or name.endswith(".json")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        if truncated:  # cut mid-character?
+            try:
+                text = data[:-3].decode("utf-8", errors="strict")
+            except UnicodeDecodeError:
+                return "", f"binary, {size} bytes ({mime or 'unknown type'}); export it to look inside"
+        else:
+            return "", f"binary, {size} bytes ({mime or 'unknown type'}); export it to look inside"
+    if looks_json or text.lstrip()[:1] in ("{", "["):
+        if not truncated:
+            try:
+                return "json", json.dumps(json.loads(text), indent=2, ensure_ascii=False)
+            except ValueError:
+                pass
+    if truncated:
+        text += f"\n… ({size - len(data)} more bytes; export to see all)"
+    return ("json" if looks_json else ""), text
+
+
+def event_json(e: Any) -> str:
+    import json
+
+    import msgspec
+
+    return json.dumps(msgspec.to_builtins(e), indent=2, ensure_ascii=False, default=repr)
