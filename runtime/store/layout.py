@@ -67,7 +67,8 @@ class StoreLayout:
         m = RUN_ID_RE.match(run_id)
         if m is None:
             raise UnknownRun(run_id)
-        return self.runs_dir / m.group(1) / m.group(2) / f"{run_id}.jsonl"
+        # One Path from one string: this runs for every run started.
+        return Path(f"{self.home}/runs/{m.group(1)}/{m.group(2)}/{run_id}.jsonl")
 
     def existing_run_log(self, run_id: str) -> Path:
         path = self.run_log(run_id)

@@ -110,7 +110,7 @@ class LogWriter:
             self._runs[run_id].closing = False
             return self._runs[run_id].path
         path = self.layout.run_log(run_id)
-        if path.exists():  # resuming: append after what is there
+        if os.path.exists(path):  # resuming: append after what is there
             repair_torn_tail(path)
             f = open(path, "ab", buffering=0)
             self._runs[run_id] = _RunLog(run_id, path, f, f.seek(0, os.SEEK_END))
