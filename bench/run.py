@@ -1,6 +1,6 @@
 """Run benchmarks B1-B4 for ours and the peers; regenerate docs/benchmarks.md.
 
-    python bench/run.py                      # everything (`just bench`); ~40 min on 2 cores
+    python bench/run.py                      # everything (`just bench`); about an hour on 2 cores
     python bench/run.py --quick              # ours only, 3 repetitions (`just bench-quick`)
     python bench/run.py --only B1,B3 --frameworks ours --reps 1
     python bench/run.py --render-only        # rebuild docs/benchmarks.md from the JSON lines
@@ -86,14 +86,18 @@ def main(argv: list[str]) -> int:
 
     info = meta.collect(ours, peers, argv)
     records: list[dict] = [info]
-    jsonl.parent.mkdir(parents=True, exist_ok=True)
-    with jsonl.open("w") as f:
+    # Measurements are appended as they come to a file only this harness touches (gitignored),
+    # so an interrupted run keeps them; the published files are written once, at the end, from
+    # memory: a checkout or stash that replaces docs/ during a long run cannot truncate them.
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    progress = RESULTS / f"in-progress-{os.getpid()}.jsonl"
+    with progress.open("w") as f:
         f.write(json.dumps(info) + "\n")
 
         def sink(result: dict) -> None:
             records.append(result)
             f.write(json.dumps(result) + "\n")
-            f.flush()  # a long run interrupted still leaves its measurements
+            f.flush()
 
         for w in workloads:
             if cases[w]:
@@ -102,10 +106,12 @@ def main(argv: list[str]) -> int:
 
     # Other work on the machine during the run shows here (1-minute load average).
     info["load_after"] = round(os.getloadavg()[0], 2)
-    lines = jsonl.read_text().splitlines()
-    lines[0] = json.dumps(info)
-    jsonl.write_text("\n".join(lines) + "\n")
+    # ...and so does a commit that landed meanwhile (each measurement imports the working tree).
+    info.update(meta.code_state(after=True))
+    jsonl.parent.mkdir(parents=True, exist_ok=True)
+    jsonl.write_text("".join(json.dumps(r) + "\n" for r in records))
     md.write_text(report.render(info, records))
+    progress.unlink()
     log(f"wrote {jsonl} and {md}")
     failures = [r for r in records if "error" in r]
     if failures:

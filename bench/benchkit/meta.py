@@ -34,6 +34,16 @@ def _git(*args: str) -> str:
         return ""
 
 
+def code_state(*, after: bool = False) -> dict:
+    """The commit, and which files of the measured code (not bench/ or docs/) differ from it."""
+    suffix = "_after" if after else ""
+    return {
+        "commit" + suffix: _git("rev-parse", "--short=12", "HEAD"),
+        "uncommitted" + suffix: [line[3:] for line in _git(
+            "status", "--porcelain", "--", "runtime", "aethergraph", "pyproject.toml").splitlines()],
+    }
+
+
 def collect(ours: Path | None, peers: Path | None, argv: list[str]) -> dict:
     meta = {
         "type": "meta",
@@ -44,10 +54,7 @@ def collect(ours: Path | None, peers: Path | None, argv: list[str]) -> dict:
         "cpu": cpu_model(),
         "os": f"{platform.system()} {platform.release()}",
         "python": sys.version.split()[0],
-        "commit": _git("rev-parse", "--short=12", "HEAD"),
-        # Uncommitted changes in the measured code (not bench/ or docs/) are worth knowing.
-        "uncommitted": [line[3:] for line in _git(
-            "status", "--porcelain", "--", "runtime", "aethergraph", "pyproject.toml").splitlines()],
+        **code_state(),
     }
     if ours:
         meta["ours_python"] = str(ours)

@@ -110,15 +110,18 @@ def b3(ours: Path | None, peers: Path | None) -> list[Case]:
         cases.append(Case("B3", "langgraph", "memory", 100_000,
                           _script(peers, "peers/lg/b3.py", "memory", 100_000), group="n=100000",
                           storage="InMemoryStore (not durable)"))
+        cases.append(Case("B3", "langgraph", "sqlite", 100_000,
+                          _script(peers, "peers/lg/b3.py", "sqlite", 100_000), group="n=100000",
+                          storage="AsyncSqliteStore file (durable)", reps=SLOW_REPS,
+                          timeout_s=1200, note="~4-5 min per repetition here"))
         cases.append(Case("B3", "langgraph", "sqlite", 10_000,
                           _script(peers, "peers/lg/b3.py", "sqlite", 10_000), group="n=10000",
                           storage="AsyncSqliteStore file (durable)", reps=SLOW_REPS,
-                          note="~300 events/s: N = 100,000 would take ~6 min per repetition"))
+                          note="also at N = 10,000, like with like for upstream"))
         cases.append(Case("B3", "upstream", "default", 10_000,
                           _script(peers, "peers/upstream_ag/b3.py", "default", 10_000),
                           group="n=10000", storage="SQLite event log (durable)", reps=SLOW_REPS,
-                          timeout_s=1200,
-                          note="~35 events/s: N = 100,000 would take ~50 min per repetition"))
+                          timeout_s=1200, note="N = 10,000 only: ~20-35 events/s here"))
     return cases
 
 
