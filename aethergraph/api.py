@@ -9,20 +9,19 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, NamedTuple
 
-import attrs
 
 _DEFAULTS: dict[str, Any] = {}
 SIDECAR_ENV = "AETHERGRAPH_SIDECAR"  # "0" turns the sidecar off
 
 
-@attrs.frozen
-class StartInfo:
+class StartInfo(NamedTuple):
+    """What ``start()`` configured. The sidecar serves while a runtime is open (its address is
+    advertised in the store's runtimes/ folder); start() itself opens nothing."""
+
     home: str
     durability: str
-    # The sidecar serves while a runtime is open (its address is advertised in the store's
-    # runtimes/ folder); start() itself opens nothing.
     sidecar: bool = True
     tcp: str | None = None
 

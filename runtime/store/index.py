@@ -47,7 +47,7 @@ from .writer import Segment
 
 log = logging.getLogger("aethergraph.store")
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS logs(
@@ -92,9 +92,10 @@ CREATE TABLE IF NOT EXISTS memory(
     off INTEGER NOT NULL,
     len INTEGER NOT NULL
 );
+-- Two indexes only (each costs every insert): a graph-scoped query drives from kind or from
+-- the time order and checks the graph on the rows it reads.
 CREATE INDEX IF NOT EXISTS memory_kind ON memory(kind);
 CREATE INDEX IF NOT EXISTS memory_run ON memory(run);
-CREATE INDEX IF NOT EXISTS memory_graph ON memory(graph);
 CREATE TABLE IF NOT EXISTS memory_tags(
     tag INTEGER NOT NULL, id INTEGER NOT NULL, PRIMARY KEY(tag, id)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS memory_entities(
@@ -629,18 +630,34 @@ class Index:
 
 
 def _fts_text(ev: MemoryRecorded) -> str:
-    """What full-text search sees of a memory event: kind, topic, text, tags, entities, data."""
-    parts = [ev.kind]
-    if ev.topic:
-        parts.append(ev.topic)
-    if ev.text:
-        parts.append(ev.text)
-    parts.extend(ev.tags)
-    parts.extend(ev.entities)
-    data = ev.data
-    if data is not None:
-        parts.append(data if isinstance(data, str) else _JSON.encode(data).decode())
-    return " ".join(parts)
+    """What full-text search sees of a memory event: its kind, topic, text, tags, entities
+    and the words in its data (string values, at any depth; not keys, not numbers)."""
+    parts = [ev.kind, ev.topic, ev.text, *ev.tags, *ev.entities, _words(ev.data)]
+    return " ".join(p for p in parts if p)
+
+
+def _words(data: Any) -> str:
+    t = type(data)
+    if t is str:
+        return data
+    if t is dict:
+        if not data:
+            return ""
+        values = data.values()
+    elif t is list or t is tuple:
+        values = data
+    else:
+        return ""
+    out = []
+    for v in values:
+        tv = type(v)
+        if tv is str:
+            out.append(v)
+        elif tv is dict or tv is list or tv is tuple:
+            w = _words(v)
+            if w:
+                out.append(w)
+    return " ".join(out)
 
 
 class _Batch:
@@ -706,8 +723,9 @@ class _Batch:
                 if ev.metrics:
                     self.metrics.extend((name(k), key, float(v)) for k, v in ev.metrics.items())
             else:
-                data = ev.data
-                self.fts.append((key, f"{kind} {data if type(data) is str else _JSON.encode(data).decode()}"))
+                words = _words(ev.data)
+                if words:  # nothing to search in an event of numbers: no full-text row
+                    self.fts.append((key, f"{kind} {words}"))
         elif t is not MessageSent and t is not Progress and t is not Log:
             self._apply_fact(ev, body)
 
