@@ -10,7 +10,7 @@ Every event carries ``run_id``, ``node`` (the node path, empty for run-level fac
 
 from __future__ import annotations
 
-from typing import Any, Literal, Union
+from typing import Any, Union
 
 import msgspec
 

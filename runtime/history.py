@@ -77,6 +77,62 @@ class RunSummary:
         end = self.finished
         return None if end is None else end - self.started
 
+    def apply(self, e: ev.Event) -> bool:
+        """Take one more event into account (in log order). Returns True when the node tree
+        changed, so a live view redraws it only then."""
+        self.events += 1
+        self.last_seq = max(self.last_seq, e.seq)
+        t = type(e)
+        if t is ev.RunStarted:
+            self.graph, self.started, self.pid, self.host = e.graph, e.ts, e.pid, e.host
+            self.entrypoint, self.inputs, self.attempt_of = e.entrypoint, e.inputs, e.attempt_of
+            self.status, self.finished, self.error = ev.RUNNING, None, ""
+        elif t is ev.RunResumed:
+            self.status, self.finished, self.error = ev.RUNNING, None, ""
+            self.pid, self.host, self.attempts = e.pid, e.host, e.attempt
+        elif t is ev.RunFinished:
+            self.status, self.finished, self.outputs = e.status, e.ts, e.outputs
+            self.error = f"{e.error.type}: {e.error.message}" if e.error else ""
+            self.open_asks.clear()
+        elif t is ev.NodeStarted:
+            self.nodes[e.node] = NodeSummary(e.node, e.name, e.kind, e.parent, started=e.ts)
+            return True
+        elif t is ev.NodeFinished:
+            return self._end(e, ev.SUCCEEDED)
+        elif t is ev.NodeFailed:
+            return self._end(e, ev.FAILED, f"{e.error.type}: {e.error.message}")
+        elif t is ev.NodeCancelled:
+            return self._end(e, ev.CANCELLED, e.reason)
+        elif t is ev.NodeTimedOut:
+            n = self.nodes.get(e.node)
+            if n is not None:  # the last word of a node that ran out of time and retries
+                n.error = f"timed out after {e.timeout_s:g}s"
+                n.state = ev.TIMED_OUT
+                n.ended = e.ts
+                return True
+        elif t is ev.AttemptRetried:
+            n = self.nodes.get(e.node)
+            if n is not None:
+                n.attempts = e.attempt + 1
+                n.state = ev.RUNNING
+                return True
+        elif t is ev.AskOpened:
+            self.open_asks[e.ask_id] = e
+        elif t is ev.AskAnswered or t is ev.AskExpired:
+            self.open_asks.pop(e.ask_id, None)
+        return False
+
+    def _end(self, e: Any, state: str, error: str = "") -> bool:
+        n = self.nodes.get(e.node)
+        if n is None:
+            return False
+        n.state = state
+        n.ended = e.ts
+        n.attempts = max(n.attempts, getattr(e, "attempt", 1))
+        if error:
+            n.error = error
+        return True
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "run_id": self.run_id,
@@ -108,53 +164,7 @@ def _plain(event: ev.Event) -> dict[str, Any]:
 def summarize(run_id: str, events: Iterable[ev.Event]) -> RunSummary:
     s = RunSummary(run_id)
     for e in events:
-        s.events += 1
-        s.last_seq = max(s.last_seq, e.seq)
-        t = type(e)
-        if t is ev.RunStarted:
-            s.graph, s.started, s.pid, s.host = e.graph, e.ts, e.pid, e.host
-            s.entrypoint, s.inputs, s.attempt_of = e.entrypoint, e.inputs, e.attempt_of
-            s.status, s.finished, s.error = ev.RUNNING, None, ""
-        elif t is ev.RunResumed:
-            s.status, s.finished, s.error = ev.RUNNING, None, ""
-            s.pid, s.host, s.attempts = e.pid, e.host, e.attempt
-        elif t is ev.RunFinished:
-            s.status, s.finished, s.outputs = e.status, e.ts, e.outputs
-            s.error = f"{e.error.type}: {e.error.message}" if e.error else ""
-        elif t is ev.NodeStarted:
-            s.nodes[e.node] = NodeSummary(e.node, e.name, e.kind, e.parent, started=e.ts)
-        elif t is ev.NodeFinished:
-            _end(s, e, ev.SUCCEEDED)
-        elif t is ev.NodeFailed:
-            _end(s, e, ev.FAILED, f"{e.error.type}: {e.error.message}")
-        elif t is ev.NodeCancelled:
-            _end(s, e, ev.CANCELLED, e.reason)
-        elif t is ev.NodeTimedOut:
-            n = s.nodes.get(e.node)
-            if n is not None:
-                n.error = f"timed out after {e.timeout_s:g}s"
-                n.state = ev.TIMED_OUT
-        elif t is ev.AttemptRetried:
-            n = s.nodes.get(e.node)
-            if n is not None:
-                n.attempts = e.attempt + 1
-                n.state = ev.RUNNING
-        elif t is ev.AskOpened:
-            s.open_asks[e.ask_id] = e
-        elif t is ev.AskAnswered or t is ev.AskExpired:
-            s.open_asks.pop(e.ask_id, None)
+        s.apply(e)
     if s.status == ev.RUNNING:
         s.status = effective_status(s.status, s.pid, s.host)
     return s
-
-
-def _end(s: RunSummary, e: Any, state: str, error: str = "") -> None:
-    n = s.nodes.get(e.node)
-    if n is None:
-        return
-    # A timed-out node ends with NodeTimedOut (no further event); keep that state.
-    n.state = state
-    n.ended = e.ts
-    n.attempts = max(n.attempts, getattr(e, "attempt", 1))
-    if error:
-        n.error = error

@@ -7,7 +7,7 @@ import io
 import pytest
 import trio
 
-from aethergraph import AskTimeout, InvalidAnswer, NoAnswerAvailable, graph_fn, open_runtime
+from aethergraph import AskTimeout, InvalidAnswer, NoAnswerAvailable, graph_fn
 from aethergraph.console import ConsolePrinter, ConsoleSource, StdinLines
 from runtime import events as ev
 from runtime.asks import normalize_answer

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import textwrap
 
@@ -192,7 +191,7 @@ async def test_resume_through_the_sidecar(tmp_path, home, layout):
     assert crashed.returncode == -signal.SIGKILL
     (path,) = list(layout.iter_logs())
     run_id = path.stem
-    async with rt_open(home, sidecar=True) as rt:
+    async with rt_open(home, sidecar=True):
         (advert,) = find_runtimes(str(home))
         async with SidecarClient.connect(advert, client="tester") as c:
             async with c.subscribe(run_id) as events:

@@ -10,7 +10,6 @@ import sys
 import textwrap
 import time
 
-import msgspec
 import pytest
 import trio
 import trio.testing
@@ -18,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from trio_websocket import wrap_client_stream
 
-from aethergraph import graph_fn, tool
+from aethergraph import graph_fn
 from runtime import events as ev
 from runtime.sidecar import protocol as p
 from runtime.sidecar import server as sidecar_server
@@ -26,7 +25,7 @@ from runtime.sidecar.client import SidecarClient, SidecarError, find_runtimes
 from runtime.sidecar.registry import Advert, advert_path, write_advert
 from runtime.store.layout import StoreLayout
 
-from .conftest import TUTORIAL, ag, rt_open, run_events
+from .conftest import TUTORIAL, ag, rt_open
 
 
 def wait_for(predicate, timeout=30.0, what="condition"):
@@ -296,7 +295,7 @@ async def test_invalid_answer_is_refused_to_that_client_and_the_ask_stays_open(h
     async def pick(*, context):
         return await context.channel().ask_choice("Colour?", ["red", "green"])
 
-    async with rt_open(home, sidecar=True) as rt:
+    async with rt_open(home, sidecar=True):
         async with trio.open_nursery() as n:
             out = {}
 
@@ -366,7 +365,7 @@ async def test_subscribe_to_a_finished_run_replays_its_log(home):
     async def short(*, context):
         await context.memory().record("k", {"x": 1})
 
-    async with rt_open(home, sidecar=True) as rt:
+    async with rt_open(home, sidecar=True):
         run_id = None
 
         @graph_fn(name="outer")

@@ -5,16 +5,15 @@ from __future__ import annotations
 import logging
 
 import pytest
-import trio
 
-from aethergraph import StoreError, graph_fn, open_runtime
+from aethergraph import StoreError, graph_fn
 from runtime import events as ev
 from runtime.store.artifacts import BlobStore, check_name, sha_from_ref
 from runtime.store.index import Index
 from runtime.store.kv import KVStore
 from runtime.store.logfile import complete_size, read_events, read_log, repair_torn_tail
 
-from .conftest import rt_open, run_events
+from .conftest import rt_open
 
 
 

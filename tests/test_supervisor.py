@@ -7,7 +7,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 
 import pytest
 import trio
@@ -22,7 +21,6 @@ from aethergraph import (
     RetryPolicy,
     Service,
     graph_fn,
-    open_runtime,
     poll_until,
     register_context_service,
     tool,

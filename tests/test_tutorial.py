@@ -9,12 +9,11 @@ import sys
 
 import pytest
 
-from aethergraph import open_runtime
 from aethergraph.targets import load_target
 from runtime import events as ev
 from runtime.store.index import Index
 
-from .conftest import rt_open, TUTORIAL, ag, event_types, run_events
+from .conftest import rt_open, TUTORIAL, ag, run_events
 
 SPEC = {"name": "toy-sim", "steps": 3}
 

@@ -17,7 +17,7 @@ from typing import Any
 import attrs
 
 from runtime import events as ev
-from runtime.history import NodeSummary, RunSummary, effective_status
+from runtime.history import RunSummary, effective_status
 
 TERMINAL = ev.TERMINAL_STATES
 
@@ -287,50 +287,13 @@ class RunModel:
         if e.seq and e.seq <= self.last_seq:
             return  # seen already (the log and the live stream overlap)
         self.last_seq = max(self.last_seq, e.seq)
-        s = self.summary
-        s.events += 1
-        s.last_seq = self.last_seq
         self.version += 1
         self.timeline.append(e)
         self.timeline_total += 1
-        t = type(e)
-        if t is ev.RunStarted:
-            s.graph, s.started, s.pid, s.host = e.graph, e.ts, e.pid, e.host
-            s.entrypoint, s.inputs, s.attempt_of = e.entrypoint, e.inputs, e.attempt_of
-            s.status, s.finished, s.error = ev.RUNNING, None, ""
-        elif t is ev.RunResumed:
-            s.status, s.finished, s.error = ev.RUNNING, None, ""
-            s.pid, s.host, s.attempts = e.pid, e.host, e.attempt
-        elif t is ev.RunFinished:
-            s.status, s.finished, s.outputs = e.status, e.ts, e.outputs
-            s.error = f"{e.error.type}: {e.error.message}" if e.error else ""
-            s.open_asks.clear()
-        elif t is ev.NodeStarted:
-            s.nodes[e.node] = NodeSummary(e.node, e.name, e.kind, e.parent, started=e.ts)
+        if self.summary.apply(e):  # state, nodes, asks: the same rules as `ag show`
             self.nodes_version += 1
-        elif t is ev.NodeFinished:
-            self._end(e, ev.SUCCEEDED)
-        elif t is ev.NodeFailed:
-            self._end(e, ev.FAILED, f"{e.error.type}: {e.error.message}")
-        elif t is ev.NodeCancelled:
-            self._end(e, ev.CANCELLED, e.reason)
-        elif t is ev.NodeTimedOut:
-            n = s.nodes.get(e.node)
-            if n is not None:
-                n.error = f"timed out after {e.timeout_s:g}s"
-                n.state = ev.TIMED_OUT
-                self.nodes_version += 1
-        elif t is ev.AttemptRetried:
-            n = s.nodes.get(e.node)
-            if n is not None:
-                n.attempts = e.attempt + 1
-                n.state = ev.RUNNING
-                self.nodes_version += 1
-        elif t is ev.AskOpened:
-            s.open_asks[e.ask_id] = e
-        elif t is ev.AskAnswered or t is ev.AskExpired:
-            s.open_asks.pop(e.ask_id, None)
-        elif t is ev.Log:
+        t = type(e)
+        if t is ev.Log:
             self.logs.append(e)
             self.logs_total += 1
         elif t is ev.MessageSent:
@@ -348,17 +311,6 @@ class RunModel:
                     if series is None:
                         series = self.metrics[name] = deque(maxlen=self.MAX_POINTS)
                     series.append(float(value))
-
-    def _end(self, e: Any, state: str, error: str = "") -> None:
-        n = self.summary.nodes.get(e.node)
-        if n is None:
-            return
-        n.state = state
-        n.ended = e.ts
-        n.attempts = max(n.attempts, getattr(e, "attempt", 1))
-        if error:
-            n.error = error
-        self.nodes_version += 1
 
     @property
     def status(self) -> str:

@@ -153,7 +153,7 @@ def cmd_tail(args: Any) -> int:
     from runtime.errors import UnknownRun
     from runtime.history import summarize
     from runtime.ids import is_run_id
-    from runtime.sidecar.client import NoRuntime, connect_for_run
+    from runtime.sidecar.client import connect_for_run
     from runtime.store.logfile import read_events
 
     layout = _layout(args.home)

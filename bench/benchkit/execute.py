@@ -22,7 +22,6 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 from .peer_env import OFFLINE_ENV, workspace_env
 from .plan import Case
