@@ -54,7 +54,8 @@ def _split(value: str, allowed: tuple[str, ...], what: str) -> list[str]:
 
 def main(argv: list[str]) -> int:
     args = parse(argv)
-    workloads = _split(args.only.upper(), plan.WORKLOADS, "workload")
+    only = args.only.upper() or (",".join(plan.QUICK_WORKLOADS) if args.quick else "")
+    workloads = _split(only, plan.WORKLOADS, "workload")
     frameworks = _split("ours" if args.quick else args.frameworks, plan.FRAMEWORKS, "framework")
     reps = 3 if args.quick and args.reps is None else args.reps
     full = not (args.quick or args.only or args.frameworks or args.reps)

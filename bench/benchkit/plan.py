@@ -17,7 +17,9 @@ from .venvs import BENCH
 DEFAULT_REPS = 5
 SLOW_REPS = 3  # for measurements that take minutes (spec: 3 instead of 5)
 TIMEOUT_S = 300
-WORKLOADS = ("B1", "B2", "B3", "B4")
+WORKLOADS = ("B1", "B2", "B3", "B4", "B5", "B6", "B7")
+# `--quick` (under 3 minutes): leaves out the workloads that first build a 1,000,000-event store.
+QUICK_WORKLOADS = ("B1", "B2", "B3", "B4", "B6")
 FRAMEWORKS = ("ours", "upstream", "langgraph")
 
 
@@ -155,6 +157,47 @@ def b4(ours: Path | None, peers: Path | None) -> list[Case]:
     return cases
 
 
+def b5(ours: Path | None, peers: Path | None) -> list[Case]:
+    """Ours only (no peer has the same store): durable ingest, queries on 1,000,000 events."""
+    if not ours:
+        return []
+    return [
+        Case("B5", "ours", "strict", 10_000, _script(ours, "ours/b5.py", "strict", 10_000),
+             group="strict", ref=True, storage="log file, strict (fsync per record)"),
+        Case("B5", "ours", "batch", 100_000, _script(ours, "ours/b5.py", "batch", 100_000),
+             group="batch", ref=True, storage="log file + SQLite index, batch: until queryable"),
+        Case("B5", "ours", "queries-1m", 1_000_000,
+             _script(ours, "ours/b5.py", "queries-1m", 1_000_000), group="1m", ref=True,
+             storage="1,000,000 events in 100 runs", reps=SLOW_REPS, timeout_s=900,
+             note="setup builds the store (~20 s); medians of 30 queries; then a rebuild"),
+    ]
+
+
+def b6(ours: Path | None, peers: Path | None) -> list[Case]:
+    """Ours only: the sidecar from another process, over the unix socket."""
+    if not ours:
+        return []
+    return [
+        Case("B6", "ours", "ask-rtt", 200, _script(ours, "ours/b6.py", "ask-rtt", 200),
+             group="ask", ref=True, note="answer sent -> ask_answered seen (node resumed)"),
+        Case("B6", "ours", "nosub", 100_000, _script(ours, "ours/b6.py", "nosub", 100_000),
+             group="watch", ref=True, note="a run recording flat out, nobody watching"),
+        Case("B6", "ours", "subscriber", 100_000, _script(ours, "ours/b6.py", "subscriber", 100_000),
+             group="watch", ref=True, note="the same run, one subscriber in another process"),
+    ]
+
+
+def b7(ours: Path | None, peers: Path | None) -> list[Case]:
+    """Ours only: the dashboard's first paint on a store of 10,000 runs / 1,000,000 events."""
+    if not ours:
+        return []
+    return [
+        Case("B7", "ours", "first-paint", 10_000, _script(ours, "ours/b7.py", "first-paint", 10_000),
+             group="paint", ref=True, storage="10,000 runs, 1,000,000 events", reps=SLOW_REPS,
+             timeout_s=900, note="headless (run_test, 100x30) until the runs table shows rows"),
+    ]
+
+
 def build(ours: Path | None, peers: Path | None, workloads: list[str]) -> dict[str, list[Case]]:
-    makers = {"B1": b1, "B2": b2, "B3": b3, "B4": b4}
+    makers = {"B1": b1, "B2": b2, "B3": b3, "B4": b4, "B5": b5, "B6": b6, "B7": b7}
     return {w: makers[w](ours, peers) for w in workloads}

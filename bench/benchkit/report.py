@@ -37,11 +37,45 @@ METRICS = {
     # No RSS for B4: a child's ru_maxrss starts from the harness's own RSS (it is inherited
     # across fork + exec), so for small processes it would measure run.py, not the import.
     "B4": [Metric("wall ms", "wall_s", 1000), Metric("CPU ms", "cpu_s", 1000)],
+    # Ours only: no peer has the same store, sidecar or dashboard, so no ratio column.
+    "B5": [Metric("events/s", "events_per_s", higher_is_better=True),
+           Metric("recent(kind) ms", "recent_ms"), Metric("tag+kind ms", "tag_kind_ms"),
+           Metric("full text ms (common / rare)", "text_common_ms"), Metric("", "text_rare_ms"),
+           Metric("rebuild s", "rebuild_s")],
+    "B6": [Metric("ask round trip ms (median)", "rtt_ms"), Metric("p90 ms", "rtt_p90_ms"),
+           Metric("run emits events/s", "emit_events_per_s", higher_is_better=True),
+           Metric("subscriber receives events/s", "recv_events_per_s", higher_is_better=True)],
+    "B7": [Metric("first paint s", "first_paint_s"), Metric("peak RSS MB", "rss_peak_kib", MB)],
 }
-PRIMARY = {"B1": METRICS["B1"][0], "B2": METRICS["B2"][0], "B3": METRICS["B3"][0],
-           "B4": METRICS["B4"][0]}
+PRIMARY = {w: METRICS[w][0] for w in METRICS}
+OURS_ONLY = ("B5", "B6", "B7")
+TITLES = {"B1": "B1 – per-node overhead", "B2": "B2 – fan-out of polling jobs",
+          "B3": "B3 – event log write + \"most recent of a kind\"",
+          "B4": "B4 – import / start-up",
+          "B5": "B5 – durable ingest and queries on 1,000,000 events (ours)",
+          "B6": "B6 – the sidecar: ask round trip, a live subscriber (ours)",
+          "B7": "B7 – dashboard first paint on a large store (ours)"}
 
 INTRO = {
+    "B5": (
+        "`strict`: N `record`s each returning once fsync'd (one process, one recorder: an fsync "
+        "per event). `batch`: N records and one query, rate until all are on disk and indexed. "
+        "`queries-1m`: a store of 1,000,000 events in 100 runs (every third tagged, words in the "
+        "data) built in setup; medians of 30 runs of each query through the index, then "
+        "`ag index rebuild`'s work (the index rebuilt from the logs alone)."
+    ),
+    "B6": (
+        "From another process over the sidecar's unix socket. `ask-rtt`: a run asks 200 "
+        "questions in a row and this process answers each as it opens; the time from sending "
+        "the answer to seeing `ask_answered`. `nosub` / `subscriber`: a run records 100,000 "
+        "events flat out, alone and then with one live subscriber in another process (what "
+        "the subscriber costs the run, and whether it keeps up)."
+    ),
+    "B7": (
+        "A store of 10,000 runs with 100 memory events each, built in setup; the dashboard "
+        "started headless (Textual `run_test`, 100×30) and timed until its runs table shows rows. "
+        "A real terminal adds its own start-up."
+    ),
     "B1": (
         "Per-node overhead: 2,000 chained `step(x) -> x + 1` nodes; `top` = every call its own "
         "top-level run, `in-run` = one run executes the 2,000 nodes; `record` = each node appends "
@@ -193,7 +227,7 @@ def render(meta: dict, records: list[dict]) -> str:
     ]
     out += _setup(meta)
     out += _method()
-    for workload in ("B1", "B2", "B3", "B4"):
+    for workload in TITLES:
         wrows = [r for r in rows if r.workload == workload]
         if wrows:
             out += _table(workload, wrows, rows)
@@ -264,10 +298,10 @@ def _method() -> list[str]:
 
 
 def _table(workload: str, wrows: list[Row], rows: list[Row]) -> list[str]:
+    if workload in OURS_ONLY:
+        return _ours_table(workload, wrows)
     metrics = METRICS[workload]
-    title = {"B1": "B1 – per-node overhead", "B2": "B2 – fan-out of polling jobs",
-             "B3": "B3 – event log write + \"most recent of a kind\"",
-             "B4": "B4 – import / start-up"}[workload]
+    title = TITLES[workload]
     lines = [f"## {title}", "", INTRO[workload], ""]
     head = ["framework", "variant"]
     if workload != "B1":
@@ -304,6 +338,24 @@ def _table(workload: str, wrows: list[Row], rows: list[Row]) -> list[str]:
             if "error" in r:
                 notes.append(f"- {row.framework} `{row.variant}` rep {r['rep']} failed: {r['error']}")
     return lines + [""] + notes + ([""] if notes else [])
+
+
+def _ours_table(workload: str, wrows: list[Row]) -> list[str]:
+    """Workloads only we run: each row shows the metrics it measured, blank where it has none."""
+    metrics = [m for m in METRICS[workload] if any(
+        m.key in r for row in wrows for r in row.ok)]
+    head = ["variant", "N", "storage / how"] + [m.title for m in metrics]
+    lines = [f"## {TITLES[workload]}", "", INTRO[workload], "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row in wrows:
+        cells = [f"`{row.variant}`", f"{row.n:,}" if row.n else "", row.storage if row.storage != "-" else row.note]
+        if not row.ok:
+            errors = "; ".join(sorted({r["error"] for r in row.results}))
+            cells += [f"failed: {errors}"] + [""] * (len(metrics) - 1)
+        else:
+            cells += [row.cell(m) if any(m.key in r for r in row.ok) else "" for m in metrics]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines + [""]
 
 
 def _scaled_down(row: Row, wrows: list[Row]) -> str:
@@ -412,4 +464,44 @@ def _targets(rows: list[Row]) -> list[str]:
             extra = f" ({fmt(o - base.median(ms))} ms above `pass`)" if base else ""
             lines.append(f"| B4 {what} | {fmt(o)} ms{extra} | target {budget} ms | {fmt(o / budget)}× "
                          f"the budget | {_status(o < budget, o >= 2 * budget)} |")
+    lines += _budget_rows(rows)
     return lines + [""]
+
+
+def _metric(workload: str, key: str) -> Metric:
+    return next(m for m in METRICS[workload] if m.key == key)
+
+
+def _budget_rows(rows: list[Row]) -> list[str]:
+    """Targets of issues 3, 4 and 5 for the workloads only we run: a figure against a budget."""
+    checks = [
+        # (workload, variant, metric key, budget, at most?, what)
+        ("B5", "queries-1m", "recent_ms", 5, True, "B5 (issue 3) recent(kind) on 1,000,000 events < 5 ms"),
+        ("B5", "queries-1m", "tag_kind_ms", 5, True, "B5 (issue 3) tag + kind query < 5 ms"),
+        ("B5", "queries-1m", "text_rare_ms", 50, True, "B5 (issue 3) full text < 50 ms (rare words; common: see B5)"),
+        ("B5", "queries-1m", "rebuild_s", 60, True, "B5 (issue 3) `ag index rebuild` of 1,000,000 events < 60 s"),
+        ("B5", "batch", "events_per_s", 100_000, False, "B5 (issue 3) ingest through log + index ≥ 100,000/s"),
+        ("B6", "ask-rtt", "rtt_ms", 5, True, "B6 (issue 4) ask round trip < 5 ms, unix socket"),
+        ("B6", "subscriber", "recv_events_per_s", 50_000, False, "B6 (issue 4) a subscriber keeps up with 50,000 events/s"),
+        ("B7", "first-paint", "first_paint_s", 1, True, "B7 (issue 5) first paint < 1 s on 10,000 runs / 1M events"),
+    ]
+    out = []
+    for workload, variant, key, budget, at_most, what in checks:
+        row = _find(rows, workload, "ours", variant)
+        if row is None or not row.ok:
+            continue
+        value = row.median(_metric(workload, key))
+        if value is None:
+            continue
+        met = value < budget if at_most else value >= budget
+        off2x = value >= 2 * budget if at_most else value < budget / 2
+        out.append(f"| {what} | {fmt(value)} | target {fmt(budget)} | {fmt(value / budget)}× "
+                   f"| {_status(met, off2x)} |")
+    watched = _find(rows, "B6", "ours", "subscriber")
+    alone = _find(rows, "B6", "ours", "nosub")
+    if watched and alone and watched.ok and alone.ok:
+        m = _metric("B6", "emit_events_per_s")
+        w, a = watched.median(m), alone.median(m)
+        out.append(f"| B6 (issue 4) … without slowing the run it watches | emits {fmt(w)}/s watched "
+                   f"| {fmt(a)}/s alone | {fmt(w / a)}× | {_status(w >= 0.9 * a, w < 0.5 * a)} |")
+    return out
