@@ -18,7 +18,8 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from bisect import bisect_left
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -40,8 +41,8 @@ from ..events import (
     RunResumed,
     RunStarted,
 )
-from .layout import StoreLayout
 from ..history import HOST, pid_alive
+from .layout import StoreLayout
 from .logfile import BadLine, complete_size, read_log, repair_torn_tail
 from .writer import Segment
 
@@ -262,18 +263,17 @@ class Index:
                             break
                         batch.add(rec.event, rec.line, rec.offset)
                     indexed = seg.start
-                base = seg.start
-                data = seg.data
                 offsets = seg.offsets
+                ends = offsets[1:]
+                ends.append(seg.end)
                 events = seg.events
-                add = batch.add
-                n = len(offsets)
-                for i in range(n):
-                    off = offsets[i]
-                    if off < indexed:
-                        continue
-                    end = offsets[i + 1] if i + 1 < n else seg.end
-                    add(events[i], data[off - base : end - base - 1], off)
+                skip = bisect_left(offsets, indexed)  # already indexed by a catch-up that ran first
+                if skip:
+                    events, offsets, ends = events[skip:], offsets[skip:], ends[skip:]
+                batch.add_log(
+                    events, offsets, ends,
+                    lambda i, d=seg.data, b=seg.start, o=offsets, e=ends: d[o[i] - b : e[i] - b - 1],
+                )
                 c.execute("UPDATE logs SET indexed_bytes=? WHERE file_id=?", (seg.end, file_id))
             batch.flush()
             c.execute("COMMIT")
@@ -377,8 +377,12 @@ class Index:
                 return False
             batch = _Batch(self)
             batch.file_id = file_id
-            for ev, body, offset in records:
-                batch.add(ev, body, offset)
+            batch.add_log(
+                [r[0] for r in records],
+                [r[2] for r in records],
+                [r[2] + len(r[1]) + 1 for r in records],
+                lambda i: records[i][1],
+            )
             batch.flush()
             c.execute("UPDATE logs SET indexed_bytes=? WHERE file_id=?", (new_mark, file_id))
             c.execute("COMMIT")
@@ -687,35 +691,70 @@ class _Batch:
         self.runs: dict[str, list] = {}
 
     def add(self, ev: Event, body: bytes, offset: int) -> None:
-        """``body``: the event's line; ``offset``: where it starts in the log ``file_id``.
+        """One event of the log ``file_id``: ``body`` is its line, starting at ``offset``."""
+        self.add_log([ev], [offset], [offset + len(body) + 1], lambda i: body)
 
-        The hot path of every ingest: memory events take no method call but the ones they need.
+    def add_log(
+        self,
+        events: Sequence[Event],
+        offsets: Sequence[int],
+        ends: Sequence[int],
+        line: Callable[[int], bytes],
+    ) -> None:
+        """Events of the log ``file_id``, in log order: event ``i``'s line starts at
+        ``offsets[i]`` and ends (newline included) at ``ends[i]``; ``line(i)`` gives its bytes,
+        asked only for the rare facts that keep a copy (artifacts).
+
+        The hot path of every ingest, written as one loop: a memory event costs a handful of
+        dict lookups and one tuple, nothing per event is sliced or called that need not be.
         """
-        t = type(ev)
-        r = self.runs.get(ev.run_id)
-        if r is None:
-            self.runs[ev.run_id] = [ev.seq, ev.ts, 1]
-        else:
-            if ev.seq > r[0]:
-                r[0] = ev.seq
-            r[1] = ev.ts
-            r[2] += 1
-        if t is MemoryRecorded:
-            names = self.names
-            name = self.index.name_id
+        names = self.names
+        name = self.index.name_id
+        runs = self.runs
+        memory = self.memory.append
+        fts = self.fts.append
+        file_id = self.file_id
+        last_key, floor = self.last_key, self.floor
+        run_name = graph_name = node_name = None
+        run_id = graph_id = node_id = 0
+        stats = None
+        for i, ev in enumerate(events):
+            rid = ev.run_id
+            if rid != run_name:
+                run_name = rid
+                run_id = names.get(rid) or name(rid)
+                stats = runs.get(rid)
+                if stats is None:
+                    stats = runs[rid] = [0, 0.0, 0]
+            stats[0] = max(stats[0], ev.seq)
+            stats[1] = ev.ts
+            stats[2] += 1
+            if type(ev) is not MemoryRecorded:
+                t = type(ev)
+                if t is not MessageSent and t is not Progress and t is not Log:
+                    self._apply_fact(ev, line(i))
+                continue
             key = int(ev.ts * 1_000_000)
-            if key > self.last_key and key > self.floor:
-                self.last_key = key  # the common case: later than anything seen
+            if key > last_key and key > floor:
+                last_key = key  # the common case: later than anything seen
             else:
+                self.last_key = last_key
                 key = self._key(key)
-            run, kind, graph, node = ev.run_id, ev.kind, ev.graph, ev.node
-            self.memory.append((
-                key, names.get(run) or name(run), names.get(kind) or name(kind),
-                names.get(graph) or name(graph), names.get(node) or name(node),
-                name(ev.topic) if ev.topic else 0, self.file_id, offset, len(body),
+                last_key = self.last_key
+            g = ev.graph
+            if g != graph_name:
+                graph_name, graph_id = g, names.get(g) or name(g)
+            nd = ev.node
+            if nd != node_name:
+                node_name, node_id = nd, names.get(nd) or name(nd)
+            kind = ev.kind
+            off = offsets[i]
+            memory((
+                key, run_id, names.get(kind) or name(kind), graph_id, node_id,
+                name(ev.topic) if ev.topic else 0, file_id, off, ends[i] - off - 1,
             ))
             if ev.tags or ev.entities or ev.text or ev.topic or ev.metrics:
-                self.fts.append((key, _fts_text(ev)))
+                fts((key, _fts_text(ev)))
                 if ev.tags:
                     self.tags.extend((name(tag), key) for tag in ev.tags)
                 if ev.entities:
@@ -725,9 +764,8 @@ class _Batch:
             else:
                 words = _words(ev.data)
                 if words:  # nothing to search in an event of numbers: no full-text row
-                    self.fts.append((key, f"{kind} {words}"))
-        elif t is not MessageSent and t is not Progress and t is not Log:
-            self._apply_fact(ev, body)
+                    fts((key, f"{kind} {words}"))
+        self.last_key = last_key
 
     def _key(self, key: int) -> int:
         """A free key at or after ``key``, for an event not later than all seen so far."""
@@ -741,8 +779,7 @@ class _Batch:
                    or exists("SELECT 1 FROM memory WHERE id=?", (key,)).fetchone()):
                 key += 1
         used.add(key)
-        if key > self.last_key:
-            self.last_key = key
+        self.last_key = max(self.last_key, key)
         return key
 
     def flush(self) -> None:
