@@ -22,7 +22,11 @@ from ..format import LEVEL_STYLE, clip, clock, dur, event_line, status_text
 from ..widgets import MetricsPanel, NodeTree, ProgressPanel
 from .base import DashboardScreen
 
-LINES_PER_TICK = 60  # 600 lines a second: more than anyone reads, little to draw
+LINES_PER_TICK = 60  # 240 lines a second: more than anyone reads, little to draw
+# A streaming run is redrawn 4 times a second, not on every 0.1 s tick: each redraw of the
+# scrolling views repaints most of the screen, and at 10 a second that alone kept a core busy
+# enough (45% at 1,000 events/s) to delay keys. A change to the node tree still draws at once.
+STREAM_EVERY_S = 0.25
 
 
 class RunDetailScreen(DashboardScreen):
@@ -47,6 +51,8 @@ class RunDetailScreen(DashboardScreen):
         self._drawn_version = -1
         self._drawn_nodes = -1
         self._drawn_second = 0
+        self._drawn_stream = 0.0
+        self._stream_nodes = -1
         self._drawn_metrics = -1
         self._counts = {"timeline": 0, "log": 0, "messages": 0}
 
@@ -88,6 +94,9 @@ class RunDetailScreen(DashboardScreen):
             return
         now = time.time()
         moved = model.version != self._drawn_version
+        if (not force and moved and model.nodes_version == self._stream_nodes
+                and now - self._drawn_stream < STREAM_EVERY_S):
+            moved = False  # more of the same stream: drawn on a tick a moment from now
         if not (force or moved or int(now) != self._drawn_second):
             return
         self._drawn_second = int(now)
@@ -95,13 +104,16 @@ class RunDetailScreen(DashboardScreen):
         if not (force or moved):
             return
         self._drawn_version = model.version
+        self._drawn_stream = now
+        self._stream_nodes = model.nodes_version
         tree = self.query_one(NodeTree)
         s = model.summary
         tree.sync(model.run_id, s.graph, model.status, s.nodes)
         t0 = s.started
-        self._append("timeline", model.timeline, model.timeline_total, lambda e: event_line(e, t0))
-        self._append("log", model.logs, model.logs_total, self._log_line)
-        self._append("messages", model.messages, model.messages_total, self._message_line)
+        width = self._line_width()
+        self._append("timeline", model.timeline, model.timeline_total, lambda e: event_line(e, t0), width)
+        self._append("log", model.logs, model.logs_total, self._log_line, width)
+        self._append("messages", model.messages, model.messages_total, self._message_line, width)
         self.query_one(ProgressPanel).sync(model.progress)
         metrics_key = sum(len(v) for v in model.metrics.values()) + len(model.metrics)
         if metrics_key != self._drawn_metrics:
@@ -159,13 +171,12 @@ class RunDetailScreen(DashboardScreen):
             self._last_width = width
         return getattr(self, "_last_width", 0) or max(40, self.size.width - 34)
 
-    def _append(self, name: str, items, total: int, render) -> None:
+    def _append(self, name: str, items, total: int, render, width: int) -> None:
         new = total - self._counts[name]
         if new <= 0:
             return
         self._counts[name] = total
         log = self.query_one(f"#{name}-log", RichLog)
-        width = self._line_width()
         take = min(new, len(items), LINES_PER_TICK)
         if new > take:
             log.write(Text(f"… {new - take} earlier lines not shown (ag show {self._shown_run})", style="dim"),
