@@ -184,6 +184,10 @@ def b6(ours: Path | None, peers: Path | None) -> list[Case]:
              group="watch", ref=True, note="a run recording flat out, nobody watching"),
         Case("B6", "ours", "subscriber", 100_000, _script(ours, "ours/b6.py", "subscriber", 100_000),
              group="watch", ref=True, note="the same run, one subscriber in another process"),
+        Case("B6", "ours", "paced-nosub", 100_000, _script(ours, "ours/b6.py", "paced-nosub", 100_000),
+             group="paced", ref=True, note="a run recording at 50,000 events/s, nobody watching"),
+        Case("B6", "ours", "paced-sub", 100_000, _script(ours, "ours/b6.py", "paced-sub", 100_000),
+             group="paced", ref=True, note="the same paced run, one subscriber in another process"),
     ]
 
 

@@ -73,7 +73,8 @@ INTRO = {
         "questions in a row and this process answers each as it opens; the time from sending "
         "the answer to seeing `ask_answered`. `nosub` / `subscriber`: a run records 100,000 "
         "events flat out, alone and then with one live subscriber in another process (what "
-        "the subscriber costs the run, and whether it keeps up)."
+        "the subscriber costs the run, and whether it keeps up); `paced-*`: the same run recording "
+        "at a set 50,000 events/s (bursts of 500 every 10 ms), the rate issue 4 names."
     ),
     "B7": (
         "A store of 10,000 runs with 100 memory events each, built in setup; the dashboard "
@@ -494,7 +495,7 @@ def _budget_rows(rows: list[Row]) -> list[str]:
         ("B5", "queries-1m", "rebuild_s", 60, True, "B5 (issue 3) `ag index rebuild` of 1,000,000 events < 60 s"),
         ("B5", "batch", "events_per_s", 100_000, False, "B5 (issue 3) ingest through log + index ≥ 100,000/s"),
         ("B6", "ask-rtt", "rtt_ms", 5, True, "B6 (issue 4) ask round trip < 5 ms, unix socket"),
-        ("B6", "subscriber", "recv_events_per_s", 50_000, False, "B6 (issue 4) a subscriber keeps up with 50,000 events/s"),
+        ("B6", "paced-sub", "recv_events_per_s", 50_000 * 0.98, False, "B6 (issue 4) a subscriber keeps up with a run recording 50,000 events/s (within 2%)"),
         ("B7", "first-paint", "first_paint_s", 1, True, "B7 (issue 5) first paint < 1 s on 10,000 runs / 1M events"),
         ("B8", "keys-under-load", "key_max_ms", 100, True, "B8 (issue 5) every key answered within 100 ms while a run emits 1,000 events/s"),
     ]
@@ -510,11 +511,13 @@ def _budget_rows(rows: list[Row]) -> list[str]:
         off2x = value >= 2 * budget if at_most else value < budget / 2
         out.append(f"| {what} | {fmt(value)} | target {fmt(budget)} | {fmt(value / budget)}× "
                    f"| {_status(met, off2x)} |")
-    watched = _find(rows, "B6", "ours", "subscriber")
-    alone = _find(rows, "B6", "ours", "nosub")
-    if watched and alone and watched.ok and alone.ok:
-        m = _metric("B6", "emit_events_per_s")
-        w, a = watched.median(m), alone.median(m)
-        out.append(f"| B6 (issue 4) … without slowing the run it watches | emits {fmt(w)}/s watched "
-                   f"| {fmt(a)}/s alone | {fmt(w / a)}× | {_status(w >= 0.9 * a, w < 0.5 * a)} |")
+    for sub, nosub, what in (("paced-sub", "paced-nosub", "… without slowing the run it watches (at 50,000/s)"),
+                             ("subscriber", "nosub", "… and a run recording flat out")):
+        watched = _find(rows, "B6", "ours", sub)
+        alone = _find(rows, "B6", "ours", nosub)
+        if watched and alone and watched.ok and alone.ok:
+            m = _metric("B6", "emit_events_per_s")
+            w, a = watched.median(m), alone.median(m)
+            out.append(f"| B6 (issue 4) {what} | emits {fmt(w)}/s watched "
+                       f"| {fmt(a)}/s alone | {fmt(w / a)}× | {_status(w >= 0.98 * a, w < 0.5 * a)} |")
     return out

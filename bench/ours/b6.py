@@ -6,6 +6,9 @@
 - ``subscriber``: a child process records N events as fast as it can while this process
   subscribes to its run; reported: the child's emit rate and the rate this subscriber received
   them at. ``nosub``: the same child with nobody watching (the rate a watched run is compared to).
+- ``paced-sub`` / ``paced-nosub``: the same, but the child records at a set pace of 50,000
+  events/s (bursts of 500 every 10 ms), the rate issue 4 names: does a watched run keep its
+  pace, and does the subscriber keep up with it?
 """
 
 import statistics
@@ -24,7 +27,8 @@ from benchkit.measure import Region, args, emit
 from runtime import events as ev
 from runtime.sidecar.client import SidecarClient, find_runtimes
 
-VARIANTS = ["ask-rtt", "subscriber", "nosub"]
+VARIANTS = ["ask-rtt", "subscriber", "nosub", "paced-sub", "paced-nosub"]
+PACE = 50_000
 
 ASKER = textwrap.dedent("""
     import sys, trio
@@ -48,9 +52,13 @@ EMITTER = textwrap.dedent("""
         mem = context.memory()
         while not os.path.exists(sys.argv[3]):
             await trio.sleep(0.005)
+        pace = float(sys.argv[4])  # events/s; 0: as fast as it can
         t0 = time.perf_counter()
+        start = trio.current_time()
         for i in range(n):
             await mem.record("tick", {"i": i})
+            if pace and i % 500 == 499:
+                await trio.sleep_until(start + (i + 1) / pace)
         print(n / (time.perf_counter() - t0), flush=True)
     async def main():
         async with open_runtime(home=sys.argv[1], console=False):
@@ -93,9 +101,9 @@ async def ask_rtt(home: str, n: int):
     return region, times
 
 
-async def watch(home: str, n: int, subscribe: bool):
+async def watch(home: str, n: int, subscribe: bool, pace: float):
     flag = Path(home) / "go"
-    child = subprocess.Popen([sys.executable, "-c", EMITTER, home, str(n), str(flag)],
+    child = subprocess.Popen([sys.executable, "-c", EMITTER, home, str(n), str(flag), str(pace)],
                              stdout=subprocess.PIPE, text=True)
     advert = await connect(home)
     received = 0
@@ -134,7 +142,9 @@ async def main(variant: str, n: int) -> None:
             emit("B6", "ours", variant, n, region, rtt_ms=statistics.median(times),
                  rtt_p90_ms=times[int(len(times) * 0.9)], answered=len(times))
         else:
-            region, emit_rate, recv_rate, received = await watch(home, n, variant == "subscriber")
+            pace = PACE if variant.startswith("paced") else 0
+            region, emit_rate, recv_rate, received = await watch(
+                home, n, variant in ("subscriber", "paced-sub"), pace)
             emit("B6", "ours", variant, n, region, emit_events_per_s=emit_rate,
                  recv_events_per_s=recv_rate, received=received)
 
