@@ -2,7 +2,12 @@
 another; the dashboard answers the tutorial's retry ask with ``no`` by keys alone, and the run
 ends FAILED. Everything is polled with deadlines; nothing sleeps unbounded.
 
-Skipped (saying so) only when tmux is not installed; ``.ci/run`` installs it.
+Twice: ``ag tui`` straight in tmux (``TERM=screen-256color``), and over a real SSH session
+(``ssh -tt`` to an sshd of the test's own on loopback, key login, ``TERM=xterm-256color`` on
+the remote side) — the way the dashboard is meant to be used.
+
+Skipped (saying so) only when tmux, or for the SSH case ssh/sshd, is not installed;
+``.ci/run`` installs them.
 """
 
 from __future__ import annotations
@@ -10,7 +15,9 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shlex
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -24,6 +31,63 @@ from .conftest import TUTORIAL, ag
 pytestmark = pytest.mark.slow
 
 TMUX = shutil.which("tmux")
+SSH = shutil.which("ssh")
+SSHD = shutil.which("sshd") or next(
+    (p for p in ("/usr/sbin/sshd", "/usr/local/sbin/sshd") if os.access(p, os.X_OK)), None)
+
+
+class Sshd:
+    """An sshd of our own on 127.0.0.1: a fresh host key, one authorised key, nothing else."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        d = tmp_path / "ssh"
+        d.mkdir()
+        self.key = d / "id_ed25519"
+        host_key = d / "host_ed25519"
+        for path in (self.key, host_key):
+            subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)],
+                           check=True, capture_output=True, timeout=30)
+        (d / "authorized_keys").write_text(self.key.with_suffix(".pub").read_text())
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        config = d / "sshd_config"
+        config.write_text(
+            f"ListenAddress 127.0.0.1\nPort {self.port}\nHostKey {host_key}\n"
+            f"PidFile {d}/sshd.pid\nAuthorizedKeysFile {d}/authorized_keys\n"
+            "PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\n"
+            "StrictModes no\nPermitRootLogin prohibit-password\n"
+        )
+        if os.geteuid() == 0:
+            os.makedirs("/run/sshd", mode=0o755, exist_ok=True)  # privilege separation dir
+        self.log = d / "sshd.log"
+        self.proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(config)],
+                                     stdout=subprocess.DEVNULL, stderr=self.log.open("w"))
+        wait_until(self._listening, f"sshd on port {self.port} (its log: {self.log})")
+
+    def _listening(self) -> bool:
+        if self.proc.poll() is not None:
+            raise AssertionError(f"sshd exited: {self.log.read_text()}")
+        try:
+            socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+            return True
+        except OSError:
+            return False
+
+    def command(self, remote: str) -> str:
+        """A shell command that runs ``remote`` on this host over SSH, in a pseudo-terminal."""
+        return shlex.join([
+            SSH, "-tt", "-i", str(self.key), "-p", str(self.port),
+            "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+            "-o", "LogLevel=ERROR", "-o", "BatchMode=yes", "127.0.0.1", remote,
+        ])
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
 
 
 class Tmux:
@@ -77,13 +141,20 @@ def wait_for_file(path: Path, timeout: float = 30.0) -> str:
 
 
 @pytest.mark.skipif(TMUX is None, reason="tmux is not installed (.ci/run installs it with apt-get)")
-def test_dashboard_in_tmux_answers_the_tutorials_retry_ask(tmp_path):
+@pytest.mark.parametrize("via", ["tmux", "ssh"])
+def test_dashboard_in_tmux_answers_the_tutorials_retry_ask(tmp_path, via):
+    if via == "ssh" and not (SSH and SSHD):
+        pytest.skip("ssh or sshd is not installed (.ci/run installs them with apt-get)")
     home = Path(os.environ["AETHERGRAPH_HOME"])
     bin_dir = Path(sys.executable).parent
     ag_cmd = str(bin_dir / "ag") if (bin_dir / "ag").exists() else f"{sys.executable} -m aethergraph.cli.main"
     env = f"AETHERGRAPH_HOME={home} TZ=UTC"
     # COLUMNS/LINES, when a shell exported them, would pin the app to a stale size.
     tui_cmd = f"cd {tmp_path} && env -u COLUMNS -u LINES {env} {ag_cmd} tui; echo $? > {tmp_path}/tui.rc"
+    sshd = None
+    if via == "ssh":
+        sshd = Sshd(tmp_path)
+        tui_cmd = sshd.command(f"export TERM=xterm-256color; {tui_cmd}")
     tutorial_cmd = (f"cd {tmp_path} && env {env} AG_DEMO_FAIL_RATE=1 AG_DEMO_TIME_SCALE=0.05 "
                     f"{sys.executable} {TUTORIAL} < /dev/null > {tmp_path}/tutorial.out 2>&1; "
                     f"echo $? > {tmp_path}/tutorial.rc")
@@ -115,6 +186,10 @@ def test_dashboard_in_tmux_answers_the_tutorials_retry_ask(tmp_path):
         assert wait_for_file(tmp_path / "tui.rc") == "0"
     finally:
         tmux.kill()
+        if sshd is not None:
+            sshd.stop()
+    if sshd is not None:  # the dashboard really was on the far side of an SSH login
+        assert "Accepted publickey" in sshd.log.read_text()
     out = (tmp_path / "tutorial.out").read_text()
     assert "Not retrying; stopping here." in out
     runs = json.loads(ag("runs", "--json", env={"AETHERGRAPH_HOME": str(home)}).stdout)
