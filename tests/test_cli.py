@@ -92,6 +92,13 @@ def test_usage_errors_are_one_line_and_exit_2(tmp_path, graph_file, args, messag
     assert "Traceback" not in proc.stderr
 
 
+@pytest.mark.parametrize("limit", ["0", "-5", "ten"])
+def test_a_limit_must_be_a_positive_whole_number(tmp_path, limit):
+    proc = ag("memory", "query", "--limit", limit, cwd=tmp_path)
+    assert proc.returncode == 2
+    assert "argument --limit/-n:" in proc.stderr and "Traceback" not in proc.stderr
+
+
 def test_runs_without_a_store_says_so(tmp_path):
     proc = ag("runs", "--home", str(tmp_path / "nowhere"), cwd=tmp_path)
     assert proc.returncode == 2

@@ -20,6 +20,17 @@ class CliError(Exception):
     """A problem with what the user asked for: one line on stderr, exit 2."""
 
 
+def _count(text: str) -> int:
+    """A --limit: a whole number of at least 1 (0 or less would silently mean "everything")."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {n}")
+    return n
+
+
 def _add_home(p: argparse.ArgumentParser) -> None:
     p.add_argument("--home", help="store directory (default: $AETHERGRAPH_HOME or ./.aethergraph)")
 
@@ -43,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_home(p)
 
     p = sub.add_parser("runs", help="list runs, newest first")
-    p.add_argument("--limit", "-n", type=int, default=50)
+    p.add_argument("--limit", "-n", type=_count, default=50)
     p.add_argument("--live", action="store_true", help="only runs executing in live runtimes")
     p.add_argument("--json", action="store_true", help="JSON for scripts")
     _add_home(p)
@@ -101,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--since", help="2h, 7d, an ISO time or epoch seconds")
     q.add_argument("--until", help="same forms as --since")
     q.add_argument("--text", help="full-text: every word must appear")
-    q.add_argument("--limit", "-n", type=int, default=50)
+    q.add_argument("--limit", "-n", type=_count, default=50)
     q.add_argument("--order", choices=("desc", "asc"), default="desc")
     q.add_argument("--json", action="store_true", help="one JSON event per line")
     _add_home(q)
@@ -111,7 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     a = asub.add_parser("ls", help="artifacts with their provenance, newest first")
     a.add_argument("--run")
     a.add_argument("--kind")
-    a.add_argument("--limit", "-n", type=int, default=100)
+    a.add_argument("--limit", "-n", type=_count, default=100)
     a.add_argument("--json", action="store_true")
     _add_home(a)
     a = asub.add_parser("cat", help="write an artifact's bytes to stdout")
