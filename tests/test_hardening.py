@@ -1,0 +1,125 @@
+"""Security and robustness (issue 12, items 8-13): hostile sidecar clients, a hijacked socket
+folder, a private store, symlinked blobs, a corrupt or locked index, and inputs that used to
+end in a traceback. Real sockets, real files, real processes."""
+
+from __future__ import annotations
+
+import os
+import stat
+
+import pytest
+import trio
+import trio.testing
+from trio_websocket import ConnectionClosed, HandshakeError, wrap_client_stream
+
+from aethergraph import graph_fn, tool
+from runtime.sidecar import protocol as p
+from runtime.sidecar import server as sidecar_server
+from runtime.sidecar.client import SidecarClient, find_runtimes
+
+from .conftest import rt_open
+
+
+def open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def _tcp_addr(advert) -> tuple[str, int]:
+    host, _, port = advert.tcp.rpartition(":")
+    return host, int(port)
+
+
+# -- 8. unauthenticated sidecar clients cannot exhaust the runtime ------------------------------
+
+
+@tool(outputs=["n"])
+async def count_lines(path: str):
+    with open(path) as f:  # a tool that needs a file descriptor of its own
+        return sum(1 for _ in f)
+
+
+@graph_fn(name="uses_files")
+async def uses_files(path: str, *, context):
+    return await count_lines(path)
+
+
+async def test_idle_tcp_clients_are_capped_and_closed_after_the_hello_deadline(home, tmp_path, monkeypatch):
+    monkeypatch.setattr(sidecar_server, "HELLO_TIMEOUT", 1.0)
+    monkeypatch.setattr(sidecar_server, "MAX_UNAUTHENTICATED", 8)
+    data = tmp_path / "data.txt"
+    data.write_text("a\nb\nc\n")
+    async with rt_open(home, sidecar=True, tcp=True):
+        (advert,) = find_runtimes(str(home))
+        host, port = _tcp_addr(advert)
+        before = open_fds()
+        outcome: dict[int, str] = {}
+
+        async def idle_client(i: int) -> None:
+            stream = await trio.open_tcp_stream(host, port)
+            try:
+                # The websocket handshake, then silence: no hello, ever.
+                await stream.send_all(_upgrade_request(host, port))
+                got = await _read_until_closed(stream)
+                outcome[i] = "closed" if got.startswith(b"HTTP/1.1 101") else "refused"
+            finally:
+                await stream.aclose()
+
+        with trio.fail_after(20):
+            async with trio.open_nursery() as clients:
+                for i in range(24):
+                    clients.start_soon(idle_client, i)
+                await trio.testing.wait_all_tasks_blocked()
+                # While they hang on: a run whose tool opens a file, and our own clients.
+                assert await uses_files(path=str(data)) == {"n": 3}
+                async with SidecarClient.connect(advert, client="owner") as c:
+                    assert await c.list_runs() == []
+        assert sorted(outcome) == list(range(24))
+        assert list(outcome.values()).count("refused") >= 24 - 8, outcome
+        # Every socket the server accepted is released.
+        with trio.fail_after(10):
+            while open_fds() > before:
+                await trio.sleep(0.05)
+        async with SidecarClient.connect(advert, prefer_tcp=True) as c:  # still serving TCP
+            assert await c.list_asks() == []
+
+
+def _upgrade_request(host: str, port: int) -> bytes:
+    return (
+        f"GET / HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    ).encode()
+
+
+async def _read_until_closed(stream: trio.SocketStream) -> bytes:
+    got = b""
+    try:
+        while True:
+            chunk = await stream.receive_some(65536)
+            if not chunk:
+                return got
+            got += chunk
+    except trio.BrokenResourceError:  # reset: the server closed with our bytes unread
+        return got
+
+
+async def test_a_huge_frame_before_hello_is_refused_without_buffering_it(home):
+    async with rt_open(home, sidecar=True, tcp=True):
+        (advert,) = find_runtimes(str(home))
+        host, port = _tcp_addr(advert)
+        stream = await trio.open_tcp_stream(host, port)
+        await stream.send_all(_upgrade_request(host, port))
+        head = await stream.receive_some(4096)
+        assert head.startswith(b"HTTP/1.1 101"), head
+        # A binary frame that announces 4 MiB (masked with a zero key), of which only 256 KiB
+        # ever arrive: a server that buffers frames before hello waits for the rest forever.
+        header = b"\x82\xff" + (4 << 20).to_bytes(8, "big") + b"\0\0\0\0"
+        with trio.fail_after(10):
+            try:
+                await stream.send_all(header + b"a" * (256 << 10))
+            except trio.BrokenResourceError:
+                pass  # already cut off
+            reply = await _read_until_closed(stream)
+        await stream.aclose()
+        assert b"welcome" not in reply and b"too_large" not in reply
+        async with SidecarClient.connect(advert, prefer_tcp=True) as c:
+            assert await c.list_runs() == []
