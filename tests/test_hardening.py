@@ -17,7 +17,7 @@ from runtime.sidecar import protocol as p
 from runtime.sidecar import server as sidecar_server
 from runtime.sidecar.client import SidecarClient, find_runtimes
 
-from .conftest import rt_open
+from .conftest import ag, rt_open
 
 
 def open_fds() -> int:
@@ -123,3 +123,69 @@ async def test_a_huge_frame_before_hello_is_refused_without_buffering_it(home):
         assert b"welcome" not in reply and b"too_large" not in reply
         async with SidecarClient.connect(advert, prefer_tcp=True) as c:
             assert await c.list_runs() == []
+
+
+# -- 9. the fallback socket folder cannot be hijacked ------------------------------------------
+
+
+@pytest.fixture
+def long_home(tmp_path, monkeypatch):
+    """A store whose socket path does not fit in sockaddr_un, with the temp dir of the test."""
+    import tempfile
+
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp))
+    home = tmp_path / ("deep-" + "x" * 90) / "store"
+    return home, tmp / f"aethergraph-{os.getuid()}"
+
+
+async def test_fallback_socket_folder_is_created_private(long_home):
+    home, folder = long_home
+    async with rt_open(home, sidecar=True):
+        (advert,) = find_runtimes(str(home))
+        assert os.path.dirname(advert.unix) == str(folder)
+        st = os.lstat(folder)
+        assert stat.S_ISDIR(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o700
+        async with SidecarClient.connect(advert) as c:
+            assert await c.list_runs() == []
+
+
+@pytest.mark.parametrize("planted", ["other_owner", "symlink", "open_mode"])
+async def test_fallback_socket_folder_planted_by_someone_else_is_refused(long_home, tmp_path, planted):
+    from runtime.sidecar.registry import SocketFolderError
+
+    home, folder = long_home
+    if planted == "other_owner":
+        folder.mkdir(mode=0o700)
+        os.chown(folder, 65534, 65534)  # nobody's
+    elif planted == "symlink":
+        target = tmp_path / "elsewhere"
+        target.mkdir(mode=0o700)
+        folder.symlink_to(target)
+    else:
+        folder.mkdir()
+        os.chmod(folder, 0o777)
+    with pytest.raises(SocketFolderError) as info:
+        async with rt_open(home, sidecar=True):
+            pass
+    assert str(folder) in str(info.value)
+    assert find_runtimes(str(home)) == []
+    real = folder.resolve()
+    assert not [f for f in os.listdir(real) if f.endswith(".sock")]  # nothing was put in it
+
+
+def test_ag_run_refuses_a_hijacked_socket_folder_in_one_line(tmp_path):
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    folder = tmp / f"aethergraph-{os.getuid()}"
+    folder.mkdir(mode=0o700)
+    os.chown(folder, 65534, 65534)
+    script = tmp_path / "g.py"
+    script.write_text("from aethergraph import graph_fn\n@graph_fn(name='g')\nasync def g():\n    return 1\n")
+    home = tmp_path / ("deep-" + "x" * 90) / "store"
+    out = ag("run", f"{script}:g", "--home", str(home), env={"TMPDIR": str(tmp)}, cwd=tmp_path)
+    assert out.returncode == 2, out
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and str(folder) in lines[0] and "Traceback" not in out.stderr, out.stderr
+    assert os.listdir(folder) == []

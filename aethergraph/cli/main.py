@@ -20,6 +20,25 @@ class CliError(Exception):
     """A problem with what the user asked for: one line on stderr, exit 2."""
 
 
+def environment_error(exc: BaseException) -> str | None:
+    """One line for a failure of the machine or the store rather than of our code (a full
+    disk, an unreadable file, a refused socket folder, an index SQLite cannot write), or None.
+
+    Checked by type through ``sys.modules`` so nothing is imported for it up front."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]  # a nursery's wrapping around one error
+    errors = sys.modules.get("runtime.errors")
+    if errors is not None and isinstance(exc, errors.AetherGraphError):
+        return f"{type(exc).__name__}: {exc}"
+    sqlite3 = sys.modules.get("sqlite3")
+    if sqlite3 is not None and isinstance(exc, sqlite3.Error):
+        return f"the store's index: {exc} ({type(exc).__name__})"
+    if isinstance(exc, OSError):
+        where = f": {exc.filename}" if exc.filename else ""
+        return f"{exc.strerror or exc}{where}"
+    return None
+
+
 def _count(text: str) -> int:
     """A --limit: a whole number of at least 1 (0 or less would silently mean "everything")."""
     try:
@@ -207,6 +226,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except BrokenPipeError:  # `ag runs | head`
         return EXIT_OK
+    except Exception as exc:
+        line = environment_error(exc)
+        if line is None:
+            raise  # a bug of ours: the traceback is what a report needs
+        print(f"ag: {line}", file=sys.stderr)
+        return EXIT_USAGE
     parser.error(f"unknown command {args.command!r}")
     return EXIT_USAGE
 
