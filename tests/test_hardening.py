@@ -189,3 +189,62 @@ def test_ag_run_refuses_a_hijacked_socket_folder_in_one_line(tmp_path):
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and str(folder) in lines[0] and "Traceback" not in out.stderr, out.stderr
     assert os.listdir(folder) == []
+
+
+# -- 10. the store is private whatever the umask -----------------------------------------------
+
+
+@pytest.fixture
+def umask_022():
+    old = os.umask(0o022)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+def open_to_others(home) -> list[str]:
+    """Everything under the store that group or others may read, enter or write."""
+    found = []
+    for root, dirs, files in os.walk(home):
+        for name in [*dirs, *files]:
+            path = os.path.join(root, name)
+            mode = stat.S_IMODE(os.lstat(path).st_mode)
+            if mode & 0o077:
+                found.append(f"{os.path.relpath(path, home)} {mode:o}")
+    mode = stat.S_IMODE(os.stat(home).st_mode)
+    if mode & 0o077:
+        found.append(f". {mode:o}")
+    return found
+
+
+@graph_fn(name="writes_everything")
+async def writes_everything(*, context):
+    await context.memory().record("note", {"secret": "s3cret"})
+    ref = await context.artifacts().write_text("a.txt", "private bytes")
+    await context.kv().set("k", "v")
+    return ref
+
+
+async def test_every_store_file_and_folder_is_private_under_umask_022(home, umask_022):
+    async with rt_open(home, sidecar=True, tcp=True, durability="strict") as rt:
+        await writes_everything()
+        (advert,) = find_runtimes(str(home))
+        async with SidecarClient.connect(advert, prefer_tcp=True) as c:
+            assert await c.list_runs() == []
+        await rt.writer.wait_durable()
+        assert open_to_others(home) == []  # while it runs: socket, token, advert, WAL files
+    assert open_to_others(home) == []
+    assert any(name.endswith(".jsonl") for _, _, files in os.walk(home) for name in files)
+    assert any(len(name) == 64 for _, _, files in os.walk(home / "artifacts") for name in files)
+
+
+def test_ag_commands_keep_the_store_private_under_umask_022(tmp_path, umask_022):
+    script = tmp_path / "g.py"
+    script.write_text("from aethergraph import graph_fn\n@graph_fn(name='g')\nasync def g(*, context):\n"
+                      "    await context.memory().record('k', {'x': 1})\n    return 1\n")
+    home = tmp_path / "store"
+    for args in (["run", f"{script}:g"], ["index", "rebuild"], ["runs"], ["check"]):
+        out = ag(*args, "--home", str(home), cwd=tmp_path)
+        assert out.returncode == 0, out
+    assert open_to_others(home) == []

@@ -18,7 +18,7 @@ import msgspec
 
 from ..errors import AetherGraphError
 from ..history import HOST, pid_alive
-from ..store.layout import StoreLayout
+from ..store.layout import StoreLayout, open_private
 
 # A unix socket path must fit in sockaddr_un (108 bytes on Linux, with the NUL).
 MAX_UNIX_PATH = 100
@@ -104,7 +104,8 @@ def read_token(advert: Advert) -> str:
 def write_advert(layout: StoreLayout, advert: Advert) -> None:
     path = advert_path(layout, advert.runtime_id)
     tmp = path.with_suffix(".json.tmp")
-    tmp.write_bytes(msgspec.json.encode(advert))
+    with open(tmp, "wb", opener=open_private) as f:
+        f.write(msgspec.json.encode(advert))
     os.replace(tmp, path)
 
 

@@ -27,6 +27,7 @@ from trio_websocket import ConnectionClosed, WebSocketConnection, wrap_server_st
 from .. import events as ev
 from ..errors import AetherGraphError, InvalidAnswer, UnknownRun
 from ..history import HOST
+from ..store.layout import private_dirs
 from ..store.logfile import read_log
 from . import protocol as p
 from .registry import Advert, new_runtime_id, remove_advert, socket_path, write_advert, write_token
@@ -73,7 +74,7 @@ class Sidecar:
 
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         layout = self.layout
-        layout.runtimes_dir.mkdir(parents=True, exist_ok=True)
+        private_dirs(layout.runtimes_dir)
         os.chmod(layout.runtimes_dir, 0o700)
         sock_path = socket_path(layout, self.runtime_id)
         if sock_path.exists():

@@ -15,7 +15,7 @@ import shutil
 from pathlib import Path, PurePosixPath
 
 from ..errors import StoreError
-from .layout import StoreLayout
+from .layout import StoreLayout, open_private, private_dirs
 
 REF_PREFIX = "ag://artifact/"
 _SHA_RE = re.compile(r"^[0-9a-f]{64}$")
@@ -89,11 +89,11 @@ class BlobStore:
 
     def _install(self, sha: str, write) -> None:
         final = self.path_for(sha)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp.mkdir(parents=True, exist_ok=True)
+        private_dirs(final.parent)
+        private_dirs(self.tmp)
         tmp = self.tmp / f"{sha}.{os.getpid()}.{id(write)}.part"
         try:
-            with open(tmp, "wb") as f:
+            with open(tmp, "wb", opener=open_private) as f:
                 write(f)
                 f.flush()
                 os.fsync(f.fileno())

@@ -42,7 +42,7 @@ from ..events import (
     RunStarted,
 )
 from ..history import HOST, pid_alive
-from .layout import StoreLayout
+from .layout import StoreLayout, private_dirs, touch_private
 from .logfile import BadLine, complete_size, read_log, repair_torn_tail
 from .writer import Segment
 
@@ -204,7 +204,10 @@ class Index:
         self.path = layout.index_path
         self._wlock = threading.Lock()
         self._rlock = threading.Lock()
-        layout.home.mkdir(parents=True, exist_ok=True)
+        if not layout.home.is_dir():
+            layout.home.parent.mkdir(parents=True, exist_ok=True)
+            private_dirs(layout.home)
+        touch_private(self.path)
         self._w = _connect(self.path)
         _retry_locked(self._init_schema)
         self._r = _connect(self.path)

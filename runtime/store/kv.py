@@ -15,7 +15,7 @@ from typing import Any
 import msgspec
 
 from .index import _retry_locked
-from .layout import StoreLayout
+from .layout import StoreLayout, private_dirs, touch_private
 
 _MISSING = object()
 _ENC = msgspec.json.Encoder()
@@ -24,7 +24,10 @@ _DEC = msgspec.json.Decoder()
 
 class KVStore:
     def __init__(self, layout: StoreLayout, clock: Callable[[], float] = time.time) -> None:
-        layout.home.mkdir(parents=True, exist_ok=True)
+        if not layout.home.is_dir():
+            layout.home.parent.mkdir(parents=True, exist_ok=True)
+            private_dirs(layout.home)
+        touch_private(layout.kv_path)
         self.clock = clock
         self._lock = threading.Lock()
         self._c = sqlite3.connect(
