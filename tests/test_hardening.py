@@ -248,3 +248,96 @@ def test_ag_commands_keep_the_store_private_under_umask_022(tmp_path, umask_022)
         out = ag(*args, "--home", str(home), cwd=tmp_path)
         assert out.returncode == 0, out
     assert open_to_others(home) == []
+
+
+# -- 11. blobs are never followed out of the store; export never writes through a link ---------
+
+
+async def _one_artifact(home) -> str:
+    async with rt_open(home, durability="strict"):
+        return await writes_everything()
+
+
+async def test_cat_refuses_a_symlink_planted_as_a_blob(home, layout, tmp_path):
+    from runtime.errors import StoreError
+    from runtime.store.artifacts import BlobStore, sha_from_ref
+
+    ref = await _one_artifact(home)
+    secret = tmp_path / "shadow"
+    secret.write_text("root:$6$secret-hash\n")
+    blob = BlobStore(layout).path_for(sha_from_ref(ref))
+    blob.unlink()
+    blob.symlink_to(secret)
+    out = ag("artifacts", "cat", ref, "--home", str(home))
+    assert out.returncode == 2 and "secret-hash" not in out.stdout, out
+    assert len(out.stderr.strip().splitlines()) == 1 and "not a regular file" in out.stderr, out.stderr
+    with pytest.raises(StoreError, match="not a regular file"):
+        BlobStore(layout).read_bytes(sha_from_ref(ref))
+    # A link one folder up (artifacts/ab -> elsewhere) is refused too.
+    blob.unlink()
+    elsewhere = tmp_path / "elsewhere"
+    (elsewhere / blob.parent.name).mkdir(parents=True)
+    (elsewhere / blob.parent.name / blob.name).write_text("root:$6$secret-hash\n")
+    top = blob.parent.parent
+    os.rename(top, tmp_path / "moved-away")
+    top.symlink_to(elsewhere)
+    out = ag("artifacts", "cat", ref, "--home", str(home))
+    assert out.returncode == 2 and "secret-hash" not in out.stdout, out
+    # `ag check` notices the planted link.
+    out = ag("check", "--home", str(home))
+    assert out.returncode == 1 and "not a regular file" in out.stdout, out
+
+
+async def test_export_never_writes_through_a_link_or_over_a_file_without_force(home, tmp_path):
+    ref = await _one_artifact(home)
+    victim = tmp_path / "victim"
+    link = tmp_path / "out.txt"
+    link.symlink_to(victim)  # dangling: `exists()` says False
+    out = ag("artifacts", "export", ref, str(link), "--home", str(home))
+    assert out.returncode == 2 and "--force" in out.stderr and len(out.stderr.splitlines()) == 1, out
+    assert not victim.exists() and link.is_symlink()
+    out = ag("artifacts", "export", ref, str(link), "--home", str(home), "--force")
+    assert out.returncode == 0, out
+    assert not victim.exists()  # the link itself was replaced, nothing written through it
+    assert not link.is_symlink() and link.read_text() == "private bytes"
+    plain = tmp_path / "plain.txt"
+    plain.write_text("mine")
+    out = ag("artifacts", "export", ref, str(plain), "--home", str(home))
+    assert out.returncode == 2 and plain.read_text() == "mine"
+    fresh = tmp_path / "fresh.txt"
+    assert ag("artifacts", "export", ref, str(fresh), "--home", str(home)).returncode == 0
+    assert fresh.read_text() == "private bytes"
+
+
+def test_orphan_parts_are_removed_when_a_runtime_opens_the_store(home, layout, tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    layout.ensure()
+    old = time.time() - 2 * 3600
+    orphan = layout.tmp_dir / ("a" * 64 + ".999.1.part")
+    orphan.write_bytes(b"half a blob")
+    os.utime(orphan, (old, old))
+    recent = layout.tmp_dir / ("b" * 64 + ".999.2.part")
+    recent.write_bytes(b"being written")
+    busy = layout.tmp_dir / ("c" * 64 + ".999.3.part")
+    busy.write_bytes(b"a slow writer, still alive")
+    os.utime(busy, (old, old))
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import fcntl, sys; f = open(sys.argv[1], 'rb'); "
+         "fcntl.flock(f, fcntl.LOCK_EX); print('held', flush=True); sys.stdin.read()", str(busy)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "held\n"
+
+        async def open_once():
+            async with rt_open(home):
+                pass
+
+        trio.run(open_once)
+        assert not orphan.exists()
+        assert recent.exists() and busy.exists()
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=10)

@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -111,17 +113,46 @@ def cmd_artifacts(args: Any) -> int:
                 index.close()
             name = check_name(rows[0][0].name) if rows else sha
             target = target / name
-        if target.exists() and not args.force:
-            raise CliError(f"{target} exists (use --force to overwrite)")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        src = blobs.path_for(sha)
-        if not src.is_file():
-            raise StoreError(f"artifact {args.ref} is not in this store")
-        shutil.copyfile(src, target)
+        src = blobs.open_blob(sha)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            _export(src, target, force=args.force)
+        finally:
+            os.close(src)
         print(target)
         return EXIT_OK
     except StoreError as exc:
         raise CliError(str(exc)) from None
+
+
+def _export(src: int, target: Path, *, force: bool) -> None:
+    """Copy the blob (an open descriptor) to ``target``. Without ``force`` only a new file is
+    created (``O_EXCL``: not over a file, not through a symlink, dangling or not). With it, a
+    copy is written beside the target and renamed over it, so an existing link is replaced,
+    never written through."""
+    if not force:
+        try:
+            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666)
+        except FileExistsError:
+            raise CliError(f"{target} exists (use --force to overwrite)") from None
+        try:
+            with open(src, "rb", closefd=False) as i, open(fd, "wb") as o:
+                shutil.copyfileobj(i, o, 1 << 20)
+        except BaseException:
+            target.unlink(missing_ok=True)
+            raise
+        return
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".ag-export")
+    try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)  # an exported file is the user's, like any cp
+        with open(src, "rb", closefd=False) as i, open(fd, "wb") as o:
+            shutil.copyfileobj(i, o, 1 << 20)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def cmd_index(args: Any) -> int:
