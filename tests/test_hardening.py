@@ -341,3 +341,106 @@ def test_orphan_parts_are_removed_when_a_runtime_opens_the_store(home, layout, t
     finally:
         holder.stdin.close()
         holder.wait(timeout=10)
+
+
+# -- 12. a bad index never blocks a command; a locked one says what it waits for ---------------
+
+
+def _corrupt(layout, how: str) -> None:
+    import sqlite3
+
+    path = layout.index_path
+    if how == "garbage":
+        for suffix in ("-wal", "-shm"):
+            if os.path.exists(f"{path}{suffix}"):
+                os.unlink(f"{path}{suffix}")
+        path.write_bytes(os.urandom(3000) + b"not an index")
+        open(f"{path}-wal", "wb").write(b"junk wal")
+        return
+    c = sqlite3.connect(path, isolation_level=None)
+    if how == "wrong_schema":
+        c.execute("DROP TABLE runs")
+        c.execute("CREATE TABLE runs(something TEXT, else_entirely INTEGER)")
+    elif how == "missing_table":
+        c.execute("DROP TABLE asks")
+    c.close()
+
+
+async def _a_finished_run(home) -> str:
+    @graph_fn(name="small")
+    async def small(*, context):
+        await context.memory().record("note", {"x": 1})
+        return context.run_id
+
+    async with rt_open(home):
+        return await small()
+
+
+@pytest.mark.parametrize("how", ["garbage", "wrong_schema", "missing_table"])
+@pytest.mark.parametrize("command", ["runs", "check", "index rebuild", "run"])
+async def test_a_bad_index_is_set_aside_and_rebuilt(home, layout, tmp_path, how, command):
+    import json
+
+    run_id = await _a_finished_run(home)
+    _corrupt(layout, how)
+    if command == "run":
+        script = tmp_path / "g.py"
+        script.write_text("from aethergraph import graph_fn\n@graph_fn(name='g')\nasync def g():\n    return 1\n")
+        args = ["run", f"{script}:g"]
+    else:
+        args = command.split()
+    out = ag(*args, "--home", str(home))
+    assert out.returncode == 0, out
+    assert "Traceback" not in out.stderr
+    warnings = [line for line in out.stderr.splitlines() if "set aside" in line]
+    assert len(warnings) == 1, out.stderr
+    aside = [f for f in os.listdir(home) if f.startswith("index.sqlite.corrupt-")]
+    assert aside and all(f.split("-wal")[0] in aside for f in aside), aside
+    runs = ag("runs", "--json", "--home", str(home))
+    assert runs.returncode == 0 and "set aside" not in runs.stderr, runs
+    assert run_id in [r["run_id"] for r in json.loads(runs.stdout)]
+    check = ag("check", "--home", str(home))
+    assert check.returncode == 0, check
+
+
+def test_a_locked_index_says_what_it_waits_for(home, layout, tmp_path):
+    import subprocess
+    import sys
+
+    from runtime.store.index import Index
+
+    trio.run(_a_finished_run, home)
+    for suffix in ("", "-wal", "-shm"):  # logs the index has never seen: ag runs must write
+        if os.path.exists(f"{layout.index_path}{suffix}"):
+            os.unlink(f"{layout.index_path}{suffix}")
+    Index(layout).close()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sqlite3, sys, time; c = sqlite3.connect(sys.argv[1], isolation_level=None);"
+         " c.execute('BEGIN IMMEDIATE'); print('locked', flush=True); time.sleep(3.5); c.execute('ROLLBACK')",
+         str(layout.index_path)],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "locked\n"
+        out = ag("runs", "--home", str(home))
+    finally:
+        holder.wait(timeout=30)
+    assert out.returncode == 0, out
+    notices = [line for line in out.stderr.splitlines() if "waiting for the index lock" in line]
+    assert len(notices) == 1 and "another process" in notices[0], out.stderr
+    assert "small" in out.stdout
+
+
+def test_a_corrupt_kv_store_is_one_clear_line_and_left_untouched(home, layout, tmp_path):
+    trio.run(_a_finished_run, home)
+    garbage = os.urandom(5000)
+    for suffix in ("-wal", "-shm"):
+        if os.path.exists(f"{layout.kv_path}{suffix}"):
+            os.unlink(f"{layout.kv_path}{suffix}")
+    layout.kv_path.write_bytes(garbage)
+    script = tmp_path / "g.py"
+    script.write_text("from aethergraph import graph_fn\n@graph_fn(name='g')\nasync def g():\n    return 1\n")
+    out = ag("run", f"{script}:g", "--home", str(home))
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and "kv store" in lines[0] and "move it away" in lines[0], out.stderr
+    assert layout.kv_path.read_bytes() == garbage

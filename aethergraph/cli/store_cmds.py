@@ -156,14 +156,28 @@ def _export(src: int, target: Path, *, force: bool) -> None:
 
 
 def cmd_index(args: Any) -> int:
-    from runtime.store.index import Index
+    import sqlite3
+
+    from runtime.store.index import Index, is_corruption, set_aside
 
     layout = _layout(args.home)
     index = Index(layout)
     bad: list = []
     t0 = time.perf_counter()
     try:
-        n = index.rebuild(bad_lines=bad)
+        try:
+            n = index.rebuild(bad_lines=bad)
+        except sqlite3.DatabaseError as exc:
+            if not is_corruption(exc):
+                raise
+            # Damage deeper than opening sees (a bad page): the repair must still work.
+            index.close()
+            aside = set_aside(layout)
+            print(f"warning: {layout.index_path} is damaged ({exc}); set aside as "
+                  f"{aside.name if aside else '?'}", file=sys.stderr)
+            index = Index(layout)
+            bad.clear()
+            n = index.rebuild(bad_lines=bad)
         memory = index.memory_count()
     finally:
         index.close()
