@@ -444,3 +444,159 @@ def test_a_corrupt_kv_store_is_one_clear_line_and_left_untouched(home, layout, t
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and "kv store" in lines[0] and "move it away" in lines[0], out.stderr
     assert layout.kv_path.read_bytes() == garbage
+
+
+# -- 13. one line and exit 2, never a traceback ------------------------------------------------
+
+
+SMALL_GRAPH = (
+    "from aethergraph import graph_fn\n@graph_fn(name='g')\nasync def g(n: int = 1, *, context):\n"
+    "    for i in range(n):\n        await context.memory().record('k', {'i': i, 'pad': 'x' * 200})\n"
+    "    return n\n"
+)
+
+
+def _one_line_usage_error(out, *words):
+    assert out.returncode == 2, out
+    assert "Traceback" not in out.stderr, out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("ag: "), out.stderr
+    for w in words:
+        assert w in lines[0], out.stderr
+
+
+def _ag_bytes(*args: bytes | str, cwd=None):
+    """ag with raw bytes arguments (not valid UTF-8), as a shell would pass them."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    exe = Path(sys.executable).parent / "ag"
+    return subprocess.run([str(exe), *args], capture_output=True, cwd=cwd, stdin=subprocess.DEVNULL,
+                          timeout=60, env=dict(os.environ))
+
+
+def test_bad_inputs_are_one_line_and_exit_2(tmp_path, home):
+    import subprocess
+
+    script = tmp_path / "g.py"
+    script.write_text(SMALL_GRAPH)
+    deep = '{"n": ' + "[" * 5000 + "]" * 5000 + "}"
+    _one_line_usage_error(ag("run", f"{script}:g", "--input", deep), "--input", "nested")
+    assert ag("run", f"{script}:g").returncode == 0  # a store to query
+    for bad in (b'{"n": "\xff"}', b"\xff"):
+        out = _ag_bytes("run", f"{script}:g", "--input", bad)
+        out = subprocess.CompletedProcess(out.args, out.returncode, out.stdout.decode(errors="replace"),
+                                          out.stderr.decode(errors="replace"))
+        _one_line_usage_error(out, "--input", "UTF-8")
+    for args in (["--text", b"caf\xe9"], ["--kind", b"\xff"], ["--answer", b"\xfe"]):
+        cmd = ["memory", "query", *args] if args[0] != "--answer" else ["run", f"{script}:g", *args]
+        out = _ag_bytes(*cmd)
+        out = subprocess.CompletedProcess(out.args, out.returncode, out.stdout.decode(errors="replace"),
+                                          out.stderr.decode(errors="replace"))
+        _one_line_usage_error(out, args[0], "UTF-8")
+    for since in ("1e400", "inf", "nan", "1e300", "99999999999w", "-1e300"):
+        _one_line_usage_error(ag("memory", "query", f"--since={since}"), since)
+        _one_line_usage_error(ag("memory", "query", f"--until={since}"), since)
+    assert ag("memory", "query", "--since", "2h").returncode == 0
+
+
+def _mount_tmpfs(where, size_kb: int) -> bool:
+    import subprocess
+
+    where.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_kb}k", "tmpfs", str(where)],
+                          capture_output=True)
+    return done.returncode == 0
+
+
+def _limit_file_size(kb: int):
+    """A child whose files cannot grow past ``kb`` (EFBIG, like a full disk for it alone)."""
+    import resource
+    import signal
+
+    def limit():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (kb * 1024, kb * 1024))
+
+    return limit
+
+
+@pytest.mark.parametrize("full", ["tmpfs", "fsize"])
+def test_a_full_disk_is_one_line_from_runs_check_and_run(tmp_path, full):
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = tmp_path / "g.py"
+    script.write_text(SMALL_GRAPH)
+    src = tmp_path / "src"
+    for _ in range(3):
+        assert ag("run", f"{script}:g", "--input", '{"n": 300}', "--home", str(src)).returncode == 0
+    for f in os.listdir(src):
+        if f.startswith("index.sqlite"):
+            os.unlink(src / f)  # ag runs must index everything again, and has no room to
+    logs_kb = sum(os.path.getsize(os.path.join(r, f)) for r, _, fs in os.walk(src) for f in fs) // 1024
+    exe = str(Path(sys.executable).parent / "ag")
+    mnt = tmp_path / "mnt"
+    if full == "tmpfs":
+        if not _mount_tmpfs(mnt, logs_kb + 48):
+            pytest.skip("cannot mount a tmpfs here")
+        preexec = None
+    else:
+        mnt.mkdir()
+        preexec = _limit_file_size(24)
+    try:
+        home = mnt / "store"
+        shutil.copytree(src, home)
+
+        def run(*args):
+            return subprocess.run([exe, *args, "--home", str(home)], capture_output=True, text=True,
+                                  timeout=120, preexec_fn=preexec, stdin=subprocess.DEVNULL)
+
+        for args in (["runs"], ["check"]):
+            _one_line_usage_error(run(*args), "full" if full == "tmpfs" else "I/O")
+        # A strict run that cannot write its log ends, and says why in its last line.
+        out = run("run", f"{script}:g", "--durability", "strict", "--input", '{"n": 20000}')
+        assert out.returncode in (1, 2), out
+        last = out.stderr.strip().splitlines()[-1]
+        assert last.startswith(("ag: ", "run ")) and not last.startswith("Traceback"), out.stderr[-2000:]
+    finally:
+        if full == "tmpfs":
+            subprocess.run(["umount", str(mnt)], check=False)
+
+
+def test_the_name_cache_is_bounded_and_survives_a_failed_batch(home, layout):
+    import sqlite3
+
+    from runtime.store.index import Index
+
+    @graph_fn(name="named")
+    async def named(i: int, *, context):
+        await context.memory().record(f"kind{i}", {"i": i}, tags=[f"tag{i}"])
+
+    async def many():
+        async with rt_open(home):
+            for i in range(60):
+                await named(i=i)
+
+    trio.run(many)
+    for suffix in ("", "-wal", "-shm"):
+        if os.path.exists(f"{layout.index_path}{suffix}"):
+            os.unlink(f"{layout.index_path}{suffix}")
+    index = Index(layout)
+    try:
+        # A real SQLite failure in the middle of the first batch, after its names were interned.
+        index._w.execute("CREATE TEMP TRIGGER boom BEFORE INSERT ON memory_tags"
+                         " BEGIN SELECT RAISE(ABORT, 'injected failure'); END")
+        with pytest.raises(sqlite3.IntegrityError, match="injected failure"):
+            index.catch_up()
+        index._w.execute("DROP TRIGGER boom")
+        assert index.catch_up() > 0
+        assert len(index._names) < 20  # not one entry per run, kind and tag ever seen
+        for i in (0, 59):
+            (hit,) = index.memory(kinds=[f"kind{i}"])
+            assert hit.data == {"i": i} and index.memory(tags=[f"tag{i}"])[0].data == {"i": i}
+    finally:
+        index.close()

@@ -20,6 +20,26 @@ class CliError(Exception):
     """A problem with what the user asked for: one line on stderr, exit 2."""
 
 
+# Arguments that name files: any bytes the file system accepts are fine there.
+_PATH_ARGS = frozenset({"home", "path"})
+_POSITIONAL = frozenset({"target", "run_id", "ask_id", "value", "node", "ref"})
+
+
+def not_utf8(args: argparse.Namespace) -> str | None:
+    """The first argument that is not valid UTF-8 (Python hands such bytes over as lone
+    surrogates, which nothing can encode: not the log, not SQLite, not the wire)."""
+    for dest, value in vars(args).items():
+        if dest in _PATH_ARGS:
+            continue
+        for item in value if isinstance(value, list) else [value]:
+            if isinstance(item, str):
+                try:
+                    item.encode()
+                except UnicodeEncodeError:
+                    return dest if dest in _POSITIONAL else "--" + dest.replace("_", "-")
+    return None
+
+
 def environment_error(exc: BaseException) -> str | None:
     """One line for a failure of the machine or the store rather than of our code (a full
     disk, an unreadable file, a refused socket folder, an index SQLite cannot write), or None.
@@ -32,7 +52,7 @@ def environment_error(exc: BaseException) -> str | None:
         return f"{type(exc).__name__}: {exc}"
     sqlite3 = sys.modules.get("sqlite3")
     if sqlite3 is not None and isinstance(exc, sqlite3.Error):
-        return f"the store's index: {exc} ({type(exc).__name__})"
+        return f"the store's database: {exc} (SQLite {type(exc).__name__})"
     if isinstance(exc, OSError):
         where = f": {exc.filename}" if exc.filename else ""
         return f"{exc.strerror or exc}{where}"
@@ -175,6 +195,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
+        return EXIT_USAGE
+    bad = not_utf8(args)
+    if bad is not None:
+        print(f"ag: {bad} is not valid UTF-8", file=sys.stderr)
         return EXIT_USAGE
     try:
         if args.command == "run":

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import shutil
@@ -21,22 +22,34 @@ _REL = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
+# What a time may be: from the epoch to the year 5138 (a key in microseconds fits SQLite's
+# 64-bit integers far beyond that; a float past it is someone's typo or an attack).
+MAX_TIME = 1e11
+
+
 def parse_time(text: str | None) -> float | None:
     """``30m`` / ``2h`` / ``7d`` ago, an ISO date/time (local time), or epoch seconds."""
     if text is None:
         return None
     m = _REL.match(text.strip())
     if m:
-        return time.time() - float(m.group(1)) * _UNITS[m.group(2)]
-    try:
-        return float(text)
-    except ValueError:
-        pass
+        value = time.time() - float(m.group(1)) * _UNITS[m.group(2)]
+    else:
+        try:
+            value = float(text)
+        except ValueError:
+            value = _iso(text)
+    if not math.isfinite(value) or not 0 <= value <= MAX_TIME:
+        raise CliError(f"time {text!r} is out of range (from 1970 to the year 5000)")
+    return value
+
+
+def _iso(text: str) -> float:
     from datetime import datetime
 
     try:
         return datetime.fromisoformat(text).timestamp()
-    except ValueError:
+    except (ValueError, OverflowError, OSError):
         raise CliError(f"cannot read {text!r} as a time (try 2h, 7d, 2026-11-25 or 2026-11-25T10:00)") from None
 
 

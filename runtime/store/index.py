@@ -304,7 +304,7 @@ class Index:
         self.path = layout.index_path
         self._wlock = threading.Lock()
         self._rlock = threading.Lock()
-        # A cache of interned names, bounded: a runtime lives for months and every run is one.
+        # Interned names of the current ingest transaction (cleared by each ``_Batch``).
         self._names: dict[str, int] = {}
         self._paths: dict[int, str] = {}
         if not layout.home.is_dir():
@@ -820,6 +820,10 @@ class _Batch:
         # Keys taken in this batch: the largest, and any taken out of order.
         self.last_key = 0
         self.used: set[int] = set()
+        # Names are cached for one transaction only: the cache stays as small as a batch
+        # (a runtime sees a new run id every run, for months), and an id interned by a
+        # transaction that then rolled back is never used again.
+        index._names.clear()
         self.names = index._names
         self.file_id = 0  # the log the events being added come from
         self.memory: list[tuple] = []
