@@ -600,3 +600,27 @@ def test_the_name_cache_is_bounded_and_survives_a_failed_batch(home, layout):
             assert hit.data == {"i": i} and index.memory(tags=[f"tag{i}"])[0].data == {"i": i}
     finally:
         index.close()
+
+
+@pytest.mark.parametrize("command", ["runs", "check", "memory query"])
+async def test_a_damaged_page_found_while_reading_sets_the_index_aside(home, layout, command):
+    import sqlite3
+
+    run_id = await _a_finished_run(home)
+    c = sqlite3.connect(layout.index_path)
+    c.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    (root,) = c.execute("SELECT rootpage FROM sqlite_master WHERE name='runs'").fetchone()
+    (memory_root,) = c.execute("SELECT rootpage FROM sqlite_master WHERE name='memory'").fetchone()
+    (page,) = c.execute("PRAGMA page_size").fetchone()
+    c.close()
+    with open(layout.index_path, "r+b") as f:  # opening sees nothing wrong; reading does
+        for r in (root, memory_root):
+            f.seek((r - 1) * page)
+            f.write(b"\xff" * page)
+    out = ag(*command.split(), "--home", str(home))
+    assert out.returncode == 0 and "Traceback" not in out.stderr, out
+    assert len([line for line in out.stderr.splitlines() if "set aside" in line]) == 1, out.stderr
+    if command == "runs":
+        assert run_id in out.stdout
+    if command == "memory query":
+        assert "note" in out.stdout

@@ -190,7 +190,34 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def _reads_index(args: argparse.Namespace) -> bool:
+    """Commands that only read the index (and the logs): safe to run again from the start."""
+    c = args.command
+    return (c == "runs" and not args.live) or c in ("check", "memory") or (
+        c == "artifacts" and args.artifacts_command == "ls")
+
+
+def _damaged_index(args: argparse.Namespace, exc: BaseException) -> bool:
+    """Damage SQLite found in the index only while reading it (a bad page): set it aside so
+    the command, run again, rebuilds it from the logs. A read command only: nothing twice."""
+    index = sys.modules.get("runtime.store.index")
+    if index is None or not _reads_index(args) or not index.is_corruption(exc):
+        return False
+    from runtime.store.layout import StoreLayout
+
+    layout = StoreLayout.at(args.home)
+    aside = index.set_aside(layout)
+    print(f"ag: warning: the index is damaged ({exc}); set aside as "
+          f"{aside.name if aside else '(already)'}; rebuilding it from the logs", file=sys.stderr)
+    fresh = index.Index(layout)
+    try:
+        fresh.catch_up()
+    finally:
+        fresh.close()
+    return True
+
+
+def main(argv: Sequence[str] | None = None, *, _again: bool = False) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
@@ -251,6 +278,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # `ag runs | head`
         return EXIT_OK
     except Exception as exc:
+        if not _again and _damaged_index(args, exc):
+            return main(argv, _again=True)
         line = environment_error(exc)
         if line is None:
             raise  # a bug of ours: the traceback is what a report needs

@@ -252,6 +252,8 @@ def _columns(c: sqlite3.Connection) -> dict[str, list[str]]:
 
 
 _EXPECTED: dict[str, list[str]] | None = None
+_EXPECTED_INDEXES = frozenset(
+    line.split()[5] for line in SCHEMA.splitlines() if line.startswith("CREATE INDEX IF NOT EXISTS"))
 
 
 def schema_problem(c: sqlite3.Connection) -> str | None:
@@ -353,7 +355,9 @@ class Index:
             problem = schema_problem(c)
             if problem is not None:
                 raise CorruptIndex(problem)
-            return  # nothing to write: a reader does not wait for the write lock
+            have = {r[0] for r in c.execute("SELECT name FROM sqlite_master WHERE type='index'")}
+            if _EXPECTED_INDEXES <= have:
+                return  # nothing to write: a reader does not wait for the write lock
         if version != 0:
             # The index is derived data: an index of another version is dropped and rebuilt
             # from the logs by the catch-up that follows every open.
