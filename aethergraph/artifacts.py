@@ -9,6 +9,7 @@ or changes a user's file: ``save(path)`` copies.
 from __future__ import annotations
 
 import mimetypes
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -114,15 +115,14 @@ class Artifacts:
 
     def open(self, ref: str):
         """The artifact's bytes as a read-only binary file object (for large artifacts)."""
-        return open(self.path(ref), "rb")  # noqa: SIM115 - the caller closes it
+        return open(self._blobs.open_blob(sha_from_ref(ref)), "rb")  # noqa: SIM115 - the caller closes it
 
     def path(self, ref: str) -> Path:
-        """Where the blob lives (read-only: the store shares it between artifacts)."""
+        """Where the blob lives (read-only: the store shares it between artifacts); only a
+        regular file inside the store, never a symlink planted there."""
         sha = sha_from_ref(ref)
-        p = self._blobs.path_for(sha)
-        if not p.is_file():
-            raise StoreError(f"artifact {ref} is not in this store")
-        return p
+        os.close(self._blobs.open_blob(sha))
+        return self._blobs.path_for(sha)
 
     async def _rows(self, **filters: Any) -> list[tuple[ev.ArtifactWritten, bool]]:
         rt = self._node.runtime

@@ -704,6 +704,7 @@ async def open_runtime(config: RuntimeConfig | None = None) -> AsyncIterator[Run
 async def _supervise(rt: Runtime, system: trio.Nursery) -> AsyncIterator[Runtime]:
     # A crash between log and index lost nothing: index what the logs hold beyond its marks.
     await trio.to_thread.run_sync(rt.index.catch_up)
+    await trio.to_thread.run_sync(rt.blobs.sweep_orphan_parts)  # blobs half written by a crash
     await system.start(rt.writer.run)
     await system.start(rt.timer.run)
     if rt.config.handle_sigint and threading.current_thread() is threading.main_thread():

@@ -20,6 +20,45 @@ class CliError(Exception):
     """A problem with what the user asked for: one line on stderr, exit 2."""
 
 
+# Arguments that name files: any bytes the file system accepts are fine there.
+_PATH_ARGS = frozenset({"home", "path"})
+_POSITIONAL = frozenset({"target", "run_id", "ask_id", "value", "node", "ref"})
+
+
+def not_utf8(args: argparse.Namespace) -> str | None:
+    """The first argument that is not valid UTF-8 (Python hands such bytes over as lone
+    surrogates, which nothing can encode: not the log, not SQLite, not the wire)."""
+    for dest, value in vars(args).items():
+        if dest in _PATH_ARGS:
+            continue
+        for item in value if isinstance(value, list) else [value]:
+            if isinstance(item, str):
+                try:
+                    item.encode()
+                except UnicodeEncodeError:
+                    return dest if dest in _POSITIONAL else "--" + dest.replace("_", "-")
+    return None
+
+
+def environment_error(exc: BaseException) -> str | None:
+    """One line for a failure of the machine or the store rather than of our code (a full
+    disk, an unreadable file, a refused socket folder, an index SQLite cannot write), or None.
+
+    Checked by type through ``sys.modules`` so nothing is imported for it up front."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]  # a nursery's wrapping around one error
+    errors = sys.modules.get("runtime.errors")
+    if errors is not None and isinstance(exc, errors.AetherGraphError):
+        return f"{type(exc).__name__}: {exc}"
+    sqlite3 = sys.modules.get("sqlite3")
+    if sqlite3 is not None and isinstance(exc, sqlite3.Error):
+        return f"the store's database: {exc} (SQLite {type(exc).__name__})"
+    if isinstance(exc, OSError):
+        where = f": {exc.filename}" if exc.filename else ""
+        return f"{exc.strerror or exc}{where}"
+    return None
+
+
 def _count(text: str) -> int:
     """A --limit: a whole number of at least 1 (0 or less would silently mean "everything")."""
     try:
@@ -151,11 +190,42 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def _reads_index(args: argparse.Namespace) -> bool:
+    """Commands that only read the index (and the logs): safe to run again from the start."""
+    c = args.command
+    return (c == "runs" and not args.live) or c in ("check", "memory") or (
+        c == "artifacts" and args.artifacts_command == "ls")
+
+
+def _damaged_index(args: argparse.Namespace, exc: BaseException) -> bool:
+    """Damage SQLite found in the index only while reading it (a bad page): set it aside so
+    the command, run again, rebuilds it from the logs. A read command only: nothing twice."""
+    index = sys.modules.get("runtime.store.index")
+    if index is None or not _reads_index(args) or not index.is_corruption(exc):
+        return False
+    from runtime.store.layout import StoreLayout
+
+    layout = StoreLayout.at(args.home)
+    aside = index.set_aside(layout)
+    print(f"ag: warning: the index is damaged ({exc}); set aside as "
+          f"{aside.name if aside else '(already)'}; rebuilding it from the logs", file=sys.stderr)
+    fresh = index.Index(layout)
+    try:
+        fresh.catch_up()
+    finally:
+        fresh.close()
+    return True
+
+
+def main(argv: Sequence[str] | None = None, *, _again: bool = False) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
+        return EXIT_USAGE
+    bad = not_utf8(args)
+    if bad is not None:
+        print(f"ag: {bad} is not valid UTF-8", file=sys.stderr)
         return EXIT_USAGE
     try:
         if args.command == "run":
@@ -207,6 +277,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except BrokenPipeError:  # `ag runs | head`
         return EXIT_OK
+    except Exception as exc:
+        if not _again and _damaged_index(args, exc):
+            return main(argv, _again=True)
+        line = environment_error(exc)
+        if line is None:
+            raise  # a bug of ours: the traceback is what a report needs
+        print(f"ag: {line}", file=sys.stderr)
+        return EXIT_USAGE
     parser.error(f"unknown command {args.command!r}")
     return EXIT_USAGE
 

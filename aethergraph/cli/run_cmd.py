@@ -18,6 +18,10 @@ def parse_inputs(text: str | None) -> dict[str, Any]:
         value = msgspec.json.decode(text)
     except msgspec.DecodeError as exc:
         raise CliError(f"--input is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise CliError("--input is nested too deeply to be read") from None
+    except UnicodeEncodeError:
+        raise CliError("--input is not valid UTF-8") from None
     if not isinstance(value, dict):
         raise CliError(f"--input must be a JSON object, got {type(value).__name__}")
     return value

@@ -3,9 +3,12 @@
 
 from __future__ import annotations
 
+import math
+import os
 import re
 import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -19,22 +22,34 @@ _REL = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
+# What a time may be: from the epoch to the year 5138 (a key in microseconds fits SQLite's
+# 64-bit integers far beyond that; a float past it is someone's typo or an attack).
+MAX_TIME = 1e11
+
+
 def parse_time(text: str | None) -> float | None:
     """``30m`` / ``2h`` / ``7d`` ago, an ISO date/time (local time), or epoch seconds."""
     if text is None:
         return None
     m = _REL.match(text.strip())
     if m:
-        return time.time() - float(m.group(1)) * _UNITS[m.group(2)]
-    try:
-        return float(text)
-    except ValueError:
-        pass
+        value = time.time() - float(m.group(1)) * _UNITS[m.group(2)]
+    else:
+        try:
+            value = float(text)
+        except ValueError:
+            value = _iso(text)
+    if not math.isfinite(value) or not 0 <= value <= MAX_TIME:
+        raise CliError(f"time {text!r} is out of range (from 1970 to the year 5000)")
+    return value
+
+
+def _iso(text: str) -> float:
     from datetime import datetime
 
     try:
         return datetime.fromisoformat(text).timestamp()
-    except ValueError:
+    except (ValueError, OverflowError, OSError):
         raise CliError(f"cannot read {text!r} as a time (try 2h, 7d, 2026-11-25 or 2026-11-25T10:00)") from None
 
 
@@ -111,28 +126,71 @@ def cmd_artifacts(args: Any) -> int:
                 index.close()
             name = check_name(rows[0][0].name) if rows else sha
             target = target / name
-        if target.exists() and not args.force:
-            raise CliError(f"{target} exists (use --force to overwrite)")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        src = blobs.path_for(sha)
-        if not src.is_file():
-            raise StoreError(f"artifact {args.ref} is not in this store")
-        shutil.copyfile(src, target)
+        src = blobs.open_blob(sha)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            _export(src, target, force=args.force)
+        finally:
+            os.close(src)
         print(target)
         return EXIT_OK
     except StoreError as exc:
         raise CliError(str(exc)) from None
 
 
+def _export(src: int, target: Path, *, force: bool) -> None:
+    """Copy the blob (an open descriptor) to ``target``. Without ``force`` only a new file is
+    created (``O_EXCL``: not over a file, not through a symlink, dangling or not). With it, a
+    copy is written beside the target and renamed over it, so an existing link is replaced,
+    never written through."""
+    if not force:
+        try:
+            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666)
+        except FileExistsError:
+            raise CliError(f"{target} exists (use --force to overwrite)") from None
+        try:
+            with open(src, "rb", closefd=False) as i, open(fd, "wb") as o:
+                shutil.copyfileobj(i, o, 1 << 20)
+        except BaseException:
+            target.unlink(missing_ok=True)
+            raise
+        return
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".ag-export")
+    try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)  # an exported file is the user's, like any cp
+        with open(src, "rb", closefd=False) as i, open(fd, "wb") as o:
+            shutil.copyfileobj(i, o, 1 << 20)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 def cmd_index(args: Any) -> int:
-    from runtime.store.index import Index
+    import sqlite3
+
+    from runtime.store.index import Index, is_corruption, set_aside
 
     layout = _layout(args.home)
     index = Index(layout)
     bad: list = []
     t0 = time.perf_counter()
     try:
-        n = index.rebuild(bad_lines=bad)
+        try:
+            n = index.rebuild(bad_lines=bad)
+        except sqlite3.DatabaseError as exc:
+            if not is_corruption(exc):
+                raise
+            # Damage deeper than opening sees (a bad page): the repair must still work.
+            index.close()
+            aside = set_aside(layout)
+            print(f"warning: {layout.index_path} is damaged ({exc}); set aside as "
+                  f"{aside.name if aside else '?'}", file=sys.stderr)
+            index = Index(layout)
+            bad.clear()
+            n = index.rebuild(bad_lines=bad)
         memory = index.memory_count()
     finally:
         index.close()

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import os
 import secrets
+import stat
 import tempfile
 from pathlib import Path
 
 import msgspec
 
+from ..errors import AetherGraphError
 from ..history import HOST, pid_alive
-from ..store.layout import StoreLayout
+from ..store.layout import StoreLayout, open_private
 
 # A unix socket path must fit in sockaddr_un (108 bytes on Linux, with the NUL).
 MAX_UNIX_PATH = 100
@@ -52,9 +54,36 @@ def socket_path(layout: StoreLayout, runtime_id: str) -> Path:
     if len(str(path)) <= MAX_UNIX_PATH:
         return path
     folder = Path(tempfile.gettempdir()) / f"aethergraph-{os.getuid()}"
-    folder.mkdir(mode=0o700, exist_ok=True)
-    os.chmod(folder, 0o700)
-    return folder / f"{runtime_id}.sock"
+    return private_folder(folder) / f"{runtime_id}.sock"
+
+
+class SocketFolderError(AetherGraphError):
+    """The folder for a runtime's socket is not provably ours and private; it is not used."""
+
+
+def private_folder(folder: Path) -> Path:
+    """``folder``, created here (0700) or checked: a real directory (not a symlink), ours, and
+    closed to group and others. The temp dir is shared: anyone may have made this name first,
+    to receive our clients' handshakes and tokens, so anything else is refused."""
+    try:
+        os.mkdir(folder, 0o700)
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        raise SocketFolderError(f"cannot create the socket folder {folder}: {exc.strerror}") from None
+    st = os.lstat(folder)
+    fix = ("; remove it, or use a store with a shorter path (AETHERGRAPH_HOME) so the socket "
+           "lives in the store")
+    if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode):
+        raise SocketFolderError(f"socket folder {folder} is not a directory (a symlink?); not using it{fix}")
+    if st.st_uid != os.getuid():
+        raise SocketFolderError(
+            f"socket folder {folder} belongs to uid {st.st_uid}, not {os.getuid()}; not using it{fix}")
+    if stat.S_IMODE(st.st_mode) & 0o077:
+        raise SocketFolderError(
+            f"socket folder {folder} has mode {stat.S_IMODE(st.st_mode):o}: open to other users; "
+            f"not using it{fix}")
+    return folder
 
 
 def write_token(layout: StoreLayout, runtime_id: str) -> tuple[Path, str]:
@@ -75,7 +104,8 @@ def read_token(advert: Advert) -> str:
 def write_advert(layout: StoreLayout, advert: Advert) -> None:
     path = advert_path(layout, advert.runtime_id)
     tmp = path.with_suffix(".json.tmp")
-    tmp.write_bytes(msgspec.json.encode(advert))
+    with open(tmp, "wb", opener=open_private) as f:
+        f.write(msgspec.json.encode(advert))
     os.replace(tmp, path)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import math
 import os
 import socket
 import time
@@ -18,6 +19,7 @@ from collections import deque
 from functools import partial
 from typing import Any
 
+import attrs
 import msgspec
 import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection, wrap_server_stream
@@ -25,6 +27,7 @@ from trio_websocket import ConnectionClosed, WebSocketConnection, wrap_server_st
 from .. import events as ev
 from ..errors import AetherGraphError, InvalidAnswer, UnknownRun
 from ..history import HOST
+from ..store.layout import private_dirs
 from ..store.logfile import read_log
 from . import protocol as p
 from .registry import Advert, new_runtime_id, remove_advert, socket_path, write_advert, write_token
@@ -35,6 +38,11 @@ TCP_ENV = "AETHERGRAPH_SIDECAR_TCP"
 SUBSCRIBER_QUEUE = 20_000  # events a subscription may fall behind before it is dropped
 BATCH = 1000  # events per frame at most
 OUTBOX_HIGH = 64  # control frames queued before a snapshot waits for the socket
+# Until its hello a client is a stranger: it gets this long from accept (websocket handshake
+# included), may send this many bytes, and only this many strangers are held per listener.
+HELLO_TIMEOUT = 5.0
+PRE_HELLO_BYTES = 64 << 10
+MAX_UNAUTHENTICATED = 64
 
 
 # What a client going away looks like; it must never take the runtime down.
@@ -58,6 +66,7 @@ class Sidecar:
         self.advert: Advert | None = None
         self.token = ""
         self.connections: set[Connection] = set()
+        self._strangers = {"tcp": 0, "unix": 0}  # connections not yet past hello, per listener
         self._dirty = trio.Event()
 
     def answer_source(self) -> SidecarAnswers:
@@ -65,7 +74,7 @@ class Sidecar:
 
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         layout = self.layout
-        layout.runtimes_dir.mkdir(parents=True, exist_ok=True)
+        private_dirs(layout.runtimes_dir)
         os.chmod(layout.runtimes_dir, 0o700)
         sock_path = socket_path(layout, self.runtime_id)
         if sock_path.exists():
@@ -124,25 +133,35 @@ class Sidecar:
             await trio.sleep(0.1)
 
     async def _serve_stream(self, stream: trio.abc.Stream, *, needs_token: bool) -> None:
-        """One client: the websocket handshake, then a Connection until either side leaves."""
+        """One client: the websocket handshake, then a Connection until either side leaves.
+
+        Until it says hello a client is a stranger, and strangers must not be able to use the
+        runtime up (its file descriptors, its memory): each listener holds at most
+        ``MAX_UNAUTHENTICATED`` of them (the next is closed at once), each gets
+        ``HELLO_TIMEOUT`` seconds from accept and ``PRE_HELLO_BYTES`` bytes, frames included,
+        to say it — over budget the socket is closed mid-frame, nothing of it buffered."""
+        kind = "tcp" if needs_token else "unix"
+        if self._strangers[kind] >= MAX_UNAUTHENTICATED:
+            await trio.aclose_forcefully(stream)
+            return
+        gate = _Gate(self, kind, _Budgeted(stream, PRE_HELLO_BYTES), trio.CancelScope())
+        gate.scope.deadline = trio.current_time() + HELLO_TIMEOUT
+        self._strangers[kind] += 1
         try:
-            async with trio.open_nursery() as nursery:
-                with trio.move_on_after(5) as handshake:
+            with gate.scope:
+                async with trio.open_nursery() as nursery:
                     request = await wrap_server_stream(
-                        nursery, stream, max_message_size=p.WS_MAX_MESSAGE_BYTES,
+                        nursery, gate.stream, max_message_size=p.WS_MAX_MESSAGE_BYTES,
                         receive_buffer_size=65536,
                     )
                     ws = await request.accept()
-                if handshake.cancelled_caught:
-                    nursery.cancel_scope.cancel()
-                    return
-                conn = Connection(self, ws, needs_token=needs_token)
-                self.connections.add(conn)
-                try:
-                    await conn.serve()
-                finally:
-                    self.connections.discard(conn)
-                    nursery.cancel_scope.cancel()
+                    conn = Connection(self, ws, needs_token=needs_token, gate=gate)
+                    self.connections.add(conn)
+                    try:
+                        await conn.serve()
+                    finally:
+                        self.connections.discard(conn)
+                        nursery.cancel_scope.cancel()
         except _GONE_CLIENT:
             pass
         except BaseExceptionGroup as group:  # a client that vanished, at any moment
@@ -150,6 +169,7 @@ class Sidecar:
             if rest is not None:
                 raise rest
         finally:
+            gate.admit()  # gone or admitted: no longer a stranger either way
             await trio.aclose_forcefully(stream)
 
     # -- what requests see --------------------------------------------------------------------
@@ -173,6 +193,55 @@ class Sidecar:
         ]
 
 
+class _Budgeted(trio.abc.Stream):
+    """A stream that lets through at most ``budget`` received bytes, then breaks; lifted
+    (``budget = None``) once the client has said hello."""
+
+    def __init__(self, stream: trio.abc.Stream, budget: int) -> None:
+        self.stream = stream
+        self.budget: int | None = budget
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        if self.budget is None:
+            return await self.stream.receive_some(max_bytes)
+        # One byte beyond the budget is enough to know it is exceeded; no more is read.
+        want = self.budget + 1 if max_bytes is None else min(max_bytes, self.budget + 1)
+        data = await self.stream.receive_some(want)
+        if self.budget is not None:
+            self.budget -= len(data)
+            if self.budget < 0:
+                raise trio.BrokenResourceError(f"more than {PRE_HELLO_BYTES} bytes before hello")
+        return data
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        await self.stream.send_all(data)
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self.stream.wait_send_all_might_not_block()
+
+    async def aclose(self) -> None:
+        await self.stream.aclose()
+
+
+@attrs.define(eq=False)
+class _Gate:
+    """What keeps a connection a stranger until its hello: the deadline (``scope``), the byte
+    budget (``stream``) and its place among the listener's strangers."""
+
+    sidecar: Sidecar
+    kind: str
+    stream: _Budgeted
+    scope: trio.CancelScope
+    admitted: bool = False
+
+    def admit(self) -> None:
+        if not self.admitted:
+            self.admitted = True
+            self.sidecar._strangers[self.kind] -= 1
+            self.scope.deadline = math.inf
+            self.stream.budget = None
+
+
 class RequestError(Exception):
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
@@ -180,8 +249,10 @@ class RequestError(Exception):
 
 
 class Connection:
-    def __init__(self, sidecar: Sidecar, ws: WebSocketConnection, *, needs_token: bool) -> None:
+    def __init__(self, sidecar: Sidecar, ws: WebSocketConnection, *, needs_token: bool,
+                 gate: _Gate | None = None) -> None:
         self.sidecar = sidecar
+        self.gate = gate
         self.rt = sidecar.rt
         self.ws = ws
         self.needs_token = needs_token
@@ -338,6 +409,8 @@ class Connection:
             self.send(p.Error(code=p.NOT_AUTHENTICATED, message="wrong or missing token"))
             return False
         self.hello = True
+        if self.gate is not None:
+            self.gate.admit()
         self.client = (msg.client or "client")[:64]
         self.send(p.Welcome(protocol=p.PROTOCOL_VERSION, pid=os.getpid(), host=HOST,
                             runtime_id=self.sidecar.runtime_id))

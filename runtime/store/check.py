@@ -16,6 +16,7 @@ import attrs
 
 from .. import events as ev
 from ..history import effective_status
+from ..errors import StoreError
 from .artifacts import BlobStore
 from .index import Index
 from .layout import StoreLayout
@@ -115,14 +116,19 @@ def check_store(layout: StoreLayout, *, verify_blobs: bool = False) -> CheckRepo
 
 
 def _check_blob(report: CheckReport, blobs: BlobStore, e: ev.ArtifactWritten, verify: bool) -> None:
-    path = blobs.path_for(e.sha256)
-    if not path.is_file():
+    if not os.path.lexists(blobs.path_for(e.sha256)):
         report.problems.append(Problem(f"artifact {e.ref}", f"blob for {e.name!r} is missing"))
         return
-    if verify:
+    try:
+        fd = blobs.open_blob(e.sha256)  # a regular file in the store, no symlink followed
+    except StoreError as exc:
+        report.problems.append(Problem(f"artifact {e.ref}", f"blob for {e.name!r}: {exc}"))
+        return
+    with open(fd, "rb") as f:
+        if not verify:
+            return
         h = hashlib.sha256()
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-        if h.hexdigest() != e.sha256:
-            report.problems.append(Problem(f"artifact {e.ref}", f"blob for {e.name!r} does not match its hash"))
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    if h.hexdigest() != e.sha256:
+        report.problems.append(Problem(f"artifact {e.ref}", f"blob for {e.name!r} does not match its hash"))

@@ -42,7 +42,7 @@ from ..events import (
     RunStarted,
 )
 from ..history import HOST, pid_alive
-from .layout import StoreLayout
+from .layout import StoreLayout, private_dirs, touch_private
 from .logfile import BadLine, complete_size, read_log, repair_torn_tail
 from .writer import Segment
 
@@ -151,17 +151,36 @@ ARTIFACT_DECODER = msgspec.json.Decoder(ArtifactWritten)
 _JSON = msgspec.json.Encoder()
 
 
-def _connect(path: Path) -> sqlite3.Connection:
-    conn = sqlite3.connect(path, timeout=60.0, isolation_level=None, check_same_thread=False)
-    conn.execute("PRAGMA busy_timeout=60000")
+# The write connection gives up waiting inside SQLite after this long, so that
+# ``_retry_locked`` can say what it is waiting for before it waits on.
+LOCK_NOTICE_MS = 2000
+
+
+def _connect(path: Path, busy_ms: int = 60000) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, timeout=busy_ms / 1000, isolation_level=None, check_same_thread=False)
+    conn.execute(f"PRAGMA busy_timeout={int(busy_ms)}")
     return conn
 
 
-def _retry_locked(fn, *args):
+_last_notice = 0.0
+
+
+def _notice_wait(what: str) -> None:
+    """One line on the wait; in a long-lived process at most once a minute."""
+    global _last_notice
+    now = time.monotonic()
+    if now - _last_notice >= 60 or _last_notice == 0.0:
+        _last_notice = now
+        log.warning("waiting for %s held by another process…", what)
+
+
+def _retry_locked(fn, *args, what: str = "the index lock"):
     """Run ``fn`` retrying on SQLITE_BUSY beyond the busy timeout (another process's long
-    ingest). Many processes share one store; none of them should surface a lock error."""
+    ingest). Many processes share one store; none of them should surface a lock error, and
+    none should wait in silence: the first time it has to wait on, it says so, once."""
     delay = 0.01
     deadline = time.monotonic() + 300
+    told = False
     while True:
         try:
             return fn(*args)
@@ -170,6 +189,9 @@ def _retry_locked(fn, *args):
                 raise
             if time.monotonic() > deadline:
                 raise
+            if not told:
+                told = True
+                _notice_wait(what)
             time.sleep(delay)
             delay = min(delay * 2, 0.5)
 
@@ -198,30 +220,149 @@ def fts_query(text: str) -> str:
     return " ".join('"' + w.replace('"', '""') + '"' for w in words)
 
 
+class CorruptIndex(Exception):
+    """The index file is not an index of ours (garbage, another schema, a table missing)."""
+
+
+def is_corruption(exc: BaseException) -> bool:
+    """SQLite's own word that a file is damaged or not a database (not a lock, not a full
+    disk: those are the machine's state, and setting the index aside would not help)."""
+    if isinstance(exc, CorruptIndex):
+        return True
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in (11, 26)  # SQLITE_CORRUPT, SQLITE_NOTADB
+    return type(exc) is sqlite3.DatabaseError
+
+
+def _expected_columns() -> dict[str, list[str]]:
+    """Every table of ``SCHEMA`` with its columns, as SQLite itself reads the schema."""
+    mem = sqlite3.connect(":memory:")
+    try:
+        mem.executescript(SCHEMA)
+        return _columns(mem)
+    finally:
+        mem.close()
+
+
+def _columns(c: sqlite3.Connection) -> dict[str, list[str]]:
+    tables = [r[0] for r in c.execute(
+        "SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%'")]
+    return {t: [r[1] for r in c.execute(f'PRAGMA table_info("{t}")')] for t in tables}
+
+
+_EXPECTED: dict[str, list[str]] | None = None
+_EXPECTED_INDEXES = frozenset(
+    line.split()[5] for line in SCHEMA.splitlines() if line.startswith("CREATE INDEX IF NOT EXISTS"))
+
+
+def schema_problem(c: sqlite3.Connection) -> str | None:
+    """What makes this database not our index's shape: a table missing or its columns wrong."""
+    global _EXPECTED
+    if _EXPECTED is None:
+        _EXPECTED = _expected_columns()
+    have = _columns(c)
+    for table, columns in _EXPECTED.items():
+        if table not in have:
+            return f"table {table} is missing"
+        if have[table] != columns:
+            return f"table {table} has columns {have[table]}, not {columns}"
+    return None
+
+
+def set_aside(layout: StoreLayout, inode: int | None = None) -> Path | None:
+    """Rename a bad index (and its -wal/-shm) to ``index.sqlite.corrupt-<time>``, so the next
+    open starts a fresh one; kept, not deleted, for whoever wants to look at it.
+
+    Under a lock file, and only if ``inode`` is still the file at the index's path: two
+    processes that found the same bad index set it aside once, never the other's fresh one."""
+    import fcntl
+
+    path = layout.index_path
+    lock = os.open(layout.home / "index.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            if inode is not None and os.stat(path).st_ino != inode:
+                return None  # someone else set it aside already
+        except FileNotFoundError:
+            return None
+        now = time.time()
+        stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(now)) + f".{int(now % 1 * 1e6):06d}"
+        aside = Path(f"{path}.corrupt-{stamp}")
+        for suffix in ("-wal", "-shm", ""):  # the database last: no fresh one pairs with old WAL
+            try:
+                os.rename(f"{path}{suffix}", f"{aside}{suffix}")
+            except FileNotFoundError:
+                pass
+        return aside
+    finally:
+        os.close(lock)
+
+
 class Index:
     def __init__(self, layout: StoreLayout) -> None:
         self.layout = layout
         self.path = layout.index_path
         self._wlock = threading.Lock()
         self._rlock = threading.Lock()
-        layout.home.mkdir(parents=True, exist_ok=True)
-        self._w = _connect(self.path)
-        _retry_locked(self._init_schema)
-        self._r = _connect(self.path)
+        # Interned names of the current ingest transaction (cleared by each ``_Batch``).
         self._names: dict[str, int] = {}
         self._paths: dict[int, str] = {}
+        if not layout.home.is_dir():
+            layout.home.parent.mkdir(parents=True, exist_ok=True)
+            private_dirs(layout.home)
+        try:
+            self._open()
+        except (sqlite3.DatabaseError, CorruptIndex) as exc:
+            if not is_corruption(exc):
+                raise
+            self._reopen_fresh(str(exc))
+
+    def _open(self) -> None:
+        self._w = self._r = None
+        touch_private(self.path)
+        self._inode = os.stat(self.path).st_ino
+        try:
+            self._w = _connect(self.path, busy_ms=LOCK_NOTICE_MS)
+            _retry_locked(self._init_schema)
+            self._r = _connect(self.path)
+        except BaseException:
+            for conn in (self._w, self._r):
+                if conn is not None:
+                    conn.close()
+            raise
+
+    def _reopen_fresh(self, reason: str) -> None:
+        """The index is bad: set it aside, start a fresh one and index every log into it (it
+        is derived data), saying so in one line. Every command then works as before."""
+        aside = set_aside(self.layout, self._inode)
+        where = f"set aside as {aside.name}" if aside else "set aside by another process"
+        log.warning("%s is not a usable index (%s): %s; rebuilding it from the logs",
+                    self.path, reason, where)
+        self._open()
+        self.catch_up()
 
     def _init_schema(self) -> None:
-        self._w.execute("PRAGMA journal_mode=WAL")
-        self._w.execute("PRAGMA synchronous=NORMAL")
-        self._w.execute("PRAGMA cache_size=-32768")
-        version = self._w.execute("PRAGMA user_version").fetchone()[0]
-        if version not in (0, SCHEMA_VERSION):
-            # The index is derived data: an index of another shape is dropped and rebuilt
+        c = self._w
+        c.execute("PRAGMA journal_mode=WAL")
+        c.execute("PRAGMA synchronous=NORMAL")
+        c.execute("PRAGMA cache_size=-32768")
+        version = c.execute("PRAGMA user_version").fetchone()[0]
+        if version == SCHEMA_VERSION:
+            # Ours, by its own word: but a table dropped or reshaped by hand (or by a tool)
+            # would be re-created empty below and the marks would lie about it.
+            problem = schema_problem(c)
+            if problem is not None:
+                raise CorruptIndex(problem)
+            have = {r[0] for r in c.execute("SELECT name FROM sqlite_master WHERE type='index'")}
+            if _EXPECTED_INDEXES <= have:
+                return  # nothing to write: a reader does not wait for the write lock
+        if version != 0:
+            # The index is derived data: an index of another version is dropped and rebuilt
             # from the logs by the catch-up that follows every open.
             log.warning("%s: index schema %s is not %s; rebuilding it from the logs",
                         self.path, version, SCHEMA_VERSION)
-            c = self._w
             c.execute("BEGIN IMMEDIATE")
             tables = [r[0] for r in c.execute(
                 "SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%'"
@@ -229,8 +370,11 @@ class Index:
             for table in tables:
                 c.execute(f'DROP TABLE IF EXISTS "{table}"')
             c.execute("COMMIT")
-        self._w.executescript(SCHEMA)
-        self._w.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        c.executescript(SCHEMA)
+        problem = schema_problem(c)  # tables of these names, of another shape, were there
+        if problem is not None:
+            raise CorruptIndex(problem)
+        c.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     def close(self) -> None:
         with self._wlock, self._rlock:
@@ -396,7 +540,7 @@ class Index:
         """Forget everything and index every log from the start."""
         with self._wlock:
             c = self._w
-            c.execute("BEGIN IMMEDIATE")
+            _retry_locked(c.execute, "BEGIN IMMEDIATE")
             for table in TABLES:
                 if table == "memory_fts":  # contentless: emptied with its own command
                     c.execute("INSERT INTO memory_fts(memory_fts) VALUES ('delete-all')")
@@ -680,6 +824,10 @@ class _Batch:
         # Keys taken in this batch: the largest, and any taken out of order.
         self.last_key = 0
         self.used: set[int] = set()
+        # Names are cached for one transaction only: the cache stays as small as a batch
+        # (a runtime sees a new run id every run, for months), and an id interned by a
+        # transaction that then rolled back is never used again.
+        index._names.clear()
         self.names = index._names
         self.file_id = 0  # the log the events being added come from
         self.memory: list[tuple] = []

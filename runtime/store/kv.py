@@ -14,8 +14,9 @@ from typing import Any
 
 import msgspec
 
-from .index import _retry_locked
-from .layout import StoreLayout
+from ..errors import StoreError
+from .index import _retry_locked, is_corruption
+from .layout import StoreLayout, private_dirs, touch_private
 
 _MISSING = object()
 _ENC = msgspec.json.Encoder()
@@ -24,13 +25,25 @@ _DEC = msgspec.json.Decoder()
 
 class KVStore:
     def __init__(self, layout: StoreLayout, clock: Callable[[], float] = time.time) -> None:
-        layout.home.mkdir(parents=True, exist_ok=True)
+        if not layout.home.is_dir():
+            layout.home.parent.mkdir(parents=True, exist_ok=True)
+            private_dirs(layout.home)
+        touch_private(layout.kv_path)
         self.clock = clock
         self._lock = threading.Lock()
         self._c = sqlite3.connect(
             layout.kv_path, timeout=60.0, isolation_level=None, check_same_thread=False
         )
-        _retry_locked(self._init)
+        try:
+            _retry_locked(self._init, what="the kv store's lock")
+        except sqlite3.DatabaseError as exc:
+            self._c.close()
+            if not is_corruption(exc):
+                raise
+            # Unlike the index, the kv store is nobody's copy: it is left as it is.
+            raise StoreError(
+                f"{layout.kv_path} is not a usable kv store ({exc}); it is not derived data, so it "
+                "is left untouched: move it away to start with an empty one") from None
 
     def _init(self) -> None:
         self._c.execute("PRAGMA journal_mode=WAL")
@@ -47,7 +60,7 @@ class KVStore:
 
     def _q(self, sql: str, params: Iterable[Any] = ()) -> list[tuple]:
         with self._lock:
-            return _retry_locked(lambda: self._c.execute(sql, tuple(params)).fetchall())
+            return _retry_locked(lambda: self._c.execute(sql, tuple(params)).fetchall(), what="the kv store's lock")
 
     def _tx(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
         def run():
@@ -61,7 +74,7 @@ class KVStore:
                 raise
 
         with self._lock:
-            return _retry_locked(run)
+            return _retry_locked(run, what="the kv store's lock")
 
     def _expiry(self, ttl_s: float | None) -> float | None:
         if ttl_s is None:

@@ -1,4 +1,9 @@
-"""Where things live inside a store directory."""
+"""Where things live inside a store directory, and how its files are created.
+
+The store holds runs' inputs, answers and artifacts: it is private whatever the umask.
+Folders are created 0700 and files 0600 (``private_dirs``, ``open_private``), so nothing
+another user could read is ever created, not even for a moment.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,9 @@ import attrs
 from ..errors import UnknownRun
 from ..ids import RUN_ID_RE
 
+DIR_MODE = 0o700
+FILE_MODE = 0o600
+
 HOME_ENV = "AETHERGRAPH_HOME"
 DEFAULT_HOME = ".aethergraph"
 
@@ -20,6 +28,38 @@ def resolve_home(home: str | os.PathLike[str] | None = None) -> Path:
     if home is None:
         home = os.environ.get(HOME_ENV) or DEFAULT_HOME
     return Path(home).expanduser().absolute()
+
+
+def private_dirs(path: str | os.PathLike[str]) -> None:
+    """``mkdir -p`` whose every created folder is 0700 (``Path.mkdir(parents=True)`` gives
+    the parents the umask's default instead)."""
+    path = Path(path)
+    missing: list[Path] = []
+    while not path.is_dir():
+        missing.append(path)
+        if path.parent == path:
+            break
+        path = path.parent
+    for folder in reversed(missing):
+        try:
+            os.mkdir(folder, DIR_MODE)  # the umask can only take bits away from 0700
+        except FileExistsError:
+            pass
+
+
+def open_private(path: str | os.PathLike[str], flags: int) -> int:
+    """``os.open`` creating (with ``O_CREAT`` in ``flags``) a 0600 file; also an ``opener``
+    for ``open()``."""
+    return os.open(path, flags, FILE_MODE)
+
+
+def touch_private(path: str | os.PathLike[str]) -> None:
+    """Create ``path`` empty and 0600 unless it exists: done before SQLite opens a database,
+    so it and its -wal/-shm files (which SQLite gives the database's mode) are private."""
+    try:
+        os.close(os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, FILE_MODE))
+    except FileExistsError:
+        pass
 
 
 @attrs.frozen
@@ -55,8 +95,11 @@ class StoreLayout:
         return self.home / "runtimes"
 
     def ensure(self) -> "StoreLayout":
+        if not self.home.is_dir():
+            self.home.parent.mkdir(parents=True, exist_ok=True)  # outside the store: not ours
+            private_dirs(self.home)
         for d in (self.runs_dir, self.artifacts_dir, self.tmp_dir, self.runtimes_dir):
-            d.mkdir(parents=True, exist_ok=True)
+            private_dirs(d)
         return self
 
     def exists(self) -> bool:

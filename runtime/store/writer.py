@@ -26,7 +26,7 @@ import attrs
 import trio
 
 from ..events import ENCODER, Event
-from .layout import StoreLayout
+from .layout import StoreLayout, open_private, private_dirs
 from .logfile import repair_torn_tail
 
 log = logging.getLogger("aethergraph.store")
@@ -112,7 +112,7 @@ class LogWriter:
         path = self.layout.run_log(run_id)
         if os.path.exists(path):  # resuming: append after what is there
             repair_torn_tail(path)
-            f = open(path, "ab", buffering=0)
+            f = open(path, "ab", buffering=0, opener=open_private)
             self._runs[run_id] = _RunLog(run_id, path, f, f.seek(0, os.SEEK_END))
         else:
             self._runs[run_id] = _RunLog(run_id, path, None, 0)
@@ -251,9 +251,9 @@ class LogWriter:
             if rl.file is None:
                 folder = seg.path.parent
                 if folder not in self._dirs:
-                    folder.mkdir(parents=True, exist_ok=True)
+                    private_dirs(folder)
                     self._dirs.add(folder)
-                rl.file = open(seg.path, "ab", buffering=0)
+                rl.file = open(seg.path, "ab", buffering=0, opener=open_private)
                 new_dirs.add(folder)
             f = rl.file
             view = memoryview(seg.data)
