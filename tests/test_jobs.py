@@ -332,7 +332,7 @@ GRAPH = """
 
     @tool(outputs=["job_id"])
     async def submit(argv: list, *, context):
-        return await context.jobs().submit({"argv": argv}, key=context.idempotency_key)
+        return await context.jobs().submit({"argv": argv, "grace_s": 0.3}, key=context.idempotency_key)
 
     @graph_fn(name="sim")
     async def sim(argv: list, *, context):
@@ -422,3 +422,70 @@ def test_ag_jobs_logs_and_cancel(tmp_path, home):
     again = ag("jobs", "cancel", job_id, cwd=tmp_path)
     assert again.returncode == 0 and "already ended: cancelled" in again.stdout
     assert ag("jobs", "logs", "job-nope", cwd=tmp_path).stderr.strip() == "ag: no job 'job-nope' in this store"
+
+
+async def test_retrying_the_node_ends_its_job_and_the_next_attempt_submits_anew(tmp_path, home, jobs):
+    from aethergraph import tool
+
+    job_py = script(tmp_path, "gated.py", GATED)
+    gate, ledger = tmp_path / "gate", tmp_path / "ledger"
+    started = trio.Event()
+
+    @tool(outputs=["job_id"])
+    async def submit(*, context):
+        return await context.jobs().submit([PY, job_py, str(gate), str(ledger)], key=context.idempotency_key)
+
+    @graph_fn(name="attempts")
+    async def attempts(*, context):
+        j = context.jobs()
+        job_id = (await submit(context=context))["job_id"]
+        async for line in j.follow(job_id):
+            if line == "first":
+                break
+        if context.attempt == 1:
+            started.set()
+        else:
+            gate.touch()
+        st = await j.wait(job_id)
+        return {"job_id": job_id, "state": st.state.value}
+
+    async with rt_open(home) as rt:
+        async with trio.open_nursery() as nursery:
+            result: dict = {}
+
+            async def go():
+                result["outcome"] = await attempts.start_run(rt, {})
+
+            nursery.start_soon(go)
+            await started.wait()
+            (run_id,) = rt.runs
+            rt.retry(run_id, "attempts", by="test")
+    outcome = result["outcome"]
+    assert outcome.status == ev.SUCCEEDED, outcome.error
+    store = JobStore(home)
+    ids = sorted(store.ids(), key=lambda i: store.read(i).submitted)
+    assert len(ids) == 2 and outcome.outputs["job_id"] == ids[1]
+    assert store.read(ids[0]).state is JobState.CANCELLED
+    assert store.read(ids[1]).state is JobState.SUCCEEDED
+    assert ledger.read_text() == "ran\n" * 2
+
+
+def test_ctrl_c_on_ag_run_cancels_the_run_and_its_job(tmp_path, home):
+    prog = script(tmp_path, "graph.py", GRAPH)
+    forker = script(tmp_path, "forker.py", FORKER)
+    exe = os.path.join(os.path.dirname(PY), "ag")
+    runtime = subprocess.Popen([exe, "run", f"{prog}:sim", "--input", json.dumps({"argv": [PY, forker]})],
+                               cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    store = JobStore(home)
+    try:
+        job_id = wait_until(lambda: next(iter(store.ids()), None), what="the job")
+        wait_until(lambda: "ready" in store.tail(job_id, 5), what="the job's output")
+        runtime.send_signal(signal.SIGINT)
+        out, err = runtime.communicate(timeout=60)
+    finally:
+        if runtime.poll() is None:
+            runtime.kill()
+    assert runtime.returncode == 130, err
+    assert "cancelled" in err.splitlines()[-1]
+    st = store.read(job_id)
+    assert st.state is JobState.CANCELLED and group_members(st.pid) == []
