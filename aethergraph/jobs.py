@@ -133,11 +133,17 @@ class ProcessJobs(Service):
         job = runner.known(job_id)
         path = runner.store.output_path(job_id, stream)
         timer = runner.rt.timer
-        with open(path, "rb") as f:
-            partial = b""
+        f = None  # the supervisor creates the file when it starts the job
+        partial = b""
+        try:
             while True:
                 ended = runner.refresh(job).terminal
-                data = f.read()
+                if f is None:
+                    try:
+                        f = open(path, "rb")
+                    except FileNotFoundError:
+                        pass
+                data = f.read() if f is not None else b""
                 if data:
                     *lines, partial = (partial + data).split(b"\n")
                     for line in lines:
@@ -148,3 +154,6 @@ class ProcessJobs(Service):
                     return
                 else:
                     await timer.sleep(interval_s)
+        finally:
+            if f is not None:
+                f.close()

@@ -121,6 +121,11 @@ def cmd_logs(args: Any) -> int:
     stream = "stderr" if args.stderr else "stdout"
     path = store.output_path(args.job_id, stream)
     out = sys.stdout.buffer
+    while not path.exists():  # the supervisor creates it when it starts the job
+        if st.terminal or not args.follow:
+            return EXIT_OK
+        time.sleep(0.1)
+        st = store.read(args.job_id)
     with open(path, "rb") as f:
         if args.tail is not None:
             lines = store.tail(args.job_id, args.tail, stream)

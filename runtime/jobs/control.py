@@ -22,12 +22,12 @@ def request_cancel(store: JobStore, job_id: str, *, grace_s: float | None = None
         return st
     if grace_s is None:
         grace_s = store.read_spec(job_id).grace_s
-    if st.state is JobState.QUEUED and store.claim(job_id):
+    if st.state is JobState.QUEUED and not store.claimed(job_id):
         # Nobody started it and now nobody will: the cancel is the whole story.
         st.state, st.ended, st.cancelled_by = JobState.CANCELLED, time.time(), by
         st.error = "cancelled before it started"
-        store.write(st, fsync=True)
-        return st
+        if store.claim(st):
+            return st
     store.request_cancel(job_id, CancelRequest(by=by, grace_s=grace_s))
     st = store.read_raw(job_id)
     if st.supervisor_pid and proc_alive(st.supervisor_pid, st.supervisor_start):

@@ -82,6 +82,24 @@ class JobSpec(msgspec.Struct, kw_only=True, omit_defaults=True, forbid_unknown_f
             raise JobSpecError(f"job spec: {exc}") from None
 
 
+class JobRecord(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """``spec.json``: what was submitted, by whom, when. Written once, before anything else
+    can know the job; a job with a record and no ``state.json`` yet is QUEUED."""
+
+    job_id: str
+    spec: JobSpec
+    runner: str = "process"
+    run_id: str = ""
+    node: str = ""
+    key: str = ""
+    submitted: float = 0.0
+
+    def queued(self) -> JobStatus:
+        return JobStatus(job_id=self.job_id, state=JobState.QUEUED, runner=self.runner,
+                         name=self.spec.name, run_id=self.run_id, node=self.node, key=self.key,
+                         submitted=self.submitted)
+
+
 class Rusage(msgspec.Struct, kw_only=True):
     user_s: float = 0.0
     system_s: float = 0.0
@@ -91,8 +109,10 @@ class Rusage(msgspec.Struct, kw_only=True):
 class JobStatus(msgspec.Struct, kw_only=True, omit_defaults=True):
     """What ``state.json`` holds, and what ``status()`` returns.
 
-    Written by the submitter (QUEUED, or a cancel before the start) and then only by the job's
-    supervisor; always whole (tmp + rename), so a reader sees the old or the new state."""
+    Created by whoever takes the job out of the queue — the runtime starting it (QUEUED, with
+    its own pid as ``owner``) or a cancel before the start (CANCELLED) — and from then on
+    written only by the job's supervisor; always whole (tmp + rename), so a reader sees the old
+    or the new state."""
 
     job_id: str
     state: JobState
@@ -110,6 +130,9 @@ class JobStatus(msgspec.Struct, kw_only=True, omit_defaults=True):
     pid_start: int = 0
     supervisor_pid: int = 0
     supervisor_start: int = 0
+    # The runtime that took the job out of the queue to start it (pid, start time).
+    owner_pid: int = 0
+    owner_start: int = 0
     exit_code: int | None = None
     signal: int | None = None
     error: str = ""
@@ -142,7 +165,7 @@ class CancelRequest(msgspec.Struct, kw_only=True):
     grace_s: float = 5.0
 
 
-SPEC_DECODER = msgspec.json.Decoder(JobSpec)
+RECORD_DECODER = msgspec.json.Decoder(JobRecord)
 STATUS_DECODER = msgspec.json.Decoder(JobStatus)
 CANCEL_DECODER = msgspec.json.Decoder(CancelRequest)
 ENCODER = msgspec.json.Encoder()

@@ -22,12 +22,13 @@ import time
 from typing import Any
 
 import attrs
+import msgspec
 import trio
 
 from .. import events as ev
 from .control import kill_orphan, request_cancel
-from .protocol import JobSpec, JobState, JobStatus
-from .store import JobStore, UnknownJob, new_job_id, proc_alive
+from .protocol import JobRecord, JobSpec, JobState, JobStatus
+from .store import JobStore, UnknownJob, new_job_id, proc_alive, proc_start_time
 
 log = logging.getLogger("aethergraph.jobs")
 
@@ -76,6 +77,8 @@ class ProcessRunner:
         self._dispatch = trio.Event()
         self._server: trio.Process | None = None
         self._closed = False
+        self._pid = os.getpid()
+        self._pid_start = proc_start_time(self._pid) or 0
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -98,8 +101,11 @@ class ProcessRunner:
                 await server.wait()
 
     async def _start_server(self) -> trio.Process:
+        argv = [sys.executable, "-m", "runtime.jobs.supervise", "--serve"]
+        if getattr(self.rt, "durability", "") == "strict":
+            argv.append("--fsync")  # a job's last state survives a machine crash too
         proc = await trio.lowlevel.open_process(
-            [sys.executable, "-m", "runtime.jobs.supervise", "--serve"],
+            argv,
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, start_new_session=True,
         )
         self._nursery.start_soon(self._reader, proc, name="jobs reader")
@@ -118,9 +124,10 @@ class ProcessRunner:
             if known is not None:
                 return self.adopt(known).job_id
         job_id = new_job_id()
-        status = JobStatus(job_id=job_id, state=JobState.QUEUED, name=spec.name, run_id=run_id,
-                           node=node, key=key or "", submitted=time.time())
-        self.store.create(spec, status)
+        record = JobRecord(job_id=job_id, spec=spec, run_id=run_id, node=node, key=key or "",
+                           submitted=time.time())
+        status = record.queued()
+        self.store.create(record)
         if key:
             prior = self.store.bind_key(key, job_id)
             if prior is not None:  # another process won the race for this key
@@ -263,11 +270,14 @@ class ProcessRunner:
             lines = []
             while self.queue and len(self.active) < self.max_parallel:
                 job_id = self.queue.popleft()
-                if not self.store.claim(job_id):  # someone else started or cancelled it
-                    self.refresh(self.jobs[job_id])
+                job = self.jobs[job_id]
+                claim = msgspec.structs.replace(job.status, owner_pid=self._pid, owner_start=self._pid_start)
+                if not self.store.claim(claim):  # someone else started or cancelled it
+                    self.refresh(job)
                     continue
+                job.status = claim
                 self.active.add(job_id)
-                lines.append(f"{self.store.dir(job_id)}\n".encode())
+                lines.append(f"{self.store.path(job_id)}\n".encode())
             if lines:
                 await self._send(b"".join(lines))
 

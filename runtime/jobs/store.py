@@ -1,10 +1,11 @@
 """Jobs in the store: one folder per job, and the key → job mapping.
 
-    <home>/jobs/<job_id>/spec.json    what to run (JobSpec)
-    <home>/jobs/<job_id>/state.json   what is known (JobStatus), replaced whole (tmp + rename)
+    <home>/jobs/<job_id>/spec.json    what to run and who asked (JobRecord), written once
+    <home>/jobs/<job_id>/state.json   what is known (JobStatus); absent while the job is QUEUED
+                                      and unclaimed, created by one claimant (link), then
+                                      replaced whole (tmp + rename)
     <home>/jobs/<job_id>/stdout       the job's output, written by the job itself
     <home>/jobs/<job_id>/stderr
-    <home>/jobs/<job_id>/claim        exists once someone moved the job out of QUEUED
     <home>/jobs/<job_id>/cancel.json  a cancel request, for the supervisor
     <home>/jobs/by-key/<hash>         the job id a key was first submitted as
 
@@ -26,9 +27,10 @@ from pathlib import Path
 from .protocol import (
     CANCEL_DECODER,
     ENCODER,
-    SPEC_DECODER,
+    RECORD_DECODER,
     STATUS_DECODER,
     CancelRequest,
+    JobRecord,
     JobSpec,
     JobState,
     JobStatus,
@@ -54,7 +56,7 @@ def _valid_id(job_id: str) -> bool:
             and "\x00" not in job_id and job_id not in (".", ".."))
 
 
-def write_atomic(path: Path, data: bytes, *, fsync: bool = False) -> None:
+def write_atomic(path: str | Path, data: bytes, *, fsync: bool = False) -> None:
     """Replace ``path`` with ``data`` whole: a reader sees the old bytes or the new ones."""
     tmp = f"{path}.tmp-{os.getpid()}-{secrets.token_hex(3)}"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, FILE_MODE)
@@ -75,10 +77,15 @@ def proc_start_time(pid: int, *, zombie_ok: bool = False) -> int | None:
     if pid <= 0:
         return None
     try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
+        fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
         return None
+    try:
+        data = os.read(fd, 4096)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
     # comm (field 2) may hold spaces and parentheses: split after its last ')'.
     rest = data[data.rfind(b")") + 2:].split()
     if rest[0] in (b"Z", b"X") and not zombie_ok:
@@ -111,11 +118,14 @@ def group_members(pgid: int) -> list[int]:
 # -- the store -----------------------------------------------------------------------------------
 
 class JobStore:
-    """The ``jobs/`` folder of one store home."""
+    """The ``jobs/`` folder of one store home.
+
+    Paths are built as strings: a runtime starting a thousand jobs a second does this a lot."""
 
     def __init__(self, home: str | os.PathLike[str]) -> None:
         self.root = Path(home) / "jobs"
         self.by_key = self.root / "by-key"
+        self._root = str(self.root)
 
     def ensure(self) -> JobStore:
         for d in (self.root, self.by_key):
@@ -125,20 +135,26 @@ class JobStore:
                 pass
         return self
 
-    def dir(self, job_id: str) -> Path:
+    def path(self, job_id: str, name: str = "") -> str:
         if not _valid_id(job_id):
             raise UnknownJob(job_id)
-        return self.root / job_id
+        return f"{self._root}/{job_id}/{name}" if name else f"{self._root}/{job_id}"
 
-    def create(self, spec: JobSpec, status: JobStatus) -> Path:
-        """A new job folder with its spec, its QUEUED state and empty output files."""
-        d = self.dir(status.job_id)
+    def dir(self, job_id: str) -> Path:
+        return Path(self.path(job_id))
+
+    def create(self, record: JobRecord) -> None:
+        """A new job folder holding only its record: the job is QUEUED until someone claims it.
+
+        The record is written in place (the folder is new and its name is not yet known to
+        anyone); what makes a job exist for others is its id being handed out after this."""
+        d = self.path(record.job_id)
         os.mkdir(d, DIR_MODE)
-        write_atomic(d / "spec.json", ENCODER.encode(spec))
-        for name in ("stdout", "stderr"):
-            os.close(os.open(d / name, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, FILE_MODE))
-        write_atomic(d / "state.json", ENCODER.encode(status))
-        return d
+        fd = os.open(f"{d}/spec.json", os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, FILE_MODE)
+        try:
+            os.write(fd, ENCODER.encode(record))
+        finally:
+            os.close(fd)
 
     def discard(self, job_id: str) -> None:
         """Remove a folder that was never handed out (it lost the race for its key)."""
@@ -192,56 +208,91 @@ class JobStore:
 
     # -- state
 
-    def claim(self, job_id: str) -> bool:
-        """Take the one right to move this job out of QUEUED (start it, or cancel it unstarted)."""
+    def claim(self, status: JobStatus) -> bool:
+        """Take the one right to move a job out of QUEUED (start it, or cancel it unstarted) by
+        creating its ``state.json`` with ``status``: ``link`` fails if it exists, so exactly
+        one claimant wins, and the file appears whole."""
+        d = self.path(status.job_id)
+        tmp = f"{d}/.claim-{os.getpid()}-{secrets.token_hex(3)}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, FILE_MODE)
         try:
-            os.close(os.open(self.dir(job_id) / "claim",
-                             os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, FILE_MODE))
+            os.write(fd, ENCODER.encode(status))
+        finally:
+            os.close(fd)
+        try:
+            os.link(tmp, f"{d}/state.json")
             return True
         except FileExistsError:
             return False
+        finally:
+            os.unlink(tmp)
 
     def claimed(self, job_id: str) -> bool:
-        return (self.dir(job_id) / "claim").exists()
+        return os.path.exists(self.path(job_id, "state.json"))
+
+    def read_record(self, job_id: str) -> JobRecord:
+        try:
+            with open(self.path(job_id, "spec.json"), "rb") as f:
+                return RECORD_DECODER.decode(f.read())
+        except FileNotFoundError:
+            raise UnknownJob(job_id) from None
 
     def read_spec(self, job_id: str) -> JobSpec:
-        try:
-            return SPEC_DECODER.decode((self.dir(job_id) / "spec.json").read_bytes())
-        except FileNotFoundError:
-            raise UnknownJob(job_id) from None
+        return self.read_record(job_id).spec
 
     def read_raw(self, job_id: str) -> JobStatus:
-        """``state.json`` as written (a dead supervisor's RUNNING stays RUNNING)."""
+        """``state.json`` as written (a dead supervisor's RUNNING stays RUNNING); QUEUED from
+        the record when nobody claimed the job yet."""
         try:
-            return STATUS_DECODER.decode((self.dir(job_id) / "state.json").read_bytes())
+            with open(self.path(job_id, "state.json"), "rb") as f:
+                return STATUS_DECODER.decode(f.read())
         except FileNotFoundError:
-            raise UnknownJob(job_id) from None
+            pass
+        st = self.read_record(job_id).queued()
+        try:  # claimed between the two reads
+            with open(self.path(job_id, "state.json"), "rb") as f:
+                return STATUS_DECODER.decode(f.read())
+        except FileNotFoundError:
+            return st
 
     def read(self, job_id: str) -> JobStatus:
-        """What is true now: a RUNNING job whose supervisor is gone without a final word is LOST."""
+        """What is true now: a job whose supervisor is gone without a final word is LOST (so
+        is one claimed by a runtime that died before its supervisor started)."""
         st = self.read_raw(job_id)
-        if st.state is JobState.RUNNING and not proc_alive(st.supervisor_pid, st.supervisor_start):
-            st = self.read_raw(job_id)  # it may have written its last state and exited meanwhile
-            if st.state is JobState.RUNNING and not proc_alive(st.supervisor_pid, st.supervisor_start):
-                st.state = JobState.LOST
-                st.error = st.error or "the job's supervisor is gone and did not record how the job ended"
+        if not self._orphaned(st):
+            return st
+        st = self.read_raw(job_id)  # it may have written its last state and exited meanwhile
+        if self._orphaned(st):
+            st.state = JobState.LOST
+            st.error = st.error or (
+                "the job's supervisor is gone and did not record how the job ended"
+                if st.supervisor_pid else "the runtime that was starting it died before it started")
         return st
+
+    @staticmethod
+    def _orphaned(st: JobStatus) -> bool:
+        if st.state is JobState.RUNNING:
+            return not proc_alive(st.supervisor_pid, st.supervisor_start)
+        if st.state is JobState.QUEUED and st.owner_pid and not st.supervisor_pid:
+            return not proc_alive(st.owner_pid, st.owner_start)
+        return False
 
     def state_mtime(self, job_id: str) -> int:
         try:
-            return os.stat(self.dir(job_id) / "state.json").st_mtime_ns
+            return os.stat(self.path(job_id, "state.json")).st_mtime_ns
         except FileNotFoundError:
             return 0
 
     def write(self, status: JobStatus, *, fsync: bool = False) -> None:
-        write_atomic(self.dir(status.job_id) / "state.json", ENCODER.encode(status), fsync=fsync)
+        write_atomic(self.path(status.job_id, "state.json"), ENCODER.encode(status), fsync=fsync)
 
     def request_cancel(self, job_id: str, req: CancelRequest) -> None:
-        write_atomic(self.dir(job_id) / "cancel.json", ENCODER.encode(req))
+        write_atomic(self.path(job_id, "cancel.json"), ENCODER.encode(req))
 
     def read_cancel(self, job_id: str) -> CancelRequest | None:
         try:
-            return CANCEL_DECODER.decode((self.dir(job_id) / "cancel.json").read_bytes())
+            with open(self.path(job_id, "cancel.json"), "rb") as f:
+                return CANCEL_DECODER.decode(f.read())
         except (FileNotFoundError, ValueError):
             return None
 
@@ -257,7 +308,7 @@ class JobStore:
     def output_path(self, job_id: str, stream: str = "stdout") -> Path:
         if stream not in ("stdout", "stderr"):
             raise ValueError(f"stream must be stdout or stderr, got {stream!r}")
-        return self.dir(job_id) / stream
+        return Path(self.path(job_id, stream))
 
     def tail(self, job_id: str, lines: int = 20, stream: str = "stdout") -> list[str]:
         """The last ``lines`` lines of a job's output (reads only the end of the file)."""

@@ -7,7 +7,8 @@
 A supervisor is one small process per job, in a session of its own (so neither a Ctrl-C at the
 runtime's terminal nor the runtime's death reaches it). It starts the job's argv in a process
 group of its own with stdout/stderr going to the job folder, records pid + start time, waits,
-and writes how the job ended (exit status, signal, rusage) to ``state.json`` — whole, fsync'd.
+and writes how the job ended (exit status, signal, rusage) to ``state.json``: whole (tmp +
+rename), and fsync'd with ``--fsync``, which a runtime asks for when its durability is strict.
 It is the only writer of the job's state once it runs, and it outlives the runtime that
 started it: a job that ends while no runtime is alive is still recorded.
 
@@ -45,12 +46,52 @@ PR_SET_CHILD_SUBREAPER = 36
 STDERR_TAIL_LINES = 10
 
 
-def _set_subreaper() -> None:
+def _load_libc():
     try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
-    except Exception:  # not Linux: grandchildren go to init instead; the group kill still works
-        pass
+        return ctypes.CDLL(None, use_errno=True)
+    except OSError:
+        return None
+
+
+_LIBC = _load_libc()  # loaded once, in the fork server, before any fork
+
+
+def _set_subreaper() -> None:
+    if _LIBC is not None:  # not Linux: grandchildren go to init instead; the group kill still works
+        _LIBC.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+
+
+# Signals a supervisor ignores that a job must not inherit ignored.
+_DEFAULT_IN_JOB = (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT)
+
+
+def _spawn(argv: list[str], spec, job_dir: str, env: dict) -> int:
+    """Start the job in a new process group, output appended to the job folder; its pid.
+
+    ``posix_spawn`` (a vfork underneath): this process is a fork of the fork server, and a
+    full fork of it again would copy page tables and fault in pages for nothing. A job with a
+    ``cwd`` goes through ``subprocess`` (posix_spawn cannot change directory before 3.13)."""
+    if spec.cwd:
+        out = os.open(f"{job_dir}/stdout", os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        err = os.open(f"{job_dir}/stderr", os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err, cwd=spec.cwd,
+                                    env=env, process_group=0, close_fds=True, restore_signals=True)
+        finally:
+            os.close(out)
+            os.close(err)
+        proc.returncode = 0  # reaped with wait4 below; keep Popen from trying
+        return proc.pid
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT
+    return os.posix_spawnp(
+        argv[0], argv, env,
+        file_actions=[
+            (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+            (os.POSIX_SPAWN_OPEN, 1, f"{job_dir}/stdout", flags, 0o600),
+            (os.POSIX_SPAWN_OPEN, 2, f"{job_dir}/stderr", flags, 0o600),
+        ],
+        setpgroup=0, setsigdef=_DEFAULT_IN_JOB, setsigmask=(),
+    )
 
 
 def _notify(fd: int | None, what: str, job_id: str) -> None:
@@ -112,14 +153,17 @@ def _last_line(job_dir: Path) -> str | None:
     return None
 
 
-def supervise(job_dir: Path, notify_fd: int | None = None) -> int:
+def supervise(job_dir: Path, notify_fd: int | None = None, *, fsync: bool = False) -> int:
     """Run the job of ``job_dir`` to its end and record it. Returns the process exit code."""
     job_id = job_dir.name
     store = JobStore(job_dir.parent.parent)
     _set_subreaper()
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
-    spec = store.read_spec(job_id)
-    status = store.read_raw(job_id)
+    record = store.read_record(job_id)
+    spec = record.spec
+    status = store.read_raw(job_id)  # the claim: QUEUED, with the runtime that claimed it
+    if status.state is not JobState.QUEUED:
+        return 0  # cancelled before it started, or someone else's: not ours to run
     me = os.getpid()
     status.supervisor_pid, status.supervisor_start = me, proc_start_time(me) or 0
 
@@ -156,7 +200,7 @@ def supervise(job_dir: Path, notify_fd: int | None = None) -> int:
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGINT, on_term)
     signal.signal(signal.SIGALRM, on_alarm)
-    if store.read_cancel(job_id) is not None:
+    if os.path.exists(store.path(job_id, "cancel.json")):
         on_term(signal.SIGTERM, None)
 
     def finish(state: JobState, **fields) -> int:
@@ -164,32 +208,29 @@ def supervise(job_dir: Path, notify_fd: int | None = None) -> int:
         status.ended = time.time()
         for k, v in fields.items():
             setattr(status, k, v)
-        store.write(status, fsync=True)
+        store.write(status, fsync=fsync)
         _notify(notify_fd, "ended", job_id)
         return 0
 
     if mode["cancel"] is not None:
         return finish(JobState.CANCELLED, cancelled_by=mode["cancel"], error="cancelled before it started")
 
-    argv = ["/bin/sh", "-c", spec.argv[0]] if spec.shell else list(spec.argv)
-    env = dict(os.environ) if spec.inherit_env else {}
-    env.update(spec.env)
-    out = os.open(job_dir / "stdout", os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
-    err = os.open(job_dir / "stderr", os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+    argv = ["/bin/sh", "-c", spec.argv[0]] if spec.shell else spec.argv
+    if spec.env or not spec.inherit_env:
+        env = dict(os.environ) if spec.inherit_env else {}
+        env.update(spec.env)
+    else:
+        env = os.environ
     try:
-        proc = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err, cwd=spec.cwd or None, env=env,
-            process_group=0, close_fds=True, restore_signals=True,
-        )
+        pid = _spawn(argv, spec, str(job_dir), env)
     except OSError as exc:
-        what = "no such program" if isinstance(exc, FileNotFoundError) and exc.filename == argv[0] \
-            else exc.strerror or type(exc).__name__
-        where = f" (cwd {spec.cwd})" if isinstance(exc, FileNotFoundError) and exc.filename != argv[0] else ""
-        return finish(JobState.FAILED, error=f"cannot start {argv[0]!r}: {what}{where}")
-    finally:
-        os.close(out)
-        os.close(err)
-    pid = proc.pid
+        if isinstance(exc, FileNotFoundError) and spec.cwd and not os.path.isdir(spec.cwd):
+            what = f"no such directory {spec.cwd!r}"
+        elif isinstance(exc, FileNotFoundError):
+            what = "no such program"
+        else:
+            what = exc.strerror or type(exc).__name__
+        return finish(JobState.FAILED, error=f"cannot start {argv[0]!r}: {what}")
     mode["pgid"] = pid
     status.state = JobState.RUNNING
     status.pid, status.pid_start = pid, proc_start_time(pid, zombie_ok=True) or 0
@@ -210,7 +251,6 @@ def supervise(job_dir: Path, notify_fd: int | None = None) -> int:
         except ChildProcessError:  # reaped elsewhere: should not happen; stay honest
             wstatus = None
             break
-    proc.returncode = 0  # we reaped it ourselves; keep Popen from trying again
     stopping = mode["phase"] == "stopping"
     # The job is its whole process group: nothing of it stays behind. Leftovers of a job that
     # ended by itself get SIGTERM and the usual grace; a stopping job's group is killed as asked.
@@ -239,7 +279,7 @@ def supervise(job_dir: Path, notify_fd: int | None = None) -> int:
                   error=f"{how}" + (f"; stderr ends with:\n{tail}" if tail else ""))
 
 
-def serve() -> int:
+def serve(*, fsync: bool = False) -> int:
     """The fork server: one supervisor per job folder read from stdin; ends at EOF (its
     supervisors live on)."""
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
@@ -271,13 +311,13 @@ def serve() -> int:
         try:
             pid = os.fork()
             if pid == 0:
-                _child(job_dir)
+                _child(job_dir, fsync)
             children[pid] = job_dir.name
         finally:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGCHLD})
 
 
-def _child(job_dir: Path) -> None:
+def _child(job_dir: Path, fsync: bool) -> None:
     code = 1
     try:
         os.setsid()
@@ -287,7 +327,7 @@ def _child(job_dir: Path) -> None:
         devnull = os.open(os.devnull, os.O_RDWR)
         os.dup2(devnull, 0)
         os.close(devnull)
-        code = supervise(job_dir, notify_fd=1)
+        code = supervise(job_dir, notify_fd=1, fsync=fsync)
     except BaseException as exc:  # record why, where the job's own errors go
         try:
             with open(job_dir / "supervisor.err", "a") as f:
@@ -299,14 +339,24 @@ def _child(job_dir: Path) -> None:
 
 
 def main(argv: list[str]) -> int:
+    fsync = "--fsync" in argv
+    argv = [a for a in argv if a != "--fsync"]
     if argv == ["--serve"]:
-        return serve()
+        return serve(fsync=fsync)
     if len(argv) != 1:
-        print("usage: python -m runtime.jobs.supervise <job_dir> | --serve", file=sys.stderr)
+        print("usage: python -m runtime.jobs.supervise [--fsync] <job_dir> | --serve", file=sys.stderr)
         return 2
     if os.getpid() != os.getsid(0):
         os.setsid()
-    return supervise(Path(argv[0]).absolute())
+    job_dir = Path(argv[0]).absolute()
+    store = JobStore(job_dir.parent.parent)
+    me = os.getpid()
+    claim = store.read_record(job_dir.name).queued()
+    claim.owner_pid, claim.owner_start = me, proc_start_time(me) or 0
+    if not store.claim(claim):
+        print(f"job {job_dir.name} was already started or cancelled", file=sys.stderr)
+        return 1
+    return supervise(job_dir, fsync=fsync)
 
 
 if __name__ == "__main__":
