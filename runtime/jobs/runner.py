@@ -243,9 +243,7 @@ class ProcessRunner:
             return job.status
         grace = job.grace_s if grace_s is None else grace_s
         done = request_cancel(self.store, job_id, grace_s=grace, by=by)
-        if done is not None:
-            if job.job_id in self.queue:
-                self.queue.remove(job.job_id)
+        if done is not None:  # never started: the dispatcher skips it when its turn comes
             return self.refresh(job)
         # The supervisor ends the job; wait for its word, and take over if it dies meanwhile.
         with trio.move_on_after(grace + 5):
@@ -271,6 +269,8 @@ class ProcessRunner:
             while self.queue and len(self.active) < self.max_parallel:
                 job_id = self.queue.popleft()
                 job = self.jobs[job_id]
+                if job.terminal:  # cancelled while queued
+                    continue
                 claim = msgspec.structs.replace(job.status, owner_pid=self._pid, owner_start=self._pid_start)
                 if not self.store.claim(claim):  # someone else started or cancelled it
                     self.refresh(job)
