@@ -489,3 +489,15 @@ def test_ctrl_c_on_ag_run_cancels_the_run_and_its_job(tmp_path, home):
     assert "cancelled" in err.splitlines()[-1]
     st = store.read(job_id)
     assert st.state is JobState.CANCELLED and group_members(st.pid) == []
+
+
+def test_real_jobs_example_runs_end_to_end(tmp_path):
+    from .conftest import ROOT
+
+    proc = subprocess.run(
+        [PY, str(ROOT / "examples" / "real_jobs.py")], capture_output=True, text=True, timeout=60,
+        env=dict(os.environ, AG_DEMO_STEP_S="0.02"), cwd=tmp_path, stdin=subprocess.DEVNULL,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "Submitting your job…" in proc.stdout and "finished: energy 0.2" in proc.stdout
+    assert "'result': {'name': 'toy-sim', 'energy': 0.2}" in proc.stdout
