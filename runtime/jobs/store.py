@@ -16,7 +16,6 @@ same facts without asking a live process.
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import os
 import secrets
@@ -341,7 +340,3 @@ def tail_file(path: Path, lines: int, max_bytes: int = 1 << 20) -> list[str]:
     if pos > 0 and out:
         out = out[1:]  # the first line may be cut
     return out[-lines:]
-
-
-def is_no_such_process(exc: OSError) -> bool:
-    return exc.errno == errno.ESRCH
