@@ -388,6 +388,9 @@ def test_kill_9_leaves_the_job_running_and_resume_reattaches(tmp_path, home, lay
     assert list(store.ids()) == [job_id]
     listed = json.loads(ag("jobs", "--run", run["run_id"], "--json", cwd=tmp_path).stdout)
     assert [(j["job_id"], j["state"]) for j in listed] == [(job_id, "succeeded")]
+    shown = ag("show", run["run_id"], cwd=tmp_path).stdout
+    assert f"{job_id} running (reattached)" in shown or job_ends == "while_no_runtime"
+    assert f"{job_id} succeeded exit 0" in shown
 
 
 def test_ag_jobs_logs_and_cancel(tmp_path, home):
