@@ -504,3 +504,30 @@ def test_real_jobs_example_runs_end_to_end(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "Submitting your job…" in proc.stdout and "finished: energy 0.2" in proc.stdout
     assert "'result': {'name': 'toy-sim', 'energy': 0.2}" in proc.stdout
+
+
+async def test_jobs_still_queued_when_the_runtime_closes_are_recorded_cancelled(tmp_path, home):
+    register_context_service("jobs", ProcessJobs(max_parallel=1, scan_interval_s=0.05))
+    job_py = script(tmp_path, "gated.py", GATED)
+    gate, ledger = tmp_path / "gate", tmp_path / "ledger"
+
+    @graph_fn(name="fire_and_forget")
+    async def fire_and_forget(*, context):
+        j = context.jobs()
+        first = await j.submit([PY, job_py, str(gate), str(ledger)])
+        second = await j.submit([PY, job_py, str(gate), str(ledger)])
+        async for line in j.follow(first):
+            if line == "first":
+                break
+        return first, second
+
+    async with rt_open(home) as rt:
+        outcome = await fire_and_forget.start_run(rt, {})
+    first, second = outcome.outputs
+    store = JobStore(home)
+    assert store.read(first).state is JobState.RUNNING, "a started job outlives the runtime"
+    st = store.read(second)
+    assert st.state is JobState.CANCELLED and st.cancelled_by == "the runtime closed before starting it"
+    gate.touch()
+    wait_until(lambda: store.read(first).terminal, what="the first job to end")
+    assert store.read(first).state is JobState.SUCCEEDED and ledger.read_text() == "ran\n"

@@ -90,7 +90,17 @@ class ProcessRunner:
             task_status.started()
 
     async def close(self) -> None:
+        """Stop the fork server (running jobs live on: their supervisors are on their own).
+        Jobs still queued here would never start: they are recorded cancelled, saying why."""
         self._closed = True
+        for job_id in self.queue:
+            job = self.jobs.get(job_id)
+            if job is not None and not job.terminal:
+                try:
+                    request_cancel(self.store, job_id, by="the runtime closed before starting it")
+                except Exception:
+                    log.exception("job %s: cannot record it cancelled", job_id)
+        self.queue.clear()
         server, self._server = self._server, None
         if server is not None:
             with trio.move_on_after(5):
