@@ -46,7 +46,7 @@ class _Job:
     job_id: str
     status: JobStatus
     grace_s: float = 5.0
-    mtime: int = 0
+    mtime: tuple[int, int] = (0, 0)
     # Cancel scopes of the tasks parked in wait(): cancelled when the job ends.
     waiters: set = attrs.field(factory=set)
     # Hands of a cancel that wait() issued because its caller was cancelled.

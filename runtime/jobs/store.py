@@ -276,11 +276,14 @@ class JobStore:
             return not proc_alive(st.owner_pid, st.owner_start)
         return False
 
-    def state_mtime(self, job_id: str) -> int:
+    def state_mtime(self, job_id: str) -> tuple[int, int]:
+        """Changes whenever ``state.json`` is replaced: its inode (every write is a new file)
+        and mtime (two writes within one clock tick share an mtime, never an inode)."""
         try:
-            return os.stat(self.path(job_id, "state.json")).st_mtime_ns
+            st = os.stat(self.path(job_id, "state.json"))
         except FileNotFoundError:
-            return 0
+            return (0, 0)
+        return (st.st_ino, st.st_mtime_ns)
 
     def write(self, status: JobStatus, *, fsync: bool = False) -> None:
         write_atomic(self.path(status.job_id, "state.json"), ENCODER.encode(status), fsync=fsync)
