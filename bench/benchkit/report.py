@@ -104,7 +104,8 @@ INTRO = {
         "`trio.run_process` loop under a `CapacityLimiter(8)`, in the same process, alternating, "
         "best of 3 each; *overhead ms/job* = (ours - loop) wall / N. `queued-10k`: 10,000 jobs "
         "submitted while one job holds the only slot; the trio tasks alive then (no task per job) "
-        "and the submit rate; then all cancelled."
+        "and the submit rate; then all cancelled. Measured in a run of its own after the full "
+        "run (date, commit and load in each record's `measured_separately`)."
     ),
     "B1": (
         "Per-node overhead: 2,000 chained `step(x) -> x + 1` nodes; `top` = every call its own "
