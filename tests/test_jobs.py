@@ -531,3 +531,28 @@ async def test_jobs_still_queued_when_the_runtime_closes_are_recorded_cancelled(
     gate.touch()
     wait_until(lambda: store.read(first).terminal, what="the first job to end")
     assert store.read(first).state is JobState.SUCCEEDED and ledger.read_text() == "ran\n"
+
+
+async def test_a_job_whose_supervisor_dies_is_lost_and_cancel_still_ends_its_group(tmp_path, home, jobs):
+    forker = script(tmp_path, "forker.py", FORKER)
+
+    @graph_fn(name="orphan")
+    async def orphan(*, context):
+        j = context.jobs()
+        job_id = await j.submit({"argv": [PY, forker], "grace_s": 0.2})
+        async for line in j.follow(job_id):
+            if line == "ready":
+                break
+        st = await j.status(job_id)
+        os.kill(st.supervisor_pid, signal.SIGKILL)  # the supervisor dies; the job does not
+        lost = await j.wait(job_id)
+        alive = bool(group_members(st.pid))
+        cancelled = await j.cancel(job_id)
+        return lost, alive, cancelled, st.pid
+
+    async with rt_open(home) as rt:
+        outcome = await orphan.start_run(rt, {})
+    lost, alive, cancelled, pgid = outcome.outputs
+    assert lost.state is JobState.LOST and "supervisor is gone" in lost.error
+    assert alive, "the job outlived its supervisor"
+    assert cancelled.state is JobState.CANCELLED and group_members(pgid) == []

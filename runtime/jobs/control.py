@@ -11,7 +11,7 @@ import signal
 import time
 
 from .protocol import CancelRequest, JobState, JobStatus
-from .store import JobStore, proc_alive
+from .store import JobStore, group_members, proc_alive, proc_start_time
 
 
 def request_cancel(store: JobStore, job_id: str, *, grace_s: float | None = None, by: str = "") -> JobStatus | None:
@@ -44,16 +44,28 @@ def request_cancel(store: JobStore, job_id: str, *, grace_s: float | None = None
 
 
 def kill_orphan(store: JobStore, st: JobStatus, *, grace_s: float, by: str) -> None:
-    """End the process group of a job whose supervisor died, and record it CANCELLED."""
-    if st.pid and proc_alive(st.pid, st.pid_start):
-        _killpg(st.pid, signal.SIGTERM)
-        deadline = time.monotonic() + grace_s
-        while proc_alive(st.pid, st.pid_start) and time.monotonic() < deadline:
-            time.sleep(0.02)
-        _killpg(st.pid, signal.SIGKILL)
-        st.state, st.ended, st.cancelled_by = JobState.CANCELLED, time.time(), by
-        st.error = f"cancelled by {by or 'request'} (its supervisor had died)"
-        store.write(st, fsync=True)
+    """End what is left of the process group of a job whose supervisor died (SIGTERM, SIGKILL
+    after ``grace_s``) and record it CANCELLED. Nothing is signalled if the group's id may
+    belong to someone else now: its leader's pid is alive but started at another time."""
+    pgid = st.pid
+    if not pgid:
+        return
+    leader = proc_start_time(pgid)
+    if leader is not None and leader != st.pid_start:
+        return  # the pid was reused: not our group
+    if not group_members(pgid):
+        return  # nothing left to end; how it ended stays unknown (LOST)
+    _killpg(pgid, signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    while group_members(pgid) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    _killpg(pgid, signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while group_members(pgid) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    st.state, st.ended, st.cancelled_by = JobState.CANCELLED, time.time(), by
+    st.error = f"cancelled by {by or 'request'} (its supervisor had died)"
+    store.write(st, fsync=True)
 
 
 def _killpg(pgid: int, sig: int) -> None:

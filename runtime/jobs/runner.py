@@ -181,7 +181,7 @@ class ProcessRunner:
 
     def refresh(self, job: _Job) -> JobStatus:
         """Read the job's state from the store; record and wake on a change."""
-        if job.terminal:
+        if job.terminal and job.status.state is not JobState.LOST:  # LOST may still be cancelled
             return job.status
         try:
             job.mtime = self.store.state_mtime(job.job_id)
@@ -189,7 +189,7 @@ class ProcessRunner:
         except (UnknownJob, ValueError) as exc:
             log.warning("job %s: cannot read its state: %s", job.job_id, exc)
             return job.status
-        if new.state is not job.status.state or new.terminal:
+        if new.state is not job.status.state:
             job.status = new
             self._emit_state(job)
             if new.terminal:
@@ -249,7 +249,7 @@ class ProcessRunner:
         """SIGTERM to the job's process group, SIGKILL after ``grace_s`` (the job's own
         ``grace_s`` by default); returns once the job is recorded ended."""
         job = self.known(job_id)
-        if job.terminal:
+        if job.terminal and job.status.state is not JobState.LOST:
             return job.status
         grace = job.grace_s if grace_s is None else grace_s
         done = request_cancel(self.store, job_id, grace_s=grace, by=by)
