@@ -215,8 +215,8 @@ class JobsPanel(Vertical):
         if follow != self.followed or fresh:
             log.clear()
         self.followed = follow
-        for line in lines:
-            log.write(Text(line), scroll_end=True)
+        for line in lines:  # a job's output is untrusted: no escape sequence reaches the terminal
+            log.write(Text("".join(c if c.isprintable() or c == "\t" else "?" for c in line)), scroll_end=True)
         row = next((r for r in rows if r["job_id"] == follow), None)
         title = "no jobs in this run" if row is None else f"{follow} · stdout"
         if row is not None and row["error"]:
