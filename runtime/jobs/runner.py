@@ -19,6 +19,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import attrs
@@ -31,6 +32,11 @@ from .protocol import JobRecord, JobSpec, JobState, JobStatus
 from .store import JobStore, UnknownJob, new_job_id, proc_alive, proc_start_time
 
 log = logging.getLogger("aethergraph.jobs")
+
+
+_ROOT = Path(__file__).resolve().parents[2]  # the folder holding the `runtime` package
+_SERVE = ("import sys; sys.path.insert(0, sys.argv.pop(1)); "
+          "from runtime.jobs.supervise import main; sys.exit(main(sys.argv[1:]))")
 
 
 class JobWaitTimeout(TimeoutError):
@@ -73,7 +79,7 @@ class ProcessRunner:
         self.queue: collections.deque[str] = collections.deque()
         self.active: set[str] = set()  # started by this runtime, not yet seen ending
         self.watched: set[str] = set()  # every job not yet terminal that this runtime follows
-        self._outbox: list[bytes] = []
+        self._nursery: trio.Nursery | None = None
         self._dispatch = trio.Event()
         self._server: trio.Process | None = None
         self._closed = False
@@ -111,7 +117,9 @@ class ProcessRunner:
                 await server.wait()
 
     async def _start_server(self) -> trio.Process:
-        argv = [sys.executable, "-m", "runtime.jobs.supervise", "--serve"]
+        # -I and an explicit path: a `runtime` package in the user's working directory or on
+        # PYTHONPATH must not stand in for ours.
+        argv = [sys.executable, "-I", "-c", _SERVE, str(_ROOT), "--serve"]
         if getattr(self.rt, "durability", "") == "strict":
             argv.append("--fsync")  # a job's last state survives a machine crash too
         proc = await trio.lowlevel.open_process(
