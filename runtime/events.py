@@ -207,6 +207,32 @@ class Progress(Event, tag="progress"):
     subtitle: str = ""
 
 
+class JobSubmitted(Event, tag="job_submitted"):
+    """A node handed a job to a runner (``context.jobs().submit``). The job's output is in the
+    store (``jobs/<job_id>/``), never in the run's log; ``argv`` is untrusted text."""
+
+    job_id: str
+    runner: str = "process"
+    name: str = ""
+    key: str = ""
+    argv: tuple[str, ...] = ()
+
+
+class JobStateChanged(Event, tag="job_state"):
+    """A job's state as a runtime saw it change (queued, running, succeeded, failed,
+    cancelled, lost); ``note`` says why it was seen, e.g. "reattached" after a resume."""
+
+    job_id: str
+    state: str
+    exit_code: int | None = None
+    signal: int | None = None
+    error: str = ""
+    pid: int = 0
+    started: float | None = None
+    ended: float | None = None
+    note: str = ""
+
+
 AnyEvent = Union[
     RunStarted,
     RunResumed,
@@ -226,6 +252,8 @@ AnyEvent = Union[
     MessageSent,
     Log,
     Progress,
+    JobSubmitted,
+    JobStateChanged,
 ]
 
 EVENT_TYPES: dict[str, type[Event]] = {

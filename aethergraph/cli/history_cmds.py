@@ -113,6 +113,12 @@ def _event_line(e: Any) -> str:
     if t is ev.Progress:
         total = f"/{e.total:g}" if e.total is not None else ""
         return f"{e.title} {e.state} {e.current:g}{total} {e.subtitle}".rstrip()
+    if t is ev.JobSubmitted:
+        return f"{e.job_id} {_short(e.name or ' '.join(e.argv))}"
+    if t is ev.JobStateChanged:
+        extra = "" if e.exit_code is None else f" exit {e.exit_code}"
+        return f"{e.job_id} {e.state}{extra}" + (f" ({e.note})" if e.note else "") + (
+            f" {_short(e.error.splitlines()[0])}" if e.error else "")
     return ""
 
 

@@ -184,6 +184,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input", "-i", metavar="JSON", default=None, help="inputs for --run, as a JSON object")
     _add_home(p)
 
+    from .jobs_cmds import add_parser as add_jobs_parser
+
+    add_jobs_parser(sub, _add_home)
+
     p = sub.add_parser("check", help="verify the logs against the index; report, never fix")
     p.add_argument("--verify-blobs", action="store_true", help="also re-hash every artifact blob")
     _add_home(p)
@@ -268,6 +272,10 @@ def main(argv: Sequence[str] | None = None, *, _again: bool = False) -> int:
             from tui.app import main as tui_main
 
             return tui_main(args)
+        if args.command == "jobs":
+            from .jobs_cmds import cmd_jobs
+
+            return cmd_jobs(args)
         if args.command == "check":
             from .store_cmds import cmd_check
 

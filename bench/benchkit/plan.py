@@ -17,9 +17,9 @@ from .venvs import BENCH
 DEFAULT_REPS = 5
 SLOW_REPS = 3  # for measurements that take minutes (spec: 3 instead of 5)
 TIMEOUT_S = 300
-WORKLOADS = ("B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8")
+WORKLOADS = ("B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B9")
 # `--quick` (under 3 minutes): leaves out the workloads that first build a 1,000,000-event store.
-QUICK_WORKLOADS = ("B1", "B2", "B3", "B4", "B6", "B8")
+QUICK_WORKLOADS = ("B1", "B2", "B3", "B4", "B6", "B8", "B9")
 FRAMEWORKS = ("ours", "upstream", "langgraph")
 
 
@@ -213,6 +213,20 @@ def b8(ours: Path | None, peers: Path | None) -> list[Case]:
     ]
 
 
+def b9(ours: Path | None, peers: Path | None) -> list[Case]:
+    """Ours only: real process jobs against a plain trio.run_process loop, in one process."""
+    if not ours:
+        return []
+    return [
+        Case("B9", "ours", "vs-run-process", 1_000, _script(ours, "ours/b9.py", "vs-run-process", 1_000),
+             group="jobs", ref=True, reps=SLOW_REPS,
+             note="`true` x 1,000, 8 at a time; ProcessJobs and the loop alternate, best of 3 each"),
+        Case("B9", "ours", "queued-10k", 10_000, _script(ours, "ours/b9.py", "queued-10k", 10_000),
+             group="queued", ref=True, reps=SLOW_REPS, note="10,000 jobs queued behind one slot"),
+    ]
+
+
 def build(ours: Path | None, peers: Path | None, workloads: list[str]) -> dict[str, list[Case]]:
-    makers = {"B1": b1, "B2": b2, "B3": b3, "B4": b4, "B5": b5, "B6": b6, "B7": b7, "B8": b8}
+    makers = {"B1": b1, "B2": b2, "B3": b3, "B4": b4, "B5": b5, "B6": b6, "B7": b7, "B8": b8,
+              "B9": b9}
     return {w: makers[w](ours, peers) for w in workloads}

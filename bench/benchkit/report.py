@@ -49,16 +49,24 @@ METRICS = {
     "B8": [Metric("key -> screen ms (median)", "key_ms"), Metric("p95 ms", "key_p95_ms"),
            Metric("max ms", "key_max_ms"), Metric("? / esc median ms", "screen_key_ms"),
            Metric("events/s the dashboard took in", "received_events_per_s", higher_is_better=True)],
+    "B9": [Metric("jobs/s ProcessJobs", "jobs_per_s", higher_is_better=True),
+           Metric("jobs/s run_process loop", "base_jobs_per_s", higher_is_better=True),
+           Metric("ratio", "ratio", higher_is_better=True),
+           Metric("overhead ms/job", "overhead_ms"),
+           Metric("submits/s (queued)", "submits_per_s", higher_is_better=True),
+           Metric("trio tasks with N queued", "tasks_with_queue"),
+           Metric("peak RSS MB", "rss_peak_kib", MB)],
 }
 PRIMARY = {w: METRICS[w][0] for w in METRICS}
-OURS_ONLY = ("B5", "B6", "B7", "B8")
+OURS_ONLY = ("B5", "B6", "B7", "B8", "B9")
 TITLES = {"B1": "B1 – per-node overhead", "B2": "B2 – fan-out of polling jobs",
           "B3": "B3 – event log write + \"most recent of a kind\"",
           "B4": "B4 – import / start-up",
           "B5": "B5 – durable ingest and queries on 1,000,000 events (ours)",
           "B6": "B6 – the sidecar: ask round trip, a live subscriber (ours)",
           "B7": "B7 – dashboard first paint on a large store (ours)",
-          "B8": "B8 – dashboard keys while a run streams 1,000 events/s (ours)"}
+          "B8": "B8 – dashboard keys while a run streams 1,000 events/s (ours)",
+          "B9": "B9 – real process jobs: ProcessJobs vs a plain trio.run_process loop (ours)"}
 
 INTRO = {
     "B5": (
@@ -88,6 +96,16 @@ INTRO = {
         "the driver as a terminal delivers them, 200 ms apart, 10 rounds of `j` `k` (node tree), "
         "`l` `t` (tabs), `?` `esc` (help screen); each is timed until its effect shows in the "
         "app's state. The last column is the event rate the dashboard actually took in."
+    ),
+    "B9": (
+        "`vs-run-process`: 1,000 trivial jobs (`true`), at most 8 at a time, through "
+        "`ProcessJobs(max_parallel=8)` in one run (each job under its own supervisor process, "
+        "with its folder, state file, output files and `job_*` events) and through a plain "
+        "`trio.run_process` loop under a `CapacityLimiter(8)`, in the same process, alternating, "
+        "best of 3 each; *overhead ms/job* = (ours - loop) wall / N. `queued-10k`: 10,000 jobs "
+        "submitted while one job holds the only slot; the trio tasks alive then (no task per job) "
+        "and the submit rate; then all cancelled. Measured in a run of its own after the full "
+        "run (date, commit and load in each record's `measured_separately`)."
     ),
     "B1": (
         "Per-node overhead: 2,000 chained `step(x) -> x + 1` nodes; `top` = every call its own "
@@ -498,6 +516,7 @@ def _budget_rows(rows: list[Row]) -> list[str]:
         ("B6", "paced-sub", "recv_events_per_s", 50_000 * 0.98, False, "B6 (issue 4) a subscriber keeps up with a run recording 50,000 events/s (within 2%)"),
         ("B7", "first-paint", "first_paint_s", 1, True, "B7 (issue 5) first paint < 1 s on 10,000 runs / 1M events"),
         ("B8", "keys-under-load", "key_max_ms", 100, True, "B8 (issue 5) every key answered within 100 ms while a run emits 1,000 events/s"),
+        ("B9", "vs-run-process", "ratio", 0.8, False, "B9 (issue 16) ProcessJobs throughput ≥ 0.8× a plain run_process loop"),
     ]
     out = []
     for workload, variant, key, budget, at_most, what in checks:

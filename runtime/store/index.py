@@ -33,6 +33,8 @@ from ..events import (
     AskExpired,
     AskOpened,
     Event,
+    JobStateChanged,
+    JobSubmitted,
     Log,
     MemoryRecorded,
     MessageSent,
@@ -141,10 +143,33 @@ CREATE TABLE IF NOT EXISTS asks(
 CREATE INDEX IF NOT EXISTS asks_status ON asks(status, opened);
 """
 
+# Jobs a run submitted (runtime/jobs), fed by job_submitted / job_state events. The job folder
+# in the store is the truth about a job still running; this table is what the runs knew.
+JOBS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs(
+    job_id TEXT PRIMARY KEY,
+    run_id TEXT NOT NULL,
+    node TEXT NOT NULL,
+    name TEXT NOT NULL DEFAULT '',
+    runner TEXT NOT NULL DEFAULT '',
+    key TEXT NOT NULL DEFAULT '',
+    argv TEXT NOT NULL DEFAULT '[]',
+    state TEXT NOT NULL DEFAULT 'queued',
+    submitted REAL,
+    started REAL,
+    ended REAL,
+    exit_code INTEGER,
+    error TEXT NOT NULL DEFAULT '',
+    pid INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS jobs_run ON jobs(run_id);
+"""
+SCHEMA += JOBS_SCHEMA
+
 # Emptied by a rebuild. ``names`` is kept: interned ids never change, so a process that has
 # them cached stays right while another one rebuilds.
 TABLES = ("logs", "runs", "memory", "memory_tags", "memory_entities", "memory_metrics",
-          "memory_fts", "artifacts", "asks")
+          "memory_fts", "artifacts", "asks", "jobs")
 
 MEMORY_DECODER = msgspec.json.Decoder(MemoryRecorded)
 ARTIFACT_DECODER = msgspec.json.Decoder(ArtifactWritten)
@@ -965,6 +990,8 @@ class _Batch:
             )
         elif t is ArtifactPinned:
             c.execute("UPDATE artifacts SET pinned=? WHERE sha256=?", (int(ev.pinned), ev.sha256))
+        elif t is JobSubmitted or t is JobStateChanged:
+            _apply_job(c, ev)
         elif t is RunStarted:
             c.execute(
                 "INSERT INTO runs(run_id, graph, status, started, pid, host, entrypoint,"
@@ -1013,3 +1040,55 @@ class _Batch:
                     "UPDATE runs SET pending_asks=max(0, pending_asks-1) WHERE run_id=?",
                     (ev.run_id,),
                 )
+
+
+def _apply_job(c: sqlite3.Connection, ev: JobSubmitted | JobStateChanged) -> None:
+    if type(ev) is JobSubmitted:
+        c.execute(
+            "INSERT INTO jobs(job_id, run_id, node, name, runner, key, argv, submitted)"
+            " VALUES (?,?,?,?,?,?,?,?) ON CONFLICT(job_id) DO NOTHING",
+            (ev.job_id, ev.run_id, ev.node, ev.name, ev.runner, ev.key,
+             _JSON.encode(ev.argv).decode(), ev.ts),
+        )
+        return
+    # A reattached job is first seen by its state: its row starts there.
+    c.execute(
+        "INSERT INTO jobs(job_id, run_id, node, submitted) VALUES (?,?,?,?)"
+        " ON CONFLICT(job_id) DO NOTHING",
+        (ev.job_id, ev.run_id, ev.node, ev.ts),
+    )
+    c.execute(
+        "UPDATE jobs SET state=?, started=coalesce(?, started), ended=?, exit_code=?, error=?,"
+        " pid=CASE WHEN ?>0 THEN ? ELSE pid END WHERE job_id=?",
+        (ev.state, ev.started, ev.ended, ev.exit_code, ev.error, ev.pid, ev.pid, ev.job_id),
+    )
+
+
+JOB_COLUMNS = ("job_id", "run_id", "node", "name", "runner", "key", "argv", "state", "submitted",
+               "started", "ended", "exit_code", "error", "pid")
+
+
+def job_rows(index: Index, *, run_id: str | None = None, limit: int | None = None) -> list[dict]:
+    """Jobs as the runs recorded them, newest first (``ag jobs``, the dashboard)."""
+    sql = f"SELECT {', '.join(JOB_COLUMNS)} FROM jobs"
+    params: list[Any] = []
+    if run_id:
+        sql += " WHERE run_id=?"
+        params.append(run_id)
+    sql += " ORDER BY submitted DESC, job_id DESC"
+    if limit is not None:
+        sql += " LIMIT ?"
+        params.append(limit)
+    rows = [dict(zip(JOB_COLUMNS, r)) for r in index._read(sql, params)]
+    for r in rows:
+        r["argv"] = msgspec.json.decode(r["argv"])
+    return rows
+
+
+def job_counts(index: Index, run_ids: Sequence[str]) -> dict[str, int]:
+    """Jobs per run, for the runs list."""
+    if not run_ids:
+        return {}
+    return dict(index._read(
+        f"SELECT run_id, count(*) FROM jobs WHERE run_id IN ({','.join('?' * len(run_ids))})"
+        " GROUP BY run_id", list(run_ids)))

@@ -1,0 +1,558 @@
+"""Real process jobs: every test starts real processes under real supervisors in a real store."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+import trio
+
+from aethergraph import graph_fn, register_context_service
+from aethergraph.jobs import JobState, JobWaitTimeout, ProcessJobs
+from runtime import events as ev
+from runtime.jobs.store import JobStore, group_members, proc_alive
+from runtime.store.index import Index, job_rows
+
+from .conftest import ag, rt_open, run_events
+
+PY = sys.executable
+
+
+def script(tmp_path, name: str, body: str) -> str:
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(body))
+    return str(path)
+
+
+def wait_until(cond, timeout: float = 20.0, what: str = "condition"):
+    """For conditions in other processes (nothing to await on): check, back off, give up."""
+    deadline = time.monotonic() + timeout
+    delay = 0.005
+    while True:
+        value = cond()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(delay)
+        delay = min(delay * 2, 0.1)
+
+
+# A job that says it started, then waits for a file the test creates: the test decides when the
+# job ends, so nothing depends on how fast this machine is.
+GATED = """
+    import os, sys, time
+    gate, ledger = sys.argv[1], sys.argv[2]
+    with open(ledger, "a") as f:
+        f.write("ran\\n")
+    print("first", flush=True)
+    while not os.path.exists(gate):
+        time.sleep(0.01)
+    print("second", flush=True)
+    print("answer=42")
+"""
+
+# A job that forks two grandchildren in its own group (one ignores SIGTERM) and waits.
+FORKER = """
+    import subprocess, sys, time
+    kids = [
+        subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"]),
+        subprocess.Popen([sys.executable, "-c",
+                          "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(60)"]),
+    ]
+    time.sleep(0.2)  # let the second one install its handler
+    print(" ".join(str(k.pid) for k in kids), flush=True)
+    print("ready", flush=True)
+    time.sleep(60)
+"""
+
+
+@pytest.fixture
+def jobs():
+    svc = ProcessJobs(max_parallel=4, scan_interval_s=0.05)
+    register_context_service("jobs", svc)
+    return svc
+
+
+async def test_output_is_captured_and_followed_live(tmp_path, home, layout, jobs):
+    job_py = script(tmp_path, "gated.py", GATED)
+    gate, ledger = tmp_path / "gate", tmp_path / "ledger"
+
+    @graph_fn(name="follow_one")
+    async def follow_one(*, context):
+        j = context.jobs()
+        job_id = await j.submit({"argv": [PY, job_py, str(gate), str(ledger)]}, key=context.idempotency_key)
+        seen = []
+        async for line in j.follow(job_id):
+            seen.append((line, (await j.status(job_id)).state))
+            if line == "first":
+                gate.touch()  # the job is still running: it waits for this
+        st = await j.wait(job_id)
+        return {"job_id": job_id, "seen": seen, "state": st.state.value, "result": st.result,
+                "exit_code": st.exit_code, "tail": await j.logs(job_id, tail=2)}
+
+    async with rt_open(home) as rt:
+        outcome = await follow_one.start_run(rt, {})
+    out = outcome.outputs
+    assert outcome.status == ev.SUCCEEDED, outcome.error
+    assert [s[0] for s in out["seen"]] == ["first", "second", "answer=42"]
+    assert out["seen"][0][1] is JobState.RUNNING  # seen live, not read after the end
+    assert out["state"] == "succeeded" and out["exit_code"] == 0 and out["result"] == "answer=42"
+    assert out["tail"] == ["second", "answer=42"]
+    assert ledger.read_text() == "ran\n"
+
+    # The folder: private, whole; the run's log has the facts, the index the row.
+    d = layout.home / "jobs" / out["job_id"]
+    assert oct(d.stat().st_mode & 0o777) == "0o700"
+    for name in ("spec.json", "state.json", "stdout", "stderr"):
+        assert oct((d / name).stat().st_mode & 0o777) == "0o600", name
+    events = run_events(layout, outcome.run_id)
+    states = [e.state for e in events if isinstance(e, ev.JobStateChanged)]
+    assert [type(e) for e in events if isinstance(e, ev.JobSubmitted)] == [ev.JobSubmitted]
+    assert states[-1] == "succeeded" and "running" in states
+    assert not any("first" in json.dumps(getattr(e, "outputs", "") or "") for e in events
+                   if isinstance(e, ev.JobStateChanged)), "output stays out of the log"
+    index = Index(layout)
+    try:
+        (row,) = job_rows(index, run_id=outcome.run_id)
+    finally:
+        index.close()
+    assert row["job_id"] == out["job_id"] and row["state"] == "succeeded" and row["exit_code"] == 0
+    assert row["node"] == "follow_one" and row["argv"][1] == job_py
+
+
+async def test_cancelling_the_waiting_node_kills_the_whole_group(tmp_path, home, layout, jobs):
+    forker = script(tmp_path, "forker.py", FORKER)
+    ready = trio.Event()
+    seen: dict = {}
+
+    @graph_fn(name="waits")
+    async def waits(*, context):
+        j = context.jobs()
+        job_id = await j.submit({"argv": [PY, forker], "grace_s": 0.3})
+        seen["job_id"] = job_id
+        async for line in j.follow(job_id):
+            if line == "ready":
+                break
+            seen["kids"] = [int(p) for p in line.split()]
+        seen["pgid"] = (await j.status(job_id)).pid
+        ready.set()
+        await j.wait(job_id)  # cancelled from outside while parked here
+
+    async with rt_open(home) as rt:
+        async with trio.open_nursery() as nursery:
+            result: dict = {}
+
+            async def go():
+                result["outcome"] = await waits.start_run(rt, {})
+
+            nursery.start_soon(go)
+            await ready.wait()
+            (run_id,) = rt.runs
+            assert group_members(seen["pgid"]), "the job and its grandchildren run"
+            rt.cancel(run_id, reason="stop it", by="test")
+    assert result["outcome"].status == ev.CANCELLED
+    store = JobStore(home)
+    st = store.read(seen["job_id"])
+    assert st.state is JobState.CANCELLED and "waits" in st.cancelled_by
+    assert st.signal == signal.SIGTERM
+    assert group_members(seen["pgid"]) == [], "nothing of the job's process group is left"
+    for pid in seen["kids"]:
+        assert not os.path.exists(f"/proc/{pid}") or _zombie_or_gone(pid)
+    # the cancel is in the run's log before the node's own end
+    events = run_events(layout, result["outcome"].run_id)
+    kinds = [(type(e).__name__, getattr(e, "state", "")) for e in events]
+    assert kinds.index(("JobStateChanged", "cancelled")) < kinds.index(("NodeCancelled", ""))
+
+
+def _zombie_or_gone(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except OSError:
+        return True
+    return data[data.rfind(b")") + 2:].split()[0] == b"Z"
+
+
+async def test_timeout_kills_the_job(tmp_path, home, jobs):
+    forker = script(tmp_path, "forker.py", FORKER)
+
+    @graph_fn(name="slow")
+    async def slow(*, context):
+        j = context.jobs()
+        job_id = await j.submit({"argv": [PY, forker], "timeout_s": 0.5, "grace_s": 0.2})
+        return await j.wait(job_id)
+
+    async with rt_open(home) as rt:
+        outcome = await slow.start_run(rt, {})
+    st = outcome.outputs
+    assert st.state is JobState.FAILED and st.timed_out
+    assert "timed out after 0.5s" in st.error
+    assert group_members(st.pid) == []
+
+
+async def test_wait_timeout_cancels_unless_detached(tmp_path, home, jobs):
+    job_py = script(tmp_path, "gated.py", GATED)
+    gate, ledger = tmp_path / "gate", tmp_path / "ledger"
+
+    @graph_fn(name="impatient")
+    async def impatient(*, context):
+        j = context.jobs()
+        a = await j.submit([PY, job_py, str(gate), str(ledger)])
+        with pytest.raises(JobWaitTimeout):
+            await j.wait(a, timeout_s=0.2, detach=True)
+        assert (await j.status(a)).state is JobState.RUNNING
+        with pytest.raises(JobWaitTimeout, match="it was cancelled"):
+            await j.wait(a, timeout_s=0.1)
+        return await j.status(a)
+
+    async with rt_open(home) as rt:
+        outcome = await impatient.start_run(rt, {})
+    assert outcome.status == ev.SUCCEEDED, outcome.error
+    assert outcome.outputs.state is JobState.CANCELLED
+
+
+async def test_bad_argv_and_non_zero_exit_fail_clearly(tmp_path, home, layout, jobs):
+    @graph_fn(name="bad")
+    async def bad(*, context):
+        j = context.jobs()
+        missing = await j.wait(await j.submit(["no-such-program-xyz", "--flag"]))
+        failing = await j.wait(await j.submit({
+            "argv": [PY, "-c", "import sys; print('to stderr', file=sys.stderr); sys.exit(3)"]}))
+        shell = await j.wait(await j.submit({"argv": ["echo hi; exit 4"], "shell": True}))
+        return missing, failing, shell, await j.poll(failing.job_id)
+
+    async with rt_open(home) as rt:
+        outcome = await bad.start_run(rt, {})
+    missing, failing, shell, polled = outcome.outputs
+    assert missing.state is JobState.FAILED and missing.pid == 0 and missing.started is None
+    assert missing.error == "cannot start 'no-such-program-xyz': no such program"
+    assert failing.state is JobState.FAILED and failing.exit_code == 3
+    assert failing.error.startswith("exit code 3") and "to stderr" in failing.error
+    assert polled == {"status": "failed", "result": None, "error": failing.error, "exit_code": 3,
+                      "job_id": failing.job_id}
+    assert shell.exit_code == 4
+    assert len(list(JobStore(home).ids())) == 3  # nothing else was started
+
+
+async def test_bad_specs_are_refused_with_one_line(home, jobs):
+    from aethergraph.jobs import JobSpecError
+
+    @graph_fn(name="refused")
+    async def refused(*, context):
+        j = context.jobs()
+        msgs = []
+        for spec in ([], {"argv": "ls"}, {"argv": ["a", "b"], "shell": True}, {"argv": ["x"], "timeout_s": 0},
+                     {"argv": ["x"], "colour": 1}, "ls"):
+            try:
+                await j.submit(spec)
+            except JobSpecError as exc:
+                msgs.append(str(exc))
+        return msgs
+
+    async with rt_open(home) as rt:
+        outcome = await refused.start_run(rt, {})
+    msgs = outcome.outputs
+    assert len(msgs) == 6 and all("\n" not in m and m.startswith("job spec") for m in msgs), msgs
+    assert not list(JobStore(home).ids())
+
+
+async def test_max_parallel_queues_the_rest(tmp_path, home):
+    register_context_service("jobs", ProcessJobs(max_parallel=1, scan_interval_s=0.05))
+    job_py = script(tmp_path, "gated.py", GATED)
+    gate, ledger = tmp_path / "gate", tmp_path / "ledger"
+
+    @graph_fn(name="queue")
+    async def queue(*, context):
+        j = context.jobs()
+        ids = [await j.submit([PY, job_py, str(gate), str(ledger)]) for _ in range(3)]
+        async for line in j.follow(ids[0]):
+            if line == "first":
+                break
+        states = [(await j.status(i)).state for i in ids]
+        gate.touch()
+        done = [(await j.wait(i)).state for i in ids]
+        return states, done
+
+    async with rt_open(home) as rt:
+        outcome = await queue.start_run(rt, {})
+    states, done = outcome.outputs
+    assert states == [JobState.RUNNING, JobState.QUEUED, JobState.QUEUED]
+    assert done == [JobState.SUCCEEDED] * 3
+    assert ledger.read_text() == "ran\n" * 3
+
+
+SUBMIT_ONCE = """
+    import sys, trio
+    from aethergraph import open_runtime, register_context_service
+    from aethergraph.jobs import ProcessJobs
+
+    jobs = register_context_service("jobs", ProcessJobs())
+
+    async def main():
+        async with open_runtime(console=False, sidecar=False, handle_sigint=False):
+            sys.stdin.readline()  # both processes are up: submit together
+            job_id = await jobs.submit({"argv": [sys.executable, "-c",
+                "import sys; open(sys.argv[1], 'a').write('ran\\\\n')", sys.argv[1]]}, key="the-key")
+            st = await jobs.wait(job_id)
+            print(job_id, st.state.value, flush=True)
+
+    trio.run(main)
+"""
+
+
+def test_one_key_is_one_job_across_two_processes(tmp_path, home):
+    prog = script(tmp_path, "submit_once.py", SUBMIT_ONCE)
+    ledger = tmp_path / "ledger"
+    procs = [subprocess.Popen([PY, prog, str(ledger)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    for p in procs:
+        p.stdin.write("go\n")
+        p.stdin.flush()
+    outs = [p.communicate(timeout=60) for p in procs]
+    assert all(p.returncode == 0 for p in procs), outs
+    lines = {o[0].strip() for o in outs}
+    assert len(lines) == 1 and lines.pop().endswith(" succeeded"), outs
+    assert ledger.read_text() == "ran\n"
+    assert len(list(JobStore(home).ids())) == 1
+
+
+GRAPH = """
+    import sys
+    from aethergraph import graph_fn, register_context_service, tool
+    from aethergraph.jobs import ProcessJobs
+
+    register_context_service("jobs", ProcessJobs(scan_interval_s=0.05))
+
+    @tool(outputs=["job_id"])
+    async def submit(argv: list, *, context):
+        return await context.jobs().submit({"argv": argv, "grace_s": 0.3}, key=context.idempotency_key)
+
+    @graph_fn(name="sim")
+    async def sim(argv: list, *, context):
+        j = context.jobs()
+        job_id = (await submit(argv=argv, context=context))["job_id"]
+        st = await j.wait(job_id)
+        return {"job_id": job_id, "state": st.state.value, "exit_code": st.exit_code,
+                "result": st.result, "output": await j.logs(job_id)}
+"""
+
+
+@pytest.mark.parametrize("job_ends", ["while_resumed", "while_no_runtime"])
+def test_kill_9_leaves_the_job_running_and_resume_reattaches(tmp_path, home, layout, job_ends):
+    graph = script(tmp_path, "graph.py", GRAPH)
+    job_py = script(tmp_path, "gated.py", GATED)
+    gate, ledger = tmp_path / "gate", tmp_path / "ledger"
+    argv = [PY, job_py, str(gate), str(ledger)]
+    exe = os.path.join(os.path.dirname(PY), "ag")
+    runtime = subprocess.Popen([exe, "run", f"{graph}:sim", "--input", json.dumps({"argv": argv})],
+                               cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        wait_until(lambda: ledger.exists(), what="the job to start")
+    finally:
+        runtime.send_signal(signal.SIGKILL)
+        runtime.wait(timeout=10)
+    store = JobStore(home)
+    (job_id,) = store.ids()
+    st = store.read(job_id)
+    assert st.state is JobState.RUNNING and proc_alive(st.pid, st.pid_start), "the job outlived its runtime"
+    (run,) = json.loads(ag("runs", "--json", cwd=tmp_path).stdout)
+    assert run["status"] == "interrupted"
+
+    if job_ends == "while_no_runtime":
+        gate.touch()
+        wait_until(lambda: store.read(job_id).terminal, what="the job to end")
+        resumed = ag("resume", run["run_id"], "--json", cwd=tmp_path)
+    else:
+        proc = subprocess.Popen([exe, "resume", run["run_id"], "--json"], cwd=tmp_path,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        # the resumed run reattaches: its log says so while the job still runs
+        wait_until(lambda: any(isinstance(e, ev.JobStateChanged) and e.note == "reattached"
+                               for e in run_events(layout, run["run_id"])), what="the reattach")
+        gate.touch()
+        out, err = proc.communicate(timeout=60)
+        resumed = subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+    assert resumed.returncode == 0, resumed.stderr
+    outcome = json.loads(resumed.stdout.strip().splitlines()[-1])
+    assert outcome["status"] == "succeeded"
+    out = outcome["outputs"]
+    assert out["job_id"] == job_id and out["state"] == "succeeded" and out["exit_code"] == 0
+    assert out["output"] == ["first", "second", "answer=42"] and out["result"] == "answer=42"
+    assert ledger.read_text() == "ran\n", "the job ran exactly once"
+    assert list(store.ids()) == [job_id]
+    listed = json.loads(ag("jobs", "--run", run["run_id"], "--json", cwd=tmp_path).stdout)
+    assert [(j["job_id"], j["state"]) for j in listed] == [(job_id, "succeeded")]
+    shown = ag("show", run["run_id"], cwd=tmp_path).stdout
+    assert f"{job_id} running (reattached)" in shown or job_ends == "while_no_runtime"
+    assert f"{job_id} succeeded exit 0" in shown
+
+
+def test_ag_jobs_logs_and_cancel(tmp_path, home):
+    prog = script(tmp_path, "graph.py", GRAPH)
+    forker = script(tmp_path, "forker.py", FORKER)
+    exe = os.path.join(os.path.dirname(PY), "ag")
+    runtime = subprocess.Popen([exe, "run", f"{prog}:sim", "--input", json.dumps({"argv": [PY, forker]}),
+                                "--json"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+    store = JobStore(home)
+    try:
+        job_id = wait_until(lambda: next(iter(store.ids()), None), what="the job")
+        wait_until(lambda: "ready" in store.tail(job_id, 5), what="the job's output")
+        logs = ag("jobs", "logs", job_id, cwd=tmp_path)
+        assert logs.returncode == 0 and logs.stdout.splitlines()[-1] == "ready"
+        listed = ag("jobs", cwd=tmp_path)
+        assert "RUNNING" in listed.stdout and job_id in listed.stdout
+        follower = subprocess.Popen([exe, "jobs", "logs", job_id, "-f"], cwd=tmp_path,
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        cancelled = ag("jobs", "cancel", job_id, "--grace", "0.2", cwd=tmp_path)
+        assert cancelled.returncode == 0 and cancelled.stdout.strip() == f"job {job_id} cancelled"
+        fout, ferr = follower.communicate(timeout=30)
+        assert fout.splitlines()[-1] == "ready" and f"job {job_id} cancelled" in ferr
+        out, err = runtime.communicate(timeout=60)
+    finally:
+        if runtime.poll() is None:
+            runtime.kill()
+    outcome = json.loads(out.strip().splitlines()[-1])
+    assert outcome["outputs"]["state"] == "cancelled", err
+    st = store.read(job_id)
+    assert st.cancelled_by.startswith("ag jobs cancel") and group_members(st.pid) == []
+    again = ag("jobs", "cancel", job_id, cwd=tmp_path)
+    assert again.returncode == 0 and "already ended: cancelled" in again.stdout
+    assert ag("jobs", "logs", "job-nope", cwd=tmp_path).stderr.strip() == "ag: no job 'job-nope' in this store"
+
+
+async def test_retrying_the_node_ends_its_job_and_the_next_attempt_submits_anew(tmp_path, home, jobs):
+    from aethergraph import tool
+
+    job_py = script(tmp_path, "gated.py", GATED)
+    gate, ledger = tmp_path / "gate", tmp_path / "ledger"
+    started = trio.Event()
+
+    @tool(outputs=["job_id"])
+    async def submit(*, context):
+        return await context.jobs().submit([PY, job_py, str(gate), str(ledger)], key=context.idempotency_key)
+
+    @graph_fn(name="attempts")
+    async def attempts(*, context):
+        j = context.jobs()
+        job_id = (await submit(context=context))["job_id"]
+        async for line in j.follow(job_id):
+            if line == "first":
+                break
+        if context.attempt == 1:
+            started.set()
+        else:
+            gate.touch()
+        st = await j.wait(job_id)
+        return {"job_id": job_id, "state": st.state.value}
+
+    async with rt_open(home) as rt:
+        async with trio.open_nursery() as nursery:
+            result: dict = {}
+
+            async def go():
+                result["outcome"] = await attempts.start_run(rt, {})
+
+            nursery.start_soon(go)
+            await started.wait()
+            (run_id,) = rt.runs
+            rt.retry(run_id, "attempts", by="test")
+    outcome = result["outcome"]
+    assert outcome.status == ev.SUCCEEDED, outcome.error
+    store = JobStore(home)
+    ids = sorted(store.ids(), key=lambda i: store.read(i).submitted)
+    assert len(ids) == 2 and outcome.outputs["job_id"] == ids[1]
+    assert store.read(ids[0]).state is JobState.CANCELLED
+    assert store.read(ids[1]).state is JobState.SUCCEEDED
+    assert ledger.read_text() == "ran\n" * 2
+
+
+def test_ctrl_c_on_ag_run_cancels_the_run_and_its_job(tmp_path, home):
+    prog = script(tmp_path, "graph.py", GRAPH)
+    forker = script(tmp_path, "forker.py", FORKER)
+    exe = os.path.join(os.path.dirname(PY), "ag")
+    runtime = subprocess.Popen([exe, "run", f"{prog}:sim", "--input", json.dumps({"argv": [PY, forker]})],
+                               cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    store = JobStore(home)
+    try:
+        job_id = wait_until(lambda: next(iter(store.ids()), None), what="the job")
+        wait_until(lambda: "ready" in store.tail(job_id, 5), what="the job's output")
+        runtime.send_signal(signal.SIGINT)
+        out, err = runtime.communicate(timeout=60)
+    finally:
+        if runtime.poll() is None:
+            runtime.kill()
+    assert runtime.returncode == 130, err
+    assert "cancelled" in err.splitlines()[-1]
+    st = store.read(job_id)
+    assert st.state is JobState.CANCELLED and group_members(st.pid) == []
+
+
+def test_real_jobs_example_runs_end_to_end(tmp_path):
+    from .conftest import ROOT
+
+    proc = subprocess.run(
+        [PY, str(ROOT / "examples" / "real_jobs.py")], capture_output=True, text=True, timeout=60,
+        env=dict(os.environ, AG_DEMO_STEP_S="0.02"), cwd=tmp_path, stdin=subprocess.DEVNULL,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "Submitting your job…" in proc.stdout and "finished: energy 0.2" in proc.stdout
+    assert "'result': {'name': 'toy-sim', 'energy': 0.2}" in proc.stdout
+
+
+async def test_jobs_still_queued_when_the_runtime_closes_are_recorded_cancelled(tmp_path, home):
+    register_context_service("jobs", ProcessJobs(max_parallel=1, scan_interval_s=0.05))
+    job_py = script(tmp_path, "gated.py", GATED)
+    gate, ledger = tmp_path / "gate", tmp_path / "ledger"
+
+    @graph_fn(name="fire_and_forget")
+    async def fire_and_forget(*, context):
+        j = context.jobs()
+        first = await j.submit([PY, job_py, str(gate), str(ledger)])
+        second = await j.submit([PY, job_py, str(gate), str(ledger)])
+        async for line in j.follow(first):
+            if line == "first":
+                break
+        return first, second
+
+    async with rt_open(home) as rt:
+        outcome = await fire_and_forget.start_run(rt, {})
+    first, second = outcome.outputs
+    store = JobStore(home)
+    assert store.read(first).state is JobState.RUNNING, "a started job outlives the runtime"
+    st = store.read(second)
+    assert st.state is JobState.CANCELLED and st.cancelled_by == "the runtime closed before starting it"
+    gate.touch()
+    wait_until(lambda: store.read(first).terminal, what="the first job to end")
+    assert store.read(first).state is JobState.SUCCEEDED and ledger.read_text() == "ran\n"
+
+
+async def test_a_job_whose_supervisor_dies_is_lost_and_cancel_still_ends_its_group(tmp_path, home, jobs):
+    forker = script(tmp_path, "forker.py", FORKER)
+
+    @graph_fn(name="orphan")
+    async def orphan(*, context):
+        j = context.jobs()
+        job_id = await j.submit({"argv": [PY, forker], "grace_s": 0.2})
+        async for line in j.follow(job_id):
+            if line == "ready":
+                break
+        st = await j.status(job_id)
+        os.kill(st.supervisor_pid, signal.SIGKILL)  # the supervisor dies; the job does not
+        lost = await j.wait(job_id)
+        alive = bool(group_members(st.pid))
+        cancelled = await j.cancel(job_id)
+        return lost, alive, cancelled, st.pid
+
+    async with rt_open(home) as rt:
+        outcome = await orphan.start_run(rt, {})
+    lost, alive, cancelled, pgid = outcome.outputs
+    assert lost.state is JobState.LOST and "supervisor is gone" in lost.error
+    assert alive, "the job outlived its supervisor"
+    assert cancelled.state is JobState.CANCELLED and group_members(pgid) == []

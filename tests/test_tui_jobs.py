@@ -1,0 +1,68 @@
+"""The dashboard's Jobs panel, driven by keys (Textual's Pilot) against a real run in another
+process, real jobs and a real store."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+from textual.app import App, ComposeResult
+from textual.widgets import DataTable, RichLog
+
+from runtime.jobs.store import JobStore, group_members
+from tui.widgets.jobs import JobsPanel
+
+from .test_jobs import FORKER, GRAPH, script, wait_until
+from .test_tui_support import Notes, drive, until
+
+
+class JobsApp(App):
+    def __init__(self, home, run_id: str) -> None:
+        super().__init__()
+        self.home, self.run_id = home, run_id
+
+    def compose(self) -> ComposeResult:
+        yield JobsPanel(self.home, id="jobs-panel")
+
+    def on_mount(self) -> None:
+        panel = self.query_one(JobsPanel)
+        panel.show_run(self.run_id)
+        panel.query_one(DataTable).focus()
+
+
+def test_jobs_panel_follows_a_job_and_cancels_it_with_c(tmp_path, home):
+    prog = script(tmp_path, "graph.py", GRAPH)
+    forker = script(tmp_path, "forker.py", FORKER)
+    exe = os.path.join(os.path.dirname(sys.executable), "ag")
+    runtime = subprocess.Popen(
+        [exe, "run", f"{prog}:sim", "--input", json.dumps({"argv": [sys.executable, forker]}), "--json"],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    store = JobStore(home)
+    try:
+        job_id = wait_until(lambda: next(iter(store.ids()), None), what="the job")
+        run_id = store.read(job_id).run_id or store.read_record(job_id).run_id
+        app = JobsApp(home, run_id)
+        notes = Notes(app)
+
+        async def scenario(pilot):
+            panel = app.query_one(JobsPanel)
+            table = panel.query_one(DataTable)
+            log = panel.query_one(RichLog)
+            await until(pilot, lambda: panel.rows and panel.rows[0]["state"] == "running", "a RUNNING row")
+            assert table.row_count == 1 and str(table.get_row_at(0)[1]) == "RUNNING"
+            await until(pilot, lambda: any(s.text == "ready" for s in log.lines), "the job's output, followed")
+            await pilot.press("c")
+            await until(pilot, lambda: f"job {job_id} cancelled" in notes.text(), "the cancel")
+            await until(pilot, lambda: panel.rows[0]["state"] == "cancelled", "the CANCELLED row")
+            assert str(table.get_row_at(0)[1]) == "CANCELLED"
+
+        drive(app, scenario)
+        out, err = runtime.communicate(timeout=60)
+    finally:
+        if runtime.poll() is None:
+            runtime.kill()
+    st = store.read(job_id)
+    assert st.cancelled_by == "dashboard" and group_members(st.pid) == []
+    assert json.loads(out.strip().splitlines()[-1])["outputs"]["state"] == "cancelled", err
