@@ -50,7 +50,7 @@ from .writer import Segment
 
 log = logging.getLogger("aethergraph.store")
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6  # 6: the jobs table
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS logs(
