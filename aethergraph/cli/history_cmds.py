@@ -121,6 +121,21 @@ def _short(value: Any, limit: int = 100) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def _process_line(layout: Any, summary: Any) -> str:
+    """Which process runs (or last ran) the run, and where what it printed went when detached."""
+    from runtime.history import HOST, pid_alive
+
+    from ..detach import output_path
+
+    where = f"pid {summary.pid} on {summary.host}"
+    if summary.status == "running":
+        where += " (running)" if summary.host != HOST or pid_alive(summary.pid) else ""
+    else:
+        where += " (ended)" if summary.status != "interrupted" else " (gone: `ag resume` continues it)"
+    out = output_path(layout, summary.run_id)
+    return where + (f"  output {out}" if out.is_file() else "")
+
+
 def cmd_show(args: Any) -> int:
     from runtime.errors import UnknownRun
     from runtime.history import summarize
@@ -144,6 +159,7 @@ def cmd_show(args: Any) -> int:
         return EXIT_OK
     print(f"run {summary.run_id}  {summary.graph}  {summary.status.upper()}  {_dur(summary.duration_s)}")
     print(f"started {_when(summary.started)}  pid {summary.pid} on {summary.host}")
+    print(f"process {_process_line(layout, summary)}")
     if summary.entrypoint:
         print(f"entrypoint {summary.entrypoint}")
     if summary.error:

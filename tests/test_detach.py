@@ -1,0 +1,182 @@
+"""Runs in processes of their own: the dashboard's and the sidecar's resume, ``ag run
+--detach`` and ``ag attach``, ``ag run --run-id``, a terminal that hangs up, and ``ag asks`` for
+runs that are not live.
+
+Everything here is real: ``ag`` child processes, their stores, their sidecars. Waits on other
+processes poll with deadlines (there is no trio clock to jump across processes).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from runtime import events as ev
+from runtime.store.layout import StoreLayout
+from runtime.store.logfile import read_events
+
+from .conftest import TUTORIAL, ag
+
+pytestmark = pytest.mark.slow
+
+TARGET = f"{TUTORIAL}:submit_poll_notify"
+INPUT = json.dumps({"spec": {"name": "toy-sim", "steps": 3}})
+DEMO_ENV = {"AG_DEMO_TIME_SCALE": "0.05", "AG_DEMO_FAIL_RATE": "1"}
+
+OTHER = textwrap.dedent("""
+    import trio
+    from aethergraph import graph_fn
+
+    @graph_fn(name="other")
+    async def other(*, context):
+        await context.channel().send_text("other: waiting")
+        await trio.sleep_forever()
+""")
+
+
+def wait_until(predicate, what: str, timeout: float = 30.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def events_of(home: Path, run_id: str) -> list[ev.Event]:
+    return read_events(StoreLayout.at(home).run_log(run_id), warn=False)
+
+
+def finished(home: Path, run_id: str) -> ev.RunFinished | None:
+    return next((e for e in reversed(events_of(home, run_id)) if type(e) is ev.RunFinished), None)
+
+
+def interrupted_tutorial_answered_no(tmp_path: Path, home: Path) -> str:
+    """The tutorial killed right after its retry ask reached the disk; `no` answered while dead."""
+    crashed = ag("run", TARGET, "--input", INPUT, cwd=tmp_path,
+                 env={**DEMO_ENV, "AETHERGRAPH_FAULT": "killafter:ask_opened", "AETHERGRAPH_DURABILITY": "strict"})
+    assert crashed.returncode == -signal.SIGKILL, crashed.stderr
+    (run,) = json.loads(ag("runs", "--json", cwd=tmp_path).stdout)
+    assert run["status"] == "interrupted"
+    (ask,) = [e for e in events_of(home, run["run_id"]) if type(e) is ev.AskOpened]
+    answered = ag("answer", ask.ask_id, "no", cwd=tmp_path)
+    assert answered.returncode == 0, answered.stderr
+    return run["run_id"]
+
+
+def start_other_runtime(tmp_path: Path, home: Path) -> tuple[subprocess.Popen, str]:
+    """Another `ag run`, live, with a sidecar: the runtime the old resume borrowed."""
+    script = tmp_path / "other.py"
+    script.write_text(OTHER)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "aethergraph.cli.main", "run", f"{script}:other"],
+        cwd=tmp_path, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env={**os.environ, "AETHERGRAPH_HOME": str(home)},
+    )
+    from runtime.sidecar.client import find_runtimes
+
+    def its_run():
+        if proc.poll() is not None:
+            raise AssertionError(f"the other run exited: {proc.stderr.read().decode()}")
+        return next((r for a in find_runtimes(str(home)) if a.pid == proc.pid for r in a.runs), None)
+
+    return proc, wait_until(its_run, "the other runtime's run")
+
+
+# -- A: resume runs in a process of its own ------------------------------------------------------
+
+
+def test_dashboard_resume_runs_the_tutorial_in_its_own_process(tmp_path, home, monkeypatch):
+    """`R` on the interrupted tutorial (its retry ask answered `no` while dead) ends it FAILED
+    with the tutorial's own message, in a process of its own — while another runtime is live,
+    and is cancelled, meanwhile. (Before: the run was hosted by that other runtime, without the
+    tutorial's `jobs` service, and ended with it.)"""
+    from textual.widgets import DataTable
+
+    from tui.app import AetherGraphApp
+
+    from .test_tui_pilot import confirm, table_keys
+    from .test_tui_support import Notes, drive, until
+
+    for k, v in DEMO_ENV.items():
+        monkeypatch.setenv(k, v)  # what the detached resume inherits
+    run_id = interrupted_tutorial_answered_no(tmp_path, home)
+    other, other_run = start_other_runtime(tmp_path, home)
+    app = AetherGraphApp(poll_s=0.2)
+    notes = Notes(app)
+
+    async def scenario(pilot):
+        import asyncio
+
+        await until(pilot, lambda: app.live_count == 1, "the other runtime, attached")
+        await until(pilot, lambda: run_id in table_keys(app, "runs-table"), "the interrupted run")
+        table = app.screen.query_one("#runs-table", DataTable)
+        table.move_cursor(row=table.get_row_index(run_id))
+        await pilot.press("R")
+        await confirm(pilot, app, f"Resume run {run_id}?")
+        await until(pilot, lambda: notes.has(f"resume started: run {run_id}"), "the resume's start", timeout=60)
+        cancelled = await asyncio.to_thread(ag, "cancel", other_run, cwd=tmp_path)
+        assert cancelled.returncode == 0, cancelled.stderr
+        await until(pilot, lambda: app.state.runs[run_id].status == ev.FAILED, "the resumed run's end", timeout=60)
+
+    try:
+        drive(app, scenario, timeout=120)
+        assert other.wait(timeout=30) == 1  # the other run ended CANCELLED, on its own
+    finally:
+        other.kill()
+    assert finished(home, other_run).status == ev.CANCELLED
+
+    events = events_of(home, run_id)
+    (resumed,) = [e for e in events if type(e) is ev.RunResumed]
+    assert resumed.pid not in (os.getpid(), other.pid)
+    end = events[-1]
+    assert type(end) is ev.RunFinished and end.status == ev.FAILED
+    assert end.error.type == "GraphFailed" and "failed and was not retried" in end.error.message
+    # its console output went to the file beside its log, not to anybody's terminal
+    out = StoreLayout.at(home).run_log(run_id).with_suffix(".out")
+    assert f"run {run_id} failed: GraphFailed: job" in out.read_text()
+    assert oct(out.stat().st_mode & 0o777) == "0o600"
+    shown = ag("show", run_id, cwd=tmp_path).stdout
+    assert f"pid {resumed.pid} on {resumed.host}" in shown
+
+
+async def test_sidecar_resume_starts_a_process_of_its_own(tmp_path, home):
+    """The sidecar's `resume` command spawns `ag resume RUN` detached and says where it runs."""
+    import trio
+
+    from runtime.sidecar.client import SidecarClient, SidecarError, find_runtimes
+
+    from .conftest import rt_open
+
+    for k, v in DEMO_ENV.items():
+        os.environ[k] = v
+    try:
+        run_id = await trio.to_thread.run_sync(interrupted_tutorial_answered_no, tmp_path, home)
+        async with rt_open(home, sidecar=True):
+            (advert,) = find_runtimes(str(home))
+            async with SidecarClient.connect(advert, client="tester") as c:
+                info = await c.resume(run_id)
+                assert info["pid"] != os.getpid() and info["output"].endswith(f"{run_id}.out")
+                with trio.fail_after(60):
+                    while finished(home, run_id) is None:
+                        await trio.sleep(0.05)
+                with pytest.raises(SidecarError) as refused:
+                    await c.resume(run_id)
+                assert refused.value.code == "cannot_resume" and "ag retry" in str(refused.value)
+    finally:
+        for k in DEMO_ENV:
+            os.environ.pop(k, None)
+    end = finished(home, run_id)
+    assert end.status == ev.FAILED and "failed and was not retried" in end.error.message
+    (resumed,) = [e for e in events_of(home, run_id) if type(e) is ev.RunResumed]
+    assert resumed.pid == info["pid"]
