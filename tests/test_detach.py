@@ -180,3 +180,39 @@ async def test_sidecar_resume_starts_a_process_of_its_own(tmp_path, home):
     assert end.status == ev.FAILED and "failed and was not retried" in end.error.message
     (resumed,) = [e for e in events_of(home, run_id) if type(e) is ev.RunResumed]
     assert resumed.pid == info["pid"]
+
+
+# -- C: ag asks sees the asks of interrupted runs -------------------------------------------------
+
+
+def test_asks_lists_the_open_ask_of_an_interrupted_run(tmp_path, home):
+    """`ag runs` counts the interrupted run's open ask and `ag answer` takes it offline; `ag
+    asks` lists it too, marked, next to a live runtime's (before: "no live runtime")."""
+    crashed = ag("run", TARGET, "--input", INPUT, cwd=tmp_path,
+                 env={**DEMO_ENV, "AETHERGRAPH_FAULT": "killafter:ask_opened", "AETHERGRAPH_DURABILITY": "strict"})
+    assert crashed.returncode == -signal.SIGKILL
+    (run,) = json.loads(ag("runs", "--json", cwd=tmp_path).stdout)
+    assert (run["status"], run["pending_asks"]) == ("interrupted", 1)
+    (opened,) = [e for e in events_of(home, run["run_id"]) if type(e) is ev.AskOpened]
+
+    listed = ag("asks", cwd=tmp_path)
+    assert listed.returncode == 0, listed.stderr
+    (row,) = [ln for ln in listed.stdout.splitlines() if opened.ask_id in ln]
+    assert run["run_id"] in row and "Retry? (yes/no)" in row
+    assert "interrupted: the answer is kept for the resume" in row
+
+    other, other_run = start_other_runtime(tmp_path, home)
+    try:
+        asks = json.loads(ag("asks", "--json", cwd=tmp_path).stdout)
+    finally:
+        other.kill()
+        other.wait()
+    assert [(a["ask_id"], a["run_id"], a["run_status"]) for a in asks] == [
+        (opened.ask_id, run["run_id"], "interrupted")]
+    assert asks[0]["prompt"] == opened.prompt and asks[0]["kind"] == "text"
+
+    # answered (kept for the resume): no longer pending anywhere
+    assert ag("answer", opened.ask_id, "no", cwd=tmp_path).returncode == 0
+    assert json.loads(ag("runs", "--json", cwd=tmp_path).stdout)[0]["pending_asks"] == 0
+    after = ag("asks", cwd=tmp_path)
+    assert after.returncode == 2 and "no interrupted run waits for an answer" in after.stderr

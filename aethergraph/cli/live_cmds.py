@@ -52,17 +52,51 @@ def cmd_live_runs(args: Any) -> int:
     return EXIT_OK
 
 
+INTERRUPTED_NOTE = "interrupted: the answer is kept for the resume"
+
+
+def _interrupted_asks(layout) -> list[dict[str, Any]]:
+    """Open asks of runs whose process is gone, from the index: ``ag answer`` keeps an answer
+    in the run's log for ``ag resume``. The same asks ``ag runs`` counts in its ASKS column."""
+    from runtime import events as ev
+    from runtime.history import effective_status
+    from runtime.store.index import Index
+
+    index = Index(layout)
+    try:
+        index.catch_up()  # a reader's catch-up: the index is derived from the logs
+        rows = index.open_asks()
+        runs = {r["run_id"]: r for r in index.runs(run_ids=sorted({a["run_id"] for a in rows}))} if rows else {}
+    finally:
+        index.close()
+    out = []
+    for a in rows:
+        r = runs.get(a["run_id"])
+        if r is not None and effective_status(r["status"], r["pid"], r["host"]) == ev.INTERRUPTED:
+            out.append(a)
+    return out
+
+
 def cmd_asks(args: Any) -> int:
     from runtime.sidecar.client import each_runtime, find_runtimes
 
-    _layout(args.home)
-    if not find_runtimes(args.home):
-        raise CliError("no live runtime found in this store (asks are answered while their run is live)")
+    layout = _layout(args.home)
+    live: list[Any] = []
+    if find_runtimes(args.home):
 
-    async def main():
-        return [a for asks in await each_runtime(args.home, lambda c: c.list_asks()) for a in asks]
+        async def main():
+            return [a for asks in await each_runtime(args.home, lambda c: c.list_asks()) for a in asks]
 
-    asks = sorted(_run(main), key=lambda a: a.opened)
+        live = _run(main)
+    seen = {a.ask_id for a in live}
+    offline = [a for a in _interrupted_asks(layout) if a["ask_id"] not in seen]
+    if not live and not offline and not find_runtimes(args.home):
+        raise CliError("no live runtime found in this store, and no interrupted run waits for an answer")
+    asks = sorted(
+        [{**msgspec.to_builtins(a), "run_status": "running"} for a in live]
+        + [{**a, "run_status": "interrupted"} for a in offline],
+        key=lambda a: a["opened"],
+    )
     if args.json:
         print(msgspec.json.encode(asks).decode())
         return EXIT_OK
@@ -72,8 +106,14 @@ def cmd_asks(args: Any) -> int:
     now = time.time()
     rows = []
     for a in asks:
-        left = "-" if a.timeout_s is None else _dur(max(0.0, a.opened + a.timeout_s - now))
-        rows.append([a.ask_id, a.run_id, a.node, a.kind, a.prompt + (f" {a.options}" if a.options else ""), left])
+        if a["run_status"] == "interrupted":
+            left = INTERRUPTED_NOTE
+        elif a["timeout_s"] is None:
+            left = "-"
+        else:
+            left = _dur(max(0.0, a["opened"] + a["timeout_s"] - now))
+        prompt = a["prompt"] + (f" {a['options']}" if a["options"] else "")
+        rows.append([a["ask_id"], a["run_id"], a["node"], a["kind"], prompt, left])
     print(table(rows, ["ASK", "RUN", "NODE", "KIND", "PROMPT", "EXPIRES IN"]))
     return EXIT_OK
 

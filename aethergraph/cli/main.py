@@ -63,7 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_id")
     _add_home(p)
 
-    p = sub.add_parser("asks", help="pending asks in live runtimes, with their ids")
+    p = sub.add_parser("asks", help="pending asks, with their ids: of live runs, and of interrupted runs "
+                                     "(answered, they are kept for the resume)")
     p.add_argument("--json", action="store_true", help="JSON for scripts")
     _add_home(p)
 
