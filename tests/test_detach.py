@@ -216,3 +216,134 @@ def test_asks_lists_the_open_ask_of_an_interrupted_run(tmp_path, home):
     assert json.loads(ag("runs", "--json", cwd=tmp_path).stdout)[0]["pending_asks"] == 0
     after = ag("asks", cwd=tmp_path)
     assert after.returncode == 2 and "no interrupted run waits for an answer" in after.stderr
+
+
+# -- B: idempotent run start by id ------------------------------------------------------------------
+
+NIGHTLY = textwrap.dedent("""
+    import os
+    from pathlib import Path
+    from aethergraph import graph_fn, tool
+
+    def ran(what):
+        with Path(os.environ["COUNTER"]).open("a") as f:
+            f.write(what + "\\n")
+
+    @tool(outputs=["y"])
+    async def work(x: int):
+        ran(f"work {x}")
+        return x * 10
+
+    @graph_fn(name="nightly")
+    async def nightly(x: int, *, context):
+        out = await work(x=x)
+        await context.memory().record("done", {"y": out["y"]})
+        return {"y": out["y"]}
+
+    @graph_fn(name="broken")
+    async def broken(x: int):
+        ran("broken")
+        raise ValueError(f"bad x {x}")
+""")
+
+
+def nightly_script(tmp_path: Path) -> tuple[str, Path]:
+    script = tmp_path / "nightly.py"
+    script.write_text(NIGHTLY)
+    return str(script), tmp_path / "counter.txt"
+
+
+def ran(counter: Path) -> list[str]:
+    return counter.read_text().splitlines() if counter.exists() else []
+
+
+def test_run_id_starts_then_returns_the_recorded_outcome_and_refuses_other_inputs(tmp_path, home):
+    script, counter = nightly_script(tmp_path)
+    env = {"COUNTER": str(counter)}
+    first = ag("run", f"{script}:nightly", "--input", '{"x": 4}', "--run-id", "nightly-2026-12-01", "--json",
+               env=env, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert json.loads(first.stdout) == {"run_id": "nightly-2026-12-01", "status": "succeeded",
+                                        "outputs": {"y": 40}, "error": None}
+    again = ag("run", f"{script}:nightly", "--input", '{"x": 4}', "--run-id", "nightly-2026-12-01",
+               env=env, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout) == {"y": 40}
+    assert "recorded earlier; nothing ran again" in again.stderr
+    assert ran(counter) == ["work 4"]
+    other = ag("run", f"{script}:nightly", "--input", '{"x": 5}', "--run-id", "nightly-2026-12-01",
+               env=env, cwd=tmp_path)
+    assert other.returncode == 2
+    assert other.stderr.strip() == ('ag: run nightly-2026-12-01 was started with other inputs: '
+                                    'recorded {"x":4}, given {"x":5}')
+    graph = ag("run", f"{script}:broken", "--input", '{"x": 4}', "--run-id", "nightly-2026-12-01",
+               env=env, cwd=tmp_path)
+    assert graph.returncode == 2 and "is a run of graph 'nightly', not 'broken'" in graph.stderr
+    assert ran(counter) == ["work 4"]
+    # its log has a place of its own, and the store's tools know it
+    log = StoreLayout.at(home).run_log("nightly-2026-12-01")
+    assert log == home / "runs" / "named" / "nightly-2026-12-01.jsonl" and log.is_file()
+    assert ag("show", "nightly-2026-12-01", cwd=tmp_path).returncode == 0
+    assert [r["run_id"] for r in json.loads(ag("runs", "--json", cwd=tmp_path).stdout)] == ["nightly-2026-12-01"]
+    check = ag("check", cwd=tmp_path)
+    assert check.returncode == 0, check.stdout
+    rebuilt = ag("index", "rebuild", cwd=tmp_path)
+    assert rebuilt.returncode == 0, rebuilt.stderr
+
+
+@pytest.mark.parametrize("bad", ["../escape", "a/b", "Nightly", ".hidden", "-x", "x" * 101, "sp ace", "é"])
+def test_run_id_syntax_is_checked_before_anything_runs(tmp_path, home, bad):
+    script, counter = nightly_script(tmp_path)
+    out = ag("run", f"{script}:nightly", "--input", '{"x": 1}', f"--run-id={bad}",
+             env={"COUNTER": str(counter)}, cwd=tmp_path)
+    assert out.returncode == 2
+    (line,) = out.stderr.strip().splitlines()
+    assert line.startswith(f"ag: bad run id {bad!r}: use lower-case letters")
+    assert not counter.exists() and not (tmp_path / "escape.jsonl").exists()
+
+
+def test_run_id_of_an_interrupted_run_resumes_it(tmp_path, home):
+    script, counter = nightly_script(tmp_path)
+    env = {"COUNTER": str(counter), "AETHERGRAPH_DURABILITY": "strict"}
+    crashed = ag("run", f"{script}:nightly", "--input", '{"x": 2}', "--run-id", "resumable-1", cwd=tmp_path,
+                 env={**env, "AETHERGRAPH_FAULT": "kill:memory_recorded:done"})
+    assert crashed.returncode == -signal.SIGKILL
+    assert json.loads(ag("runs", "--json", cwd=tmp_path).stdout)[0]["status"] == "interrupted"
+    resumed = ag("run", f"{script}:nightly", "--input", '{"x": 2}', "--run-id", "resumable-1", "--json",
+                 env=env, cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "was interrupted: resuming it" in resumed.stderr
+    assert json.loads(resumed.stdout)["outputs"] == {"y": 20}
+    assert ran(counter) == ["work 2"], "the tool that had finished is replayed, not run again"
+    events = events_of(home, "resumable-1")
+    assert [type(e) for e in events].count(ev.RunResumed) == 1
+    assert [type(e) for e in events].count(ev.RunStarted) == 1
+
+
+def test_api_run_by_id(tmp_path, home, monkeypatch):
+    import aethergraph
+    from aethergraph.run_by_id import RecordedFailure, RunIdConflict, RunIdError
+    from aethergraph.targets import load_target
+
+    script, counter = nightly_script(tmp_path)
+    monkeypatch.setenv("COUNTER", str(counter))
+    nightly = load_target(f"{script}:nightly")
+    broken = load_target(f"{script}:broken")
+    aethergraph.start(sidecar=False)
+    try:
+        assert aethergraph.run(nightly, run_id="api-1", x=3) == {"y": 30}
+        assert aethergraph.run(nightly, run_id="api-1", x=3) == {"y": 30}
+        assert ran(counter) == ["work 3"]
+        with pytest.raises(RunIdConflict, match="other inputs"):
+            aethergraph.run(nightly, run_id="api-1", x=4)
+        with pytest.raises(ValueError, match="bad x 1"):
+            aethergraph.run(broken, run_id="api-broken", x=1)
+        with pytest.raises(RecordedFailure, match=r"already ended FAILED \(ValueError: bad x 1\)"):
+            aethergraph.run(broken, run_id="api-broken", x=1)
+        assert ran(counter) == ["work 3", "broken"]
+        with pytest.raises(RunIdError, match="bad run id"):
+            aethergraph.run(nightly, run_id="../../etc/passwd", x=3)
+    finally:
+        from aethergraph import api
+
+        api._DEFAULTS.pop("sidecar", None)

@@ -139,12 +139,14 @@ def _process_line(layout: Any, summary: Any) -> str:
 def cmd_show(args: Any) -> int:
     from runtime.errors import UnknownRun
     from runtime.history import summarize
-    from runtime.ids import is_run_id
     from runtime.store.logfile import read_events
 
     layout = _layout(args.home)
-    if not is_run_id(args.run_id):
-        raise CliError(f"unknown run id: {args.run_id} (run ids look like 20261125-214400-3fa9c1)")
+    try:
+        layout.run_log(args.run_id)
+    except UnknownRun:
+        raise CliError(f"unknown run id: {args.run_id} (run ids look like 20261125-214400-3fa9c1, "
+                       "or nightly-2026-12-01 when chosen with --run-id)") from None
     try:
         path = layout.existing_run_log(args.run_id)
     except UnknownRun:

@@ -51,6 +51,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--durability", choices=("strict", "batch", "off"), default=None)
     p.add_argument("--json", action="store_true", help="print the outcome as one JSON object")
+    p.add_argument(
+        "--run-id", default=None, metavar="ID",
+        help="the run's id (e.g. nightly-2026-12-01: a-z 0-9 . _ -): a new id starts the run, an "
+             "interrupted one resumes it, a finished one prints its recorded outcome and runs nothing",
+    )
+    p.add_argument(
+        "--detach", "-d", action="store_true",
+        help="run in a process of its own session (a hang-up does not reach it), print the run id "
+             "and exit; follow it with `ag attach RUN`",
+    )
     _add_home(p)
 
     p = sub.add_parser("runs", help="list runs, newest first")
