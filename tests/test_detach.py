@@ -347,3 +347,139 @@ def test_api_run_by_id(tmp_path, home, monkeypatch):
         from aethergraph import api
 
         api._DEFAULTS.pop("sidecar", None)
+
+
+# -- D: walk away and come back ---------------------------------------------------------------------
+
+ASKER = textwrap.dedent("""
+    from aethergraph import graph_fn
+
+    @graph_fn(name="asker")
+    async def asker(*, context):
+        ch = context.channel()
+        await ch.send_text("asker: started")
+        name = await ch.ask_text("Your name?")
+        await ch.send_text(f"hello {name}")
+        return {"name": name}
+""")
+
+
+def test_sighup_to_a_foreground_run_is_recorded_as_its_end(tmp_path, home):
+    """A terminal that hangs up: the run ends CANCELLED saying so, never looking alive (before:
+    the process died of the signal and the run was left RUNNING in its log)."""
+    proc, run_id = start_other_runtime(tmp_path, home)
+    try:
+        proc.send_signal(signal.SIGHUP)
+        assert proc.wait(timeout=30) == 129
+    finally:
+        proc.kill()
+    end = finished(home, run_id)
+    assert end is not None and end.status == ev.CANCELLED
+    assert "terminal hung up (SIGHUP)" in end.error.message
+    (run,) = json.loads(ag("runs", "--json", cwd=tmp_path).stdout)
+    assert run["status"] == "cancelled"
+
+
+def test_detach_then_attach_answers_and_ctrl_c_only_detaches(tmp_path, home):
+    script = tmp_path / "asker.py"
+    script.write_text(ASKER)
+    started = ag("run", "--detach", f"{script}:asker", cwd=tmp_path)
+    assert started.returncode == 0, started.stderr
+    run_id = started.stdout.strip()
+    assert f"ag attach {run_id}" in started.stderr and f"ag tail {run_id}" in started.stderr
+    (run,) = json.loads(ag("runs", "--json", cwd=tmp_path).stdout)
+    assert run["run_id"] == run_id and run["status"] == "running"
+    pid = run["pid"]
+    assert os.getsid(pid) == pid, "the run leads a session of its own: no terminal can hang it up"
+    out = StoreLayout.at(home).run_log(run_id).with_suffix(".out")
+    assert oct(out.stat().st_mode & 0o777) == "0o600"
+    wait_until(lambda: json.loads(ag("asks", "--json", cwd=tmp_path).stdout), "its ask")
+
+    # Ctrl-C in `ag attach` detaches; the run goes on, its ask still open.
+    attach = subprocess.Popen([sys.executable, "-m", "aethergraph.cli.main", "attach", run_id], cwd=tmp_path,
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        seen = []
+        while not any("attached to run" in ln for ln in seen):
+            line = attach.stdout.readline()
+            assert line, attach.stderr.read()
+            seen.append(line)
+        assert any("Your name?" in ln for ln in seen)
+        attach.send_signal(signal.SIGINT)
+        _, err = attach.communicate(timeout=30)
+    finally:
+        attach.kill()
+    assert attach.returncode == 0 and f"detached from run {run_id}; it goes on" in err
+    assert json.loads(ag("runs", "--json", cwd=tmp_path).stdout)[0]["status"] == "running"
+
+    # A second attach answers: the first line is refused by the runtime's own check, the next taken.
+    answered = subprocess.run([sys.executable, "-m", "aethergraph.cli.main", "attach", run_id], cwd=tmp_path,
+                              input="\nAda\n", capture_output=True, text=True, timeout=60)
+    assert answered.returncode == 0, answered.stderr
+    assert "✗ " in answered.stdout and "hello Ada" in answered.stdout
+    assert f"run {run_id} succeeded" in answered.stderr
+    end = finished(home, run_id)
+    assert end.status == ev.SUCCEEDED and end.outputs == {"name": "Ada"}
+    assert "hello Ada" in out.read_text()
+    gone = ag("attach", run_id, cwd=tmp_path)
+    assert gone.returncode == 2 and "is not running (SUCCEEDED)" in gone.stderr
+
+
+def test_detach_over_ssh_survives_the_dropped_login_and_attach_answers_from_a_new_one(tmp_path, home):
+    """The users' way: log in, `ag run --detach`, the login drops (its processes get the
+    hang-up); the run goes on. A new login `ag attach`es in a real terminal (tmux), answers the
+    run's ask by keys, and the run finishes."""
+    from .test_tui_tmux import SSH, SSHD, TMUX, Sshd, Tmux, wait_for_file
+
+    if TMUX is None or not (SSH and SSHD):
+        pytest.skip("tmux, ssh or sshd is not installed (.ci/run installs them with apt-get)")
+    script = tmp_path / "asker.py"
+    script.write_text(ASKER)
+    bin_dir = Path(sys.executable).parent
+    ag_cmd = str(bin_dir / "ag") if (bin_dir / "ag").exists() else f"{sys.executable} -m aethergraph.cli.main"
+    env = f"AETHERGRAPH_HOME={home} TZ=UTC"
+    sshd = Sshd(tmp_path)
+    tmux = Tmux(tmp_path)
+    try:
+        first = sshd.command(
+            f"cd {tmp_path} && echo $$ > login1.pid && env {env} {ag_cmd} run --detach {script}:asker "
+            f"> run_id.txt 2> detach.err; sleep 600")
+        # A window that stays, so the session outlives the login window we close.
+        tmux("new-session", "-d", "-s", "walk", "-n", "hold", "-x", "100", "-y", "30", "sleep 600")
+        tmux("new-window", "-d", "-t", "walk", "-n", "login1", first)
+        run_id = wait_for_file(tmp_path / "run_id.txt")
+        login_shell = int(wait_for_file(tmp_path / "login1.pid"))
+        wait_until(lambda: json.loads(ag("asks", "--json", cwd=tmp_path).stdout), "the run's ask")
+        (run,) = json.loads(ag("runs", "--json", cwd=tmp_path).stdout)
+        assert run["run_id"] == run_id and run["status"] == "running"
+
+        tmux("kill-window", "-t", "walk:login1")  # the login drops: its terminal hangs up
+        wait_until(lambda: not _alive(login_shell), "the dropped login's shell to end")
+        (run,) = json.loads(ag("runs", "--json", cwd=tmp_path).stdout)
+        assert run["status"] == "running" and _alive(run["pid"]), "the detached run survives the drop"
+
+        tmux("new-window", "-d", "-t", "walk", "-n", "login2", sshd.command(
+            f"export TERM=xterm-256color; cd {tmp_path} && env {env} {ag_cmd} attach {run_id}; "
+            f"echo $? > attach.rc; sleep 600"))
+        screen = tmux.wait_for("walk:login2", "the run goes on) —\n>")  # the prompt (tmux strips its space)
+        assert "Your name?" in screen and "asker: started" in screen
+        tmux("send-keys", "-t", "walk:login2", "-l", "Ada")
+        tmux("send-keys", "-t", "walk:login2", "Enter")
+        assert wait_for_file(tmp_path / "attach.rc") == "0"
+        assert "hello Ada" in tmux.screen("walk:login2")
+    finally:
+        tmux.kill()
+        sshd.stop()
+    assert sshd.log.read_text().count("Accepted publickey") >= 2  # two real logins
+    end = finished(home, run_id)
+    assert end.status == ev.SUCCEEDED and end.outputs == {"name": "Ada"}
+    (answer,) = [e for e in events_of(home, run_id) if type(e) is ev.AskAnswered]
+    assert answer.by == "ag attach (sidecar)"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True

@@ -247,3 +247,141 @@ def _run_tail(main) -> None:
         raise CliError(str(exc)) from None
     except SidecarError as exc:
         raise CliError(f"the runtime went away: {exc}") from None
+
+
+def cmd_attach(args: Any) -> int:
+    """Follow a live run's console (messages, progress, logs, asks) and answer its asks here.
+
+    The run does not belong to this terminal: Ctrl-C (or a hang-up) detaches, and never
+    cancels it. An answer is checked by the runtime, as the console checks one: a refused
+    answer is explained and the ask stays open for the next line."""
+    import signal
+
+    import trio
+    from trio_websocket import ConnectionClosed
+
+    from runtime import events as ev
+    from runtime.errors import UnknownRun
+    from runtime.history import summarize
+    from runtime.sidecar.client import LIVE, NoRuntime, SidecarError, connect_for_run
+    from runtime.store.logfile import read_events
+
+    from ..console import ConsolePrinter, _out, _write_prompt, stdin_lines
+
+    layout = _layout(args.home)
+    run_id = args.run_id
+    try:
+        path = layout.existing_run_log(run_id)
+    except UnknownRun:
+        raise CliError(f"unknown run id: {run_id}") from None
+    status: dict[str, Any] = {}
+    printer = ConsolePrinter()
+    lines = stdin_lines()
+    tty = lines.isatty()
+    open_asks: dict[str, ev.AskOpened] = {}
+    state: dict[str, Any] = {"live": False, "current": None, "shown": ""}
+
+    async def follow(c: Any) -> None:
+        changed = [trio.Event()]
+
+        def poke() -> None:
+            changed[0].set()
+            changed[0] = trio.Event()
+
+        async def asker() -> None:
+            while True:
+                while not (state["live"] and open_asks):
+                    await changed[0].wait()
+                ask = next(iter(open_asks.values()))
+                with trio.CancelScope() as scope:
+                    state["current"] = (ask.ask_id, scope)
+                    if state["shown"] != ask.ask_id:
+                        printer(ask)  # say again which question the next line answers
+                    state["shown"] = ""
+                    if tty:
+                        _write_prompt("> ", None)
+                    line = await lines.readline()
+                    if line is None:
+                        _out("(stdin is closed: not answering here; `ag answer ASK VALUE` answers from anywhere)")
+                        return
+                    if not tty:
+                        _out(f"> {line}")
+                    try:
+                        await c.answer(ask.ask_id, line)
+                        open_asks.pop(ask.ask_id, None)
+                    except SidecarError as exc:
+                        if exc.code == "invalid_answer":
+                            _out(f"✗ {exc}")
+                            state["shown"] = ask.ask_id
+                        else:  # answered elsewhere meanwhile, or expired
+                            open_asks.pop(ask.ask_id, None)
+                state["current"] = None
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(asker)
+            async with c.subscribe(run_id, live_marker=True) as events:
+                async for e in events:
+                    if e is LIVE:
+                        state["live"] = True
+                        _out(f"— attached to run {run_id} (Ctrl-C detaches; the run goes on) —")
+                        poke()
+                        continue
+                    t = type(e)
+                    if t is ev.Log:
+                        _out(f"[{e.level}] {e.message}")
+                    elif t in ConsolePrinter.TYPES:
+                        printer(e)
+                    if t is ev.AskOpened:
+                        open_asks[e.ask_id] = e
+                        state["shown"] = e.ask_id
+                        poke()
+                    elif t is ev.AskAnswered or t is ev.AskExpired:
+                        open_asks.pop(e.ask_id, None)
+                        cur = state["current"]
+                        if cur is not None and cur[0] == e.ask_id:
+                            if tty:
+                                _out("")
+                            cur[1].cancel()
+                        poke()
+                    elif t is ev.RunFinished:
+                        status["status"] = e.status
+                        status["error"] = f"{e.error.type}: {e.error.message}" if e.error else ""
+                        break
+            nursery.cancel_scope.cancel()
+
+    async def on_signals(scope: trio.CancelScope, *, task_status: Any) -> None:
+        # Ctrl-C or a hang-up: leave. The run is another process's; nothing is sent to it.
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGHUP) as signals:
+            task_status.started()
+            async for _ in signals:
+                status["detached"] = True
+                scope.cancel()
+                return
+
+    async def main() -> None:
+        with trio.CancelScope() as outer:
+            async with trio.open_nursery() as top:
+                await top.start(on_signals, outer)
+                try:
+                    async with connect_for_run(args.home, run_id, client="ag attach") as c:
+                        await follow(c)
+                except* (NoRuntime, SidecarError, ConnectionClosed, OSError) as group:
+                    status["gone"] = group.exceptions[0]
+                top.cancel_scope.cancel()
+
+    trio.run(main)
+    if status.get("detached"):
+        print(f"\ndetached from run {run_id}; it goes on (`ag attach {run_id}` comes back)", file=sys.stderr)
+        return EXIT_OK
+    if "status" not in status:
+        summary = summarize(run_id, read_events(path, warn=False))
+        if summary.status == "running":
+            raise CliError(f"run {run_id} is not reachable: {status.get('gone')}")
+        if summary.status == "interrupted":
+            raise CliError(f"run {run_id} is not running (INTERRUPTED): `ag resume {run_id}` continues it")
+        status["status"], status["error"] = summary.status, summary.error
+        if state["live"] is False:
+            raise CliError(f"run {run_id} is not running ({summary.status.upper()}): `ag show {run_id}` has what it did")
+    line = f"run {run_id} {status['status']}" + (f": {status['error']}" if status.get("error") else "")
+    print(line, file=sys.stderr)
+    return EXIT_OK if status["status"] == "succeeded" else EXIT_RUN_FAILED

@@ -73,6 +73,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_id")
     _add_home(p)
 
+    p = sub.add_parser(
+        "attach",
+        help="follow a live run's console and answer its asks here; Ctrl-C detaches (the run goes on)",
+    )
+    p.add_argument("run_id")
+    _add_home(p)
+
     p = sub.add_parser("asks", help="pending asks, with their ids: of live runs, and of interrupted runs "
                                      "(answered, they are kept for the resume)")
     p.add_argument("--json", action="store_true", help="JSON for scripts")
@@ -185,7 +192,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             from .resume_cmds import cmd_resume, cmd_retry_run
 
             return cmd_resume(args) if args.command == "resume" else cmd_retry_run(args)
-        if args.command in ("tail", "asks", "answer", "cancel", "retry"):
+        if args.command in ("tail", "attach", "asks", "answer", "cancel", "retry"):
             from . import live_cmds
 
             return getattr(live_cmds, f"cmd_{args.command}")(args)

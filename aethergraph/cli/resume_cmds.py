@@ -18,13 +18,17 @@ def _execute(args: Any, work) -> int:
     from ..resume import CannotResume
     from ..targets import TargetError
 
+    from .run_cmd import EXIT_HUNG_UP, watch_hangup
+
     _layout(args.home)
     outcome = None
     interrupted = False
+    hung_up: list[bool] = []
 
     async def main() -> None:
         nonlocal outcome, interrupted
         async with open_runtime(home=args.home, answers=args.answer) as rt:
+            await rt.service_nursery.start(watch_hangup, rt, hung_up)
             outcome = await work(rt)
             interrupted = rt.interrupted
 
@@ -36,6 +40,8 @@ def _execute(args: Any, work) -> int:
         raise CliError(str(exc)) from None
     except KeyboardInterrupt:
         interrupted = True
+    if hung_up:
+        return EXIT_HUNG_UP
     if outcome is None:
         return EXIT_INTERRUPTED
     return report(outcome, interrupted, as_json=getattr(args, "json", False))
