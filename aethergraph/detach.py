@@ -158,11 +158,14 @@ def start(layout: StoreLayout, run_id: str, args: list[str], *, cwd: str | None 
     return Detached(run_id=run_id, pid=proc.pid, host=HOST, output=out, started=started)
 
 
-def start_resume(layout: StoreLayout, run_id: str, **kw) -> Detached:
+def start_resume(layout: StoreLayout, run_id: str, *, answers: list[str] = (), **kw) -> Detached:
     """``ag resume RUN`` in a process of its own (the dashboard's ``R``, the sidecar's
-    ``resume``): the run gets its entrypoint's own services, its own output file, and a
-    lifetime that does not depend on whoever asked."""
-    return start(layout, run_id, ["resume", run_id, "--home", str(layout.home)], **kw)
+    ``resume``, ``ag resume --detach``): the run gets its entrypoint's own services, its own
+    output file, and a lifetime that does not depend on whoever asked."""
+    args = ["resume", run_id, "--home", str(layout.home)]
+    for a in answers:
+        args += ["--answer", a]
+    return start(layout, run_id, args, **kw)
 
 
 async def start_resume_async(layout: StoreLayout, run_id: str) -> Detached:

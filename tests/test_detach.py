@@ -483,3 +483,14 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+def test_resume_detach(tmp_path, home):
+    run_id = interrupted_tutorial_answered_no(tmp_path, home)
+    started = ag("resume", run_id, "--detach", env=DEMO_ENV, cwd=tmp_path)
+    assert started.returncode == 0, started.stderr
+    assert started.stdout.strip() == run_id and f"ag attach {run_id}" in started.stderr
+    end = wait_until(lambda: finished(home, run_id), "the resumed run's end")
+    assert end.status == ev.FAILED and "failed and was not retried" in end.error.message
+    again = ag("resume", run_id, "--detach", cwd=tmp_path)
+    assert again.returncode == 2 and "ag retry" in again.stderr

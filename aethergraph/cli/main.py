@@ -111,6 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--answer", "-a", action="append", default=[], metavar="TEXT",
                    help="answers for asks it opens, in order")
     p.add_argument("--json", action="store_true", help="print the outcome as one JSON object")
+    p.add_argument("--detach", "-d", action="store_true",
+                   help="resume in a process of its own session, print how to follow it, and exit")
     _add_home(p)
 
     p = sub.add_parser("show", help="one run's timeline")
