@@ -55,7 +55,7 @@ def output_path(layout: StoreLayout, run_id: str) -> Path:
 
 def ag_argv(*args: str) -> list[str]:
     """The ``ag`` command line, with this interpreter (the venv the caller runs in)."""
-    return [sys.executable, "-m", "aethergraph.cli.main", *args]
+    return [sys.executable, "-m", "aethergraph.cli", *args]
 
 
 def spawn(layout: StoreLayout, run_id: str, args: list[str], *, cwd: str | None = None,

@@ -79,7 +79,7 @@ def start_other_runtime(tmp_path: Path, home: Path) -> tuple[subprocess.Popen, s
     script = tmp_path / "other.py"
     script.write_text(OTHER)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "aethergraph.cli.main", "run", f"{script}:other"],
+        [sys.executable, "-m", "aethergraph.cli", "run", f"{script}:other"],
         cwd=tmp_path, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         env={**os.environ, "AETHERGRAPH_HOME": str(home)},
     )
@@ -396,7 +396,7 @@ def test_detach_then_attach_answers_and_ctrl_c_only_detaches(tmp_path, home):
     wait_until(lambda: json.loads(ag("asks", "--json", cwd=tmp_path).stdout), "its ask")
 
     # Ctrl-C in `ag attach` detaches; the run goes on, its ask still open.
-    attach = subprocess.Popen([sys.executable, "-m", "aethergraph.cli.main", "attach", run_id], cwd=tmp_path,
+    attach = subprocess.Popen([sys.executable, "-m", "aethergraph.cli", "attach", run_id], cwd=tmp_path,
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         seen = []
@@ -413,7 +413,7 @@ def test_detach_then_attach_answers_and_ctrl_c_only_detaches(tmp_path, home):
     assert json.loads(ag("runs", "--json", cwd=tmp_path).stdout)[0]["status"] == "running"
 
     # A second attach answers: the first line is refused by the runtime's own check, the next taken.
-    answered = subprocess.run([sys.executable, "-m", "aethergraph.cli.main", "attach", run_id], cwd=tmp_path,
+    answered = subprocess.run([sys.executable, "-m", "aethergraph.cli", "attach", run_id], cwd=tmp_path,
                               input="\nAda\n", capture_output=True, text=True, timeout=60)
     assert answered.returncode == 0, answered.stderr
     assert "✗ " in answered.stdout and "hello Ada" in answered.stdout
@@ -494,3 +494,18 @@ def test_resume_detach(tmp_path, home):
     assert end.status == ev.FAILED and "failed and was not retried" in end.error.message
     again = ag("resume", run_id, "--detach", cwd=tmp_path)
     assert again.returncode == 2 and "ag retry" in again.stderr
+
+
+def test_a_detached_process_that_cannot_take_the_run_is_reported_in_its_own_words(tmp_path, home):
+    script, counter = nightly_script(tmp_path)
+    crashed = ag("run", f"{script}:nightly", "--input", '{"x": 2}', cwd=tmp_path,
+                 env={"COUNTER": str(counter), "AETHERGRAPH_DURABILITY": "strict",
+                      "AETHERGRAPH_FAULT": "kill:memory_recorded:done"})
+    assert crashed.returncode == -signal.SIGKILL
+    (run,) = json.loads(ag("runs", "--json", cwd=tmp_path).stdout)
+    Path(script).unlink()  # the code is gone: the new process cannot import it
+    out = ag("resume", run["run_id"], "--detach", cwd=tmp_path)
+    assert out.returncode == 2
+    assert f"exited with 2 before it took run {run['run_id']}" in out.stderr
+    assert "nightly.py" in out.stderr  # what the process itself said
+    assert json.loads(ag("runs", "--json", cwd=tmp_path).stdout)[0]["status"] == "interrupted"
