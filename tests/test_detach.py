@@ -357,7 +357,7 @@ ASKER = textwrap.dedent("""
     @graph_fn(name="asker")
     async def asker(*, context):
         ch = context.channel()
-        await ch.send_text("asker: started")
+        await ch.send_text("asker: started\x1b]0;retitled\x07")
         name = await ch.ask_text("Your name?")
         await ch.send_text(f"hello {name}")
         return {"name": name}
@@ -417,6 +417,7 @@ def test_detach_then_attach_answers_and_ctrl_c_only_detaches(tmp_path, home):
                               input="\nAda\n", capture_output=True, text=True, timeout=60)
     assert answered.returncode == 0, answered.stderr
     assert "✗ " in answered.stdout and "hello Ada" in answered.stdout
+    assert "asker: started]0;retitled" in answered.stdout and "\x1b" not in answered.stdout  # run text is untrusted
     assert f"run {run_id} succeeded" in answered.stderr
     end = finished(home, run_id)
     assert end.status == ev.SUCCEEDED and end.outputs == {"name": "Ada"}

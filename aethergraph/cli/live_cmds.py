@@ -249,6 +249,20 @@ def _run_tail(main) -> None:
         raise CliError(f"the runtime went away: {exc}") from None
 
 
+_CONTROL = {c: None for c in [*range(0, 9), *range(11, 32), 127, *range(0x80, 0xA0)]}
+
+
+class _CleanOut:
+    """stdout for what a run says: its text is untrusted, and control characters (escape
+    sequences) reaching this person's terminal could retitle, recolour or rewrite it."""
+
+    def write(self, text: str) -> int:
+        return sys.stdout.write(text.translate(_CONTROL))
+
+    def flush(self) -> None:
+        sys.stdout.flush()
+
+
 def cmd_attach(args: Any) -> int:
     """Follow a live run's console (messages, progress, logs, asks) and answer its asks here.
 
@@ -275,7 +289,8 @@ def cmd_attach(args: Any) -> int:
     except UnknownRun:
         raise CliError(f"unknown run id: {run_id}") from None
     status: dict[str, Any] = {}
-    printer = ConsolePrinter()
+    out = _CleanOut()
+    printer = ConsolePrinter(out)
     lines = stdin_lines()
     tty = lines.isatty()
     open_asks: dict[str, ev.AskOpened] = {}
@@ -305,13 +320,13 @@ def cmd_attach(args: Any) -> int:
                         _out("(stdin is closed: not answering here; `ag answer ASK VALUE` answers from anywhere)")
                         return
                     if not tty:
-                        _out(f"> {line}")
+                        _out(f"> {line}", out)
                     try:
                         await c.answer(ask.ask_id, line)
                         open_asks.pop(ask.ask_id, None)
                     except SidecarError as exc:
                         if exc.code == "invalid_answer":
-                            _out(f"✗ {exc}")
+                            _out(f"✗ {exc}", out)
                             state["shown"] = ask.ask_id
                         else:  # answered elsewhere meanwhile, or expired
                             open_asks.pop(ask.ask_id, None)
@@ -328,7 +343,7 @@ def cmd_attach(args: Any) -> int:
                         continue
                     t = type(e)
                     if t is ev.Log:
-                        _out(f"[{e.level}] {e.message}")
+                        _out(f"[{e.level}] {e.message}", out)
                     elif t in ConsolePrinter.TYPES:
                         printer(e)
                     if t is ev.AskOpened:
