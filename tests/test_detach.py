@@ -289,6 +289,12 @@ def test_run_id_starts_then_returns_the_recorded_outcome_and_refuses_other_input
     assert check.returncode == 0, check.stdout
     rebuilt = ag("index", "rebuild", cwd=tmp_path)
     assert rebuilt.returncode == 0, rebuilt.stderr
+    # a run that failed is not run again either: its recorded failure is the answer
+    for _ in range(2):
+        failed = ag("run", f"{script}:broken", "--input", '{"x": 1}', "--run-id", "broken-1", env=env, cwd=tmp_path)
+        assert failed.returncode == 1 and "ValueError: bad x 1" in failed.stderr
+    assert "recorded earlier; nothing ran again" in failed.stderr and "`ag retry broken-1`" in failed.stderr
+    assert ran(counter) == ["work 4", "broken"]
 
 
 @pytest.mark.parametrize("bad", ["../escape", "a/b", "Nightly", ".hidden", "-x", "x" * 101, "sp ace", "é"])

@@ -173,7 +173,7 @@ def report(outcome: Any, interrupted: bool, *, as_json: bool, note: str = "") ->
         print(msgspec.json.format(msgspec.json.encode(outcome.outputs, enc_hook=repr), indent=2).decode())
     line = f"run {outcome.run_id} {outcome.status}{note}"
     if err is not None and type(err).__name__ == "RecordedFailure":
-        line += f": {err}"
+        line += (f": {err.error}" if err.error else "") + f"; `ag retry {outcome.run_id}` starts a new attempt"
     elif err is not None:
         line += f": {type(err).__name__}: {err}"
     print(line, file=sys.stderr)
