@@ -42,6 +42,36 @@ OTHER = textwrap.dedent("""
 """)
 
 
+def kill_leftover_runs(home: Path) -> None:
+    """A detached run outlives the test that started it by design; one a failed test left
+    waiting (on an ask, say) is killed here, so nothing leaks into the next test or the CI box."""
+    layout = StoreLayout.at(home)
+    for path in layout.iter_logs():
+        pid = None
+        for e in read_events(path, warn=False):
+            if type(e) in (ev.RunStarted, ev.RunResumed):
+                pid = e.pid
+            elif type(e) is ev.RunFinished:
+                pid = None
+        if not pid or pid == os.getpid():
+            continue
+        try:  # only a detached `ag` of this store: a dead run's pid may have been reused since
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"aethergraph.cli" in cmdline and str(home).encode() in cmdline:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+@pytest.fixture(autouse=True)
+def _no_leftover_runs(home):
+    yield
+    kill_leftover_runs(home)
+
+
 def wait_until(predicate, what: str, timeout: float = 30.0):
     deadline = time.monotonic() + timeout
     while True:

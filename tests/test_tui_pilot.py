@@ -375,7 +375,12 @@ def test_resume_needs_no_live_runtime_and_runs_in_its_own_process(home):
         await pilot.press("enter")  # Deploy
         await until(pilot, lambda: app.state.runs[RUN_INTERRUPTED].status == ev.SUCCEEDED, "the resumed run's end")
 
-    drive(app, scenario, timeout=90)
+    from .test_detach import kill_leftover_runs
+
+    try:
+        drive(app, scenario, timeout=90)
+    finally:
+        kill_leftover_runs(home)  # the resumed run is detached: never leave it waiting
     events = read_events(StoreLayout.at(home).run_log(RUN_INTERRUPTED))
     (resumed,) = [e for e in events if type(e) is ev.RunResumed]
     assert resumed.pid != os.getpid()
