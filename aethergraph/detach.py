@@ -48,6 +48,21 @@ class Detached:
     started: bool  # False: still starting when we stopped waiting (it goes on regardless)
 
 
+def private_parents(path: Path) -> None:
+    """Create ``path``'s missing folders 0700: the store is private, and ``mkdir(parents=True)``
+    would give the parents the umask's mode."""
+    missing = []
+    folder = path.parent
+    while not folder.is_dir():
+        missing.append(folder)
+        folder = folder.parent
+    for d in reversed(missing):
+        try:
+            os.mkdir(d, 0o700)
+        except FileExistsError:
+            pass
+
+
 def output_path(layout: StoreLayout, run_id: str) -> Path:
     """Where the processes that ran ``run_id`` detached wrote their stdout and stderr."""
     return layout.run_log(run_id).with_suffix(".out")
@@ -62,7 +77,7 @@ def spawn(layout: StoreLayout, run_id: str, args: list[str], *, cwd: str | None 
           env: dict[str, str] | None = None) -> subprocess.Popen:
     """Start ``ag ARGS`` detached, its output appended to the run's ``.out`` file."""
     out = output_path(layout, run_id)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    private_parents(out)
     full_env = dict(os.environ if env is None else env)
     full_env["AETHERGRAPH_HOME"] = str(layout.home)
     full_env["PYTHONUNBUFFERED"] = "1"  # the .out file is read while the run goes on

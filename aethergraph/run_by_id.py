@@ -115,8 +115,10 @@ def _short(value: Any, limit: int = 120) -> str:
 
 def claim(layout: StoreLayout, run_id: str) -> None:
     """Create the new run's empty log exclusively: of two starts racing for one id, one wins."""
+    from .detach import private_parents
+
     path = layout.run_log(run_id)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_parents(path)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:

@@ -74,8 +74,7 @@ def cmd_run(args: Any) -> int:
         if plan.action == "recorded":  # it ran before: its outcome, and nothing runs
             from ..run_by_id import recorded_outcome
 
-            return report(recorded_outcome(plan, args.run_id), False, as_json=args.json,
-                          note=" (recorded earlier; nothing ran again)")
+            return _report_recorded(recorded_outcome(plan, args.run_id), as_json=args.json)
     if args.detach:
         return _detach(args, fn, inputs)
     if plan is not None and plan.action == "resume":
@@ -115,6 +114,26 @@ def cmd_run(args: Any) -> int:
         print("ag: interrupted before the run finished", file=sys.stderr)
         return EXIT_INTERRUPTED
     return report(outcome, interrupted, as_json=args.json)
+
+
+def _report_recorded(outcome: Any, *, as_json: bool) -> int:
+    """A run that ended before: its recorded outcome, said so; nothing ran."""
+    if as_json:
+        print(msgspec.json.encode({
+            "run_id": outcome.run_id, "status": outcome.status, "outputs": outcome.outputs,
+            "error": None if outcome.error is None else {"type": type(outcome.error).__name__,
+                                                         "message": str(outcome.error)},
+            "recorded": True,
+        }, enc_hook=repr).decode())
+    elif outcome.outputs is not None or outcome.ok:
+        print(msgspec.json.format(msgspec.json.encode(outcome.outputs, enc_hook=repr), indent=2).decode())
+    line = f"run {outcome.run_id} {outcome.status} (recorded earlier; nothing ran again)"
+    err = outcome.error
+    if err is not None:
+        why = getattr(err, "error", None) or f"{type(err).__name__}: {err}"
+        line += f": {why}; `ag retry {outcome.run_id}` starts a new attempt"
+    print(line, file=sys.stderr)
+    return EXIT_OK if outcome.ok else EXIT_RUN_FAILED
 
 
 def _plan(args: Any, fn: Any, inputs: dict[str, Any]) -> Any:
@@ -160,7 +179,7 @@ def _detach(args: Any, fn: Any, inputs: dict[str, Any]) -> int:
     return EXIT_OK
 
 
-def report(outcome: Any, interrupted: bool, *, as_json: bool, note: str = "") -> int:
+def report(outcome: Any, interrupted: bool, *, as_json: bool) -> int:
     err = outcome.error
     if as_json:
         print(msgspec.json.encode({
@@ -171,10 +190,8 @@ def report(outcome: Any, interrupted: bool, *, as_json: bool, note: str = "") ->
         }, enc_hook=repr).decode())
     elif outcome.outputs is not None or outcome.ok:
         print(msgspec.json.format(msgspec.json.encode(outcome.outputs, enc_hook=repr), indent=2).decode())
-    line = f"run {outcome.run_id} {outcome.status}{note}"
-    if err is not None and type(err).__name__ == "RecordedFailure":
-        line += (f": {err.error}" if err.error else "") + f"; `ag retry {outcome.run_id}` starts a new attempt"
-    elif err is not None:
+    line = f"run {outcome.run_id} {outcome.status}"
+    if err is not None:
         line += f": {type(err).__name__}: {err}"
     print(line, file=sys.stderr)
     if outcome.ok:

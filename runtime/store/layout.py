@@ -12,10 +12,6 @@ import attrs
 from ..errors import UnknownRun
 from ..ids import RUN_ID_RE
 
-# Run ids a person chooses (``--run-id``, ``run(fn, run_id=...)``); see ``StoreLayout.run_log``.
-NAMED_RUN_ID_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,99}$")
-NAMED_DIR = "named"
-
 HOME_ENV = "AETHERGRAPH_HOME"
 DEFAULT_HOME = ".aethergraph"
 
@@ -106,3 +102,8 @@ class StoreLayout:
                 for entry in sorted(os.scandir(month), key=lambda e: e.name):
                     if entry.name.endswith(".jsonl") and entry.is_file():
                         yield Path(entry.path)
+
+
+# Run ids a person chooses (``--run-id``, ``run(fn, run_id=...)``); see ``StoreLayout.run_log``.
+NAMED_RUN_ID_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,99}$")
+NAMED_DIR = "named"
