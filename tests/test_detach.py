@@ -154,9 +154,11 @@ def test_dashboard_resume_runs_the_tutorial_in_its_own_process(tmp_path, home, m
         table.move_cursor(row=table.get_row_index(run_id))
         await pilot.press("R")
         await confirm(pilot, app, f"Resume run {run_id}?")
-        await until(pilot, lambda: notes.has(f"resume started: run {run_id}"), "the resume's start", timeout=60)
+        # Meanwhile — while the resume's process starts and runs — the other runtime's run is
+        # cancelled and that runtime closes.
         cancelled = await asyncio.to_thread(ag, "cancel", other_run, cwd=tmp_path)
         assert cancelled.returncode == 0, cancelled.stderr
+        await until(pilot, lambda: notes.has(f"resume started: run {run_id}"), "the resume's start", timeout=60)
         await until(pilot, lambda: app.state.runs[run_id].status == ev.FAILED, "the resumed run's end", timeout=60)
 
     try:
