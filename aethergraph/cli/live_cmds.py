@@ -386,7 +386,10 @@ def cmd_attach(args: Any) -> int:
 
     trio.run(main)
     if status.get("detached"):
-        print(f"\ndetached from run {run_id}; it goes on (`ag attach {run_id}` comes back)", file=sys.stderr)
+        try:  # after a hang-up there may be no terminal left to say it to
+            print(f"\ndetached from run {run_id}; it goes on (`ag attach {run_id}` comes back)", file=sys.stderr)
+        except OSError:
+            pass
         return EXIT_OK
     if "status" not in status:
         summary = summarize(run_id, read_events(path, warn=False))
