@@ -115,21 +115,50 @@ async def open_runtime(
         yield rt
 
 
-def run(target: Any, *args: Any, **inputs: Any) -> Any:
+def run(target: Any, *args: Any, run_id: str | None = None, **inputs: Any) -> Any:
     """Run a graph function to completion from synchronous code; return its outputs.
 
     Ctrl-C cancels the run cleanly (recorded CANCELLED, everything flushed), then raises
     ``KeyboardInterrupt`` as Python programs do.
+
+    ``run_id``: the run's id, chosen by the caller (``"nightly-2026-12-01"``), which makes the
+    call idempotent: a new id starts the run; an interrupted run of that id is resumed; a run
+    that ended is not run again — its recorded outputs are returned (a recorded failure is
+    raised as ``RecordedFailure``). Other inputs than the ones recorded raise ``RunIdConflict``;
+    a run of that id executing elsewhere raises ``RunIdInUse``. (So ``run_id`` cannot be an
+    input name of a graph called this way.) See ``aethergraph.run_by_id``.
     """
     import trio
 
+    if run_id is not None:
+        from .run_by_id import check_run_id
+
+        check_run_id(run_id)  # a bad id is refused before anything opens
+
     async def main() -> Any:
         async with open_runtime() as rt:
-            try:
-                return await target(*args, **inputs)
-            except Exception:
-                if rt.interrupted:
-                    raise KeyboardInterrupt from None
-                raise
+            if run_id is None:
+                try:
+                    return await target(*args, **inputs)
+                except Exception:
+                    if rt.interrupted:
+                        raise KeyboardInterrupt from None
+                    raise
+            return await _run_by_id(rt, target, run_id, args, inputs)
 
     return trio.run(main)
+
+
+async def _run_by_id(rt: Any, target: Any, run_id: str, args: tuple, inputs: dict) -> Any:
+    from runtime.errors import GraphFailed
+
+    from .run_by_id import start_by_id
+
+    if not hasattr(target, "start_run"):
+        raise TypeError(f"run(..., run_id=...) needs a @graph_fn or @tool, got {target!r}")
+    outcome, _ = await start_by_id(rt, target, run_id, target._inputs(args, inputs))
+    if outcome.ok or isinstance(outcome.error, GraphFailed):
+        return outcome.outputs
+    if rt.interrupted:
+        raise KeyboardInterrupt from outcome.error
+    raise outcome.error

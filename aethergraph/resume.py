@@ -125,8 +125,11 @@ def answer_offline(layout: StoreLayout, ask_id: str, value: str) -> tuple[str, s
 
 
 class Resumer:
-    """Lets a runtime resume runs on request (the sidecar's ``resume`` command, the dashboard).
-    The run executes in the runtime's own nursery; its outcome is in its log."""
+    """Lets a runtime start resumes on request (the sidecar's ``resume`` command).
+
+    The run is never hosted in the asking runtime: that process has other services, another
+    terminal and a lifetime of its own (it may be an unrelated ``ag run`` about to end). It
+    starts a detached ``ag resume RUN`` process instead (see ``aethergraph.detach``)."""
 
     async def check(self, rt: Any, run_id: str) -> None:
         import trio
@@ -137,10 +140,13 @@ class Resumer:
         events = await trio.to_thread.run_sync(read_run, rt.layout, run_id)
         check_resumable(run_id, events)
 
-    async def resume(self, rt: Any, run_id: str) -> None:
-        import logging
+    async def start(self, rt: Any, run_id: str) -> dict[str, Any]:
+        """Start ``ag resume RUN`` detached; returns where it runs and where its output goes."""
+        from .detach import DetachFailed, start_resume_async
 
         try:
-            await resume(rt, run_id)
-        except Exception:
-            logging.getLogger("aethergraph.resume").exception("resuming run %s failed", run_id)
+            d = await start_resume_async(rt.layout, run_id)
+        except DetachFailed as exc:
+            raise CannotResume(str(exc)) from None
+        return {"run_id": run_id, "pid": d.pid, "host": d.host, "output": str(d.output),
+                "started": d.started}

@@ -357,21 +357,37 @@ def test_cancel_a_node_then_the_run(home):
 # -- resume ---------------------------------------------------------------------------------------
 
 
-def test_resume_needs_a_live_runtime(home):
+def test_resume_needs_no_live_runtime_and_runs_in_its_own_process(home):
+    """R with no runtime anywhere: a detached `ag resume` process takes the run; its reopened
+    ask shows up live, is answered from the dashboard, and the run ends in that process."""
     build_store(home)
-    app = AetherGraphApp()
+    app = AetherGraphApp(poll_s=0.2)
     notes = Notes(app)
 
     async def scenario(pilot):
         await until(pilot, lambda: table_keys(app, "runs-table"), "runs")
         await pilot.press("down", "R")
         await confirm(pilot, app, f"Resume run {RUN_INTERRUPTED}?")
-        await until(pilot, lambda: notes.has("no live runtime in this store can resume it", "error"), "the refusal")
+        await until(pilot, lambda: notes.has(f"resume started: run {RUN_INTERRUPTED}"), "the resume", timeout=60)
+        await until(pilot, lambda: ASK_OFFLINE in app.state.asks, "its ask, live in the new process")
+        await pilot.press("3", "enter")
+        assert isinstance(app.screen, AnswerModal)
+        await pilot.press("enter")  # Deploy
+        await until(pilot, lambda: app.state.runs[RUN_INTERRUPTED].status == ev.SUCCEEDED, "the resumed run's end")
 
-    drive(app, scenario)
+    from .test_detach import kill_leftover_runs
+
+    try:
+        drive(app, scenario, timeout=90)
+    finally:
+        kill_leftover_runs(home)  # the resumed run is detached: never leave it waiting
+    events = read_events(StoreLayout.at(home).run_log(RUN_INTERRUPTED))
+    (resumed,) = [e for e in events if type(e) is ev.RunResumed]
+    assert resumed.pid != os.getpid()
+    assert events[-1].status == "succeeded" and events[-1].outputs == {"n": 7, "deployed": True}
 
 
-def test_answer_offline_then_resume_in_the_dashboards_runtime(home):
+def test_answer_offline_then_resume_in_a_process_of_its_own(home):
     build_store(home)
     app = AetherGraphApp(poll_s=0.2, run=support.noop)
     notes = Notes(app)
@@ -394,12 +410,13 @@ def test_answer_offline_then_resume_in_the_dashboards_runtime(home):
         table.move_cursor(row=table.get_row_index(RUN_INTERRUPTED))
         await pilot.press("R")
         await confirm(pilot, app, f"Resume run {RUN_INTERRUPTED}?")
-        await until(pilot, lambda: notes.has(f"resume requested: run {RUN_INTERRUPTED}"), "the resume")
+        await until(pilot, lambda: notes.has(f"resume started: run {RUN_INTERRUPTED}"), "the resume", timeout=60)
         await until(pilot, lambda: app.state.runs[RUN_INTERRUPTED].status == ev.SUCCEEDED, "the resumed run's end")
 
     drive(app, scenario)
     events = read_events(StoreLayout.at(home).run_log(RUN_INTERRUPTED))
-    assert [type(e) for e in events].count(ev.RunResumed) == 1
+    (resumed,) = [e for e in events if type(e) is ev.RunResumed]
+    assert resumed.pid != os.getpid()  # not in the dashboard's own runtime: a process of its own
     assert events[-1].status == "succeeded" and events[-1].outputs == {"n": 7, "deployed": True}
 
 

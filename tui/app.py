@@ -436,11 +436,16 @@ class AetherGraphApp(App[int]):
         if row is not None and row.status == ev.RUNNING:
             self.notify(f"run {run_id} is still running", severity="warning")
             return
+        from aethergraph.detach import start_resume_async
+
+        # A process of its own (`ag resume RUN`, detached), never a live runtime that happens to
+        # be reachable: that one lacks the run's services and takes it down when it ends.
         self._confirm(
             f"Resume run {run_id}?",
-            "A live runtime of this store imports its entrypoint again and continues it in its own log, "
-            "replaying what it already did.",
-            self.backend.resume, (run_id,), f"resume requested: run {run_id}",
+            "A new process of its own (ag resume, detached; output next to its log) imports its "
+            "entrypoint again and continues it, replaying what it already did.",
+            start_resume_async, (self.store.layout, run_id),
+            f"resume started: run {run_id} in a process of its own (ag attach {run_id})",
         )
 
     def _confirm(self, title: str, detail: str, fn, args: tuple, success: str) -> None:

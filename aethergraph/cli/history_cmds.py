@@ -127,15 +127,32 @@ def _short(value: Any, limit: int = 100) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def _process_line(layout: Any, summary: Any) -> str:
+    """Which process runs (or last ran) the run, and where what it printed went when detached."""
+    from runtime.history import HOST, pid_alive
+
+    from ..detach import output_path
+
+    where = f"pid {summary.pid} on {summary.host}"
+    if summary.status == "running":
+        where += " (running)" if summary.host != HOST or pid_alive(summary.pid) else ""
+    else:
+        where += " (ended)" if summary.status != "interrupted" else " (gone: `ag resume` continues it)"
+    out = output_path(layout, summary.run_id)
+    return where + (f"  output {out}" if out.is_file() else "")
+
+
 def cmd_show(args: Any) -> int:
     from runtime.errors import UnknownRun
     from runtime.history import summarize
-    from runtime.ids import is_run_id
     from runtime.store.logfile import read_events
 
     layout = _layout(args.home)
-    if not is_run_id(args.run_id):
-        raise CliError(f"unknown run id: {args.run_id} (run ids look like 20261125-214400-3fa9c1)")
+    try:
+        layout.run_log(args.run_id)
+    except UnknownRun:
+        raise CliError(f"unknown run id: {args.run_id} (run ids look like 20261125-214400-3fa9c1, "
+                       "or nightly-2026-12-01 when chosen with --run-id)") from None
     try:
         path = layout.existing_run_log(args.run_id)
     except UnknownRun:
@@ -150,6 +167,7 @@ def cmd_show(args: Any) -> int:
         return EXIT_OK
     print(f"run {summary.run_id}  {summary.graph}  {summary.status.upper()}  {_dur(summary.duration_s)}")
     print(f"started {_when(summary.started)}  pid {summary.pid} on {summary.host}")
+    print(f"process {_process_line(layout, summary)}")
     if summary.entrypoint:
         print(f"entrypoint {summary.entrypoint}")
     if summary.error:

@@ -52,17 +52,51 @@ def cmd_live_runs(args: Any) -> int:
     return EXIT_OK
 
 
+INTERRUPTED_NOTE = "interrupted: the answer is kept for the resume"
+
+
+def _interrupted_asks(layout) -> list[dict[str, Any]]:
+    """Open asks of runs whose process is gone, from the index: ``ag answer`` keeps an answer
+    in the run's log for ``ag resume``. The same asks ``ag runs`` counts in its ASKS column."""
+    from runtime import events as ev
+    from runtime.history import effective_status
+    from runtime.store.index import Index
+
+    index = Index(layout)
+    try:
+        index.catch_up()  # a reader's catch-up: the index is derived from the logs
+        rows = index.open_asks()
+        runs = {r["run_id"]: r for r in index.runs(run_ids=sorted({a["run_id"] for a in rows}))} if rows else {}
+    finally:
+        index.close()
+    out = []
+    for a in rows:
+        r = runs.get(a["run_id"])
+        if r is not None and effective_status(r["status"], r["pid"], r["host"]) == ev.INTERRUPTED:
+            out.append(a)
+    return out
+
+
 def cmd_asks(args: Any) -> int:
     from runtime.sidecar.client import each_runtime, find_runtimes
 
-    _layout(args.home)
-    if not find_runtimes(args.home):
-        raise CliError("no live runtime found in this store (asks are answered while their run is live)")
+    layout = _layout(args.home)
+    live: list[Any] = []
+    if find_runtimes(args.home):
 
-    async def main():
-        return [a for asks in await each_runtime(args.home, lambda c: c.list_asks()) for a in asks]
+        async def main():
+            return [a for asks in await each_runtime(args.home, lambda c: c.list_asks()) for a in asks]
 
-    asks = sorted(_run(main), key=lambda a: a.opened)
+        live = _run(main)
+    seen = {a.ask_id for a in live}
+    offline = [a for a in _interrupted_asks(layout) if a["ask_id"] not in seen]
+    if not live and not offline and not find_runtimes(args.home):
+        raise CliError("no live runtime found in this store, and no interrupted run waits for an answer")
+    asks = sorted(
+        [{**msgspec.to_builtins(a), "run_status": "running"} for a in live]
+        + [{**a, "run_status": "interrupted"} for a in offline],
+        key=lambda a: a["opened"],
+    )
     if args.json:
         print(msgspec.json.encode(asks).decode())
         return EXIT_OK
@@ -72,8 +106,14 @@ def cmd_asks(args: Any) -> int:
     now = time.time()
     rows = []
     for a in asks:
-        left = "-" if a.timeout_s is None else _dur(max(0.0, a.opened + a.timeout_s - now))
-        rows.append([a.ask_id, a.run_id, a.node, a.kind, a.prompt + (f" {a.options}" if a.options else ""), left])
+        if a["run_status"] == "interrupted":
+            left = INTERRUPTED_NOTE
+        elif a["timeout_s"] is None:
+            left = "-"
+        else:
+            left = _dur(max(0.0, a["opened"] + a["timeout_s"] - now))
+        prompt = a["prompt"] + (f" {a['options']}" if a["options"] else "")
+        rows.append([a["ask_id"], a["run_id"], a["node"], a["kind"], prompt, left])
     print(table(rows, ["ASK", "RUN", "NODE", "KIND", "PROMPT", "EXPIRES IN"]))
     return EXIT_OK
 
@@ -152,16 +192,13 @@ def cmd_tail(args: Any) -> int:
     from runtime import events as ev
     from runtime.errors import UnknownRun
     from runtime.history import summarize
-    from runtime.ids import is_run_id
     from runtime.sidecar.client import connect_for_run
     from runtime.store.logfile import read_events
 
     layout = _layout(args.home)
-    if not is_run_id(args.run_id):
-        raise CliError(f"unknown run id: {args.run_id}")
     try:
         path = layout.existing_run_log(args.run_id)
-    except UnknownRun:
+    except UnknownRun:  # not (yet) on disk, or not a run id at all
         path = None
     status: dict[str, Any] = {"last_seq": 0}
 
@@ -210,3 +247,159 @@ def _run_tail(main) -> None:
         raise CliError(str(exc)) from None
     except SidecarError as exc:
         raise CliError(f"the runtime went away: {exc}") from None
+
+
+_CONTROL = {c: None for c in [*range(0, 9), *range(11, 32), 127, *range(0x80, 0xA0)]}
+
+
+class _CleanOut:
+    """stdout for what a run says: its text is untrusted, and control characters (escape
+    sequences) reaching this person's terminal could retitle, recolour or rewrite it."""
+
+    def write(self, text: str) -> int:
+        return sys.stdout.write(text.translate(_CONTROL))
+
+    def flush(self) -> None:
+        sys.stdout.flush()
+
+
+def cmd_attach(args: Any) -> int:
+    """Follow a live run's console (messages, progress, logs, asks) and answer its asks here.
+
+    The run does not belong to this terminal: Ctrl-C (or a hang-up) detaches, and never
+    cancels it. An answer is checked by the runtime, as the console checks one: a refused
+    answer is explained and the ask stays open for the next line."""
+    import signal
+
+    import trio
+    from trio_websocket import ConnectionClosed
+
+    from runtime import events as ev
+    from runtime.errors import UnknownRun
+    from runtime.history import summarize
+    from runtime.sidecar.client import LIVE, NoRuntime, SidecarError, connect_for_run
+    from runtime.store.logfile import read_events
+
+    from ..console import ConsolePrinter, _out, _write_prompt, stdin_lines
+
+    layout = _layout(args.home)
+    run_id = args.run_id
+    try:
+        path = layout.existing_run_log(run_id)
+    except UnknownRun:
+        raise CliError(f"unknown run id: {run_id}") from None
+    status: dict[str, Any] = {}
+    out = _CleanOut()
+    printer = ConsolePrinter(out)
+    lines = stdin_lines()
+    tty = lines.isatty()
+    open_asks: dict[str, ev.AskOpened] = {}
+    state: dict[str, Any] = {"live": False, "current": None, "shown": ""}
+
+    async def follow(c: Any) -> None:
+        changed = [trio.Event()]
+
+        def poke() -> None:
+            changed[0].set()
+            changed[0] = trio.Event()
+
+        async def asker() -> None:
+            while True:
+                while not (state["live"] and open_asks):
+                    await changed[0].wait()
+                ask = next(iter(open_asks.values()))
+                with trio.CancelScope() as scope:
+                    state["current"] = (ask.ask_id, scope)
+                    if state["shown"] != ask.ask_id:
+                        printer(ask)  # say again which question the next line answers
+                    state["shown"] = ""
+                    if tty:
+                        _write_prompt("> ", None)
+                    line = await lines.readline()
+                    if line is None:
+                        _out("(stdin is closed: not answering here; `ag answer ASK VALUE` answers from anywhere)")
+                        return
+                    if not tty:
+                        _out(f"> {line}", out)
+                    try:
+                        await c.answer(ask.ask_id, line)
+                        open_asks.pop(ask.ask_id, None)
+                    except SidecarError as exc:
+                        if exc.code == "invalid_answer":
+                            _out(f"✗ {exc}", out)
+                            state["shown"] = ask.ask_id
+                        else:  # answered elsewhere meanwhile, or expired
+                            open_asks.pop(ask.ask_id, None)
+                state["current"] = None
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(asker)
+            async with c.subscribe(run_id, live_marker=True) as events:
+                async for e in events:
+                    if e is LIVE:
+                        state["live"] = True
+                        _out(f"— attached to run {run_id} (Ctrl-C detaches; the run goes on) —")
+                        poke()
+                        continue
+                    t = type(e)
+                    if t is ev.Log:
+                        _out(f"[{e.level}] {e.message}", out)
+                    elif t in ConsolePrinter.TYPES:
+                        printer(e)
+                    if t is ev.AskOpened:
+                        open_asks[e.ask_id] = e
+                        state["shown"] = e.ask_id
+                        poke()
+                    elif t is ev.AskAnswered or t is ev.AskExpired:
+                        open_asks.pop(e.ask_id, None)
+                        cur = state["current"]
+                        if cur is not None and cur[0] == e.ask_id:
+                            if tty:
+                                _out("")
+                            cur[1].cancel()
+                        poke()
+                    elif t is ev.RunFinished:
+                        status["status"] = e.status
+                        status["error"] = f"{e.error.type}: {e.error.message}" if e.error else ""
+                        break
+            nursery.cancel_scope.cancel()
+
+    async def on_signals(scope: trio.CancelScope, *, task_status: Any) -> None:
+        # Ctrl-C or a hang-up: leave. The run is another process's; nothing is sent to it.
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGHUP) as signals:
+            task_status.started()
+            async for _ in signals:
+                status["detached"] = True
+                scope.cancel()
+                return
+
+    async def main() -> None:
+        with trio.CancelScope() as outer:
+            async with trio.open_nursery() as top:
+                await top.start(on_signals, outer)
+                try:
+                    async with connect_for_run(args.home, run_id, client="ag attach") as c:
+                        await follow(c)
+                except* (NoRuntime, SidecarError, ConnectionClosed, OSError) as group:
+                    status["gone"] = group.exceptions[0]
+                top.cancel_scope.cancel()
+
+    trio.run(main)
+    if status.get("detached"):
+        try:  # after a hang-up there may be no terminal left to say it to
+            print(f"\ndetached from run {run_id}; it goes on (`ag attach {run_id}` comes back)", file=sys.stderr)
+        except OSError:
+            pass
+        return EXIT_OK
+    if "status" not in status:
+        summary = summarize(run_id, read_events(path, warn=False))
+        if summary.status == "running":
+            raise CliError(f"run {run_id} is not reachable: {status.get('gone')}")
+        if summary.status == "interrupted":
+            raise CliError(f"run {run_id} is not running (INTERRUPTED): `ag resume {run_id}` continues it")
+        status["status"], status["error"] = summary.status, summary.error
+        if state["live"] is False:
+            raise CliError(f"run {run_id} is not running ({summary.status.upper()}): `ag show {run_id}` has what it did")
+    line = f"run {run_id} {status['status']}" + (f": {status['error']}" if status.get("error") else "")
+    print(line, file=sys.stderr)
+    return EXIT_OK if status["status"] == "succeeded" else EXIT_RUN_FAILED

@@ -90,6 +90,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--durability", choices=("strict", "batch", "off"), default=None)
     p.add_argument("--json", action="store_true", help="print the outcome as one JSON object")
+    p.add_argument(
+        "--run-id", default=None, metavar="ID",
+        help="the run's id (e.g. nightly-2026-12-01: a-z 0-9 . _ -): a new id starts the run, an "
+             "interrupted one resumes it, a finished one prints its recorded outcome and runs nothing",
+    )
+    p.add_argument(
+        "--detach", "-d", action="store_true",
+        help="run in a process of its own session (a hang-up does not reach it), print the run id "
+             "and exit; follow it with `ag attach RUN`",
+    )
     _add_home(p)
 
     p = sub.add_parser("runs", help="list runs, newest first")
@@ -102,7 +112,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_id")
     _add_home(p)
 
-    p = sub.add_parser("asks", help="pending asks in live runtimes, with their ids")
+    p = sub.add_parser(
+        "attach",
+        help="follow a live run's console and answer its asks here; Ctrl-C detaches (the run goes on)",
+    )
+    p.add_argument("run_id")
+    _add_home(p)
+
+    p = sub.add_parser("asks", help="pending asks, with their ids: of live runs, and of interrupted runs "
+                                     "(answered, they are kept for the resume)")
     p.add_argument("--json", action="store_true", help="JSON for scripts")
     _add_home(p)
 
@@ -132,6 +150,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--answer", "-a", action="append", default=[], metavar="TEXT",
                    help="answers for asks it opens, in order")
     p.add_argument("--json", action="store_true", help="print the outcome as one JSON object")
+    p.add_argument("--detach", "-d", action="store_true",
+                   help="resume in a process of its own session, print how to follow it, and exit")
     _add_home(p)
 
     p = sub.add_parser("show", help="one run's timeline")
@@ -248,7 +268,7 @@ def main(argv: Sequence[str] | None = None, *, _again: bool = False) -> int:
             from .resume_cmds import cmd_resume, cmd_retry_run
 
             return cmd_resume(args) if args.command == "resume" else cmd_retry_run(args)
-        if args.command in ("tail", "asks", "answer", "cancel", "retry"):
+        if args.command in ("tail", "attach", "asks", "answer", "cancel", "retry"):
             from . import live_cmds
 
             return getattr(live_cmds, f"cmd_{args.command}")(args)

@@ -178,8 +178,9 @@ class SidecarClient:
     async def retry(self, run_id: str, node: str) -> None:
         await self.request(p.Retry, run_id=run_id, node=node)
 
-    async def resume(self, run_id: str) -> None:
-        await self.request(p.Resume, run_id=run_id)
+    async def resume(self, run_id: str) -> dict[str, Any]:
+        """Start a process of its own resuming ``run_id``: ``{"pid", "host", "output", …}``."""
+        return await self.request(p.Resume, run_id=run_id)
 
     async def list_runs(self) -> list[p.RunInfo]:
         return msgspec.convert(await self.request(p.ListRuns), list[p.RunInfo])

@@ -74,7 +74,7 @@ class Retry(Msg, tag="retry"):
 
 
 class Resume(Msg, tag="resume"):
-    """Resume an interrupted run inside this runtime (which must be able to import it)."""
+    """Resume an interrupted run: the runtime starts a detached ``ag resume RUN`` process."""
 
     id: int
     run_id: str

@@ -470,12 +470,13 @@ class Connection:
             resumer = rt.config.resumer
             if resumer is None:
                 raise RequestError(p.CANNOT_RESUME, "this runtime cannot resume runs")
+            # The run gets a process of its own (``ag resume RUN``, detached): hosted here it
+            # would lack its entrypoint's services and end with this unrelated runtime.
             try:
                 await resumer.check(rt, msg.run_id)
+                return await resumer.start(rt, msg.run_id)
             except Exception as exc:
                 raise RequestError(p.CANNOT_RESUME, str(exc)) from None
-            rt.spawn(resumer.resume, rt, msg.run_id, name=f"resume {msg.run_id}")
-            return {"run_id": msg.run_id}
         if t is p.ListRuns:
             return self.sidecar.list_runs()
         if t is p.ListAsks:

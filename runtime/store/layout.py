@@ -8,6 +8,7 @@ another user could read is ever created, not even for a moment.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -106,10 +107,17 @@ class StoreLayout:
         return self.runs_dir.is_dir()
 
     def run_log(self, run_id: str) -> Path:
-        """The log file of a run; its folder comes from the date at the front of the id."""
+        """The log file of a run; its folder comes from the date at the front of the id.
+
+        An id a person chose (``ag run --run-id nightly-2026-12-01``) has no date: its log is
+        ``runs/named/<id>.jsonl``. Such ids are ``NAMED_RUN_ID_RE`` (lower case, digits, ``._-``,
+        starting with a letter or digit, at most 100): one path segment, never a way out of the
+        store, and the same file on a case-insensitive disk as on any other."""
         m = RUN_ID_RE.match(run_id)
         if m is None:
-            raise UnknownRun(run_id)
+            if NAMED_RUN_ID_RE.match(run_id) is None:
+                raise UnknownRun(run_id)
+            return Path(f"{self.home}/runs/{NAMED_DIR}/{run_id}.jsonl")
         # One Path from one string: this runs for every run started.
         return Path(f"{self.home}/runs/{m.group(1)}/{m.group(2)}/{run_id}.jsonl")
 
@@ -126,9 +134,19 @@ class StoreLayout:
         for year in sorted(self.runs_dir.iterdir()):
             if not year.is_dir():
                 continue
+            if year.name == NAMED_DIR:  # runs/named/<id>.jsonl: runs whose id a person chose
+                for entry in sorted(os.scandir(year), key=lambda e: e.name):
+                    if entry.name.endswith(".jsonl") and entry.is_file():
+                        yield Path(entry.path)
+                continue
             for month in sorted(year.iterdir()):
                 if not month.is_dir():
                     continue
                 for entry in sorted(os.scandir(month), key=lambda e: e.name):
                     if entry.name.endswith(".jsonl") and entry.is_file():
                         yield Path(entry.path)
+
+
+# Run ids a person chooses (``--run-id``, ``run(fn, run_id=...)``); see ``StoreLayout.run_log``.
+NAMED_RUN_ID_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,99}$")
+NAMED_DIR = "named"

@@ -154,6 +154,7 @@ class RunDetailScreen(DashboardScreen):
         second = Text(no_wrap=True, overflow="ellipsis")
         if s.error:
             second.append(clip(s.error, 200), style="red")
+            second.append(f" · process pid {s.pid} on {s.host}", style="dim")
         else:
             second.append(f"{len(s.nodes)} nodes · {s.events} events · pid {s.pid} on {s.host}", style="dim")
             if s.attempts > 1:

@@ -1,0 +1,167 @@
+"""Starting a run by an id the caller chose: at most once, whatever happens in between.
+
+``aethergraph.run(fn, run_id="nightly-2026-12-01", **inputs)`` and ``ag run --run-id ID``
+behave the way durable-workflow ids do (Temporal, DBOS): the id names *the* run, not an
+attempt at one.
+
+- a new id starts the run under that id;
+- an interrupted run (its process died) is resumed: replayed from its log, then continued;
+- a run that ended is not run again: its recorded outputs (or its recorded failure) are the
+  answer, and nothing executes;
+- a run of that id executing right now is refused (``RunIdInUse``), as are inputs or a graph
+  other than the ones recorded (``RunIdConflict``): the same id must mean the same work.
+
+Allowed ids: generated ones (``20261201-203000-3fa9c1``) and ``[a-z0-9][a-z0-9._-]{0,99}``
+(see ``StoreLayout.run_log``): a single path segment, so an id can never point outside the
+store. A new id is claimed by creating its log with ``O_EXCL``, so two starts racing for one
+new id cannot both write a ``run_started``.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import attrs
+import msgspec
+
+from runtime import events as ev
+from runtime.engine import RunOutcome
+from runtime.errors import AetherGraphError, GraphFailed, UnknownRun
+from runtime.history import RunSummary, summarize
+from runtime.ids import RUN_ID_RE
+from runtime.store.layout import NAMED_RUN_ID_RE, StoreLayout
+from runtime.store.logfile import read_events
+
+from .resume import CannotResume, check_resumable
+
+
+class RunIdError(AetherGraphError, ValueError):
+    """A run id that cannot be used as asked (syntax, other inputs, another graph)."""
+
+
+class RunIdConflict(RunIdError):
+    """The id names a run of other inputs or another graph."""
+
+
+class RunIdInUse(RunIdError):
+    """The id's run is executing right now (or being started) in another process."""
+
+
+class RecordedFailure(AetherGraphError):
+    """The id's run ended badly before; it is not run again. ``ag retry ID`` starts a new
+    attempt (under a new id) from its inputs."""
+
+    def __init__(self, run_id: str, status: str, error: str) -> None:
+        super().__init__(
+            f"run {run_id} already ended {status.upper()}" + (f" ({error})" if error else "")
+            + f"; it is not run again (`ag retry {run_id}` starts a new attempt)"
+        )
+        self.run_id, self.status, self.error = run_id, status, error
+
+
+def check_run_id(run_id: str) -> str:
+    if RUN_ID_RE.match(run_id) or NAMED_RUN_ID_RE.match(run_id):
+        return run_id
+    raise RunIdError(
+        f"bad run id {run_id!r}: use lower-case letters, digits, '.', '_' and '-', starting with a "
+        "letter or digit, at most 100 characters (e.g. nightly-2026-12-01)"
+    )
+
+
+def _plain(value: Any) -> Any:
+    """``value`` as the log records it (JSON), for comparing with what the log holds."""
+    return msgspec.json.decode(ev.ENCODER.encode(value))
+
+
+@attrs.frozen
+class Plan:
+    action: str  # "new" | "resume" | "recorded"
+    events: list = attrs.field(factory=list)
+    summary: RunSummary | None = None
+
+
+def plan(layout: StoreLayout, run_id: str, graph: str, inputs: dict[str, Any]) -> Plan:
+    """What starting ``run_id`` means now. Raises ``RunIdError``/``RunIdInUse``/``RunIdConflict``."""
+    check_run_id(run_id)
+    path = layout.run_log(run_id)
+    if not path.exists():
+        return Plan("new")
+    events = read_events(path, warn=False)
+    if not any(type(e) is ev.RunStarted for e in events):
+        raise RunIdInUse(f"run {run_id} is being started by another process (its log {path} has no "
+                         "start yet); if nothing runs it, remove that file")
+    s = summarize(run_id, events)
+    if s.graph != graph:
+        raise RunIdConflict(f"run {run_id} is a run of graph {s.graph!r}, not {graph!r}")
+    given = _plain(inputs)
+    if given != s.inputs:
+        raise RunIdConflict(
+            f"run {run_id} was started with other inputs: recorded {_short(s.inputs)}, given {_short(given)}"
+        )
+    if s.status == ev.RUNNING:
+        raise RunIdInUse(f"run {run_id} is running now (pid {s.pid} on {s.host}); `ag attach {run_id}` follows it")
+    try:
+        check_resumable(run_id, events)
+    except CannotResume:
+        return Plan("recorded", events, s)
+    return Plan("resume", events, s)
+
+
+def _short(value: Any, limit: int = 120) -> str:
+    text = msgspec.json.encode(value).decode()
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def claim(layout: StoreLayout, run_id: str) -> None:
+    """Create the new run's empty log exclusively: of two starts racing for one id, one wins."""
+    from .detach import private_parents
+
+    path = layout.run_log(run_id)
+    private_parents(path)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise RunIdInUse(f"run {run_id} is being started by another process") from None
+    os.close(fd)
+    dfd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dfd)  # the claim survives a crash, like the log it becomes
+    finally:
+        os.close(dfd)
+
+
+def recorded_outcome(p: Plan, run_id: str) -> RunOutcome:
+    s = p.summary
+    end = next((e for e in reversed(p.events) if type(e) is ev.RunFinished), None)
+    if s.status == ev.SUCCEEDED:
+        return RunOutcome(run_id, s.status, s.outputs)
+    if end is not None and end.error is not None and end.error.type == "GraphFailed":
+        # Ended through ``Failed(...)``: the caller gets its outputs, as the first time.
+        return RunOutcome(run_id, s.status, s.outputs, GraphFailed(end.error.message, s.outputs))
+    return RunOutcome(run_id, s.status, s.outputs, RecordedFailure(run_id, s.status, s.error))
+
+
+async def start_by_id(rt: Any, fn: Any, run_id: str, inputs: dict[str, Any], *,
+                      entrypoint: str | None = None) -> tuple[RunOutcome, str]:
+    """Start, resume or look up the run ``run_id`` of ``fn`` in ``rt``; returns the outcome and
+    which it was: ``"started"``, ``"resumed"`` or ``"recorded"`` (nothing ran)."""
+    import trio
+
+    from runtime.journal import Journal
+
+    p = await trio.to_thread.run_sync(plan, rt.layout, run_id, fn.name, inputs)
+    if p.action == "recorded":
+        return recorded_outcome(p, run_id), "recorded"
+    if p.action == "resume":
+        journal = Journal.from_events(run_id, p.events)
+        outcome = await fn.start_run(rt, journal.inputs, entrypoint=entrypoint or journal.entrypoint,
+                                     journal=journal, resume=True)
+        return outcome, "resumed"
+    await trio.to_thread.run_sync(claim, rt.layout, run_id)
+    outcome = await fn.start_run(rt, inputs, entrypoint=entrypoint, run_id=run_id)
+    return outcome, "started"
+
+
+__all__ = ["RecordedFailure", "RunIdConflict", "RunIdError", "RunIdInUse", "UnknownRun", "check_run_id",
+           "start_by_id"]
