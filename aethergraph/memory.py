@@ -19,6 +19,7 @@ import trio
 
 from runtime import events as ev
 from runtime.ids import derived_id
+from runtime.journal import content_hash
 
 if TYPE_CHECKING:
     from runtime.engine import NodeHandle
@@ -97,20 +98,10 @@ class Memory:
         node = self._node
         run = node.run
         self._count += 1
-        # Ids derive from run, node path and position, so re-executing the same code (resume)
-        # derives the same ids; the hash of run and path is computed once per node.
-        if self._id_prefix is None:
-            self._id_prefix = derived_id("ev", run.run_id, node.path) + "-"
-        event_id = f"{self._id_prefix}{node.next_count('memory')}"
-        if run.journal is not None:
-            earlier = run.replayed("memory", event_id)
-            if earlier is not None:  # recorded before a crash; this re-execution reuses it
-                await trio.lowlevel.checkpoint()
-                return earlier
         event = ev.MemoryRecorded(
             run_id=run.run_id,
             node=node.path,
-            event_id=event_id,
+            event_id="",
             kind=kind,
             graph=run.graph,
             data=data,
@@ -140,6 +131,19 @@ class Memory:
             event.inputs = inputs
         if outputs is not None:
             event.outputs = outputs
+        # The id derives from the node's key and what is recorded (plus the occurrence among
+        # identical records), never from when: concurrent records in one node keep their ids
+        # when the node is re-executed (resume). The node part is hashed once per node.
+        if self._id_prefix is None:
+            self._id_prefix = derived_id("ev", run.run_id, node.key) + "-"
+        what = content_hash(event)
+        n = node.next_count(f"memory|{what}")
+        event.event_id = f"{self._id_prefix}{what}" if n == 1 else f"{self._id_prefix}{what}-{n}"
+        if run.journal is not None:
+            earlier = run.replayed("memory", event.event_id)
+            if earlier is not None:  # recorded before a crash; this re-execution reuses it
+                await trio.lowlevel.checkpoint()
+                return earlier
         ticket = run.append(event)
         writer = node.runtime.writer
         if writer.durability == "strict":

@@ -1,7 +1,8 @@
 """Asks: questions a node puts to a person, answered by whichever channel answers first.
 
-An ask gets a stable id derived from its run, node path and position in the node, so the same
-code re-executed (resume) asks under the same id. It is an ``ask_opened`` event; the first valid
+An ask gets a stable id derived from what it asks: its run, its node's key, kind, prompt and
+options (and its occurrence among identical asks of that node), so the same code re-executed
+(resume) asks under the same id whatever order concurrent asks open in. It is an ``ask_opened`` event; the first valid
 answer wins and becomes an ``ask_answered`` event recording who gave it. An answer that does not
 fit (an option not offered, empty text) is refused to that answerer and the ask stays open.
 
@@ -24,6 +25,7 @@ from . import events as ev
 from ._exc import unwrap_single
 from .errors import AskTimeout, InvalidAnswer, NoAnswerAvailable
 from .ids import derived_id
+from .journal import content_hash
 
 ASK_KINDS = ("text", "approval", "choice")
 
@@ -117,7 +119,7 @@ class AskBroker:
             raise ValueError(f"a {kind} ask needs at least two options")
         if timeout_s is not None and not timeout_s > 0:
             raise ValueError(f"timeout_s must be > 0, got {timeout_s!r}")
-        ask_id = derived_id("ask", node.run_id, node.path, node.next_count("ask"))
+        ask_id = derived_id("ask", node.run_id, node.identity(f"ask|{kind}|{content_hash([prompt, options])}"))
         journal = node.run.journal
         if journal is not None and not journal.tools_only and ask_id in journal.answers:
             # Answered before a crash (or while no runtime was alive): not asked again.

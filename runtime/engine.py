@@ -2,9 +2,11 @@
 
 A *runtime* is a nursery that owns the log writer, the shared timer, the store and a nursery for
 services' background work. A *run* is one top-level call of a graph: its own cancel scope, its own
-log. A *node* is one call of a graph function or tool inside a run, addressed by its path
-(``submit_poll_notify/submit_job``, ``.../submit_job#2`` for the second call of the same name in
-the same parent). Each node runs in its own cancel scope, registered under run id and path, so it
+log. A *node* is one call of a graph function or tool inside a run. It has a *key*, derived from what
+the code asked for (parent key, name, hash of the arguments; see ``journal``), under which the
+journal knows it, and a readable *path* for people (``submit_poll_notify/submit_job``,
+``.../submit_job#2`` for the second call of the same name in the same parent, in the order the
+calls happened; a resumed run reuses the path the journal has for a key). Each node runs in its own cancel scope, registered under run id and path, so it
 can be cancelled or retried from outside; each attempt runs in a nested scope that carries the
 node's deadline.
 
@@ -32,7 +34,7 @@ from . import events as ev
 from ._exc import unwrap_single
 from .errors import AetherGraphError, GraphFailed, NodeCancelled, NodeTimeout, UnknownRun
 from .ids import new_run_id
-from .journal import Divergence, Journal, step_id
+from .journal import Divergence, Journal, call_base, with_occurrence
 from .retry import NO_RETRY, RetryPolicy
 from .store.artifacts import BlobStore
 from .store.index import Index
@@ -105,6 +107,8 @@ class NodeHandle:
     path: str
     spec: NodeSpec
     parent: NodeHandle | None
+    # The durable identity (see ``journal``): what the code asked for, not when it ran.
+    key: str = ""
     attempt: int = 0
     # The scope of the current attempt (or of the backoff before the next one): cancelling it
     # is how a timeout, a retry request and a cancel request all reach the node's code.
@@ -116,6 +120,10 @@ class NodeHandle:
     retry_requested_by: str | None = None
     _children: dict[str, int] = attrs.field(factory=dict)
     _counters: dict[str, int] = attrs.field(factory=dict)
+    # On re-execution: the journaled tool calls this node asked for again, and the tool calls
+    # it made that the journal has no match for (by tool name) -- see ``replaced_call``.
+    claimed: set[str] = attrs.field(factory=set)
+    unmatched: dict[str, list[Any]] = attrs.field(factory=dict)
     # The public API caches its NodeContext here; the engine never looks at it.
     user_context: Any = None
 
@@ -128,15 +136,54 @@ class NodeHandle:
         return self.run.runtime
 
     def next_count(self, what: str) -> int:
-        """A per-node counter (asks, memory events...): deterministic for the same code path."""
+        """How many times this node has asked for exactly ``what`` (a call, an ask, a record:
+        its full identity), this time included. Identical requests are interchangeable, so
+        their order does not matter; different ones never share a counter."""
         n = self._counters.get(what, 0) + 1
         self._counters[what] = n
         return n
 
-    def child_path(self, name: str) -> str:
-        n = self._children.get(name, 0) + 1
+    def identity(self, what: str) -> str:
+        """``what`` (``kind|name|content hash``...) as a durable identity within this node:
+        its key + ``what`` + the occurrence among identical requests."""
+        base = f"{self.key}|{what}"
+        return with_occurrence(base, self.next_count(base))
+
+    def child_path(self, name: str, key: str) -> str:
+        """A readable path for the child call ``key``: the one the journal knows it by, else
+        the next ``name#n`` that no journaled call has taken."""
+        j = self.run.journal
+        reuse = j is not None and not j.tools_only  # a retry is a new run with its own paths
+        if reuse:
+            known = j.paths.get(key)
+            if known is not None:
+                return known
+        n = self._children.get(name, 0)
+        while True:
+            n += 1
+            path = f"{self.path}/{name}" if n == 1 else f"{self.path}/{name}#{n}"
+            if not reuse or path not in j.taken_paths:
+                break
         self._children[name] = n
-        return f"{self.path}/{name}" if n == 1 else f"{self.path}/{name}#{n}"
+        return path
+
+    def replaced_call(self) -> Divergence | None:
+        """After this node ran: a finished journaled tool call under it that it did not make
+        again while it made a call of the same tool the journal has no match for."""
+        j = self.run.journal
+        if j is None or not self.unmatched:
+            return None
+        for name, made in self.unmatched.items():
+            replaced = j.replaced_calls(self.key, name, self.claimed)
+            if replaced:
+                old = replaced[0]
+                return Divergence(
+                    old.path, old.step,
+                    f"tool {name!r} is now called with other arguments ({_args(made[0])}); the "
+                    f"journal has a finished call with {_args(old.inputs)} that the code no "
+                    "longer makes",
+                )
+        return None
 
     def cancel(self, reason: str = "cancelled", by: str = "") -> None:
         if not self.cancel_requested:
@@ -226,6 +273,12 @@ class Run:
         if not self.cancel_reason:
             self.cancel_reason, self.cancel_by = reason, by
         self.scope.cancel()
+
+
+def _args(inputs: Any) -> str:
+    """Arguments as a short, readable text for an error message."""
+    text = ev.ENCODER.encode(inputs).decode(errors="replace") if inputs is not None else "{}"
+    return text if len(text) <= 120 else text[:117] + "..."
 
 
 @attrs.frozen
@@ -492,20 +545,23 @@ class Runtime:
         inputs: dict[str, Any],
         invoke: Invoke,
     ) -> Any:
-        path = parent.child_path(spec.name) if parent is not None else run.root_path(spec.name)
-        step = ""
-        if spec.kind == "tool":
-            step = step_id(path, spec.name, inputs)
-            if run.journal is not None:
-                try:
-                    replayed, outputs = run.journal.replay_tool(path, spec.name, step)
-                except Divergence as exc:
-                    run.diverged = run.diverged or exc
-                    raise
-                if replayed:
-                    await trio.lowlevel.checkpoint()
-                    return outputs
-        node = NodeHandle(run, path, spec, parent)
+        if parent is not None:
+            base = call_base(parent.key, spec.name, inputs)
+            key = with_occurrence(base, parent.next_count(base))
+            path = parent.child_path(spec.name, key)
+        else:
+            key = path = run.root_path(spec.name)
+        journal = run.journal
+        if spec.kind == "tool" and journal is not None and parent is not None:
+            if key in journal.tools:
+                parent.claimed.add(key)
+            else:
+                parent.unmatched.setdefault(spec.name, []).append(inputs)
+            replayed, outputs = journal.replay_tool(key)
+            if replayed:
+                await trio.lowlevel.checkpoint()
+                return outputs
+        node = NodeHandle(run, path, spec, parent, key)
         run.nodes[path] = node
         node.emit(
             ev.NodeStarted,
@@ -513,7 +569,7 @@ class Runtime:
             kind=spec.kind,
             inputs=inputs,
             parent=parent.path if parent is not None else "",
-            step=step,
+            step=key,
         )
         token = current_node.set(node)
         t0 = time.monotonic()
@@ -552,6 +608,11 @@ class Runtime:
                     continue
                 timed_out = attempt_scope.cancelled_caught
                 if not timed_out and failure is None:
+                    diverged = node.replaced_call()
+                    if diverged is not None:
+                        run.diverged = run.diverged or diverged
+                        finish(ev.FAILED, ev.NodeFailed, error=ev.error_info(diverged, with_traceback=False))
+                        raise diverged
                     if isinstance(result, Failed):
                         finish(ev.FAILED, ev.NodeFailed, outputs=result.outputs,
                                error=ev.ErrorInfo(type="Failed", message=result.message))

@@ -1,0 +1,260 @@
+"""Step identity: what the code asked for, not when it ran (issue 13).
+
+A crash matrix of real `ag run` processes killed with SIGKILL at random points, then `ag resume`:
+fan-outs of same-name tool calls in (nested) nurseries with random latencies, concurrent asks
+answered by id, concurrent memory records. trio varies task order on purpose, so every trial
+is a different interleaving; none may mix up what was done.
+
+The suite runs ``AG_CRASH_TRIALS`` trials per case (default 8); ``just crash-matrix`` runs 30.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from runtime import events as ev
+from runtime.store.layout import StoreLayout
+from runtime.store.logfile import read_events
+
+from .conftest import ag
+
+TRIALS = int(os.environ.get("AG_CRASH_TRIALS", "8"))
+PARALLEL = 2
+
+
+def _ag_cmd() -> list[str]:
+    exe = Path(sys.executable).parent / "ag"
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "aethergraph.cli.main"]
+
+
+def start_ag(*args: str, env: dict, cwd: Path) -> subprocess.Popen:
+    full = dict(os.environ)
+    full.update(env)
+    return subprocess.Popen([*_ag_cmd(), *args], env=full, cwd=cwd, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for(cond, proc: subprocess.Popen, what: str, timeout: float = 20.0):
+    """Poll ``cond()`` (a look at real files) until it returns something truthy."""
+    t_end = time.monotonic() + timeout
+    while time.monotonic() < t_end:
+        got = cond()
+        if got:
+            return got
+        if proc.poll() is not None:
+            return cond()
+        time.sleep(0.005)
+    proc.kill()
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def only_log(layout: StoreLayout) -> Path | None:
+    logs = list(layout.iter_logs())
+    return logs[0] if logs else None
+
+
+def events_of(path: Path) -> list[ev.Event]:
+    return read_events(path, warn=False)
+
+
+def kill(proc: subprocess.Popen) -> bool:
+    """SIGKILL ``proc``; True when it was still running (the trial crashed it)."""
+    alive = proc.poll() is None
+    if alive:
+        proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    if proc.stderr is not None:
+        proc.stderr.close()
+    return alive and proc.returncode == -signal.SIGKILL
+
+
+def run_trials(trial, n: int) -> list:
+    with ThreadPoolExecutor(PARALLEL) as pool:
+        return list(pool.map(trial, range(n)))
+
+
+# -- tool fan-out ------------------------------------------------------------------------------
+
+FANOUT = textwrap.dedent(
+    """
+    import os, random, trio
+    from aethergraph import graph_fn, tool
+
+    LOG = os.environ["FANOUT_EXEC_LOG"]
+
+    @tool()
+    async def work(x: int):
+        with open(LOG, "a") as f:  # one line per execution that started
+            f.write(f"{x}\\n")
+        await trio.sleep(random.uniform(0.01, 0.1))
+        return {"y": x * x}
+
+    @graph_fn(name="branch")
+    async def branch(b: int, *, context):
+        out = {}
+        async def one(x):
+            out[x] = (await work(x=x))["y"]
+            await context.memory().record("done", {"x": x})
+        async with trio.open_nursery() as n:
+            for i in range(4):
+                n.start_soon(one, b * 100 + i)
+        return out
+
+    @graph_fn(name="fanout")
+    async def fanout(*, context):
+        res = {}
+        async def top(x):
+            res[str(x)] = (await work(x=x))["y"]
+        async def sub(b):
+            for k, v in (await branch(b=b)).items():
+                res[str(k)] = v
+        async with trio.open_nursery() as n:
+            for i in range(8):
+                n.start_soon(top, i)
+            for b in (1, 2):
+                n.start_soon(sub, b)
+        return dict(sorted(res.items()))
+    """
+)
+XS = list(range(8)) + [100, 101, 102, 103, 200, 201, 202, 203]
+EXPECTED = {str(x): x * x for x in sorted(XS)}
+
+
+def finished_work(events: list[ev.Event]) -> set[int]:
+    """The ``work(x)`` calls whose result is in the log."""
+    started = {e.node: e.inputs["x"] for e in events if type(e) is ev.NodeStarted and e.name == "work"}
+    return {started[e.node] for e in events if type(e) is ev.NodeFinished and e.node in started}
+
+
+def executions(path: Path) -> Counter:
+    return Counter(int(line) for line in path.read_text().split()) if path.exists() else Counter()
+
+
+def fanout_trial(base: Path, durability: str, seed: int) -> bool:
+    rng = random.Random(seed)
+    work_dir = base / f"{durability}-{seed}"
+    work_dir.mkdir()
+    script = work_dir / "fanout.py"
+    script.write_text(FANOUT)
+    home = work_dir / "store"
+    layout = StoreLayout.at(home)
+    exec_log = work_dir / "exec.log"
+    env = {"AETHERGRAPH_HOME": str(home), "FANOUT_EXEC_LOG": str(exec_log)}
+    proc = start_ag("run", f"{script}:fanout", "--durability", durability, env=env, cwd=work_dir)
+    wait_for(lambda: exec_log.exists(), proc, "the first tool call")
+    time.sleep(rng.uniform(0, 0.1))
+    crashed = kill(proc)
+    path = only_log(layout)
+    assert path is not None
+    before = events_of(path)
+    done_before = finished_work(before)
+    ran_before = executions(exec_log)
+    if crashed and not any(type(e) is ev.RunFinished for e in before):
+        resumed = ag("resume", path.stem, "--json", env=env, cwd=work_dir)
+        assert resumed.returncode == 0, (seed, resumed.stdout, resumed.stderr)
+        outcome = json.loads(resumed.stdout.strip().splitlines()[-1])
+        assert outcome["status"] == "succeeded", (seed, outcome)
+    else:
+        crashed = False
+    events = events_of(path)
+    (finished,) = [e for e in events if type(e) is ev.RunFinished]
+    assert finished.status == "succeeded" and finished.outputs == EXPECTED, (seed, finished)
+    ran = executions(exec_log)
+    again = {x: ran[x] - ran_before[x] for x in done_before if ran[x] != ran_before[x]}
+    assert not again, f"trial {seed}: finished tool calls ran again after resume: {again}"
+    assert set(ran) == set(XS)
+    recorded = [e.data["x"] for e in events if type(e) is ev.MemoryRecorded]
+    assert sorted(recorded) == [x for x in XS if x >= 100], f"trial {seed}: memory {sorted(recorded)}"
+    return crashed
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("durability", ["batch", "strict"])
+def test_crash_matrix_fanout_of_same_name_tools(tmp_path, durability):
+    crashed = run_trials(lambda i: fanout_trial(tmp_path, durability, i), TRIALS)
+    # Most kills land mid-run; a trial whose run had already finished still checks its outputs.
+    assert sum(crashed) >= TRIALS // 2, crashed
+
+
+# -- concurrent asks ---------------------------------------------------------------------------
+
+INTAKE = textwrap.dedent(
+    """
+    import os, random, trio
+    from aethergraph import graph_fn
+
+    @graph_fn(name="intake")
+    async def intake(*, context):
+        ch = context.channel()
+        out = {}
+        async def ask(key, prompt):
+            await trio.sleep(random.uniform(0, 0.005))
+            out[key] = await ch.ask_text(prompt)
+        async with trio.open_nursery() as n:
+            n.start_soon(ask, "name", "What's your name?")
+            n.start_soon(ask, "age", "How old are you?")
+        await context.memory().record("intake", dict(out))
+        await trio.sleep(float(os.environ.get("LINGER", "0")))  # where the kill lands
+        return out
+    """
+)
+ANSWERS = {"What's your name?": "Ada", "How old are you?": "42"}
+
+
+def asks_trial(base: Path, seed: int) -> None:
+    rng = random.Random(seed)
+    work_dir = base / f"asks-{seed}"
+    work_dir.mkdir()
+    script = work_dir / "intake.py"
+    script.write_text(INTAKE)
+    home = work_dir / "store"
+    layout = StoreLayout.at(home)
+    env = {"AETHERGRAPH_HOME": str(home)}
+    proc = start_ag("run", f"{script}:intake", env={**env, "LINGER": "60"}, cwd=work_dir)
+
+    def both_open():
+        path = only_log(layout)
+        if path is None:
+            return None
+        opened = [e for e in events_of(path) if type(e) is ev.AskOpened]
+        return opened if len(opened) == 2 else None
+
+    opened = wait_for(both_open, proc, "two open asks")
+    # One answered live through the runtime's sidecar (in a random order), by id...
+    first = opened[rng.randrange(2)]
+    live = ag("answer", first.ask_id, ANSWERS[first.prompt], env=env, cwd=work_dir)
+    assert live.returncode == 0, live.stderr
+    time.sleep(rng.uniform(0, 0.02))
+    assert kill(proc)
+    path = only_log(layout)
+    # ...the other (and the first, if its answer had not reached the disk) while nobody runs it.
+    answered = {e.ask_id for e in events_of(path) if type(e) is ev.AskAnswered}
+    for ask in opened:
+        if ask.ask_id not in answered:
+            offline = ag("answer", ask.ask_id, ANSWERS[ask.prompt], env=env, cwd=work_dir)
+            assert offline.returncode == 0, offline.stderr
+    resumed = ag("resume", path.stem, "--json", env=env, cwd=work_dir)
+    assert resumed.returncode == 0, (seed, resumed.stdout, resumed.stderr)
+    outcome = json.loads(resumed.stdout.strip().splitlines()[-1])
+    assert outcome["outputs"] == {"name": "Ada", "age": "42"}, f"trial {seed}: {outcome}"
+    events = events_of(path)
+    assert sum(type(e) is ev.AskOpened for e in events) == 2, "no ask is asked again"
+    (record,) = [e for e in events if type(e) is ev.MemoryRecorded]
+    assert record.data == {"name": "Ada", "age": "42"}
+
+
+@pytest.mark.slow
+def test_crash_matrix_concurrent_asks_keep_their_answers(tmp_path):
+    run_trials(lambda i: asks_trial(tmp_path, i), TRIALS)
