@@ -258,3 +258,39 @@ def asks_trial(base: Path, seed: int) -> None:
 @pytest.mark.slow
 def test_crash_matrix_concurrent_asks_keep_their_answers(tmp_path):
     run_trials(lambda i: asks_trial(tmp_path, i), TRIALS)
+
+
+# -- declared outputs --------------------------------------------------------------------------
+
+
+async def test_declared_outputs_are_checked_and_may_be_given_positionally(home, layout):
+    from aethergraph import graph_fn, tool
+
+    from .conftest import rt_open, run_events
+
+    @tool(outputs=["x", "y"])
+    def half():
+        return {"x": 1}
+
+    @tool(["x"])
+    def positional():
+        return 5
+
+    @graph_fn(name="g")
+    async def g(*, context):
+        got = await positional()
+        try:
+            return {"got": got, "half": await half()}
+        except Exception as exc:
+            return {"got": got, "error": f"{type(exc).__name__}: {exc}"}
+
+    async with rt_open(home) as rt:
+        outcome = await g.start_run(rt, {})
+    assert outcome.outputs == {
+        "got": {"x": 5},
+        "error": "MissingOutputs: tool 'half' missing outputs: y (declared: x, y; returned: x)",
+    }
+    (failed,) = [e for e in run_events(layout, outcome.run_id) if type(e) is ev.NodeFailed]
+    assert failed.node == "g/half" and failed.error.type == "MissingOutputs"
+    with pytest.raises(TypeError, match="outputs given twice"):
+        tool(["x"], outputs=["y"])
