@@ -14,6 +14,7 @@ rather than hanging a job nobody is watching.
 
 from __future__ import annotations
 
+import sys
 import time
 from collections import deque
 from typing import Any, Protocol
@@ -55,6 +56,15 @@ def normalize_answer(kind: str, options: list[str], value: Any) -> str:
     if len(matches) == 1:
         return matches[0]
     raise InvalidAnswer(f"{text!r} is not one of the options: {', '.join(options)}")
+
+
+def _say(text: str) -> None:
+    """Tell the person running this process (stderr: stdout may carry the run's output)."""
+    try:
+        sys.stderr.write(text + "\n")
+        sys.stderr.flush()
+    except (ValueError, OSError):
+        pass
 
 
 class AnswerSource(Protocol):
@@ -131,8 +141,16 @@ class AskBroker:
         self.pending[ask_id] = pending
         closed = False
         try:
-            if self.scripted:
-                self.answer(ask_id, self.scripted.popleft(), by="script")
+            while self.scripted:
+                value = self.scripted.popleft()
+                try:
+                    self.answer(ask_id, value, by="script")
+                except InvalidAnswer as exc:
+                    # Refused like any answer that does not fit: said, and the ask stays open
+                    # for the next scripted answer, the console or the sidecar.
+                    pending.gave_up.append(f"scripted answer {value!r} refused: {exc}")
+                    _say(f"✗ scripted answer {value!r} refused for {pending.describe()}: {exc}")
+                    continue
                 await trio.lowlevel.checkpoint()
                 return pending.answer  # type: ignore[return-value]
             await self._race(pending)

@@ -55,12 +55,32 @@ async def test_approval_and_choice_with_scripted_answers(home, layout):
     ]
 
 
-async def test_invalid_scripted_answer_is_a_clear_error(home):
+async def test_scripted_answer_that_does_not_fit_is_refused_and_the_ask_stays_open(home, layout, capsys):
+    out = io.StringIO()
+    source = ConsoleSource(StdinLines(io.StringIO("b\n")), stream=out)
+
     @graph_fn(name="g")
     async def g(*, context):
         return await context.channel().ask_choice("Pick", ["a", "b"])
 
-    with pytest.raises(InvalidAnswer, match="'c' is not one of the options: a, b"):
+    async with rt_open(home, answers=["c"]) as rt:
+        rt.asks.add_source(source)
+        assert await g() == "b"  # the console answered the ask the script could not
+    err = capsys.readouterr().err
+    assert "✗ scripted answer 'c' refused for ask" in err
+    assert "'c' is not one of the options: a, b" in err
+    (path,) = list(layout.iter_logs())
+    events = run_events(layout, path.stem)
+    assert [(e.answer, e.by) for e in events if isinstance(e, ev.AskAnswered)] == [("b", "console")]
+    assert events[-1].status == "succeeded"
+
+
+async def test_refused_scripted_answer_is_named_when_nobody_else_can_answer(home):
+    @graph_fn(name="g")
+    async def g(*, context):
+        return await context.channel().ask_choice("Pick", ["a", "b"])
+
+    with pytest.raises(NoAnswerAvailable, match="scripted answer 'c' refused: 'c' is not one of the options: a, b"):
         async with rt_open(home, answers=["c"]):
             await g()
 

@@ -294,3 +294,27 @@ async def test_declared_outputs_are_checked_and_may_be_given_positionally(home, 
     assert failed.node == "g/half" and failed.error.type == "MissingOutputs"
     with pytest.raises(TypeError, match="outputs given twice"):
         tool(["x"], outputs=["y"])
+
+
+# -- scripted answers that do not fit ----------------------------------------------------------
+
+NAME = textwrap.dedent(
+    """
+    from aethergraph import graph_fn
+
+    @graph_fn(name="hello")
+    async def hello(*, context):
+        return {"name": await context.channel().ask_text("What's your name?")}
+    """
+)
+
+
+@pytest.mark.slow
+def test_ag_run_refuses_an_empty_scripted_answer_and_takes_the_next(tmp_path):
+    script = tmp_path / "hello.py"
+    script.write_text(NAME)
+    proc = ag("run", f"{script}:hello", "--answer", "", "--answer", "Ada", "--json", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "✗ scripted answer '' refused for ask" in proc.stderr
+    assert "the answer is empty; this ask needs some text" in proc.stderr
+    assert json.loads(proc.stdout.strip().splitlines()[-1])["outputs"] == {"name": "Ada"}
