@@ -23,6 +23,7 @@ import signal
 import socket
 import threading
 import time
+import traceback
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -31,7 +32,7 @@ import attrs
 import trio
 
 from . import events as ev
-from ._exc import unwrap_single
+from ._exc import describe, tag_node, unwrap_single
 from .errors import AetherGraphError, GraphFailed, NodeCancelled, NodeTimeout, UnknownRun
 from .ids import new_run_id
 from .journal import Divergence, Journal, call_base, with_occurrence
@@ -275,6 +276,14 @@ class Run:
         self.scope.cancel()
 
 
+def failure_info(exc: BaseException, *, with_traceback: bool = True) -> ev.ErrorInfo:
+    """How a failure is recorded: the leaf exception's type and message with the node it
+    failed (not "ExceptionGroup: Exceptions from Trio nursery"), and the whole traceback."""
+    kind, message = describe(exc)
+    tb = "".join(traceback.format_exception(exc)) if with_traceback else ""
+    return ev.ErrorInfo(type=kind, message=message, traceback=tb)
+
+
 def _args(inputs: Any) -> str:
     """Arguments as a short, readable text for an error message."""
     text = ev.ENCODER.encode(inputs).decode(errors="replace") if inputs is not None else "{}"
@@ -300,6 +309,8 @@ class RunOutcome:
     status: str
     outputs: Any = None
     error: BaseException | None = None
+    # What the run's log records about ``error`` (see ``failure_info``).
+    error_info: ev.ErrorInfo | None = None
 
     @property
     def ok(self) -> bool:
@@ -520,11 +531,13 @@ class Runtime:
         finally:
             run.status = outcome.status
             err = outcome.error
+            if err is not None:
+                outcome.error_info = failure_info(err)
             run.emit(
                 ev.RunFinished,
                 status=outcome.status,
                 outputs=outcome.outputs,
-                error=None if err is None else ev.error_info(err, with_traceback=False),
+                error=outcome.error_info,
                 duration_s=time.monotonic() - t0,
             )
             self.writer.close_run(run_id)
@@ -611,7 +624,8 @@ class Runtime:
                     diverged = node.replaced_call()
                     if diverged is not None:
                         run.diverged = run.diverged or diverged
-                        finish(ev.FAILED, ev.NodeFailed, error=ev.error_info(diverged, with_traceback=False))
+                        tag_node(diverged, path)
+                        finish(ev.FAILED, ev.NodeFailed, error=failure_info(diverged, with_traceback=False))
                         raise diverged
                     if isinstance(result, Failed):
                         finish(ev.FAILED, ev.NodeFailed, outputs=result.outputs,
@@ -649,7 +663,8 @@ class Runtime:
                     done = True
                     node.state = ev.TIMED_OUT
                     raise NodeTimeout(path, spec.timeout_s or 0.0, node.attempt)
-                finish(ev.FAILED, ev.NodeFailed, error=ev.error_info(failure))
+                tag_node(failure, path)
+                finish(ev.FAILED, ev.NodeFailed, error=failure_info(failure))
                 raise failure
             # Only reachable when someone cancelled this node.
             finish(ev.CANCELLED, ev.NodeCancelled, reason=node.cancel_reason, by=node.cancel_by)
@@ -666,7 +681,8 @@ class Runtime:
                 elif isinstance(exc, KeyboardInterrupt):
                     reason, by = "interrupted (KeyboardInterrupt)", "signal"
                 elif isinstance(exc, Exception):  # e.g. an error raised while retrying
-                    finish(ev.FAILED, ev.NodeFailed, error=ev.error_info(exc))
+                    tag_node(exc, path)
+                    finish(ev.FAILED, ev.NodeFailed, error=failure_info(exc))
                     raise
                 else:
                     reason, by = f"interrupted ({type(exc).__name__})", ""

@@ -318,3 +318,55 @@ def test_ag_run_refuses_an_empty_scripted_answer_and_takes_the_next(tmp_path):
     assert "✗ scripted answer '' refused for ask" in proc.stderr
     assert "the answer is empty; this ask needs some text" in proc.stderr
     assert json.loads(proc.stdout.strip().splitlines()[-1])["outputs"] == {"name": "Ada"}
+
+
+# -- the real error of a failed run ------------------------------------------------------------
+
+FAILING = textwrap.dedent(
+    """
+    import trio
+    from aethergraph import graph_fn, tool
+
+    @tool()
+    async def work(x: int):
+        await trio.sleep(0)
+        if x == 3:
+            raise RuntimeError("disk full")
+        return x
+
+    @graph_fn(name="branch")
+    async def branch(*, context):
+        async with trio.open_nursery() as n:
+            for x in range(5):
+                n.start_soon(work, x)
+
+    @graph_fn(name="main")
+    async def main(*, context):
+        async with trio.open_nursery() as n:
+            n.start_soon(branch)
+    """
+)
+
+
+@pytest.mark.slow
+def test_failed_run_names_the_leaf_exception_and_keeps_its_traceback(tmp_path, layout):
+    import re
+
+    script = tmp_path / "failing.py"
+    script.write_text(FAILING)
+    proc = ag("run", f"{script}:main", "--json", cwd=tmp_path)
+    assert proc.returncode == 1
+    outcome = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert outcome["error"]["type"] == "RuntimeError"
+    assert re.fullmatch(r"disk full \(in node main/branch/work(#\d)?\)", outcome["error"]["message"])
+    assert re.search(r"failed: RuntimeError: disk full \(in node main/branch/work(#\d)?\)", proc.stderr)
+    (path,) = list(layout.iter_logs())
+    finished = events_of(path)[-1]
+    assert finished.error.type == "RuntimeError"
+    assert 'raise RuntimeError("disk full")' in finished.error.traceback
+    shown = ag("show", path.stem, cwd=tmp_path)
+    assert re.search(r"error RuntimeError: disk full \(in node main/branch/work", shown.stdout)
+    assert "Traceback" not in shown.stdout
+    traced = ag("show", path.stem, "--trace", cwd=tmp_path)
+    assert traced.returncode == 0, traced.stderr
+    assert 'raise RuntimeError("disk full")' in traced.stdout and str(script) in traced.stdout

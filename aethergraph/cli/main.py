@@ -97,6 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("show", help="one run's timeline")
     p.add_argument("run_id")
+    p.add_argument("--trace", action="store_true", help="also print the stored traceback of each failure")
     p.add_argument("--json", action="store_true", help="JSON for scripts")
     _add_home(p)
 
