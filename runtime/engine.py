@@ -32,7 +32,7 @@ import attrs
 import trio
 
 from . import events as ev
-from ._exc import describe, tag_node, unwrap_single
+from ._exc import describe, real_leaves, tag_node, unwrap_single
 from .errors import AetherGraphError, GraphFailed, NodeCancelled, NodeTimeout, UnknownRun
 from .ids import new_run_id
 from .journal import Divergence, Journal, call_base, with_occurrence
@@ -282,6 +282,17 @@ def failure_info(exc: BaseException, *, with_traceback: bool = True) -> ev.Error
     kind, message = describe(exc)
     tb = "".join(traceback.format_exception(exc)) if with_traceback else ""
     return ev.ErrorInfo(type=kind, message=message, traceback=tb)
+
+
+def _only_cancellations(exc: BaseException) -> NodeCancelled | None:
+    """The first ``NodeCancelled`` when ``exc`` is a group of nothing but node cancellations
+    (and the ``Cancelled`` of the siblings they took down)."""
+    if not isinstance(exc, BaseExceptionGroup):
+        return None
+    real = real_leaves(exc)
+    if all(isinstance(e, NodeCancelled) for e in real):
+        return real[0]  # type: ignore[return-value]
+    return None
 
 
 def _args(inputs: Any) -> str:
@@ -608,6 +619,12 @@ class Runtime:
                     except NodeCancelled:
                         raise
                     except Exception as exc:
+                        cancelled = _only_cancellations(exc)
+                        if cancelled is not None:
+                            # A cancelled child not caught in a nursery: like a bare one, a
+                            # decision someone took, so this node ends CANCELLED (not FAILED)
+                            # and is never retried for it.
+                            raise cancelled from None
                         failure = exc
                 node.attempt_scope = None
                 if node.cancel_requested:

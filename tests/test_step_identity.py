@@ -370,3 +370,87 @@ def test_failed_run_names_the_leaf_exception_and_keeps_its_traceback(tmp_path, l
     traced = ag("show", path.stem, "--trace", cwd=tmp_path)
     assert traced.returncode == 0, traced.stderr
     assert 'raise RuntimeError("disk full")' in traced.stdout and str(script) in traced.stdout
+
+
+# -- cancelling one node of a fan-out ----------------------------------------------------------
+
+
+def _fan_out(catch: bool):
+    import trio
+
+    from aethergraph import NodeCancelled, graph_fn, tool
+
+    @tool()
+    async def child_job(i: int, *, context):
+        await context.sleep(60)
+        return i
+
+    @graph_fn(name="fan")
+    async def fan(*, context):
+        results = {}
+
+        async def one(i):
+            if not catch:
+                results[i] = (await child_job(i=i))["result"]
+                return
+            try:
+                results[i] = (await child_job(i=i))["result"]
+            except NodeCancelled as exc:
+                results[i] = f"cancelled: {exc.reason}"
+
+        async with trio.open_nursery() as n:
+            for i in range(50):
+                n.start_soon(one, i)
+        return {str(k): v for k, v in sorted(results.items())}
+
+    return fan
+
+
+async def _cancel_one(home, fan):
+    import trio
+
+    from .conftest import rt_open
+
+    out = {}
+    async with rt_open(home) as rt:
+        async def run_it():
+            out["outcome"] = await fan.start_run(rt, {})
+
+        async with trio.open_nursery() as n:
+            n.start_soon(run_it)
+            await trio.testing.wait_all_tasks_blocked()
+            (run,) = rt.runs.values()
+            assert len([p for p in run.nodes if p.startswith("fan/child_job")]) == 50
+            rt.cancel(run.run_id, "fan/child_job#5", reason="not needed", by="alice")
+    return out["outcome"]
+
+
+async def test_cancelled_node_caught_by_its_caller_leaves_its_49_siblings_running(home, layout, autojump_clock):
+    outcome = await _cancel_one(home, _fan_out(catch=True))
+    assert outcome.status == ev.SUCCEEDED, outcome.error
+    cancelled = [k for k, v in outcome.outputs.items() if isinstance(v, str)]
+    assert len(cancelled) == 1 and outcome.outputs[cancelled[0]] == "cancelled: not needed"
+    assert sum(isinstance(v, int) for v in outcome.outputs.values()) == 49
+    events = [e for e in events_of(layout.run_log(outcome.run_id))]
+    assert [(e.node, e.by) for e in events if type(e) is ev.NodeCancelled] == [("fan/child_job#5", "alice")]
+    assert sum(type(e) is ev.NodeFinished and e.node.startswith("fan/child_job") for e in events) == 49
+
+
+async def test_uncaught_node_cancellation_cancels_its_siblings_and_the_run(home, layout, autojump_clock):
+    from aethergraph import NodeCancelled
+
+    outcome = await _cancel_one(home, _fan_out(catch=False))
+    assert outcome.status == ev.CANCELLED
+    assert isinstance(outcome.error, NodeCancelled)
+    assert "child fan/child_job#5 cancelled: not needed" in str(outcome.error)
+    events = events_of(layout.run_log(outcome.run_id))
+    assert not [e for e in events if type(e) is ev.NodeFailed]
+    cancelled = {e.node for e in events if type(e) is ev.NodeCancelled}
+    assert len(cancelled) == 51  # the one, its 49 siblings, and the caller
+    assert events[-1].status == ev.CANCELLED and events[-1].error.type == "NodeCancelled"
+
+
+def test_ag_cancel_help_says_what_cancelling_a_node_does(tmp_path):
+    text = " ".join(ag("cancel", "--help", cwd=tmp_path).stdout.split())
+    assert "its caller gets NodeCancelled. If the caller catches it, the caller and its siblings go on." in text
+    assert "the siblings are cancelled, the caller ends CANCELLED too, and at the top the run ends CANCELLED." in text
