@@ -454,3 +454,47 @@ def test_ag_cancel_help_says_what_cancelling_a_node_does(tmp_path):
     text = " ".join(ag("cancel", "--help", cwd=tmp_path).stdout.split())
     assert "its caller gets NodeCancelled. If the caller catches it, the caller and its siblings go on." in text
     assert "the siblings are cancelled, the caller ends CANCELLED too, and at the top the run ends CANCELLED." in text
+
+
+# -- one wake-up idiom in the sidecar ----------------------------------------------------------
+
+
+async def test_two_snapshots_on_one_connection_both_finish(home, monkeypatch):
+    """Two tasks of one connection wait for room in its outbox at once: both must wake."""
+    import trio
+
+    from aethergraph import graph_fn
+    from runtime.sidecar import server as sidecar_server
+    from runtime.sidecar.client import LIVE, SidecarClient, find_runtimes
+
+    from .conftest import rt_open
+
+    monkeypatch.setattr(sidecar_server, "OUTBOX_HIGH", 1)  # every frame waits for room
+    monkeypatch.setattr(sidecar_server, "BATCH", 5)
+
+    @graph_fn(name="many")
+    async def many(*, context):
+        for i in range(300):
+            await context.memory().record("tick", {"i": i})
+        return context.run_id
+
+    async with rt_open(home, sidecar=True):
+        run_id = await many()
+        (advert,) = find_runtimes(str(home))
+        counts = {}
+        async with SidecarClient.connect(advert) as c:
+
+            async def snapshot(name):
+                n = 0
+                async with c.subscribe(run_id, live_marker=True) as events:
+                    async for e in events:
+                        if e is LIVE:
+                            break
+                        n += 1
+                counts[name] = n
+
+            with trio.fail_after(10):  # a hang detector: a waiter that never wakes
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(snapshot, "a")
+                    nursery.start_soon(snapshot, "b")
+    assert counts == {"a": 304, "b": 304}
