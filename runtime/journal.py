@@ -106,6 +106,10 @@ class Journal:
         # Node path -> the tool call running under it in the current execution. Paths are
         # unique within one execution; a resume starts a new one.
         live: dict[str, ToolRecord] = {}
+        # For logs written before keys (``step`` empty, or ``<path>:<tool>:<hash>``): node
+        # path -> key and the occurrence counts, rebuilt the way the engine builds them.
+        keys: dict[str, str] = {}
+        seen: dict[str, int] = {}
         for e in events:
             j.last_seq = max(j.last_seq, e.seq)
             t = type(e)
@@ -114,15 +118,21 @@ class Journal:
             elif t is ev.RunResumed:
                 j.attempts = max(j.attempts, e.attempt)
                 live.clear()
+                keys.clear()
+                seen.clear()
             elif t is ev.NodeStarted:
-                if e.step:
-                    j.paths[e.step] = e.node
+                step = e.step
+                if not step or step.startswith(f"{e.node}:{e.name}:"):
+                    step = _legacy_key(e, keys, seen)
+                keys[e.node] = step
+                if step:
+                    j.paths[step] = e.node
                     j.taken_paths.add(e.node)
                     if e.kind == "tool":
-                        rec = live[e.node] = ToolRecord(e.node, e.name, e.step, e.inputs)
-                        old = j.tools.get(e.step)
+                        rec = live[e.node] = ToolRecord(e.node, e.name, step, e.inputs)
+                        old = j.tools.get(step)
                         if old is None or not old.ok:  # a finished result is never replaced
-                            j.tools[e.step] = rec
+                            j.tools[step] = rec
             elif t is ev.NodeFinished:
                 rec = live.pop(e.node, None)
                 if rec is not None:
@@ -166,3 +176,17 @@ class Journal:
             r for r in self.tools.values()
             if r.ok and r.name == name and r.step not in claimed and parent_key(r.step) == node_key
         ]
+
+
+def _legacy_key(e: ev.NodeStarted, keys: dict[str, str], seen: dict[str, int]) -> str:
+    """The key of a node a log recorded without one (an older version): its parent's key +
+    name + hash of the recorded arguments, occurrences counted in log order (identical calls
+    are interchangeable). "" when its parent is unknown."""
+    if not e.parent:
+        return e.node
+    parent = keys.get(e.parent, "")
+    if not parent:
+        return ""
+    base = call_base(parent, e.name, e.inputs)
+    n = seen[base] = seen.get(base, 0) + 1
+    return with_occurrence(base, n)

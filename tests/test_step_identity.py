@@ -498,3 +498,61 @@ async def test_two_snapshots_on_one_connection_both_finish(home, monkeypatch):
                     nursery.start_soon(snapshot, "a")
                     nursery.start_soon(snapshot, "b")
     assert counts == {"a": 304, "b": 304}
+
+
+# -- logs written before keys ------------------------------------------------------------------
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return proc.pid
+
+PIPELINE = textwrap.dedent(
+    """
+    import os
+    from aethergraph import graph_fn, tool
+
+    @tool()
+    async def fetch(n: int):
+        with open(os.environ["FETCH_LOG"], "a") as f:
+            f.write(f"{n}\\n")
+        return n * 10
+
+    @graph_fn(name="pipeline")
+    async def pipeline(*, context):
+        return {"a": await fetch(1), "b": await fetch(2)}
+    """
+)
+
+
+@pytest.mark.slow
+def test_resume_of_a_run_logged_before_keys_replays_its_finished_tools(tmp_path, layout):
+    """An interrupted run from an older version (steps were "<path>:<tool>:<hash>", graph
+    functions had none) resumes without re-running what finished."""
+    from runtime.history import HOST
+    from runtime.journal import args_hash
+
+    script = tmp_path / "pipeline.py"
+    script.write_text(PIPELINE)
+    run_id = "20261201-120000-01d01d"
+    path = layout.run_log(run_id)
+    path.parent.mkdir(parents=True)
+    old = [
+        ev.RunStarted(run_id=run_id, graph="pipeline", entrypoint=f"{script}:pipeline",
+                      pid=_dead_pid(), host=HOST),  # a process of this host that is gone
+        ev.NodeStarted(run_id=run_id, node="pipeline", name="pipeline", kind="graph_fn"),
+        ev.NodeStarted(run_id=run_id, node="pipeline/fetch", name="fetch", kind="tool", inputs={"n": 1},
+                       parent="pipeline", step=f"pipeline/fetch:fetch:{args_hash({'n': 1})}"),
+        ev.NodeFinished(run_id=run_id, node="pipeline/fetch", outputs={"result": 10}),
+        ev.NodeStarted(run_id=run_id, node="pipeline/fetch#2", name="fetch", kind="tool", inputs={"n": 2},
+                       parent="pipeline", step=f"pipeline/fetch#2:fetch:{args_hash({'n': 2})}"),
+    ]
+    for seq, e in enumerate(old, 1):
+        e.seq, e.ts = seq, 1764590400.0 + seq
+    path.write_bytes(b"".join(ev.encode(e) + b"\n" for e in old))
+    fetch_log = tmp_path / "fetch.log"
+    resumed = ag("resume", run_id, "--json", env={"FETCH_LOG": str(fetch_log)}, cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads(resumed.stdout.strip().splitlines()[-1])["outputs"] == {"a": {"result": 10}, "b": {"result": 20}}
+    assert fetch_log.read_text().split() == ["2"], "fetch(1) had finished: replayed, not run again"
