@@ -10,6 +10,7 @@ sees what earlier runs of the same graph recorded) and ``"all"``.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import time
 from collections.abc import Mapping, Sequence
@@ -19,7 +20,7 @@ import trio
 
 from runtime import events as ev
 from runtime.ids import derived_id
-from runtime.journal import content_hash
+from runtime.journal import _CANONICAL
 
 if TYPE_CHECKING:
     from runtime.engine import NodeHandle
@@ -69,6 +70,7 @@ class Memory:
         self._node = node
         self._count = 0
         self._id_prefix: str | None = None
+        self._seen: dict[int, int] = {}
         self._last_yield = _clock()
 
     async def record(
@@ -136,8 +138,12 @@ class Memory:
         # when the node is re-executed (resume). The node part is hashed once per node.
         if self._id_prefix is None:
             self._id_prefix = derived_id("ev", run.run_id, node.key) + "-"
-        what = content_hash(event)
-        n = node.next_count(f"memory|{what}")
+        digest = hashlib.blake2b(_CANONICAL.encode(event), digest_size=8).digest()
+        # Occurrences among identical records, keyed compactly: a node may record millions.
+        seen = self._seen
+        key = int.from_bytes(digest, "little")
+        n = seen[key] = seen.get(key, 0) + 1
+        what = digest.hex()
         event.event_id = f"{self._id_prefix}{what}" if n == 1 else f"{self._id_prefix}{what}-{n}"
         if run.journal is not None:
             earlier = run.replayed("memory", event.event_id)
