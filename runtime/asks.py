@@ -26,7 +26,7 @@ from . import events as ev
 from ._exc import unwrap_single
 from .errors import AskTimeout, InvalidAnswer, NoAnswerAvailable
 from .ids import derived_id
-from .journal import content_hash
+from .journal import content_hash, with_occurrence
 
 ASK_KINDS = ("text", "approval", "choice")
 
@@ -56,6 +56,16 @@ def normalize_answer(kind: str, options: list[str], value: Any) -> str:
     if len(matches) == 1:
         return matches[0]
     raise InvalidAnswer(f"{text!r} is not one of the options: {', '.join(options)}")
+
+
+def ask_identity(kind: str, prompt: str, options: list[str]) -> str:
+    """What makes two asks of one node the same ask (before their occurrence count)."""
+    return f"ask|{kind}|{content_hash([prompt, list(options)])}"
+
+
+def ask_id_for(run_id: str, node_key: str, kind: str, prompt: str, options: list[str], n: int = 1) -> str:
+    """The id the ``n``-th identical ask of the node ``node_key`` gets (see ``NodeHandle.identity``)."""
+    return derived_id("ask", run_id, with_occurrence(f"{node_key}|{ask_identity(kind, prompt, options)}", n))
 
 
 def _say(text: str) -> None:
@@ -129,7 +139,7 @@ class AskBroker:
             raise ValueError(f"a {kind} ask needs at least two options")
         if timeout_s is not None and not timeout_s > 0:
             raise ValueError(f"timeout_s must be > 0, got {timeout_s!r}")
-        ask_id = derived_id("ask", node.run_id, node.identity(f"ask|{kind}|{content_hash([prompt, options])}"))
+        ask_id = derived_id("ask", node.run_id, node.identity(ask_identity(kind, prompt, options)))
         journal = node.run.journal
         if journal is not None and not journal.tools_only and ask_id in journal.answers:
             # Answered before a crash (or while no runtime was alive): not asked again.
