@@ -576,8 +576,10 @@ class Runtime:
         else:
             key = path = run.root_path(spec.name)
         journal = run.journal
-        if spec.kind == "tool" and journal is not None and parent is not None:
-            if key in journal.tools:
+        if spec.kind == "tool" and journal is not None:
+            if parent is None:
+                pass  # a tool run on its own: nothing above it to compare calls with
+            elif key in journal.tools:
                 parent.claimed.add(key)
             else:
                 parent.unmatched.setdefault(spec.name, []).append(inputs)
