@@ -107,6 +107,7 @@ FANOUT = textwrap.dedent(
         async def one(x):
             out[x] = (await work(x=x))["y"]
             await context.memory().record("done", {"x": x})
+            await context.memory().record("seen", {"b": b})  # identical in all four tasks
         async with trio.open_nursery() as n:
             for i in range(4):
                 n.start_soon(one, b * 100 + i)
@@ -180,8 +181,10 @@ def fanout_trial(base: Path, durability: str, seed: int) -> bool:
     # A call keeps its readable path across the resume, and no path names two calls.
     named = {(e.step, e.node) for e in events if type(e) is ev.NodeStarted}
     assert len({s for s, _ in named}) == len({n for _, n in named}) == len(named), sorted(named)
-    recorded = [e.data["x"] for e in events if type(e) is ev.MemoryRecorded]
+    recorded = [e.data["x"] for e in events if type(e) is ev.MemoryRecorded and e.kind == "done"]
     assert sorted(recorded) == [x for x in XS if x >= 100], f"trial {seed}: memory {sorted(recorded)}"
+    seen = Counter(e.data["b"] for e in events if type(e) is ev.MemoryRecorded and e.kind == "seen")
+    assert seen == {1: 4, 2: 4}, f"trial {seed}: identical records {seen}"
     return crashed
 
 
