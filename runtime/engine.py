@@ -157,7 +157,8 @@ class NodeHandle:
         reuse = j is not None and not j.tools_only  # a retry is a new run with its own paths
         if reuse:
             known = j.paths.get(key)
-            if known is not None:
+            # (A log from before keys may have given one path to two calls: never two live.)
+            if known is not None and known not in self.run.nodes:
                 return known
         n = self._children.get(name, 0)
         while True:
