@@ -2,9 +2,10 @@
 
 An ask gets a stable id derived from what it asks: its run, its node's key, kind, prompt and
 options (and its occurrence among identical asks of that node), so the same code re-executed
-(resume) asks under the same id whatever order concurrent asks open in. It is an ``ask_opened`` event; the first valid
-answer wins and becomes an ``ask_answered`` event recording who gave it. An answer that does not
-fit (an option not offered, empty text) is refused to that answerer and the ask stays open.
+(resume) asks under the same id whatever order concurrent asks open in. It is an ``ask_opened``
+event; the first valid answer wins and becomes an ``ask_answered`` event recording who gave it.
+An answer that does not fit (an option not offered, empty text) is refused to that answerer, the
+reason said (a scripted answer's on stderr), and the ask stays open.
 
 Answer sources are pluggable: scripted answers (``ag run --answer``) first, then every attached
 source (the console reading stdin; later the sidecar) races to answer. When no source can ever

@@ -2,13 +2,13 @@
 
 A *runtime* is a nursery that owns the log writer, the shared timer, the store and a nursery for
 services' background work. A *run* is one top-level call of a graph: its own cancel scope, its own
-log. A *node* is one call of a graph function or tool inside a run. It has a *key*, derived from what
-the code asked for (parent key, name, hash of the arguments; see ``journal``), under which the
-journal knows it, and a readable *path* for people (``submit_poll_notify/submit_job``,
+log. A *node* is one call of a graph function or tool inside a run. It has a *key*, derived from
+what the code asked for (parent key, name, hash of the arguments; see ``journal``), under which
+the journal knows it, and a readable *path* for people (``submit_poll_notify/submit_job``,
 ``.../submit_job#2`` for the second call of the same name in the same parent, in the order the
-calls happened; a resumed run reuses the path the journal has for a key). Each node runs in its own cancel scope, registered under run id and path, so it
-can be cancelled or retried from outside; each attempt runs in a nested scope that carries the
-node's deadline.
+calls happened; a resumed run reuses the path the journal has for a key). Each node runs in its
+own cancel scope, registered under run id and path, so it can be cancelled or retried from
+outside; each attempt runs in a nested scope that carries the node's deadline.
 
 Terminal states are exact: a node that ran out of time is TIMED_OUT, one that someone stopped is
 CANCELLED (with the reason and who asked), and only an exception in its own code is FAILED.
