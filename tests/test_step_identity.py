@@ -2,8 +2,8 @@
 
 A crash matrix of real `ag run` processes killed with SIGKILL at random points, then `ag resume`:
 fan-outs of same-name tool calls in (nested) nurseries with random latencies, concurrent asks
-answered by id, concurrent memory records. trio varies task order on purpose, so every trial
-is a different interleaving; none may mix up what was done.
+answered by id, concurrent memory records, artifact writes and messages. trio varies task
+order on purpose, so every trial is a different interleaving; none may mix up what was done.
 
 The suite runs ``AG_CRASH_TRIALS`` trials per case (default 8); ``just crash-matrix`` runs 30.
 """
@@ -108,6 +108,8 @@ FANOUT = textwrap.dedent(
             out[x] = (await work(x=x))["y"]
             await context.memory().record("done", {"x": x})
             await context.memory().record("seen", {"b": b})  # identical in all four tasks
+            await context.artifacts().write_text(f"r{x}.txt", str(x))
+            await context.channel().send_text(f"done {x}")
         async with trio.open_nursery() as n:
             for i in range(4):
                 n.start_soon(one, b * 100 + i)
@@ -185,6 +187,10 @@ def fanout_trial(base: Path, durability: str, seed: int) -> bool:
     assert sorted(recorded) == [x for x in XS if x >= 100], f"trial {seed}: memory {sorted(recorded)}"
     seen = Counter(e.data["b"] for e in events if type(e) is ev.MemoryRecorded and e.kind == "seen")
     assert seen == {1: 4, 2: 4}, f"trial {seed}: identical records {seen}"
+    written = sorted(e.name for e in events if type(e) is ev.ArtifactWritten)
+    assert written == sorted(f"r{x}.txt" for x in XS if x >= 100), f"trial {seed}: artifacts {written}"
+    said = sorted(e.text for e in events if type(e) is ev.MessageSent)
+    assert said == sorted(f"done {x}" for x in XS if x >= 100), f"trial {seed}: messages {said}"
     return crashed
 
 
