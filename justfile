@@ -24,3 +24,7 @@ bench *args:
 # ours only, a few minutes, for before/after checks on a hot path
 bench-quick *args:
     python bench/run.py --quick {{args}}
+
+# the crash matrix of tests/test_step_identity.py with 30 trials per case (the suite runs 8)
+crash-matrix *args:
+    AG_CRASH_TRIALS=30 python -m pytest -q tests/test_step_identity.py -k crash_matrix {{args}}

@@ -20,6 +20,7 @@ import trio
 from runtime import events as ev
 from runtime.errors import StoreError
 from runtime.ids import derived_id
+from runtime.journal import content_hash
 from runtime.store.artifacts import check_name, ref_for, sha_from_ref
 
 if TYPE_CHECKING:
@@ -42,7 +43,8 @@ class Artifacts:
     ) -> str:
         node = self._node
         ref = ref_for(sha)
-        event_id = derived_id("art", node.run.run_id, node.path, node.next_count("artifact"))
+        # What is written (name and content), not when: see ``runtime.journal``.
+        event_id = derived_id("art", node.run.run_id, node.identity(f"artifact|{content_hash(name)}|{sha}"))
         if node.run.journal is not None and node.run.replayed("artifact", event_id) is not None:
             return ref  # written before a crash; the blob is content-addressed, so it is the same
         _, ticket = node.emit(

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from runtime import events as ev
 from runtime.ids import derived_id
+from runtime.journal import content_hash
 
 if TYPE_CHECKING:
     from runtime.engine import NodeHandle
@@ -28,7 +29,9 @@ class Channel:
 
     def _send(self, text: str, kind: str = "text", data: Any = None) -> None:
         node = self._node
-        message_id = derived_id("msg", node.run_id, node.path, node.next_count("message"))
+        # What is said, not when: concurrent senders in one node keep their ids on resume.
+        what = content_hash([self.key, kind, text, data])
+        message_id = derived_id("msg", node.run_id, node.identity(f"message|{what}"))
         if node.run.journal is not None and node.run.replayed("message", message_id):
             return  # sent (and seen) before a crash; a resumed run does not say it twice
         node.emit(ev.MessageSent, text=text, channel=self.key, kind=kind, data=data,
@@ -102,7 +105,7 @@ class Channel:
 class ProgressReporter:
     def __init__(self, node: NodeHandle, title: str, total: float | None) -> None:
         self._node = node
-        self.progress_id = derived_id("p", node.run_id, node.path, node.next_count("progress"))
+        self.progress_id = derived_id("p", node.run_id, node.identity(f"progress|{content_hash(title)}"))
         self.title = title
         self.total = total
         self.current = 0.0

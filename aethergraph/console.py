@@ -5,8 +5,9 @@ whatever channels are attached (this console; later the dashboard) show them.
 
 Reading stdin is the awkward part. ``readline`` cannot be cancelled, and an ask must be
 abandonable the moment another channel answers it. So one daemon thread per process reads lines
-into a queue and wakes whichever trio task is waiting; a waiter that is cancelled leaves the
-line in the queue for the next ask instead of losing it.
+into a queue and wakes every trio task waiting for one; a waiter that is cancelled leaves the
+line in the queue for the next ask instead of losing it. Asks open at the same time are answered
+one at a time, in turn, and the console says which question the next line answers.
 """
 
 from __future__ import annotations
@@ -30,7 +31,9 @@ class StdinLines:
         self._lines: deque[str] = deque()
         self._eof = False
         self._lock = threading.Lock()
-        self._waiter: tuple[Any, trio.Event] | None = None
+        # Every task waiting for a line; the pump wakes them all and starts a new list (the
+        # setter replaces, as everywhere in the runtime: a second waiter never strands a first).
+        self._waiters: list[tuple[Any, trio.Event]] = []
         self._thread: threading.Thread | None = None
 
     @property
@@ -65,9 +68,8 @@ class StdinLines:
                     self._eof = True
                 else:
                     self._lines.append(line.rstrip("\r\n"))
-                waiter, self._waiter = self._waiter, None
-            if waiter is not None:
-                token, event = waiter
+                waiters, self._waiters = self._waiters, []
+            for token, event in waiters:
                 try:
                     token.run_sync_soon(event.set)
                 except trio.RunFinishedError:
@@ -85,7 +87,7 @@ class StdinLines:
                 if self._eof:
                     return None
                 event = trio.Event()
-                self._waiter = (trio.lowlevel.current_trio_token(), event)
+                self._waiters.append((trio.lowlevel.current_trio_token(), event))
             await event.wait()
 
 
@@ -126,16 +128,19 @@ class ConsolePrinter:
             elif event.state == "end":
                 _out(f"✔ {event.title}" + (f" {event.subtitle}" if event.subtitle else ""), self.stream)
         elif t is ev.AskOpened:
-            prompt = event.prompt
-            if event.options:
-                prompt += "  [" + " / ".join(f"{i}) {o}" for i, o in enumerate(event.options, 1)) + "]"
-            _out(f"❓ {prompt}", self.stream)
+            _out(f"❓ {question(event.prompt, event.options)}", self.stream)
         elif t is ev.AskAnswered:
             if event.by != "console":
                 _out(f"→ {event.answer}  (answered by {event.by})", self.stream)
         elif t is ev.AskExpired:
             if event.reason == "timeout":
                 _out(f"⌛ ask {event.ask_id} got no answer in time", self.stream)
+
+
+def question(prompt: str, options: list[str]) -> str:
+    if options:
+        prompt += "  [" + " / ".join(f"{i}) {o}" for i, o in enumerate(options, 1)) + "]"
+    return prompt
 
 
 class ConsoleSource:
@@ -146,6 +151,9 @@ class ConsoleSource:
     def __init__(self, lines: StdinLines | None = None, stream: TextIO | None = None) -> None:
         self.lines = lines or stdin_lines()
         self.stream = stream
+        # One ask at a time reads stdin (first come, first served): a line answers one known
+        # question, never whichever of several concurrent asks happened to read it.
+        self._turn = trio.Lock()
 
     def available(self) -> bool:
         if self.lines.stream is None:
@@ -153,8 +161,16 @@ class ConsoleSource:
         return self.lines.isatty() or not self.lines.exhausted()
 
     async def serve(self, ask, broker) -> None:
-        # The question itself is printed by ConsolePrinter when the ask opens.
+        waited = self._turn.locked()
+        async with self._turn:
+            await self._serve(ask, broker, waited)
+
+    async def _serve(self, ask, broker, waited: bool) -> None:
+        # The question itself is printed by ConsolePrinter when the ask opens; with several
+        # open, the console says which one the next line answers.
         tty = self.lines.isatty()
+        if waited or sum(1 for a in broker.pending.values() if a.answer is None) > 1:
+            _out(f"↳ {question(ask.prompt, ask.options)}", self.stream)
         try:
             while True:
                 if tty:

@@ -53,7 +53,10 @@ class NodeContext:
     def idempotency_key(self) -> str:
         """Stable for this node across resumes of its run: give it to a service so that a call
         re-executed after a crash is recognised instead of done twice."""
-        return f"{self._node.run.run_id}/{self._node.path}"
+        from runtime.ids import derived_id
+
+        # From the node's key (what the code asked for), not its path (when it ran).
+        return f"{self._node.run.run_id}/{derived_id('step', self._node.key)}"
 
     def __repr__(self) -> str:
         return f"<NodeContext run={self.run_id} node={self.node_id}>"

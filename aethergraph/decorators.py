@@ -20,6 +20,10 @@ from typing import Any
 _MISSING = object()
 
 
+class MissingOutputs(ValueError):
+    """A tool returned a result without some of the outputs it declared."""
+
+
 class _NodeFunction:
     kind = "graph_fn"
 
@@ -207,12 +211,25 @@ class ToolFunction(_NodeFunction):
 
     def _normalize(self, result: Any) -> Any:
         """Upstream's normalisation: None -> {}, dict as is, tuple -> named or out0..., scalar
-        -> the single declared output, else ``result``."""
+        -> the single declared output, else ``result``. Then every declared output must be
+        there: a caller that reads one should not get a KeyError much later."""
+        if _is_failed(result):
+            return result
+        out = self._shape(result)
+        declared = self.outputs
+        if declared:
+            missing = [name for name in declared if name not in out]
+            if missing:
+                raise MissingOutputs(
+                    f"tool {self.name!r} missing outputs: {', '.join(missing)} "
+                    f"(declared: {', '.join(declared)}; returned: {', '.join(map(str, out)) or 'nothing'})"
+                )
+        return out
+
+    def _shape(self, result: Any) -> dict:
         outs = self.outputs
         if result is None:
             return {}
-        if _is_failed(result):
-            return result
         if isinstance(result, dict):
             return result
         if isinstance(result, tuple):
@@ -278,10 +295,17 @@ def tool(
 ) -> Any:
     """A small reusable step, sync or async; the unit of checkpoint and retry.
 
+    ``outputs`` (also the first positional argument, as upstream allows: ``@tool(["x"])``)
+    names what it returns; a result without one of them fails the call with ``MissingOutputs``.
+
     ``retries=N`` retries a failing (or timed-out) call N more times with exponential backoff and
     jitter; ``retry=RetryPolicy(...)`` gives full control. A sync tool runs on the event loop
     unless ``thread=True`` moves it to a worker thread (for blocking I/O).
     """
+    if isinstance(fn, (list, tuple)):  # @tool(["x", "y"]): outputs given positionally
+        if outputs is not None:
+            raise TypeError("tool(): outputs given twice (positionally and as outputs=)")
+        fn, outputs = None, fn
     return _decorate(ToolFunction, fn, dict(
         name=name, inputs=inputs, outputs=outputs, version=version, timeout_s=timeout_s,
         retries=retries, retry=retry, thread=thread,

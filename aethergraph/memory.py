@@ -10,6 +10,7 @@ sees what earlier runs of the same graph recorded) and ``"all"``.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import time
 from collections.abc import Mapping, Sequence
@@ -19,6 +20,7 @@ import trio
 
 from runtime import events as ev
 from runtime.ids import derived_id
+from runtime.journal import _CANONICAL
 
 if TYPE_CHECKING:
     from runtime.engine import NodeHandle
@@ -68,6 +70,7 @@ class Memory:
         self._node = node
         self._count = 0
         self._id_prefix: str | None = None
+        self._seen: dict[int, int] = {}
         self._last_yield = _clock()
 
     async def record(
@@ -97,20 +100,10 @@ class Memory:
         node = self._node
         run = node.run
         self._count += 1
-        # Ids derive from run, node path and position, so re-executing the same code (resume)
-        # derives the same ids; the hash of run and path is computed once per node.
-        if self._id_prefix is None:
-            self._id_prefix = derived_id("ev", run.run_id, node.path) + "-"
-        event_id = f"{self._id_prefix}{node.next_count('memory')}"
-        if run.journal is not None:
-            earlier = run.replayed("memory", event_id)
-            if earlier is not None:  # recorded before a crash; this re-execution reuses it
-                await trio.lowlevel.checkpoint()
-                return earlier
         event = ev.MemoryRecorded(
             run_id=run.run_id,
             node=node.path,
-            event_id=event_id,
+            event_id="",
             kind=kind,
             graph=run.graph,
             data=data,
@@ -140,6 +133,23 @@ class Memory:
             event.inputs = inputs
         if outputs is not None:
             event.outputs = outputs
+        # The id derives from the node's key and what is recorded (plus the occurrence among
+        # identical records), never from when: concurrent records in one node keep their ids
+        # when the node is re-executed (resume). The node part is hashed once per node.
+        if self._id_prefix is None:
+            self._id_prefix = derived_id("ev", run.run_id, node.key) + "-"
+        digest = hashlib.blake2b(_CANONICAL.encode(event), digest_size=8).digest()
+        # Occurrences among identical records, keyed compactly: a node may record millions.
+        seen = self._seen
+        key = int.from_bytes(digest, "little")
+        n = seen[key] = seen.get(key, 0) + 1
+        what = digest.hex()
+        event.event_id = f"{self._id_prefix}{what}" if n == 1 else f"{self._id_prefix}{what}-{n}"
+        if run.journal is not None:
+            earlier = run.replayed("memory", event.event_id)
+            if earlier is not None:  # recorded before a crash; this re-execution reuses it
+                await trio.lowlevel.checkpoint()
+                return earlier
         ticket = run.append(event)
         writer = node.runtime.writer
         if writer.durability == "strict":

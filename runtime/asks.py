@@ -1,9 +1,11 @@
 """Asks: questions a node puts to a person, answered by whichever channel answers first.
 
-An ask gets a stable id derived from its run, node path and position in the node, so the same
-code re-executed (resume) asks under the same id. It is an ``ask_opened`` event; the first valid
-answer wins and becomes an ``ask_answered`` event recording who gave it. An answer that does not
-fit (an option not offered, empty text) is refused to that answerer and the ask stays open.
+An ask gets a stable id derived from what it asks: its run, its node's key, kind, prompt and
+options (and its occurrence among identical asks of that node), so the same code re-executed
+(resume) asks under the same id whatever order concurrent asks open in. It is an ``ask_opened``
+event; the first valid answer wins and becomes an ``ask_answered`` event recording who gave it.
+An answer that does not fit (an option not offered, empty text) is refused to that answerer, the
+reason said (a scripted answer's on stderr), and the ask stays open.
 
 Answer sources are pluggable: scripted answers (``ag run --answer``) first, then every attached
 source (the console reading stdin; later the sidecar) races to answer. When no source can ever
@@ -13,6 +15,7 @@ rather than hanging a job nobody is watching.
 
 from __future__ import annotations
 
+import sys
 import time
 from collections import deque
 from typing import Any, Protocol
@@ -24,6 +27,7 @@ from . import events as ev
 from ._exc import unwrap_single
 from .errors import AskTimeout, InvalidAnswer, NoAnswerAvailable
 from .ids import derived_id
+from .journal import content_hash, with_occurrence
 
 ASK_KINDS = ("text", "approval", "choice")
 
@@ -53,6 +57,25 @@ def normalize_answer(kind: str, options: list[str], value: Any) -> str:
     if len(matches) == 1:
         return matches[0]
     raise InvalidAnswer(f"{text!r} is not one of the options: {', '.join(options)}")
+
+
+def ask_identity(kind: str, prompt: str, options: list[str]) -> str:
+    """What makes two asks of one node the same ask (before their occurrence count)."""
+    return f"ask|{kind}|{content_hash([prompt, list(options)])}"
+
+
+def ask_id_for(run_id: str, node_key: str, kind: str, prompt: str, options: list[str], n: int = 1) -> str:
+    """The id the ``n``-th identical ask of the node ``node_key`` gets (see ``NodeHandle.identity``)."""
+    return derived_id("ask", run_id, with_occurrence(f"{node_key}|{ask_identity(kind, prompt, options)}", n))
+
+
+def _say(text: str) -> None:
+    """Tell the person running this process (stderr: stdout may carry the run's output)."""
+    try:
+        sys.stderr.write(text + "\n")
+        sys.stderr.flush()
+    except (ValueError, OSError):
+        pass
 
 
 class AnswerSource(Protocol):
@@ -117,7 +140,7 @@ class AskBroker:
             raise ValueError(f"a {kind} ask needs at least two options")
         if timeout_s is not None and not timeout_s > 0:
             raise ValueError(f"timeout_s must be > 0, got {timeout_s!r}")
-        ask_id = derived_id("ask", node.run_id, node.path, node.next_count("ask"))
+        ask_id = derived_id("ask", node.run_id, node.identity(ask_identity(kind, prompt, options)))
         journal = node.run.journal
         if journal is not None and not journal.tools_only and ask_id in journal.answers:
             # Answered before a crash (or while no runtime was alive): not asked again.
@@ -129,8 +152,16 @@ class AskBroker:
         self.pending[ask_id] = pending
         closed = False
         try:
-            if self.scripted:
-                self.answer(ask_id, self.scripted.popleft(), by="script")
+            while self.scripted:
+                value = self.scripted.popleft()
+                try:
+                    self.answer(ask_id, value, by="script")
+                except InvalidAnswer as exc:
+                    # Refused like any answer that does not fit: said, and the ask stays open
+                    # for the next scripted answer, the console or the sidecar.
+                    pending.gave_up.append(f"scripted answer {value!r} refused: {exc}")
+                    _say(f"✗ scripted answer {value!r} refused for {pending.describe()}: {exc}")
+                    continue
                 await trio.lowlevel.checkpoint()
                 return pending.answer  # type: ignore[return-value]
             await self._race(pending)

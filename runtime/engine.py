@@ -2,11 +2,13 @@
 
 A *runtime* is a nursery that owns the log writer, the shared timer, the store and a nursery for
 services' background work. A *run* is one top-level call of a graph: its own cancel scope, its own
-log. A *node* is one call of a graph function or tool inside a run, addressed by its path
-(``submit_poll_notify/submit_job``, ``.../submit_job#2`` for the second call of the same name in
-the same parent). Each node runs in its own cancel scope, registered under run id and path, so it
-can be cancelled or retried from outside; each attempt runs in a nested scope that carries the
-node's deadline.
+log. A *node* is one call of a graph function or tool inside a run. It has a *key*, derived from
+what the code asked for (parent key, name, hash of the arguments; see ``journal``), under which
+the journal knows it, and a readable *path* for people (``submit_poll_notify/submit_job``,
+``.../submit_job#2`` for the second call of the same name in the same parent, in the order the
+calls happened; a resumed run reuses the path the journal has for a key). Each node runs in its
+own cancel scope, registered under run id and path, so it can be cancelled or retried from
+outside; each attempt runs in a nested scope that carries the node's deadline.
 
 Terminal states are exact: a node that ran out of time is TIMED_OUT, one that someone stopped is
 CANCELLED (with the reason and who asked), and only an exception in its own code is FAILED.
@@ -21,6 +23,7 @@ import signal
 import socket
 import threading
 import time
+import traceback
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -29,10 +32,10 @@ import attrs
 import trio
 
 from . import events as ev
-from ._exc import unwrap_single
+from ._exc import describe, real_leaves, tag_node, unwrap_single
 from .errors import AetherGraphError, GraphFailed, NodeCancelled, NodeTimeout, UnknownRun
 from .ids import new_run_id
-from .journal import Divergence, Journal, step_id
+from .journal import Divergence, Journal, call_base, with_occurrence
 from .retry import NO_RETRY, RetryPolicy
 from .store.artifacts import BlobStore
 from .store.index import Index
@@ -105,6 +108,8 @@ class NodeHandle:
     path: str
     spec: NodeSpec
     parent: NodeHandle | None
+    # The durable identity (see ``journal``): what the code asked for, not when it ran.
+    key: str = ""
     attempt: int = 0
     # The scope of the current attempt (or of the backoff before the next one): cancelling it
     # is how a timeout, a retry request and a cancel request all reach the node's code.
@@ -116,6 +121,10 @@ class NodeHandle:
     retry_requested_by: str | None = None
     _children: dict[str, int] = attrs.field(factory=dict)
     _counters: dict[str, int] = attrs.field(factory=dict)
+    # On re-execution: the journaled tool calls this node asked for again, and the tool calls
+    # it made that the journal has no match for (by tool name) -- see ``replaced_call``.
+    claimed: set[str] = attrs.field(factory=set)
+    unmatched: dict[str, list[Any]] = attrs.field(factory=dict)
     # The public API caches its NodeContext here; the engine never looks at it.
     user_context: Any = None
 
@@ -128,15 +137,55 @@ class NodeHandle:
         return self.run.runtime
 
     def next_count(self, what: str) -> int:
-        """A per-node counter (asks, memory events...): deterministic for the same code path."""
+        """How many times this node has asked for exactly ``what`` (a call, an ask, a record:
+        its full identity), this time included. Identical requests are interchangeable, so
+        their order does not matter; different ones never share a counter."""
         n = self._counters.get(what, 0) + 1
         self._counters[what] = n
         return n
 
-    def child_path(self, name: str) -> str:
-        n = self._children.get(name, 0) + 1
+    def identity(self, what: str) -> str:
+        """``what`` (``kind|name|content hash``...) as a durable identity within this node:
+        its key + ``what`` + the occurrence among identical requests."""
+        base = f"{self.key}|{what}"
+        return with_occurrence(base, self.next_count(base))
+
+    def child_path(self, name: str, key: str) -> str:
+        """A readable path for the child call ``key``: the one the journal knows it by, else
+        the next ``name#n`` that no journaled call has taken."""
+        j = self.run.journal
+        reuse = j is not None and not j.tools_only  # a retry is a new run with its own paths
+        if reuse:
+            known = j.paths.get(key)
+            # (A log from before keys may have given one path to two calls: never two live.)
+            if known is not None and known not in self.run.nodes:
+                return known
+        n = self._children.get(name, 0)
+        while True:
+            n += 1
+            path = f"{self.path}/{name}" if n == 1 else f"{self.path}/{name}#{n}"
+            if not reuse or path not in j.taken_paths:
+                break
         self._children[name] = n
-        return f"{self.path}/{name}" if n == 1 else f"{self.path}/{name}#{n}"
+        return path
+
+    def replaced_call(self) -> Divergence | None:
+        """After this node ran: a finished journaled tool call under it that it did not make
+        again while it made a call of the same tool the journal has no match for."""
+        j = self.run.journal
+        if j is None or not self.unmatched:
+            return None
+        for name, made in self.unmatched.items():
+            replaced = j.replaced_calls(self.key, name, self.claimed)
+            if replaced:
+                old = replaced[0]
+                return Divergence(
+                    old.path, old.step,
+                    f"tool {name!r} is now called with other arguments ({_args(made[0])}); the "
+                    f"journal has a finished call with {_args(old.inputs)} that the code no "
+                    "longer makes",
+                )
+        return None
 
     def cancel(self, reason: str = "cancelled", by: str = "") -> None:
         if not self.cancel_requested:
@@ -228,6 +277,31 @@ class Run:
         self.scope.cancel()
 
 
+def failure_info(exc: BaseException, *, with_traceback: bool = True) -> ev.ErrorInfo:
+    """How a failure is recorded: the leaf exception's type and message with the node it
+    failed (not "ExceptionGroup: Exceptions from Trio nursery"), and the whole traceback."""
+    kind, message = describe(exc)
+    tb = "".join(traceback.format_exception(exc)) if with_traceback else ""
+    return ev.ErrorInfo(type=kind, message=message, traceback=tb)
+
+
+def _only_cancellations(exc: BaseException) -> NodeCancelled | None:
+    """The first ``NodeCancelled`` when ``exc`` is a group of nothing but node cancellations
+    (and the ``Cancelled`` of the siblings they took down)."""
+    if not isinstance(exc, BaseExceptionGroup):
+        return None
+    real = real_leaves(exc)
+    if all(isinstance(e, NodeCancelled) for e in real):
+        return real[0]  # type: ignore[return-value]
+    return None
+
+
+def _args(inputs: Any) -> str:
+    """Arguments as a short, readable text for an error message."""
+    text = ev.ENCODER.encode(inputs).decode(errors="replace") if inputs is not None else "{}"
+    return text if len(text) <= 120 else text[:117] + "..."
+
+
 @attrs.frozen
 class Failed:
     """Return this from a node to end it FAILED on purpose, keeping ``outputs``.
@@ -247,6 +321,8 @@ class RunOutcome:
     status: str
     outputs: Any = None
     error: BaseException | None = None
+    # What the run's log records about ``error`` (see ``failure_info``).
+    error_info: ev.ErrorInfo | None = None
 
     @property
     def ok(self) -> bool:
@@ -467,11 +543,13 @@ class Runtime:
         finally:
             run.status = outcome.status
             err = outcome.error
+            if err is not None:
+                outcome.error_info = failure_info(err)
             run.emit(
                 ev.RunFinished,
                 status=outcome.status,
                 outputs=outcome.outputs,
-                error=None if err is None else ev.error_info(err, with_traceback=False),
+                error=outcome.error_info,
                 duration_s=time.monotonic() - t0,
             )
             self.writer.close_run(run_id)
@@ -492,20 +570,25 @@ class Runtime:
         inputs: dict[str, Any],
         invoke: Invoke,
     ) -> Any:
-        path = parent.child_path(spec.name) if parent is not None else run.root_path(spec.name)
-        step = ""
-        if spec.kind == "tool":
-            step = step_id(path, spec.name, inputs)
-            if run.journal is not None:
-                try:
-                    replayed, outputs = run.journal.replay_tool(path, spec.name, step)
-                except Divergence as exc:
-                    run.diverged = run.diverged or exc
-                    raise
-                if replayed:
-                    await trio.lowlevel.checkpoint()
-                    return outputs
-        node = NodeHandle(run, path, spec, parent)
+        if parent is not None:
+            base = call_base(parent.key, spec.name, inputs)
+            key = with_occurrence(base, parent.next_count(base))
+            path = parent.child_path(spec.name, key)
+        else:
+            key = path = run.root_path(spec.name)
+        journal = run.journal
+        if spec.kind == "tool" and journal is not None:
+            if parent is None:
+                pass  # a tool run on its own: nothing above it to compare calls with
+            elif key in journal.tools:
+                parent.claimed.add(key)
+            else:
+                parent.unmatched.setdefault(spec.name, []).append(inputs)
+            replayed, outputs = journal.replay_tool(key)
+            if replayed:
+                await trio.lowlevel.checkpoint()
+                return outputs
+        node = NodeHandle(run, path, spec, parent, key)
         run.nodes[path] = node
         node.emit(
             ev.NodeStarted,
@@ -513,7 +596,7 @@ class Runtime:
             kind=spec.kind,
             inputs=inputs,
             parent=parent.path if parent is not None else "",
-            step=step,
+            step=key,
         )
         token = current_node.set(node)
         t0 = time.monotonic()
@@ -539,6 +622,12 @@ class Runtime:
                     except NodeCancelled:
                         raise
                     except Exception as exc:
+                        cancelled = _only_cancellations(exc)
+                        if cancelled is not None:
+                            # A cancelled child not caught in a nursery: like a bare one, a
+                            # decision someone took, so this node ends CANCELLED (not FAILED)
+                            # and is never retried for it.
+                            raise cancelled from None
                         failure = exc
                 node.attempt_scope = None
                 if node.cancel_requested:
@@ -552,6 +641,12 @@ class Runtime:
                     continue
                 timed_out = attempt_scope.cancelled_caught
                 if not timed_out and failure is None:
+                    diverged = node.replaced_call()
+                    if diverged is not None:
+                        run.diverged = run.diverged or diverged
+                        tag_node(diverged, path)
+                        finish(ev.FAILED, ev.NodeFailed, error=failure_info(diverged, with_traceback=False))
+                        raise diverged
                     if isinstance(result, Failed):
                         finish(ev.FAILED, ev.NodeFailed, outputs=result.outputs,
                                error=ev.ErrorInfo(type="Failed", message=result.message))
@@ -588,7 +683,8 @@ class Runtime:
                     done = True
                     node.state = ev.TIMED_OUT
                     raise NodeTimeout(path, spec.timeout_s or 0.0, node.attempt)
-                finish(ev.FAILED, ev.NodeFailed, error=ev.error_info(failure))
+                tag_node(failure, path)
+                finish(ev.FAILED, ev.NodeFailed, error=failure_info(failure))
                 raise failure
             # Only reachable when someone cancelled this node.
             finish(ev.CANCELLED, ev.NodeCancelled, reason=node.cancel_reason, by=node.cancel_by)
@@ -605,7 +701,8 @@ class Runtime:
                 elif isinstance(exc, KeyboardInterrupt):
                     reason, by = "interrupted (KeyboardInterrupt)", "signal"
                 elif isinstance(exc, Exception):  # e.g. an error raised while retrying
-                    finish(ev.FAILED, ev.NodeFailed, error=ev.error_info(exc))
+                    tag_node(exc, path)
+                    finish(ev.FAILED, ev.NodeFailed, error=failure_info(exc))
                     raise
                 else:
                     reason, by = f"interrupted ({type(exc).__name__})", ""

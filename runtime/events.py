@@ -71,7 +71,7 @@ class NodeStarted(Event, tag="node_started"):
     kind: str  # "graph_fn" | "tool"
     inputs: dict[str, Any] = {}
     parent: str = ""
-    # For tools: the journal key, "<node path>:<tool name>:<hash of the arguments>".
+    # The node's key: what the code asked for (parent key/name:args hash[#n]); see runtime.journal.
     step: str = ""
 
 

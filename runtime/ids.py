@@ -2,8 +2,9 @@
 
 Run ids start with their UTC start time (``20261125-214400-3fa9c1``) so they sort by time and
 name their own log file (``runs/2026/11/<run_id>.jsonl``) without a lookup. Ids of things a run
-creates inside itself (asks, memory events) are derived from the run id, the node path and a
-per-node counter, so re-executing the same code after a crash derives the same ids.
+creates inside itself (asks, memory events) are derived from the run id, the node's key and what
+they are (see ``journal``), so re-executing the same code after a crash derives the same ids
+whatever order its tasks run in.
 """
 
 from __future__ import annotations

@@ -55,12 +55,32 @@ async def test_approval_and_choice_with_scripted_answers(home, layout):
     ]
 
 
-async def test_invalid_scripted_answer_is_a_clear_error(home):
+async def test_scripted_answer_that_does_not_fit_is_refused_and_the_ask_stays_open(home, layout, capsys):
+    out = io.StringIO()
+    source = ConsoleSource(StdinLines(io.StringIO("b\n")), stream=out)
+
     @graph_fn(name="g")
     async def g(*, context):
         return await context.channel().ask_choice("Pick", ["a", "b"])
 
-    with pytest.raises(InvalidAnswer, match="'c' is not one of the options: a, b"):
+    async with rt_open(home, answers=["c"]) as rt:
+        rt.asks.add_source(source)
+        assert await g() == "b"  # the console answered the ask the script could not
+    err = capsys.readouterr().err
+    assert "✗ scripted answer 'c' refused for ask" in err
+    assert "'c' is not one of the options: a, b" in err
+    (path,) = list(layout.iter_logs())
+    events = run_events(layout, path.stem)
+    assert [(e.answer, e.by) for e in events if isinstance(e, ev.AskAnswered)] == [("b", "console")]
+    assert events[-1].status == "succeeded"
+
+
+async def test_refused_scripted_answer_is_named_when_nobody_else_can_answer(home):
+    @graph_fn(name="g")
+    async def g(*, context):
+        return await context.channel().ask_choice("Pick", ["a", "b"])
+
+    with pytest.raises(NoAnswerAvailable, match="scripted answer 'c' refused: 'c' is not one of the options: a, b"):
         async with rt_open(home, answers=["c"]):
             await g()
 
@@ -168,3 +188,45 @@ def test_console_printer_shows_messages_and_asks():
     p(ev.AskOpened(run_id="r", ask_id="ask-1", ask_kind="approval", prompt="Ship?", options=["Yes", "No"]))
     p(ev.AskAnswered(run_id="r", ask_id="ask-1", answer="Yes", by="script"))
     assert out.getvalue().splitlines() == ["hello", "❓ Ship?  [1) Yes / 2) No]", "→ Yes  (answered by script)"]
+
+
+async def test_console_answers_concurrent_asks_one_at_a_time_saying_which(home, layout):
+    """Two asks open at once, lines arrive on stdin after both are waiting: each line answers
+    the ask the console said it is answering, and neither ask is left waiting forever."""
+    import os
+
+    r, w = os.pipe()
+    out = io.StringIO()
+    with os.fdopen(r) as stream:
+        source = ConsoleSource(StdinLines(stream), stream=out)
+
+        @graph_fn(name="g")
+        async def g(*, context):
+            ch = context.channel()
+            got = {}
+
+            async def ask(prompt):
+                got[prompt] = await ch.ask_text(prompt)
+
+            async with trio.open_nursery() as n:
+                n.start_soon(ask, "What's your name?")
+                n.start_soon(ask, "How old are you?")
+            return got
+
+        async with rt_open(home) as rt:
+            rt.asks.add_source(source)
+            result = {}
+
+            async def run_it():
+                result["out"] = await g()
+
+            with trio.fail_after(10):  # a hang detector: a reader that is never woken
+                async with trio.open_nursery() as n:
+                    n.start_soon(run_it)
+                    while len(rt.asks.pending) < 2:
+                        await trio.testing.wait_all_tasks_blocked()
+                    os.write(w, b"Ada\n42\n")
+                    os.close(w)
+    lines = out.getvalue().splitlines()
+    turns = [(lines[i][2:], lines[i + 1][2:]) for i, line in enumerate(lines) if line.startswith("↳ ")]
+    assert sorted(turns) == sorted(result["out"].items()) and len(turns) == 2, lines

@@ -63,9 +63,9 @@ def test_run_then_runs_then_show(tmp_path, graph_file):
 def test_failed_run_exits_1_with_the_error(tmp_path, graph_file):
     proc = ag("run", f"{graph_file}:boom", cwd=tmp_path)
     assert proc.returncode == 1
-    assert proc.stderr.strip().endswith("failed: RuntimeError: kaboom")
+    assert proc.stderr.strip().endswith("failed: RuntimeError: kaboom (in node boom)")
     out = json.loads(ag("run", f"{graph_file}:boom", "--json", cwd=tmp_path).stdout)
-    assert out["status"] == "failed" and out["error"] == {"type": "RuntimeError", "message": "kaboom"}
+    assert out["status"] == "failed" and out["error"] == {"type": "RuntimeError", "message": "kaboom (in node boom)"}
 
 
 @pytest.mark.parametrize(

@@ -22,7 +22,7 @@ import trio
 from aethergraph import NodeContext, graph_fn, tool
 from runtime import events as ev
 from runtime.history import HOST
-from runtime.ids import derived_id
+from runtime.asks import ask_id_for
 from runtime.store.artifacts import BlobStore, ref_for
 from runtime.store.index import Index
 from runtime.store.layout import StoreLayout
@@ -111,7 +111,7 @@ RUN_FAILED = "20250102-040000-b2b2b2"
 RUN_INTERRUPTED = "20250102-050000-c3c3c3"
 RUN_CANCELLED = "20250102-060000-d4d4d4"
 # The id the run derives for its first ask, so a resume finds the answer given while it was dead.
-ASK_OFFLINE = derived_id("ask", RUN_INTERRUPTED, "tui_resumable", 1)
+ASK_OFFLINE = ask_id_for(RUN_INTERRUPTED, "tui_resumable", "approval", "Deploy to prod?", ["Deploy", "Hold"])
 
 
 def write_log(layout: StoreLayout, run_id: str, events: list[ev.Event]) -> None:

@@ -419,7 +419,8 @@ class AetherGraphApp(App[int]):
             self.notify(f"run {run_id} is {row.status.upper()}: there is nothing to cancel", severity="warning")
             return
         what = f"node {node} of run {run_id}" if node else f"run {run_id}"
-        detail = ("The node stops now and is recorded CANCELLED; its run goes on (its caller sees the cancellation)."
+        detail = ("The node stops now and is recorded CANCELLED; its caller gets NodeCancelled. If the caller "
+                  "catches it, the run goes on; if not, its siblings are cancelled too and the run ends CANCELLED."
                   if node else "Every node of the run stops now; the run is recorded CANCELLED, not FAILED.")
         self._confirm(f"Cancel {what}?", detail, self.backend.cancel, (run_id, node, ""),
                       f"cancel requested: {what}")

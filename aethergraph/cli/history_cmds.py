@@ -176,6 +176,32 @@ def cmd_show(args: Any) -> int:
     t0 = summary.started or (events[0].ts if events else 0.0)
     rows = [[f"+{e.ts - t0:.3f}s", type(e).__struct_config__.tag, e.node or "-", _event_line(e)] for e in events]
     print(table(rows, ["TIME", "EVENT", "NODE", "DETAIL"]))
+    if getattr(args, "trace", False):
+        _print_traces(events)
     for b in bad:
         print(f"warning: {b}", file=sys.stderr)
     return EXIT_OK
+
+
+# Control characters other than newline and tab, mapped to nothing; plus DEL and C1.
+_CONTROL = {c: None for c in [*range(0, 9), *range(11, 32), 127, *range(128, 160)]}
+
+
+def _print_traces(events: list) -> None:
+    """The tracebacks the log stored: each failed node's, then the run's (once each; a
+    parent's failure often carries its child's traceback inside its own)."""
+    from runtime import events as ev
+
+    seen: set[str] = set()
+    for e in events:
+        info = getattr(e, "error", None)
+        tb = getattr(info, "traceback", "") if info is not None else ""
+        if not tb or tb in seen:
+            continue
+        seen.add(tb)
+        where = f"run {e.run_id}" if type(e) is ev.RunFinished else f"node {e.node}"
+        head = f"--- traceback of {where} ({info.type}: {info.message})"
+        print("\n" + head.translate(_CONTROL))
+        print(tb.rstrip().translate(_CONTROL))  # run text: no terminal escapes get through
+    if not seen:
+        print("\n(no traceback stored: nothing failed with an exception)")

@@ -129,7 +129,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("value")
     _add_home(p)
 
-    p = sub.add_parser("cancel", help="cancel a live run, or one node of it")
+    p = sub.add_parser(
+        "cancel", help="cancel a live run, or one node of it",
+        description="Cancel a live run (every node stops; the run is recorded CANCELLED, not "
+        "FAILED), or one node of it. A cancelled node stops with its children and is recorded "
+        "CANCELLED; its caller gets NodeCancelled. If the caller catches it, the caller and "
+        "its siblings go on. If not, it behaves like any exception in a nursery: the siblings "
+        "are cancelled, the caller ends CANCELLED too, and at the top the run ends CANCELLED.",
+    )
     p.add_argument("run_id")
     p.add_argument("node", nargs="?", default="", help="node path, e.g. graph/tool")
     p.add_argument("--reason", default="", help="recorded with the cancellation")
@@ -156,6 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("show", help="one run's timeline")
     p.add_argument("run_id")
+    p.add_argument("--trace", action="store_true", help="also print the stored traceback of each failure")
     p.add_argument("--json", action="store_true", help="JSON for scripts")
     _add_home(p)
 

@@ -185,18 +185,21 @@ def _detach(args: Any, fn: Any, inputs: dict[str, Any]) -> int:
 
 def report(outcome: Any, interrupted: bool, *, as_json: bool) -> int:
     err = outcome.error
+    # The leaf exception and its node, as the run's log records it (not "ExceptionGroup").
+    info = getattr(outcome, "error_info", None)
+    kind, message = (info.type, info.message) if info is not None else (type(err).__name__, str(err))
     if as_json:
         print(msgspec.json.encode({
             "run_id": outcome.run_id,
             "status": outcome.status,
             "outputs": outcome.outputs,
-            "error": None if err is None else {"type": type(err).__name__, "message": str(err)},
+            "error": None if err is None else {"type": kind, "message": message},
         }, enc_hook=repr).decode())
     elif outcome.outputs is not None or outcome.ok:
         print(msgspec.json.format(msgspec.json.encode(outcome.outputs, enc_hook=repr), indent=2).decode())
     line = f"run {outcome.run_id} {outcome.status}"
     if err is not None:
-        line += f": {type(err).__name__}: {err}"
+        line += f": {kind}: {message}"
     print(line, file=sys.stderr)
     if outcome.ok:
         return EXIT_OK

@@ -248,6 +248,28 @@ class RequestError(Exception):
         self.code = code
 
 
+class Wakeup:
+    """Wakes every task waiting on it now, however many.
+
+    The one wake-up idiom of the sidecar, as ``LogWriter`` does with ``_flushed``: the *setter*
+    sets the event and puts a fresh one in its place. A waiter checks its condition, waits,
+    and checks again. (Replacing the event on the waiter's side instead strands every earlier
+    waiter on an event nobody will set: two snapshots of one connection waiting for room.)
+    """
+
+    __slots__ = ("_event",)
+
+    def __init__(self) -> None:
+        self._event = trio.Event()
+
+    async def wait(self) -> None:
+        await self._event.wait()
+
+    def set(self) -> None:
+        event, self._event = self._event, trio.Event()
+        event.set()
+
+
 class Connection:
     def __init__(self, sidecar: Sidecar, ws: WebSocketConnection, *, needs_token: bool,
                  gate: _Gate | None = None) -> None:
@@ -258,13 +280,16 @@ class Connection:
         self.needs_token = needs_token
         self.hello = False
         self.closing = False
+        self.gone = False  # the send loop has ended
         self.flushing = False
         self.client = "client"
         self.outbox: deque[bytes] = deque()
         self.subs: dict[int, Subscription] = {}
-        self._wake = trio.Event()
-        self._room = trio.Event()
-        self._sent = trio.Event()
+        # Each is waited on with a condition checked first (see ``Wakeup``): the send loop
+        # (there is something to send), snapshots (room in the outbox), drains (all sent).
+        self._wake = Wakeup()
+        self._room = Wakeup()
+        self._sent = Wakeup()
         self.nursery: trio.Nursery | None = None
 
     # -- sending (only the send loop touches the socket) --------------------------------------
@@ -280,15 +305,14 @@ class Connection:
         return self.flushing or bool(self.outbox) or any(s.live and s.queue for s in self.subs.values())
 
     async def wait_sent(self) -> None:
-        """Until everything queued for this client has been written to its socket."""
-        while self.has_pending():
+        """Until everything queued for this client has been written to its socket (or the
+        client is gone)."""
+        while self.has_pending() and not self.gone:
             self._wake.set()
-            self._sent = trio.Event()
             await self._sent.wait()
 
     async def send_when_room(self, msg: p.Msg) -> None:
-        while len(self.outbox) >= OUTBOX_HIGH:
-            self._room = trio.Event()
+        while len(self.outbox) >= OUTBOX_HIGH and not self.gone:
             await self._room.wait()
         self.send(msg)
 
@@ -296,14 +320,18 @@ class Connection:
         ws = self.ws
         try:
             while not self.closing:
-                await self._wake.wait()
-                self._wake = trio.Event()
+                if not self.has_pending():
+                    await self._wake.wait()
                 await self._flush(ws)
                 self._sent.set()
             await self._flush(ws)
         except _GONE_CLIENT:
             self.closing = True  # the client left; the receive loop ends on its own
+        finally:
+            # Nothing more will be sent: whoever waits for the socket stops waiting.
+            self.gone = True
             self._sent.set()
+            self._room.set()
 
     async def _flush(self, ws: WebSocketConnection) -> None:
         self.flushing = True
