@@ -376,7 +376,7 @@ def test_api_run_by_id(tmp_path, home, monkeypatch):
             aethergraph.run(nightly, run_id="api-1", x=4)
         with pytest.raises(ValueError, match="bad x 1"):
             aethergraph.run(broken, run_id="api-broken", x=1)
-        with pytest.raises(RecordedFailure, match=r"already ended FAILED \(ValueError: bad x 1\)"):
+        with pytest.raises(RecordedFailure, match=r"already ended FAILED \(ValueError: bad x 1 \(in node broken\)\)"):
             aethergraph.run(broken, run_id="api-broken", x=1)
         assert ran(counter) == ["work 3", "broken"]
         with pytest.raises(RunIdError, match="bad run id"):

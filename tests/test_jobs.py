@@ -205,6 +205,9 @@ async def test_wait_timeout_cancels_unless_detached(tmp_path, home, jobs):
     async def impatient(*, context):
         j = context.jobs()
         a = await j.submit([PY, job_py, str(gate), str(ledger)])
+        async for line in j.follow(a):  # running for sure (a loaded box starts it late)
+            if line == "first":
+                break
         with pytest.raises(JobWaitTimeout):
             await j.wait(a, timeout_s=0.2, detach=True)
         assert (await j.status(a)).state is JobState.RUNNING
