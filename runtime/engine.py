@@ -715,9 +715,11 @@ async def open_runtime(config: RuntimeConfig | None = None) -> AsyncIterator[Run
                     yield opened
     finally:
         if rt is not None:
-            rt.writer.close()
-            rt.kv.close()
-            rt.index.close()
+            try:
+                rt.writer.close()  # raises if a run's end could not be written: never a silent exit 0
+            finally:
+                rt.kv.close()
+                rt.index.close()
 
 
 @asynccontextmanager

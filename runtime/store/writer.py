@@ -39,7 +39,7 @@ from pathlib import Path
 import attrs
 import trio
 
-from ..errors import StoreError, StoreWriteError
+from ..errors import RunBusy, StoreError, StoreWriteError
 from ..events import ENCODER, Event, RunFinished
 from . import owner
 from .layout import StoreLayout
@@ -56,6 +56,7 @@ OFF_WINDOW = 0.05
 # and one batch in flight, is what a kill -9 in ``batch`` can lose.
 LAG_TARGET = 0.01
 MIN_ROOM = 1_000
+INITIAL_ROOM = 5_000  # until the first sizeable batch has been timed
 HIGH_WATER = 100_000  # never more than this many unwritten events, whatever the throughput
 LOG_MODE = 0o600
 
@@ -77,15 +78,21 @@ def max_open_logs() -> int:
 
 
 def encode_error(event: Event, exc: BaseException) -> Exception:
-    """A clear error for an event that cannot be JSON-encoded, naming the field at fault."""
+    """A clear error for an event that cannot be JSON-encoded, naming the field at fault and
+    what in it is wrong (``TypeError`` for a value of the wrong type, ``ValueError`` else)."""
     tag = type(event).__struct_config__.tag
     field = next((f for f in event.__struct_fields__ if _unencodable(getattr(event, f))), None)
     where = f"field {field!r} of the {tag} event" if field else f"the {tag} event"
-    reason = str(exc) or type(exc).__name__
-    if isinstance(exc, RecursionError):
-        reason = "nested too deeply to encode as JSON"
-    msg = f"cannot record {where} (run {event.run_id}): {reason}"
-    return TypeError(msg) if isinstance(exc, TypeError) else ValueError(msg)
+    found = _diagnose(getattr(event, field)) if field else None
+    if found is not None:
+        cls, reason = found
+    else:
+        cls = TypeError if isinstance(exc, TypeError) else ValueError
+        reason = str(exc) or type(exc).__name__
+    return cls(f"cannot record {where} (run {event.run_id}): {reason}")
+
+
+MAX_DEPTH = 500
 
 
 def _unencodable(value: object) -> bool:
@@ -94,6 +101,33 @@ def _unencodable(value: object) -> bool:
     except Exception:
         return True
     return False
+
+
+def _diagnose(value: object) -> tuple[type[Exception], str] | None:
+    """What makes ``value`` unencodable, found without recursion (it may be nested too deep
+    for that): a dict key that is not a string or number, a string that is not UTF-8, depth."""
+    stack = [(value, 0)]
+    while stack:
+        v, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            return ValueError, f"nested more than {MAX_DEPTH} levels deep"
+        t = type(v)
+        if t is str:
+            try:
+                v.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                return ValueError, f"a string that is not valid UTF-8 ({exc.reason}: {v[:40]!r})"
+        elif t is dict:
+            for k, item in v.items():
+                if not isinstance(k, (str, int, float)):
+                    return TypeError, (f"a dict key of type {type(k).__name__} ({k!r:.40}); "
+                                       "keys must be strings or numbers")
+                if isinstance(k, str):
+                    stack.append((k, depth + 1))
+                stack.append((item, depth + 1))
+        elif t is list or t is tuple or t is set or t is frozenset:
+            stack.extend((item, depth + 1) for item in v)
+    return None
 
 
 @attrs.define(eq=False)
@@ -161,7 +195,7 @@ class LogWriter:
         self.failures = 0  # segments that could not be written, since the start
         self.unwritten: list[StoreWriteError] = []  # runs whose last event never reached disk
         # Back-pressure: past this many unwritten events, emitters that can wait do.
-        self.room = 20_000
+        self.room = INITIAL_ROOM
         self._pending = trio.Event()
         self._urgent = trio.Event()
         self._flushed = trio.Event()
@@ -179,9 +213,11 @@ class LogWriter:
         tail (a crash mid-write) is cut here: only the owner may.
         """
         rl = self._runs.get(run_id)
-        if rl is not None:  # it finished here a moment ago and is resumed at once
-            rl.closing = False
-            return rl.path
+        if rl is not None:
+            if resume and rl.closing:  # it ended here a moment ago and is resumed at once
+                rl.closing = False
+                return rl.path
+            raise RunBusy(run_id, os.getpid())  # two runs of this process with one id
         path = self.layout.run_log(run_id)
         if not (resume and owner.holds(self.layout, run_id)):  # resume() may have taken it
             owner.acquire(self.layout, run_id)
