@@ -24,3 +24,7 @@ bench *args:
 # ours only, a few minutes, for before/after checks on a hot path
 bench-quick *args:
     python bench/run.py --quick {{args}}
+
+# the crash matrix: kill -9 a recording process at random points, resume, check (strict, batch)
+fault *args:
+    python bench/fault_matrix.py {{args}}

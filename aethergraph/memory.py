@@ -145,7 +145,7 @@ class Memory:
         if writer.durability == "strict":
             await writer.wait_durable(ticket)
         else:
-            if writer.backlog > writer.room:  # the writer is more than LAG_TARGET behind
+            if writer.backlog > writer.room:  # waits if the oldest unwritten is too old
                 await writer.wait_room()
             elif self._count % _YIELD_EVERY == 0 or _clock() - self._last_yield > _YIELD_AFTER_S:
                 self._last_yield = _clock()

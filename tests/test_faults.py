@@ -514,18 +514,20 @@ async def tight(n: int, *, context):
     for i in range(n):
         await mem.record("t", {"i": i})
         worst = max(worst, writer.backlog)
-    return {"worst": worst, "room": writer.room}
+    return {"worst": worst, "waits": writer.waits}
 
 
-async def test_a_tight_loop_stays_within_what_the_disk_writes_in_a_few_ms(home, monkeypatch):
+async def test_a_tight_loop_is_held_back_to_what_the_disk_writes(home, layout, monkeypatch):
     monkeypatch.setattr(writer_mod, "os", SlowDisk())
+    n = 30_000
     async with rt_open(home, durability="batch") as rt:
-        outcome = await tight.start_run(rt, {"n": 30_000})
+        outcome = await tight.start_run(rt, {"n": n})
     assert outcome.status == ev.SUCCEEDED
-    # A kill -9 loses what is acknowledged and unwritten: bounded by the writer's measured
-    # throughput over LAG_TARGET (a floor of MIN_ROOM), not by a fixed 100,000 events.
-    assert outcome.outputs["room"] <= 2 * writer_mod.MIN_ROOM
-    assert outcome.outputs["worst"] <= writer_mod.INITIAL_ROOM + 100
+    # What a kill -9 loses is what is acknowledged and unwritten: with a disk this slow, the
+    # loop waits for it instead of running up tens of thousands of events ahead.
+    assert outcome.outputs["waits"] > 0
+    assert outcome.outputs["worst"] < n // 3
+    assert len(memory_ids(layout.run_log(outcome.run_id))) == n
 
 
 # -- 7. bounded open files ---------------------------------------------------------------------

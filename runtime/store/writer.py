@@ -46,18 +46,19 @@ from .layout import StoreLayout
 from .logfile import complete_size, repair_torn_tail
 
 log = logging.getLogger("aethergraph.store")
+_clock = time.monotonic
 
 DURABILITY_ENV = "AETHERGRAPH_DURABILITY"
 DURABILITY_MODES = ("strict", "batch", "off")
 BATCH_WINDOW = 0.005
 OFF_WINDOW = 0.05
-# How far (in seconds of the writer's own measured throughput) acknowledged events may run
-# ahead of the disk before emitters that can wait (memory.record) wait. This, plus the window
-# and one batch in flight, is what a kill -9 in ``batch`` can lose.
+# Back-pressure on emitters that can wait (memory.record): once more than ROOM events are
+# unwritten, an emitter waits while the oldest of them was emitted more than LAG_TARGET ago.
+# So acknowledged-but-unwritten is bounded in time (about LAG_TARGET plus one batch on its way
+# to disk): what a kill -9 in ``batch`` can lose. Short bursts the disk keeps up with never wait.
 LAG_TARGET = 0.01
-MIN_ROOM = 1_000
-INITIAL_ROOM = 5_000  # until the first sizeable batch has been timed
-HIGH_WATER = 100_000  # never more than this many unwritten events, whatever the throughput
+ROOM = 1_000
+HIGH_WATER = 100_000  # never more than this many unwritten events, whatever their age
 LOG_MODE = 0o600
 
 
@@ -193,9 +194,12 @@ class LogWriter:
         self._failed: dict[int, StoreWriteError] = {}
         self._failed_old: dict[int, StoreWriteError] = {}
         self.failures = 0  # segments that could not be written, since the start
+        self.waits = 0  # times an emitter waited for the disk (back-pressure)
         self.unwritten: list[StoreWriteError] = []  # runs whose last event never reached disk
-        # Back-pressure: past this many unwritten events, emitters that can wait do.
-        self.room = INITIAL_ROOM
+        # Back-pressure: past this many unwritten events, emitters look at their age.
+        self.room = ROOM
+        self._since = 0.0  # when the oldest event not yet taken for a batch was emitted
+        self._inflight_since = 0.0  # ... the oldest of the batch on its way to disk
         self._pending = trio.Event()
         self._urgent = trio.Event()
         self._flushed = trio.Event()
@@ -259,6 +263,8 @@ class LogWriter:
         else:
             buf += encoded
         buf.append(10)
+        if not self._since:
+            self._since = _clock()
         rl.offsets.append(rl.position + mark)
         rl.events.append(event)
         self._appended += 1
@@ -293,17 +299,26 @@ class LogWriter:
             if err is not None:
                 raise err
 
-    async def wait_room(self) -> None:
-        """Back-pressure for fast emitters: wait while more is queued than ``room``."""
-        if self._appended - self._durable > self.room:
-            await self.wait_durable_quietly(self._appended - self.room // 2)
+    def lag(self) -> float:
+        """Seconds since the oldest event not yet written was emitted (0 when none)."""
+        oldest = self._inflight_since or self._since
+        return _clock() - oldest if oldest else 0.0
 
-    async def wait_durable_quietly(self, ticket: int) -> None:
-        while self._durable < ticket and self._running:
+    async def wait_room(self) -> None:
+        """Back-pressure for fast emitters: while more than ``room`` events are unwritten and
+        the oldest is older than ``LAG_TARGET`` (or more than ``HIGH_WATER`` are), wait for
+        the disk."""
+        waited = False
+        while self._running and self._appended - self._durable > self.room:
+            if self._appended - self._durable <= HIGH_WATER and self.lag() <= LAG_TARGET:
+                break
+            self.waits += 1
+            waited = True
             self._urgent.set()
             self._pending.set()
             await self._flushed.wait()
-        await trio.lowlevel.checkpoint()
+        if not waited:  # the disk keeps up: as cheap as the emitter's usual path
+            await trio.lowlevel.checkpoint_if_cancelled()
 
     # -- the writer task ----------------------------------------------------------------------
 
@@ -349,6 +364,7 @@ class LogWriter:
             raise StoreWriteError(f"the end of a run was not written: {first}{more}") from first
 
     def _take_segments(self) -> list[Segment]:
+        self._inflight_since, self._since = self._since, 0.0
         segments: list[Segment] = []
         for rl in self._runs.values():
             if rl.buf:
@@ -366,9 +382,10 @@ class LogWriter:
         ticket = self._appended
         if segments:
             logs = {seg.run_id: self._runs[seg.run_id] for seg in segments}
-            t0 = time.perf_counter()
-            results = await trio.to_thread.run_sync(self._write, segments, logs)
-            self._adapt(sum(len(s.events) for s in segments), time.perf_counter() - t0)
+            try:
+                results = await trio.to_thread.run_sync(self._write, segments, logs)
+            finally:
+                self._inflight_since = 0.0
             self._settle(segments, results)
         self._durable = ticket
         if self.crash_after_flush is not None:
@@ -379,11 +396,6 @@ class LogWriter:
             rl = self._runs.pop(run_id)
             self._close_fd(rl)
             owner.release(self.layout, run_id)  # its last event is as durable as it will be
-
-    def _adapt(self, events: int, seconds: float) -> None:
-        """Room for ``LAG_TARGET`` seconds of what the disk thread just managed."""
-        if events >= 256 and seconds > 0:
-            self.room = int(min(HIGH_WATER, max(MIN_ROOM, events / seconds * LAG_TARGET)))
 
     def _settle(self, segments: list[Segment], results: dict[str, tuple]) -> None:
         """Back on the trio thread: move positions to where the files really end, and fail
