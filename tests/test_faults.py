@@ -271,6 +271,31 @@ async def test_disk_full_for_a_moment_fails_the_run_and_the_runtime_goes_on(
     check_ok(tmp_path)
 
 
+async def test_a_sidecar_subscriber_outlives_a_write_failure(home, layout, monkeypatch):
+    from runtime.sidecar.client import SidecarClient, find_runtimes
+
+    disk = FaultyDisk()
+    monkeypatch.setattr(writer_mod, "os", disk)
+    async with rt_open(home, durability="batch", sidecar=True) as rt:
+        rt.writer._disk_for_test = disk
+        failed = await steady.start_run(rt, {"n": 200, "fail_at": 100, "moment": True})
+        assert failed.status == ev.FAILED
+        (advert,) = find_runtimes(str(home))
+        async with SidecarClient.connect(advert, client="tester") as c:
+            # A snapshot waits for everything emitted so far to be on disk: after a failed
+            # batch that wait must neither raise nor take the runtime down.
+            got = []
+            async with c.subscribe(failed.run_id, live_marker=True) as events:
+                async for e in events:
+                    if not isinstance(e, ev.Event):
+                        break
+                    got.append(e)
+            assert type(got[0]) is ev.RunStarted and type(got[-1]) is ev.RunFinished
+            later = await after.start_run(rt, {})
+            assert later.status == ev.SUCCEEDED
+            assert [r.run_id for r in await c.list_runs()] == []
+
+
 @pytest.mark.parametrize("durability", ["strict", "batch", "off"])
 async def test_disk_full_for_good_never_ends_as_success(durability, home, layout, tmp_path, monkeypatch):
     disk = FaultyDisk()
