@@ -268,6 +268,12 @@ async def test_disk_full_for_a_moment_fails_the_run_and_the_runtime_goes_on(
     assert ticks[:100] == list(range(100))  # what was written before the failure is all there
     assert len(ticks) < 400
     assert_log_is_whole(layout.run_log(later.run_id))
+    # The index points at the right bytes: offsets after the failed batch were moved back.
+    index = Index(layout)
+    index.catch_up()
+    in_log = [e for e in events if isinstance(e, ev.MemoryRecorded)]
+    assert index.memory(run_id=outcome.run_id, order="asc", limit=None) == in_log
+    index.close()
     check_ok(tmp_path)
 
 
