@@ -28,7 +28,7 @@ from runtime.errors import RunBusy, StoreWriteError
 from runtime.store import owner
 from runtime.store import writer as writer_mod
 from runtime.store.index import Index
-from runtime.store.logfile import complete_size, read_events
+from runtime.store.logfile import read_events
 
 from .conftest import ag, rt_open
 
