@@ -533,7 +533,7 @@ def test_an_id_owned_by_another_process_is_refused(home, layout, tmp_path):
 
 class SlowDisk(FaultyDisk):
     def write(self, fd, data):
-        time.sleep(0.02)  # a slow disk: 20 ms per write
+        time.sleep(len(data) / 20e6)  # a disk that takes 20 MB/s: slower than the loop
         return os.write(fd, data)
 
 
@@ -545,19 +545,19 @@ async def tight(n: int, *, context):
     for i in range(n):
         await mem.record("t", {"i": i})
         worst = max(worst, writer.backlog)
-    return {"worst": worst, "waits": writer.waits}
+    return {"worst": worst, "waits": getattr(writer, "waits", 0)}
 
 
 async def test_a_tight_loop_is_held_back_to_what_the_disk_writes(home, layout, monkeypatch):
     monkeypatch.setattr(writer_mod, "os", SlowDisk())
-    n = 30_000
+    n = 60_000
     async with rt_open(home, durability="batch") as rt:
         outcome = await tight.start_run(rt, {"n": n})
     assert outcome.status == ev.SUCCEEDED
     # What a kill -9 loses is what is acknowledged and unwritten: with a disk this slow, the
     # loop waits for it instead of running up tens of thousands of events ahead.
+    assert outcome.outputs["worst"] < n // 4
     assert outcome.outputs["waits"] > 0
-    assert outcome.outputs["worst"] < n // 3
     assert len(memory_ids(layout.run_log(outcome.run_id))) == n
 
 
@@ -621,6 +621,9 @@ def test_fault_matrix_short(tmp_path):
     rows = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
     assert {r["durability"] for r in rows} == {"strict", "batch"}
     for r in rows:
-        assert r["acked_lost"] == 0 or (r["durability"] == "batch" and r["within_window"]), r
+        # (how old the events a batch-mode kill lost were is a timing: `just fault` judges it)
+        assert r["durability"] == "batch" or r["acked_lost"] == 0, r
+        assert r["durability"] == "batch" or r["tool_again"] == 0, r
         assert r["effects_twice"] == 0, r
+        assert r["resumed_ok"] and r["events_after_resume_ok"], r
         assert r["check_failures"] == 0, r
