@@ -180,8 +180,9 @@ class FaultyDisk:
     """Stands in for ``os`` inside the log writer: writes fail with ``err`` while ``failing``
     (the first one short, as a filling disk does), everything else is the real call."""
 
-    def __init__(self, err=errno.ENOSPC):
+    def __init__(self, err=errno.ENOSPC, fsync_only=False):
         self.err = err
+        self.fsync_only = fsync_only  # the data is written, its fsync fails (an I/O error)
         self.failing = False
         self.failed = 0
         self.left: int | None = None  # failures until the space is back (None: for good)
@@ -204,7 +205,7 @@ class FaultyDisk:
         raise OSError(self.err, os.strerror(self.err))
 
     def write(self, fd, data):
-        if self.failing:
+        if self.failing and not self.fsync_only:
             if self._short and len(data) > 1:  # half a batch lands, then the disk is full
                 self._short = False
                 return os.write(fd, bytes(data[: len(data) // 2]))
@@ -244,11 +245,13 @@ async def after(*, context):
     return "ok"
 
 
-@pytest.mark.parametrize("durability", ["strict", "batch", "off"])
+@pytest.mark.parametrize(("durability", "fault"), [
+    ("strict", "write"), ("batch", "write"), ("off", "write"), ("strict", "fsync"), ("batch", "fsync"),
+])
 async def test_disk_full_for_a_moment_fails_the_run_and_the_runtime_goes_on(
-    durability, home, layout, tmp_path, monkeypatch
+    durability, fault, home, layout, tmp_path, monkeypatch
 ):
-    disk = FaultyDisk()
+    disk = FaultyDisk(fsync_only=fault == "fsync")
     monkeypatch.setattr(writer_mod, "os", disk)
     async with rt_open(home, durability=durability) as rt:
         rt.writer._disk_for_test = disk

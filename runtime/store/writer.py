@@ -33,6 +33,7 @@ import os
 import resource
 import time
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable
 from pathlib import Path
 
@@ -186,6 +187,8 @@ class LogWriter:
         self._runs: dict[str, _RunLog] = {}
         self._dirs: set[Path] = set()  # run folders known to exist
         self._open: OrderedDict[str, _RunLog] = OrderedDict()  # logs with an open fd, LRU first
+        self._unsynced: dict[str, tuple[Segment, _RunLog]] = {}  # disk thread: see _write
+        self._sync_failures: dict[str, tuple[Segment, OSError]] = {}
         self.max_open = max_open_logs()
         self._appended = 0  # tickets handed out
         self._durable = 0  # tickets whose batch is done: on disk, or failed (see _failed)
@@ -435,11 +438,15 @@ class LogWriter:
         results: dict[str, tuple] = {}
         written: list[Segment] = []
         new_logs: list[Segment] = []
+        # Written, not yet fsync'd: all of a batch's files are fsync'd together at the end (in
+        # parallel when there are many: one journal commit then serves several).
+        self._unsynced: dict[str, tuple[Segment, _RunLog]] = {}
+        self._sync_failures: dict[str, tuple[Segment, OSError]] = {}
         for seg in segments:
             rl = logs[seg.run_id]
             created = rl.created
             try:
-                delta = self._write_segment(seg, rl, sync)
+                delta = self._write_segment(seg, rl)
             except OSError as exc:
                 results[seg.run_id] = (self._write_failed(seg, rl, exc), self._undo(seg, rl))
                 continue
@@ -448,6 +455,17 @@ class LogWriter:
             if not created:
                 new_logs.append(seg)
             written.append(seg)
+            if sync:
+                self._unsynced[seg.run_id] = (seg, rl)
+        if sync:
+            self._fsync_pending()
+            for run_id, (seg, exc) in self._sync_failures.items():
+                rl = logs[run_id]
+                written.remove(seg)
+                if seg in new_logs:
+                    new_logs.remove(seg)
+                moved = results.get(run_id, (None, 0))[1]
+                results[run_id] = (self._write_failed(seg, rl, exc), moved + self._undo(seg, rl))
         if sync and new_logs:  # a new log's name must survive a power cut too
             for folder in {seg.path.parent for seg in new_logs}:
                 try:
@@ -463,7 +481,25 @@ class LogWriter:
                 log.exception("indexing a batch failed; the index will catch up from the log")
         return results
 
-    def _write_segment(self, seg: Segment, rl: _RunLog, sync: bool) -> int:
+    def _fsync_pending(self) -> None:
+        """fsync every log this batch wrote to (one closed meanwhile was fsync'd first)."""
+        items = list(self._unsynced.items())
+        self._unsynced = {}
+
+        def one(item: tuple[str, tuple[Segment, _RunLog]]) -> None:
+            run_id, (seg, rl) = item
+            try:
+                os.fsync(rl.fd)
+            except OSError as exc:
+                self._sync_failures[run_id] = (seg, exc)
+
+        if len(items) > 2:
+            list(_fsync_pool().map(one, items))
+        else:
+            for item in items:
+                one(item)
+
+    def _write_segment(self, seg: Segment, rl: _RunLog) -> int:
         if rl.fatal is not None:
             raise rl.fatal
         delta = 0
@@ -485,13 +521,17 @@ class LogWriter:
         view = memoryview(seg.data)
         while view:
             view = view[os.write(fd, view) :]
-        if sync:
-            os.fsync(fd)
         return delta
 
     def _open_log(self, rl: _RunLog) -> int:
         while len(self._open) >= self.max_open:  # keep the descriptors bounded: close the idlest
             _, idle = self._open.popitem(last=False)
+            waiting = self._unsynced.pop(idle.run_id, None)
+            if waiting is not None:  # written by this batch: durable before it is closed
+                try:
+                    os.fsync(idle.fd)
+                except OSError as exc:
+                    self._sync_failures[idle.run_id] = (waiting[0], exc)
             self._close_fd(idle)
         if rl.created:
             fd = os.open(rl.path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
@@ -553,6 +593,16 @@ class LogWriter:
             return str(path.relative_to(self.layout.home))
         except ValueError:
             return str(path)
+
+
+_POOL: list[ThreadPoolExecutor] = []
+
+
+def _fsync_pool() -> ThreadPoolExecutor:
+    """A few threads to fsync a batch's many logs at once (created on first need)."""
+    if not _POOL:
+        _POOL.append(ThreadPoolExecutor(max_workers=8, thread_name_prefix="aethergraph-fsync"))
+    return _POOL[0]
 
 
 def _fsync_dir(path: Path) -> None:
