@@ -553,7 +553,7 @@ async def tight(n: int, *, context):
 
 async def test_a_tight_loop_is_held_back_to_what_the_disk_writes(home, layout, monkeypatch):
     monkeypatch.setattr(writer_mod, "os", SlowDisk())
-    n = 60_000
+    n = 100_000
     async with rt_open(home, durability="batch") as rt:
         outcome = await tight.start_run(rt, {"n": n})
     assert outcome.status == ev.SUCCEEDED

@@ -10,9 +10,9 @@ Durability (``AETHERGRAPH_DURABILITY``):
 
 - ``strict``: ``record()`` returns only after its event is fsync'd (the writer skips its window
   while someone waits);
-- ``batch`` (default): fsync'd within about ``BATCH_WINDOW`` seconds of being emitted; a fast
-  emitter is held back (``room``) so that what is acknowledged but not yet written stays within
-  about ``LAG_TARGET`` seconds of the writer's work, however fast it records;
+- ``batch`` (default): fsync'd within about ``BATCH_WINDOW`` seconds of being emitted while the
+  disk keeps up; an emitter faster than the disk is held back (``wait_room``) so that nothing
+  acknowledged stays unwritten much longer than ``LAG_TARGET``, however fast it records;
 - ``off``: written to the OS on the same timer, never fsync'd (survives a process crash, not a
   power cut).
 
@@ -57,7 +57,7 @@ OFF_WINDOW = 0.05
 # unwritten, an emitter waits while the oldest of them was emitted more than LAG_TARGET ago.
 # So acknowledged-but-unwritten is bounded in time (about LAG_TARGET plus one batch on its way
 # to disk): what a kill -9 in ``batch`` can lose. Short bursts the disk keeps up with never wait.
-LAG_TARGET = 0.01
+LAG_TARGET = 0.02
 ROOM = 1_000
 HIGH_WATER = 100_000  # never more than this many unwritten events, whatever their age
 LOG_MODE = 0o600
