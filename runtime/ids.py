@@ -5,9 +5,11 @@ time and name their own log file (``runs/2026/11/<run_id>.jsonl``) without a loo
 part is 64 bits: among a million runs started in the same second the chance of a collision is
 about 3e-8 (24 bits, the old length, collided in soaks). Uniqueness does not rest on chance alone:
 a new run takes the id's owner lock and creates its log exclusively (``O_EXCL``), so a collision
-fails that run's start loudly instead of sharing a log. Older 6-hex-digit ids stay valid. Ids of things a run
-creates inside itself (asks, memory events) are derived from the run id, the node path and a
-per-node counter, so re-executing the same code after a crash derives the same ids.
+fails that run's start loudly instead of sharing a log. Older 6-hex-digit ids stay valid.
+
+Ids of things a run creates inside itself (asks, memory events) are derived from the run id, the
+node path and a per-node counter, so re-executing the same code after a crash derives the same
+ids.
 """
 
 from __future__ import annotations
