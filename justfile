@@ -28,3 +28,7 @@ bench-quick *args:
 # the crash matrix of tests/test_step_identity.py with 30 trials per case (the suite runs 8)
 crash-matrix *args:
     AG_CRASH_TRIALS=30 python -m pytest -q tests/test_step_identity.py -k crash_matrix {{args}}
+
+# the crash matrix: kill -9 a recording process at random points, resume, check (strict, batch)
+fault *args:
+    python bench/fault_matrix.py {{args}}

@@ -20,9 +20,10 @@ from __future__ import annotations
 from typing import Any
 
 from runtime import events as ev
-from runtime.errors import AetherGraphError, UnknownRun
+from runtime.errors import AetherGraphError, RunBusy, UnknownRun
 from runtime.history import summarize
 from runtime.journal import Journal
+from runtime.store import owner
 from runtime.store.layout import StoreLayout
 from runtime.store.logfile import read_events
 
@@ -39,8 +40,14 @@ def read_run(layout: StoreLayout, run_id: str) -> list[ev.Event]:
     return read_events(layout.existing_run_log(run_id), warn=False)
 
 
-def check_resumable(run_id: str, events: list[ev.Event]) -> None:
-    summary = summarize(run_id, events)
+def check_resumable(
+    run_id: str, events: list[ev.Event], layout: StoreLayout | None = None, *, owned: bool = False
+) -> None:
+    """Refuse with a clear ``CannotResume`` unless the run can be resumed. ``owned``: this
+    process holds the run's owner lock, so a log that still says "running" was interrupted."""
+    summary = summarize(run_id, events, None if owned else layout)
+    if owned and summary.status in (ev.RUNNING, ev.INTERRUPTED):
+        return
     if summary.status in RESUMABLE:
         return
     if summary.status == ev.FAILED and summary.error.startswith("Divergence:"):
@@ -55,18 +62,36 @@ def check_resumable(run_id: str, events: list[ev.Event]) -> None:
 
 
 async def resume(rt: Any, run_id: str, *, fn: Any = None) -> Any:
-    """Resume an interrupted run in ``rt``; returns its ``RunOutcome``."""
-    events = read_run(rt.layout, run_id)
-    check_resumable(run_id, events)
-    journal = Journal.from_events(run_id, events)
-    fn = fn or load_target(journal.entrypoint)
-    return await fn.start_run(rt, journal.inputs, entrypoint=journal.entrypoint, journal=journal, resume=True)
+    """Resume an interrupted run in ``rt``; returns its ``RunOutcome``.
+
+    Ownership first: the run's owner lock is taken before its log is read, so of two resumes
+    of one run the second refuses (``CannotResume``: "already being run by pid N"), and the
+    log read is the one the resume appends to. The run's writer lets go of it at the end."""
+    layout = rt.layout
+    if run_id in rt.runs:
+        raise CannotResume(f"run {run_id} is running in this runtime")
+    layout.run_log(run_id)  # a malformed id is an unknown run, not a lock to take
+    try:
+        owner.acquire(layout, run_id)
+    except RunBusy as exc:
+        raise CannotResume(str(exc)) from None
+    started = False
+    try:
+        events = read_run(layout, run_id)
+        check_resumable(run_id, events, layout, owned=True)
+        journal = Journal.from_events(run_id, events)
+        fn = fn or load_target(journal.entrypoint)
+        started = True
+        return await fn.start_run(rt, journal.inputs, entrypoint=journal.entrypoint, journal=journal, resume=True)
+    finally:
+        if not started:
+            owner.release(layout, run_id)
 
 
 async def retry(rt: Any, run_id: str, *, fresh: bool = False, fn: Any = None) -> Any:
     """A new run from the recorded inputs of a run that failed, was cancelled or timed out."""
     events = read_run(rt.layout, run_id)
-    summary = summarize(run_id, events)
+    summary = summarize(run_id, events, rt.layout)
     if summary.status in (ev.RUNNING,):
         raise CannotResume(f"run {run_id} is still running; cancel it first (ag cancel {run_id})")
     journal = None if fresh else Journal.from_events(run_id, events, tools_only=True)
@@ -81,7 +106,7 @@ __all__ = ["CannotResume", "UnknownRun", "resume", "retry"]
 def answer_offline(layout: StoreLayout, ask_id: str, value: str) -> tuple[str, str]:
     """Answer an ask of a run whose process is gone: the answer is appended to the run's log
     and used when the run is resumed. Returns (run_id, canonical answer)."""
-    import fcntl
+    import os
     import time
 
     from runtime.asks import normalize_answer
@@ -100,27 +125,33 @@ def answer_offline(layout: StoreLayout, ask_id: str, value: str) -> tuple[str, s
     run_id = row["run_id"]
     path = layout.existing_run_log(run_id)
     events = read_events(path, warn=False)
-    summary = summarize(run_id, events)
+    summary = summarize(run_id, events, layout)
     if summary.status != ev.INTERRUPTED:
         raise CannotResume(f"ask {ask_id} belongs to run {run_id}, which is {summary.status}")
     if ask_id not in summary.open_asks:
         raise CannotResume(f"ask {ask_id} is already closed in the log of run {run_id}")
     answer = normalize_answer(row["kind"], row["options"], value)
-    with open(path, "r+b") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            repair_torn_tail(path)
-            last = max((e.seq for e in read_events(path, warn=False)), default=0)
-            event = ev.AskAnswered(run_id=run_id, seq=last + 1, ts=time.time(), node=row["node"],
-                                   ask_id=ask_id, answer=answer, by=f"ag answer (offline, {HOST})")
-            f.seek(0, 2)
+    # Appending makes this process the log's writer for a moment: it must own the run (a
+    # resume that started meanwhile owns it, and then this refuses).
+    try:
+        owner.acquire(layout, run_id)
+    except RunBusy as exc:
+        raise CannotResume(f"ask {ask_id}: {exc}") from None
+    try:
+        events = read_events(path, warn=False)
+        again = summarize(run_id, events)  # we own it: "running" in the log means interrupted
+        if again.status not in (ev.RUNNING, ev.INTERRUPTED) or ask_id not in again.open_asks:
+            raise CannotResume(f"ask {ask_id} of run {run_id} is no longer open")
+        repair_torn_tail(path)
+        last = max((e.seq for e in events), default=0)
+        event = ev.AskAnswered(run_id=run_id, seq=last + 1, ts=time.time(), node=row["node"],
+                               ask_id=ask_id, answer=answer, by=f"ag answer (offline, {HOST})")
+        with open(path, "ab") as f:
             f.write(ev.encode(event) + b"\n")
             f.flush()
-            import os
-
             os.fsync(f.fileno())
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+    finally:
+        owner.release(layout, run_id)
     return run_id, answer
 
 
@@ -138,7 +169,7 @@ class Resumer:
             raise CannotResume(f"run {run_id} is running in this runtime")
         await rt.writer.wait_durable()  # read this runtime's own latest facts about the run
         events = await trio.to_thread.run_sync(read_run, rt.layout, run_id)
-        check_resumable(run_id, events)
+        check_resumable(run_id, events, rt.layout)
 
     async def start(self, rt: Any, run_id: str) -> dict[str, Any]:
         """Start ``ag resume RUN`` detached; returns where it runs and where its output goes."""

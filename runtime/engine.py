@@ -41,7 +41,7 @@ from .store.artifacts import BlobStore
 from .store.index import Index
 from .store.kv import KVStore
 from .store.layout import StoreLayout
-from .store.writer import LogWriter, resolve_durability
+from .store.writer import LogWriter, encode_error, resolve_durability
 from .timer import Timer
 
 log = logging.getLogger("aethergraph.runtime")
@@ -222,6 +222,8 @@ class Run:
     # What an earlier execution of this run did (resume), or of the run it retries.
     journal: Journal | None = None
     diverged: Divergence | None = None
+    # Set when some of this run's events could not be written (disk full...): the run fails.
+    store_error: BaseException | None = None
     _roots: dict[str, int] = attrs.field(factory=dict)
 
     def append(self, event: ev.Event) -> int:
@@ -240,12 +242,19 @@ class Run:
                 _FAULT.crash()
             rt.writer.crash_after_flush = _FAULT.crash
         subscribers = rt._subscribers or rt._typed_subscribers.get(type(event))
-        if subscribers:
-            encoded = ev.ENCODER.encode(event)
-            ticket = rt.writer.append(event, encoded)
-            rt._publish(event, encoded)
-        else:
-            ticket = rt.writer.append(event)
+        try:
+            if subscribers:
+                try:
+                    encoded = ev.ENCODER.encode(event)
+                except Exception as exc:
+                    raise encode_error(event, exc) from None
+                ticket = rt.writer.append(event, encoded)
+                rt._publish(event, encoded)
+            else:
+                ticket = rt.writer.append(event)
+        except Exception:
+            self.seq -= 1  # nothing was recorded: the next event takes this place
+            raise
         return ticket
 
     def emit(self, cls: type[ev.Event], node: str = "", **fields: Any) -> tuple[ev.Event, int]:
@@ -360,7 +369,8 @@ class Runtime:
         self.layout = layout
         self.durability = resolve_durability(config.durability)
         self.index = Index(layout)
-        self.writer = LogWriter(layout, self.durability, sink=self.index.ingest)
+        self.writer = LogWriter(layout, self.durability, sink=self.index.ingest,
+                                on_failure=self._log_write_failed)
         self.timer = Timer()
         self.blobs = BlobStore(layout)
         self.kv = KVStore(layout)
@@ -455,6 +465,14 @@ class Runtime:
         self._runs_listeners.append(callback)
         return lambda: self._runs_listeners.remove(callback)
 
+    def _log_write_failed(self, run_id: str, error: BaseException) -> None:
+        """The log writer could not write some of ``run_id``'s events: the run stops, FAILED
+        with that error (its callers see it; its run_finished says it, if it can be written)."""
+        run = self.runs.get(run_id)
+        if run is not None and run.store_error is None:
+            run.store_error = error
+            run.cancel(f"its events could not be written: {error}", by="store")
+
     def _runs_changed(self) -> None:
         for cb in list(self._runs_listeners):
             cb()
@@ -486,7 +504,7 @@ class Runtime:
             if run_id in self.runs:
                 raise AetherGraphError(f"run {run_id} is already running here")
         run_id = run_id or new_run_id()
-        self.writer.open_run(run_id)
+        self.writer.open_run(run_id, resume=resume)  # owns the log from here (RunBusy if not)
         run = Run(self, run_id, spec.name, journal=journal)
         self.runs[run_id] = run
         self._runs_changed()
@@ -511,12 +529,12 @@ class Runtime:
                 durability=self.durability,
                 attempt_of=attempt_of,
             )
-            if self.durability == "strict":  # a crash from here on leaves a resumable run
-                await self.writer.wait_durable(ticket)
         outcome = RunOutcome(run_id, ev.RUNNING)
         raised: BaseException | None = None
         try:
             with run.scope:
+                if self.durability == "strict" and not resume:
+                    await self.writer.wait_durable(ticket)  # a crash from here on leaves a resumable run
                 outputs = await self.execute_node(run, None, spec, inputs, invoke)
                 if isinstance(outputs, Failed):
                     outcome.status = ev.FAILED
@@ -541,6 +559,8 @@ class Runtime:
             outcome.status, outcome.error = ev.CANCELLED, exc
             raised = exc
         finally:
+            if run.store_error is not None:  # some of its events are not in its log
+                outcome.status, outcome.error, outcome.outputs = ev.FAILED, run.store_error, None
             run.status = outcome.status
             err = outcome.error
             if err is not None:
@@ -792,9 +812,11 @@ async def open_runtime(config: RuntimeConfig | None = None) -> AsyncIterator[Run
                     yield opened
     finally:
         if rt is not None:
-            rt.writer.close()
-            rt.kv.close()
-            rt.index.close()
+            try:
+                rt.writer.close()  # raises if a run's end could not be written: never a silent exit 0
+            finally:
+                rt.kv.close()
+                rt.index.close()
 
 
 @asynccontextmanager

@@ -76,3 +76,23 @@ class GraphFailed(AetherGraphError):
     def __init__(self, message: str, outputs: object = None) -> None:
         super().__init__(message)
         self.outputs = outputs
+
+
+class RunBusy(StoreError):
+    """Another live process (or this one) already owns the run's log."""
+
+    def __init__(self, run_id: str, pid: int | None) -> None:
+        who = f"pid {pid}" if pid else "another process"
+        super().__init__(f"run {run_id} is already being run by {who} on this host")
+        self.run_id = run_id
+        self.pid = pid
+
+
+class StoreWriteError(StoreError, OSError):
+    """A run's events could not be written to its log (disk full, I/O error, too many open
+    files, a log that already exists). The run fails; nothing it lost is reported durable."""
+
+    def __init__(self, message: str, errno: int | None = None) -> None:
+        super().__init__(message)
+        if errno is not None:
+            self.errno = errno

@@ -30,11 +30,22 @@ def pid_alive(pid: int | None) -> bool:
     return True
 
 
-def effective_status(status: str, pid: int | None, host: str | None) -> str:
-    """A run still "running" whose process is gone from this machine was interrupted."""
-    if status == ev.RUNNING and host == HOST and not pid_alive(pid):
-        return ev.INTERRUPTED
-    return status
+def effective_status(
+    status: str, pid: int | None, host: str | None, run_id: str | None = None, layout: Any = None
+) -> str:
+    """A run still "running" that nobody on this machine owns any more was interrupted.
+
+    With the run's id and store, the owner lock answers (``store.owner``: the kernel drops it
+    when the owner dies, so a reused pid cannot fool it, and a resumed run is owned by its new
+    process). Without them (a caller that does not know the store) the recorded pid is asked.
+    A run recorded on another host is taken at its word."""
+    if status != ev.RUNNING or host != HOST:
+        return status
+    if run_id is not None and layout is not None:
+        from .store.owner import holder
+
+        return ev.INTERRUPTED if holder(layout, run_id) is None else status
+    return status if pid_alive(pid) else ev.INTERRUPTED
 
 
 @attrs.define
@@ -161,10 +172,12 @@ def _plain(event: ev.Event) -> dict[str, Any]:
     return msgspec.to_builtins(event)
 
 
-def summarize(run_id: str, events: Iterable[ev.Event]) -> RunSummary:
+def summarize(run_id: str, events: Iterable[ev.Event], layout: Any = None) -> RunSummary:
+    """The run as its events tell it; ``layout`` (its store) lets a still "running" run be
+    checked against its owner lock."""
     s = RunSummary(run_id)
     for e in events:
         s.apply(e)
     if s.status == ev.RUNNING:
-        s.status = effective_status(s.status, s.pid, s.host)
+        s.status = effective_status(s.status, s.pid, s.host, run_id, layout)
     return s

@@ -34,7 +34,7 @@ from textual.reactive import reactive
 from textual.screen import ModalScreen
 
 from runtime import events as ev
-from runtime.store.layout import resolve_home
+from runtime.store.layout import StoreLayout, resolve_home
 
 from .messages import (
     BackendProblem,
@@ -143,6 +143,7 @@ class AetherGraphApp(App[int]):
         self.home: Path = resolve_home(home)
         self.store = StoreReader(self.home)
         self.state = DashboardState()
+        self.state.layout = StoreLayout(self.home)
         self.detail: RunModel | None = None
         self.hosted = (run, dict(inputs or {}), entrypoint) if run is not None else None
         self.poll_s = poll_s

@@ -78,6 +78,8 @@ class DashboardState:
         self.asks_version = 0
         self.runtimes_version = 0
         self.index_limit = self.PAGE
+        # The store (a StoreLayout), so a "running" run is checked against its owner lock.
+        self.layout: Any = None
         self.index_has_more = False
         self.index_loaded = False
         self.store_missing = False
@@ -94,7 +96,7 @@ class DashboardState:
         The index is read every couple of seconds; when it says nothing new (the usual case)
         nothing is marked changed, so nothing is redrawn."""
         statuses = [
-            effective_status(r["status"], r["pid"], r["host"])
+            effective_status(r["status"], r["pid"], r["host"], r["run_id"], self.layout)
             if r["status"] == ev.RUNNING and r["run_id"] not in self.live_runs else r["status"]
             for r in rows
         ]

@@ -56,7 +56,7 @@ def cmd_runs(args: Any) -> int:
         index.close()
     now = time.time()
     for r in runs:
-        r["status"] = effective_status(r["status"], r["pid"], r["host"])
+        r["status"] = effective_status(r["status"], r["pid"], r["host"], r["run_id"], layout)
         end = r["finished"] if r["finished"] is not None else (r["last_ts"] if r["status"] != "running" else now)
         r["duration_s"] = None if r["started"] is None or end is None else end - r["started"]
     if args.json:
@@ -159,7 +159,7 @@ def cmd_show(args: Any) -> int:
         raise CliError(f"unknown run id: {args.run_id}") from None
     bad: list = []
     events = read_events(path, bad_lines=bad, warn=False)
-    summary = summarize(args.run_id, events)
+    summary = summarize(args.run_id, events, layout)
     if args.json:
         out = {"run": summary.to_dict(), "events": [msgspec.to_builtins(e) for e in events],
                "bad_lines": [str(b) for b in bad]}

@@ -89,7 +89,7 @@ def check_store(layout: StoreLayout, *, verify_blobs: bool = False) -> CheckRepo
             complete = complete_size(path)
             if complete < size:
                 report.problems.append(Problem(where, f"torn last line ({size - complete} bytes) from a crash; "
-                                               "it is cut off when the log is next opened"))
+                                               "readers skip it; `ag resume` (the run's next owner) cuts it off"))
             mark = marks.get(where, 0)
             if mark < complete:
                 report.problems.append(Problem(where, f"index is behind the log by {complete - mark} bytes; "
@@ -101,7 +101,7 @@ def check_store(layout: StoreLayout, *, verify_blobs: bool = False) -> CheckRepo
                 continue
             if row is not None and status is not None and row["status"] != status:
                 report.problems.append(Problem(
-                    where, f"index says {row['status']}, log says {effective_status(status, pid, host)}"))
+                    where, f"index says {row['status']}, log says {effective_status(status, pid, host, run_id, layout)}"))
             if mem_counts.get(run_id, 0) != counts["memory"]:
                 report.problems.append(Problem(
                     where, f"log has {counts['memory']} memory events, index has {mem_counts.get(run_id, 0)}"))

@@ -26,7 +26,6 @@ from typing import Any
 import msgspec
 
 from ..events import (
-    DECODER,
     ArtifactPinned,
     ArtifactWritten,
     AskAnswered,
@@ -43,9 +42,9 @@ from ..events import (
     RunResumed,
     RunStarted,
 )
-from ..history import HOST, pid_alive
+from . import owner
 from .layout import StoreLayout, private_dirs, touch_private
-from .logfile import BadLine, complete_size, read_log, repair_torn_tail
+from .logfile import BadLine, complete_size, read_log
 from .writer import Segment
 
 log = logging.getLogger("aethergraph.store")
@@ -221,17 +220,10 @@ def _retry_locked(fn, *args, what: str = "the index lock"):
             delay = min(delay * 2, 0.5)
 
 
-def writer_is_gone(path: Path) -> bool:
-    """Is the process that wrote this log (its run_started says which) dead on this host?"""
-    try:
-        with open(path, "rb") as f:
-            first = f.readline()
-        start = DECODER.decode(first)
-    except Exception:
-        return False
-    if type(start) is not RunStarted or start.host != HOST:
-        return False
-    return not pid_alive(start.pid)
+def writer_is_gone(layout: StoreLayout, run_id: str) -> bool:
+    """Is nobody on this host writing this run's log? The owner lock says (see ``owner``);
+    a reader asks, it never takes the lock and never writes."""
+    return owner.holder(layout, run_id) is None
 
 
 def time_key(ts: float) -> int:
@@ -483,7 +475,9 @@ class Index:
     def catch_up(self, bad_lines: list[BadLine] | None = None, batch: int = 20_000) -> int:
         """Index whatever complete lines the logs hold beyond the index's marks.
 
-        Returns the number of events indexed.
+        Returns the number of events indexed. A reader: it never writes a log. A partial last
+        line is either still being written by the run's owner or left by a crash; it is not
+        indexed, and only the run's next owner (``ag resume``) cuts it off.
         """
         with self._wlock:
             marks = dict(self._w.execute("SELECT path, indexed_bytes FROM logs").fetchall())
@@ -497,10 +491,7 @@ class Index:
                 continue
             if size <= indexed:
                 continue
-            complete = complete_size(path)
-            if complete < size and writer_is_gone(path):
-                repair_torn_tail(path)  # a crash left half a line; nobody will finish it
-            if complete <= indexed:
+            if complete_size(path) <= indexed:
                 continue
             total += self._ingest_file(path, rel, indexed, bad_lines, batch)
         return total

@@ -3,8 +3,9 @@
 A log is JSON lines, appended only. A process killed mid-write can leave one partial line at the
 end (a *torn tail*); nothing else is ever rewritten. Readers therefore:
 
-- treat only newline-terminated lines as written; a torn tail is left alone while its writer may
-  still be alive, and cut off (``repair_torn_tail``) by whoever next opens the log for writing;
+- treat only newline-terminated lines as written, and never write: a torn tail is either still
+  being written by the run's owner or left by a crash, and only the run's next owner (the
+  process holding its lock in ``owner``: ``ag resume``) cuts it off (``repair_torn_tail``);
 - skip a line that does not decode (bit rot, a hand edit, non-UTF-8 bytes) with a warning naming
   the file and line, and carry on: one bad line must not hide the rest of a run's history.
 """
@@ -130,7 +131,7 @@ def complete_size(path: Path) -> int:
 def repair_torn_tail(path: Path) -> int:
     """Cut a partial last line off; return how many bytes were removed.
 
-    Only for a log no live process is writing: the caller opens it for appending next.
+    Only for the run's owner (it holds the run's lock, see ``owner``), which appends next.
     """
     try:
         size = os.path.getsize(path)

@@ -10,33 +10,57 @@ Durability (``AETHERGRAPH_DURABILITY``):
 
 - ``strict``: ``record()`` returns only after its event is fsync'd (the writer skips its window
   while someone waits);
-- ``batch`` (default): fsync'd within about ``BATCH_WINDOW`` seconds of being emitted;
+- ``batch`` (default): fsync'd within about ``BATCH_WINDOW`` seconds of being emitted while the
+  disk keeps up; an emitter faster than the disk is held back (``wait_room``) so that nothing
+  acknowledged stays unwritten much longer than ``LAG_TARGET``, however fast it records;
 - ``off``: written to the OS on the same timer, never fsync'd (survives a process crash, not a
   power cut).
+
+Faults: this process owns every log it writes (``owner``: an OS lock, taken by ``open_run``
+before the first event, dropped once the last one is durable), so it alone may repair a torn
+tail. A write that fails (disk full, I/O error, too many open files) is undone — the log is cut
+back to the end of what was written before, later offsets are moved back to match — and the runs
+that had events in that batch fail with ``StoreWriteError``: their strict waiters get it, and
+``on_failure`` lets the runtime end them FAILED. Nothing failed is ever counted as durable, and
+the next batch that can be written is written: the runtime goes on once there is space again.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
+import resource
+import time
+from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable
 from pathlib import Path
 
 import attrs
 import trio
 
-from ..events import ENCODER, Event
-from .layout import StoreLayout, open_private, private_dirs
-from .logfile import repair_torn_tail
+from ..errors import RunBusy, StoreError, StoreWriteError
+from ..events import ENCODER, Event, RunFinished
+from . import owner
+from .layout import StoreLayout, private_dirs
+from .logfile import complete_size, repair_torn_tail
 
 log = logging.getLogger("aethergraph.store")
+_clock = time.monotonic
 
 DURABILITY_ENV = "AETHERGRAPH_DURABILITY"
 DURABILITY_MODES = ("strict", "batch", "off")
 BATCH_WINDOW = 0.005
 OFF_WINDOW = 0.05
-# Past this many unwritten events, emitters that can wait (memory.record) wait for the disk.
-HIGH_WATER = 200_000
+# Back-pressure on emitters that can wait (memory.record): once more than ROOM events are
+# unwritten, an emitter waits while the oldest of them was emitted more than LAG_TARGET ago.
+# So acknowledged-but-unwritten is bounded in time (about LAG_TARGET plus one batch on its way
+# to disk): what a kill -9 in ``batch`` can lose. Short bursts the disk keeps up with never wait.
+LAG_TARGET = 0.02
+ROOM = 1_000
+HIGH_WATER = 100_000  # never more than this many unwritten events, whatever their age
+LOG_MODE = 0o600
 
 
 def resolve_durability(value: str | None = None) -> str:
@@ -44,6 +68,68 @@ def resolve_durability(value: str | None = None) -> str:
     if value not in DURABILITY_MODES:
         raise ValueError(f"durability must be one of {', '.join(DURABILITY_MODES)}; got {value!r}")
     return value
+
+
+def max_open_logs() -> int:
+    """How many run logs to keep open at once: a quarter of the descriptor limit (the rest is
+    for sockets, SQLite, artifacts), at least 8, at most 512."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        soft = 4096
+    return max(8, min(512, soft // 4))
+
+
+def encode_error(event: Event, exc: BaseException) -> Exception:
+    """A clear error for an event that cannot be JSON-encoded, naming the field at fault and
+    what in it is wrong (``TypeError`` for a value of the wrong type, ``ValueError`` else)."""
+    tag = type(event).__struct_config__.tag
+    field = next((f for f in event.__struct_fields__ if _unencodable(getattr(event, f))), None)
+    where = f"field {field!r} of the {tag} event" if field else f"the {tag} event"
+    found = _diagnose(getattr(event, field)) if field else None
+    if found is not None:
+        cls, reason = found
+    else:
+        cls = TypeError if isinstance(exc, TypeError) else ValueError
+        reason = str(exc) or type(exc).__name__
+    return cls(f"cannot record {where} (run {event.run_id}): {reason}")
+
+
+MAX_DEPTH = 500
+
+
+def _unencodable(value: object) -> bool:
+    try:
+        ENCODER.encode(value)
+    except Exception:
+        return True
+    return False
+
+
+def _diagnose(value: object) -> tuple[type[Exception], str] | None:
+    """What makes ``value`` unencodable, found without recursion (it may be nested too deep
+    for that): a dict key that is not a string or number, a string that is not UTF-8, depth."""
+    stack = [(value, 0)]
+    while stack:
+        v, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            return ValueError, f"nested more than {MAX_DEPTH} levels deep"
+        t = type(v)
+        if t is str:
+            try:
+                v.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                return ValueError, f"a string that is not valid UTF-8 ({exc.reason}: {v[:40]!r})"
+        elif t is dict:
+            for k, item in v.items():
+                if not isinstance(k, (str, int, float)):
+                    return TypeError, (f"a dict key of type {type(k).__name__} ({k!r:.40}); "
+                                       "keys must be strings or numbers")
+                if isinstance(k, str):
+                    stack.append((k, depth + 1))
+                stack.append((item, depth + 1))
+        elif t is list or t is tuple or t is set or t is frozenset:
+            stack.extend((item, depth + 1) for item in v)
+    return None
 
 
 @attrs.define(eq=False)
@@ -56,6 +142,7 @@ class Segment:
     data: bytes
     events: list[Event]
     offsets: list[int]
+    tickets: list[int] = attrs.field(factory=list)
 
     @property
     def end(self) -> int:
@@ -66,15 +153,22 @@ class Segment:
 class _RunLog:
     run_id: str
     path: Path
-    file: object
+    fd: int | None
     position: int  # end of what has been handed to the disk thread
+    created: bool  # the file exists (a resumed run, or after its first write)
     buf: bytearray = attrs.field(factory=bytearray)
     events: list[Event] = attrs.field(factory=list)
     offsets: list[int] = attrs.field(factory=list)
+    tickets: list[int] = attrs.field(factory=list)
     closing: bool = False
+    # A failure no later write can fix (the log belongs to another run: an id collision).
+    fatal: StoreWriteError | None = None
+    # The file's end is unknown (a failed write could not be undone): measure before writing.
+    resync: bool = False
 
 
 IndexSink = Callable[[list[Segment]], None]
+FailureSink = Callable[[str, StoreWriteError], None]
 
 
 class LogWriter:
@@ -83,39 +177,66 @@ class LogWriter:
         layout: StoreLayout,
         durability: str = "batch",
         sink: IndexSink | None = None,
+        on_failure: FailureSink | None = None,
     ) -> None:
         self.layout = layout
         self.durability = resolve_durability(durability)
         self.window = OFF_WINDOW if self.durability == "off" else BATCH_WINDOW
         self._sink = sink
+        self.on_failure = on_failure
         self._runs: dict[str, _RunLog] = {}
         self._dirs: set[Path] = set()  # run folders known to exist
+        self._open: OrderedDict[str, _RunLog] = OrderedDict()  # logs with an open fd, LRU first
+        self._unsynced: dict[str, tuple[Segment, _RunLog]] = {}  # disk thread: see _write
+        self._sync_failures: dict[str, tuple[Segment, OSError]] = {}
+        self.max_open = max_open_logs()
         self._appended = 0  # tickets handed out
-        self._durable = 0  # tickets known on disk (fsync'd unless durability is off)
+        self._durable = 0  # tickets whose batch is done: on disk, or failed (see _failed)
+        # Tickets of failed batches -> the error; two generations, so a waiter woken by one
+        # flush still finds its ticket after the next.
+        self._failed: dict[int, StoreWriteError] = {}
+        self._failed_old: dict[int, StoreWriteError] = {}
+        self.failures = 0  # segments that could not be written, since the start
+        self.waits = 0  # times an emitter waited for the disk (back-pressure)
+        self.unwritten: list[StoreWriteError] = []  # runs whose last event never reached disk
+        # Back-pressure: past this many unwritten events, emitters look at their age.
+        self.room = ROOM
+        self._since = 0.0  # when the oldest event not yet taken for a batch was emitted
+        self._inflight_since = 0.0  # ... the oldest of the batch on its way to disk
         self._pending = trio.Event()
         self._urgent = trio.Event()
         self._flushed = trio.Event()
         self._running = False
-        self._failure: BaseException | None = None
         self.crash_after_flush: Callable[[], None] | None = None
 
     # -- emitting (synchronous, from the trio thread) -----------------------------------------
 
-    def open_run(self, run_id: str) -> Path:
-        """Prepare a run's log for appending (repairing a torn tail a crash left).
+    def open_run(self, run_id: str, *, resume: bool = False) -> Path:
+        """Own a run's log and prepare it for appending.
 
-        A new log is created by the disk thread with its first batch (and its folder fsync'd
-        once per batch), so starting a run costs no syscall on the event loop."""
-        if run_id in self._runs:
-            self._runs[run_id].closing = False
-            return self._runs[run_id].path
+        Takes the run's owner lock (``RunBusy`` if a live process has it). A new run's log is
+        created, exclusively, by the disk thread with its first batch: an id that already has a
+        log fails that run instead of writing into another run's history. A resumed run's torn
+        tail (a crash mid-write) is cut here: only the owner may.
+        """
+        rl = self._runs.get(run_id)
+        if rl is not None:
+            if resume and rl.closing:  # it ended here a moment ago and is resumed at once
+                rl.closing = False
+                return rl.path
+            raise RunBusy(run_id, os.getpid())  # two runs of this process with one id
         path = self.layout.run_log(run_id)
-        if os.path.exists(path):  # resuming: append after what is there
-            repair_torn_tail(path)
-            f = open(path, "ab", buffering=0, opener=open_private)
-            self._runs[run_id] = _RunLog(run_id, path, f, f.seek(0, os.SEEK_END))
-        else:
-            self._runs[run_id] = _RunLog(run_id, path, None, 0)
+        if not (resume and owner.holds(self.layout, run_id)):  # resume() may have taken it
+            owner.acquire(self.layout, run_id)
+        try:
+            if resume:
+                repair_torn_tail(path)
+                self._runs[run_id] = _RunLog(run_id, path, None, os.path.getsize(path), True)
+            else:
+                self._runs[run_id] = _RunLog(run_id, path, None, 0, False)
+        except BaseException:
+            owner.release(self.layout, run_id)
+            raise
         return path
 
     def close_run(self, run_id: str) -> None:
@@ -129,17 +250,28 @@ class LogWriter:
         """Queue ``event`` for its run's log; return its ticket for ``wait_durable``.
 
         ``encoded``: the event's JSON when the caller already has it (it is sent to live
-        subscribers too: one encoding for the disk and the wire)."""
-        rl = self._runs[event.run_id]
+        subscribers too: one encoding for the disk and the wire). An event that cannot be
+        encoded raises ``TypeError``/``ValueError`` and leaves everything as it was."""
+        rl = self._runs.get(event.run_id)
+        if rl is None:
+            raise StoreError(f"run {event.run_id} has no open log in this process")
         buf = rl.buf
-        rl.offsets.append(rl.position + len(buf))
+        mark = len(buf)
         if encoded is None:
-            ENCODER.encode_into(event, buf, -1)
+            try:
+                ENCODER.encode_into(event, buf, -1)
+            except Exception as exc:
+                del buf[mark:]  # msgspec leaves what it wrote before failing
+                raise encode_error(event, exc) from None
         else:
             buf += encoded
         buf.append(10)
+        if not self._since:
+            self._since = _clock()
+        rl.offsets.append(rl.position + mark)
         rl.events.append(event)
         self._appended += 1
+        rl.tickets.append(self._appended)
         self._pending.set()
         return self._appended
 
@@ -150,29 +282,46 @@ class LogWriter:
     # -- waiting ------------------------------------------------------------------------------
 
     async def wait_durable(self, ticket: int | None = None) -> None:
-        """Wait until the event with ``ticket`` (default: everything so far) is on disk."""
+        """Wait until the event with ``ticket`` (default: everything so far) is on disk.
+
+        With a ticket, raises ``StoreWriteError`` if that event's batch could not be written.
+        Without one, only waits: one run's failure is not every waiter's (a subscriber or a
+        query waiting to read what is on disk goes on with what is there)."""
+        check = ticket is not None
         if ticket is None:
             ticket = self._appended
         if self._durable >= ticket:
             await trio.lowlevel.checkpoint()
-            return
-        if not self._running:
-            return  # shutting down: ``close`` writes what is left
-        while self._durable < ticket:
-            self._check_failure()
+        elif self._running:
+            while self._durable < ticket and self._running:
+                self._urgent.set()
+                self._pending.set()
+                await self._flushed.wait()
+        if check:
+            err = self._failed.get(ticket) or self._failed_old.get(ticket)
+            if err is not None:
+                raise err
+
+    def lag(self) -> float:
+        """Seconds since the oldest event not yet written was emitted (0 when none)."""
+        oldest = self._inflight_since or self._since
+        return _clock() - oldest if oldest else 0.0
+
+    async def wait_room(self) -> None:
+        """Back-pressure for fast emitters: while more than ``room`` events are unwritten and
+        the oldest is older than ``LAG_TARGET`` (or more than ``HIGH_WATER`` are), wait for
+        the disk."""
+        waited = False
+        while self._running and self._appended - self._durable > self.room:
+            if self._appended - self._durable <= HIGH_WATER and self.lag() <= LAG_TARGET:
+                break
+            self.waits += 1
+            waited = True
             self._urgent.set()
             self._pending.set()
             await self._flushed.wait()
-        self._check_failure()
-
-    async def wait_room(self) -> None:
-        """Back-pressure for fast emitters: wait while too much is queued."""
-        if self._appended - self._durable > HIGH_WATER:
-            await self.wait_durable(self._appended - HIGH_WATER // 2)
-
-    def _check_failure(self) -> None:
-        if self._failure is not None:
-            raise OSError(f"the event log could not be written: {self._failure}") from self._failure
+        if not waited:  # the disk keeps up: as cheap as the emitter's usual path
+            await trio.lowlevel.checkpoint_if_cancelled()
 
     # -- the writer task ----------------------------------------------------------------------
 
@@ -195,43 +344,52 @@ class LogWriter:
             with trio.CancelScope(shield=True):
                 await self._flush()
                 self._running = False
+                flushed, self._flushed = self._flushed, trio.Event()
+                flushed.set()
 
     def close(self) -> None:
-        """After the writer task has ended: write whatever is still buffered (synchronously)
-        and close every log. The last word of a run cancelled with its runtime lands here."""
+        """After the writer task has ended: write whatever is still buffered (synchronously),
+        close every log and let go of every run.
+
+        Raises ``StoreWriteError`` when a run's last events (its ``run_finished``) could not
+        be written: the process must not end as if it had succeeded."""
         segments = self._take_segments()
         if segments:
-            self._write(segments, {seg.run_id: self._runs[seg.run_id] for seg in segments})
+            self._settle(segments, self._write(segments, {s.run_id: self._runs[s.run_id] for s in segments}))
         self._durable = self._appended
         for rl in self._runs.values():
-            if rl.file is not None:
-                rl.file.close()
+            self._close_fd(rl)
+            owner.release(self.layout, rl.run_id)
         self._runs.clear()
+        if self.unwritten:
+            first = self.unwritten[0]
+            more = f" (and {len(self.unwritten) - 1} more runs)" if len(self.unwritten) > 1 else ""
+            raise StoreWriteError(f"the end of a run was not written: {first}{more}") from first
 
     def _take_segments(self) -> list[Segment]:
+        self._inflight_since, self._since = self._since, 0.0
         segments: list[Segment] = []
         for rl in self._runs.values():
             if rl.buf:
-                segments.append(
-                    Segment(rl.run_id, rl.path, rl.position, bytes(rl.buf), rl.events, rl.offsets)
-                )
+                segments.append(Segment(rl.run_id, rl.path, rl.position, bytes(rl.buf),
+                                        rl.events, rl.offsets, rl.tickets))
                 rl.position += len(rl.buf)
                 rl.buf = bytearray()
                 rl.events = []
                 rl.offsets = []
+                rl.tickets = []
         return segments
 
     async def _flush(self) -> None:
         segments = self._take_segments()
         ticket = self._appended
         if segments:
-            files = {seg.run_id: self._runs[seg.run_id] for seg in segments}
+            logs = {seg.run_id: self._runs[seg.run_id] for seg in segments}
             try:
-                await trio.to_thread.run_sync(self._write, segments, files)
-            except OSError as exc:
-                # Keep the runtime alive long enough to report; waiters see the failure.
-                self._failure = exc
-                log.error("event log write failed: %s", exc)
+                results = await trio.to_thread.run_sync(self._write, segments, logs)
+            finally:
+                self._inflight_since = 0.0
+            self._settle(segments, results)
         self._durable = ticket
         if self.crash_after_flush is not None:
             self.crash_after_flush()  # fault injection (crash tests): die with this on disk
@@ -239,36 +397,212 @@ class LogWriter:
         flushed.set()
         for run_id in [r for r, rl in self._runs.items() if rl.closing and not rl.buf]:
             rl = self._runs.pop(run_id)
-            if rl.file is not None:
-                rl.file.close()
+            self._close_fd(rl)
+            owner.release(self.layout, run_id)  # its last event is as durable as it will be
 
-    def _write(self, segments: list[Segment], logs: dict[str, _RunLog]) -> None:
-        """Runs in a worker thread: append, fsync, then index what is now on disk."""
+    def _settle(self, segments: list[Segment], results: dict[str, tuple]) -> None:
+        """Back on the trio thread: move positions to where the files really end, and fail
+        the runs whose segment could not be written."""
+        self._failed_old, self._failed = self._failed, {}
+        if not results:
+            return
+        by_run = {seg.run_id: seg for seg in segments}
+        for run_id, (err, delta) in results.items():
+            rl = self._runs.get(run_id)
+            if rl is not None and delta:
+                # What was emitted while the batch was on its way starts where the file ends.
+                rl.position += delta
+                rl.offsets = [o + delta for o in rl.offsets]
+            if err is None:
+                continue
+            seg = by_run[run_id]
+            self.failures += 1
+            for t in seg.tickets:
+                self._failed[t] = err
+            log.error("%s (%d events of run %s not written; the run fails)", err, len(seg.events), run_id)
+            if seg.events and type(seg.events[-1]) is RunFinished:
+                self.unwritten.append(err)
+            if self.on_failure is not None:
+                try:
+                    self.on_failure(run_id, err)
+                except Exception:
+                    log.exception("reporting a log write failure failed")
+
+    # -- the disk thread ----------------------------------------------------------------------
+
+    def _write(self, segments: list[Segment], logs: dict[str, _RunLog]) -> dict[str, tuple]:
+        """Runs in a worker thread: append, fsync, then index what is now on disk.
+
+        Returns, per run that needs it, ``(error or None, how far its position moved)``."""
         sync = self.durability != "off"
-        new_dirs: set[Path] = set()
+        results: dict[str, tuple] = {}
+        written: list[Segment] = []
+        new_logs: list[Segment] = []
+        # Written, not yet fsync'd: all of a batch's files are fsync'd together at the end (in
+        # parallel when there are many: one journal commit then serves several).
+        self._unsynced: dict[str, tuple[Segment, _RunLog]] = {}
+        self._sync_failures: dict[str, tuple[Segment, OSError]] = {}
         for seg in segments:
             rl = logs[seg.run_id]
-            if rl.file is None:
-                folder = seg.path.parent
-                if folder not in self._dirs:
-                    private_dirs(folder)
-                    self._dirs.add(folder)
-                rl.file = open(seg.path, "ab", buffering=0, opener=open_private)
-                new_dirs.add(folder)
-            f = rl.file
-            view = memoryview(seg.data)
-            while view:
-                view = view[f.write(view) :]
-            if sync:
-                os.fsync(f.fileno())
-        if sync:
-            for folder in new_dirs:  # a new log's name must survive a power cut too
-                _fsync_dir(folder)
-        if self._sink is not None:
+            created = rl.created
             try:
-                self._sink(segments)
+                delta = self._write_segment(seg, rl)
+            except OSError as exc:
+                results[seg.run_id] = (self._write_failed(seg, rl, exc), self._undo(seg, rl))
+                continue
+            if delta:
+                results[seg.run_id] = (None, delta)
+            if not created:
+                new_logs.append(seg)
+            written.append(seg)
+            if sync:
+                self._unsynced[seg.run_id] = (seg, rl)
+        if sync:
+            self._fsync_pending()
+            for run_id, (seg, exc) in self._sync_failures.items():
+                rl = logs[run_id]
+                written.remove(seg)
+                if seg in new_logs:
+                    new_logs.remove(seg)
+                moved = results.get(run_id, (None, 0))[1]
+                results[run_id] = (self._write_failed(seg, rl, exc), moved + self._undo(seg, rl))
+        if sync and new_logs:  # a new log's name must survive a power cut too
+            for folder in {seg.path.parent for seg in new_logs}:
+                try:
+                    _fsync_dir(folder)
+                except OSError as exc:
+                    for seg in [s for s in new_logs if s.path.parent == folder]:
+                        written.remove(seg)
+                        results[seg.run_id] = (self._write_failed(seg, logs[seg.run_id], exc), 0)
+        if self._sink is not None and written:
+            try:
+                self._sink(written)
             except Exception:  # the index is derived; it catches up on the next open
                 log.exception("indexing a batch failed; the index will catch up from the log")
+        return results
+
+    def _fsync_pending(self) -> None:
+        """fsync every log this batch wrote to (one closed meanwhile was fsync'd first)."""
+        items = list(self._unsynced.items())
+        self._unsynced = {}
+
+        def one(item: tuple[str, tuple[Segment, _RunLog]]) -> None:
+            run_id, (seg, rl) = item
+            try:
+                os.fsync(rl.fd)
+            except OSError as exc:
+                self._sync_failures[run_id] = (seg, exc)
+
+        if len(items) > 2:
+            list(_fsync_pool().map(one, items))
+        else:
+            for item in items:
+                one(item)
+
+    def _write_segment(self, seg: Segment, rl: _RunLog) -> int:
+        if rl.fatal is not None:
+            raise rl.fatal
+        delta = 0
+        fd = rl.fd
+        if fd is None:
+            fd = self._open_log(rl)
+        else:
+            self._open.move_to_end(rl.run_id)
+        if rl.resync:
+            # A failed write could not be cut back: find the end of the last whole line
+            # (we own the log) and put this batch there.
+            end = complete_size(rl.path)
+            os.ftruncate(fd, end)
+            rl.resync = False
+            delta = end - seg.start
+            if delta:
+                seg.start = end
+                seg.offsets = [o + delta for o in seg.offsets]
+        view = memoryview(seg.data)
+        while view:
+            view = view[os.write(fd, view) :]
+        return delta
+
+    def _open_log(self, rl: _RunLog) -> int:
+        while len(self._open) >= self.max_open:  # keep the descriptors bounded: close the idlest
+            _, idle = self._open.popitem(last=False)
+            waiting = self._unsynced.pop(idle.run_id, None)
+            if waiting is not None:  # written by this batch: durable before it is closed
+                try:
+                    os.fsync(idle.fd)
+                except OSError as exc:
+                    self._sync_failures[idle.run_id] = (waiting[0], exc)
+            self._close_fd(idle)
+        if rl.created:
+            fd = os.open(rl.path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+        else:
+            folder = rl.path.parent
+            if folder not in self._dirs:
+                private_dirs(folder)
+                self._dirs.add(folder)
+            try:
+                # Exclusive: a log that exists belongs to another run with the same id.
+                fd = os.open(rl.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC,
+                             LOG_MODE)
+            except FileExistsError:
+                rl.fatal = StoreWriteError(
+                    f"run id collision: {self._rel(rl.path)} already exists (another run has "
+                    f"this id); run {rl.run_id} is not recorded")
+                raise rl.fatal from None
+            rl.created = True
+        rl.fd = fd
+        self._open[rl.run_id] = rl
+        return fd
+
+    def _close_fd(self, rl: _RunLog) -> None:
+        if rl.fd is not None:
+            self._open.pop(rl.run_id, None)
+            fd, rl.fd = rl.fd, None
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+    def _undo(self, seg: Segment, rl: _RunLog) -> int:
+        """After a failed write: cut the log back to where this segment started, so nothing
+        partial is glued to the next batch. Returns how far the run's position moves."""
+        if rl.fatal is not None or not rl.created:
+            return -len(seg.data)  # nothing of it reached the file
+        try:
+            fd = rl.fd if rl.fd is not None else self._open_log(rl)
+            os.ftruncate(fd, seg.start)
+        except OSError:
+            rl.resync = True  # measure the real end before the next write
+            self._close_fd(rl)
+            return 0
+        return -len(seg.data)
+
+    def _write_failed(self, seg: Segment, rl: _RunLog, exc: OSError) -> StoreWriteError:
+        if isinstance(exc, StoreWriteError):
+            return exc
+        what = {
+            errno.ENOSPC: "disk full", errno.EDQUOT: "disk quota exceeded",
+            errno.EMFILE: "too many open files", errno.ENFILE: "too many open files",
+        }.get(exc.errno, "error")
+        err = StoreWriteError(f"{what} writing {self._rel(seg.path)}: {exc}", exc.errno)
+        err.__cause__ = exc
+        return err
+
+    def _rel(self, path: Path) -> str:
+        try:
+            return str(path.relative_to(self.layout.home))
+        except ValueError:
+            return str(path)
+
+
+_POOL: list[ThreadPoolExecutor] = []
+
+
+def _fsync_pool() -> ThreadPoolExecutor:
+    """A few threads to fsync a batch's many logs at once (created on first need)."""
+    if not _POOL:
+        _POOL.append(ThreadPoolExecutor(max_workers=8, thread_name_prefix="aethergraph-fsync"))
+    return _POOL[0]
 
 
 def _fsync_dir(path: Path) -> None:
