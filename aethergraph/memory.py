@@ -20,6 +20,7 @@ import trio
 
 from runtime import events as ev
 from runtime.ids import derived_id
+from runtime.store.writer import encode_error
 from runtime.journal import _CANONICAL
 
 if TYPE_CHECKING:
@@ -138,7 +139,11 @@ class Memory:
         # when the node is re-executed (resume). The node part is hashed once per node.
         if self._id_prefix is None:
             self._id_prefix = derived_id("ev", run.run_id, node.key) + "-"
-        digest = hashlib.blake2b(_CANONICAL.encode(event), digest_size=8).digest()
+        try:
+            canonical = _CANONICAL.encode(event)
+        except Exception as exc:  # RecursionError included: data nested too deep
+            raise encode_error(event, exc) from None
+        digest = hashlib.blake2b(canonical, digest_size=8).digest()
         # Occurrences among identical records, keyed compactly: a node may record millions.
         seen = self._seen
         key = int.from_bytes(digest, "little")

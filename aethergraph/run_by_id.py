@@ -13,8 +13,10 @@ attempt at one.
 
 Allowed ids: generated ones (``20261201-203000-3fa9c1``) and ``[a-z0-9][a-z0-9._-]{0,99}``
 (see ``StoreLayout.run_log``): a single path segment, so an id can never point outside the
-store. A new id is claimed by creating its log with ``O_EXCL``, so two starts racing for one
-new id cannot both write a ``run_started``.
+store. Whoever starts, resumes or looks up an id first takes the run's owner lock (the same OS
+lock every run's writer holds, see ``runtime.store.owner``), so of two starts racing for one id
+one waits for nothing and the other is told the run is in use; the log itself is then created
+exclusively by the writer.
 """
 
 from __future__ import annotations
@@ -27,10 +29,11 @@ import msgspec
 
 from runtime import events as ev
 from runtime.engine import RunOutcome
-from runtime.errors import AetherGraphError, GraphFailed, UnknownRun
+from runtime.errors import AetherGraphError, GraphFailed, RunBusy, UnknownRun
 from runtime.history import RunSummary, summarize
 from runtime.ids import RUN_ID_RE
 from runtime.store.layout import NAMED_RUN_ID_RE, StoreLayout
+from runtime.store import owner
 from runtime.store.logfile import read_events
 
 from .resume import CannotResume, check_resumable
@@ -82,15 +85,18 @@ class Plan:
 
 
 def plan(layout: StoreLayout, run_id: str, graph: str, inputs: dict[str, Any]) -> Plan:
-    """What starting ``run_id`` means now. Raises ``RunIdError``/``RunIdInUse``/``RunIdConflict``."""
+    """What starting ``run_id`` means now (the caller owns the run: nobody else writes its log).
+    Raises ``RunIdError``/``RunIdConflict``."""
     check_run_id(run_id)
     path = layout.run_log(run_id)
     if not path.exists():
         return Plan("new")
     events = read_events(path, warn=False)
     if not any(type(e) is ev.RunStarted for e in events):
-        raise RunIdInUse(f"run {run_id} is being started by another process (its log {path} has no "
-                         "start yet); if nothing runs it, remove that file")
+        # A start that died before its first event was on disk (or a claim of an older
+        # version): nothing of it is recorded, and we own the id now.
+        path.unlink()
+        return Plan("new")
     s = summarize(run_id, events)
     if s.graph != graph:
         raise RunIdConflict(f"run {run_id} is a run of graph {s.graph!r}, not {graph!r}")
@@ -99,10 +105,8 @@ def plan(layout: StoreLayout, run_id: str, graph: str, inputs: dict[str, Any]) -
         raise RunIdConflict(
             f"run {run_id} was started with other inputs: recorded {_short(s.inputs)}, given {_short(given)}"
         )
-    if s.status == ev.RUNNING:
-        raise RunIdInUse(f"run {run_id} is running now (pid {s.pid} on {s.host}); `ag attach {run_id}` follows it")
     try:
-        check_resumable(run_id, events)
+        check_resumable(run_id, events, layout, owned=True)
     except CannotResume:
         return Plan("recorded", events, s)
     return Plan("resume", events, s)
@@ -111,24 +115,6 @@ def plan(layout: StoreLayout, run_id: str, graph: str, inputs: dict[str, Any]) -
 def _short(value: Any, limit: int = 120) -> str:
     text = msgspec.json.encode(value).decode()
     return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def claim(layout: StoreLayout, run_id: str) -> None:
-    """Create the new run's empty log exclusively: of two starts racing for one id, one wins."""
-    from .detach import private_parents
-
-    path = layout.run_log(run_id)
-    private_parents(path)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        raise RunIdInUse(f"run {run_id} is being started by another process") from None
-    os.close(fd)
-    dfd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dfd)  # the claim survives a crash, like the log it becomes
-    finally:
-        os.close(dfd)
 
 
 def recorded_outcome(p: Plan, run_id: str) -> RunOutcome:
@@ -150,17 +136,28 @@ async def start_by_id(rt: Any, fn: Any, run_id: str, inputs: dict[str, Any], *,
 
     from runtime.journal import Journal
 
-    p = await trio.to_thread.run_sync(plan, rt.layout, run_id, fn.name, inputs)
-    if p.action == "recorded":
-        return recorded_outcome(p, run_id), "recorded"
-    if p.action == "resume":
-        journal = Journal.from_events(run_id, p.events)
-        outcome = await fn.start_run(rt, journal.inputs, entrypoint=entrypoint or journal.entrypoint,
-                                     journal=journal, resume=True)
-        return outcome, "resumed"
-    await trio.to_thread.run_sync(claim, rt.layout, run_id)
-    outcome = await fn.start_run(rt, inputs, entrypoint=entrypoint, run_id=run_id)
-    return outcome, "started"
+    layout = rt.layout
+    check_run_id(run_id)
+    if run_id in rt.runs:
+        raise RunIdInUse(f"run {run_id} is running in this runtime")
+    try:
+        owner.acquire(layout, run_id)
+    except RunBusy as exc:
+        raise RunIdInUse(f"{exc}; `ag attach {run_id}` follows it") from None
+    try:
+        p = await trio.to_thread.run_sync(plan, layout, run_id, fn.name, inputs)
+        if p.action == "recorded":
+            return recorded_outcome(p, run_id), "recorded"
+        if p.action == "resume":
+            journal = Journal.from_events(run_id, p.events)
+            outcome = await fn.start_run(rt, journal.inputs, entrypoint=entrypoint or journal.entrypoint,
+                                         journal=journal, resume=True)
+            return outcome, "resumed"
+        outcome = await fn.start_run(rt, inputs, entrypoint=entrypoint, run_id=run_id)
+        return outcome, "started"
+    finally:
+        if not rt.writer.is_open(run_id):  # else its writer lets go at the run's end
+            owner.release(layout, run_id)
 
 
 __all__ = ["RecordedFailure", "RunIdConflict", "RunIdError", "RunIdInUse", "UnknownRun", "check_run_id",

@@ -110,7 +110,8 @@ def crash(tmp_path, target, env, fault="killafter:memory_recorded:k5"):
 
 def test_readers_beside_a_resumed_run_never_cut_its_log(tmp_path, layout, pipeline):
     effects = tmp_path / "effects.txt"
-    env = {"EFFECTS": str(effects), "N": "20"}
+    # The same PAD both times: a record's identity is its content, so the resume skips 0..5.
+    env = {"EFFECTS": str(effects), "N": "20", "PAD": "300"}
     run_id = crash(tmp_path, pipeline, env)
     path = layout.run_log(run_id)
     # The resume writes big batches fast while this process reads the store in a loop, as

@@ -226,7 +226,7 @@ class LogWriter:
                 return rl.path
             raise RunBusy(run_id, os.getpid())  # two runs of this process with one id
         path = self.layout.run_log(run_id)
-        if not (resume and owner.holds(self.layout, run_id)):  # resume() may have taken it
+        if not owner.holds(self.layout, run_id):  # resume() / start_by_id() may have taken it
             owner.acquire(self.layout, run_id)
         try:
             if resume:
@@ -238,6 +238,10 @@ class LogWriter:
             owner.release(self.layout, run_id)
             raise
         return path
+
+    def is_open(self, run_id: str) -> bool:
+        """Is ``run_id``'s log open here (so this writer lets go of its owner lock at its end)?"""
+        return run_id in self._runs
 
     def close_run(self, run_id: str) -> None:
         """The run has emitted its last event; its file closes after the next flush."""
