@@ -15,6 +15,8 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "graph_fn": "aethergraph.decorators",
     "tool": "aethergraph.decorators",
+    "graphify": "aethergraph.graphify",
+    "InputError": "aethergraph.typed",
     "GraphFunction": "aethergraph.decorators",
     "ToolFunction": "aethergraph.decorators",
     "NodeContext": "aethergraph.context",
@@ -62,6 +64,8 @@ if TYPE_CHECKING:
     from .api import open_runtime, run, start
     from .context import NodeContext, current_context
     from .decorators import GraphFunction, ToolFunction, graph_fn, tool
+    from .graphify import graphify
+    from .typed import InputError
     from .polling import poll, poll_until, sleep
     from .services import Service, register_context_service
 
