@@ -15,7 +15,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "graph_fn": "aethergraph.decorators",
     "tool": "aethergraph.decorators",
-    "graphify": "aethergraph.graphify",
+    "graphify": "aethergraph.static_graph",
     "InputError": "aethergraph.typed",
     "GraphFunction": "aethergraph.decorators",
     "ToolFunction": "aethergraph.decorators",
@@ -25,6 +25,7 @@ _EXPORTS = {
     "Service": "aethergraph.services",
     "start": "aethergraph.api",
     "run": "aethergraph.api",
+    "run_async": "aethergraph.api",
     "open_runtime": "aethergraph.api",
     "sleep": "aethergraph.polling",
     "poll": "aethergraph.polling",
@@ -61,10 +62,10 @@ if TYPE_CHECKING:
     from runtime.errors import GraphFailed
     from runtime.retry import RetryPolicy
 
-    from .api import open_runtime, run, start
+    from .api import open_runtime, run, run_async, start
     from .context import NodeContext, current_context
     from .decorators import GraphFunction, ToolFunction, graph_fn, tool
-    from .graphify import graphify
+    from .static_graph import graphify
     from .typed import InputError
     from .polling import poll, poll_until, sleep
     from .services import Service, register_context_service

@@ -25,7 +25,7 @@ _building: Any = None
 def _builder() -> Any:
     global _building
     if _building is None:
-        from .graphify import building
+        from .static_graph import building
 
         _building = building
     return _building.get()

@@ -368,6 +368,7 @@ class GraphifyFunction(GraphFunction):
             raise TypeError(f"graph {self.name} is missing inputs: {', '.join(missing)}")
         max_concurrency, on_error = self.max_concurrency, self.on_error
         planned = graph.planned()
+        normalize = self._normalize
 
         async def invoke(node):
             from runtime.dag import run_dag
@@ -412,7 +413,9 @@ class GraphifyFunction(GraphFunction):
                 if isinstance(err, _ReturnedFailed):
                     return err.failed
                 raise err
-            return _resolve(graph.returns, results, inputs, graph) if graph.returns is not None else {}
+            if graph.returns is None:
+                return {}
+            return normalize(_resolve(graph.returns, results, inputs, graph))
 
         return invoke
 
