@@ -146,9 +146,10 @@ class TypedParams:
             if name not in inputs:
                 continue
             try:
-                # An object from Python becomes its JSON shape first, so both callers agree.
-                plain[name] = value = c.unstructure(inputs[name])
-                typed[name] = c.structure(value, tp)
+                # An object from Python becomes its JSON shape first; then the log gets the
+                # structured value's own JSON (defaults filled in): one form for both callers.
+                typed[name] = value = c.structure(c.unstructure(inputs[name]), tp)
+                plain[name] = c.unstructure(value, unstructure_as=tp)
             except Exception as exc:
                 errors += _describe(exc, name, tp)
         if errors:
