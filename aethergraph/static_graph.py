@@ -180,9 +180,10 @@ def _walk(value: Any):
             yield from _walk(v)
 
 
-def _refs_in(value: Any) -> set[str]:
-    return {r.node if isinstance(r, OutputRef) else r.id for r in _walk(value)
-            if not isinstance(r, InputRef)}
+def _refs_in(value: Any) -> list[str]:
+    """The node ids ``value`` holds handles of, each once, in the order they appear."""
+    return list(dict.fromkeys(r.node if isinstance(r, OutputRef) else r.id for r in _walk(value)
+                              if not isinstance(r, InputRef)))
 
 
 def _inputs_in(value: Any) -> list[InputRef]:
@@ -216,13 +217,13 @@ class Builder:
                 raise GraphBuildError(f"node {node_id!r}: _after= must name earlier nodes (handles or "
                                       f"ids), got {a!r}")
             after_ids.append(ref)
-        data = [r for r in _refs_in((args, kwargs))]
+        data = _refs_in((args, kwargs))
         for r in data:
             if r not in self.nodes:
                 raise GraphBuildError(f"node {node_id!r} uses a handle of another graph's node {r!r}")
-        # Declaration order, each once (data first): what `ag graph` prints.
-        ordered = [i for i in self.nodes if i in set(data)]
-        deps = ordered + [i for i in dict.fromkeys(after_ids) if i not in set(data)]
+        # Data first (in the order the arguments hold them), then _after, each once.
+        data_set = set(data)
+        deps = data + [i for i in dict.fromkeys(after_ids) if i not in data_set]
         self.nodes[node_id] = StaticNode(node_id, fn, tuple(args), kwargs, deps, after_ids, frozenset(data))
         outs = getattr(fn, "outputs", None)
         return NodeRef(node_id, tuple(outs) if outs is not None else None)

@@ -18,6 +18,7 @@ Either way the caller gets a ``DagOutcome`` with every node's state; raising is 
 
 from __future__ import annotations
 
+import heapq
 import math
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 
@@ -50,16 +51,15 @@ def topological_order(deps: Mapping[str, Sequence[str]]) -> list[str]:
         for d in set(ds):
             dependants[d].append(n)
     position = {n: i for i, n in enumerate(deps)}
-    ready = [n for n, k in waiting.items() if k == 0]
+    ready = [(position[n], n) for n, k in waiting.items() if k == 0]  # already a heap: sorted
     order: list[str] = []
     while ready:
-        ready.sort(key=position.__getitem__, reverse=True)
-        n = ready.pop()
+        _, n = heapq.heappop(ready)
         order.append(n)
         for m in dependants[n]:
             waiting[m] -= 1
             if waiting[m] == 0:
-                ready.append(m)
+                heapq.heappush(ready, (position[m], m))
     if len(order) != len(deps):
         stuck = [n for n in deps if waiting[n] > 0]
         raise CycleError(f"the graph has a cycle through: {', '.join(stuck[:10])}")
@@ -120,11 +120,18 @@ async def run_dag(
                 out.blocked_by[m] = failed
                 stack.extend(dependants[m])
 
-    async def one(node: str, nursery: trio.Nursery) -> None:
+    async def step(node: str, nursery: trio.Nursery) -> bool:
+        """Run ``node`` under the limiter; True when it succeeded."""
         nonlocal stopping
-        async with limiter:
+        try:
+            # A free slot is taken without a trip through the scheduler (run_node yields
+            # anyway); the limiter refuses it while others wait, so the queue stays FIFO.
+            limiter.acquire_nowait()
+        except trio.WouldBlock:
+            await limiter.acquire()
+        try:
             if stopping or out.states[node] != NOT_RUN:
-                return
+                return False
             running.add(node)
             try:
                 await run_node(node)
@@ -134,7 +141,7 @@ async def run_dag(
                 was_stopped = stopping
                 out.states[node] = CANCELLED if (was_stopped or is_cancellation(exc)) else FAILED
                 if was_stopped:
-                    return  # cancelled because the graph stops: not a failure of its own
+                    return False  # cancelled because the graph stops: not a failure of its own
                 if out.first_failed is None:
                     out.first_failed = node
                 skip_dependants(node)
@@ -145,17 +152,32 @@ async def run_dag(
                         cancel_running(sorted(running), reason)
                     elif running:
                         nursery.cancel_scope.cancel()
-                return
+                return False
             except BaseException:  # trio.Cancelled: the graph, or something above it, stops
                 running.discard(node)
                 out.states[node] = CANCELLED
                 raise
             running.discard(node)
             out.states[node] = SUCCEEDED
-        for m in dependants[node]:
-            waiting[m] -= 1
-            if waiting[m] == 0 and not stopping and out.states[m] == NOT_RUN:
-                nursery.start_soon(one, m, nursery, name=f"dag node {m}")
+            return True
+        finally:
+            limiter.release()
+
+    async def one(node: str | None, nursery: trio.Nursery) -> None:
+        # The first dependant a node makes ready runs on in this task (a chain costs no task
+        # per node); the others get tasks of their own.
+        while node is not None:
+            if not await step(node, nursery):
+                return
+            follow = None
+            for m in dependants[node]:
+                waiting[m] -= 1
+                if waiting[m] == 0 and not stopping and out.states[m] == NOT_RUN:
+                    if follow is None:
+                        follow = m
+                    else:
+                        nursery.start_soon(one, m, nursery, name=f"dag node {m}")
+            node = follow
 
     async with trio.open_nursery() as nursery:
         for n in order:
