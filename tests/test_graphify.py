@@ -289,3 +289,46 @@ async def test_graph_inputs_defaults_and_upstream_run_shape(home):
         assert list(bound.nodes) == ["scale"]
         with pytest.raises(TypeError, match="missing inputs: x"):
             await scaled()
+
+
+def test_dashboard_dag_view_shows_each_planned_node_with_its_state(home, layout):
+    from textual.app import App
+
+    from runtime.history import summarize
+    from tui.widgets.dag import DagView
+
+    from .test_tui_support import drive
+
+    ran: list[str] = []
+    graph = graphify(name="failing", on_error="continue", max_concurrency=2)(failing_graph(ran))
+
+    async def run_it():
+        async with rt_open(home) as rt:
+            return await graph.start_run(rt, {"x": 1})
+
+    outcome = trio.run(run_it)
+    events = read_events(layout.run_log(outcome.run_id))
+    summary = summarize(outcome.run_id, events)
+    planned = {e.node: e for e in events if isinstance(e, ev.GraphPlanned)}
+
+    class One(App):
+        def compose(self):
+            yield DagView(id="dag")
+
+    lines: list[str] = []
+
+    async def scenario(pilot):
+        view = pilot.app.query_one(DagView)
+        view.sync(planned, summary.nodes, summary.status)
+        await pilot.pause()
+        lines.extend(line.rstrip() for line in str(view.render()).splitlines())
+
+    drive(One(), scenario)
+    assert lines == [
+        "graph failing: 5 nodes, at most 2 at once",
+        "✗ bad               failed     tool boom",
+        "↷ after_bad         skipped    tool ok  <- bad  [bad failed]",
+        "↷ later             skipped    tool ok  <- after_bad  [after_bad skipped]",
+        "✓ independent       succeeded  tool ok",
+        "✓ independent_next  succeeded  tool ok  <- independent",
+    ]
