@@ -10,7 +10,7 @@ import textwrap
 import pytest
 import trio
 
-from aethergraph import graphify, tool
+from aethergraph import graph_fn, graphify, tool
 from aethergraph.static_graph import GraphBuildError
 from runtime import events as ev
 from runtime.store.logfile import read_events
@@ -209,7 +209,7 @@ def test_build_errors_name_the_problem():
 
 GRAPH_FILE = """
 import os
-from aethergraph import graphify, tool
+from aethergraph import graph_fn, graphify, tool
 
 RAN = os.environ["RAN_FILE"]
 
@@ -332,3 +332,29 @@ def test_dashboard_dag_view_shows_each_planned_node_with_its_state(home, layout)
         "✓ independent       succeeded  tool ok",
         "✓ independent_next  succeeded  tool ok  <- independent",
     ]
+
+
+async def test_a_graphify_graph_is_a_node_of_another_and_of_a_map(home, layout):
+    @tool(outputs=["y"])
+    def double(x):
+        return 2 * x
+
+    @graphify(name="twice", outputs=["y"])
+    def twice(x):
+        return double(x=double(x=x, _id="first"), _id="second")
+
+    @graphify(name="outer", outputs=["z"])
+    def outer(x):
+        inner = twice(x=x, _id="inner")
+        return {"z": double(x=inner.y, _id="last").y}
+
+    @graph_fn(name="fan")
+    async def fan(xs, *, context):
+        return [r["y"] for r in await context.map(twice, xs, on_error="raise")]
+
+    async with rt_open(home) as rt:
+        nested = await outer.start_run(rt, {"x": 1})
+        mapped = await fan.start_run(rt, {"xs": [1, 2, 3]})
+    assert nested.outputs == {"z": 8} and mapped.outputs == [4, 8, 12]
+    steps = [e.step for e in read_events(layout.run_log(nested.run_id)) if isinstance(e, ev.NodeStarted)]
+    assert steps == ["outer", "outer/@inner", "outer/@inner/@first", "outer/@inner/@second", "outer/@last"]
