@@ -340,6 +340,10 @@ class GraphifyFunction(GraphFunction):
         elif len(outs) != 1:
             raise GraphBuildError(f"@graphify {self.name} declares {len(outs)} outputs; return a dict of them")
 
+    def io(self) -> dict[str, list[str]]:
+        """The graph's inputs and declared outputs (upstream's ``.io()``)."""
+        return {"inputs": list(self.build().inputs), "outputs": list(self.outputs or [])}
+
     def options(self, *, max_concurrency: int | None = None, on_error: str | None = None) -> GraphifyFunction:
         """The same graph with other run options (same name, same entrypoint)."""
         clone = object.__new__(type(self))

@@ -166,3 +166,40 @@ async def test_a_bad_typed_argument_to_a_child_fails_the_call_with_the_path(home
 
     async with rt_open(home):
         assert await outer() == "refused"
+
+
+def test_resume_structures_the_recorded_inputs_again(tmp_path):
+    import signal
+
+    (tmp_path / "plan.py").write_text(PLAN_FILE + textwrap.dedent("""
+        from aethergraph import tool
+
+        @tool(outputs=["n"])
+        def count(stages: list[Stage]):
+            assert all(isinstance(s, Stage) for s in stages)
+            return len(stages)
+
+        @graph_fn(name="counted")
+        async def counted(spec: Spec, *, context):
+            assert isinstance(spec, Spec)
+            return {"n": (await count(spec.stages))["n"], "mode": spec.mode.value}
+    """))
+    crashed = ag("run", "plan.py:counted", "--input", json.dumps({"spec": GOOD["spec"]}),
+                 env={"AETHERGRAPH_FAULT": "kill:node_started:counted/count", "AETHERGRAPH_DURABILITY": "strict"},
+                 cwd=tmp_path)
+    assert crashed.returncode == -signal.SIGKILL, crashed.stderr
+    (run,) = json.loads(ag("runs", "--json", cwd=tmp_path).stdout)
+    resumed = ag("resume", run["run_id"], "--json", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads(resumed.stdout.splitlines()[-1])["outputs"] == {"n": 2, "mode": "careful"}
+
+
+def test_input_file_and_option_errors_are_one_line_exit_2(tmp_path):
+    (tmp_path / "plan.py").write_text(PLAN_FILE)
+    missing = ag("run", "plan.py:plan", "--input-file", "nope.json", cwd=tmp_path)
+    assert (missing.returncode, missing.stderr) == (2, "ag: --input-file nope.json: No such file or directory\n")
+    (tmp_path / "list.json").write_text("[1, 2]")
+    not_object = ag("run", "plan.py:plan", "--input-file", "list.json", cwd=tmp_path)
+    assert (not_object.returncode, not_object.stderr) == (2, "ag: --input-file list.json must be a JSON object, got list\n")
+    limit = ag("run", "plan.py:plan", "--input", json.dumps(GOOD), "--max-concurrency", "2", cwd=tmp_path)
+    assert limit.returncode == 2 and "--max-concurrency is for @graphify graphs" in limit.stderr
