@@ -116,6 +116,18 @@ def _describe(exc: BaseException, path: str, tp: Any) -> list[str]:
     return [f"{path}: expected {_type_name(tp)}: {message}"]
 
 
+def _resolve(fn: Callable[..., Any], annotation: Any) -> Any:
+    """One parameter's annotation as a type (a string one, from ``from __future__ import
+    annotations``, evaluated where the function was defined). One that does not resolve (a
+    name imported only for type checkers) leaves that parameter as it was, not the others."""
+    if not isinstance(annotation, str):
+        return annotation
+    try:
+        return eval(annotation, getattr(fn, "__globals__", {}))  # noqa: S307 - the user's own annotation
+    except Exception:
+        return None
+
+
 @attrs.frozen
 class TypedParams:
     """The parameters of one function that are structured, with their types."""
@@ -124,15 +136,13 @@ class TypedParams:
 
     @classmethod
     def of(cls, fn: Callable[..., Any], signature: inspect.Signature) -> TypedParams | None:
-        try:
-            hints = typing.get_type_hints(fn)
-        except Exception:  # an annotation that does not resolve: leave the function as it was
-            return None
-        types = {
-            name: hints[name]
-            for name in signature.parameters
-            if name != "context" and name in hints and _needs_structuring(hints[name])
-        }
+        types = {}
+        for name, param in signature.parameters.items():
+            if name == "context" or param.annotation is inspect.Parameter.empty:
+                continue
+            tp = _resolve(fn, param.annotation)
+            if _needs_structuring(tp):
+                types[name] = tp
         return cls(types) if types else None
 
     def prepare(self, inputs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:

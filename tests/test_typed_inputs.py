@@ -203,3 +203,13 @@ def test_input_file_and_option_errors_are_one_line_exit_2(tmp_path):
     assert (not_object.returncode, not_object.stderr) == (2, "ag: --input-file list.json must be a JSON object, got list\n")
     limit = ag("run", "plan.py:plan", "--input", json.dumps(GOOD), "--max-concurrency", "2", cwd=tmp_path)
     assert limit.returncode == 2 and "--max-concurrency is for @graphify graphs" in limit.stderr
+
+
+def test_an_annotation_that_does_not_resolve_leaves_only_its_own_parameter_alone():
+    from aethergraph.typed import TypedParams
+
+    async def fn(shape: Shape, ctx_thing: OnlyForTypeCheckers, n: int):  # noqa: F821
+        return shape
+
+    typed = TypedParams.of(fn, __import__("inspect").signature(fn))
+    assert typed is not None and list(typed.types) == ["shape"]
