@@ -15,6 +15,8 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "graph_fn": "aethergraph.decorators",
     "tool": "aethergraph.decorators",
+    "graphify": "aethergraph.static_graph",
+    "InputError": "aethergraph.typed",
     "GraphFunction": "aethergraph.decorators",
     "ToolFunction": "aethergraph.decorators",
     "NodeContext": "aethergraph.context",
@@ -23,6 +25,7 @@ _EXPORTS = {
     "Service": "aethergraph.services",
     "start": "aethergraph.api",
     "run": "aethergraph.api",
+    "run_async": "aethergraph.api",
     "open_runtime": "aethergraph.api",
     "sleep": "aethergraph.polling",
     "poll": "aethergraph.polling",
@@ -59,9 +62,11 @@ if TYPE_CHECKING:
     from runtime.errors import GraphFailed
     from runtime.retry import RetryPolicy
 
-    from .api import open_runtime, run, start
+    from .api import open_runtime, run, run_async, start
     from .context import NodeContext, current_context
     from .decorators import GraphFunction, ToolFunction, graph_fn, tool
+    from .static_graph import graphify
+    from .typed import InputError
     from .polling import poll, poll_until, sleep
     from .services import Service, register_context_service
 

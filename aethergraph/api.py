@@ -130,6 +130,7 @@ def run(target: Any, *args: Any, run_id: str | None = None, **inputs: Any) -> An
     """
     import trio
 
+    target, args, inputs = _upstream_shape(target, args, inputs)
     if run_id is not None:
         from .run_by_id import check_run_id
 
@@ -162,3 +163,29 @@ async def _run_by_id(rt: Any, target: Any, run_id: str, args: tuple, inputs: dic
     if rt.interrupted:
         raise KeyboardInterrupt from outcome.error
     raise outcome.error
+
+
+def _upstream_shape(target: Any, args: tuple, inputs: dict[str, Any]) -> tuple[Any, tuple, dict[str, Any]]:
+    """Accept upstream's ``run(fn, inputs={...}, max_concurrency=N)`` shape: ``inputs=`` a dict
+    (when the graph has no input of that name) are the inputs; ``max_concurrency`` /
+    ``on_error`` are options of a ``@graphify`` graph (they mean nothing for a graph_fn, whose
+    concurrency is what its code does: refused rather than ignored)."""
+    sig = getattr(target, "signature", None)
+    params = sig.parameters if sig is not None else {}
+    if isinstance(inputs.get("inputs"), dict) and "inputs" not in params:
+        given = inputs.pop("inputs")
+        inputs = {**given, **inputs}
+    options = {k: inputs.pop(k) for k in ("max_concurrency", "on_error") if k in inputs and k not in params}
+    if options:
+        if not hasattr(target, "options"):
+            raise TypeError(f"run(): {', '.join(options)} is for @graphify graphs; "
+                            f"{getattr(target, 'name', target)!r} is not one")
+        target = target.options(**options)
+    return target, args, inputs
+
+
+async def run_async(target: Any, *args: Any, **inputs: Any) -> Any:
+    """``await aethergraph.run_async(g, **inputs)`` (upstream's name; also its ``inputs={...}``
+    shape): the same as awaiting ``g(**inputs)``, in the runtime that is open or a new one."""
+    target, args, inputs = _upstream_shape(target, args, inputs)
+    return await target(*args, **inputs)

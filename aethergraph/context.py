@@ -118,6 +118,28 @@ class NodeContext:
             f"registered services: {', '.join(sorted(services)) or 'none'}"
         )
 
+    # -- fan-out ------------------------------------------------------------------------------
+
+    async def map(
+        self,
+        fn: Any,
+        items: Any,
+        *,
+        max_concurrency: int = 8,
+        on_error: str = "collect",
+        spread: bool = False,
+    ) -> list[Any]:
+        """Call the tool or graph_fn ``fn`` once per item, each call a child node of this one,
+        at most ``max_concurrency`` at a time; the results in the order of ``items``.
+
+        Each item is ``fn``'s first argument (``spread=True``: a dict item is its keyword
+        arguments). ``on_error="collect"``: a child that fails or is cancelled leaves its
+        exception in its slot (``NodeCancelled`` for a cancelled one) and the others go on;
+        ``"raise"``: the first error stops the rest and is raised as itself, not as an
+        exception group. A cancellation of this node itself is never collected."""
+        return await map_nodes(self, fn, items, max_concurrency=max_concurrency,
+                               on_error=on_error, spread=spread)
+
     # -- time ---------------------------------------------------------------------------------
 
     async def sleep(self, seconds: float) -> None:
@@ -129,6 +151,56 @@ class NodeContext:
         from .polling import poll
 
         return poll(interval_s, timeout_s=timeout_s, what=what or f"node {self.node_id}")
+
+
+MAP_ON_ERROR = ("collect", "raise")
+
+
+async def map_nodes(ctx: NodeContext, fn: Any, items: Any, *, max_concurrency: int, on_error: str,
+                    spread: bool) -> list[Any]:
+    import trio
+
+    from .decorators import _NodeFunction
+
+    if not isinstance(fn, _NodeFunction):
+        raise TypeError(f"map() needs a @tool or @graph_fn (each call is a node), got {fn!r}")
+    if on_error not in MAP_ON_ERROR:
+        raise ValueError(f"on_error must be one of {', '.join(MAP_ON_ERROR)}, got {on_error!r}")
+    if isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int) or max_concurrency < 1:
+        raise ValueError(f"max_concurrency must be a whole number >= 1, got {max_concurrency!r}")
+    items = list(items)
+    if spread:
+        bad = next((i for i, item in enumerate(items) if not isinstance(item, dict)), None)
+        if bad is not None:
+            raise TypeError(f"map(spread=True): item {bad} is a {type(items[bad]).__name__}, not a dict")
+    results: list[Any] = [None] * len(items)
+    first_error: list[BaseException] = []
+    next_index = iter(range(len(items)))
+
+    async def worker(scope: trio.CancelScope) -> None:
+        # Workers take items in order: with a limit of N, items start in input order.
+        for i in next_index:
+            item = items[i]
+            try:
+                if spread:
+                    results[i] = await fn(context=ctx, **item)
+                else:
+                    results[i] = await fn(item, context=ctx)
+            except Exception as exc:
+                if on_error == "collect":
+                    results[i] = exc
+                    continue
+                if not first_error:
+                    first_error.append(exc)
+                scope.cancel()
+                return
+
+    async with trio.open_nursery() as nursery:
+        for _ in range(min(max_concurrency, len(items))):
+            nursery.start_soon(worker, nursery.cancel_scope)
+    if first_error:
+        raise first_error[0]
+    return results
 
 
 def context_for(node: NodeHandle) -> NodeContext:

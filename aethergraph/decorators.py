@@ -18,6 +18,17 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 _MISSING = object()
+# While a ``@graphify`` body runs: the builder its tool calls add nodes to (see ``graphify``).
+_building: Any = None
+
+
+def _builder() -> Any:
+    global _building
+    if _building is None:
+        from .static_graph import building
+
+        _building = building
+    return _building.get()
 
 
 class MissingOutputs(ValueError):
@@ -60,7 +71,25 @@ class _NodeFunction:
         policy = retry if retry is not None else RetryPolicy.from_retries(retries)
         self._spec_args = (self.name, self.kind, policy, timeout_s)
         self._spec = None
+        self._typed: Any = _MISSING  # see ``typed``: resolved on first call
         functools.update_wrapper(self, fn)
+
+    @property
+    def typed(self):
+        """The parameters structured with cattrs (``aethergraph.typed``), or None."""
+        if self._typed is _MISSING:
+            from .typed import TypedParams
+
+            self._typed = TypedParams.of(self.fn, self.signature)
+        return self._typed
+
+    def prepare_inputs(self, inputs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(inputs as the log records them, inputs as the function gets them): typed
+        parameters structured (raises ``InputError`` naming the field), the rest as given."""
+        typed = self.typed
+        if typed is None:
+            return inputs, inputs
+        return typed.prepare(inputs)
 
     @property
     def spec(self):
@@ -98,6 +127,10 @@ class _NodeFunction:
     # -- calling ------------------------------------------------------------------------------
 
     def __call__(self, *args: Any, context: Any = None, **kwargs: Any) -> Any:
+        if _builder() is not None:  # inside a @graphify body: a node of its DAG, not a call
+            return _building.get().add(self, args, kwargs)
+        if "_after" in kwargs or "_id" in kwargs:
+            raise TypeError(f"{self.name}(): _after= and _id= are for calls inside a @graphify body")
         return self._call(args, kwargs, context)
 
     def _inputs(self, args: tuple, kwargs: dict) -> dict[str, Any]:
@@ -148,7 +181,11 @@ class _NodeFunction:
         else:
             parent = current_node.get()
         inputs = self._inputs(args, kwargs)
-        invoke = self._invoker(args, kwargs)
+        if self.typed is not None:
+            inputs, structured = self.typed.prepare(inputs)
+            invoke = self._invoker((), structured)
+        else:
+            invoke = self._invoker(args, kwargs)
         if parent is not None:
             return await parent.runtime.execute_node(parent.run, parent, self.spec, inputs, invoke)
         rt = current_runtime.get()
@@ -177,8 +214,9 @@ class _NodeFunction:
         """Run as a top-level run in ``rt``; return the ``RunOutcome`` (never raises for a run
         that failed or was cancelled: the outcome says so). ``journal``/``resume``: see
         ``aethergraph.resume``."""
+        logged, structured = self.prepare_inputs(dict(inputs))  # a bad input: before the run
         return await rt.run_graph(
-            self.spec, dict(inputs), self._invoker((), dict(inputs)),
+            self.spec, logged, self._invoker((), dict(structured)),
             entrypoint=entrypoint or self.entrypoint, run_id=run_id, journal=journal,
             resume=resume, attempt_of=attempt_of,
         )

@@ -589,8 +589,16 @@ class Runtime:
         spec: NodeSpec,
         inputs: dict[str, Any],
         invoke: Invoke,
+        *,
+        node_id: str | None = None,
     ) -> Any:
-        if parent is not None:
+        """Run ``invoke`` as a node under ``parent``. ``node_id``: the node of a static graph
+        (``@graphify``) that its code named: its key is ``<parent key>/@<id>`` and its path
+        ``<parent path>/<id>``, whatever its arguments, so a resume finds it by id."""
+        if node_id is not None and parent is not None:
+            key = f"{parent.key}/@{node_id}"
+            path = f"{parent.path}/{node_id}"
+        elif parent is not None:
             base = call_base(parent.key, spec.name, inputs)
             key = with_occurrence(base, parent.next_count(base))
             path = parent.child_path(spec.name, key)

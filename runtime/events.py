@@ -233,6 +233,26 @@ class JobStateChanged(Event, tag="job_state"):
     note: str = ""
 
 
+class DagNode(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """One node of a static graph: its id (its path under the graph node), what it calls, and
+    the ids it waits for (``after``: the ones it waits for without taking their data)."""
+
+    id: str
+    name: str
+    kind: str = "tool"
+    deps: list[str] = []
+    after: list[str] = []
+
+
+class GraphPlanned(Event, tag="graph_planned"):
+    """A static graph (``@graphify``) is about to run under node ``node``: its whole shape, so a
+    reader can show the nodes that have not started (or never will) next to those that did."""
+
+    nodes: list[DagNode] = []
+    max_concurrency: int | None = None
+    on_error: str = "stop"
+
+
 AnyEvent = Union[
     RunStarted,
     RunResumed,
@@ -254,6 +274,7 @@ AnyEvent = Union[
     Progress,
     JobSubmitted,
     JobStateChanged,
+    GraphPlanned,
 ]
 
 EVENT_TYPES: dict[str, type[Event]] = {

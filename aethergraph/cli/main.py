@@ -21,7 +21,7 @@ class CliError(Exception):
 
 
 # Arguments that name files: any bytes the file system accepts are fine there.
-_PATH_ARGS = frozenset({"home", "path"})
+_PATH_ARGS = frozenset({"home", "path", "input_file"})
 _POSITIONAL = frozenset({"target", "run_id", "ask_id", "value", "node", "ref"})
 
 
@@ -84,6 +84,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="run a graph function as a new run")
     p.add_argument("target", help="path/to/file.py:function or package.module:function")
     p.add_argument("--input", "-i", default=None, metavar="JSON", help="inputs as a JSON object")
+    p.add_argument("--input-file", default=None, metavar="PATH",
+                   help="inputs as a JSON object in a file ('-': stdin); --input keys override it")
+    p.add_argument("--max-concurrency", type=_count, default=None, metavar="N",
+                   help="a @graphify graph: at most N of its nodes at once")
     p.add_argument(
         "--answer", "-a", action="append", default=[], metavar="TEXT",
         help="answer the run's asks, in order (repeatable); for scripts and CI",
@@ -212,6 +216,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input", "-i", metavar="JSON", default=None, help="inputs for --run, as a JSON object")
     _add_home(p)
 
+    from .graph_cmd import add_parser as add_graph_parser
+
+    add_graph_parser(sub)
+
     from .jobs_cmds import add_parser as add_jobs_parser
 
     add_jobs_parser(sub, _add_home)
@@ -300,6 +308,10 @@ def main(argv: Sequence[str] | None = None, *, _again: bool = False) -> int:
             from tui.app import main as tui_main
 
             return tui_main(args)
+        if args.command == "graph":
+            from .graph_cmd import cmd_graph
+
+            return cmd_graph(args)
         if args.command == "jobs":
             from .jobs_cmds import cmd_jobs
 

@@ -11,20 +11,50 @@ import msgspec
 from .main import EXIT_INTERRUPTED, EXIT_OK, EXIT_RUN_FAILED, CliError
 
 
-def parse_inputs(text: str | None) -> dict[str, Any]:
+def parse_inputs(text: str | bytes | None, what: str = "--input") -> dict[str, Any]:
     if text is None:
         return {}
     try:
         value = msgspec.json.decode(text)
     except msgspec.DecodeError as exc:
-        raise CliError(f"--input is not valid JSON: {exc}") from None
+        raise CliError(f"{what} is not valid JSON: {exc}") from None
     except RecursionError:
-        raise CliError("--input is nested too deeply to be read") from None
+        raise CliError(f"{what} is nested too deeply to be read") from None
     except UnicodeEncodeError:
-        raise CliError("--input is not valid UTF-8") from None
+        raise CliError(f"{what} is not valid UTF-8") from None
     if not isinstance(value, dict):
-        raise CliError(f"--input must be a JSON object, got {type(value).__name__}")
+        raise CliError(f"{what} must be a JSON object, got {type(value).__name__}")
     return value
+
+
+def read_inputs(args: Any) -> dict[str, Any]:
+    """``--input-file`` (a JSON object; ``-`` reads stdin), then ``--input`` keys over it."""
+    inputs: dict[str, Any] = {}
+    path = getattr(args, "input_file", None)
+    if path is not None:
+        what = "--input-file" if path == "-" else f"--input-file {path}"
+        try:
+            data = sys.stdin.buffer.read() if path == "-" else Path(path).expanduser().read_bytes()
+        except OSError as exc:
+            raise CliError(f"{what}: {exc.strerror or exc}") from None
+        inputs = parse_inputs(data, what)
+    inputs.update(parse_inputs(args.input))
+    return inputs
+
+
+def check_inputs(fn: Any, inputs: dict[str, Any]) -> None:
+    """Inputs that do not fit the function fail here, before anything opens (exit 2): missing
+    or unknown names, and typed parameters that cattrs cannot structure (naming the field)."""
+    from ..typed import InputError
+
+    try:
+        fn.signature.bind(**inputs, **({"context": None} if fn.wants_context else {}))
+    except TypeError as exc:
+        raise CliError(f"inputs do not fit {fn.name}{fn.signature}: {exc}") from None
+    try:
+        fn.prepare_inputs(inputs)
+    except InputError as exc:
+        raise CliError(f"inputs do not fit {fn.name}: {exc}") from None
 
 
 def _entrypoint(target: str) -> str:
@@ -63,15 +93,16 @@ async def watch_hangup(rt: Any, hung_up: list[bool], *, task_status: Any) -> Non
 def cmd_run(args: Any) -> int:
     from ..targets import TargetError, load_target
 
-    inputs = parse_inputs(args.input)
+    inputs = read_inputs(args)
     try:
         fn = load_target(args.target)
     except TargetError as exc:
         raise CliError(str(exc)) from None
-    try:
-        fn.signature.bind(**inputs, **({"context": None} if fn.wants_context else {}))
-    except TypeError as exc:
-        raise CliError(f"inputs do not fit {fn.name}{fn.signature}: {exc}") from None
+    if args.max_concurrency is not None:
+        if not hasattr(fn, "options"):
+            raise CliError(f"--max-concurrency is for @graphify graphs; {fn.name} is a {fn.kind}")
+        fn = fn.options(max_concurrency=args.max_concurrency)
+    check_inputs(fn, inputs)
     plan = None
     if args.run_id is not None:
         plan = _plan(args, fn, inputs)
@@ -162,6 +193,8 @@ def _detach(args: Any, fn: Any, inputs: dict[str, Any]) -> int:
     run_id = args.run_id or new_run_id()
     child = ["run", _entrypoint(args.target), "--run-id", run_id, "--home", str(layout.home),
              "--input", msgspec.json.encode(inputs).decode()]
+    if args.max_concurrency is not None:
+        child += ["--max-concurrency", str(args.max_concurrency)]
     if args.durability:
         child += ["--durability", args.durability]
     for a in args.answer:

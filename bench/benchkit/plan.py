@@ -59,6 +59,12 @@ def b1(ours: Path | None, peers: Path | None) -> list[Case]:
         for v in ("top", "top+record", "in-run", "in-run+record"):
             cases.append(Case("B1", "ours", v, n, _script(ours, "ours/b1.py", v, n), group=v,
                               ref=True, storage="log file, batch" if "record" in v else "-"))
+        # The same chain with @tool steps, dynamic and as a static @graphify graph (issue 18:
+        # per-node overhead within 2x of the dynamic form).
+        for v, how in (("in-run-tool", "@tool steps awaited in a graph_fn"),
+                       ("graphify", "static @graphify chain of @tool nodes, build included")):
+            cases.append(Case("B1", "ours", v, n, _script(ours, "ours/b1.py", v, n), group="in-run",
+                              note=how))
     if peers:
         for v in ("top", "top+record", "in-run", "in-run+record"):
             slow = "record" in v  # ~30 ms per durable append upstream: a minute per run
@@ -88,7 +94,9 @@ def b2(ours: Path | None, peers: Path | None) -> list[Case]:
         if ours:
             for v, how in (("ag.sleep", "nursery children, shared timer"),
                            ("trio.sleep", "nursery children, trio.sleep"),
-                           ("tool-nodes", "@tool child nodes, shared timer")):
+                           ("tool-nodes", "@tool child nodes, shared timer"),
+                           ("map", "context.map of @tool nodes, limit N"),
+                           ("graphify", "static @graphify graph of N @tool nodes")):
                 cases.append(Case("B2", "ours", v, n, _script(ours, "ours/b2.py", v, n),
                                   group=f"n={n}", ref=v == "ag.sleep", note=how))
         if peers:

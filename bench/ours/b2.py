@@ -9,7 +9,10 @@ node; each sleeps 0.05 s and polls, five times. Variants:
 - ``tool-nodes``: each poller is a ``@tool`` child node (start/finish events in the run's log)
   sleeping with ``aethergraph.sleep``: what a node costs at this fan-out.
 
-No concurrency limit. Warm-up: one run with N = 2 in the same runtime.
+- ``map``: the tool-nodes pollers through ``context.map(poll_job, jids, max_concurrency=n)``;
+- ``graphify``: a static ``@graphify`` graph of N ``poll_job`` nodes (built in the region).
+
+No concurrency limit (map's limit is N). Warm-up: one run with N = 2 in the same runtime.
 """
 
 import sys
@@ -21,11 +24,11 @@ sys.path.append(str(Path(__file__).resolve().parents[1]))  # bench/, for benchki
 import trio
 
 import aethergraph
-from aethergraph import graph_fn, open_runtime, tool
+from aethergraph import graph_fn, graphify, open_runtime, tool
 from benchkit.jobs import INTERVAL, POLLS, Jobs
 from benchkit.measure import Region, args, emit
 
-VARIANTS = ["ag.sleep", "trio.sleep", "tool-nodes"]
+VARIANTS = ["ag.sleep", "trio.sleep", "tool-nodes", "map", "graphify"]
 
 
 async def poll_job(jobs: Jobs, jid: int, nap) -> int:
@@ -46,6 +49,16 @@ async def fanout(n, variant, *, context):
     jobs = Jobs()
     jids = [jobs.submit(i) for i in range(n)]
     results: list[int] = []
+    if variant == "map":
+        done = await context.map(poll_job_node, [{"jobs": jobs, "jid": j} for j in jids],
+                                 max_concurrency=max(n, 1), spread=True)
+        return sum(r["result"] for r in done)
+    if variant == "graphify":
+        @graphify(name="polls")
+        def polls():
+            return {str(j): poll_job_node(jobs=jobs, jid=j)["result"] for j in jids}
+
+        return sum((await polls(context=context)).values())
 
     async def poller(jid: int) -> None:
         if variant == "tool-nodes":
