@@ -95,11 +95,156 @@ class Channel:
         )
         return {"approved": choice == list(options)[0], "choice": choice}
 
+    # -- streaming ----------------------------------------------------------------------------
+
+    def stream(self, name: str = "") -> Stream:
+        """``async with channel.stream() as s: await s.delta("tok")`` — text said piece by piece
+        (an agent's tokens, progress text). Pieces are shown as they come; the log keeps them
+        coalesced (see ``Stream``) and the whole text as one message when the stream ends.
+
+        Concurrent streams of one node should each get a ``name``: a stream's identity (what a
+        resume matches it by) is its node's key + name + its occurrence among same-named ones.
+        """
+        return Stream(self, str(name))
+
     # -- progress -----------------------------------------------------------------------------
 
     def progress(self, title: str = "", total: float | None = None) -> ProgressReporter:
         """``async with channel.progress(title="Fetching", total=10) as p: await p.update(inc=1)``"""
         return ProgressReporter(self._node, title, total)
+
+
+class Stream:
+    """One streamed text. ``delta`` buffers a piece; the buffer becomes one ``stream_delta``
+    event when it holds ``FLUSH_CHARS`` characters or has waited ``FLUSH_S`` (so 10,000 tiny
+    pieces are a handful of events, and a slow producer's piece still shows within 50 ms);
+    ``end`` flushes and says the whole text as one ``message_sent`` (kind ``"stream"``).
+
+    Resume: a re-executed stream whose text matches what the log already holds emits nothing
+    for that part; where it says something else it emits a delta from the point it differs,
+    and its end message is not said twice when the whole text is the same (the message's id is
+    derived from the text, as every message's is).
+    """
+
+    FLUSH_CHARS = 4096
+    FLUSH_S = 0.05
+
+    def __init__(self, channel: Channel, name: str = "") -> None:
+        self._channel = channel
+        node = channel._node
+        self._node = node
+        self.stream_id = derived_id("s", node.run_id, node.identity(f"stream|{content_hash([channel.key, name])}"))
+        self._parts: list[str] = []  # everything said
+        self._pending: list[str] = []  # said, not yet flushed
+        self._pending_chars = 0
+        self._flushed = 0  # characters of the text the log holds (or holds from before)
+        j = node.run.journal
+        # What an earlier execution of this run said on this stream; None once we differ.
+        self._known: str | None = j.streams.get(self.stream_id) if j is not None and not j.tools_only else None
+        self._last_flush = -float("inf")
+        self._kick: Any = None
+        self._nursery_cm: Any = None
+        self._nursery: Any = None
+        self._ended = False
+
+    @property
+    def text(self) -> str:
+        return "".join(self._parts)
+
+    async def delta(self, piece: str) -> None:
+        if self._ended:
+            raise RuntimeError(f"stream {self.stream_id} has ended")
+        import trio
+
+        piece = str(piece)
+        if piece:
+            self._parts.append(piece)
+            self._pending.append(piece)
+            self._pending_chars += len(piece)
+            now = trio.current_time()
+            if self._pending_chars >= self.FLUSH_CHARS or now - self._last_flush >= self.FLUSH_S:
+                self._flush()
+            elif self._kick is not None:
+                self._kick.set()  # the flusher sends it when FLUSH_S has passed
+        await _checkpoint()
+
+    def _flush(self) -> None:
+        import trio
+
+        self._last_flush = trio.current_time()
+        if not self._pending:
+            return
+        new = "".join(self._pending)
+        self._pending.clear()
+        self._pending_chars = 0
+        start = self._flushed
+        self._flushed += len(new)
+        known = self._known
+        if known is not None:
+            if known.startswith(new, start):
+                return  # the log has said exactly this already
+            # Differs from what was said before: say it from the first character that differs.
+            c = 0
+            limit = min(len(new), len(known) - start)
+            while c < limit and new[c] == known[start + c]:
+                c += 1
+            self._known = None
+            start, new = start + c, new[c:]
+        self._node.emit(ev.StreamDelta, stream_id=self.stream_id, offset=start, text=new,
+                        channel=self._channel.key)
+
+    async def _flusher(self) -> None:
+        import trio
+
+        while not self._ended:
+            if not self._pending:  # checked first: a piece said before this task ran is not missed
+                self._kick = trio.Event()
+                await self._kick.wait()
+                continue
+            await trio.sleep_until(self._last_flush + self.FLUSH_S)
+            self._flush()
+
+    async def end(self, *, stopped: str = "") -> None:
+        """Flush what is left and say the whole text as one message (once; later calls do
+        nothing)."""
+        if self._ended:
+            return
+        self._ended = True
+        self._flush()
+        text = self.text
+        if text or stopped:
+            data: dict[str, Any] = {"stream": self.stream_id}
+            if stopped:
+                data["stopped"] = stopped
+            self._channel._send(text, "stream", data)
+        await _checkpoint()
+
+    async def __aenter__(self) -> Stream:
+        import trio
+
+        # A nursery for the flusher only (opened here, closed in __aexit__ by the same task).
+        self._nursery_cm = trio.open_nursery()
+        self._nursery = await self._nursery_cm.__aenter__()
+        self._nursery.start_soon(self._flusher)
+        return self
+
+    async def __aexit__(self, exc_type, exc, tb) -> bool:
+        try:
+            if exc_type is None:
+                await self.end()
+            elif not self._ended:
+                # What was said stays said; the message records that the stream stopped early.
+                self._ended = True
+                self._flush()
+                self._channel._send(self.text, "stream", {"stream": self.stream_id, "stopped": exc_type.__name__})
+        finally:
+            cm, self._nursery_cm = self._nursery_cm, None
+            if cm is not None:
+                self._nursery.cancel_scope.cancel()  # the flusher is all it holds
+                # The body's own exception is not handed to the nursery: it propagates as it
+                # is (the nursery would wrap it in an ExceptionGroup).
+                await cm.__aexit__(None, None, None)
+        return False
 
 
 class ProgressReporter:

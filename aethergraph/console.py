@@ -113,13 +113,50 @@ def _out(text: str, stream: TextIO | None = None) -> None:
 class ConsolePrinter:
     """Shows a run's human-facing events on stdout."""
 
-    TYPES = (ev.MessageSent, ev.Progress, ev.AskOpened, ev.AskAnswered, ev.AskExpired)
+    TYPES = (ev.MessageSent, ev.Progress, ev.AskOpened, ev.AskAnswered, ev.AskExpired, ev.StreamDelta)
 
     def __init__(self, stream: TextIO | None = None) -> None:
         self.stream = stream
+        # Streams shown here: how many characters of each were printed, and the one whose
+        # line is open (its pieces are printed without a newline until it ends).
+        self._printed: dict[str, int] = {}
+        self._open_line: str | None = None
+
+    def _close_line(self) -> None:
+        if self._open_line is not None:
+            self._open_line = None
+            _write_prompt("\n", self.stream)
+
+    def _stream_piece(self, stream_id: str, offset: int, text: str) -> None:
+        printed = self._printed.get(stream_id, 0)
+        if offset < printed:  # a resumed stream says something else from here: a new line
+            self._close_line()
+            text, printed = "↻ " + text, offset
+        if self._open_line != stream_id:
+            self._close_line()
+        self._open_line = stream_id
+        self._printed[stream_id] = printed + len(text)
+        _write_prompt(text, self.stream)
 
     def __call__(self, event: ev.Event, encoded: bytes = b"") -> None:
         t = type(event)
+        if t is ev.StreamDelta:
+            self._stream_piece(event.stream_id, event.offset, event.text)
+            return
+        if t is ev.MessageSent and event.kind == "stream" and isinstance(event.data, dict):
+            sid = str(event.data.get("stream", ""))
+            printed = self._printed.pop(sid, None)
+            if printed is None:  # nothing of it shown here (a resumed stream): all of it
+                self._close_line()
+                _out(event.text, self.stream)
+            else:
+                if printed < len(event.text):
+                    self._stream_piece(sid, printed, event.text[printed:])
+                if self._open_line == sid:
+                    self._open_line = None
+                    _out("", self.stream)
+            return
+        self._close_line()
         if t is ev.MessageSent:
             _out(event.text, self.stream)
         elif t is ev.Progress:
