@@ -107,6 +107,47 @@ class Channel:
         """
         return Stream(self, str(name))
 
+    async def ask_files(
+        self,
+        prompt: str,
+        *,
+        accept: Sequence[str] | None = None,
+        multiple: bool = False,
+        max_bytes: int | None = None,
+        timeout_s: float | None = DEFAULT_ASK_TIMEOUT_S,
+    ) -> Any:
+        """Ask for a file (``multiple=True``: one or more). Answered with a path at the console,
+        ``ag answer ASK --file PATH`` (repeatable) or the dashboard's file picker; each file is
+        checked (exists, a regular file, readable, within ``max_bytes`` — 100 MB unless given —
+        and matching ``accept``: ``["*.csv", ".png", "image/*"]``), copied into the store and
+        recorded as an artifact of this node (kind ``"upload"``). A refused path is said to
+        whoever gave it and the ask stays open.
+
+        Returns the artifact ref (``ag://artifact/<sha256>``), or a list of refs with
+        ``multiple=True``; read them with ``context.artifacts().load_bytes(ref)``.
+        """
+        from runtime.asks import DEFAULT_MAX_FILE_BYTES, decode_files
+
+        from .artifacts import Artifacts
+
+        if isinstance(accept, str):
+            accept = [accept]
+        if max_bytes is not None and not max_bytes > 0:
+            raise ValueError(f"max_bytes must be > 0, got {max_bytes!r}")
+        spec = ev.FileAskSpec(accept=[str(a) for a in (accept or [])], multiple=bool(multiple),
+                              max_bytes=int(max_bytes or DEFAULT_MAX_FILE_BYTES))
+        answer = await self._node.runtime.asks.ask(
+            self._node, "files", str(prompt), spec.accept, timeout_s, files=spec
+        )
+        arts = Artifacts(self._node)
+        refs = [
+            # Recorded by the node (an artifact of its own, with its provenance); on resume the
+            # same files get the same artifact ids and are not recorded twice.
+            await arts._record(f.sha256, f.size, f.name, mime=f.mime, kind="upload", labels=None, metrics=None)
+            for f in decode_files(answer)
+        ]
+        return refs if multiple else refs[0]
+
     # -- progress -----------------------------------------------------------------------------
 
     def progress(self, title: str = "", total: float | None = None) -> ProgressReporter:

@@ -20,6 +20,7 @@ from typing import Any, TextIO
 import trio
 
 from runtime import events as ev
+from runtime.asks import DEFAULT_MAX_FILE_BYTES, _size_text, decode_files, split_paths, store_paths
 from runtime.errors import InvalidAnswer
 
 
@@ -121,6 +122,7 @@ class ConsolePrinter:
         # line is open (its pieces are printed without a newline until it ends).
         self._printed: dict[str, int] = {}
         self._open_line: str | None = None
+        self._file_asks: set[str] = set()  # open files asks: their answers are shown by name
 
     def _close_line(self) -> None:
         if self._open_line is not None:
@@ -165,10 +167,18 @@ class ConsolePrinter:
             elif event.state == "end":
                 _out(f"✔ {event.title}" + (f" {event.subtitle}" if event.subtitle else ""), self.stream)
         elif t is ev.AskOpened:
-            _out(f"❓ {question(event.prompt, event.options)}", self.stream)
+            if event.ask_kind == "files":
+                self._file_asks.add(event.ask_id)
+                _out(f"❓ {files_question(event.prompt, event.files)}", self.stream)
+            else:
+                _out(f"❓ {question(event.prompt, event.options)}", self.stream)
         elif t is ev.AskAnswered:
+            answer = event.answer
+            if event.ask_id in self._file_asks:
+                self._file_asks.discard(event.ask_id)
+                answer = answered_files(answer)
             if event.by != "console":
-                _out(f"→ {event.answer}  (answered by {event.by})", self.stream)
+                _out(f"→ {answer}  (answered by {event.by})", self.stream)
         elif t is ev.AskExpired:
             if event.reason == "timeout":
                 _out(f"⌛ ask {event.ask_id} got no answer in time", self.stream)
@@ -207,7 +217,8 @@ class ConsoleSource:
         # open, the console says which one the next line answers.
         tty = self.lines.isatty()
         if waited or sum(1 for a in broker.pending.values() if a.answer is None) > 1:
-            _out(f"↳ {question(ask.prompt, ask.options)}", self.stream)
+            shown = files_question(ask.prompt, ask.files) if ask.kind == "files" else question(ask.prompt, ask.options)
+            _out(f"↳ {shown}", self.stream)
         try:
             while True:
                 if tty:
@@ -219,7 +230,11 @@ class ConsoleSource:
                 if not tty:
                     _out(f"> {line}", self.stream)
                 try:
-                    broker.answer(ask.ask_id, line, by="console")
+                    value = line
+                    if ask.kind == "files":
+                        # Checked and copied into the store off the event loop (files may be big).
+                        value = await trio.to_thread.run_sync(_store_line, broker.runtime.blobs, line, ask.files)
+                    broker.answer(ask.ask_id, value, by="console")
                     return
                 except InvalidAnswer as exc:
                     _out(f"✗ {exc}", self.stream)
@@ -229,6 +244,30 @@ class ConsoleSource:
             if tty and ask.answer is not None and ask.by != "console":
                 _out("", self.stream)  # end the abandoned "> " prompt line
             raise
+
+
+def _store_line(blobs: Any, line: str, spec: ev.FileAskSpec | None) -> str:
+    spec = spec or ev.FileAskSpec()
+    return store_paths(blobs, split_paths(line, spec.multiple), spec)
+
+
+def files_question(prompt: str, spec: ev.FileAskSpec | None) -> str:
+    """How a files ask is put at a console: what to type, what it accepts, how large."""
+    spec = spec or ev.FileAskSpec()
+    what = "one or more file paths (quote paths with spaces)" if spec.multiple else "a file path"
+    parts = [what]
+    if spec.accept:
+        parts.append("accepts " + ", ".join(spec.accept))
+    parts.append(f"up to {_size_text(spec.max_bytes or DEFAULT_MAX_FILE_BYTES)} each")
+    return f"{prompt}  ({'; '.join(parts)})"
+
+
+def answered_files(answer: str) -> str:
+    """A files answer (JSON of stored files) as people read it: names and sizes."""
+    try:
+        return ", ".join(f"{f.name} ({_size_text(f.size)})" for f in decode_files(answer))
+    except Exception:  # untrusted text from the log: shown as it is
+        return answer
 
 
 def _write_prompt(text: str, stream: TextIO | None) -> None:
