@@ -50,9 +50,119 @@ class Channel:
         self._send(shown, "buttons", list(map(str, buttons)))
         await _checkpoint()
 
-    async def send_file(self, ref: str, *, text: str = "") -> None:
-        self._send(text or f"file: {ref}", "file", ref)
+    async def send_file(
+        self,
+        file: Any = None,
+        *,
+        file_bytes: bytes | None = None,
+        filename: str | None = None,
+        title: str | None = None,
+        text: str = "",
+    ) -> str:
+        """Send a file: an artifact ref, a path (copied into the store, never moved) or bytes
+        (``file_bytes=``, or as ``file``; named ``filename``). The message says its name,
+        size and ref (``ag artifacts export REF`` gets it back); returns the ref."""
+        ref, name, size, mime = await self._as_artifact(file, file_bytes, filename, kind="file")
+        shown = text or title or f"file: {name} ({_size(size)}, {mime}) {ref}"
+        self._send(shown, "file", {"ref": ref, "name": name, "size": size, "mime": mime})
         await _checkpoint()
+        return ref
+
+    async def send_image(
+        self,
+        image: Any = None,
+        *,
+        caption: str = "",
+        image_bytes: bytes | None = None,
+        filename: str | None = None,
+    ) -> str:
+        """Send an image: an artifact ref, a path or bytes (PNG, JPEG, GIF, WebP or BMP; other
+        bytes are refused). Stored as an artifact (kind ``"image"``); the message carries its
+        ref, type, byte size and pixel size, which the dashboard shows. Returns the ref."""
+        from .artifacts import image_info
+
+        ref, name, size, mime = await self._as_artifact(image, image_bytes, filename, kind="image", image=True)
+        head = await self._head(ref)
+        info = image_info(head)
+        if info is None:
+            raise ValueError(f"{name} is not an image this channel can show (PNG, JPEG, GIF, WebP or BMP)")
+        mime, width, height = info
+        dims = f"{width}×{height}, " if width and height else ""
+        shown = caption or f"image: {name}"
+        self._send(shown, "image", {"ref": ref, "name": name, "size": size, "mime": mime,
+                                    "width": width, "height": height, "caption": caption,
+                                    "summary": f"{name} ({dims}{_size(size)}, {mime})"})
+        await _checkpoint()
+        return ref
+
+    async def _head(self, ref: str) -> bytes:
+        import trio
+
+        from .artifacts import _IMAGE_HEAD
+
+        def read() -> bytes:
+            from runtime.store.artifacts import sha_from_ref
+
+            import os as _os
+
+            fd = self._node.runtime.blobs.open_blob(sha_from_ref(ref))
+            try:
+                return _os.read(fd, _IMAGE_HEAD)
+            finally:
+                _os.close(fd)
+
+        return await trio.to_thread.run_sync(read)
+
+    async def _as_artifact(
+        self, what: Any, data: bytes | None, filename: str | None, *, kind: str, image: bool = False,
+    ) -> tuple[str, str, int, str]:
+        """(ref, name, size, mime) of what is sent, stored as an artifact of this node unless
+        it already is one (a ref)."""
+        import mimetypes
+        import os
+        from pathlib import Path
+
+        import trio
+
+        from runtime.store.artifacts import REF_PREFIX, sha_from_ref
+
+        from .artifacts import Artifacts, image_info
+
+        arts = Artifacts(self._node)
+        if isinstance(what, (bytes, bytearray, memoryview)):
+            if data is not None:
+                raise TypeError("give the bytes once: as the first argument or as file_bytes=")
+            data, what = bytes(what), None
+        if data is not None:
+            if what is not None:
+                raise TypeError("give either a ref/path or bytes, not both")
+            info = image_info(bytes(data[:_HEAD])) if image else None
+            if image and info is None:
+                raise ValueError("these bytes are not an image this channel can show (PNG, JPEG, GIF, WebP or BMP)")
+            mime = info[0] if info else (mimetypes.guess_type(filename or "")[0] or "application/octet-stream")
+            name = filename or ("image" + (mimetypes.guess_extension(mime) or "") if image else "file.bin")
+            ref = await arts.write_bytes(name, bytes(data), mime=mime, kind=kind)
+            return ref, name, len(data), mime
+        if isinstance(what, str) and what.startswith(REF_PREFIX):
+            sha = sha_from_ref(what)
+            blobs = self._node.runtime.blobs
+            if not blobs.has(sha):
+                raise FileNotFoundError(f"artifact {what} is not in this store")
+            rows = await arts._rows(ref=sha, limit=1) if filename is None else []
+            known = rows[0][0] if rows else None
+            name = filename or (known.name if known else sha[:12])
+            size = await trio.to_thread.run_sync(lambda: os.stat(blobs.path_for(sha)).st_size)
+            mime = (known.mime if known else "") or mimetypes.guess_type(name)[0] or "application/octet-stream"
+            return what, name, size, mime
+        if isinstance(what, (str, Path)):
+            path = Path(what)
+            if not path.is_file():
+                raise FileNotFoundError(f"no file at {str(path)!r} (give a path, an artifact ref or bytes)")
+            name = filename or path.name
+            ref = await arts.save(path, name=name, kind=kind)
+            size = path.stat().st_size
+            return ref, name, size, mimetypes.guess_type(name)[0] or "application/octet-stream"
+        raise TypeError(f"send a ref, a path or bytes, not {type(what).__name__}")
 
     # -- asking -------------------------------------------------------------------------------
 
@@ -349,6 +459,15 @@ class ProgressReporter:
         elif not self._ended:
             self._ended = True
             self._emit("end", f"stopped: {exc_type.__name__}")
+
+
+_HEAD = 64 * 1024
+
+
+def _size(n: int) -> str:
+    from runtime.asks import _size_text
+
+    return _size_text(n)
 
 
 async def _checkpoint() -> None:

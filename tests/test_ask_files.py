@@ -187,3 +187,68 @@ def test_ag_answer_file_for_an_interrupted_run_then_resume_records_it_once(tmp_p
     events = read_events(layout.run_log(ask["run_id"]))
     assert len([e for e in events if isinstance(e, ev.ArtifactWritten)]) == 1
     assert len([e for e in events if isinstance(e, ev.AskAnswered)]) == 1
+
+
+# -- send_image / send_file ---------------------------------------------------------------------
+
+
+def tiny_png(width: int, height: int) -> bytes:
+    """A real PNG (grey pixels), built by hand: no imaging library needed."""
+    import struct
+    import zlib
+
+    def chunk(tag: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + tag + body + struct.pack(">I", zlib.crc32(tag + body))
+
+    rows = b"".join(b"\x00" + b"\x80" * width for _ in range(height))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+
+
+async def test_send_image_and_send_file(home, layout, tmp_path):
+    png = tiny_png(3, 2)
+    report = tmp_path / "report.txt"
+    report.write_text("all good")
+
+    @graph_fn(name="show")
+    async def show(*, context):
+        ch = context.channel()
+        ref = await ch.send_image(png, caption="the plot")
+        again = await ch.send_image(ref)  # a ref: not stored twice, named as it was
+        with pytest.raises(ValueError, match="not an image"):
+            await ch.send_image(b"plain text, not pixels")
+        f1 = await ch.send_file(report)
+        f2 = await ch.send_file(file_bytes=b"raw", filename="raw.bin")
+        with pytest.raises(FileNotFoundError, match="no file at"):
+            await ch.send_file(tmp_path / "missing.txt")
+        return [ref, again, f1, f2]
+
+    async with rt_open(home):
+        refs = await show()
+    assert refs[0] == refs[1]
+    assert report.read_text() == "all good"  # copied, never moved
+    (path,) = list(layout.iter_logs())
+    events = run_events(layout, path.stem)
+    msgs = [e for e in events if isinstance(e, ev.MessageSent)]
+    assert [m.kind for m in msgs] == ["image", "image", "file", "file"]
+    first = msgs[0].data
+    assert (msgs[0].text, first["mime"], first["width"], first["height"], first["size"]) == (
+        "the plot", "image/png", 3, 2, len(png))
+    assert first["summary"] == f"image.png (3×2, {len(png)} bytes, image/png)"
+    assert msgs[1].data["name"] == "image.png"
+    assert msgs[2].data["name"] == "report.txt" and msgs[3].data["name"] == "raw.bin"
+    arts = [e for e in events if isinstance(e, ev.ArtifactWritten)]
+    assert [(a.name, a.kind) for a in arts] == [("image.png", "image"), ("report.txt", "file"), ("raw.bin", "file")]
+
+
+def test_image_info_reads_sizes_from_headers():
+    import struct
+
+    from aethergraph.artifacts import image_info
+
+    app0 = b"\xff\xe0" + struct.pack(">H", 16) + b"JFIF\x00" + b"\x00" * 9
+    sof = b"\xff\xc0" + struct.pack(">HBHHB", 11, 8, 480, 640, 3) + b"\x00" * 6
+    assert image_info(b"\xff\xd8" + app0 + sof) == ("image/jpeg", 640, 480)
+    assert image_info(b"GIF89a" + struct.pack("<HH", 7, 5) + b"\x00" * 4) == ("image/gif", 7, 5)
+    assert image_info(tiny_png(9, 4)) == ("image/png", 9, 4)
+    assert image_info(b"%PDF-1.7") is None
