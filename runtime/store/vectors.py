@@ -190,19 +190,19 @@ class VectorSearch:
         if want_graph is not None:
             m = graphs_a == want_graph
             mask = m if mask is None else mask & m
-        if mask is None:
-            rows = None
-            scores = cache.matrix @ q
-        else:
-            rows = np.flatnonzero(mask)
-            if not len(rows):
+        # One product over every row (contiguous, BLAS) is cheaper than copying out the
+        # rows in scope; rows out of scope are then ruled out by score.
+        scores = cache.matrix @ q
+        if mask is not None:
+            n_in = int(mask.sum())
+            if not n_in:
                 return []
-            scores = cache.matrix[rows] @ q
+            scores = np.where(mask, scores, -np.inf)
+            k = min(k, n_in)
         k = min(k, len(scores))
         top = np.argpartition(-scores, k - 1)[:k]
         top = top[np.argsort(-scores[top], kind="stable")]
-        picked = top if rows is None else rows[top]
-        return [(float(scores[t]), int(ids_a[p])) for t, p in zip(top, picked)]
+        return [(float(scores[t]), int(ids_a[t])) for t in top]
 
     @staticmethod
     def _nearest_py(cache, query, k, want_kinds, want_run, want_graph):
