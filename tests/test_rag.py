@@ -197,3 +197,22 @@ def test_resume_does_not_double_vectors(tmp_path, layout):
     assert sorted(e.text for e in recs) == ["cats purr", "dogs bark", "fish swim", "rockets burn"]
     assert all(e.embedding is not None and e.embedding.model == "toy" for e in recs)
     assert vector_rows(layout) == 4
+
+
+async def test_search_sees_records_added_after_the_last_search(home, scan):
+    @graph_fn(name="grow")
+    async def grow(*, context):
+        mem = context.memory()
+        mem.bind_embedder(toy_embed, kinds=["note"], name="toy")
+        await mem.record("note", text="cats purr")
+        first = [e.text for e in await mem.search("rockets", k=5)]
+        for i in range(1500):  # past the reader's first buffer: it grows and keeps the rows
+            await mem.record("note", text=f"filler {i}")
+        await mem.record("note", text="rockets burn")
+        return first, [e.text for e in await mem.search("rockets", k=1)], len(await mem.search("x", k=5000))
+
+    async with rt_open(home):
+        first, second, total = await grow()
+    assert first == ["cats purr"]
+    assert second == ["rockets burn"]
+    assert total == 1502

@@ -97,9 +97,25 @@ class _ModelCache:
         self.runs: list[int] = []
         self.graphs: list[int] = []
         self.vecs: list[array] = []  # pure Python
-        self.blobs: list[bytes] = []  # numpy: joined into the matrix on demand
-        self.matrix: Any = None
+        # numpy: rows in a buffer that doubles when full (new rows are copied in once; the
+        # vectors are never held twice), and the metadata arrays, rebuilt when rows arrive.
+        self.buf: Any = None
+        self.n = 0
         self.meta: Any = None
+
+    def append_np(self, blobs: list[bytes]) -> None:
+        np = _np
+        new = np.frombuffer(b"".join(blobs), dtype="<f4").reshape(-1, self.dim)
+        need = self.n + len(new)
+        if self.buf is None or need > len(self.buf):
+            grown = np.empty((max(need, 2 * (len(self.buf) if self.buf is not None else 0), 1024), self.dim),
+                             dtype="<f4")
+            if self.n:
+                grown[: self.n] = self.buf[: self.n]
+            self.buf = grown
+        self.buf[self.n:need] = new
+        self.n = need
+        self.meta = None
 
 
 class VectorSearch:
@@ -127,6 +143,7 @@ class VectorSearch:
         )
         if not rows:
             return cache
+        blobs = []
         for seq, key, kind, run, graph, blob in rows:
             if len(blob) != 4 * dim:
                 continue  # another dimension under the same name: not comparable, skipped
@@ -135,11 +152,12 @@ class VectorSearch:
             cache.runs.append(run)
             cache.graphs.append(graph)
             if _np is not None:
-                cache.blobs.append(blob)
+                blobs.append(blob)
             else:
                 cache.vecs.append(unpack(blob))
+        if blobs:
+            cache.append_np(blobs)
         cache.last_seq, cache.last_id = rows[-1][0], rows[-1][1]
-        cache.matrix = None  # rebuilt from the blobs at the next numpy search
         return cache
 
     def nearest(
@@ -175,8 +193,7 @@ class VectorSearch:
     @staticmethod
     def _nearest_np(cache, query, k, want_kinds, want_run, want_graph):
         np = _np
-        if cache.matrix is None or len(cache.matrix) != len(cache.ids):
-            cache.matrix = np.frombuffer(b"".join(cache.blobs), dtype="<f4").reshape(-1, cache.dim)
+        if cache.meta is None:
             cache.meta = (np.asarray(cache.kinds), np.asarray(cache.runs), np.asarray(cache.graphs),
                           np.asarray(cache.ids))
         kinds_a, runs_a, graphs_a, ids_a = cache.meta
@@ -192,7 +209,7 @@ class VectorSearch:
             mask = m if mask is None else mask & m
         # One product over every row (contiguous, BLAS) is cheaper than copying out the
         # rows in scope; rows out of scope are then ruled out by score.
-        scores = cache.matrix @ q
+        scores = cache.buf[: cache.n] @ q
         if mask is not None:
             n_in = int(mask.sum())
             if not n_in:
