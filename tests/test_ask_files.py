@@ -252,3 +252,67 @@ def test_image_info_reads_sizes_from_headers():
     assert image_info(b"GIF89a" + struct.pack("<HH", 7, 5) + b"\x00" * 4) == ("image/gif", 7, 5)
     assert image_info(tiny_png(9, 4)) == ("image/png", 9, 4)
     assert image_info(b"%PDF-1.7") is None
+
+
+# -- the dashboard's file picker (new screen; hooked into the app by the dashboard's owners) -----
+
+
+@graph_fn(name="tui_uploader")
+async def tui_uploader(*, context) -> dict:
+    ref = await context.channel().ask_files("Which CSV?", accept=["*.csv"])
+    return {"text": await context.artifacts().load_text(ref)}
+
+
+def test_dashboard_file_picker_refuses_then_answers(home, layout, tmp_path):
+    from textual.widgets import Input, Static
+
+    from tui.app import AetherGraphApp
+    from tui.screens.file_picker import FilePickerModal
+
+    from .test_tui_support import drive, until
+
+    pick = tmp_path / "pick"
+    pick.mkdir()
+    (pick / "data.csv").write_text("x,y\n")
+    (pick / "notes.txt").write_text("not a csv")
+    app = AetherGraphApp(poll_s=0.2, run=tui_uploader)
+    dismissed: list = []
+
+    def text(widget) -> str:
+        return str(widget.render())
+
+    async def scenario(pilot):
+        (ask,) = await until(pilot, lambda: [a for a in app.state.asks.values() if a.kind == "files"], "the files ask")
+        app.push_screen(FilePickerModal(ask, root=pick), dismissed.append)
+        await until(pilot, lambda: isinstance(app.screen, FilePickerModal), "the picker")
+        picker = app.screen
+        await until(pilot, lambda: picker.query("#files-error"), "the picker drawn")
+        error = picker.query_one("#files-error", Static)
+        picker.query_one("#files-input", Input).focus()
+        await pilot.press(*str(pick / "missing.csv"), "enter")
+        await until(pilot, lambda: "no file at" in text(error), "the refusal of a missing file")
+        picker.query_one("#files-input", Input).value = ""
+        await pilot.press(*str(pick / "notes.txt"), "enter")
+        await until(pilot, lambda: "not an accepted file (accepts *.csv)" in text(error), "the refusal of a .txt")
+        # the directory tree: root, then data.csv, notes.txt (files sorted by name)
+        from textual.widgets import DirectoryTree
+
+        tree = picker.query_one(DirectoryTree)
+        tree.focus()
+        await until(pilot, lambda: len(tree.root.children) == 2, "the tree's listing")
+        await pilot.press("down", "enter")
+        await until(pilot, lambda: "picked: data.csv" in text(picker.query_one("#files-picked", Static)), "the pick")
+        await pilot.press("s")
+        await until(pilot, lambda: dismissed, "the answer")
+        await until(pilot, lambda: app.hosted_result is not None, "the hosted run's end")
+
+    drive(app, scenario)
+    assert app.hosted_result.status == "succeeded", app.hosted_result.error
+    (answer,) = dismissed
+    assert json.loads(answer)[0]["name"] == "data.csv"
+    run_id = app.hosted_result.run_id
+    events = run_events(layout, run_id)
+    (answered,) = [e for e in events if isinstance(e, ev.AskAnswered)]
+    assert answered.by == "ag tui (sidecar)"
+    finished = [e for e in events if isinstance(e, ev.RunFinished)][-1]
+    assert finished.outputs == {"text": "x,y\n"}
