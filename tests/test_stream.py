@@ -166,3 +166,52 @@ def test_resumed_stream_neither_doubles_nor_loses_text(tmp_path, layout, fault):
     assert deltas[: len(before)] == before
     msgs = [e for e in events if isinstance(e, ev.MessageSent)]
     assert [(m.kind, m.text) for m in msgs] == [("stream", whole), ("text", "done talking")]
+
+
+# -- the dashboard's pieces (new widget; hooked into the messages panel by the dashboard's owners)
+
+
+def test_dashboard_stream_panel_shows_the_text_growing_and_images_by_size_and_type():
+    import asyncio
+
+    from textual.app import App
+
+    from tui.widgets.stream import StreamPanel, StreamTexts, message_text
+
+    streams = StreamTexts()
+
+    class Host(App):
+        def compose(self):
+            yield StreamPanel(id="streams")
+
+    def delta(offset, text):
+        return ev.StreamDelta(run_id="r", node="g/talk", stream_id="s-1", offset=offset, text=text)
+
+    async def main():
+        app = Host()
+        async with app.run_test(size=(80, 12)) as pilot:
+            panel = app.query_one(StreamPanel)
+            seen = []
+            for e in (delta(0, "Hello"), delta(5, ", wor"), delta(10, "ld")):
+                streams.apply(e)
+                panel.show(streams)
+                await pilot.pause()
+                seen.append(str(panel.render()))
+            assert "Hello" in seen[0] and "Hello, wor" in seen[1] and "Hello, world" in seen[2]
+            streams.apply(delta(7, "there"))  # a resumed stream corrects itself from offset 7
+            panel.show(streams)
+            await pilot.pause()
+            assert "Hello, there" in str(panel.render())
+            streams.apply(ev.MessageSent(run_id="r", node="g/talk", text="Hello, there", kind="stream",
+                                         data={"stream": "s-1"}))
+            panel.show(streams)
+            await pilot.pause()
+            assert not panel.display  # ended: an ordinary message from now on
+
+    asyncio.run(main())
+    image = ev.MessageSent(run_id="r", text="the plot", kind="image", data={
+        "ref": "ag://artifact/" + "a" * 64, "name": "plot.png", "size": 2048, "mime": "image/png",
+        "width": 640, "height": 480, "caption": "the plot"})
+    shown = message_text(image).plain
+    assert "the plot · plot.png (640×480, 2.0 KB, image/png)" in shown
+    assert "ag artifacts export ag://artifact/" + "a" * 64 in shown
