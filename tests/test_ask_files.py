@@ -316,3 +316,14 @@ def test_dashboard_file_picker_refuses_then_answers(home, layout, tmp_path):
     assert answered.by == "ag tui (sidecar)"
     finished = [e for e in events if isinstance(e, ev.RunFinished)][-1]
     assert finished.outputs == {"text": "x,y\n"}
+
+
+async def test_scripted_answer_is_a_path_checked_like_any_other(home, tmp_path, csv_file, capsys):
+    @graph_fn(name="upload")
+    async def upload(*, context):
+        ref = await context.channel().ask_files("CSV?", accept=[".csv"])
+        return await context.artifacts().load_text(ref)
+
+    async with rt_open(home, answers=[str(tmp_path / "nope.csv"), str(csv_file)]):
+        assert await upload() == "a,b\n1,2\n"
+    assert "no file at" in capsys.readouterr().err  # the first scripted answer, refused
