@@ -29,6 +29,51 @@ if TYPE_CHECKING:
 from .memory import _clean_metrics, scope_filter
 
 
+# -- images -----------------------------------------------------------------------------------
+
+_IMAGE_HEAD = 64 * 1024  # enough of a file to find a JPEG's frame header in practice
+
+
+def image_info(head: bytes) -> tuple[str, int | None, int | None] | None:
+    """(mime, width, height) of an image from its first bytes (PNG, JPEG, GIF, WebP, BMP);
+    None when the bytes are not one of those. Width and height are None where not found."""
+    import struct
+
+    if head.startswith(b"\x89PNG\r\n\x1a\n") and len(head) >= 24:
+        w, h = struct.unpack(">II", head[16:24])
+        return "image/png", w, h
+    if head[:6] in (b"GIF87a", b"GIF89a") and len(head) >= 10:
+        w, h = struct.unpack("<HH", head[6:10])
+        return "image/gif", w, h
+    if head.startswith(b"\xff\xd8\xff"):
+        i = 2
+        while i + 9 <= len(head):
+            if head[i] != 0xFF:
+                i += 1
+                continue
+            marker = head[i + 1]
+            if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7 or marker == 0xFF:
+                i += 1 if marker == 0xFF else 2
+                continue
+            (seglen,) = struct.unpack(">H", head[i + 2:i + 4])
+            # Start-of-frame markers carry the size (C4 DHT, C8, CC DAC are not frames).
+            if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+                h, w = struct.unpack(">HH", head[i + 5:i + 9])
+                return "image/jpeg", w, h
+            i += 2 + seglen
+        return "image/jpeg", None, None
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        if head[12:16] == b"VP8X" and len(head) >= 30:
+            w = 1 + int.from_bytes(head[24:27], "little")
+            h = 1 + int.from_bytes(head[27:30], "little")
+            return "image/webp", w, h
+        return "image/webp", None, None
+    if head[:2] == b"BM" and len(head) >= 26:
+        w, h = struct.unpack("<ii", head[18:26])
+        return "image/bmp", w, abs(h)
+    return None
+
+
 class Artifacts:
     def __init__(self, node: NodeHandle) -> None:
         self._node = node

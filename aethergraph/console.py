@@ -20,6 +20,7 @@ from typing import Any, TextIO
 import trio
 
 from runtime import events as ev
+from runtime.asks import DEFAULT_MAX_FILE_BYTES, _size_text, decode_files, split_paths, store_paths
 from runtime.errors import InvalidAnswer
 
 
@@ -113,13 +114,51 @@ def _out(text: str, stream: TextIO | None = None) -> None:
 class ConsolePrinter:
     """Shows a run's human-facing events on stdout."""
 
-    TYPES = (ev.MessageSent, ev.Progress, ev.AskOpened, ev.AskAnswered, ev.AskExpired)
+    TYPES = (ev.MessageSent, ev.Progress, ev.AskOpened, ev.AskAnswered, ev.AskExpired, ev.StreamDelta)
 
     def __init__(self, stream: TextIO | None = None) -> None:
         self.stream = stream
+        # Streams shown here: how many characters of each were printed, and the one whose
+        # line is open (its pieces are printed without a newline until it ends).
+        self._printed: dict[str, int] = {}
+        self._open_line: str | None = None
+        self._file_asks: set[str] = set()  # open files asks: their answers are shown by name
+
+    def _close_line(self) -> None:
+        if self._open_line is not None:
+            self._open_line = None
+            _write_prompt("\n", self.stream)
+
+    def _stream_piece(self, stream_id: str, offset: int, text: str) -> None:
+        printed = self._printed.get(stream_id, 0)
+        if offset < printed:  # a resumed stream says something else from here: a new line
+            self._close_line()
+            text, printed = "↻ " + text, offset
+        if self._open_line != stream_id:
+            self._close_line()
+        self._open_line = stream_id
+        self._printed[stream_id] = printed + len(text)
+        _write_prompt(text, self.stream)
 
     def __call__(self, event: ev.Event, encoded: bytes = b"") -> None:
         t = type(event)
+        if t is ev.StreamDelta:
+            self._stream_piece(event.stream_id, event.offset, event.text)
+            return
+        if t is ev.MessageSent and event.kind == "stream" and isinstance(event.data, dict):
+            sid = str(event.data.get("stream", ""))
+            printed = self._printed.pop(sid, None)
+            if printed is None:  # nothing of it shown here (a resumed stream): all of it
+                self._close_line()
+                _out(event.text, self.stream)
+            else:
+                if printed < len(event.text):
+                    self._stream_piece(sid, printed, event.text[printed:])
+                if self._open_line == sid:
+                    self._open_line = None
+                    _out("", self.stream)
+            return
+        self._close_line()
         if t is ev.MessageSent:
             _out(event.text, self.stream)
         elif t is ev.Progress:
@@ -128,10 +167,18 @@ class ConsolePrinter:
             elif event.state == "end":
                 _out(f"✔ {event.title}" + (f" {event.subtitle}" if event.subtitle else ""), self.stream)
         elif t is ev.AskOpened:
-            _out(f"❓ {question(event.prompt, event.options)}", self.stream)
+            if event.ask_kind == "files":
+                self._file_asks.add(event.ask_id)
+                _out(f"❓ {files_question(event.prompt, event.files)}", self.stream)
+            else:
+                _out(f"❓ {question(event.prompt, event.options)}", self.stream)
         elif t is ev.AskAnswered:
+            answer = event.answer
+            if event.ask_id in self._file_asks:
+                self._file_asks.discard(event.ask_id)
+                answer = answered_files(answer)
             if event.by != "console":
-                _out(f"→ {event.answer}  (answered by {event.by})", self.stream)
+                _out(f"→ {answer}  (answered by {event.by})", self.stream)
         elif t is ev.AskExpired:
             if event.reason == "timeout":
                 _out(f"⌛ ask {event.ask_id} got no answer in time", self.stream)
@@ -170,7 +217,8 @@ class ConsoleSource:
         # open, the console says which one the next line answers.
         tty = self.lines.isatty()
         if waited or sum(1 for a in broker.pending.values() if a.answer is None) > 1:
-            _out(f"↳ {question(ask.prompt, ask.options)}", self.stream)
+            shown = files_question(ask.prompt, ask.files) if ask.kind == "files" else question(ask.prompt, ask.options)
+            _out(f"↳ {shown}", self.stream)
         try:
             while True:
                 if tty:
@@ -182,7 +230,11 @@ class ConsoleSource:
                 if not tty:
                     _out(f"> {line}", self.stream)
                 try:
-                    broker.answer(ask.ask_id, line, by="console")
+                    value = line
+                    if ask.kind == "files":
+                        # Checked and copied into the store off the event loop (files may be big).
+                        value = await trio.to_thread.run_sync(_store_line, broker.runtime.blobs, line, ask.files)
+                    broker.answer(ask.ask_id, value, by="console")
                     return
                 except InvalidAnswer as exc:
                     _out(f"✗ {exc}", self.stream)
@@ -192,6 +244,30 @@ class ConsoleSource:
             if tty and ask.answer is not None and ask.by != "console":
                 _out("", self.stream)  # end the abandoned "> " prompt line
             raise
+
+
+def _store_line(blobs: Any, line: str, spec: ev.FileAskSpec | None) -> str:
+    spec = spec or ev.FileAskSpec()
+    return store_paths(blobs, split_paths(line, spec.multiple), spec)
+
+
+def files_question(prompt: str, spec: ev.FileAskSpec | None) -> str:
+    """How a files ask is put at a console: what to type, what it accepts, how large."""
+    spec = spec or ev.FileAskSpec()
+    what = "one or more file paths (quote paths with spaces)" if spec.multiple else "a file path"
+    parts = [what]
+    if spec.accept:
+        parts.append("accepts " + ", ".join(spec.accept))
+    parts.append(f"up to {_size_text(spec.max_bytes or DEFAULT_MAX_FILE_BYTES)} each")
+    return f"{prompt}  ({'; '.join(parts)})"
+
+
+def answered_files(answer: str) -> str:
+    """A files answer (JSON of stored files) as people read it: names and sizes."""
+    try:
+        return ", ".join(f"{f.name} ({_size_text(f.size)})" for f in decode_files(answer))
+    except Exception:  # untrusted text from the log: shown as it is
+        return answer
 
 
 def _write_prompt(text: str, stream: TextIO | None) -> None:

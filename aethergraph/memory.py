@@ -11,14 +11,18 @@ sees what earlier runs of the same graph recorded) and ``"all"``.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import math
 import time
-from collections.abc import Mapping, Sequence
+import weakref
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+import attrs
 import trio
 
 from runtime import events as ev
+from runtime.errors import AetherGraphError
 from runtime.ids import derived_id
 from runtime.store.writer import encode_error
 from runtime.journal import _CANONICAL
@@ -27,6 +31,40 @@ if TYPE_CHECKING:
     from runtime.engine import NodeHandle
 
 SCOPES = ("run", "graph", "all")
+
+
+class NoEmbedder(AetherGraphError):
+    """``memory().search`` was called with no embedder bound in this runtime."""
+
+
+@attrs.define(eq=False)
+class EmbedderBinding:
+    """An embedder bound to a runtime: ``embed(text)`` (sync or async) -> sequence of floats."""
+
+    name: str
+    embed: Callable[[str], Any]
+    kinds: frozenset[str]
+    is_async: bool
+
+
+# Bindings per runtime (not per node: every node of the runtime records and searches with the
+# same embedder); weak, so a closed runtime takes its bindings with it.
+_BINDINGS: weakref.WeakKeyDictionary[Any, EmbedderBinding] = weakref.WeakKeyDictionary()
+
+
+def _binding(node: NodeHandle) -> EmbedderBinding | None:
+    return _BINDINGS.get(node.runtime)
+
+
+def embed_text(event: ev.MemoryRecorded) -> str:
+    """What of a record is embedded: its ``text``, else its data (a string as it is, anything
+    else as canonical JSON)."""
+    if event.text:
+        return event.text
+    data = event.data
+    if isinstance(data, str):
+        return data
+    return _CANONICAL.encode(data).decode() if data is not None else event.kind
 # A full checkpoint (a chance for other tasks to run) every this many records; in between only
 # cancellation is checked, which is what keeps a tight record() loop fast.
 _YIELD_EVERY = 64
@@ -155,6 +193,11 @@ class Memory:
             if earlier is not None:  # recorded before a crash; this re-execution reuses it
                 await trio.lowlevel.checkpoint()
                 return earlier
+        if _BINDINGS:
+            binding = _BINDINGS.get(node.runtime)
+            if binding is not None and kind in binding.kinds:
+                # After the id: the vector is derived from the record, not part of what it is.
+                event.embedding = ev.Embedding(model=binding.name, vector=await _embed(binding, embed_text(event)))
         ticket = run.append(event)
         writer = node.runtime.writer
         if writer.durability == "strict":
@@ -183,6 +226,85 @@ class Memory:
             "tool_result", data={"inputs": inputs, "outputs": outputs}, tags=tags, metrics=metrics,
             topic=topic, text=message, inputs=inputs, outputs=outputs,
         )
+
+    # -- vector search (optional RAG) ---------------------------------------------------------
+
+    def bind_embedder(
+        self, embedder: Any, *, kinds: Sequence[str], name: str | None = None,
+    ) -> EmbedderBinding:
+        """Embed records of ``kinds`` from now on (every node of this runtime), for ``search``.
+
+        ``embedder``: a callable ``fn(text) -> sequence of floats`` (sync: run in a worker thread;
+        or async), an object with such an ``embed`` method, or the name of a registered service
+        that is one. ``name`` (default: the function's or service's name) is recorded with each
+        vector; search compares only vectors of the same name, so give a new name when the model
+        changes. Nothing is downloaded: the embedder is yours. Binding again replaces.
+        """
+        if isinstance(kinds, str):
+            kinds = [kinds]
+        if not kinds:
+            raise ValueError("bind_embedder needs the kinds to embed, e.g. kinds=['note']")
+        label = name
+        if isinstance(embedder, str):
+            services = self._node.runtime.services
+            if embedder not in services:
+                raise ValueError(
+                    f"no registered service {embedder!r} to embed with; registered: "
+                    f"{', '.join(sorted(services)) or 'none'}"
+                )
+            label = label or embedder
+            embedder = services[embedder]
+        fn = getattr(embedder, "embed", embedder)
+        if not callable(fn):
+            raise TypeError(f"an embedder is a callable fn(text) -> floats (or has .embed), got {type(embedder).__name__}")
+        label = label or getattr(embedder, "name", None) or getattr(fn, "__qualname__", None) or "embedder"
+        binding = EmbedderBinding(str(label), fn, frozenset(map(str, kinds)),
+                                  inspect.iscoroutinefunction(fn))
+        _BINDINGS[self._node.runtime] = binding
+        return binding
+
+    async def search(
+        self,
+        text: str,
+        k: int = 10,
+        *,
+        kinds: Sequence[str] | None = None,
+        scope: str = "graph",
+        with_scores: bool = False,
+    ) -> list[Any]:
+        """The ``k`` records nearest ``text`` by the bound embedder (cosine similarity), best
+        first: among records of ``kinds`` (default: every embedded kind) in ``scope``. With
+        ``with_scores``: ``(score, event)`` pairs. Only records of bound kinds have vectors;
+        full-text search (``query(text=...)``) needs no embedder and stays the fast path."""
+        from runtime.store.vectors import searcher
+
+        binding = _binding(self._node)
+        if binding is None:
+            raise NoEmbedder(
+                "memory().search needs an embedder: bind one first with "
+                "context.memory().bind_embedder(fn, kinds=[...]) (fn(text) -> list of floats), "
+                "or search words with memory().query(text=...)"
+            )
+        if not isinstance(k, int) or k < 1:
+            raise ValueError(f"k must be a positive integer, got {k!r}")
+        if isinstance(kinds, str):
+            kinds = [kinds]
+        filters = scope_filter(self._node, scope)
+        query = await _embed(binding, str(text))
+        rt = self._node.runtime
+        await rt.writer.wait_durable()  # see what this process recorded a moment ago
+
+        def find() -> list[tuple[float, ev.MemoryRecorded]]:
+            from runtime.store.index import MEMORY_DECODER
+
+            s = searcher(rt.index)
+            hits = s.nearest(binding.name, query, k, kinds=kinds, run_id=filters.get("run_id"),
+                             graph=filters.get("graph"))
+            bodies = s.records([key for _, key in hits])
+            return [(score, MEMORY_DECODER.decode(b)) for (score, _), b in zip(hits, bodies)]
+
+        found = await trio.to_thread.run_sync(find)
+        return found if with_scores else [e for _, e in found]
 
     # -- queries ------------------------------------------------------------------------------
 
@@ -251,3 +373,17 @@ class Memory:
         """The outputs of the latest ``write_result`` under ``topic`` (None if none)."""
         found = await self.query(kinds=["tool_result"], topic=topic, limit=1, scope=scope)
         return found[0].outputs if found else None
+
+
+async def _embed(binding: EmbedderBinding, text: str) -> bytes:
+    """The bound embedder's vector for ``text``, checked and packed (unit length, float32)."""
+    from runtime.store.vectors import pack
+
+    if binding.is_async:
+        vector = await binding.embed(text)
+    else:
+        vector = await trio.to_thread.run_sync(binding.embed, text)
+    try:
+        return pack(vector)
+    except ValueError as exc:
+        raise ValueError(f"embedder {binding.name!r}: {exc}") from None

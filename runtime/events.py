@@ -111,6 +111,14 @@ class AttemptRetried(Event, tag="attempt_retried"):
     requested_by: str = ""
 
 
+class Embedding(msgspec.Struct, kw_only=True, gc=False):
+    """A record's vector for ``memory().search``: unit length, float32 little-endian, by the
+    embedder named ``model`` (the one bound with ``memory().bind_embedder``)."""
+
+    model: str
+    vector: bytes
+
+
 class MemoryRecorded(Event, tag="memory_recorded"):
     event_id: str
     kind: str
@@ -129,6 +137,8 @@ class MemoryRecorded(Event, tag="memory_recorded"):
     outputs: Any = None
     metrics: dict[str, float] | None = None
     sources: tuple[str, ...] = ()
+    # Only for kinds bound to an embedder; computed after the event_id (it is derived data).
+    embedding: Embedding | None = None
 
     # Upstream names, so code written against upstream reads the same fields.
     @property
@@ -161,12 +171,22 @@ class ArtifactPinned(Event, tag="artifact_pinned"):
     pinned: bool = True
 
 
+class FileAskSpec(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """What a ``files`` ask accepts: name patterns (``*.csv``, ``.png``) or mime patterns
+    (``image/*``); more than one file; at most ``max_bytes`` per file."""
+
+    accept: list[str] = []
+    multiple: bool = False
+    max_bytes: int = 0
+
+
 class AskOpened(Event, tag="ask_opened"):
     ask_id: str
-    ask_kind: str  # "text" | "approval" | "choice"
+    ask_kind: str  # "text" | "approval" | "choice" | "files"
     prompt: str
-    options: list[str] = []
+    options: list[str] = []  # for a files ask: its accept patterns
     timeout_s: float | None = None
+    files: FileAskSpec | None = None
 
 
 class AskAnswered(Event, tag="ask_answered"):
@@ -190,6 +210,18 @@ class MessageSent(Event, tag="message_sent"):
     channel: str = "console"
     kind: str = "text"
     data: Any = None
+
+
+class StreamDelta(Event, tag="stream_delta"):
+    """Text a ``channel().stream()`` said, coalesced: the stream's text is now its text up to
+    ``offset`` followed by ``text`` (an offset short of the end replaces the rest: a resumed
+    stream that says something else). The stream ends with a ``message_sent`` of kind
+    ``"stream"`` carrying the whole text and ``data={"stream": stream_id}``."""
+
+    stream_id: str
+    offset: int
+    text: str
+    channel: str = "console"
 
 
 class Log(Event, tag="log"):
@@ -275,6 +307,7 @@ AnyEvent = Union[
     JobSubmitted,
     JobStateChanged,
     GraphPlanned,
+    StreamDelta,
 ]
 
 EVENT_TYPES: dict[str, type[Event]] = {

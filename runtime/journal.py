@@ -97,6 +97,8 @@ class Journal:
     memory: dict[str, ev.MemoryRecorded] = attrs.field(factory=dict)
     artifacts: dict[str, ev.ArtifactWritten] = attrs.field(factory=dict)
     messages: set[str] = attrs.field(factory=set)
+    # The text each ``channel().stream()`` had said (its ``stream_delta`` events), by stream id.
+    streams: dict[str, str] = attrs.field(factory=dict)
     # Only successful tool results: what `ag retry` replays into a new run.
     tools_only: bool = False
 
@@ -151,6 +153,8 @@ class Journal:
             elif t is ev.MessageSent:
                 if e.message_id:
                     j.messages.add(e.message_id)
+            elif t is ev.StreamDelta:
+                j.streams[e.stream_id] = j.streams.get(e.stream_id, "")[: e.offset] + e.text
             elif t is ev.AskOpened:
                 j.opened_asks.add(e.ask_id)
             elif t is ev.AskAnswered:

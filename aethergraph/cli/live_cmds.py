@@ -118,18 +118,65 @@ def cmd_asks(args: Any) -> int:
     return EXIT_OK
 
 
+class _Refused(CliError):
+    """A file this process refused before any runtime saw it: said as it is."""
+
+
+def _file_answer(layout, ask_id: str, kind: str, spec: Any, files: list[str]) -> str:
+    """``ag answer ASK --file PATH``: the files checked here and copied into the store (this
+    process shares the store with the run); the answer sent is what was stored."""
+    from runtime.asks import store_paths
+    from runtime.errors import InvalidAnswer
+    from runtime.store.artifacts import BlobStore
+
+    if kind != "files":
+        raise _Refused(f"ask {ask_id} is a {kind} ask: answer it with a value, not --file")
+    try:
+        return store_paths(BlobStore(layout), files, spec)
+    except InvalidAnswer as exc:
+        raise _Refused(f"refused: {exc} (the ask stays open)") from None
+
+
+def _offline_file_spec(layout, ask_id: str) -> Any:
+    """The full spec of an interrupted run's files ask, from its ``ask_opened`` event."""
+    from runtime import events as ev
+    from runtime.store.logfile import read_events
+
+    for a in _interrupted_asks(layout):
+        if a["ask_id"] == ask_id:
+            for e in read_events(layout.existing_run_log(a["run_id"]), warn=False):
+                if type(e) is ev.AskOpened and e.ask_id == ask_id:
+                    return e.ask_kind, e.files or ev.FileAskSpec(accept=list(e.options))
+    return None, None
+
+
 def cmd_answer(args: Any) -> int:
+    from runtime import events as ev
     from runtime.sidecar.client import NoRuntime, SidecarClient, SidecarError, find_runtimes
+
+    from ..console import answered_files
 
     layout = _layout(args.home)
     adverts = find_runtimes(args.home)
+    if bool(args.file) == (args.value is not None):
+        raise CliError("give either a VALUE or --file PATH (repeatable), not both" if args.file
+                       else "give the answer: a VALUE, or --file PATH for a files ask")
 
     async def main():
+        import trio
+
         for advert in adverts:
             try:
                 async with SidecarClient.connect(advert, client="ag answer") as c:
-                    if any(a.ask_id == args.ask_id for a in await c.list_asks()):
-                        return await c.answer(args.ask_id, args.value)
+                    ask = next((a for a in await c.list_asks() if a.ask_id == args.ask_id), None)
+                    if ask is not None:
+                        value = args.value
+                        if args.file:
+                            # Count and size limits are the runtime's to check (it knows them).
+                            spec = ev.FileAskSpec(accept=list(ask.options), multiple=True, max_bytes=1 << 62)
+                            value = await trio.to_thread.run_sync(
+                                _file_answer, layout, args.ask_id, ask.kind, spec, args.file)
+                        return await c.answer(args.ask_id, value)
             except SidecarError as exc:
                 if exc.code in ("invalid_answer", "unknown_ask"):
                     raise
@@ -140,6 +187,8 @@ def cmd_answer(args: Any) -> int:
     try:
         answer = _run(main)
     except CliError as live_error:
+        if isinstance(live_error, _Refused):
+            raise
         # Nobody live has it: maybe its run was interrupted. The answer then waits in the
         # run's log for `ag resume`.
         from runtime.errors import InvalidAnswer
@@ -147,14 +196,21 @@ def cmd_answer(args: Any) -> int:
         from ..resume import CannotResume, answer_offline
 
         try:
-            run_id, answer = answer_offline(layout, args.ask_id, args.value)
+            value = args.value
+            if args.file:
+                kind, spec = _offline_file_spec(layout, args.ask_id)
+                if kind is None:
+                    raise CannotResume(f"no open ask {args.ask_id} in this store")
+                value = _file_answer(layout, args.ask_id, kind, spec, args.file)
+            run_id, answer = answer_offline(layout, args.ask_id, value)
         except CannotResume as exc:
             raise CliError(f"{live_error}; {exc}" if adverts else str(exc)) from None
         except InvalidAnswer as exc:
             raise CliError(f"invalid answer: {exc}") from None
-        print(f"answered {args.ask_id}: {answer} (run {run_id} is not running; `ag resume {run_id}` uses it)")
+        shown = answered_files(answer) if args.file else answer
+        print(f"answered {args.ask_id}: {shown} (run {run_id} is not running; `ag resume {run_id}` uses it)")
         return EXIT_OK
-    print(f"answered {args.ask_id}: {answer}")
+    print(f"answered {args.ask_id}: {answered_files(answer) if args.file else answer}")
     return EXIT_OK
 
 

@@ -130,7 +130,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("answer", help="answer a pending ask")
     p.add_argument("ask_id")
-    p.add_argument("value")
+    p.add_argument("value", nargs="?")
+    p.add_argument("--file", "-f", action="append", default=[], metavar="PATH",
+                   help="answer a files ask with this file (repeatable); it is copied into the store")
     _add_home(p)
 
     p = sub.add_parser(

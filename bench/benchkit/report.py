@@ -56,9 +56,13 @@ METRICS = {
            Metric("submits/s (queued)", "submits_per_s", higher_is_better=True),
            Metric("trio tasks with N queued", "tasks_with_queue"),
            Metric("peak RSS MB", "rss_peak_kib", MB)],
+    "B12": [Metric("search p50 ms", "p50_query_ms"), Metric("p95 ms", "p95_query_ms"),
+            Metric("first search s", "first_query_s"),
+            Metric("records/s", "records_per_s", higher_is_better=True),
+            Metric("peak RSS MB", "rss_peak_kib", MB)],
 }
 PRIMARY = {w: METRICS[w][0] for w in METRICS}
-OURS_ONLY = ("B5", "B6", "B7", "B8", "B9")
+OURS_ONLY = ("B5", "B6", "B7", "B8", "B9", "B12")
 TITLES = {"B1": "B1 – per-node overhead", "B2": "B2 – fan-out of polling jobs",
           "B3": "B3 – event log write + \"most recent of a kind\"",
           "B4": "B4 – import / start-up",
@@ -66,9 +70,19 @@ TITLES = {"B1": "B1 – per-node overhead", "B2": "B2 – fan-out of polling job
           "B6": "B6 – the sidecar: ask round trip, a live subscriber (ours)",
           "B7": "B7 – dashboard first paint on a large store (ours)",
           "B8": "B8 – dashboard keys while a run streams 1,000 events/s (ours)",
-          "B9": "B9 – real process jobs: ProcessJobs vs a plain trio.run_process loop (ours)"}
+          "B9": "B9 – real process jobs: ProcessJobs vs a plain trio.run_process loop (ours)",
+          "B12": "B12 – memory().search over 100,000 embedded records, dimension 384 (ours)"}
 
 INTRO = {
+    "B12": (
+        "`search`: 100,000 records of one kind recorded in one node with an embedder bound (a "
+        "cheap deterministic async one: seeded pseudo-random vectors of dimension 384, so the "
+        "time is ours, not a model's); then 200 `memory().search(..., k=10)` in a row, each "
+        "embedding the query, waiting for what was recorded, scanning every vector (exact "
+        "cosine; one numpy matrix product when the `rag` extra is installed) and reading the "
+        "records back. The first search, which reads the vectors into the reader's cache, is "
+        "reported on its own. `ingest-off`: the same records with no embedder bound."
+    ),
     "B5": (
         "`strict`: N `record`s each returning once fsync'd (one process, one recorder: an fsync "
         "per event). `batch`: N records and one query, rate until all are on disk and indexed. "
@@ -517,6 +531,7 @@ def _budget_rows(rows: list[Row]) -> list[str]:
         ("B7", "first-paint", "first_paint_s", 1, True, "B7 (issue 5) first paint < 1 s on 10,000 runs / 1M events"),
         ("B8", "keys-under-load", "key_max_ms", 100, True, "B8 (issue 5) every key answered within 100 ms while a run emits 1,000 events/s"),
         ("B9", "vs-run-process", "ratio", 0.8, False, "B9 (issue 16) ProcessJobs throughput ≥ 0.8× a plain run_process loop"),
+        ("B12", "search", "p50_query_ms", 20, True, "B12 (issue 21) search over 100,000 records of dimension 384: p50 < 20 ms"),
     ]
     out = []
     for workload, variant, key, budget, at_most, what in checks:

@@ -44,12 +44,13 @@ from ..events import (
 )
 from . import owner
 from .layout import StoreLayout, private_dirs, touch_private
-from .logfile import BadLine, complete_size, read_log
+from .vectors import VECTORS_SCHEMA, vector_row
+from .vectors import insert_rows as insert_vectors
 from .writer import Segment
 
 log = logging.getLogger("aethergraph.store")
 
-SCHEMA_VERSION = 6  # 6: the jobs table
+SCHEMA_VERSION = 7  # 6: the jobs table; 7: memory_vectors (runtime/store/vectors.py)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS logs(
@@ -164,11 +165,12 @@ CREATE TABLE IF NOT EXISTS jobs(
 CREATE INDEX IF NOT EXISTS jobs_run ON jobs(run_id);
 """
 SCHEMA += JOBS_SCHEMA
+SCHEMA += VECTORS_SCHEMA
 
 # Emptied by a rebuild. ``names`` is kept: interned ids never change, so a process that has
 # them cached stays right while another one rebuilds.
 TABLES = ("logs", "runs", "memory", "memory_tags", "memory_entities", "memory_metrics",
-          "memory_fts", "artifacts", "asks", "jobs")
+          "memory_fts", "artifacts", "asks", "jobs", "memory_vectors")
 
 MEMORY_DECODER = msgspec.json.Decoder(MemoryRecorded)
 ARTIFACT_DECODER = msgspec.json.Decoder(ArtifactWritten)
@@ -851,6 +853,7 @@ class _Batch:
         self.tags: list[tuple] = []
         self.entities: list[tuple] = []
         self.metrics: list[tuple] = []
+        self.vectors: list[tuple] = []  # records that carry an embedding (see vectors.py)
         # run_id -> [last seq, last ts, number of events]
         self.runs: dict[str, list] = {}
 
@@ -929,6 +932,9 @@ class _Batch:
                 words = _words(ev.data)
                 if words:  # nothing to search in an event of numbers: no full-text row
                     fts((key, f"{kind} {words}"))
+            if ev.embedding is not None:
+                emb = ev.embedding
+                self.vectors.append(vector_row(key, name(emb.model), name(kind), run_id, graph_id, emb.vector))
         self.last_key = last_key
 
     def _key(self, key: int) -> int:
@@ -962,6 +968,8 @@ class _Batch:
                 "INSERT OR REPLACE INTO memory_metrics(name, id, value) VALUES (?, ?, ?)",
                 self.metrics,
             )
+        if self.vectors:
+            insert_vectors(c, self.vectors)
         if self.runs:
             c.executemany(
                 "UPDATE runs SET last_seq=max(last_seq, ?), last_ts=?, events=events+?"
