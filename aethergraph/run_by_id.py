@@ -21,7 +21,6 @@ exclusively by the writer.
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import attrs

@@ -44,6 +44,7 @@ from ..events import (
 )
 from . import owner
 from .layout import StoreLayout, private_dirs, touch_private
+from .logfile import BadLine, complete_size, read_log
 from .vectors import VECTORS_SCHEMA, vector_row
 from .vectors import insert_rows as insert_vectors
 from .writer import Segment
