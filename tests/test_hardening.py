@@ -51,6 +51,8 @@ async def test_idle_tcp_clients_are_capped_and_closed_after_the_hello_deadline(h
     async with rt_open(home, sidecar=True, tcp=True):
         (advert,) = find_runtimes(str(home))
         host, port = _tcp_addr(advert)
+        # A first run opens what a process keeps for good (the store's owner-lock file).
+        assert await uses_files(path=str(data)) == {"n": 3}
         before = open_fds()
         outcome: dict[int, str] = {}
 
