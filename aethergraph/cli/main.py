@@ -184,6 +184,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input", "-i", metavar="JSON", default=None, help="inputs for --run, as a JSON object")
     _add_home(p)
 
+    p = sub.add_parser("web", help="the dashboard in a browser: token-protected, loopback by default")
+    from .web_cmd import add_arguments as web_arguments  # argparse only: --help stays fast
+
+    web_arguments(p)
+
     p = sub.add_parser("check", help="verify the logs against the index; report, never fix")
     p.add_argument("--verify-blobs", action="store_true", help="also re-hash every artifact blob")
     _add_home(p)
@@ -268,6 +273,10 @@ def main(argv: Sequence[str] | None = None, *, _again: bool = False) -> int:
             from tui.app import main as tui_main
 
             return tui_main(args)
+        if args.command == "web":
+            from .web_cmd import cmd_web
+
+            return cmd_web(args)
         if args.command == "check":
             from .store_cmds import cmd_check
 

@@ -1,0 +1,307 @@
+"""The ``ag web`` server: aiohttp on asyncio, a process apart from every trio runtime.
+
+- Every request, the websocket upgrade included, passes ``_guard`` first: the token as
+  ``?token=`` (once: the answer sets an HttpOnly, SameSite=Strict cookie and redirects to a URL
+  without it, so it leaves the address bar and the history) or that cookie; compared in
+  constant time. Anything else gets 403.
+- Each websocket is one browser tab and gets its own ``ag tui`` (``python -m aethergraph.web``)
+  speaking Textual's web-driver protocol on its stdin/stdout. Closing the tab ends that
+  process only: a dashboard only looks at runs (through their runtimes' sidecars), so no run
+  notices.
+- Stopping (Ctrl-C, SIGTERM) refuses new sessions, asks every dashboard to quit, and
+  terminates (then kills) any that has not within a few seconds, before it returns.
+- No access log: aiohttp's would print every URL, token and all. Refusals are reported with
+  their path only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TextIO
+
+import attrs
+from aiohttp import WSMsgType, web
+
+from .auth import same_token
+from .page import REFUSED, dashboard_page
+
+QUIT_GRACE_S = 5.0  # a dashboard asked to quit ends its trio side first; then SIGTERM, SIGKILL
+_PRELUDE = b"__GANGLION__\n"  # the web driver's first line: "a Textual app speaks from here"
+_MAX_PACKET = 64 << 20
+
+
+def _static_dir() -> Path:
+    """textual-serve's browser half: textual.js (xterm.js + the protocol's client) and CSS."""
+    import textual_serve
+
+    return Path(textual_serve.__file__).parent / "static"
+
+
+def _packet(kind: bytes, payload: bytes) -> bytes:
+    return kind + len(payload).to_bytes(4, "big") + payload
+
+
+def _size(query, name: str, default: int) -> int:
+    try:
+        return min(max(int(query.get(name, default)), 10), 1000)
+    except ValueError:
+        return default
+
+
+@attrs.define(eq=False)
+class Session:
+    """One tab's ``ag tui`` process and the websocket it draws on."""
+
+    number: int
+    process: asyncio.subprocess.Process
+    say: Callable[[str], None]
+    _stdin_lock: asyncio.Lock = attrs.field(factory=asyncio.Lock)
+
+    async def send(self, kind: bytes, payload: bytes) -> None:
+        stdin = self.process.stdin
+        if stdin is None or stdin.is_closing():
+            return
+        async with self._stdin_lock:
+            try:
+                stdin.write(_packet(kind, payload))
+                await stdin.drain()
+            except (ConnectionError, RuntimeError):
+                pass  # the app has gone; its output pump notices and closes the socket
+
+    async def meta(self, **data: object) -> None:
+        await self.send(b"M", json.dumps(data).encode())
+
+    async def pump_output(self, ws: web.WebSocketResponse) -> None:
+        """The app's screen to the browser, until the app exits; then close the socket."""
+        out = self.process.stdout
+        assert out is not None
+        try:
+            for _ in range(100):  # anything before the prelude is not the driver's
+                line = await out.readline()
+                if not line or line == _PRELUDE:
+                    break
+            if line == _PRELUDE:
+                while True:
+                    head = await out.readexactly(5)
+                    size = int.from_bytes(head[1:], "big")
+                    if size > _MAX_PACKET:
+                        self.say(f"session {self.number}: a {size}-byte packet; ending it")
+                        break
+                    payload = await out.readexactly(size)
+                    if head[:1] == b"D":
+                        await ws.send_bytes(payload)
+                    elif head[:1] == b"M" and json.loads(payload).get("type") == "exit":
+                        break
+                    # "P" (files delivered to the browser): the dashboard offers none
+            else:
+                self.say(f"session {self.number}: the dashboard did not start")
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            await ws.close()
+
+    async def forward_stderr(self) -> None:
+        """What the dashboard prints on stderr (a traceback, a warning) goes to our stderr."""
+        err = self.process.stderr
+        assert err is not None
+        async for line in err:
+            self.say(f"session {self.number}: {line.decode('utf-8', 'replace').rstrip()}")
+
+    async def handle(self, ws: web.WebSocketResponse, msg) -> None:
+        """One message from the browser (untrusted: anything malformed is dropped)."""
+        if msg.type != WSMsgType.TEXT:
+            return
+        try:
+            envelope = json.loads(msg.data)
+        except ValueError:
+            return
+        if not isinstance(envelope, list) or not envelope or not isinstance(envelope[0], str):
+            return
+        kind, args = envelope[0], envelope[1:]
+        if kind == "stdin" and args and isinstance(args[0], str):
+            await self.send(b"D", args[0].encode("utf-8", "replace"))
+        elif kind == "resize" and args and isinstance(args[0], dict):
+            w, h = args[0].get("width"), args[0].get("height")
+            if isinstance(w, int) and isinstance(h, int) and 0 < w <= 1000 and 0 < h <= 1000:
+                await self.meta(type="resize", width=w, height=h)
+        elif kind == "ping" and args and isinstance(args[0], str):
+            await ws.send_json(["pong", args[0][:64]])
+        elif kind in ("focus", "blur"):
+            await self.meta(type=kind)
+
+    async def close(self) -> int:
+        """Ask the app to quit; SIGTERM, then SIGKILL, if it does not. Its exit status."""
+        proc = self.process
+        if proc.returncode is None:
+            await self.meta(type="quit")
+            for sig in (None, signal.SIGTERM, signal.SIGKILL):
+                if sig is not None and proc.returncode is None:
+                    self.say(f"session {self.number}: no exit within {QUIT_GRACE_S:g} s; "
+                             f"sending {sig.name}")
+                    proc.send_signal(sig)
+                try:
+                    await asyncio.wait_for(proc.wait(), QUIT_GRACE_S)
+                    break
+                except TimeoutError:
+                    continue
+        if proc.stdin is not None:
+            proc.stdin.close()
+        return await proc.wait()
+
+
+@attrs.define(eq=False)
+class WebServer:
+    """The aiohttp application: guard, page, static files, one session per websocket."""
+
+    home: Path
+    token: str
+    port: int
+    say: Callable[[str], None]
+    sessions: set[Session] = attrs.field(factory=set)
+    closing: bool = False
+    _count: int = 0
+
+    @property
+    def cookie(self) -> str:
+        return f"ag_web_{self.port}"  # per port: two servers on one host keep their cookies apart
+
+    def make_app(self) -> web.Application:
+        app = web.Application(middlewares=[self._guard], client_max_size=64 * 1024)
+        app.add_routes([
+            web.get("/", self._index),
+            web.get("/ws", self._websocket),
+            web.static("/static", _static_dir(), show_index=False, follow_symlinks=False),
+        ])
+        app.on_response_prepare.append(self._headers)
+        return app
+
+    @web.middleware
+    async def _guard(self, request: web.Request, handler):
+        given = request.query.get("token")
+        by_query = same_token(given, self.token)
+        if not (by_query or same_token(request.cookies.get(self.cookie), self.token)):
+            self.say(f"refused {request.method} {request.path} from {request.remote}: "
+                     f"{'a wrong token' if given or self.cookie in request.cookies else 'no token'}")
+            return web.Response(status=403, text=REFUSED, content_type="text/html")
+        upgrade = request.headers.get("Upgrade", "").lower() == "websocket"
+        if upgrade and not self._same_origin(request):
+            self.say(f"refused a websocket from origin {request.headers.get('Origin')!r}")
+            return web.Response(status=403, text=REFUSED, content_type="text/html")
+        if by_query and request.method == "GET" and request.path == "/" and not upgrade:
+            answer = web.HTTPSeeOther(location="/")
+            answer.set_cookie(self.cookie, self.token, httponly=True, samesite="Strict",
+                              path="/", secure=request.secure)
+            return answer
+        return await handler(request)
+
+    @staticmethod
+    def _same_origin(request: web.Request) -> bool:
+        """A browser names the page that opens a websocket; only our own page may."""
+        origin = request.headers.get("Origin")
+        if origin is None:
+            return True  # not a browser (a browser always sends Origin on websockets)
+        scheme = "https" if request.secure else "http"
+        return origin == f"{scheme}://{request.host}"
+
+    async def _headers(self, request: web.Request, response: web.StreamResponse) -> None:
+        response.headers["Referrer-Policy"] = "no-referrer"
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["X-Frame-Options"] = "DENY"
+        response.headers["Cache-Control"] = "no-store"
+
+    async def _index(self, request: web.Request) -> web.Response:
+        scheme = "wss" if request.secure else "ws"
+        page = dashboard_page(ws_url=f"{scheme}://{request.host}/ws",
+                              title=f"AetherGraph · {self.home}", font_size=16)
+        return web.Response(text=page, content_type="text/html")
+
+    async def _spawn(self, width: int, height: int) -> Session:
+        env = dict(os.environ)
+        env.pop("AETHERGRAPH_HOME", None)  # --home says which store, whatever the environment
+        for name in ("LINES", "COLUMNS", "ROWS"):
+            env.pop(name, None)
+        env.update({
+            "TEXTUAL_DRIVER": "textual.drivers.web_driver:WebDriver",
+            "TEXTUAL_COLOR_SYSTEM": "truecolor",
+            "TERM_PROGRAM": "textual",
+            "COLUMNS": str(width),
+            "ROWS": str(height),
+        })
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "aethergraph.web", "--parent", str(os.getpid()),
+            "--home", str(self.home),
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE, env=env,
+            start_new_session=True,  # Ctrl-C at our terminal is ours to pass on, in order
+        )
+        self._count += 1
+        return Session(self._count, process, self.say)
+
+    async def _websocket(self, request: web.Request) -> web.StreamResponse:
+        if self.closing:
+            return web.Response(status=503, text="ag web is stopping")
+        ws = web.WebSocketResponse(heartbeat=30, max_msg_size=1 << 20)
+        await ws.prepare(request)
+        session = await self._spawn(_size(request.query, "width", 80),
+                                    _size(request.query, "height", 24))
+        self.sessions.add(session)
+        self.say(f"session {session.number} opened (ag tui pid {session.process.pid}); "
+                 f"{len(self.sessions)} open")
+        tasks = [asyncio.create_task(session.pump_output(ws)),
+                 asyncio.create_task(session.forward_stderr())]
+        try:
+            async for msg in ws:
+                await session.handle(ws, msg)
+        finally:
+            code = await asyncio.shield(session.close())
+            await asyncio.gather(*tasks, return_exceptions=True)
+            self.sessions.discard(session)
+            self.say(f"session {session.number} closed (exit {code}); {len(self.sessions)} open")
+        return ws
+
+    async def stop_sessions(self) -> None:
+        self.closing = True
+        await asyncio.gather(*(s.close() for s in list(self.sessions)), return_exceptions=True)
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+async def serve(home: Path, token: str, host: str, port: int, out: TextIO, err: TextIO) -> int:
+    """Serve until SIGINT/SIGTERM; then end every session and return 0."""
+
+    def say(line: str) -> None:
+        print(f"ag web: {line}", file=err, flush=True)
+
+    server = WebServer(home, token, port, say)
+    runner = web.AppRunner(server.make_app(), access_log=None, handle_signals=False,
+                           shutdown_timeout=QUIT_GRACE_S)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, host, port)
+        await site.start()
+        server.port = runner.addresses[0][1]  # the real one when asked for port 0
+        base = f"http://{_url_host(host)}:{server.port}/"
+        print(f"ag web: the dashboard of {home} on {base}\n"
+              f"ag web: open {base}?token={token}\n"
+              f"ag web: (the token is kept in {home / 'web.token'}; Ctrl-C stops)",
+              file=out, flush=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        n = len(server.sessions)
+        say(f"stopping; ending {n} session{'s' * (n != 1)}")
+        await server.stop_sessions()
+    finally:
+        await runner.cleanup()
+    say("stopped")
+    return 0
