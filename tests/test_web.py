@@ -169,7 +169,17 @@ def test_every_request_needs_the_token(server, tmp_path, home):
     # Nothing but the one "open" line ever shows the token: no access log, no refused URL.
     for web in (server, again):
         assert web.output().count(web.token) == 1, web.output()
-        assert "refused" in server.output()
+    assert "ag web: refused GET /static/js/textual.js from 127.0.0.1: a wrong token" in server.output()
+
+
+def test_a_strangers_path_cannot_write_to_the_servers_terminal(server):
+    """Refusals are reported with their path: a path with an escape sequence in it is shown
+    escaped, never passed to the terminal as is."""
+    assert server.request("/%1b]0;pwned%07%1b[2J").status == 403
+    wait_until(lambda: "pwned" in server.err_path.read_text(), "the refusal to be reported")
+    err = server.err_path.read_text()
+    assert "\x1b" not in err and "\x07" not in err
+    assert "ag web: refused GET /%1b]0;pwned%07%1b[2J from 127.0.0.1: no token" in err
 
 
 def test_a_token_file_others_could_read_is_replaced(tmp_path, home):

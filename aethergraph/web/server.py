@@ -43,6 +43,13 @@ def _static_dir() -> Path:
     return Path(textual_serve.__file__).parent / "static"
 
 
+def printable(text: str, limit: int = 300) -> str:
+    """Untrusted text (a path a stranger sent, a line a dashboard printed) made safe for our
+    terminal: control characters (escape sequences above all) shown as escapes, and cut short."""
+    text = text if len(text) <= limit else text[:limit] + "…"
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def _packet(kind: bytes, payload: bytes) -> bytes:
     return kind + len(payload).to_bytes(4, "big") + payload
 
@@ -111,7 +118,7 @@ class Session:
         err = self.process.stderr
         assert err is not None
         async for line in err:
-            self.say(f"session {self.number}: {line.decode('utf-8', 'replace').rstrip()}")
+            self.say(f"session {self.number}: {printable(line.decode('utf-8', 'replace').rstrip())}")
 
     async def handle(self, ws: web.WebSocketResponse, msg) -> None:
         """One message from the browser (untrusted: anything malformed is dropped)."""
@@ -186,12 +193,13 @@ class WebServer:
         given = request.query.get("token")
         by_query = same_token(given, self.token)
         if not (by_query or same_token(request.cookies.get(self.cookie), self.token)):
-            self.say(f"refused {request.method} {request.path} from {request.remote}: "
+            self.say(f"refused {printable(request.method)} {printable(request.rel_url.raw_path)} "
+                     f"from {request.remote}: "
                      f"{'a wrong token' if given or self.cookie in request.cookies else 'no token'}")
             return web.Response(status=403, text=REFUSED, content_type="text/html")
         upgrade = request.headers.get("Upgrade", "").lower() == "websocket"
         if upgrade and not self._same_origin(request):
-            self.say(f"refused a websocket from origin {request.headers.get('Origin')!r}")
+            self.say(f"refused a websocket from origin {printable(request.headers.get('Origin', ''))!r}")
             return web.Response(status=403, text=REFUSED, content_type="text/html")
         if by_query and request.method == "GET" and request.path == "/" and not upgrade:
             answer = web.HTTPSeeOther(location="/")
@@ -271,6 +279,11 @@ class WebServer:
 
 
 def _url_host(host: str) -> str:
+    """The host part of the URL to print: listening on every address, this machine's name."""
+    if host in ("", "0.0.0.0", "::"):
+        import socket
+
+        host = socket.getfqdn()
     return f"[{host}]" if ":" in host else host
 
 
