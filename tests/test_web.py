@@ -182,6 +182,19 @@ def test_a_strangers_path_cannot_write_to_the_servers_terminal(server):
     assert "ag web: refused GET /%1b]0;pwned%07%1b[2J from 127.0.0.1: no token" in err
 
 
+def test_browser_messages_are_decoded_strictly():
+    from aethergraph.web import protocol as p
+
+    assert p.from_browser('["stdin", "?"]') == p.Stdin("?")
+    assert p.from_browser('["resize", {"width": 120, "height": 40}]') == p.Resize(p.Size(120, 40))
+    assert p.from_browser('["focus"]') == p.Focus() and p.from_browser('["blur"]') == p.Blur()
+    for junk in ("", "null", "{}", '["stdin"]', '["stdin", 1]', '["resize", {"width": 0, "height": 1}]',
+                 '["resize", {"width": 1001, "height": 1}]', '["exec", "rm"]', b"\xff"):
+        assert p.from_browser(junk) is None, junk
+    assert p.meta_packet(p.Meta("quit")) == b'M\x00\x00\x00\x0f{"type":"quit"}'
+    assert p.app_meta_type(b'{"type": "exit"}') == "exit" and p.app_meta_type(b"[") == ""
+
+
 def test_a_token_file_others_could_read_is_replaced(tmp_path, home):
     from aethergraph.web.auth import load_or_create
 
@@ -217,6 +230,17 @@ def test_sessions_one_per_tab_end_with_the_tab_and_with_the_server(server):
         await asyncio.to_thread(wait_until, lambda: not alive(pids[0]), "session 1 to end")
         assert "session 1 closed (exit 0); 2 open" in server.err_path.read_text()
         assert alive(pids[1]) and alive(pids[2])
+        # Whatever a browser sends that is not textual.js's protocol is dropped; the tab lives.
+        for junk in ("not json", "{}", "[]", '["stdin"]', '["resize", {"width": -1, "height": 5}]',
+                     '["stdin", 5]', '["ping", "' + "x" * 100 + '"]', '["quit"]'):
+            await ws2.send_str(junk)
+        await ws2.send_bytes(b"\xff\x00")
+        await ws2.send_str('["ping", "after the junk"]')
+        msg = await asyncio.wait_for(ws2.receive(), 10)
+        while msg.type.name == "BINARY":
+            msg = await asyncio.wait_for(ws2.receive(), 10)
+        assert msg.json() == ["pong", "after the junk"]
+        assert alive(pids[1])
         assert server.stop(signal.SIGINT) == 0  # Ctrl-C, with two tabs open
         for ws in (ws2, ws3):  # the server closed their sockets (after the screens' last bytes)
             msg = await asyncio.wait_for(ws.receive(), 10)

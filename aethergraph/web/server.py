@@ -17,7 +17,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
 import sys
@@ -28,12 +27,11 @@ from typing import TextIO
 import attrs
 from aiohttp import WSMsgType, web
 
+from . import protocol as p
 from .auth import same_token
 from .page import REFUSED, dashboard_page
 
 QUIT_GRACE_S = 5.0  # a dashboard asked to quit ends its trio side first; then SIGTERM, SIGKILL
-_PRELUDE = b"__GANGLION__\n"  # the web driver's first line: "a Textual app speaks from here"
-_MAX_PACKET = 64 << 20
 
 
 def _static_dir() -> Path:
@@ -48,10 +46,6 @@ def printable(text: str, limit: int = 300) -> str:
     terminal: control characters (escape sequences above all) shown as escapes, and cut short."""
     text = text if len(text) <= limit else text[:limit] + "…"
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
-
-
-def _packet(kind: bytes, payload: bytes) -> bytes:
-    return kind + len(payload).to_bytes(4, "big") + payload
 
 
 def _size(query, name: str, default: int) -> int:
@@ -70,19 +64,19 @@ class Session:
     say: Callable[[str], None]
     _stdin_lock: asyncio.Lock = attrs.field(factory=asyncio.Lock)
 
-    async def send(self, kind: bytes, payload: bytes) -> None:
+    async def send(self, packet: bytes) -> None:
         stdin = self.process.stdin
         if stdin is None or stdin.is_closing():
             return
         async with self._stdin_lock:
             try:
-                stdin.write(_packet(kind, payload))
+                stdin.write(packet)
                 await stdin.drain()
             except (ConnectionError, RuntimeError):
                 pass  # the app has gone; its output pump notices and closes the socket
 
-    async def meta(self, **data: object) -> None:
-        await self.send(b"M", json.dumps(data).encode())
+    async def meta(self, meta: p.Meta) -> None:
+        await self.send(p.meta_packet(meta))
 
     async def pump_output(self, ws: web.WebSocketResponse) -> None:
         """The app's screen to the browser, until the app exits; then close the socket."""
@@ -91,19 +85,19 @@ class Session:
         try:
             for _ in range(100):  # anything before the prelude is not the driver's
                 line = await out.readline()
-                if not line or line == _PRELUDE:
+                if not line or line == p.PRELUDE:
                     break
-            if line == _PRELUDE:
+            if line == p.PRELUDE:
                 while True:
                     head = await out.readexactly(5)
                     size = int.from_bytes(head[1:], "big")
-                    if size > _MAX_PACKET:
+                    if size > p.MAX_PACKET:
                         self.say(f"session {self.number}: a {size}-byte packet; ending it")
                         break
                     payload = await out.readexactly(size)
                     if head[:1] == b"D":
                         await ws.send_bytes(payload)
-                    elif head[:1] == b"M" and json.loads(payload).get("type") == "exit":
+                    elif head[:1] == b"M" and p.app_meta_type(payload) == "exit":
                         break
                     # "P" (files delivered to the browser): the dashboard offers none
             else:
@@ -124,29 +118,23 @@ class Session:
         """One message from the browser (untrusted: anything malformed is dropped)."""
         if msg.type != WSMsgType.TEXT:
             return
-        try:
-            envelope = json.loads(msg.data)
-        except ValueError:
-            return
-        if not isinstance(envelope, list) or not envelope or not isinstance(envelope[0], str):
-            return
-        kind, args = envelope[0], envelope[1:]
-        if kind == "stdin" and args and isinstance(args[0], str):
-            await self.send(b"D", args[0].encode("utf-8", "replace"))
-        elif kind == "resize" and args and isinstance(args[0], dict):
-            w, h = args[0].get("width"), args[0].get("height")
-            if isinstance(w, int) and isinstance(h, int) and 0 < w <= 1000 and 0 < h <= 1000:
-                await self.meta(type="resize", width=w, height=h)
-        elif kind == "ping" and args and isinstance(args[0], str):
-            await ws.send_json(["pong", args[0][:64]])
-        elif kind in ("focus", "blur"):
-            await self.meta(type=kind)
+        match p.from_browser(msg.data):
+            case p.Stdin(data):
+                await self.send(p.packet(b"D", data.encode("utf-8", "replace")))
+            case p.Resize(size):
+                await self.meta(p.Meta("resize", size.width, size.height))
+            case p.Ping(stamp):
+                await ws.send_json(["pong", stamp])
+            case p.Focus():
+                await self.meta(p.Meta("focus"))
+            case p.Blur():
+                await self.meta(p.Meta("blur"))
 
     async def close(self) -> int:
         """Ask the app to quit; SIGTERM, then SIGKILL, if it does not. Its exit status."""
         proc = self.process
         if proc.returncode is None:
-            await self.meta(type="quit")
+            await self.meta(p.Meta("quit"))
             for sig in (None, signal.SIGTERM, signal.SIGKILL):
                 if sig is not None and proc.returncode is None:
                     self.say(f"session {self.number}: no exit within {QUIT_GRACE_S:g} s; "
