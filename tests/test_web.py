@@ -260,6 +260,43 @@ def test_sessions_one_per_tab_end_with_the_tab_and_with_the_server(server):
     assert err.rstrip().endswith("ag web: stopped")
 
 
+def test_stopping_while_a_tab_is_opening_ends_that_tab_too(tmp_path, home):
+    """The server in this process (real aiohttp on loopback, real ag tui children): the stop
+    comes while a websocket handler is between its handshake and its session. Before the fix
+    the stop ended the sessions it knew of and returned, and that one was left running."""
+    import aiohttp
+    from aiohttp import web
+
+    from aethergraph.web.auth import load_or_create
+    from aethergraph.web.server import WebServer
+
+    token, _ = load_or_create(home)
+    said: list[str] = []
+
+    async def scenario():
+        server = WebServer(home, token, 0, said.append)
+        runner = web.AppRunner(server.make_app(), access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        server.port = runner.addresses[0][1]
+        async with aiohttp.ClientSession(cookies={server.cookie: token}) as client:
+            opening = asyncio.create_task(client.ws_connect(f"http://127.0.0.1:{server.port}/ws"))
+            while not (server._handlers == 1 and not server.sessions):
+                await asyncio.sleep(0)  # until the handler is inside, its session not yet known
+            await server.stop_sessions()
+            assert not server.sessions and server._handlers == 0
+            ws = await opening
+            await ws.close()
+        await runner.cleanup()
+
+    asyncio.run(scenario())
+    opened = [line for line in said if " opened " in line]
+    assert len(opened) == 1 and "session 1 closed (exit 0); 0 open" in said, said
+    pid = int(re.search(r"pid (\d+)", opened[0])[1])
+    assert not alive(pid)
+
+
 def test_a_killed_server_leaves_no_dashboard_behind(server):
     """SIGKILL gives the server no chance to end its sessions: each dashboard asked Linux to
     signal it when its server dies, and exits."""

@@ -155,12 +155,14 @@ class WebServer:
     """The aiohttp application: guard, page, static files, one session per websocket."""
 
     home: Path
-    token: str
+    token: str = attrs.field(repr=False)  # never in a repr, a traceback, a log
     port: int
     say: Callable[[str], None]
     sessions: set[Session] = attrs.field(factory=set)
     closing: bool = False
     _count: int = 0
+    _handlers: int = 0  # websocket handlers running, from before their session starts
+    _idle: asyncio.Event = attrs.field(factory=asyncio.Event)
 
     @property
     def cookie(self) -> str:
@@ -242,7 +244,18 @@ class WebServer:
     async def _websocket(self, request: web.Request) -> web.StreamResponse:
         if self.closing:
             return web.Response(status=503, text="ag web is stopping")
-        ws = web.WebSocketResponse(heartbeat=30, max_msg_size=1 << 20)
+        self._handlers += 1
+        self._idle.clear()
+        try:
+            return await self._session(request)
+        finally:
+            self._handlers -= 1
+            if self._handlers == 0:
+                self._idle.set()
+
+    async def _session(self, request: web.Request) -> web.StreamResponse:
+        # timeout: how long a close waits for the browser to answer it (a gone tab never does)
+        ws = web.WebSocketResponse(heartbeat=30, max_msg_size=1 << 20, timeout=2.0)
         await ws.prepare(request)
         session = await self._spawn(_size(request.query, "width", 80),
                                     _size(request.query, "height", 24))
@@ -252,18 +265,23 @@ class WebServer:
         tasks = [asyncio.create_task(session.pump_output(ws)),
                  asyncio.create_task(session.forward_stderr())]
         try:
-            async for msg in ws:
-                await session.handle(ws, msg)
+            if not self.closing:  # stopping began while this one started: end it at once
+                async for msg in ws:
+                    await session.handle(ws, msg)
         finally:
             code = await asyncio.shield(session.close())
             await asyncio.gather(*tasks, return_exceptions=True)
+            await ws.close()
             self.sessions.discard(session)
             self.say(f"session {session.number} closed (exit {code}); {len(self.sessions)} open")
         return ws
 
     async def stop_sessions(self) -> None:
+        """Refuse new sessions, end every one (those still starting too), wait for them all."""
         self.closing = True
         await asyncio.gather(*(s.close() for s in list(self.sessions)), return_exceptions=True)
+        if self._handlers:
+            await self._idle.wait()
 
 
 def _url_host(host: str) -> str:
