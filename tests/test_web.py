@@ -366,7 +366,16 @@ class Browser:
                      "--window-size=1200,700"):
             options.add_argument(flag)
         self.driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+        self._hook()
+
+    def _hook(self) -> None:
+        """The hook goes to the current tab only: once per tab, before it loads a page."""
         self.driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": _HOOK})
+
+    def new_tab(self, url: str) -> None:
+        self.driver.switch_to.new_window("tab")
+        self._hook()
+        self.driver.get(url)
 
     def screen(self) -> str:
         return self.driver.execute_script(_SCREEN) or ""
@@ -434,6 +443,16 @@ def test_dashboard_in_a_browser_answers_a_live_runs_ask(server, tmp_path, home):
         ARTIFACTS.mkdir(exist_ok=True)  # for people to look at: a live run waiting for its answer
         shot = ARTIFACTS / "web-dashboard.png"
         assert browser.driver.save_screenshot(str(shot)) and shot.stat().st_size > 10_000
+        # A second tab is a second dashboard (the cookie lets it in); closing it ends that
+        # dashboard only: the run goes on waiting, the first tab goes on showing it.
+        first_tab = browser.driver.current_window_handle
+        browser.new_tab(base)
+        assert "Asks [1]" in browser.wait_for("greet")
+        browser.driver.close()
+        browser.driver.switch_to.window(first_tab)
+        wait_until(lambda: "session 2 closed (exit 0); 1 open" in server.err_path.read_text(),
+                   "the second tab's dashboard to end")
+        assert run.poll() is None and "Asks [1]" in browser.screen()
         browser.keys("3")
         browser.wait_for("What name shall I greet?")
         browser.keys(Keys.ENTER)
