@@ -323,6 +323,14 @@ def test_bad_arguments_are_one_line(tmp_path, server):
                                    "choose another with --port")
     bad = ag("web", "--port", "70000")
     assert bad.returncode == 2 and "a port is 0-65535, got 70000" in bad.stderr
+    # 192.0.2.1: an address for documentation (RFC 5737), never one of this machine's.
+    away = ag("web", "--host", "192.0.2.1", "--port", "0", "--home", str(tmp_path / "s3"))
+    assert away.returncode == 2
+    assert away.stderr.splitlines() == [
+        "ag web: warning: listening on 192.0.2.1, not loopback: anyone who can reach this port "
+        "and has the token sees the dashboard, over plain HTTP (an SSH tunnel to 127.0.0.1 is "
+        "the safer way)",
+        "ag: --host 192.0.2.1 is not an address of this machine"]
 
 
 # -- in a real browser ----------------------------------------------------------------------------
