@@ -225,6 +225,10 @@ def build_parser() -> argparse.ArgumentParser:
     from .jobs_cmds import add_parser as add_jobs_parser
 
     add_jobs_parser(sub, _add_home)
+    p = sub.add_parser("web", help="the dashboard in a browser: token-protected, loopback by default")
+    from .web_cmd import add_arguments as web_arguments  # argparse only: --help stays fast
+
+    web_arguments(p)
 
     p = sub.add_parser("check", help="verify the logs against the index; report, never fix")
     p.add_argument("--verify-blobs", action="store_true", help="also re-hash every artifact blob")
@@ -318,6 +322,10 @@ def main(argv: Sequence[str] | None = None, *, _again: bool = False) -> int:
             from .jobs_cmds import cmd_jobs
 
             return cmd_jobs(args)
+        if args.command == "web":
+            from .web_cmd import cmd_web
+
+            return cmd_web(args)
         if args.command == "check":
             from .store_cmds import cmd_check
 
