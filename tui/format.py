@@ -14,6 +14,9 @@ import msgspec
 from rich.text import Text
 
 from runtime import events as ev
+from runtime.textsafe import one_line, visible
+
+__all__ = ["one_line", "visible"]
 
 STATUS_STYLE = {
     ev.RUNNING: "bold cyan",
@@ -36,7 +39,14 @@ LEVEL_STYLE = {"debug": "dim", "info": "", "warning": "yellow", "error": "bold r
 
 
 def status_text(status: str) -> Text:
-    return Text(status.upper(), style=STATUS_STYLE.get(status, ""))
+    return Text(one_line(status.upper()), style=STATUS_STYLE.get(status, ""))
+
+
+def plain(value: object) -> Text:
+    """Run-derived text for a one-line place (a table cell): controls shown, never markup.
+
+    A ``str`` given to a DataTable cell or a Tree label is parsed as markup; a ``Text`` is not."""
+    return Text(one_line(value if isinstance(value, str) else str(value)))
 
 
 def when(ts: float | None) -> str:
@@ -76,11 +86,13 @@ def dur(seconds: float | None) -> str:
 
 def short(value: Any, limit: int = 80) -> str:
     text = value if isinstance(value, str) else msgspec.json.encode(value, enc_hook=repr).decode()
-    text = " ".join(text.split())
+    text = one_line(" ".join(text.split()))
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def clip(text: str, width: int) -> str:
+    """At most ``width`` characters, controls shown (every caller shows run-derived text)."""
+    text = one_line(text)
     return text if len(text) <= width else text[: max(0, width - 1)] + "…"
 
 
@@ -89,7 +101,12 @@ def tag(event: ev.Event) -> str:
 
 
 def event_detail(e: ev.Event) -> str:
-    """What an event says, in one line (the node and time are shown beside it)."""
+    """What an event says, in one line (the node and time are shown beside it), with the
+    run's control characters shown rather than obeyed."""
+    return one_line(_event_detail(e))
+
+
+def _event_detail(e: ev.Event) -> str:
     t = type(e)
     if t is ev.RunStarted:
         return f"{e.graph} inputs={short(e.inputs, 60)}"
@@ -165,7 +182,7 @@ def event_line(e: ev.Event, t0: float | None = None) -> Text:
         style = "bold"
     line.append(f"{TIMELINE_LABEL.get(kind, kind):<10}", style=style)
     if "/" in e.node:
-        line.append(e.node.rsplit("/", 1)[-1], style="cyan")
+        line.append(one_line(e.node.rsplit("/", 1)[-1]), style="cyan")
         line.append(" ")
     line.append(event_detail(e))
     return line
