@@ -559,3 +559,40 @@ def test_event_flood_is_batched_and_keys_still_answer(home):
     # (events before the dashboard attached are in the log, not in the live stream)
     assert sum(batches) >= 600
     assert len(batches) * 20 <= sum(batches), f"{len(batches)} batches for {sum(batches)} events: not coalesced"
+
+
+# -- issue 14: second pass ------------------------------------------------------------------------
+
+
+def test_number_key_picks_the_option_enter_sends_what_is_shown(home):
+    """`2` then enter on "1. Deploy / 2. Hold" answers Hold, and says so before sending."""
+    layout = build_store(home)
+    app = AetherGraphApp()
+
+    async def scenario(pilot):
+        await until(pilot, lambda: app.ask_count == 1, "the offline ask")
+        await pilot.press("3")
+        await until(pilot, lambda: table_keys(app, "asks-table") == [ASK_OFFLINE], "the inbox")
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, AnswerModal), "the dialog")
+        pending = app.screen.query_one("#answer-pending", Static)
+        assert "enter sends: 1. Deploy" in static_text(pending)
+        await pilot.press("2")
+        assert app.screen.query_one("#answer-options", OptionList).highlighted == 1
+        assert "enter sends: 2. Hold" in static_text(pending)
+        await pilot.press("1", "2")  # another digit moves it again; out of range keys do nothing
+        assert "enter sends: 2. Hold" in static_text(pending)
+        await pilot.press("9")
+        assert "enter sends: 2. Hold" in static_text(pending)
+        await pilot.press("tab", *"de")  # typing: the line says what the runtime will make of it
+        assert "enter sends: 1. Deploy" in static_text(pending)
+        await pilot.press("backspace", "backspace", "1")
+        assert "enter sends: 1. Deploy" in static_text(pending)
+        await pilot.press("backspace", "shift+tab")
+        assert "enter sends: 2. Hold" in static_text(pending)
+        await pilot.press("enter")
+        await until(pilot, lambda: not isinstance(app.screen, AnswerModal), "the answer sent")
+
+    drive(app, scenario)
+    answered = [e for e in read_events(layout.run_log(RUN_INTERRUPTED)) if type(e) is ev.AskAnswered]
+    assert [e.answer for e in answered] == ["Hold"]
