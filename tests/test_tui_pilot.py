@@ -596,3 +596,65 @@ def test_number_key_picks_the_option_enter_sends_what_is_shown(home):
     drive(app, scenario)
     answered = [e for e in read_events(layout.run_log(RUN_INTERRUPTED)) if type(e) is ev.AskAnswered]
     assert [e.answer for e in answered] == ["Hold"]
+
+
+def screen_text(app) -> str:
+    """What the terminal would be sent for the current screen, as text (every layer)."""
+    return "\n".join(strip.text for strip in app.screen._compositor.render_strips())
+
+
+def assert_inert(text: str, where: str) -> None:
+    from runtime.textsafe import _UNSAFE_LINE
+
+    bad = sorted({repr(c) for c in _UNSAFE_LINE.findall(text.replace("\n", ""))})
+    assert not bad, f"control characters reached the terminal on {where}: {bad}"
+
+
+def test_hostile_run_content_is_shown_not_obeyed_in_every_panel(home):
+    """Control sequences and markup in what a run wrote are shown as text on every panel."""
+    from .test_tui_support import RUN_HOSTILE, build_hostile_store
+
+    build_hostile_store(home)
+    app = AetherGraphApp()
+
+    async def scenario(pilot):
+        await until(pilot, lambda: RUN_HOSTILE in table_keys(app, "runs-table"), "the hostile run")
+        assert_inert(screen_text(app), "the runs panel")
+        assert "graph␛]0;pwned␇" in screen_text(app)
+        app.open_run(RUN_HOSTILE)
+        await until(pilot, lambda: app.detail and app.detail.loaded, "its log")
+        for key in ("t", "l", "m", "g"):
+            await pilot.press(key)
+            await pilot.pause(0.2)
+            assert_inert(screen_text(app), f"run detail tab {key}")
+        await pilot.press("m")
+        await pilot.pause(0.1)
+        shown = log_text(app.screen.query_one("#messages-log", RichLog))
+        assert "[red]markup[/]" in shown and "[bold]bold[/bold]" in shown  # markup stayed literal
+        assert "␛[2J" in shown and "\\x9b2J" in shown and "<U+202E>" in shown and "before␍after" in shown
+        await pilot.press("3")
+        await until(pilot, lambda: "ask-hostile" in table_keys(app, "asks-table"), "the hostile ask")
+        assert_inert(screen_text(app), "the asks panel")
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, AnswerModal), "the dialog")
+        assert_inert(screen_text(app), "the answer dialog")
+        assert "[red]markup[/]" in screen_text(app)
+        await pilot.press("escape", "4")
+        await until(pilot, lambda: table_keys(app, "memory-table"), "memory")
+        await pilot.pause(0.2)
+        assert_inert(screen_text(app), "the memory panel")
+        await pilot.press("5")
+        await until(pilot, lambda: app.screen.preview[1], "the preview")
+        await pilot.pause(0.2)
+        assert_inert(screen_text(app), "the artifacts panel")
+        app.request_retry(RUN_HOSTILE, f"graph{chr(27)}]0;pwned{chr(7)}/node")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmModal), "the confirmation")
+        assert_inert(screen_text(app), "the confirmation")
+        await pilot.press("n")
+        app.notify("run says \x1b]0;pwned\x07 [red]markup[/]", title="\x1b[2J")
+        await pilot.pause(0.2)
+        text = screen_text(app)
+        assert_inert(text, "a notification")
+        assert "[red]markup[/]" in text
+
+    drive(app, scenario, size=(120, 40))

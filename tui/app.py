@@ -35,6 +35,7 @@ from textual.screen import ModalScreen
 
 from runtime import events as ev
 from runtime.store.layout import resolve_home
+from runtime.textsafe import one_line, visible
 
 from .messages import (
     BackendProblem,
@@ -229,6 +230,13 @@ class AetherGraphApp(App[int]):
         for screen in self.screen_stack:
             if isinstance(screen, DashboardScreen):
                 screen.redraw()
+
+    def notify(self, message: str, *, title: str = "", severity: str = "information",
+               timeout: float | None = None, markup: bool = True) -> None:
+        """Every toast is plain text with control characters shown: most name a run, a node or
+        repeat an error a run raised, none of which may style or drive the terminal."""
+        super().notify(visible(str(message)), title=one_line(title), severity=severity,  # type: ignore[arg-type]
+                       timeout=timeout, markup=False)
 
     # -- messages from trio and from workers ----------------------------------------------------
 

@@ -18,7 +18,7 @@ from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Input, Static
 
-from ..format import clip, short_when, when
+from ..format import clip, one_line, plain, short_when, visible, when
 from ..store import describe_blob
 from ..widgets import FilterInput, RowTable
 from .base import DashboardScreen
@@ -100,7 +100,7 @@ class ArtifactsScreen(DashboardScreen):
         if not self.is_mounted:
             return
         if error:
-            self.query_one("#artifacts-status", Static).update(error, layout=False)
+            self.query_one("#artifacts-status", Static).update(visible(error), layout=False)
         if [(a.ref, a.seq, a.run_id) for a, _ in rows] == [(a.ref, a.seq, a.run_id) for a, _ in self._rows]:
             return
         self._rows = rows
@@ -123,8 +123,8 @@ class ArtifactsScreen(DashboardScreen):
             key = f"{a.run_id}:{a.seq}"
             self._by_key[key] = (a, pinned)
             node = a.node.rsplit("/", 1)[-1] + (f"({a.tool})" if a.tool and a.tool not in a.node else "")
-            table.add_row(Text(clip(a.name, self._name_w - 1)), human_size(a.size), a.run_id[-13:],
-                          clip(node, 17), short_when(a.ts), key=key)
+            table.add_row(Text(clip(a.name, self._name_w - 1)), human_size(a.size), plain(a.run_id[-13:]),
+                          Text(clip(node, 17)), short_when(a.ts), key=key)
         restore_cursor(table, keep)
         status = self.query_one("#artifacts-status", Static)
         if not self._rows:
@@ -148,10 +148,11 @@ class ArtifactsScreen(DashboardScreen):
             return
         self._previewing = key
         a, pinned = item
-        meta = (f"{a.name} · {a.size} bytes · {a.mime or 'unknown type'}" + (" · pinned" if pinned else "") +
-                f" · {a.ref[:26]}…\n"
-                f"written {when(a.ts)} by run {a.run_id} · node {a.node or '-'}" + (f" ({a.tool})" if a.tool else ""))
-        self.query_one("#artifact-meta", Static).update(meta)
+        meta = (f"{one_line(a.name)} · {a.size} bytes · {one_line(a.mime) or 'unknown type'}" +
+                (" · pinned" if pinned else "") + f" · {one_line(a.ref[:26])}…\n"
+                f"written {when(a.ts)} by run {one_line(a.run_id)} · node {one_line(a.node) or '-'}" +
+                (f" ({one_line(a.tool)})" if a.tool else ""))
+        self.query_one("#artifact-meta", Static).update(Text(meta))
         self.query_one("#artifact-body", Static).update(Text("reading…", style="dim"))
         self._read_blob(a)
 
@@ -169,6 +170,7 @@ class ArtifactsScreen(DashboardScreen):
             return
         body = self.query_one("#artifact-body", Static)
         self.preview = (ref, text)  # what is shown, for whoever asks (tests, the palette)
+        text = visible(text)  # describe_blob did already; an error message had not
         if lexer:
             body.update(Syntax(text, lexer, word_wrap=True, background_color="default"))
         else:
@@ -231,9 +233,10 @@ class ExportModal(ModalScreen[Path | None]):
     def compose(self) -> ComposeResult:
         a = self.artifact
         with Vertical(id="export-dialog", classes="dialog"):
-            yield Static(Text.assemble(("EXPORT ", "bold"), a.name, (f"  {a.size} bytes", "dim")))
-            yield Static(Text(a.ref, style="dim"))
-            yield Input(value=str(Path.cwd() / Path(a.name).name), id="export-path", compact=True)
+            yield Static(Text.assemble(("EXPORT ", "bold"), one_line(a.name), (f"  {a.size} bytes", "dim")))
+            yield Static(Text(one_line(a.ref), style="dim"))
+            # A name with control characters is offered with them made visible, as shown.
+            yield Input(value=str(Path.cwd() / Path(one_line(a.name)).name), id="export-path", compact=True)
             yield Static("", id="export-error", markup=False)
             yield Static("enter: export (a folder: under the artifact's name) · esc: close", classes="hint",
                          markup=False)
@@ -270,7 +273,7 @@ class ExportModal(ModalScreen[Path | None]):
 
     def _error(self, text: str) -> None:
         if self.is_mounted:
-            self.query_one("#export-error", Static).update(text)
+            self.query_one("#export-error", Static).update(visible(text))
 
     def _done(self, dest: Path) -> None:
         self.notify(f"exported to {dest}")

@@ -18,7 +18,7 @@ from textual.widgets import RichLog, Static, TabbedContent, TabPane
 
 from runtime import events as ev
 
-from ..format import LEVEL_STYLE, clip, clock, dur, event_line, status_text
+from ..format import LEVEL_STYLE, clip, clock, dur, event_line, one_line, status_text, visible
 from ..widgets import MetricsPanel, NodeTree, ProgressPanel
 from .base import DashboardScreen
 
@@ -90,7 +90,7 @@ class RunDetailScreen(DashboardScreen):
             self._set_header(Text.assemble(("RUN ", "bold"), model.run_id, ("  reading its log…", "dim")))
             return
         if model.load_error:
-            self._set_header(Text.assemble(("RUN ", "bold"), model.run_id, ("  " + model.load_error, "red")))
+            self._set_header(Text.assemble(("RUN ", "bold"), model.run_id, ("  " + one_line(model.load_error), "red")))
             return
         now = time.time()
         moved = model.version != self._drawn_version
@@ -144,7 +144,7 @@ class RunDetailScreen(DashboardScreen):
         line.append("RUN ", style="bold")
         line.append(model.run_id)
         line.append("  ")
-        line.append(s.graph or "?", style="bold")
+        line.append(one_line(s.graph) or "?", style="bold")
         line.append("  ")
         line.append_text(status_text(model.status))
         line.append(f"  {dur(model.duration(now))}")
@@ -155,7 +155,7 @@ class RunDetailScreen(DashboardScreen):
         if s.error:
             second.append(clip(s.error, 200), style="red")
         else:
-            second.append(f"{len(s.nodes)} nodes · {s.events} events · pid {s.pid} on {s.host}", style="dim")
+            second.append(f"{len(s.nodes)} nodes · {s.events} events · pid {s.pid} on {one_line(s.host)}", style="dim")
             if s.attempts > 1:
                 second.append(f" · resumed ×{s.attempts - 1}", style="dim")
             if s.attempt_of:
@@ -183,16 +183,18 @@ class RunDetailScreen(DashboardScreen):
                       width=width)
         # One write per tick: RichLog resizes its scroll area on every write.
         lines = [render(items[i]) for i in range(len(items) - take, len(items))]
-        log.write(Text("\n", no_wrap=True, overflow="ellipsis").join(lines), width=width)
+        # (Messages wrap; the joiner's no_wrap would otherwise cut them at the edge.)
+        joiner = Text("\n") if name == "messages" else Text("\n", no_wrap=True, overflow="ellipsis")
+        log.write(joiner.join(lines), width=width)
 
     @staticmethod
     def _log_line(e: ev.Log) -> Text:
         line = Text(no_wrap=True, overflow="ellipsis")
         line.append(clock(e.ts), style="dim")
-        line.append(f" {e.level.upper():<7} ", style=LEVEL_STYLE.get(e.level.lower(), ""))
+        line.append(f" {one_line(e.level.upper()):<7} ", style=LEVEL_STYLE.get(e.level.lower(), ""))
         if e.node:
-            line.append(e.node.rsplit("/", 1)[-1] + " ", style="cyan")
-        line.append(e.message)
+            line.append(one_line(e.node.rsplit("/", 1)[-1]) + " ", style="cyan")
+        line.append(one_line(e.message))
         return line
 
     @staticmethod
@@ -200,7 +202,7 @@ class RunDetailScreen(DashboardScreen):
         line = Text()
         line.append(clock(e.ts), style="dim")
         line.append(" ")
-        line.append(e.text)
+        line.append(visible(e.text))  # wrapped, so its own newlines may stay
         return line
 
     # -- actions --------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from textual.widgets import DataTable, Static
 
 from runtime import events as ev
 
-from ..format import clip, dur, short_when, status_text
+from ..format import clip, dur, plain, short_when, status_text
 from ..widgets import FilterInput, RunsTable
 from .base import DashboardScreen
 
@@ -112,8 +112,8 @@ class RunsScreen(DashboardScreen):
         st = self.dash.state
         asks = st.pending_for(row)
         return [
-            row.run_id,
-            clip(row.graph, self._graph_w - 1),
+            plain(row.run_id),
+            Text(clip(row.graph, self._graph_w - 1)),
             status_text(row.status),
             short_when(row.started, now),
             dur(row.duration(now)),

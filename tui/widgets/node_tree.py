@@ -10,14 +10,14 @@ from rich.text import Text
 from textual.widgets import Tree
 from textual.widgets.tree import TreeNode
 
-from ..format import NODE_MARK, STATUS_STYLE
+from ..format import NODE_MARK, STATUS_STYLE, one_line
 
 
 def node_label(name: str, state: str, attempts: int, error: str = "") -> Text:
     label = Text(no_wrap=True, overflow="ellipsis")
     label.append(NODE_MARK.get(state, "?"), style=STATUS_STYLE.get(state, ""))
-    label.append(f" {name} ")
-    label.append(state.replace("_", " "), style=STATUS_STYLE.get(state, "dim"))
+    label.append(f" {one_line(name)} ")
+    label.append(one_line(state.replace("_", " ")), style=STATUS_STYLE.get(state, "dim"))
     if attempts > 1:
         label.append(f" ×{attempts}", style="bold")
     return label
@@ -48,7 +48,7 @@ class NodeTree(Tree[str]):
             self._labels[""] = root_key
             label = Text(no_wrap=True, overflow="ellipsis")
             label.append("run ", style="bold")
-            label.append(status.upper(), style=STATUS_STYLE.get(status, ""))
+            label.append(one_line(status.upper()), style=STATUS_STYLE.get(status, ""))
             self.root.set_label(label)
         for path, n in nodes.items():
             key = (n.state, n.attempts)
