@@ -658,3 +658,36 @@ def test_hostile_run_content_is_shown_not_obeyed_in_every_panel(home):
         assert "[red]markup[/]" in text
 
     drive(app, scenario, size=(120, 40))
+
+
+async def test_no_attach_toast_for_a_runtime_that_exited_normally(home, autojump_clock):
+    """A runtime found by one poll and gone by the connect: news only if its process died or
+    it is alive and refuses us, never when it closed normally (advert removed)."""
+    from runtime.history import HOST
+    from runtime.sidecar.registry import Advert, advert_path, write_advert
+    from tui.backend import Backend, Watcher
+    from tui.messages import BackendProblem
+
+    layout = StoreLayout.at(home).ensure()
+    posted: list = []
+    backend = Backend(posted.append, home, poll_s=0.2)
+
+    def advert(rid: str, pid: int) -> Advert:
+        return Advert(runtime_id=rid, pid=pid, host=HOST, started=0.0, protocol=1,
+                      unix=str(layout.runtimes_dir / f"{rid}.sock"))
+
+    def problems() -> list[str]:
+        return [m.text for m in posted if isinstance(m, BackendProblem)]
+
+    closed = advert("1-closed", os.getpid())  # its advert is already gone: it exited normally
+    await backend._watch(Watcher(closed))
+    assert problems() == []
+    died = advert("2-died", support.DEAD_PID)  # advert left behind by a process that is gone
+    write_advert(layout, died)
+    await backend._watch(Watcher(died))
+    assert problems() == [f"runtime 2-died died (pid {support.DEAD_PID} is gone) before the dashboard attached"]
+    refusing = advert("3-refusing", os.getpid())  # alive, advertised, and no socket: a real problem
+    write_advert(layout, refusing)
+    await backend._watch(Watcher(refusing))
+    assert len(problems()) == 2 and problems()[1].startswith("cannot attach to runtime 3-refusing: ")
+    assert advert_path(layout, "3-refusing").exists()
