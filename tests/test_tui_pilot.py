@@ -181,10 +181,13 @@ def test_help_palette_numbered_panels_and_esc(home):
         for key, mode in [("3", "asks"), ("4", "memory"), ("5", "artifacts"), ("2", "run"), ("1", "runs")]:
             await pilot.press(key)
             assert app.current_mode == mode
-        await pilot.press("escape")  # back: to the panel before
-        assert app.current_mode == "run"
+        await pilot.press("escape")  # Runs is the top: esc stays there
+        assert app.current_mode == "runs"
+        await pilot.press("3", "4", "escape")  # back: to the panel before
+        assert app.current_mode == "asks"
         await pilot.press("escape")
-        assert app.current_mode == "artifacts"
+        assert app.current_mode == "runs"
+        await pilot.press("5")
         await pilot.press("question_mark")
         assert isinstance(app.screen, HelpScreen)
         await pilot.press("1")  # panels do not move under an open dialog
@@ -691,3 +694,30 @@ async def test_no_attach_toast_for_a_runtime_that_exited_normally(home, autojump
     await backend._watch(Watcher(refusing))
     assert len(problems()) == 2 and problems()[1].startswith("cannot attach to runtime 3-refusing: ")
     assert advert_path(layout, "3-refusing").exists()
+
+
+def test_esc_goes_back_and_stops_at_the_top(home):
+    """Esc never flips between two panels, and on the Runs list it never opens a run."""
+    build_store(home)
+    app = AetherGraphApp()
+
+    async def scenario(pilot):
+        await until(pilot, lambda: table_keys(app, "runs-table"), "runs")
+        await pilot.press("escape", "escape")
+        assert app.current_mode == "runs" and app.detail is None
+        await pilot.press("enter")  # open the highlighted run
+        await until(pilot, lambda: app.current_mode == "run", "the run")
+        await pilot.press("1", "2", "1", "2")
+        modes = []
+        for _ in range(4):
+            await pilot.press("escape")
+            modes.append(app.current_mode)
+        assert modes == ["runs", "runs", "runs", "runs"]
+        await pilot.press("3", "2", "4")
+        modes = []
+        for _ in range(4):
+            await pilot.press("escape")
+            modes.append(app.current_mode)
+        assert modes == ["run", "asks", "runs", "runs"]
+
+    drive(app, scenario)

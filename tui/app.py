@@ -490,15 +490,24 @@ class AetherGraphApp(App[int]):
                 self.detail = RunModel(newest[0])
                 self._load_detail(newest[0])
         if self.current_mode != mode:
-            self._history.append(self.current_mode)
-            del self._history[:-20]
+            self._history = self._path_to(mode)
             self.switch_mode(mode)
 
+    def _path_to(self, mode: str) -> list[str]:
+        """The panels esc walks back through after going to ``mode``: a path from Runs (the
+        top), never a loop. Going to a panel already on the path cuts the path there, so
+        1 2 1 2 then esc goes to Runs and stops, instead of flipping between the two."""
+        if mode == "runs":
+            return []
+        path = self._history + [self.current_mode]
+        if mode in path:
+            return path[: path.index(mode)]
+        return path[-8:]
+
     def action_back(self) -> None:
+        """Esc: one panel back along the path; on Runs it does nothing (the top)."""
         if self._history:
-            mode = self._history.pop()
-            if mode != self.current_mode:
-                self.switch_mode(mode)
+            self.switch_mode(self._history.pop())
         elif self.current_mode != "runs":
             self.switch_mode("runs")
 
