@@ -56,6 +56,13 @@ class HelpScreen(ModalScreen[None]):
         Binding("escape", "close", "Close"),
         Binding("question_mark", "close", "Close", show=False),
         Binding("q", "close", "Close", show=False),
+        # The app's j/k are off under a dialog (its keys are its own): the help scrolls itself.
+        Binding("j,down", "scroll('down')", "Scroll down", show=False),
+        Binding("k,up", "scroll('up')", "Scroll up", show=False),
+        Binding("pagedown,space", "scroll('page_down')", "Page down", show=False),
+        Binding("pageup", "scroll('page_up')", "Page up", show=False),
+        Binding("g,home", "scroll('home')", "Top", show=False),
+        Binding("G,end", "scroll('end')", "Bottom", show=False),
     ]
 
     def __init__(self, screen: Screen) -> None:
@@ -67,7 +74,7 @@ class HelpScreen(ModalScreen[None]):
 
         under = self.under
         with Vertical(id="help-dialog", classes="dialog"):
-            with VerticalScroll():
+            with VerticalScroll(id="help-body"):
                 about = getattr(under, "HELP", "")
                 if about:
                     yield Static(Text(about), classes="help-about")
@@ -81,6 +88,10 @@ class HelpScreen(ModalScreen[None]):
                     "errors included.\nNO_COLOR is honoured; states are always spelled out.",
                     style="dim"))
             yield Static("esc / ? : close", classes="hint")
+
+    def action_scroll(self, how: str) -> None:
+        body = self.query_one("#help-body", VerticalScroll)
+        getattr(body, f"action_scroll_{how}" if how in ("down", "up", "home", "end") else f"action_{how}")()
 
     def action_close(self) -> None:
         self.dismiss(None)
