@@ -37,6 +37,22 @@ def effective_status(status: str, pid: int | None, host: str | None) -> str:
     return status
 
 
+def run_duration(status: str, started: float | None, finished: float | None, last_ts: float | None,
+                 now: float) -> float | None:
+    """How long a run took, the one rule for ``ag runs``, ``ag show`` and the dashboard.
+
+    Finished: start to finish. Running: start to now. Neither (interrupted: its process died):
+    start to the last event in its log, whoever wrote it (an answer given while it was down
+    counts: it is in the log the resume will read)."""
+    if started is None:
+        return None
+    if finished is not None:
+        return finished - started
+    if status == ev.RUNNING:
+        return now - started
+    return (last_ts if last_ts is not None else started) - started
+
+
 @attrs.define
 class NodeSummary:
     path: str
@@ -67,6 +83,7 @@ class RunSummary:
     open_asks: dict[str, ev.AskOpened] = attrs.field(factory=dict)
     events: int = 0
     last_seq: int = 0
+    last_ts: float | None = None
     attempts: int = 1
     attempt_of: str = ""
 
@@ -82,6 +99,8 @@ class RunSummary:
         changed, so a live view redraws it only then."""
         self.events += 1
         self.last_seq = max(self.last_seq, e.seq)
+        if self.last_ts is None or e.ts > self.last_ts:
+            self.last_ts = e.ts
         t = type(e)
         if t is ev.RunStarted:
             self.graph, self.started, self.pid, self.host = e.graph, e.ts, e.pid, e.host

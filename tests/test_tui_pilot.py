@@ -721,3 +721,69 @@ def test_esc_goes_back_and_stops_at_the_top(home):
         assert modes == ["run", "asks", "runs", "runs"]
 
     drive(app, scenario)
+
+
+def test_interrupted_run_duration_is_one_rule_in_ag_runs_and_the_dashboard(home):
+    """After an offline answer (the log grows) the runs table, the detail header and `ag runs`
+    give an interrupted run the same duration: runtime.history.run_duration."""
+    import json
+
+    from runtime.history import run_duration
+
+    from .conftest import ag
+
+    build_store(home)
+    app = AetherGraphApp()
+    shown = {}
+
+    async def scenario(pilot):
+        await until(pilot, lambda: app.ask_count == 1, "the offline ask")
+        app.open_run(RUN_INTERRUPTED)
+        await until(pilot, lambda: app.detail.loaded, "its log")
+        await pilot.press("3", "enter", "enter")  # answer it while the run is down
+        await until(pilot, lambda: app.ask_count == 0, "the answer taken")
+        await until(pilot, lambda: app.detail.loaded and app.detail.summary.events == 4, "its log read again")
+        await pilot.press("1")
+        table = app.screen.query_one("#runs-table", DataTable)
+        await until(pilot, lambda: str(table.get_cell(RUN_INTERRUPTED, "duration")) != "0.2s", "the new duration")
+        shown["table"] = str(table.get_cell(RUN_INTERRUPTED, "duration"))
+        await pilot.press("2")
+        await pilot.pause(0.2)
+        shown["header"] = static_text(app.screen.query_one("#run-header", Static))
+
+    drive(app, scenario)
+    (row,) = [r for r in json.loads(ag("runs", "--json", env={"AETHERGRAPH_HOME": str(home)}).stdout)
+              if r["run_id"] == RUN_INTERRUPTED]
+    from tui.format import dur
+
+    assert row["status"] == "interrupted"
+    assert row["duration_s"] == run_duration(row["status"], row["started"], None, row["last_ts"], 0.0)
+    assert shown["table"] == dur(row["duration_s"])
+    assert f"INTERRUPTED  {dur(row['duration_s'])}" in shown["header"], shown["header"]
+
+
+def test_j_and_k_scroll_the_help(home):
+    build_store(home)
+    app = AetherGraphApp()
+
+    async def scenario(pilot):
+        await until(pilot, lambda: app.state.index_loaded, "the index")
+        await pilot.press("question_mark")
+        assert isinstance(app.screen, HelpScreen)
+        body = app.screen.query_one("#help-body")
+        await pilot.pause(0.1)
+        assert body.max_scroll_y > 3, "the help should not fit in 24 lines"
+        await pilot.press("j", "j", "j")
+        await pilot.pause(0.3)
+        assert body.scroll_y == 3
+        await pilot.press("k")
+        await pilot.pause(0.3)
+        assert body.scroll_y == 2
+        await pilot.press("G")
+        await pilot.pause(0.3)
+        assert body.scroll_y == body.max_scroll_y
+        await pilot.press("g")
+        await pilot.pause(0.3)
+        assert body.scroll_y == 0
+
+    drive(app, scenario, size=(80, 24))

@@ -397,6 +397,8 @@ class AetherGraphApp(App[int]):
                 self.notify(f"answered {ask_id}: {answer}{where}")
                 if not ask.runtime_id:
                     self.reload_index()
+                    if self.detail is not None and self.detail.run_id == ask.run_id:
+                        self._load_detail(ask.run_id)  # its log has grown: show what it says now
 
         from .screens.asks import AnswerModal
 

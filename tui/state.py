@@ -17,7 +17,7 @@ from typing import Any
 import attrs
 
 from runtime import events as ev
-from runtime.history import RunSummary, effective_status
+from runtime.history import RunSummary, effective_status, run_duration
 
 TERMINAL = ev.TERMINAL_STATES
 
@@ -37,13 +37,7 @@ class RunRow:
     runtime_id: str = ""
 
     def duration(self, now: float) -> float | None:
-        if self.started is None:
-            return None
-        if self.finished is not None:
-            return self.finished - self.started
-        if self.status == ev.RUNNING:
-            return now - self.started
-        return (self.last_ts or self.started) - self.started
+        return run_duration(self.status, self.started, self.finished, self.last_ts, now)
 
 
 @attrs.define
@@ -321,11 +315,4 @@ class RunModel:
 
     def duration(self, now: float | None = None) -> float | None:
         s = self.summary
-        if s.started is None:
-            return None
-        if s.finished is not None:
-            return s.finished - s.started
-        if self.status == ev.RUNNING:
-            return (now or time.time()) - s.started
-        last = self.timeline[-1].ts if self.timeline else s.started
-        return last - s.started
+        return run_duration(self.status, s.started, s.finished, s.last_ts, now or time.time())

@@ -49,7 +49,7 @@ def table(rows: list[list[str]], header: list[str]) -> str:
 
 
 def cmd_runs(args: Any) -> int:
-    from runtime.history import effective_status
+    from runtime.history import effective_status, run_duration
     from runtime.store.index import Index
 
     layout = _layout(args.home)
@@ -62,8 +62,7 @@ def cmd_runs(args: Any) -> int:
     now = time.time()
     for r in runs:
         r["status"] = effective_status(r["status"], r["pid"], r["host"])
-        end = r["finished"] if r["finished"] is not None else (r["last_ts"] if r["status"] != "running" else now)
-        r["duration_s"] = None if r["started"] is None or end is None else end - r["started"]
+        r["duration_s"] = run_duration(r["status"], r["started"], r["finished"], r["last_ts"], now)
     if args.json:
         print(msgspec.json.encode(runs).decode())
         return EXIT_OK
