@@ -787,3 +787,46 @@ def test_j_and_k_scroll_the_help(home):
         assert body.scroll_y == 0
 
     drive(app, scenario, size=(80, 24))
+
+
+def rendered_style(app, word: str):
+    """The style a word is drawn with, as the terminal gets it (after Textual's filters)."""
+    for strip in app.screen._compositor.render_strips():
+        for seg in strip:
+            if seg.text.strip() == word:
+                return seg.style
+    raise AssertionError(f"{word!r} is not on the screen")
+
+
+@pytest.mark.parametrize("no_color", [False, True])
+def test_states_read_by_severity_in_colour_and_by_weight_without(home, monkeypatch, no_color):
+    """FAILED is the loudest state: red and bold in colour, a reversed block under NO_COLOR
+    (where every colour turns grey); yellow states next; on a 16-colour terminal (TERM=screen)
+    the colours come back as red and yellow, not magenta."""
+    from rich.color import ColorSystem
+
+    build_store(home)
+    if no_color:
+        monkeypatch.setenv("NO_COLOR", "1")
+    else:
+        monkeypatch.delenv("NO_COLOR", raising=False)
+    app = AetherGraphApp()
+
+    async def scenario(pilot):
+        await until(pilot, lambda: table_keys(app, "runs-table"), "runs")
+        await pilot.press("down", "down", "down")  # the cursor on SUCCEEDED: every other state off it
+        await pilot.pause(0.1)
+        failed, cancelled, interrupted = (rendered_style(app, w) for w in ("FAILED", "CANCELLED", "INTERRUPTED"))
+        if no_color:
+            assert failed.bold and failed.reverse
+            assert interrupted.bold and not interrupted.reverse
+            assert cancelled.underline and not cancelled.bold and not cancelled.reverse
+        else:
+            def sixteen(style):
+                return style.color.downgrade(ColorSystem.STANDARD).number
+
+            assert failed.bold and sixteen(failed) in (1, 9)  # red
+            assert sixteen(interrupted) in (3, 11) and sixteen(cancelled) in (3, 11)  # yellow
+            assert interrupted.bold and not cancelled.bold
+
+    drive(app, scenario, size=(100, 30))

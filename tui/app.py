@@ -141,6 +141,9 @@ class AetherGraphApp(App[int]):
         watch_css: bool = False,
     ) -> None:
         super().__init__(watch_css=watch_css)
+        from .format import use_no_color
+
+        use_no_color(self.no_color)  # states read by weight alone when colours are off
         self.home: Path = resolve_home(home)
         self.store = StoreReader(self.home)
         self.state = DashboardState()

@@ -18,14 +18,52 @@ from runtime.textsafe import one_line, visible
 
 __all__ = ["one_line", "visible"]
 
-STATUS_STYLE = {
-    ev.RUNNING: "bold cyan",
-    ev.SUCCEEDED: "green",
-    ev.FAILED: "bold red",
-    ev.CANCELLED: "yellow",
-    ev.TIMED_OUT: "magenta",
-    ev.INTERRUPTED: "bold yellow reverse",
+# Colours are the bright entries of the 16-colour palette, written as RGB: a terminal with true
+# colour shows them as they are, and one with 16 (TERM=screen) gets exactly that entry back
+# (bright red stays red; a theme's "red" could come back magenta). The order of severity is the
+# order of loudness: FAILED red and bold > TIMED OUT red > INTERRUPTED yellow and bold >
+# CANCELLED yellow > RUNNING cyan > SUCCEEDED green.
+RED, YELLOW, CYAN, GREEN = "#ff5555", "#ffff55", "#55ffff", "#55ff55"
+STATUS_COLOR_STYLE = {
+    ev.FAILED: f"bold {RED}",
+    ev.TIMED_OUT: RED,
+    ev.INTERRUPTED: f"bold {YELLOW}",
+    ev.CANCELLED: YELLOW,
+    ev.RUNNING: f"bold {CYAN}",
+    ev.SUCCEEDED: GREEN,
 }
+# NO_COLOR: every colour turns grey, so weight alone says it, in the same order: a failure is a
+# reversed block, an interruption bold and underlined, a cancellation underlined.
+STATUS_MONO_STYLE = {
+    ev.FAILED: "bold reverse",
+    ev.TIMED_OUT: "reverse",
+    ev.INTERRUPTED: "bold underline",
+    ev.CANCELLED: "underline",
+    ev.RUNNING: "bold",
+    ev.SUCCEEDED: "",
+}
+STATUS_STYLE = dict(STATUS_COLOR_STYLE)  # what is in force (use_no_color switches it)
+
+LEVEL_COLOR_STYLE = {"debug": "dim", "info": "", "warning": YELLOW, "error": f"bold {RED}",
+                     "critical": f"bold {RED} reverse"}
+LEVEL_MONO_STYLE = {"debug": "dim", "info": "", "warning": "underline", "error": "bold reverse",
+                    "critical": "bold reverse"}
+LEVEL_STYLE = dict(LEVEL_COLOR_STYLE)
+
+
+def use_no_color(no_color: bool) -> None:
+    """Switch every state and level style to weight alone (NO_COLOR) or back to colour. The
+    app calls it once it knows (Textual reads NO_COLOR when the app is made)."""
+    STATUS_STYLE.clear()
+    STATUS_STYLE.update(STATUS_MONO_STYLE if no_color else STATUS_COLOR_STYLE)
+    LEVEL_STYLE.clear()
+    LEVEL_STYLE.update(LEVEL_MONO_STYLE if no_color else LEVEL_COLOR_STYLE)
+
+
+def bad_style() -> str:
+    """The style of a failure named in a line (a timeline row, the header's error)."""
+    return STATUS_STYLE[ev.FAILED]
+
 
 NODE_MARK = {
     ev.RUNNING: "▶",
@@ -175,7 +213,7 @@ def event_line(e: ev.Event, t0: float | None = None) -> Text:
     kind = tag(e)
     style = ""
     if kind in ("node_failed", "node_timed_out") or (kind == "run_finished" and e.status != ev.SUCCEEDED):
-        style = "bold red"
+        style = bad_style()
     elif kind == "ask_opened":
         style = "bold"
     elif kind in ("run_started", "run_finished", "run_resumed"):

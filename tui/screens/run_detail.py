@@ -18,7 +18,7 @@ from textual.widgets import RichLog, Static, TabbedContent, TabPane
 
 from runtime import events as ev
 
-from ..format import LEVEL_STYLE, clip, clock, dur, event_line, one_line, status_text, visible
+from ..format import LEVEL_STYLE, bad_style, clip, clock, dur, event_line, one_line, status_text, visible
 from ..widgets import MetricsPanel, NodeTree, ProgressPanel
 from .base import DashboardScreen
 
@@ -90,7 +90,7 @@ class RunDetailScreen(DashboardScreen):
             self._set_header(Text.assemble(("RUN ", "bold"), model.run_id, ("  reading its log…", "dim")))
             return
         if model.load_error:
-            self._set_header(Text.assemble(("RUN ", "bold"), model.run_id, ("  " + one_line(model.load_error), "red")))
+            self._set_header(Text.assemble(("RUN ", "bold"), model.run_id, ("  " + one_line(model.load_error), bad_style())))
             return
         now = time.time()
         moved = model.version != self._drawn_version
@@ -153,7 +153,7 @@ class RunDetailScreen(DashboardScreen):
             line.append(f"[{asks} ask{'s' if asks > 1 else ''}: a]", style="bold reverse")
         second = Text(no_wrap=True, overflow="ellipsis")
         if s.error:
-            second.append(clip(s.error, 200), style="red")
+            second.append(clip(s.error, 200), style=bad_style())
         else:
             second.append(f"{len(s.nodes)} nodes · {s.events} events · pid {s.pid} on {one_line(s.host)}", style="dim")
             if s.attempts > 1:
