@@ -830,3 +830,50 @@ def test_states_read_by_severity_in_colour_and_by_weight_without(home, monkeypat
             assert interrupted.bold and not cancelled.bold
 
     drive(app, scenario, size=(100, 30))
+
+
+def build_many_runs(home: Path, n: int) -> list[str]:
+    """``n`` finished runs a second apart (ids newest first), indexed."""
+    from runtime.store.index import Index
+
+    layout = StoreLayout.at(home).ensure()
+    ids = []
+    for i in range(n):
+        ts = support.T0 + i
+        run_id = time.strftime("%Y%m%d-%H%M%S", time.gmtime(ts)) + f"-{i:06x}"
+        support.write_log(layout, run_id, [
+            ev.RunStarted(run_id=run_id, ts=ts, graph=f"job{i}", pid=1, host="elsewhere"),
+            ev.RunFinished(run_id=run_id, ts=ts + 0.5, status="succeeded", duration_s=0.5),
+        ])
+        ids.append(run_id)
+    index = Index(layout)
+    try:
+        index.catch_up()
+    finally:
+        index.close()
+    return ids[::-1]
+
+
+def test_runs_list_pages_through_the_whole_store_and_shows_the_total(home):
+    """Scrolling to the end reads the next page (keyset on the index) until every run is
+    listed; the status line gives the total all along. (It stopped at 1,000 rows.)"""
+    from tui.state import DashboardState
+
+    ids = build_many_runs(home, 2 * DashboardState.PAGE + 50)
+    total = len(ids)
+    app = AetherGraphApp()
+
+    async def scenario(pilot):
+        await until(pilot, lambda: len(table_keys(app, "runs-table")) == DashboardState.PAGE, "the first page")
+        status = app.screen.query_one("#runs-status", Static)
+        assert f"{DashboardState.PAGE} of {total} runs" in static_text(status)
+        for shown in (2 * DashboardState.PAGE, total):
+            await pilot.press("G")  # to the last row: the next page comes
+            await until(pilot, lambda shown=shown: len(table_keys(app, "runs-table")) == shown, f"{shown} rows")
+        assert table_keys(app, "runs-table") == ids  # newest first, each once, none skipped
+        await until(pilot, lambda: f"{total} of {total} runs" in static_text(status), "the total")
+        assert "older" not in static_text(status)
+        await pilot.press("g")
+        assert app.screen.query_one("#runs-table", DataTable).cursor_row == 0
+
+    drive(app, scenario)

@@ -283,14 +283,18 @@ class AetherGraphApp(App[int]):
     def on_index_loaded(self, msg: IndexLoaded) -> None:
         st = self.state
         if msg.rows is None:
+            st.loading_older = False
             if not st.store_missing:
                 st.store_missing = True
                 st.runs_version += 1
             return
         if st.store_missing:
             st.store_missing = False
-        st.merge_index(msg.rows, msg.has_more)
-        st.set_offline_asks(msg.offline_asks)
+        st.merge_index(msg.rows, msg.has_more, total=msg.total, older=msg.older)
+        if msg.older and msg.final:
+            st.loading_older = False
+        if msg.offline_asks is not None:
+            st.set_offline_asks(msg.offline_asks)
         self._counts()
 
     @property
@@ -318,39 +322,62 @@ class AetherGraphApp(App[int]):
         # kept waiting. Live runtimes keep the index current; catching up again each minute
         # covers the rest.
         catch_up = self._index_loads == 1 or self._index_loads % 30 == 0
-        self._read_index(self.state.index_limit, catch_up)
+        self._read_index(catch_up)
 
     def reload_index(self) -> None:
-        self._read_index(self.state.index_limit, True)
+        self._read_index(True)
 
     def load_more_runs(self, everything: bool = False) -> None:
+        """The next page of older runs (``everything``: pages up to 10,000 runs, for a filter),
+        from the oldest run loaded so far. One read at a time; the runs list asks again when
+        the cursor nears its end."""
         st = self.state
-        want = 10_000 if everything else st.index_limit + st.PAGE
-        if want > st.index_limit:
-            st.index_limit = want
-            self._read_index(want, False)
+        if st.loading_older or not st.index_has_more or st.oldest_key is None:
+            return
+        st.loading_older = True
+        self._read_older(st.oldest_key, 10_000 if everything else st.PAGE)
 
-    def _fetch_page(self, limit: int) -> IndexLoaded:
-        """One page of runs and the open asks, as a message (None rows: no store yet)."""
+    def _fetch_page(self) -> IndexLoaded:
+        """The newest page of runs and the open asks, as a message (None rows: no store yet)."""
         store = self.store
-        page = store.runs(limit) if store.exists() else None
+        page = store.runs(self.state.PAGE) if store.exists() else None
         if page is None:
             return IndexLoaded(None, False, [])
-        return IndexLoaded(page[0], page[1], store.open_asks())
+        rows, more, total = page
+        return IndexLoaded(rows, more, store.open_asks(), total)
 
     @work(thread=True, exclusive=True, group="index")
-    def _read_index(self, limit: int, catch_up: bool) -> None:
+    def _read_index(self, catch_up: bool) -> None:
         store = self.store
         try:
-            loaded = self._fetch_page(limit)
+            loaded = self._fetch_page()
             self.post_message(loaded)
             if loaded.rows is None:
                 return
             if catch_up and store.catch_up():
-                rows, more = store.runs(limit)
-                self.post_message(IndexLoaded(rows, more, store.open_asks()))
+                self.post_message(self._fetch_page())
         except Exception as exc:
             self.post_message(BackendProblem(f"reading the index: {type(exc).__name__}: {exc}"))
+
+    @work(thread=True, exclusive=False, group="older")
+    def _read_older(self, before: tuple[float, str], want: int) -> None:
+        store = self.store
+        try:
+            while want > 0:
+                page = store.runs(min(want, 1000), before)
+                if page is None:
+                    self.post_message(IndexLoaded(None, False, None, older=True))
+                    return
+                rows, more, total = page
+                want -= len(rows)
+                final = not more or not rows or want <= 0
+                self.post_message(IndexLoaded(rows, more, None, total, older=True, final=final))
+                if final:
+                    return
+                before = (rows[-1]["started"], rows[-1]["run_id"])
+        except Exception as exc:
+            self.state.loading_older = False
+            self.post_message(BackendProblem(f"reading older runs: {type(exc).__name__}: {exc}"))
 
     def open_run(self, run_id: str) -> None:
         """Show a run in panel 2 (its log is read in a worker; live events queue meanwhile)."""

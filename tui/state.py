@@ -71,8 +71,12 @@ class DashboardState:
         self.runs_version = 0
         self.asks_version = 0
         self.runtimes_version = 0
-        self.index_limit = self.PAGE
+        # Paging the index: the newest page is re-read all the time; older pages are read once,
+        # as the list is scrolled to its end, from the oldest row loaded so far (keyset).
+        self.index_total = 0
         self.index_has_more = False
+        self.oldest_key: tuple[float, str] | None = None
+        self.loading_older = False
         self.index_loaded = False
         self.store_missing = False
         self._order: list[str] = []
@@ -81,22 +85,37 @@ class DashboardState:
 
     # -- history from the index ---------------------------------------------------------------
 
-    def merge_index(self, rows: list[dict], has_more: bool) -> None:
-        """Rows from ``Index.runs`` (newest first). The index trails a live runtime by a few
-        milliseconds, so a state we saw live that is newer (a terminal one) is kept.
+    def merge_index(self, rows: list[dict], has_more: bool, *, total: int | None = None,
+                    older: bool = False) -> None:
+        """Rows from the index (newest first): its newest page, or (``older``) the page after
+        the oldest row loaded so far. The index trails a live runtime by a few milliseconds, so
+        a state we saw live that is newer (a terminal one) is kept.
 
-        The index is read every couple of seconds; when it says nothing new (the usual case)
-        nothing is marked changed, so nothing is redrawn."""
+        The newest page is read every couple of seconds; when it says nothing new (the usual
+        case) nothing is marked changed, so nothing is redrawn."""
         statuses = [
             effective_status(r["status"], r["pid"], r["host"])
             if r["status"] == ev.RUNNING and r["run_id"] not in self.live_runs else r["status"]
             for r in rows
         ]
-        signature = (has_more, tuple(sorted(self.live_runs.items())), tuple(
+        if rows and rows[-1]["started"] is not None:
+            key = (rows[-1]["started"], rows[-1]["run_id"])
+            if self.oldest_key is None or key < self.oldest_key:
+                self.oldest_key = key
+                self.index_has_more = has_more
+        elif not rows and older:
+            self.index_has_more = False
+        elif not older and self.oldest_key is None:
+            self.index_has_more = has_more
+        if total is not None and total != self.index_total:
+            self.index_total = total
+            self.runs_version += 1
+        signature = (older, tuple(sorted(self.live_runs.items())), tuple(
             (r["run_id"], status, r["last_seq"], r["pending_asks"]) for r, status in zip(rows, statuses)))
-        if signature == self._index_signature:
-            return
-        self._index_signature = signature
+        if not older:
+            if signature == self._index_signature:
+                return
+            self._index_signature = signature
         for r, status in zip(rows, statuses):
             run_id = r["run_id"]
             live_rt = self.live_runs.get(run_id, "")
@@ -115,7 +134,6 @@ class DashboardState:
             row.attempt_of = r["attempt_of"] or ""
             row.error = r["error"] or ""
             row.runtime_id = live_rt
-        self.index_has_more = has_more
         self.index_loaded = True
         self.runs_version += 1
 

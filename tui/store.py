@@ -103,13 +103,15 @@ class StoreReader:
 
     # -- lists ----------------------------------------------------------------------------------
 
-    def runs(self, limit: int) -> tuple[list[dict], bool] | None:
-        """The newest ``limit`` runs, and whether there are more (None: no store yet)."""
+    def runs(self, limit: int, before: tuple[float, str] | None = None) -> tuple[list[dict], bool, int] | None:
+        """A page of runs, newest first: the newest ``limit`` (``before`` None) or the
+        ``limit`` older than ``before`` (the last row's (started, run_id)); whether there are
+        more beyond it; and how many runs the index holds. None: no store yet."""
         index = self.index()
         if index is None:
             return None
-        rows = index.runs(limit=limit + 1)
-        return rows[:limit], len(rows) > limit
+        rows = index.runs_page(before=before, limit=limit + 1)
+        return rows[:limit], len(rows) > limit, index.runs_count()
 
     def catch_up(self) -> int:
         """Index what logs hold beyond the index's marks (a runtime that died left some)."""

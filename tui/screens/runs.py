@@ -21,7 +21,10 @@ from ..format import clip, dur, plain, short_when, status_text
 from ..widgets import FilterInput, RunsTable
 from .base import DashboardScreen
 
+# Rows put in the table at first; it grows by a step as the cursor nears the end. A run that
+# starts rebuilds the table, so the table holds what the person scrolled to, not the store.
 MAX_ROWS = 1000
+WINDOW_STEP = 1000
 
 
 def selected_key(table: DataTable) -> str | None:
@@ -65,6 +68,8 @@ class RunsScreen(DashboardScreen):
         self._width = 0
         self._graph_w = 16
         self._running_rows: list[str] = []
+        self._window = MAX_ROWS
+        self._shown = self._matching = 0
 
     def compose_body(self) -> ComposeResult:
         yield FilterInput("filter runs by id, graph or status (esc clears)", id="runs-filter")
@@ -99,7 +104,7 @@ class RunsScreen(DashboardScreen):
         if not self.is_mounted or not self._width:
             return
         st = self.dash.state
-        key = (st.runs_version, st.asks_version, self._filter, self._graph_w)
+        key = (st.runs_version, st.asks_version, self._filter, self._graph_w, self._window)
         now = time.time()
         if force or key != self._drawn:
             self._drawn = key
@@ -124,8 +129,10 @@ class RunsScreen(DashboardScreen):
         st = self.dash.state
         table = self.query_one("#runs-table", DataTable)
         keep = selected_key(table)
+        was_at = table.cursor_row
+        scrolled = table.scroll_y
         rows = [st.runs[k] for k in st.ordered() if self._matches(st.runs[k])]
-        shown = rows[:MAX_ROWS]
+        shown = rows[:self._window]
         self._running_rows = []
         table.clear()
         for r in shown:
@@ -133,6 +140,13 @@ class RunsScreen(DashboardScreen):
             if r.status == ev.RUNNING:
                 self._running_rows.append(r.run_id)
         restore_cursor(table, keep)
+        if keep is not None and scrolled > 0 and table.cursor_row != was_at:
+            # Runs started above a cursor deep in the list: keep it where it was on screen
+            # (the list moves under it) instead of letting the new rows push it out of view.
+            table.scroll_to(y=scrolled + table.cursor_row - was_at, animate=False, immediate=True)
+        elif scrolled > 0:
+            table.scroll_to(y=scrolled, animate=False, immediate=True)
+        self._shown, self._matching = len(shown), len(rows)
         self._status_line(len(shown), len(rows), len(st.runs))
 
     def _tick_durations(self, now: float) -> None:
@@ -159,11 +173,13 @@ class RunsScreen(DashboardScreen):
         if not loaded:
             status.update(f"No runs yet in {home}. Start one: ag run FILE.py:FN (or ag tui --run …)", layout=False)
             return
-        parts = [f"{shown} of {matching} matching" if self._filter else f"{shown} runs"]
-        if shown < matching:
-            parts.append(f"first {MAX_ROWS} shown")
-        if st.index_has_more:
-            parts.append("older: scroll to the end")
+        total = max(st.index_total, loaded)
+        if self._filter:
+            parts = [f"{shown} of {matching} matching", f"{loaded:,} of {total:,} runs searched"]
+        else:
+            parts = [f"{shown:,} of {total:,} runs"]
+        if shown < matching or st.index_has_more:
+            parts.append("older: scroll to the end" if not st.loading_older else "reading older runs…")
         parts.append(home)
         status.update(" · ".join(parts), layout=False)
 
@@ -205,8 +221,13 @@ class RunsScreen(DashboardScreen):
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         table = event.data_table
-        st = self.dash.state
-        if st.index_has_more and event.cursor_row >= table.row_count - 3 and not self._filter:
+        if event.cursor_row < table.row_count - 3:
+            return
+        # Near the end: show more of what is loaded, or read the next page of older runs.
+        if self._shown < self._matching:
+            self._window += WINDOW_STEP
+            self.redraw()
+        elif self.dash.state.index_has_more:
             self.dash.load_more_runs()
 
     def action_open_run(self) -> None:
