@@ -877,3 +877,37 @@ def test_runs_list_pages_through_the_whole_store_and_shows_the_total(home):
         assert app.screen.query_one("#runs-table", DataTable).cursor_row == 0
 
     drive(app, scenario)
+
+
+@pytest.mark.parametrize("width", [80, 120])
+def test_progress_shows_count_rate_and_eta_and_cuts_only_the_title(home, width):
+    from tui.widgets.progress import ProgressRow
+
+    layout = StoreLayout.at(home).ensure()
+    r, t = "20250104-000000-f6f6f6", support.T0 + 2 * 86400
+    title = "downloading the nightly snapshot of every customer's shard"
+    support.write_log(layout, r, [
+        ev.RunStarted(run_id=r, ts=t, graph="sync", pid=support.DEAD_PID, host=support.HOST),
+        ev.Progress(run_id=r, ts=t + 1, node="sync", progress_id="p", title=title, state="start", current=10,
+                    total=900),
+        ev.Progress(run_id=r, ts=t + 11, node="sync", progress_id="p", title=title, state="update", current=73,
+                    total=900, subtitle="shard 7"),
+    ])
+    app = AetherGraphApp()
+
+    async def scenario(pilot):
+        app.open_run(r)
+        await until(pilot, lambda: app.detail and app.detail.loaded, "the run")
+        row = await until(pilot, lambda: list(app.screen.query(ProgressRow)), "the bar")
+        await pilot.pause(0.2)
+        line = row[0].render().plain
+        assert len(line) <= row[0].size.width
+        # 63 more in 10 s of the run's own time: 6.3/s, and 827 left take 2m11s
+        assert line.endswith("73/900 8% 6.3/s ETA 2m11s"), line
+        assert line.startswith("downloading") and "…" in line, line  # the title gives way
+        await pilot.resize_terminal(200, 40)
+        await pilot.pause(0.2)
+        wide = row[0].render().plain
+        assert "shard 7" in wide and "…" not in wide and wide.endswith("ETA 2m11s"), wide
+
+    drive(app, scenario, size=(width, 30))

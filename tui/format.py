@@ -224,3 +224,46 @@ def event_line(e: ev.Event, t0: float | None = None) -> Text:
         line.append(" ")
     line.append(event_detail(e))
     return line
+
+
+def _num(x: float) -> str:
+    return f"{x:,.0f}" if float(x).is_integer() else f"{x:,.3g}"
+
+
+def progress_line(e: ev.Progress, first: tuple[float, float] | None, width: int) -> Text:
+    """One progress bar in ``width`` cells: title, bar, count, percent, rate and ETA.
+
+    The numbers are what a person reads, so they are laid out first and never cut; the bar
+    takes what is left up to a quarter, and the title the rest (cut with an ellipsis, or left
+    out when nothing is left). ``first`` is (ts, current) of the first update seen for this
+    bar: the rate is measured between the run's own timestamps, not the dashboard's clock."""
+    done = e.state == "end"
+    total = e.total
+    current = total if done and total is not None else e.current
+    numbers = [f"{_num(current)}/{_num(total)}" if total is not None else _num(current)]
+    if total:
+        numbers.append(f"{min(100, int(100 * current / total))}%")
+    rate = None
+    if first is not None and e.ts > first[0] and current > first[1]:
+        rate = (current - first[1]) / (e.ts - first[0])
+        numbers.append(f"{rate:,.3g}/s")
+    if done:
+        numbers.append("done")
+    elif rate and total is not None and total > current:
+        numbers.append(f"ETA {dur((total - current) / rate)}")
+    right = " ".join(numbers)
+    room = max(0, width - len(right) - 1)
+    bar_w = min(30, room // 3) if total else 0
+    title = one_line(e.title or e.progress_id) + (f" · {one_line(e.subtitle)}" if e.subtitle else "")
+    title_w = room - bar_w - (1 if bar_w else 0)
+    line = Text(no_wrap=True, overflow="crop")
+    if title_w > 0:
+        line.append(clip(title, title_w).ljust(title_w), style="bold" if not done else "dim")
+        line.append(" ")
+    if bar_w:
+        filled = int(round(bar_w * min(1.0, current / total)))
+        line.append("█" * filled, style=GREEN if done else CYAN)
+        line.append("░" * (bar_w - filled), style="dim")
+        line.append(" ")
+    line.append(right)
+    return line

@@ -269,6 +269,7 @@ class RunModel:
         self.logs: deque[ev.Log] = deque(maxlen=self.MAX_LOG)
         self.messages: deque[ev.MessageSent] = deque(maxlen=self.MAX_MESSAGES)
         self.progress: dict[str, ev.Progress] = {}
+        self.progress_first: dict[str, tuple[float, float]] = {}  # (ts, current) of its first event
         self.metrics: dict[str, deque[float]] = {}
         self.last_seq = 0
         # Counters of everything ever appended, so a view can draw only what is new.
@@ -314,8 +315,10 @@ class RunModel:
         elif t is ev.Progress:
             self.progress.pop(e.progress_id, None)  # most recently touched last
             self.progress[e.progress_id] = e
+            if e.state == "start" or e.progress_id not in self.progress_first:
+                self.progress_first[e.progress_id] = (e.ts, e.current)
             while len(self.progress) > self.MAX_PROGRESS:
-                self.progress.pop(next(iter(self.progress)))
+                self.progress_first.pop(self.progress.pop(next(iter(self.progress))).progress_id, None)
         elif t is ev.MemoryRecorded:
             if e.metrics:
                 for name, value in e.metrics.items():

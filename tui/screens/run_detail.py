@@ -114,7 +114,7 @@ class RunDetailScreen(DashboardScreen):
         self._append("timeline", model.timeline, model.timeline_total, lambda e: event_line(e, t0), width)
         self._append("log", model.logs, model.logs_total, self._log_line, width)
         self._append("messages", model.messages, model.messages_total, self._message_line, width)
-        self.query_one(ProgressPanel).sync(model.progress)
+        self.query_one(ProgressPanel).sync(model.progress, model.progress_first)
         metrics_key = sum(len(v) for v in model.metrics.values()) + len(model.metrics)
         if metrics_key != self._drawn_metrics:
             self._drawn_metrics = metrics_key
