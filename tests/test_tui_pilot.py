@@ -55,8 +55,11 @@ def static_text(widget: Static) -> str:
     return str(widget.render())
 
 
-def log_text(log: RichLog) -> str:
-    return "\n".join(strip.text for strip in log.lines)
+def log_text(log) -> str:
+    """The lines of a RichLog (messages) or of a LineView (timeline, log: all its items)."""
+    if isinstance(log, RichLog):
+        return "\n".join(strip.text for strip in log.lines)
+    return "\n".join(log._render(item).plain for item in log.items)
 
 
 def run_status(home: Path, run_id: str) -> str | None:
@@ -304,7 +307,7 @@ def test_run_detail_live_and_retry_node(home):
         for key, log_id, line in [("l", "log", "disk is 91% full"), ("m", "messages", "starting the work"),
                                   ("t", "timeline", "stuck_step tool stuck_step")]:
             await pilot.press(key)
-            log = screen.query_one(f"#{log_id}-log", RichLog)
+            log = screen.query_one(f"#{log_id}-log")
             await until(pilot, lambda line=line, log=log: line in log_text(log), f"{line!r} in the {log_id} tab")
         await select_node(pilot, app, stuck)
         await pilot.press("r")
@@ -632,7 +635,7 @@ def test_hostile_run_content_is_shown_not_obeyed_in_every_panel(home):
             assert_inert(screen_text(app), f"run detail tab {key}")
         await pilot.press("m")
         await pilot.pause(0.1)
-        shown = log_text(app.screen.query_one("#messages-log", RichLog))
+        shown = log_text(app.screen.query_one("#messages-log", RichLog)).replace("\n", "")  # (wrapped)
         assert "[red]markup[/]" in shown and "[bold]bold[/bold]" in shown  # markup stayed literal
         assert "␛[2J" in shown and "\\x9b2J" in shown and "<U+202E>" in shown and "before␍after" in shown
         await pilot.press("3")
@@ -911,3 +914,90 @@ def test_progress_shows_count_rate_and_eta_and_cuts_only_the_title(home, width):
         assert "shard 7" in wide and "…" not in wide and wide.endswith("ETA 2m11s"), wide
 
     drive(app, scenario, size=(width, 30))
+
+
+def test_timeline_and_messages_reflow_on_resize(home):
+    """Lines are drawn for the width of now: widening the terminal shows what 80 columns cut."""
+    build_store(home)
+    app = AetherGraphApp()
+
+    async def scenario(pilot):
+        app.open_run(RUN_OK)
+        await until(pilot, lambda: app.detail and app.detail.loaded, "the run")
+        await pilot.press("t", "tab", "g")  # the timeline, from its top
+        await pilot.pause(0.3)
+        full = "fetch attempt 1 → 2 in 0.25s (TimeoutError: slow mirror)"
+        assert full not in screen_text(app) and "fetch attempt 1" in screen_text(app)
+        await pilot.resize_terminal(200, 30)
+        await until(pilot, lambda: full in screen_text(app), "the line drawn again, whole")
+        await pilot.resize_terminal(80, 24)
+        await until(pilot, lambda: full not in screen_text(app) and "fetch attempt 1" in screen_text(app),
+                    "the line cut again at the new width")
+
+    drive(app, scenario, size=(80, 24))
+
+
+def test_log_follow_pause_search_level_zoom_and_node_filter(home):
+    layout = StoreLayout.at(home).ensure()
+    r, t, g = "20250105-000000-a7a7a7", support.T0 + 3 * 86400, "loggy"
+    events = [ev.RunStarted(run_id=r, ts=t, graph=g, pid=1, host="elsewhere"),
+              ev.NodeStarted(run_id=r, ts=t, node=g, name=g, kind="graph_fn"),
+              ev.NodeStarted(run_id=r, ts=t, node=f"{g}/fetch", name="fetch", kind="tool", parent=g)]
+    for i in range(300):
+        level = ("info", "debug", "warning", "error")[i % 4]
+        node = f"{g}/fetch" if i % 3 == 0 else g
+        events.append(ev.Log(run_id=r, ts=t + i, node=node, level=level, message=f"line {i} " + (
+            "disk full" if i in (40, 140, 240) else "ok")))
+    events.append(ev.RunFinished(run_id=r, ts=t + 400, status="succeeded", duration_s=400))
+    support.write_log(layout, r, events)
+    app = AetherGraphApp()
+
+    async def scenario(pilot):
+        from tui.widgets.lineview import LineView
+
+        app.open_run(r)
+        await until(pilot, lambda: app.detail and app.detail.loaded, "the run")
+        await pilot.press("l", "tab")  # the log tab; tab moves from the node tree to it
+        view = app.screen.query_one("#log-log", LineView)
+        status = app.screen.query_one("#view-status", Static)
+        await until(pilot, lambda: len(view.items) == 300, "the whole log (not its last 35 lines)")
+        assert app.focused is view and view.follow and view.scroll_y == view.max_scroll_y
+        assert "line 299" in screen_text(app)
+        await pilot.press("pageup")  # scrolling up pauses following
+        await pilot.pause(0.1)
+        assert not view.follow and "paused: F or End follows" in static_text(status)
+        await pilot.press("F")
+        assert view.follow and view.scroll_y == view.max_scroll_y
+        await pilot.press("g")
+        assert view.scroll_y == 0 and not view.follow
+        await pilot.press("slash", *"disk", "enter")  # search, from the top of the view
+        assert app.focused is view
+        matched = lambda: view._render(view.items[view.match_index]).plain  # noqa: E731
+        assert "line 40 disk full" in matched()
+        await pilot.press("n")
+        assert "line 140 disk full" in matched() and "line 140 disk full" in screen_text(app)
+        await pilot.press("n", "n")  # wraps around
+        assert "line 40 disk full" in matched()
+        await pilot.press("N")
+        assert "line 240 disk full" in matched()
+        await pilot.press("escape")  # clears the search
+        assert view.search == "" and app.current_mode == "run"
+        await pilot.press("v", "v")  # every level → info and above → warning and above
+        await until(pilot, lambda: len(view.items) == 150, "warnings and errors only")
+        assert {e.level for e in view.items} == {"warning", "error"}
+        assert "level ≥ warning" in static_text(status)
+        await pilot.press("v", "v")
+        await until(pilot, lambda: len(view.items) == 300, "every level again")
+        await pilot.press("z")  # full width: the tree gives way
+        assert not app.screen.query_one(NodeTree).display
+        await pilot.press("z")
+        assert app.screen.query_one(NodeTree).display
+        await select_node(pilot, app, f"{g}/fetch")  # a node picked: only its lines
+        await until(pilot, lambda: len(view.items) == 100, "the node's lines")
+        assert all(e.node == f"{g}/fetch" for e in view.items)
+        timeline = app.screen.query_one("#timeline-log", LineView)
+        assert all(e.node.startswith(f"{g}/fetch") for e in timeline.items)
+        await pilot.press("up")  # the run itself: everything
+        await until(pilot, lambda: len(view.items) == 300, "all lines again")
+
+    drive(app, scenario, size=(100, 30))

@@ -14,12 +14,14 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.widgets import RichLog, Static, TabbedContent, TabPane
+from textual.actions import SkipAction
+from textual.widgets import Input, RichLog, Static, TabbedContent, TabPane
 
 from runtime import events as ev
 
 from ..format import LEVEL_STYLE, bad_style, clip, clock, dur, event_line, one_line, status_text, visible
 from ..widgets import MetricsPanel, NodeTree, ProgressPanel
+from ..widgets.lineview import LineView
 from .base import DashboardScreen
 
 LINES_PER_TICK = 60  # 240 lines a second: more than anyone reads, little to draw
@@ -38,11 +40,20 @@ class RunDetailScreen(DashboardScreen):
         Binding("r", "retry_node", "Retry node"),
         Binding("R", "resume_run", "Resume"),
         Binding("a", "answer", "Answer"),
-        Binding("t", "tab('timeline')", "Timeline", show=False),
-        Binding("l", "tab('log')", "Log", show=False),
-        Binding("m", "tab('messages')", "Messages", show=False),
-        Binding("g", "tab('metrics')", "Metrics", show=False),
+        Binding("t", "tab('timeline')", "Timeline tab"),
+        Binding("l", "tab('log')", "Log tab"),
+        Binding("m", "tab('messages')", "Messages tab", show=False),
+        Binding("M", "tab('metrics')", "Metrics tab", show=False),
+        Binding("slash", "search", "Search"),
+        Binding("v", "level", "Log level", show=False),
+        Binding("z", "zoom", "Full width"),
+        Binding("tab", "switch_focus", "Tree ⇄ tab", show=False),
+        Binding("escape", "leave", "Back", show=False),
     ]
+
+    # The log level filter: v steps through these (least to most severe).
+    LEVELS = ("", "info", "warning", "error")
+    LEVEL_RANK = {"debug": 0, "info": 1, "warning": 2, "error": 3, "critical": 4}
 
     def __init__(self) -> None:
         super().__init__()
@@ -55,6 +66,12 @@ class RunDetailScreen(DashboardScreen):
         self._stream_nodes = -1
         self._drawn_metrics = -1
         self._counts = {"timeline": 0, "log": 0, "messages": 0}
+        # What each line view was last given: (model total, deque length, filter key).
+        self._fed: dict[str, tuple] = {}
+        self._t0: float | None = None
+        self._node_filter = ""
+        self._level = ""
+        self._msg_width = 0
 
     def compose_body(self) -> ComposeResult:
         yield Static("", id="run-header", markup=False)
@@ -64,13 +81,16 @@ class RunDetailScreen(DashboardScreen):
                 yield ProgressPanel(id="progress")
                 with TabbedContent(initial="timeline", id="run-tabs"):
                     with TabPane("Timeline", id="timeline"):
-                        yield RichLog(id="timeline-log", max_lines=500, wrap=False, min_width=20)
+                        yield LineView(self._timeline_line, id="timeline-log")
                     with TabPane("Log", id="log"):
-                        yield RichLog(id="log-log", max_lines=1000, wrap=False, min_width=20)
+                        yield LineView(self._log_line, id="log-log")
                     with TabPane("Messages", id="messages"):
                         yield RichLog(id="messages-log", max_lines=500, wrap=True, min_width=20)
                     with TabPane("Metrics", id="metrics"):
                         yield MetricsPanel(id="metrics-panel")
+                yield Input(placeholder="search this tab (enter; n/N next/previous; esc clears)", id="run-search",
+                            compact=True)
+                yield Static("", id="view-status", markup=False)
 
     def on_mount(self) -> None:
         self.query_one(NodeTree).focus()
@@ -109,10 +129,14 @@ class RunDetailScreen(DashboardScreen):
         tree = self.query_one(NodeTree)
         s = model.summary
         tree.sync(model.run_id, s.graph, model.status, s.nodes)
-        t0 = s.started
+        self._t0 = s.started
+        self._feed("timeline", model.timeline, model.timeline_total)
+        self._feed("log", model.logs, model.logs_total)
         width = self._line_width()
-        self._append("timeline", model.timeline, model.timeline_total, lambda e: event_line(e, t0), width)
-        self._append("log", model.logs, model.logs_total, self._log_line, width)
+        if width != self._msg_width:  # messages wrap: written again for a new width
+            self._msg_width = width
+            self._counts["messages"] = 0
+            self.query_one("#messages-log", RichLog).clear()
         self._append("messages", model.messages, model.messages_total, self._message_line, width)
         self.query_one(ProgressPanel).sync(model.progress, model.progress_first)
         metrics_key = sum(len(v) for v in model.metrics.values()) + len(model.metrics)
@@ -125,9 +149,14 @@ class RunDetailScreen(DashboardScreen):
         self._drawn_version = -1
         self._drawn_metrics = -1
         self._counts = {"timeline": 0, "log": 0, "messages": 0}
+        self._fed = {}
+        self._node_filter = ""
         self.query_one(NodeTree).reset(run_id)
-        for name in self._counts:
-            self.query_one(f"#{name}-log", RichLog).clear()
+        for name in ("timeline", "log"):
+            view = self.query_one(f"#{name}-log", LineView)
+            view.set_items((), changed=True)
+            view.follow = True
+        self.query_one("#messages-log", RichLog).clear()
         self.query_one(ProgressPanel).reset()
         self.query_one(MetricsPanel).reset()
 
@@ -162,10 +191,92 @@ class RunDetailScreen(DashboardScreen):
                 second.append(f" · retry of {s.attempt_of}", style="dim")
         self._set_header(Text("\n").join([line, second]))
 
+    # -- the timeline and the log: line views over the model's own deques ------------------------
+
+    def _timeline_line(self, e: ev.Event) -> Text:
+        return event_line(e, self._t0)
+
+    def _filters(self, name: str):
+        """(key, predicate or None) for a view: the node picked in the tree (its subtree) and,
+        for the log, the level."""
+        node, level = self._node_filter, self._level if name == "log" else ""
+        if not node and not level:
+            return ("", ""), None
+        rank = self.LEVEL_RANK.get(level, 0)
+        prefix = node + "/"
+
+        def keep(e) -> bool:
+            if node and e.node != node and not e.node.startswith(prefix):
+                return False
+            return not level or self.LEVEL_RANK.get(e.level.lower(), 1) >= rank
+
+        return (node, level), keep
+
+    def _feed(self, name: str, items, total: int, force: bool = False) -> None:
+        key, keep = self._filters(name)
+        fed = self._fed.get(name)
+        if not force and fed is not None and fed[0] == total and fed[2] == key:
+            return
+        view = self.query_one(f"#{name}-log", LineView)
+        changed = fed is None or fed[2] != key
+        if keep is None:
+            dropped = 0 if changed else (total - len(items)) - (fed[0] - fed[1])
+            view.set_items(items, dropped, changed=changed)
+        else:
+            # A filtered view is a list of its own, made again when the run moves on (a few
+            # thousand checks, four times a second at most).
+            view.set_items([e for e in items if keep(e)], changed=changed)
+        self._fed[name] = (total, len(items), key)
+        self._view_status()
+
+    def _current_view(self) -> LineView | None:
+        active = self.query_one("#run-tabs", TabbedContent).active
+        return self.query_one(f"#{active}-log", LineView) if active in ("timeline", "log") else None
+
+    def _view_status(self) -> None:
+        view = self._current_view()
+        parts = []
+        if view is not None:
+            parts.append("following (F)" if view.follow else "paused: F or End follows")
+            parts.append(f"{len(view.items)} lines")
+            if view.search:
+                parts.append(f"/{view.search}" + ("" if view.match_index is not None else " (no match)") +
+                             " n/N")
+        if self._node_filter:
+            parts.append(f"node {one_line(self._node_filter.rsplit('/', 1)[-1])} (root: all)")
+        if self._level:
+            parts.append(f"level ≥ {self._level} (v)")
+        text = " · ".join(parts)
+        status = self.query_one("#view-status", Static)
+        if text != getattr(self, "_status_plain", None):
+            self._status_plain = text
+            status.update(text, layout=False)
+
+    def on_line_view_follow_changed(self, _: LineView.FollowChanged) -> None:
+        self._view_status()
+
+    def on_tabbed_content_tab_activated(self, _) -> None:
+        self._view_status()
+
+    def on_tree_node_highlighted(self, event) -> None:
+        """Picking a node in the tree shows only its part of the timeline and log."""
+        path = event.node.data or ""
+        if path != self._node_filter:
+            self._node_filter = path
+            self._refeed()
+
+    def _refeed(self) -> None:
+        model = self.dash.detail
+        if model is not None and model.loaded and model.run_id == self._shown_run:
+            self._feed("timeline", model.timeline, model.timeline_total)
+            self._feed("log", model.logs, model.logs_total)
+        self._view_status()
+
     def _line_width(self) -> int:
-        """The width lines are cut to. A log on a hidden tab has no width of its own, and
-        RichLog renders a line once, so every tab is written at the visible tab's width."""
-        widths = [log.scrollable_content_region.width for log in self.query(RichLog)]
+        """The width messages are wrapped to. A log on a hidden tab has no width of its own,
+        and RichLog renders a line once, so it is written at the visible tab's width."""
+        widths = [v.scrollable_content_region.width for v in self.query(LineView)] + [
+            log.scrollable_content_region.width for log in self.query(RichLog)]
         width = max(widths, default=0)
         if width > 0:
             self._last_width = width
@@ -188,7 +299,7 @@ class RunDetailScreen(DashboardScreen):
         log.write(joiner.join(lines), width=width)
 
     @staticmethod
-    def _log_line(e: ev.Log) -> Text:
+    def _log_line(e: ev.Log) -> Text:  # noqa: D102 - one log record as a line
         line = Text(no_wrap=True, overflow="ellipsis")
         line.append(clock(e.ts), style="dim")
         line.append(f" {one_line(e.level.upper()):<7} ", style=LEVEL_STYLE.get(e.level.lower(), ""))
@@ -255,3 +366,63 @@ class RunDetailScreen(DashboardScreen):
 
     def action_tab(self, name: str) -> None:
         self.query_one("#run-tabs", TabbedContent).active = name
+        view = self._current_view()
+        if view is not None and not isinstance(self.focused, NodeTree):
+            view.focus()  # (from the tree, focus stays there: tab moves to the view)
+        self._view_status()
+
+    def action_switch_focus(self) -> None:
+        """Tab: from the node tree to the shown tab's lines, and back."""
+        view = self._current_view()
+        if isinstance(self.focused, NodeTree) and view is not None:
+            view.focus()
+        elif isinstance(self.focused, NodeTree):
+            self.query_one("#run-tabs", TabbedContent).focus()
+        else:
+            self.query_one(NodeTree).focus()
+
+    def action_search(self) -> None:
+        if self._current_view() is None:
+            self.action_tab("timeline")
+        box = self.query_one("#run-search", Input)
+        box.add_class("-shown")
+        box.focus()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.input.id != "run-search":
+            return
+        view = self._current_view()
+        if view is not None:
+            found = view.set_search(event.value.strip())
+            view.focus()
+            if not found:
+                self.notify(f"no line of this tab contains {event.value.strip()!r}", severity="warning")
+        self._view_status()
+
+    def action_leave(self) -> None:
+        """Esc: close the search line (clearing the search), else go back a panel."""
+        box = self.query_one("#run-search", Input)
+        if box.has_class("-shown"):
+            box.value = ""
+            box.remove_class("-shown")
+            for view in self.query(LineView):
+                view.set_search("")
+            (self._current_view() or self.query_one(NodeTree)).focus()
+            self._view_status()
+            return
+        raise SkipAction()
+
+    def action_level(self) -> None:
+        i = self.LEVELS.index(self._level)
+        self._level = self.LEVELS[(i + 1) % len(self.LEVELS)]
+        self.action_tab("log")
+        self._refeed()
+        self.notify(f"log: {'every level' if not self._level else self._level + ' and above'}")
+
+    def action_zoom(self) -> None:
+        """Full width for the tabs (the node tree and progress hidden), and back."""
+        body = self.query_one("#run-body")
+        body.toggle_class("-zoomed")
+        if body.has_class("-zoomed"):
+            view = self._current_view()
+            (view or self.query_one("#run-tabs")).focus()
