@@ -1001,3 +1001,39 @@ def test_log_follow_pause_search_level_zoom_and_node_filter(home):
         await until(pilot, lambda: len(view.items) == 300, "all lines again")
 
     drive(app, scenario, size=(100, 30))
+
+
+def test_node_tab_says_why_it_failed(home):
+    """d: the run's error and its failed nodes; a failed node picked: its error, traceback,
+    inputs and (a Failed return's) outputs."""
+    layout = StoreLayout.at(home).ensure()
+    r, t, g = "20250106-000000-b8b8b8", support.T0 + 4 * 86400, "etl"
+    tb = 'Traceback (most recent call last):\n  File "etl.py", line 12, in load\n    parse(row)\nValueError: bad row 7'
+    err = ev.ErrorInfo(type="ValueError", message="bad row 7", traceback=tb)
+    support.write_log(layout, r, [
+        ev.RunStarted(run_id=r, ts=t, graph=g, inputs={"day": "2025-01-06"}, pid=1, host="elsewhere"),
+        ev.NodeStarted(run_id=r, ts=t, node=g, name=g, kind="graph_fn", inputs={"day": "2025-01-06"}),
+        ev.NodeStarted(run_id=r, ts=t + 1, node=f"{g}/load", name="load", kind="tool", parent=g,
+                       inputs={"path": "/data/rows.csv", "limit": 100}),
+        ev.NodeFailed(run_id=r, ts=t + 2.5, node=f"{g}/load", error=err, outputs={"rows_read": 6}),
+        ev.NodeFailed(run_id=r, ts=t + 2.6, node=g, error=err),
+        ev.RunFinished(run_id=r, ts=t + 2.6, status="failed", error=err, duration_s=2.6),
+    ])
+    app = AetherGraphApp()
+
+    async def scenario(pilot):
+        app.open_run(r)
+        await until(pilot, lambda: app.detail and app.detail.loaded, "the run")
+        await pilot.press("d")
+        body = app.screen.query_one("#node-detail-body", Static)
+        await until(pilot, lambda: "failed nodes (2" in static_text(body), "the run's failed nodes")
+        text = static_text(body)
+        assert "✗ etl/load: ValueError: bad row 7" in text and '"day": "2025-01-06"' in text
+        await select_node(pilot, app, f"{g}/load")
+        await until(pilot, lambda: "traceback" in static_text(body), "the node's traceback")
+        text = static_text(body)
+        for part in ('File "etl.py", line 12, in load', '"path": "/data/rows.csv"', '"rows_read": 6',
+                     "took 1.5s", "FAILED"):
+            assert part in text, (part, text)
+
+    drive(app, scenario, size=(120, 40))

@@ -267,3 +267,81 @@ def progress_line(e: ev.Progress, first: tuple[float, float] | None, width: int)
         line.append(" ")
     line.append(right)
     return line
+
+
+def _block(value: Any) -> str:
+    """A value as indented JSON for reading, its strings' control characters shown."""
+    import json
+
+    def safe(v: Any) -> Any:
+        if isinstance(v, str):
+            return visible(v)
+        if isinstance(v, dict):
+            return {visible(str(k)): safe(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [safe(x) for x in v]
+        return v
+
+    try:
+        return json.dumps(safe(msgspec.to_builtins(value)), indent=2, ensure_ascii=False, default=repr)
+    except (TypeError, ValueError):
+        return visible(repr(value))
+
+
+def node_detail(path: str, model: Any) -> Text:
+    """What the Node tab says about the node at ``path`` ("" for the run itself): its state,
+    timing, inputs, outputs, and for a failure the error and its traceback. For the run: its
+    inputs, outputs, error, and every failed node's error, so "why did it fail" is one key."""
+    s = model.summary
+    out = Text()
+
+    def head(label: str) -> None:
+        out.append(f"\n{label}\n", style="bold")
+
+    if not path:
+        out.append("run ", style="bold")
+        out.append(one_line(s.graph))
+        out.append("  ")
+        out.append_text(status_text(model.status))
+        if s.error:
+            head("error")
+            out.append(visible(s.error) + "\n", style=bad_style())
+        head("inputs")
+        out.append(_block(s.inputs) + "\n")
+        if s.outputs is not None:
+            head("outputs")
+            out.append(_block(s.outputs) + "\n")
+        failed = [p for p, n in s.nodes.items() if n.state in (ev.FAILED, ev.TIMED_OUT)]
+        if failed:
+            head(f"failed nodes ({len(failed)}; pick one in the tree for its inputs and traceback)")
+            for p in failed[:20]:
+                out.append(f"✗ {one_line(p)}: ", style=bad_style())
+                out.append(visible(s.nodes[p].error) + "\n")
+        return out
+    n = s.nodes.get(path)
+    if n is None:
+        return Text(f"node {one_line(path)}: not in this run's log")
+    start, end = model.node_events.get(path, (None, None))
+    out.append(f"{one_line(n.kind)} ", style="dim")
+    out.append(one_line(n.name), style="bold")
+    out.append("  ")
+    out.append_text(status_text(n.state))
+    if n.attempts > 1:
+        out.append(f"  attempt {n.attempts}")
+    out.append(f"\n{one_line(path)}\n", style="dim")
+    took = (n.ended - n.started) if n.ended is not None else None
+    out.append(f"started {clock(n.started)}" + (f" · took {dur(took)}" if took is not None else "") + "\n")
+    if n.error:
+        head("error")
+        out.append(visible(n.error) + "\n", style=bad_style())
+    error = getattr(end, "error", None)
+    if error is not None and error.traceback:
+        head("traceback")
+        out.append(visible(error.traceback.rstrip()) + "\n")
+    if start is not None:
+        head("inputs")
+        out.append(_block(start.inputs) + "\n")
+    if end is not None and getattr(end, "outputs", None) is not None:
+        head("outputs")
+        out.append(_block(end.outputs) + "\n")
+    return out

@@ -20,6 +20,7 @@ from runtime import events as ev
 from runtime.history import RunSummary, effective_status, run_duration
 
 TERMINAL = ev.TERMINAL_STATES
+NODE_ENDS = (ev.NodeFinished, ev.NodeFailed, ev.NodeCancelled, ev.NodeTimedOut)
 
 
 @attrs.define
@@ -270,6 +271,9 @@ class RunModel:
         self.messages: deque[ev.MessageSent] = deque(maxlen=self.MAX_MESSAGES)
         self.progress: dict[str, ev.Progress] = {}
         self.progress_first: dict[str, tuple[float, float]] = {}  # (ts, current) of its first event
+        # Each node's start and last end event (inputs, outputs, error and traceback), for the
+        # Node tab: "why did it fail" without leaving the dashboard.
+        self.node_events: dict[str, list] = {}
         self.metrics: dict[str, deque[float]] = {}
         self.last_seq = 0
         # Counters of everything ever appended, so a view can draw only what is new.
@@ -306,6 +310,12 @@ class RunModel:
         if self.summary.apply(e):  # state, nodes, asks: the same rules as `ag show`
             self.nodes_version += 1
         t = type(e)
+        if t is ev.NodeStarted:
+            self.node_events[e.node] = [e, None]
+        elif t in NODE_ENDS:
+            pair = self.node_events.get(e.node)
+            if pair is not None:
+                pair[1] = e
         if t is ev.Log:
             self.logs.append(e)
             self.logs_total += 1

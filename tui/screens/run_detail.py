@@ -13,13 +13,13 @@ import time
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.actions import SkipAction
 from textual.widgets import Input, RichLog, Static, TabbedContent, TabPane
 
 from runtime import events as ev
 
-from ..format import LEVEL_STYLE, bad_style, clip, clock, dur, event_line, one_line, status_text, visible
+from ..format import LEVEL_STYLE, bad_style, clip, node_detail, clock, dur, event_line, one_line, status_text, visible
 from ..widgets import MetricsPanel, NodeTree, ProgressPanel
 from ..widgets.lineview import LineView
 from .base import DashboardScreen
@@ -44,6 +44,7 @@ class RunDetailScreen(DashboardScreen):
         Binding("l", "tab('log')", "Log tab"),
         Binding("m", "tab('messages')", "Messages tab", show=False),
         Binding("M", "tab('metrics')", "Metrics tab", show=False),
+        Binding("d", "tab('node')", "Node details"),
         Binding("slash", "search", "Search"),
         Binding("v", "level", "Log level", show=False),
         Binding("z", "zoom", "Full width"),
@@ -88,6 +89,9 @@ class RunDetailScreen(DashboardScreen):
                         yield RichLog(id="messages-log", max_lines=500, wrap=True, min_width=20)
                     with TabPane("Metrics", id="metrics"):
                         yield MetricsPanel(id="metrics-panel")
+                    with TabPane("Node", id="node"):
+                        with VerticalScroll(id="node-detail"):
+                            yield Static("", id="node-detail-body", markup=False)
                 yield Input(placeholder="search this tab (enter; n/N next/previous; esc clears)", id="run-search",
                             compact=True)
                 yield Static("", id="view-status", markup=False)
@@ -129,6 +133,7 @@ class RunDetailScreen(DashboardScreen):
         tree = self.query_one(NodeTree)
         s = model.summary
         tree.sync(model.run_id, s.graph, model.status, s.nodes)
+        self._draw_node_detail(model)
         self._t0 = s.started
         self._feed("timeline", model.timeline, model.timeline_total)
         self._feed("log", model.logs, model.logs_total)
@@ -257,6 +262,7 @@ class RunDetailScreen(DashboardScreen):
 
     def on_tabbed_content_tab_activated(self, _) -> None:
         self._view_status()
+        self._draw_node_detail()
 
     def on_tree_node_highlighted(self, event) -> None:
         """Picking a node in the tree shows only its part of the timeline and log."""
@@ -265,11 +271,23 @@ class RunDetailScreen(DashboardScreen):
             self._node_filter = path
             self._refeed()
 
+    def _draw_node_detail(self, model=None, force: bool = False) -> None:
+        """The Node tab, when it is shown (and only when what it shows has moved)."""
+        model = model or self.dash.detail
+        if model is None or self.query_one("#run-tabs", TabbedContent).active != "node":
+            return
+        key = (model.run_id, self._node_filter, model.nodes_version, model.status)
+        if key == getattr(self, "_node_drawn", None) and not force:
+            return
+        self._node_drawn = key
+        self.query_one("#node-detail-body", Static).update(node_detail(self._node_filter, model))
+
     def _refeed(self) -> None:
         model = self.dash.detail
         if model is not None and model.loaded and model.run_id == self._shown_run:
             self._feed("timeline", model.timeline, model.timeline_total)
             self._feed("log", model.logs, model.logs_total)
+            self._draw_node_detail(model)
         self._view_status()
 
     def _line_width(self) -> int:
