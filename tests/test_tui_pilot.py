@@ -1037,3 +1037,46 @@ def test_node_tab_says_why_it_failed(home):
             assert part in text, (part, text)
 
     drive(app, scenario, size=(120, 40))
+
+
+def test_yank_copies_the_id_under_the_cursor_and_says_so(home):
+    build_store(home)
+    app = AetherGraphApp()
+    notes = Notes(app)
+
+    async def scenario(pilot):
+        await until(pilot, lambda: table_keys(app, "runs-table"), "runs")
+        await pilot.press("down", "y")
+        assert app.clipboard == RUN_INTERRUPTED and notes.has(f"copied run id: {RUN_INTERRUPTED}")
+        await pilot.press("3")
+        await until(pilot, lambda: table_keys(app, "asks-table"), "the inbox")
+        await pilot.press("y")
+        assert app.clipboard == ASK_OFFLINE and notes.has(f"copied ask id: {ASK_OFFLINE}")
+        await pilot.press("5")
+        await until(pilot, lambda: table_keys(app, "artifacts-table"), "artifacts")
+        await pilot.press("y")
+        assert app.clipboard.startswith("ag://artifact/") and notes.has(f"copied artifact ref: {app.clipboard}")
+
+    drive(app, scenario)
+
+
+def test_a_new_ask_raises_a_toast_and_the_bell_once_and_b_turns_it_off(home):
+    app = AetherGraphApp(poll_s=0.2, run=support.asker)
+    notes = Notes(app)
+    bells = []
+    app.bell = lambda: bells.append(1)
+
+    async def scenario(pilot):
+        await until(pilot, lambda: notes.has("asks: Your name?"), "the alert for the first ask")
+        await pilot.pause(0.3)
+        assert len(bells) == 1 and len([m for m, _ in notes.items if "asks:" in m]) == 1
+        await pilot.press("B")
+        assert not app.ask_alerts and notes.has("alerts (toast and bell) off")
+        await pilot.press("3")
+        await until(pilot, lambda: table_keys(app, "asks-table"), "the inbox")
+        await pilot.press("enter", *"Ada", "enter")
+        await until(pilot, lambda: any(a.kind == "choice" for a in app.state.asks.values()), "the next ask")
+        await pilot.pause(0.3)
+        assert len(bells) == 1 and not notes.has("asks: Favourite colour?")
+
+    drive(app, scenario)

@@ -123,6 +123,8 @@ class AetherGraphApp(App[int]):
         Binding("escape", "back", "Back", show=False),
         Binding("j", "cursor('down')", "Down", show=False),
         Binding("k", "cursor('up')", "Up", show=False),
+        Binding("y", "yank", "Copy id"),
+        Binding("B", "toggle_alerts", "Ask alerts on/off", show=False),
         Binding("q", "quit", "Quit"),
     ]
 
@@ -160,6 +162,10 @@ class AetherGraphApp(App[int]):
         self._stopping = False
         self._index_loads = 0
         self.first_paint_s: float | None = None
+        # A new ask (seen live) raises a toast and rings the bell once; B turns that off.
+        self.ask_alerts = os.environ.get("AETHERGRAPH_TUI_ALERTS", "1") not in ("0", "off", "no")
+        self._alerted: set[str] = set()
+        self._started_wall = time.time()
         self._t0 = time.perf_counter()
 
     # -- the trio side (built on first use: trio and the websocket stack load after first paint)
@@ -246,6 +252,11 @@ class AetherGraphApp(App[int]):
     def on_runtime_attached(self, msg: RuntimeAttached) -> None:
         self.state.attach(msg.runtime_id, msg.advert, msg.runs, msg.asks)
         self._counts()
+        # Asks opened since the dashboard started are news; older ones the badge shows.
+        fresh = [a for a in msg.asks if a.ask_id not in self._alerted and a.opened >= self._started_wall]
+        self._alerted.update(a.ask_id for a in msg.asks)
+        if fresh:
+            self._alert(fresh)
         d = self.detail
         if d is not None and d.loaded and any(r.run_id == d.run_id for r in msg.runs):
             # Events between our read of its log and this attach came from nowhere: read again.
@@ -263,11 +274,28 @@ class AetherGraphApp(App[int]):
         st = self.state
         d = self.detail
         d_id = d.run_id if d is not None else None
+        new_asks = []
         for rid, e in msg.items:
             st.apply(rid, e)
             if e.run_id == d_id:
                 d.feed(e)
+            if type(e) is ev.AskOpened and e.ask_id not in self._alerted:
+                self._alerted.add(e.ask_id)
+                new_asks.append(e)
         self._counts()
+        if new_asks:
+            self._alert(new_asks)
+
+    def _alert(self, asks: list) -> None:
+        """A run is waiting on a person: say so wherever they are, once per ask (one bell per
+        batch, however many arrived together)."""
+        if not self.ask_alerts:
+            return
+        a = asks[-1]
+        more = f" (+{len(asks) - 1} more)" if len(asks) > 1 else ""
+        self.notify(f"run {a.run_id} asks: {a.prompt}{more} — 3 to answer (B: alerts off)",
+                    title="new ask", severity="warning", timeout=8)
+        self.bell()
 
     def on_hosted_run_started(self, msg: HostedRunStarted) -> None:
         self.sub_title = f"hosting a run (runtime {msg.runtime_id})"
@@ -508,7 +536,8 @@ class AetherGraphApp(App[int]):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         # While a dialog is open its keys are its own: digits pick options, q is a letter.
-        if action in ("panel", "quit", "help", "back", "command_palette", "cursor") and isinstance(
+        if action in ("panel", "quit", "help", "back", "command_palette", "cursor", "yank",
+                      "toggle_alerts") and isinstance(
                 self.screen, ModalScreen):
             return False
         return True
@@ -547,6 +576,22 @@ class AetherGraphApp(App[int]):
         from .screens.help import HelpScreen
 
         self.push_screen(HelpScreen(self.screen))
+
+    def action_yank(self) -> None:
+        """y: copy the id (or ref) under the cursor to the clipboard through the terminal
+        (OSC 52: it reaches the local clipboard over SSH too) and say what was copied."""
+        target = getattr(self.screen, "yank_target", None)
+        got = target() if target is not None else None
+        if not got:
+            self.notify("Nothing here to copy.", severity="warning")
+            return
+        label, text = got
+        self.copy_to_clipboard(text)
+        self.notify(f"copied {label}: {text}")
+
+    def action_toggle_alerts(self) -> None:
+        self.ask_alerts = not self.ask_alerts
+        self.notify(f"new-ask alerts (toast and bell) {'on' if self.ask_alerts else 'off'}")
 
     def action_cursor(self, direction: str) -> None:
         method = getattr(self.focused, f"action_cursor_{direction}", None) or getattr(

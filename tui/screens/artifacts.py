@@ -182,6 +182,10 @@ class ArtifactsScreen(DashboardScreen):
         key = selected_key(self.query_one("#artifacts-table", DataTable))
         return self._by_key.get(key) if key else None
 
+    def yank_target(self) -> tuple[str, str] | None:
+        item = self._selected()
+        return ("artifact ref", item[0].ref) if item else None
+
     def action_export(self) -> None:
         item = self._selected()
         if item is None:

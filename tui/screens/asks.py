@@ -99,6 +99,10 @@ class AsksScreen(DashboardScreen):
     def _selected(self) -> str | None:
         return selected_key(self.query_one("#asks-table", DataTable))
 
+    def yank_target(self) -> tuple[str, str] | None:
+        ask_id = self._selected()
+        return ("ask id", ask_id) if ask_id else None
+
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         if event.row_key.value:
             self.dash.open_answer(event.row_key.value)

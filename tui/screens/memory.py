@@ -141,6 +141,11 @@ class MemoryScreen(DashboardScreen):
             return
         raise SkipAction()
 
+    def yank_target(self) -> tuple[str, str] | None:
+        key = selected_key(self.query_one("#memory-table", DataTable))
+        e = self._events.get(key) if key else None
+        return ("memory event id", e.event_id) if e is not None else None
+
     def action_open_run(self) -> None:
         table = self.query_one("#memory-table", DataTable)
         key = selected_key(table)

@@ -350,6 +350,14 @@ class RunDetailScreen(DashboardScreen):
             return None
         return path
 
+    def yank_target(self) -> tuple[str, str] | None:
+        """The picked node's path, or the run id when the run itself is picked."""
+        model = self.dash.detail
+        if model is None:
+            return None
+        path = self.query_one(NodeTree).selected_path
+        return ("node path", path) if path else ("run id", model.run_id)
+
     def action_cancel_run(self) -> None:
         run_id = self._run_id()
         if run_id:

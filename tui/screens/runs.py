@@ -212,6 +212,10 @@ class RunsScreen(DashboardScreen):
 
     # -- rows -----------------------------------------------------------------------------------
 
+    def yank_target(self) -> tuple[str, str] | None:
+        run_id = self.selected_run()
+        return ("run id", run_id) if run_id else None
+
     def selected_run(self) -> str | None:
         return selected_key(self.query_one("#runs-table", DataTable))
 
