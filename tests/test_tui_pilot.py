@@ -1080,3 +1080,64 @@ def test_a_new_ask_raises_a_toast_and_the_bell_once_and_b_turns_it_off(home):
         assert len(bells) == 1 and not notes.has("asks: Favourite colour?")
 
     drive(app, scenario)
+
+
+def _keys_of(bindings) -> set[str]:
+    from textual.binding import Binding
+
+    from tui.screens.help import key_label
+
+    out = set()
+    for b in bindings:
+        b = Binding(*b) if isinstance(b, tuple) else b
+        if b.description:
+            out.update(k.strip() for k in key_label(b.key).split(","))
+    return out
+
+
+def test_help_and_readme_list_every_key(home):
+    """Every key a panel, its parts and the app bind is in `?` on that panel and in the README."""
+    import io
+
+    from rich.console import Console
+
+    from tui.screens.artifacts import ArtifactsScreen
+    from tui.screens.asks import AsksScreen
+    from tui.screens.memory import MemoryScreen
+    from tui.screens.run_detail import RunDetailScreen
+    from tui.screens.runs import RunsScreen
+    from tui.widgets.lineview import LineView
+    from tui.widgets.tables import AsksTable, RowTable, RunsTable
+
+    build_store(home)
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme[readme.index("### The dashboard"):readme.index("### Watching and answering")]
+    parts = {"runs": [*RowTable.BINDINGS, *RunsTable.BINDINGS], "asks": [*RowTable.BINDINGS, *AsksTable.BINDINGS],
+             "memory": RowTable.BINDINGS, "artifacts": RowTable.BINDINGS, "run": LineView.BINDINGS}
+    screens = {"runs": RunsScreen, "run": RunDetailScreen, "asks": AsksScreen, "memory": MemoryScreen,
+               "artifacts": ArtifactsScreen}
+    app = AetherGraphApp()
+    missing: list[str] = []
+
+    async def scenario(pilot):
+        await until(pilot, lambda: app.state.index_loaded, "the index")
+        for key, mode in (("1", "runs"), ("2", "run"), ("3", "asks"), ("4", "memory"), ("5", "artifacts")):
+            await pilot.press(key)
+            await pilot.press("question_mark")
+            assert isinstance(app.screen, HelpScreen)
+            out = io.StringIO()
+            console = Console(file=out, width=100, color_system=None)
+            for static in app.screen.query(Static):
+                console.print(static.content)
+            shown = out.getvalue()
+            wanted = _keys_of([*screens[mode].BINDINGS, *parts[mode], *AetherGraphApp.BINDINGS])
+            for k in sorted(wanted):
+                if k not in shown:
+                    missing.append(f"help on {mode}: {k}")
+                in_readme = f"`{k}`" in section if len(k) == 1 else f"`{k}`".casefold() in section.casefold()
+                if not in_readme and k not in ("↑", "↓"):
+                    missing.append(f"README: {k}")
+            await pilot.press("escape")
+
+    drive(app, scenario, size=(100, 40))
+    assert not missing, sorted(set(missing))

@@ -15,7 +15,8 @@ from textual.widgets import Static
 
 KEY_NAMES = {
     "question_mark": "?", "colon": ":", "slash": "/", "escape": "esc", "enter": "enter",
-    "ctrl+q": "ctrl+q", "ctrl+p": "ctrl+p", "ctrl+r": "ctrl+r",
+    "ctrl+q": "ctrl+q", "ctrl+p": "ctrl+p", "ctrl+r": "ctrl+r", "up": "↑", "down": "↓",
+    "pageup": "pgup", "pagedown": "pgdn",
 }
 
 
@@ -81,13 +82,35 @@ class HelpScreen(ModalScreen[None]):
                 name = getattr(under, "MODE", "") or type(under).__name__
                 yield Static(bindings_table(f"This panel ({name})", [*own_bindings(under.focused),
                                                                     *getattr(under, "BINDINGS", [])]))
+                for title, bindings in self.part_bindings(name):
+                    yield Static(bindings_table(title, bindings))
                 yield Static(bindings_table("Everywhere", AetherGraphApp.BINDINGS))
                 yield Static(Text(
-                    "Lists: ↑/↓ or j/k move, enter opens, pgup/pgdn page. Tab moves between parts of a panel.\n"
+                    "Lists: ↑/↓ or j/k move, enter opens, pgup/pgdn page, g/G first/last. Tab moves between "
+                    "parts of a panel.\nAnswer dialog: 1–9 pick an option, enter sends what its 'enter sends' "
+                    "line shows, tab switches to typing.\n"
                     "Every action asks first and names what it will do; the runtime's answer is shown, "
                     "errors included.\nNO_COLOR is honoured; states are always spelled out.",
                     style="dim"))
             yield Static("esc / ? : close", classes="hint")
+
+    @staticmethod
+    def part_bindings(mode: str) -> list[tuple[str, list]]:
+        """The keys of the parts a panel is made of, whichever has focus now: every list
+        (first/last row), and on a run the timeline and log views."""
+        from ..widgets.lineview import LineView
+        from ..widgets.tables import RowTable
+
+        parts = []
+        if mode in ("runs", "asks", "memory", "artifacts"):
+            parts.append(("Lists", [Binding("up,down", "", "Move"), Binding("pageup,pagedown", "", "Page"),
+                                    *RowTable.BINDINGS]))
+        if mode == "run":
+            parts.append(("Node tree", [Binding("up,down", "", "Pick a node (the tabs show its part)")]))
+            parts.append(("Timeline and log (tab to them)", [
+                Binding("up,down,pageup,pagedown", "", "Scroll (scrolling up pauses following)"),
+                *LineView.BINDINGS]))
+        return parts
 
     def action_scroll(self, how: str) -> None:
         body = self.query_one("#help-body", VerticalScroll)
