@@ -1141,3 +1141,35 @@ def test_help_and_readme_list_every_key(home):
 
     drive(app, scenario, size=(100, 40))
     assert not missing, sorted(set(missing))
+
+
+def test_new_runs_do_not_push_a_deep_cursor_out_of_view(home):
+    from runtime.store.index import Index
+
+    ids = build_many_runs(home, 120)
+    app = AetherGraphApp()
+
+    async def scenario(pilot):
+        await until(pilot, lambda: len(table_keys(app, "runs-table")) == 120, "the runs")
+        table = app.screen.query_one("#runs-table", DataTable)
+        table.move_cursor(row=80, animate=False)
+        await pilot.pause(0.2)
+        assert table.scroll_y > 0
+        on_screen = table.cursor_row - table.scroll_y
+        layout = StoreLayout.at(home)
+        for k in range(3):  # three runs start meanwhile, newer than every listed one
+            ts = support.T0 + 1000 + k
+            run_id = time.strftime("%Y%m%d-%H%M%S", time.gmtime(ts)) + f"-ff{k:04x}"
+            support.write_log(layout, run_id, [ev.RunStarted(run_id=run_id, ts=ts, graph="new", pid=1, host="x")])
+        index = Index(layout)
+        try:
+            index.catch_up()
+        finally:
+            index.close()
+        app.reload_index()
+        await until(pilot, lambda: len(table_keys(app, "runs-table")) == 123, "the new runs on top")
+        await pilot.pause(0.2)
+        assert table_keys(app, "runs-table")[table.cursor_row] == ids[80]  # the same run
+        assert table.cursor_row - table.scroll_y == on_screen  # at the same place on screen
+
+    drive(app, scenario, size=(100, 30))
