@@ -84,7 +84,7 @@ async def select_node(pilot, app, path: str) -> None:
         if tree.selected_path == path:
             return
         await pilot.press("down")
-    raise AssertionError(f"node {path} not in the tree: {tree._tree_nodes.keys()}")
+    raise AssertionError(f"node {path} not in the tree: {tree._by_path.keys()}")
 
 
 # -- history: runs, memory, artifacts -------------------------------------------------------------
@@ -299,7 +299,7 @@ def test_run_detail_live_and_retry_node(home):
         stuck = "tui_worker/stuck_step"
         await until(pilot, lambda: stuck in app.detail.summary.nodes, "the stuck step, live")
         screen = app.screen
-        await until(pilot, lambda: stuck in screen.query_one(NodeTree)._tree_nodes, "the node in the tree")
+        await until(pilot, lambda: stuck in screen.query_one(NodeTree)._by_path, "the node in the tree")
         # progress bars, metrics, log and messages all came through
         assert screen.query_one(ProgressPanel).has_class("-active")
         assert [len(s.data or []) for s in screen.query(Sparkline)] == [4, 4]
@@ -339,7 +339,7 @@ def test_cancel_a_node_then_the_run(home):
         app.open_run(run_id)
         first = "tui_hanger/forever"
         await until(pilot, lambda: app.detail.loaded and first in app.detail.summary.nodes, "the first step")
-        await until(pilot, lambda: first in app.screen.query_one(NodeTree)._tree_nodes, "the tree")
+        await until(pilot, lambda: first in app.screen.query_one(NodeTree)._by_path, "the tree")
         await select_node(pilot, app, first)
         await pilot.press("x")
         await confirm(pilot, app, f"Cancel node {first} of run {run_id}?")
@@ -1173,3 +1173,41 @@ def test_new_runs_do_not_push_a_deep_cursor_out_of_view(home):
         assert table.cursor_row - table.scroll_y == on_screen  # at the same place on screen
 
     drive(app, scenario, size=(100, 30))
+
+
+def test_same_name_siblings_are_grouped_with_their_states_and_numbers(home):
+    from tui.widgets.node_tree import GROUP_AT
+
+    layout = StoreLayout.at(home).ensure()
+    r, t, g = "20250107-000000-c9c9c9", support.T0 + 5 * 86400, "fanout"
+    events = [ev.RunStarted(run_id=r, ts=t, graph=g, pid=1, host="elsewhere"),
+              ev.NodeStarted(run_id=r, ts=t, node=g, name=g, kind="graph_fn"),
+              ev.NodeStarted(run_id=r, ts=t, node=f"{g}/prepare", name="prepare", kind="tool", parent=g)]
+    for i in range(1, 51):
+        path = f"{g}/child_job" + (f"#{i}" if i > 1 else "")
+        events.append(ev.NodeStarted(run_id=r, ts=t + i, node=path, name="child_job", kind="graph_fn", parent=g))
+        events.append(ev.NodeStarted(run_id=r, ts=t + i, node=f"{path}/step", name="step", kind="tool", parent=path))
+        if i <= 45:
+            events.append(ev.NodeFinished(run_id=r, ts=t + i + 0.5, node=path))
+        elif i <= 47:
+            events.append(ev.NodeFailed(run_id=r, ts=t + i + 0.5, node=path,
+                                        error=ev.ErrorInfo(type="E", message="no")))
+    support.write_log(layout, r, events)
+    app = AetherGraphApp()
+
+    async def scenario(pilot):
+        app.open_run(r)
+        await until(pilot, lambda: app.detail and app.detail.loaded, "the run")
+        tree = app.screen.query_one(NodeTree)
+        await until(pilot, lambda: len(tree._by_path) == 102, "every node")
+        (group,) = tree._groups.values()
+        assert str(group.label) == "child_job ×50 — 45 ✓ 3 ▶ 2 ✗"
+        assert not group.is_expanded and len(group.children) == 50
+        assert [str(c.label).split(" child_job")[1].split(" ")[1] for c in group.children][:3] == ["succeeded", "#2", "#3"]
+        assert all(len(c.children) == 1 for c in group.children)  # each call keeps its step
+        assert len(app.screen.query_one(NodeTree).root.children[0].children) == 2  # prepare + the group
+        assert GROUP_AT <= 50
+        app.detail.apply(ev.NodeFinished(run_id=r, seq=10_000, ts=t + 99, node=f"{g}/child_job#50"))
+        await until(pilot, lambda: str(group.label) == "child_job ×50 — 46 ✓ 2 ▶ 2 ✗", "the group's count moves")
+
+    drive(app, scenario, size=(120, 40))
