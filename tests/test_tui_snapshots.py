@@ -47,7 +47,7 @@ def test_run_detail_panel(fixed_store, snap_compare):
         await _runs_loaded(pilot)
         app.open_run(RUN_OK)
         await until(pilot, lambda: app.detail.loaded, "the run's log")
-        await until(pilot, lambda: getattr(app.screen, "_counts", {}).get("timeline"), "the timeline")
+        await until(pilot, lambda: len(app.screen.query_one("#timeline-log").items), "the timeline")
         await pilot.pause(0.2)
 
     assert snap_compare(AetherGraphApp(), terminal_size=SIZE, run_before=open_run)
@@ -59,7 +59,7 @@ def test_run_detail_metrics_tab(fixed_store, snap_compare):
         await _runs_loaded(pilot)
         app.open_run(RUN_OK)
         await until(pilot, lambda: app.detail.loaded, "the run's log")
-        await pilot.press("g")
+        await pilot.press("M")
         await pilot.pause(0.2)
 
     assert snap_compare(AetherGraphApp(), terminal_size=SIZE, run_before=open_run)

@@ -81,10 +81,11 @@ class HelpScreen(ModalScreen[None]):
                     yield Static(Text(about), classes="help-about")
                 name = getattr(under, "MODE", "") or type(under).__name__
                 yield Static(bindings_table(f"This panel ({name})", [*own_bindings(under.focused),
-                                                                    *getattr(under, "BINDINGS", [])]))
+                                                                    *getattr(under, "BINDINGS", [])]),
+                             classes="help-table")
                 for title, bindings in self.part_bindings(name):
-                    yield Static(bindings_table(title, bindings))
-                yield Static(bindings_table("Everywhere", AetherGraphApp.BINDINGS))
+                    yield Static(bindings_table(title, bindings), classes="help-table")
+                yield Static(bindings_table("Everywhere", AetherGraphApp.BINDINGS), classes="help-table")
                 yield Static(Text(
                     "Lists: ↑/↓ or j/k move, enter opens, pgup/pgdn page, g/G first/last. Tab moves between "
                     "parts of a panel.\nAnswer dialog: 1–9 pick an option, enter sends what its 'enter sends' "
@@ -92,7 +93,7 @@ class HelpScreen(ModalScreen[None]):
                     "Every action asks first and names what it will do; the runtime's answer is shown, "
                     "errors included.\nNO_COLOR is honoured; states are always spelled out.",
                     style="dim"))
-            yield Static("esc / ? : close", classes="hint")
+            yield Static("j/k, pgup/pgdn, g/G: scroll · esc / ? : close", classes="hint")
 
     @staticmethod
     def part_bindings(mode: str) -> list[tuple[str, list]]:
