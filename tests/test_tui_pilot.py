@@ -1211,3 +1211,38 @@ def test_same_name_siblings_are_grouped_with_their_states_and_numbers(home):
         await until(pilot, lambda: str(group.label) == "child_job ×50 — 46 ✓ 2 ▶ 2 ✗", "the group's count moves")
 
     drive(app, scenario, size=(120, 40))
+
+
+def test_a_long_runs_whole_log_pages_in_as_you_scroll_up(home):
+    """More lines than the dashboard keeps in memory: the top of the view reads the page
+    before it from the run's log, keeping the reader's place, until the run's first line."""
+    from tui.state import RunModel
+    from tui.widgets.lineview import LineView
+
+    layout = StoreLayout.at(home).ensure()
+    r, t, g = "20250108-000000-d0d0d0", support.T0 + 6 * 86400, "chatty"
+    n = RunModel.MAX_LOG + 7000
+    events = [ev.RunStarted(run_id=r, ts=t, graph=g, pid=1, host="elsewhere")]
+    events += [ev.Log(run_id=r, ts=t + i * 0.001, node=g, level="info", message=f"line {i}") for i in range(n)]
+    events.append(ev.RunFinished(run_id=r, ts=t + 100, status="succeeded", duration_s=100))
+    support.write_log(layout, r, events)
+    app = AetherGraphApp()
+
+    async def scenario(pilot):
+        app.open_run(r)
+        await until(pilot, lambda: app.detail and app.detail.loaded, "the run", timeout=30)
+        await pilot.press("l", "tab")
+        view = app.screen.query_one("#log-log", LineView)
+        status = app.screen.query_one("#view-status", Static)
+        await until(pilot, lambda: len(view.items) == RunModel.MAX_LOG, "the newest lines")
+        assert "7,000 earlier" in static_text(status)
+        await pilot.press("g")  # the top: the page before is read
+        await until(pilot, lambda: len(view.items) == RunModel.MAX_LOG + 5000, "one page more")
+        assert view.scroll_y == 5000  # the same line under the reader's eyes
+        assert view._render(view.items[5000]).plain.endswith("line 7000")
+        await pilot.press("g")
+        await until(pilot, lambda: len(view.items) == n, "the rest")
+        assert view._render(view.items[0]).plain.endswith("line 0")
+        assert "earlier" not in static_text(status)
+
+    drive(app, scenario, size=(100, 30))

@@ -438,6 +438,31 @@ class AetherGraphApp(App[int]):
         model.version += 1
         self.detail = model
 
+    @work(thread=True, exclusive=True, group="earlier")
+    def load_earlier(self, run_id: str, name: str, before_seq: int, page: int = 5000) -> None:
+        """The ``page`` events (of the timeline, or log lines) just before ``before_seq``, read
+        from the run's log again: a long run's whole history, a page at a time, as the person
+        scrolls up, without holding it all in memory."""
+        try:
+            events = self.store.read_run(run_id)
+        except Exception as exc:
+            self.post_message(BackendProblem(f"reading the log of run {run_id}: {type(exc).__name__}: {exc}"))
+            return
+        older = [e for e in events if e.seq and e.seq < before_seq and (name != "log" or type(e) is ev.Log)]
+        self.call_from_thread(self._earlier_loaded, run_id, name, before_seq, older[-page:])
+
+    def _earlier_loaded(self, run_id: str, name: str, before_seq: int, chunk: list) -> None:
+        d = self.detail
+        if d is None or d.run_id != run_id or not chunk:
+            return
+        from .state import held
+
+        items, _ = held(d, name)
+        if not len(items) or items[0].seq != before_seq:
+            return  # the view moved on meanwhile
+        d.earlier[name] = chunk + d.earlier[name]
+        d.version += 1
+
     # -- asks -----------------------------------------------------------------------------------
 
     def find_ask(self, ask_id: str) -> AskRow | None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Sequence
 from typing import Any
 
 import attrs
@@ -257,8 +258,11 @@ class RunModel:
     log. Long runs keep only the most recent timeline, log and message lines.
     """
 
-    MAX_TIMELINE = 2000
-    MAX_LOG = 1000
+    # The most recent events kept in memory (the views draw only what is on screen, so this is
+    # memory, not drawing time); older ones are read from the log again, a page at a time, when
+    # the person scrolls to the top (``earlier``).
+    MAX_TIMELINE = 20_000
+    MAX_LOG = 20_000
     MAX_MESSAGES = 500
     MAX_POINTS = 240
     MAX_PROGRESS = 4
@@ -279,6 +283,8 @@ class RunModel:
         # Counters of everything ever appended, so a view can draw only what is new.
         self.timeline_total = 0
         self.logs_total = 0
+        # Pages read back from the log, older than what the deques hold: {"timeline": [...], "log": [...]}.
+        self.earlier: dict[str, list[ev.Event]] = {"timeline": [], "log": []}
         self.messages_total = 0
         self.version = 0
         self.nodes_version = 0
@@ -305,6 +311,8 @@ class RunModel:
             return  # seen already (the log and the live stream overlap)
         self.last_seq = max(self.last_seq, e.seq)
         self.version += 1
+        if len(self.timeline) == self.MAX_TIMELINE and self.earlier["timeline"]:
+            self.earlier["timeline"] = []  # one falls off between the two: they no longer join
         self.timeline.append(e)
         self.timeline_total += 1
         if self.summary.apply(e):  # state, nodes, asks: the same rules as `ag show`
@@ -317,6 +325,8 @@ class RunModel:
             if pair is not None:
                 pair[1] = e
         if t is ev.Log:
+            if len(self.logs) == self.MAX_LOG and self.earlier["log"]:
+                self.earlier["log"] = []
             self.logs.append(e)
             self.logs_total += 1
         elif t is ev.MessageSent:
@@ -347,3 +357,31 @@ class RunModel:
     def duration(self, now: float | None = None) -> float | None:
         s = self.summary
         return run_duration(self.status, s.started, s.finished, s.last_ts, now or time.time())
+
+
+class Chain(Sequence):
+    """Two sequences read as one, without copying (earlier pages + the live deque)."""
+
+    __slots__ = ("a", "b")
+
+    def __init__(self, a: Sequence, b: Sequence) -> None:
+        self.a, self.b = a, b
+
+    def __len__(self) -> int:
+        return len(self.a) + len(self.b)
+
+    def __getitem__(self, i):  # type: ignore[override]
+        if isinstance(i, slice):
+            return [self[k] for k in range(*i.indices(len(self)))]
+        n = len(self.a)
+        if i < 0:
+            i += len(self)
+        return self.a[i] if i < n else self.b[i - n]
+
+
+def held(model: RunModel, name: str) -> tuple[Sequence, int]:
+    """(what a view of the timeline or the log can show now, how many events of that kind the
+    run has had in all)."""
+    live, total = (model.timeline, model.timeline_total) if name == "timeline" else (model.logs, model.logs_total)
+    earlier = model.earlier[name]
+    return (Chain(earlier, live) if earlier else live), total

@@ -21,6 +21,7 @@ from runtime import events as ev
 
 from ..format import LEVEL_STYLE, bad_style, clip, node_detail, clock, dur, event_line, one_line, status_text, visible
 from ..widgets import MetricsPanel, NodeTree, ProgressPanel
+from ..state import held
 from ..widgets.lineview import LineView
 from .base import DashboardScreen
 
@@ -135,8 +136,8 @@ class RunDetailScreen(DashboardScreen):
         tree.sync(model.run_id, s.graph, model.status, s.nodes)
         self._draw_node_detail(model)
         self._t0 = s.started
-        self._feed("timeline", model.timeline, model.timeline_total)
-        self._feed("log", model.logs, model.logs_total)
+        self._feed("timeline", *held(model, "timeline"))
+        self._feed("log", *held(model, "log"))
         width = self._line_width()
         if width != self._msg_width:  # messages wrap: written again for a new width
             self._msg_width = width
@@ -220,7 +221,7 @@ class RunDetailScreen(DashboardScreen):
     def _feed(self, name: str, items, total: int, force: bool = False) -> None:
         key, keep = self._filters(name)
         fed = self._fed.get(name)
-        if not force and fed is not None and fed[0] == total and fed[2] == key:
+        if not force and fed is not None and fed[0] == total and fed[1] == len(items) and fed[2] == key:
             return
         view = self.query_one(f"#{name}-log", LineView)
         changed = fed is None or fed[2] != key
@@ -244,6 +245,12 @@ class RunDetailScreen(DashboardScreen):
         if view is not None:
             parts.append("following (F)" if view.follow else "paused: F or End follows")
             parts.append(f"{len(view.items)} lines")
+            model = self.dash.detail
+            name = "timeline" if view.id == "timeline-log" else "log"
+            if model is not None and not self._filters(name)[0][0] and not self._filters(name)[0][1]:
+                items, total = held(model, name)
+                if total > len(items):
+                    parts.append(f"{total - len(items):,} earlier: g or scroll to the top reads them")
             if view.search:
                 parts.append(f"/{view.search}" + ("" if view.match_index is not None else " (no match)") +
                              " n/N")
@@ -259,6 +266,16 @@ class RunDetailScreen(DashboardScreen):
 
     def on_line_view_follow_changed(self, _: LineView.FollowChanged) -> None:
         self._view_status()
+
+    def on_line_view_at_top(self, event: LineView.AtTop) -> None:
+        """Scrolled to the top: read the page before it from the run's log."""
+        model = self.dash.detail
+        name = "timeline" if event.view.id == "timeline-log" else "log"
+        if model is None or not model.loaded or any(self._filters(name)[0]):
+            return
+        items, total = held(model, name)
+        if total > len(items) and len(items):
+            self.dash.load_earlier(model.run_id, name, items[0].seq)
 
     def on_tabbed_content_tab_activated(self, _) -> None:
         self._view_status()
@@ -285,8 +302,8 @@ class RunDetailScreen(DashboardScreen):
     def _refeed(self) -> None:
         model = self.dash.detail
         if model is not None and model.loaded and model.run_id == self._shown_run:
-            self._feed("timeline", model.timeline, model.timeline_total)
-            self._feed("log", model.logs, model.logs_total)
+            self._feed("timeline", *held(model, "timeline"))
+            self._feed("log", *held(model, "log"))
             self._draw_node_detail(model)
         self._view_status()
 

@@ -50,6 +50,13 @@ class LineView(ScrollView, can_focus=True):
             super().__init__()
             self.view = view
 
+    class AtTop(Message):
+        """Scrolled to the very top (by the person): the owner may have older items to add."""
+
+        def __init__(self, view: "LineView") -> None:
+            super().__init__()
+            self.view = view
+
     def __init__(self, render: Callable[[Any], Text], *, id: str) -> None:
         super().__init__(id=id)
         self._render = render
@@ -96,6 +103,8 @@ class LineView(ScrollView, can_focus=True):
         super().watch_scroll_y(old, new)
         if self._programmatic:
             return
+        if new <= 0 < old:
+            self.post_message(self.AtTop(self))
         at_end = new >= self.max_scroll_y
         if at_end != self.follow:
             self.follow = at_end
@@ -142,6 +151,7 @@ class LineView(ScrollView, can_focus=True):
 
     def action_top(self) -> None:
         self.scroll_home(animate=False, immediate=True)
+        self.post_message(self.AtTop(self))
 
     def action_follow(self) -> None:
         self.scroll_end(animate=False, immediate=True)
