@@ -205,8 +205,9 @@ def test_help_palette_numbered_panels_and_esc(home):
         await until(pilot, lambda: app.current_mode == "run" and app.detail.run_id == RUN_FAILED,
                     "the run picked in the palette")
         await until(pilot, lambda: app.detail.loaded, "its log")
-        header = static_text(app.screen.query_one("#run-header", Static))
-        assert "FAILED" in header and "ValueError: bad row 7" in header
+        header = app.screen.query_one("#run-header", Static)
+        await until(pilot, lambda: "FAILED" in static_text(header), "the header drawn on the next tick")
+        assert "ValueError: bad row 7" in static_text(header)
         await pilot.press("q")
 
     drive(app, scenario)

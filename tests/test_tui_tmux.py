@@ -171,8 +171,9 @@ def test_dashboard_in_tmux_answers_the_tutorials_retry_ask(tmp_path, via):
         tmux("new-window", "-d", "-t", "e2e", "-n", "tutorial", tutorial_cmd)
         tmux.wait_for("e2e:tui", "Asks [1]")  # the badge, seen from the Runs panel
         tmux("send-keys", "-t", "e2e:tui", "3")
-        inbox = tmux.wait_for("e2e:tui", "failed. Retry?")
-        assert "ask-" in inbox and "text" in inbox
+        # (the new-ask toast quotes the prompt too: wait for the inbox's own status line)
+        inbox = tmux.wait_for("e2e:tui", "waiting · enter to answer")
+        assert "ask-" in inbox and "text" in inbox and "failed. Retry?" in inbox
         tmux("send-keys", "-t", "e2e:tui", "Enter")
         dialog = tmux.wait_for("e2e:tui", "TEXT ASK")
         assert "Retry? (yes/no)" in dialog
@@ -249,8 +250,10 @@ def test_hostile_run_content_leaves_the_terminal_alone_and_a_number_key_answers(
         tmux("new-window", "-d", "-t", "e2e", "-n", "run",
              f"cd {tmp_path} && env {env} {sys.executable} {script} < /dev/null > {tmp_path}/run.out 2>&1")
         tmux.wait_for("e2e:tui", "Asks [1]")
+        tmux.wait_for("e2e:tui", "RUNNING")  # its row in the list (the toast quotes the ask too)
         tmux("send-keys", "-t", "e2e:tui", "Enter")  # open the run: its timeline
-        tmux.wait_for("e2e:tui", "␛]0;pwned␇")
+        tmux.wait_for("e2e:tui", "[1 ask: a]")
+        tmux.wait_for("e2e:tui", "message ␛]0;pwned␇")
         tmux("send-keys", "-t", "e2e:tui", "m")  # its messages, wrapped
         screen = tmux.wait_for("e2e:tui", "[bold]bold[/bold]")
         assert "1 Runs" in screen and "RUN " in screen, screen  # not wiped by \x1b[2J
