@@ -1247,3 +1247,29 @@ def test_a_long_runs_whole_log_pages_in_as_you_scroll_up(home):
         assert "earlier" not in static_text(status)
 
     drive(app, scenario, size=(100, 30))
+
+
+def test_runs_status_filter_sort_and_relative_times_and_asks_show_graph_and_full_ids(home):
+    build_store(home)
+    app = AetherGraphApp()
+
+    async def scenario(pilot):
+        await until(pilot, lambda: table_keys(app, "runs-table"), "runs")
+        await pilot.press("slash", *"status:failed", "enter")
+        assert table_keys(app, "runs-table") == [RUN_FAILED]
+        await pilot.press("slash", "escape", "s")  # by severity: FAILED first
+        assert table_keys(app, "runs-table") == [RUN_FAILED, RUN_INTERRUPTED, RUN_CANCELLED, RUN_OK]
+        await pilot.press("s")  # by duration, longest first
+        assert table_keys(app, "runs-table")[0] == RUN_CANCELLED  # 5 s
+        await pilot.press("s", "s")  # back to newest first
+        assert table_keys(app, "runs-table") == [RUN_CANCELLED, RUN_INTERRUPTED, RUN_FAILED, RUN_OK]
+        await pilot.press("T")
+        table = app.screen.query_one("#runs-table", DataTable)
+        assert str(table.get_cell(RUN_OK, "started")).endswith("d ago")
+        await pilot.press("3")
+        await until(pilot, lambda: table_keys(app, "asks-table"), "the inbox")
+        asks = app.screen.query_one("#asks-table", DataTable)
+        assert str(asks.get_cell(ASK_OFFLINE, "run")) == RUN_INTERRUPTED  # whole, at 120 columns
+        assert str(asks.get_cell(ASK_OFFLINE, "graph")) == "tui_resuma…"
+
+    drive(app, scenario, size=(120, 30))

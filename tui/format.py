@@ -105,6 +105,18 @@ def short_when(ts: float | None, now: float | None = None) -> str:
     return time.strftime("%m-%d %H:%M", lt)
 
 
+def ago(ts: float | None, now: float | None = None) -> str:
+    """How long ago, in the fewest characters: ``12s ago``, ``5m ago``, ``3h ago``, ``2d ago``."""
+    if ts is None:
+        return "-"
+    now = time.time() if now is None else now
+    s = max(0.0, now - ts)
+    for size, unit in ((86400, "d"), (3600, "h"), (60, "m")):
+        if s >= size:
+            return f"{int(s // size)}{unit} ago"
+    return f"{int(s)}s ago"
+
+
 def clock(ts: float) -> str:
     return time.strftime("%H:%M:%S", time.localtime(ts))
 

@@ -35,8 +35,9 @@ class AsksScreen(DashboardScreen):
     BINDINGS = [
         Binding("o", "open_run", "Open run"),
     ]
-    COLUMNS = (("ask", "ASK", 17), ("run", "RUN", 14), ("kind", "KIND", 10), ("prompt", "PROMPT", 0),
-               ("left", "EXPIRES", 8))
+    COLUMNS = (("ask", "ASK", 17), ("run", "RUN", 14), ("graph", "GRAPH", 12), ("kind", "KIND", 10),
+               ("prompt", "PROMPT", 0), ("left", "EXPIRES", 8))
+    WIDE = 110  # from here on the run id is shown whole (23 columns), not its last 13 characters
 
     def __init__(self) -> None:
         super().__init__()
@@ -44,6 +45,7 @@ class AsksScreen(DashboardScreen):
         self._drawn_second = 0
         self._width = 0
         self._prompt_w = 20
+        self._run_w = 14
 
     def compose_body(self) -> ComposeResult:
         yield AsksTable(id="asks-table")
@@ -56,9 +58,11 @@ class AsksScreen(DashboardScreen):
         if self.size.width != self._width:
             self._width = self.size.width
             table = self.query_one("#asks-table", DataTable)
-            self._prompt_w = max(10, self._width - sum(w for *_, w in self.COLUMNS) - 1)
+            self._run_w = 23 if self._width >= self.WIDE else 14
+            columns = [(k, h, self._run_w if k == "run" else w) for k, h, w in self.COLUMNS]
+            self._prompt_w = max(10, self._width - sum(w for *_, w in columns) - 1)
             table.clear(columns=True)
-            for key, header, width in self.COLUMNS:
+            for key, header, width in columns:
                 table.add_column(header, width=width or self._prompt_w, key=key)
             self.redraw(force=True)
 
@@ -76,7 +80,9 @@ class AsksScreen(DashboardScreen):
             for a in asks:
                 prompt = Text(clip(a.prompt.replace("\n", " "), self._prompt_w - 1))
                 kind = a.kind if a.runtime_id else f"{a.kind}*"
-                table.add_row(plain(a.ask_id), plain(a.run_id[-13:]), plain(kind), prompt, left_text(a, now),
+                run = st.runs.get(a.run_id)
+                table.add_row(plain(a.ask_id), plain(a.run_id if self._run_w > 14 else a.run_id[-13:]),
+                              Text(clip(run.graph if run else "", 11)), plain(kind), prompt, left_text(a, now),
                               key=a.ask_id)
             restore_cursor(table, keep)
             status = self.query_one("#asks-status", Static)

@@ -17,7 +17,7 @@ from textual.widgets import DataTable, Static
 
 from runtime import events as ev
 
-from ..format import clip, dur, plain, short_when, status_text
+from ..format import ago, clip, dur, plain, short_when, status_text
 from ..widgets import FilterInput, RunsTable
 from .base import DashboardScreen
 
@@ -25,6 +25,10 @@ from .base import DashboardScreen
 # starts rebuilds the table, so the table holds what the person scrolled to, not the store.
 MAX_ROWS = 1000
 WINDOW_STEP = 1000
+# s sorts by one of these; a state's place in the severity order (the colours follow it too).
+SEVERITY = {ev.FAILED: 0, ev.TIMED_OUT: 1, ev.INTERRUPTED: 2, ev.CANCELLED: 3, ev.RUNNING: 4, ev.SUCCEEDED: 5}
+SORT_NAMES = {"started": "start time (newest first)", "status": "state (most severe first)",
+              "duration": "duration (longest first)", "graph": "graph"}
 
 
 def selected_key(table: DataTable) -> str | None:
@@ -53,6 +57,8 @@ class RunsScreen(DashboardScreen):
         Binding("slash", "filter", "Filter"),
         Binding("c", "cancel_run", "Cancel"),
         Binding("R", "resume_run", "Resume"),
+        Binding("s", "sort", "Sort"),
+        Binding("T", "relative", "Relative/absolute times", show=False),
         Binding("escape", "clear_filter", "Clear filter", show=False),
     ]
 
@@ -69,10 +75,12 @@ class RunsScreen(DashboardScreen):
         self._graph_w = 16
         self._running_rows: list[str] = []
         self._window = MAX_ROWS
+        self._sort = "started"
+        self._relative = False
         self._shown = self._matching = 0
 
     def compose_body(self) -> ComposeResult:
-        yield FilterInput("filter runs by id, graph or status (esc clears)", id="runs-filter")
+        yield FilterInput("filter: words, status:failed, graph:NAME (esc clears)", id="runs-filter")
         yield RunsTable(id="runs-table")
         yield Static("", id="runs-status", markup=False)
 
@@ -97,14 +105,42 @@ class RunsScreen(DashboardScreen):
     # -- drawing --------------------------------------------------------------------------------
 
     def _matches(self, row) -> bool:
+        """``/`` filter: ``status:failed`` (or ``status:fail``), ``graph:NAME``, and words that
+        must each be in the id, the graph or the status."""
         f = self._filter
-        return not f or f in row.run_id.casefold() or f in row.graph.casefold() or f in row.status
+        if not f:
+            return True
+        for word in f.split():
+            key, sep, value = word.partition(":")
+            if sep and key == "status":
+                if not row.status.startswith(value):
+                    return False
+            elif sep and key == "graph":
+                if value not in row.graph.casefold():
+                    return False
+            elif word not in row.run_id.casefold() and word not in row.graph.casefold() and word not in row.status:
+                return False
+        return True
+
+    def _sorted(self, ids: list[str]) -> list[str]:
+        """The runs in the order ``s`` chose: newest first (the index's order), or by the
+        severity of their state, their duration or their graph (each newest first within)."""
+        st = self.dash.state
+        if self._sort == "started":
+            return ids
+        now = time.time()
+        if self._sort == "status":
+            return sorted(ids, key=lambda k: SEVERITY.get(st.runs[k].status, 9))
+        if self._sort == "duration":
+            return sorted(ids, key=lambda k: -(st.runs[k].duration(now) or 0.0))
+        return sorted(ids, key=lambda k: st.runs[k].graph.casefold())
 
     def sync(self, force: bool = False) -> None:
         if not self.is_mounted or not self._width:
             return
         st = self.dash.state
-        key = (st.runs_version, st.asks_version, self._filter, self._graph_w, self._window)
+        key = (st.runs_version, st.asks_version, self._filter, self._graph_w, self._window, self._sort,
+               self._relative)
         now = time.time()
         if force or key != self._drawn:
             self._drawn = key
@@ -120,7 +156,7 @@ class RunsScreen(DashboardScreen):
             plain(row.run_id),
             Text(clip(row.graph, self._graph_w - 1)),
             status_text(row.status),
-            short_when(row.started, now),
+            ago(row.started, now) if self._relative else short_when(row.started, now),
             dur(row.duration(now)),
             Text(str(asks), style="bold reverse") if asks else "",
         ]
@@ -131,7 +167,7 @@ class RunsScreen(DashboardScreen):
         keep = selected_key(table)
         was_at = table.cursor_row
         scrolled = table.scroll_y
-        rows = [st.runs[k] for k in st.ordered() if self._matches(st.runs[k])]
+        rows = [st.runs[k] for k in self._sorted(st.ordered()) if self._matches(st.runs[k])]
         shown = rows[:self._window]
         self._running_rows = []
         table.clear()
@@ -180,6 +216,8 @@ class RunsScreen(DashboardScreen):
             parts = [f"{shown:,} of {total:,} runs"]
         if shown < matching or st.index_has_more:
             parts.append("older: scroll to the end" if not st.loading_older else "reading older runs…")
+        if self._sort != "started":
+            parts.append(f"sorted by {self._sort} (s)")
         parts.append(home)
         status.update(" · ".join(parts), layout=False)
 
@@ -211,6 +249,16 @@ class RunsScreen(DashboardScreen):
         f.action_dismiss_filter()
 
     # -- rows -----------------------------------------------------------------------------------
+
+    def action_sort(self) -> None:
+        order = ("started", "status", "duration", "graph")
+        self._sort = order[(order.index(self._sort) + 1) % len(order)]
+        self.notify(f"runs sorted by {SORT_NAMES[self._sort]}")
+        self.redraw()
+
+    def action_relative(self) -> None:
+        self._relative = not self._relative
+        self.redraw()
 
     def yank_target(self) -> tuple[str, str] | None:
         run_id = self.selected_run()
