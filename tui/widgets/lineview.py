@@ -61,7 +61,7 @@ class LineView(ScrollView, can_focus=True):
         super().__init__(id=id)
         self._render = render
         self._items: Sequence[Any] = ()
-        self._cache: dict[Any, Strip] = {}
+        self._cache: dict[Any, tuple[Any, Strip]] = {}
         self._cache_width = -1
         self.follow = True
         self.search = ""
@@ -131,7 +131,10 @@ class LineView(ScrollView, can_focus=True):
             return Strip.blank(width, style)
         item = items[i]
         key = (id(item), i == self.match_index)
-        strip = self._cache.get(key)
+        cached = self._cache.get(key)
+        # The item is kept beside its line: an id is only unique while the object lives, and
+        # the run's deque lets old events go.
+        strip = cached[1] if cached is not None and cached[0] is item else None
         if strip is None:
             text = self._render(item).copy()
             text.no_wrap = True
@@ -144,7 +147,7 @@ class LineView(ScrollView, can_focus=True):
             strip = Strip(list(text.render(self.app.console, end=""))).extend_cell_length(width, style)
             if len(self._cache) > 4000:
                 self._cache.clear()
-            self._cache[key] = strip
+            self._cache[key] = (item, strip)
         return strip.crop(0, width)
 
     # -- keys --------------------------------------------------------------------------------------
