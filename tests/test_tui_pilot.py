@@ -998,8 +998,13 @@ def test_log_follow_pause_search_level_zoom_and_node_filter(home):
         assert all(e.node == f"{g}/fetch" for e in view.items)
         timeline = app.screen.query_one("#timeline-log", LineView)
         assert all(e.node.startswith(f"{g}/fetch") for e in timeline.items)
-        await pilot.press("up")  # the run itself: everything
-        await until(pilot, lambda: len(view.items) == 300, "all lines again")
+        for i in range(8):  # the run goes on: only the picked node's new lines join the view
+            app.detail.apply(ev.Log(run_id=r, seq=1000 + i, ts=t + 500 + i, node=f"{g}/fetch" if i % 2 else g,
+                                    level="info", message=f"late {i}"))
+        await until(pilot, lambda: len(view.items) == 104, "the node's new lines")
+        assert [e.message for e in view.items[-4:]] == ["late 1", "late 3", "late 5", "late 7"]
+        await pilot.press("up")  # the run's top node: everything
+        await until(pilot, lambda: len(view.items) == 308, "all lines again")
 
     drive(app, scenario, size=(100, 30))
 

@@ -70,6 +70,7 @@ class RunDetailScreen(DashboardScreen):
         self._counts = {"timeline": 0, "log": 0, "messages": 0}
         # What each line view was last given: (model total, deque length, filter key).
         self._fed: dict[str, tuple] = {}
+        self._kept: dict[str, list] = {}  # the filtered lists, grown as the run goes on
         self._t0: float | None = None
         self._node_filter = ""
         self._level = ""
@@ -156,6 +157,7 @@ class RunDetailScreen(DashboardScreen):
         self._drawn_metrics = -1
         self._counts = {"timeline": 0, "log": 0, "messages": 0}
         self._fed = {}
+        self._kept = {}
         self._node_filter = ""
         self.query_one(NodeTree).reset(run_id)
         for name in ("timeline", "log"):
@@ -229,9 +231,20 @@ class RunDetailScreen(DashboardScreen):
             dropped = 0 if changed else (total - len(items)) - (fed[0] - fed[1])
             view.set_items(items, dropped, changed=changed)
         else:
-            # A filtered view is a list of its own, made again when the run moves on (a few
-            # thousand checks, four times a second at most).
-            view.set_items([e for e in items if keep(e)], changed=changed)
+            # A filtered view is a list of its own: made once when the filter changes, then
+            # only the new items are checked and appended (a live run adds hundreds a second
+            # to a deque of thousands).
+            new = total - fed[0] if not changed and fed is not None else -1
+            kept = self._kept.get(name)
+            if kept is None or changed or new < 0 or new > len(items) or len(items) < fed[1]:
+                kept = [e for e in items if keep(e)]
+            elif new:
+                tail = [items[i] for i in range(len(items) - new, len(items))]
+                kept.extend(e for e in tail if keep(e))
+                if len(kept) > len(items):
+                    del kept[: len(kept) - len(items)]
+            self._kept[name] = kept
+            view.set_items(kept, changed=changed)
         self._fed[name] = (total, len(items), key)
         self._view_status()
 
@@ -282,8 +295,13 @@ class RunDetailScreen(DashboardScreen):
         self._draw_node_detail()
 
     def on_tree_node_highlighted(self, event) -> None:
-        """Picking a node in the tree shows only its part of the timeline and log."""
+        """Picking a node in the tree shows only its part of the timeline and log. The run's
+        own top node is all of it: no filter (and nothing to sift while it streams)."""
         path = event.node.data or ""
+        model = self.dash.detail
+        node = model.summary.nodes.get(path) if model is not None and path else None
+        if node is not None and not node.parent:
+            path = ""
         if path != self._node_filter:
             self._node_filter = path
             self._refeed()
