@@ -89,10 +89,11 @@ class RunSummary:
 
     @property
     def duration_s(self) -> float | None:
-        if self.started is None:
+        """Finished or interrupted: ``run_duration``'s answer; still running: None (a log does
+        not know the time now)."""
+        if self.status == ev.RUNNING:
             return None
-        end = self.finished
-        return None if end is None else end - self.started
+        return run_duration(self.status, self.started, self.finished, self.last_ts, 0.0)
 
     def apply(self, e: ev.Event) -> bool:
         """Take one more event into account (in log order). Returns True when the node tree

@@ -764,6 +764,8 @@ def test_interrupted_run_duration_is_one_rule_in_ag_runs_and_the_dashboard(home)
     assert row["duration_s"] == run_duration(row["status"], row["started"], None, row["last_ts"], 0.0)
     assert shown["table"] == dur(row["duration_s"])
     assert f"INTERRUPTED  {dur(row['duration_s'])}" in shown["header"], shown["header"]
+    show = json.loads(ag("show", RUN_INTERRUPTED, "--json", env={"AETHERGRAPH_HOME": str(home)}).stdout)
+    assert show["run"]["duration_s"] == row["duration_s"]  # ag show: the same rule
 
 
 def test_j_and_k_scroll_the_help(home):
