@@ -181,7 +181,7 @@ class RunDetailScreen(DashboardScreen):
         line.append("RUN ", style="bold")
         line.append(model.run_id)
         line.append("  ")
-        line.append(one_line(s.graph) or "?", style="bold")
+        line.append(clip(s.graph, 30) or "?", style="bold")  # the state after it must stay in view
         line.append("  ")
         line.append_text(status_text(model.status))
         line.append(f"  {dur(model.duration(now))}")
@@ -197,7 +197,8 @@ class RunDetailScreen(DashboardScreen):
                 second.append(f" · resumed ×{s.attempts - 1}", style="dim")
             if s.attempt_of:
                 second.append(f" · retry of {s.attempt_of}", style="dim")
-        self._set_header(Text("\n").join([line, second]))
+        # (the joiner decides wrapping: a long graph name must not push the state off the line)
+        self._set_header(Text("\n", no_wrap=True, overflow="ellipsis").join([line, second]))
 
     # -- the timeline and the log: line views over the model's own deques ------------------------
 
