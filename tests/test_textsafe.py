@@ -7,7 +7,11 @@ run-derived text through them. (The dashboard's side is in test_tui_pilot.py.)
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import trio
@@ -85,5 +89,25 @@ async def test_ag_asks_prints_a_hostile_prompt_and_options_as_text(home):
             (advert,) = find_runtimes(str(home))
             async with SidecarClient.connect(advert, client="tester") as c:
                 (ask,) = await c.list_asks()
-                await c.answer(ask.ask_id, "2")
+                # `ag tail` follows it live (to its end, which the answer brings)
+                tail = await trio.lowlevel.open_process(
+                    [*_ag_command(), "tail", ask.run_id], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                    env={**os.environ, "AETHERGRAPH_HOME": str(home)})
+                followed = b""
+                with trio.fail_after(30):
+                    # Subscribed once it has printed the run so far (the open ask included).
+                    while b"ask_opened" not in followed:
+                        followed += await tail.stdout.receive_some(1 << 20)
+                    await c.answer(ask.ask_id, "2")
+                    while more := await tail.stdout.receive_some(1 << 20):
+                        followed += more
+                    await tail.wait()
     assert out["v"] == "Hold"
+    text = followed.decode()
+    assert "ask_answered" in text and "␛]0;pwned␇" in text, text
+    assert not RAW.search(text.replace("\n", "")), text
+
+
+def _ag_command() -> list[str]:
+    exe = Path(sys.executable).parent / "ag"
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "aethergraph.cli.main"]
