@@ -1064,6 +1064,10 @@ def test_yank_copies_the_id_under_the_cursor_and_says_so(home):
         await until(pilot, lambda: table_keys(app, "artifacts-table"), "artifacts")
         await pilot.press("y")
         assert app.clipboard.startswith("ag://artifact/") and notes.has(f"copied artifact ref: {app.clipboard}")
+        meta = app.screen.query_one("#artifact-meta", Static)
+        assert app.clipboard not in static_text(meta)
+        await pilot.press("f")  # the full ref on demand
+        assert app.clipboard in static_text(meta)
 
     drive(app, scenario)
 

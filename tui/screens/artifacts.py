@@ -40,6 +40,7 @@ class ArtifactsScreen(DashboardScreen):
         Binding("slash", "filter", "Filter"),
         Binding("e", "export", "Export"),
         Binding("o", "open_run", "Open run"),
+        Binding("f", "full_ref", "Full ref", show=False),
         Binding("ctrl+r", "reload", "Reload", show=False),
         Binding("escape", "clear_filter", "Clear filter", show=False),
     ]
@@ -55,6 +56,7 @@ class ArtifactsScreen(DashboardScreen):
         self._name_w = 20
         self._loaded_version = -1
         self._previewing = ""
+        self._full_ref = False
         self.preview: tuple[str, str] = ("", "")
 
     def compose_body(self) -> ComposeResult:
@@ -149,7 +151,8 @@ class ArtifactsScreen(DashboardScreen):
         self._previewing = key
         a, pinned = item
         meta = (f"{one_line(a.name)} · {a.size} bytes · {one_line(a.mime) or 'unknown type'}" +
-                (" · pinned" if pinned else "") + f" · {one_line(a.ref[:26])}…\n"
+                (" · pinned" if pinned else "") +
+                (f" · {one_line(a.ref)}\n" if self._full_ref else f" · {one_line(a.ref[:24])}…(f)\n") +
                 f"written {when(a.ts)} by run {one_line(a.run_id)} · node {one_line(a.node) or '-'}" +
                 (f" ({one_line(a.tool)})" if a.tool else ""))
         self.query_one("#artifact-meta", Static).update(Text(meta))
@@ -185,6 +188,13 @@ class ArtifactsScreen(DashboardScreen):
     def yank_target(self) -> tuple[str, str] | None:
         item = self._selected()
         return ("artifact ref", item[0].ref) if item else None
+
+    def action_full_ref(self) -> None:
+        """f: the whole ref in the provenance line, or back to its first characters."""
+        self._full_ref = not self._full_ref
+        key = self._previewing
+        self._previewing = ""
+        self._preview(key)
 
     def action_export(self) -> None:
         item = self._selected()
