@@ -139,6 +139,7 @@ class RunDetailScreen(DashboardScreen):
         self._t0 = s.started
         self._feed("timeline", *held(model, "timeline"))
         self._feed("log", *held(model, "log"))
+        self._view_status()  # (once per redraw: it is one line)
         width = self._line_width()
         if width != self._msg_width:  # messages wrap: written again for a new width
             self._msg_width = width
@@ -247,7 +248,6 @@ class RunDetailScreen(DashboardScreen):
             self._kept[name] = kept
             view.set_items(kept, changed=changed)
         self._fed[name] = (total, len(items), key)
-        self._view_status()
 
     def _current_view(self) -> LineView | None:
         active = self.query_one("#run-tabs", TabbedContent).active
