@@ -48,6 +48,22 @@ def effective_status(
     return status if pid_alive(pid) else ev.INTERRUPTED
 
 
+def run_duration(status: str, started: float | None, finished: float | None, last_ts: float | None,
+                 now: float) -> float | None:
+    """How long a run took, the one rule for ``ag runs``, ``ag show`` and the dashboard.
+
+    Finished: start to finish. Running: start to now. Neither (interrupted: its process died):
+    start to the last event in its log, whoever wrote it (an answer given while it was down
+    counts: it is in the log the resume will read)."""
+    if started is None:
+        return None
+    if finished is not None:
+        return finished - started
+    if status == ev.RUNNING:
+        return now - started
+    return (last_ts if last_ts is not None else started) - started
+
+
 @attrs.define
 class NodeSummary:
     path: str
@@ -78,21 +94,25 @@ class RunSummary:
     open_asks: dict[str, ev.AskOpened] = attrs.field(factory=dict)
     events: int = 0
     last_seq: int = 0
+    last_ts: float | None = None
     attempts: int = 1
     attempt_of: str = ""
 
     @property
     def duration_s(self) -> float | None:
-        if self.started is None:
+        """Finished or interrupted: ``run_duration``'s answer; still running: None (a log does
+        not know the time now)."""
+        if self.status == ev.RUNNING:
             return None
-        end = self.finished
-        return None if end is None else end - self.started
+        return run_duration(self.status, self.started, self.finished, self.last_ts, 0.0)
 
     def apply(self, e: ev.Event) -> bool:
         """Take one more event into account (in log order). Returns True when the node tree
         changed, so a live view redraws it only then."""
         self.events += 1
         self.last_seq = max(self.last_seq, e.seq)
+        if self.last_ts is None or e.ts > self.last_ts:
+            self.last_ts = e.ts
         t = type(e)
         if t is ev.RunStarted:
             self.graph, self.started, self.pid, self.host = e.graph, e.ts, e.pid, e.host

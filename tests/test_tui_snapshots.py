@@ -47,7 +47,7 @@ def test_run_detail_panel(fixed_store, snap_compare):
         await _runs_loaded(pilot)
         app.open_run(RUN_OK)
         await until(pilot, lambda: app.detail.loaded, "the run's log")
-        await until(pilot, lambda: getattr(app.screen, "_counts", {}).get("timeline"), "the timeline")
+        await until(pilot, lambda: len(app.screen.query_one("#timeline-log").items), "the timeline")
         await pilot.pause(0.2)
 
     assert snap_compare(AetherGraphApp(), terminal_size=SIZE, run_before=open_run)
@@ -59,7 +59,7 @@ def test_run_detail_metrics_tab(fixed_store, snap_compare):
         await _runs_loaded(pilot)
         app.open_run(RUN_OK)
         await until(pilot, lambda: app.detail.loaded, "the run's log")
-        await pilot.press("g")
+        await pilot.press("M")
         await pilot.pause(0.2)
 
     assert snap_compare(AetherGraphApp(), terminal_size=SIZE, run_before=open_run)
@@ -99,3 +99,59 @@ def test_help(fixed_store, snap_compare):
 
 def test_confirmation(fixed_store, snap_compare):
     assert snap_compare(AetherGraphApp(), terminal_size=SIZE, press=["down", "R"], run_before=_runs_loaded)
+
+
+# -- issue 14: what the second pass looks like ------------------------------------------------------
+
+
+def test_runs_panel_no_color(fixed_store, snap_compare, monkeypatch):
+    """NO_COLOR: states by weight alone (FAILED a reversed block, INTERRUPTED bold underlined)."""
+    monkeypatch.setenv("NO_COLOR", "1")
+    assert snap_compare(AetherGraphApp(), terminal_size=SIZE, press=["down", "down", "down"],
+                        run_before=_runs_loaded)
+
+
+def test_failed_run_node_tab(fixed_store, snap_compare):
+    """d on a failed run: why it failed."""
+    from .test_tui_support import RUN_FAILED
+
+    async def open_run(pilot):
+        app = pilot.app
+        await _runs_loaded(pilot)
+        app.open_run(RUN_FAILED)
+        await until(pilot, lambda: app.detail.loaded, "the run's log")
+        await pilot.press("d")
+        await until(pilot, lambda: "failed nodes" in str(app.screen.query_one("#node-detail-body").render()),
+                    "the node tab")
+        await pilot.pause(0.2)
+
+    assert snap_compare(AetherGraphApp(), terminal_size=SIZE, run_before=open_run)
+
+
+def test_hostile_messages(home, tmp_path, monkeypatch, snap_compare):
+    """A run's control sequences and markup, shown as text in its messages."""
+    from . import test_tui_support
+    from .test_tui_support import RUN_HOSTILE, build_hostile_store
+
+    # The header names the run's host: the same name on every machine (its pid is dead here).
+    monkeypatch.setattr("runtime.history.HOST", "snapshot-host")
+    monkeypatch.setattr(test_tui_support, "HOST", "snapshot-host")
+    build_hostile_store(home)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TZ", "UTC")
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    time.tzset()
+
+    async def open_run(pilot):
+        app = pilot.app
+        await until(pilot, lambda: app.state.index_loaded and app.first_paint_s is not None, "the index")
+        app.open_run(RUN_HOSTILE)
+        await until(pilot, lambda: app.detail.loaded, "the run's log")
+        await pilot.press("m")
+        await pilot.pause(0.3)
+
+    try:
+        assert snap_compare(AetherGraphApp(), terminal_size=SIZE, run_before=open_run)
+    finally:
+        monkeypatch.undo()
+        time.tzset()

@@ -240,3 +240,46 @@ class Notes:
 
     def has(self, fragment: str, severity: str | None = None) -> bool:
         return any(fragment in m and (severity is None or s == severity) for m, s in self.items)
+
+
+# -- a store whose run content is hostile (issue 14, defect 2) -----------------------------------
+
+RUN_HOSTILE = "20250103-010000-e5e5e5"
+
+
+def build_hostile_store(home: Path) -> tuple[StoreLayout, str]:
+    """One interrupted run whose every run-derived string carries the whole hostile corpus:
+    graph and node names, a message, a log line, a progress title, an error, memory (kind,
+    data, tags, metric name), an artifact (name and content) and an open ask (prompt, options).
+    Returns the layout and the hostile string."""
+    from runtime.textsafe import HOSTILE
+
+    h = "".join(HOSTILE)
+    layout = StoreLayout.at(home).ensure()
+    blobs = BlobStore(layout)
+    content = f"first line {h}\nsecond line".encode()
+    sha = blobs.put_bytes(content)
+    r, t, g = RUN_HOSTILE, T0 + 86400, f"graph{h}"
+    child = f"{g}/node{h}"
+    write_log(layout, r, [
+        ev.RunStarted(run_id=r, ts=t, graph=g, inputs={"x": h}, entrypoint="x.py:f", pid=DEAD_PID, host=HOST),
+        ev.NodeStarted(run_id=r, ts=t + 0.1, node=g, name=g, kind="graph_fn"),
+        ev.MessageSent(run_id=r, ts=t + 0.2, node=g, text=f"message {h}"),
+        ev.Log(run_id=r, ts=t + 0.3, node=g, level="warning", message=f"log {h}"),
+        ev.Progress(run_id=r, ts=t + 0.4, node=g, progress_id="p", title=f"title{h}", state="update",
+                    current=3, total=9, subtitle=h),
+        ev.NodeStarted(run_id=r, ts=t + 0.5, node=child, name=f"node{h}", kind="tool", parent=g, inputs={"h": h}),
+        ev.NodeFailed(run_id=r, ts=t + 0.6, node=child, error=ev.ErrorInfo(type="ValueError", message=f"err {h}")),
+        ev.MemoryRecorded(run_id=r, ts=t + 0.7, node=g, event_id="m-h", kind=f"kind{h}", graph=g,
+                          data={"d": h}, tags=(f"tag{h}",), metrics={f"metric{h}": 1.0}),
+        ev.ArtifactWritten(run_id=r, ts=t + 0.8, node=g, ref=ref_for(sha), sha256=sha, name=f"name{h}.txt",
+                           size=len(content), mime="text/plain", kind="text", event_id="a-h"),
+        ev.AskOpened(run_id=r, ts=t + 0.9, node=g, ask_id="ask-hostile", ask_kind="choice",
+                     prompt=f"prompt {h}", options=[f"opt{h}", "Hold"], timeout_s=None),
+    ])
+    index = Index(layout)
+    try:
+        index.catch_up()
+    finally:
+        index.close()
+    return layout, h

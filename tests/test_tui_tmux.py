@@ -171,8 +171,9 @@ def test_dashboard_in_tmux_answers_the_tutorials_retry_ask(tmp_path, via):
         tmux("new-window", "-d", "-t", "e2e", "-n", "tutorial", tutorial_cmd)
         tmux.wait_for("e2e:tui", "Asks [1]")  # the badge, seen from the Runs panel
         tmux("send-keys", "-t", "e2e:tui", "3")
-        inbox = tmux.wait_for("e2e:tui", "failed. Retry?")
-        assert "ask-" in inbox and "text" in inbox
+        # (the new-ask toast quotes the prompt too: wait for the inbox's own status line)
+        inbox = tmux.wait_for("e2e:tui", "waiting · enter to answer")
+        assert "ask-" in inbox and "text" in inbox and "failed. Retry?" in inbox
         tmux("send-keys", "-t", "e2e:tui", "Enter")
         dialog = tmux.wait_for("e2e:tui", "TEXT ASK")
         assert "Retry? (yes/no)" in dialog
@@ -197,3 +198,80 @@ def test_dashboard_in_tmux_answers_the_tutorials_retry_ask(tmp_path, via):
     shown = json.loads(ag("show", runs[0]["run_id"], "--json", env={"AETHERGRAPH_HOME": str(home)}).stdout)
     answers = [(e["answer"], e["by"]) for e in shown["events"] if e["type"] == "ask_answered"]
     assert answers == [("no", "ag tui (sidecar)")]
+
+
+HOSTILE_SCRIPT = '''
+import trio
+
+from aethergraph import graph_fn
+from runtime.textsafe import HOSTILE
+
+H = "".join(HOSTILE)
+
+
+@graph_fn(name="hostile")
+async def hostile(*, context):
+    ch = context.channel()
+    await ch.send_text(f"message {H}")
+    context.logger().warning("log %s", H)
+    return await ch.ask_choice(f"Deploy? {H}", ["Deploy", "Hold"])
+
+
+async def main():
+    print("ANSWER", await hostile(), flush=True)
+
+
+trio.run(main)
+'''
+
+
+@pytest.mark.skipif(TMUX is None, reason="tmux is not installed (.ci/run installs it with apt-get)")
+def test_hostile_run_content_leaves_the_terminal_alone_and_a_number_key_answers(tmp_path):
+    """A run whose message, log line and ask carry OSC title, clear-screen, SGR, C1 and bidi
+    sequences: the pane title and the screen are untouched while the dashboard shows them;
+    then its choice ask is answered by pressing 2 (Hold), which the dialog shows before enter."""
+    home = Path(os.environ["AETHERGRAPH_HOME"])
+    bin_dir = Path(sys.executable).parent
+    ag_cmd = str(bin_dir / "ag") if (bin_dir / "ag").exists() else f"{sys.executable} -m aethergraph.cli.main"
+    env = f"AETHERGRAPH_HOME={home} TZ=UTC"
+    script = tmp_path / "hostile.py"
+    script.write_text(HOSTILE_SCRIPT)
+    tmux = Tmux(tmp_path)
+    try:
+        tmux("new-session", "-d", "-s", "e2e", "-n", "tui", "-x", "100", "-y", "30", "sleep 600")
+        wait_until(lambda: tmux("display", "-p", "-t", "e2e:tui", "#{pane_width}x#{pane_height}").strip()
+                   == "100x30", "the window's size")
+        tmux("respawn-pane", "-k", "-t", "e2e:tui",
+             f"cd {tmp_path} && env -u COLUMNS -u LINES {env} {ag_cmd} tui; echo $? > {tmp_path}/tui.rc")
+        tmux.wait_for("e2e:tui", "1 Runs")
+        tmux("select-pane", "-t", "e2e:tui", "-T", "e2e-title")
+        title = lambda: tmux("display", "-p", "-t", "e2e:tui", "#{pane_title}").strip()  # noqa: E731
+        assert title() == "e2e-title"
+        tmux("new-window", "-d", "-t", "e2e", "-n", "run",
+             f"cd {tmp_path} && env {env} {sys.executable} {script} < /dev/null > {tmp_path}/run.out 2>&1")
+        tmux.wait_for("e2e:tui", "Asks [1]")
+        tmux.wait_for("e2e:tui", "RUNNING")  # its row in the list (the toast quotes the ask too)
+        tmux("send-keys", "-t", "e2e:tui", "Enter")  # open the run: its timeline
+        tmux.wait_for("e2e:tui", "[1 ask: a]")
+        tmux.wait_for("e2e:tui", "message ␛]0;pwned␇")
+        tmux("send-keys", "-t", "e2e:tui", "m")  # its messages, wrapped
+        screen = tmux.wait_for("e2e:tui", "[bold]bold[/bold]")
+        assert "1 Runs" in screen and "RUN " in screen, screen  # not wiped by \x1b[2J
+        tmux("send-keys", "-t", "e2e:tui", "l")
+        tmux.wait_for("e2e:tui", "log ␛]0;pwned")
+        assert title() == "e2e-title", "run content changed the pane title"
+        tmux("send-keys", "-t", "e2e:tui", "3")
+        tmux.wait_for("e2e:tui", "Deploy? ␛]0;pwned")
+        tmux("send-keys", "-t", "e2e:tui", "Enter")
+        tmux.wait_for("e2e:tui", "enter sends: 1. Deploy")
+        tmux("send-keys", "-t", "e2e:tui", "2")
+        tmux.wait_for("e2e:tui", "enter sends: 2. Hold")
+        tmux("send-keys", "-t", "e2e:tui", "Enter")
+        wait_until(lambda: "ANSWER" in ((tmp_path / "run.out").read_text() if (tmp_path / "run.out").exists()
+                                        else ""), "the run's end", timeout=30)
+        assert "ANSWER Hold" in (tmp_path / "run.out").read_text()
+        assert title() == "e2e-title"
+        tmux("send-keys", "-t", "e2e:tui", "q")
+        assert wait_for_file(tmp_path / "tui.rc") == "0"
+    finally:
+        tmux.kill()

@@ -35,6 +35,7 @@ from textual.screen import ModalScreen
 
 from runtime import events as ev
 from runtime.store.layout import StoreLayout, resolve_home
+from runtime.textsafe import one_line, visible
 
 from .messages import (
     BackendProblem,
@@ -122,6 +123,8 @@ class AetherGraphApp(App[int]):
         Binding("escape", "back", "Back", show=False),
         Binding("j", "cursor('down')", "Down", show=False),
         Binding("k", "cursor('up')", "Up", show=False),
+        Binding("y", "yank", "Copy id"),
+        Binding("B", "toggle_alerts", "Ask alerts on/off", show=False),
         Binding("q", "quit", "Quit"),
     ]
 
@@ -140,6 +143,9 @@ class AetherGraphApp(App[int]):
         watch_css: bool = False,
     ) -> None:
         super().__init__(watch_css=watch_css)
+        from .format import use_no_color
+
+        use_no_color(self.no_color)  # states read by weight alone when colours are off
         self.home: Path = resolve_home(home)
         self.store = StoreReader(self.home)
         self.state = DashboardState()
@@ -157,6 +163,10 @@ class AetherGraphApp(App[int]):
         self._stopping = False
         self._index_loads = 0
         self.first_paint_s: float | None = None
+        # A new ask (seen live) raises a toast and rings the bell once; B turns that off.
+        self.ask_alerts = os.environ.get("AETHERGRAPH_TUI_ALERTS", "1") not in ("0", "off", "no")
+        self._alerted: set[str] = set()
+        self._started_wall = time.time()
         self._t0 = time.perf_counter()
 
     # -- the trio side (built on first use: trio and the websocket stack load after first paint)
@@ -231,11 +241,23 @@ class AetherGraphApp(App[int]):
             if isinstance(screen, DashboardScreen):
                 screen.redraw()
 
+    def notify(self, message: str, *, title: str = "", severity: str = "information",
+               timeout: float | None = None, markup: bool = True) -> None:
+        """Every toast is plain text with control characters shown: most name a run, a node or
+        repeat an error a run raised, none of which may style or drive the terminal."""
+        super().notify(visible(str(message)), title=one_line(title), severity=severity,  # type: ignore[arg-type]
+                       timeout=timeout, markup=False)
+
     # -- messages from trio and from workers ----------------------------------------------------
 
     def on_runtime_attached(self, msg: RuntimeAttached) -> None:
         self.state.attach(msg.runtime_id, msg.advert, msg.runs, msg.asks)
         self._counts()
+        # Asks opened since the dashboard started are news; older ones the badge shows.
+        fresh = [a for a in msg.asks if a.ask_id not in self._alerted and a.opened >= self._started_wall]
+        self._alerted.update(a.ask_id for a in msg.asks)
+        if fresh:
+            self._alert(fresh)
         d = self.detail
         if d is not None and d.loaded and any(r.run_id == d.run_id for r in msg.runs):
             # Events between our read of its log and this attach came from nowhere: read again.
@@ -253,11 +275,28 @@ class AetherGraphApp(App[int]):
         st = self.state
         d = self.detail
         d_id = d.run_id if d is not None else None
+        new_asks = []
         for rid, e in msg.items:
             st.apply(rid, e)
             if e.run_id == d_id:
                 d.feed(e)
+            if type(e) is ev.AskOpened and e.ask_id not in self._alerted:
+                self._alerted.add(e.ask_id)
+                new_asks.append(e)
         self._counts()
+        if new_asks:
+            self._alert(new_asks)
+
+    def _alert(self, asks: list) -> None:
+        """A run is waiting on a person: say so wherever they are, once per ask (one bell per
+        batch, however many arrived together)."""
+        if not self.ask_alerts:
+            return
+        a = asks[-1]
+        more = f" (+{len(asks) - 1} more)" if len(asks) > 1 else ""
+        self.notify(f"run {a.run_id} asks: {a.prompt}{more} — 3 to answer (B: alerts off)",
+                    title="new ask", severity="warning", timeout=8)
+        self.bell()
 
     def on_hosted_run_started(self, msg: HostedRunStarted) -> None:
         self.sub_title = f"hosting a run (runtime {msg.runtime_id})"
@@ -273,14 +312,18 @@ class AetherGraphApp(App[int]):
     def on_index_loaded(self, msg: IndexLoaded) -> None:
         st = self.state
         if msg.rows is None:
+            st.loading_older = False
             if not st.store_missing:
                 st.store_missing = True
                 st.runs_version += 1
             return
         if st.store_missing:
             st.store_missing = False
-        st.merge_index(msg.rows, msg.has_more)
-        st.set_offline_asks(msg.offline_asks)
+        st.merge_index(msg.rows, msg.has_more, total=msg.total, older=msg.older)
+        if msg.older and msg.final:
+            st.loading_older = False
+        if msg.offline_asks is not None:
+            st.set_offline_asks(msg.offline_asks)
         self._counts()
 
     @property
@@ -308,39 +351,62 @@ class AetherGraphApp(App[int]):
         # kept waiting. Live runtimes keep the index current; catching up again each minute
         # covers the rest.
         catch_up = self._index_loads == 1 or self._index_loads % 30 == 0
-        self._read_index(self.state.index_limit, catch_up)
+        self._read_index(catch_up)
 
     def reload_index(self) -> None:
-        self._read_index(self.state.index_limit, True)
+        self._read_index(True)
 
     def load_more_runs(self, everything: bool = False) -> None:
+        """The next page of older runs (``everything``: pages up to 10,000 runs, for a filter),
+        from the oldest run loaded so far. One read at a time; the runs list asks again when
+        the cursor nears its end."""
         st = self.state
-        want = 10_000 if everything else st.index_limit + st.PAGE
-        if want > st.index_limit:
-            st.index_limit = want
-            self._read_index(want, False)
+        if st.loading_older or not st.index_has_more or st.oldest_key is None:
+            return
+        st.loading_older = True
+        self._read_older(st.oldest_key, 10_000 if everything else st.PAGE)
 
-    def _fetch_page(self, limit: int) -> IndexLoaded:
-        """One page of runs and the open asks, as a message (None rows: no store yet)."""
+    def _fetch_page(self) -> IndexLoaded:
+        """The newest page of runs and the open asks, as a message (None rows: no store yet)."""
         store = self.store
-        page = store.runs(limit) if store.exists() else None
+        page = store.runs(self.state.PAGE) if store.exists() else None
         if page is None:
             return IndexLoaded(None, False, [])
-        return IndexLoaded(page[0], page[1], store.open_asks())
+        rows, more, total = page
+        return IndexLoaded(rows, more, store.open_asks(), total)
 
     @work(thread=True, exclusive=True, group="index")
-    def _read_index(self, limit: int, catch_up: bool) -> None:
+    def _read_index(self, catch_up: bool) -> None:
         store = self.store
         try:
-            loaded = self._fetch_page(limit)
+            loaded = self._fetch_page()
             self.post_message(loaded)
             if loaded.rows is None:
                 return
             if catch_up and store.catch_up():
-                rows, more = store.runs(limit)
-                self.post_message(IndexLoaded(rows, more, store.open_asks()))
+                self.post_message(self._fetch_page())
         except Exception as exc:
             self.post_message(BackendProblem(f"reading the index: {type(exc).__name__}: {exc}"))
+
+    @work(thread=True, exclusive=False, group="older")
+    def _read_older(self, before: tuple[float, str], want: int) -> None:
+        store = self.store
+        try:
+            while want > 0:
+                page = store.runs(min(want, 1000), before)
+                if page is None:
+                    self.post_message(IndexLoaded(None, False, None, older=True))
+                    return
+                rows, more, total = page
+                want -= len(rows)
+                final = not more or not rows or want <= 0
+                self.post_message(IndexLoaded(rows, more, None, total, older=True, final=final))
+                if final:
+                    return
+                before = (rows[-1]["started"], rows[-1]["run_id"])
+        except Exception as exc:
+            self.state.loading_older = False
+            self.post_message(BackendProblem(f"reading older runs: {type(exc).__name__}: {exc}"))
 
     def open_run(self, run_id: str) -> None:
         """Show a run in panel 2 (its log is read in a worker; live events queue meanwhile)."""
@@ -373,6 +439,31 @@ class AetherGraphApp(App[int]):
         model.version += 1
         self.detail = model
 
+    @work(thread=True, exclusive=True, group="earlier")
+    def load_earlier(self, run_id: str, name: str, before_seq: int, page: int = 5000) -> None:
+        """The ``page`` events (of the timeline, or log lines) just before ``before_seq``, read
+        from the run's log again: a long run's whole history, a page at a time, as the person
+        scrolls up, without holding it all in memory."""
+        try:
+            events = self.store.read_run(run_id)
+        except Exception as exc:
+            self.post_message(BackendProblem(f"reading the log of run {run_id}: {type(exc).__name__}: {exc}"))
+            return
+        older = [e for e in events if e.seq and e.seq < before_seq and (name != "log" or type(e) is ev.Log)]
+        self.call_from_thread(self._earlier_loaded, run_id, name, before_seq, older[-page:])
+
+    def _earlier_loaded(self, run_id: str, name: str, before_seq: int, chunk: list) -> None:
+        d = self.detail
+        if d is None or d.run_id != run_id or not chunk:
+            return
+        from .state import held
+
+        items, _ = held(d, name)
+        if not len(items) or items[0].seq != before_seq:
+            return  # the view moved on meanwhile
+        d.earlier[name] = chunk + d.earlier[name]
+        d.version += 1
+
     # -- asks -----------------------------------------------------------------------------------
 
     def find_ask(self, ask_id: str) -> AskRow | None:
@@ -390,6 +481,8 @@ class AetherGraphApp(App[int]):
                 self.notify(f"answered {ask_id}: {answer}{where}")
                 if not ask.runtime_id:
                     self.reload_index()
+                    if self.detail is not None and self.detail.run_id == ask.run_id:
+                        self._load_detail(ask.run_id)  # its log has grown: show what it says now
 
         from .screens.asks import AnswerModal
 
@@ -475,7 +568,8 @@ class AetherGraphApp(App[int]):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         # While a dialog is open its keys are its own: digits pick options, q is a letter.
-        if action in ("panel", "quit", "help", "back", "command_palette", "cursor") and isinstance(
+        if action in ("panel", "quit", "help", "back", "command_palette", "cursor", "yank",
+                      "toggle_alerts") and isinstance(
                 self.screen, ModalScreen):
             return False
         return True
@@ -489,15 +583,24 @@ class AetherGraphApp(App[int]):
                 self.detail = RunModel(newest[0])
                 self._load_detail(newest[0])
         if self.current_mode != mode:
-            self._history.append(self.current_mode)
-            del self._history[:-20]
+            self._history = self._path_to(mode)
             self.switch_mode(mode)
 
+    def _path_to(self, mode: str) -> list[str]:
+        """The panels esc walks back through after going to ``mode``: a path from Runs (the
+        top), never a loop. Going to a panel already on the path cuts the path there, so
+        1 2 1 2 then esc goes to Runs and stops, instead of flipping between the two."""
+        if mode == "runs":
+            return []
+        path = self._history + [self.current_mode]
+        if mode in path:
+            return path[: path.index(mode)]
+        return path[-8:]
+
     def action_back(self) -> None:
+        """Esc: one panel back along the path; on Runs it does nothing (the top)."""
         if self._history:
-            mode = self._history.pop()
-            if mode != self.current_mode:
-                self.switch_mode(mode)
+            self.switch_mode(self._history.pop())
         elif self.current_mode != "runs":
             self.switch_mode("runs")
 
@@ -505,6 +608,22 @@ class AetherGraphApp(App[int]):
         from .screens.help import HelpScreen
 
         self.push_screen(HelpScreen(self.screen))
+
+    def action_yank(self) -> None:
+        """y: copy the id (or ref) under the cursor to the clipboard through the terminal
+        (OSC 52: it reaches the local clipboard over SSH too) and say what was copied."""
+        target = getattr(self.screen, "yank_target", None)
+        got = target() if target is not None else None
+        if not got:
+            self.notify("Nothing here to copy.", severity="warning")
+            return
+        label, text = got
+        self.copy_to_clipboard(text)
+        self.notify(f"copied {label}: {text}")
+
+    def action_toggle_alerts(self) -> None:
+        self.ask_alerts = not self.ask_alerts
+        self.notify(f"new-ask alerts (toast and bell) {'on' if self.ask_alerts else 'off'}")
 
     def action_cursor(self, direction: str) -> None:
         method = getattr(self.focused, f"action_cursor_{direction}", None) or getattr(

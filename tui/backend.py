@@ -148,8 +148,26 @@ class Backend:
                     del self.owner[run_id]
             if w.attached:
                 self.post(RuntimeDetached(rid, reason))
-            else:
-                self._warn_once(rid, f"cannot attach to runtime {rid}: {reason}")
+        if not w.attached:
+            await self._attach_failed(w.advert, reason)
+
+    async def _attach_failed(self, advert: Any, reason: str) -> None:
+        """A runtime we found but could not connect to. Usually it was just closing: a process
+        whose run ended removes its advert last, after its socket is gone, so a poll can catch
+        it in between. That is no news. A runtime whose process died (its advert left behind)
+        or that is alive and still refuses us is."""
+        from runtime.sidecar.registry import advert_path, is_stale
+        from runtime.store.layout import StoreLayout
+
+        rid = advert.runtime_id
+        path = advert_path(StoreLayout.at(self.home), rid)
+        await trio.sleep(min(0.5, self.poll_s))  # let a closing runtime finish removing its advert
+        if not path.exists():
+            return  # it exited normally
+        if is_stale(advert):
+            self._warn_once(rid, f"runtime {rid} died (pid {advert.pid} is gone) before the dashboard attached")
+        else:
+            self._warn_once(rid, f"cannot attach to runtime {rid}: {reason}")
 
     def _warn_once(self, key: str, text: str) -> None:
         if key not in self._warned:

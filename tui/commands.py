@@ -11,6 +11,9 @@ from functools import partial
 from typing import TYPE_CHECKING, cast
 
 from textual.command import DiscoveryHit, Hit, Hits, Provider
+from textual.markup import escape
+
+from runtime.textsafe import one_line
 
 from runtime import events as ev
 
@@ -38,7 +41,7 @@ class DashboardCommands(Provider):
         ]
         st = dash.state
         for ask in st.all_asks():
-            out.append((f"Answer ask {ask.ask_id}", partial(dash.open_answer, ask.ask_id),
+            out.append((f"Answer ask {one_line(ask.ask_id)}", partial(dash.open_answer, ask.ask_id),
                         f"{ask.kind}: {ask.prompt[:60]}"))
         for run_id in st.ordered()[:MAX_RUNS]:
             row = st.runs[run_id]
@@ -51,11 +54,16 @@ class DashboardCommands(Provider):
 
     async def discover(self) -> Hits:
         for name, callback, help_text in self._commands()[:12]:
-            yield DiscoveryHit(name, callback, help=help_text)
+            yield DiscoveryHit(name, callback, help=_help(help_text))
 
     async def search(self, query: str) -> Hits:
         matcher = self.matcher(query)
         for name, callback, help_text in self._commands():
             score = matcher.match(f"{name} {help_text}")
             if score > 0:
-                yield Hit(score, matcher.highlight(name), callback, help=help_text)
+                yield Hit(score, matcher.highlight(name), callback, help=_help(help_text))
+
+
+def _help(text: str) -> str:
+    """The palette parses help as markup: a graph name or prompt must stay literal."""
+    return escape(one_line(text))

@@ -69,13 +69,19 @@ class BackendProblem(Message):
 
 
 class IndexLoaded(Message):
-    """A page of runs (and the open asks of interrupted runs) read from the index."""
+    """A page of runs (and the open asks of interrupted runs) read from the index: the newest
+    page (``older`` False, re-read every couple of seconds) or one more page of older runs,
+    read once as the person scrolls to the end of the list."""
 
-    def __init__(self, rows: list[dict] | None, has_more: bool, offline_asks: list[dict]) -> None:
+    def __init__(self, rows: list[dict] | None, has_more: bool, offline_asks: list[dict] | None,
+                 total: int = 0, older: bool = False, final: bool = True) -> None:
         super().__init__()
+        self.final = final  # the last page of one read of older runs
         self.rows = rows
         self.has_more = has_more
         self.offline_asks = offline_asks
+        self.total = total
+        self.older = older
 
 
 class RunLoaded(Message):

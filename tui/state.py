@@ -12,14 +12,16 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Sequence
 from typing import Any
 
 import attrs
 
 from runtime import events as ev
-from runtime.history import RunSummary, effective_status
+from runtime.history import RunSummary, effective_status, run_duration
 
 TERMINAL = ev.TERMINAL_STATES
+NODE_ENDS = (ev.NodeFinished, ev.NodeFailed, ev.NodeCancelled, ev.NodeTimedOut)
 
 
 @attrs.define
@@ -37,13 +39,7 @@ class RunRow:
     runtime_id: str = ""
 
     def duration(self, now: float) -> float | None:
-        if self.started is None:
-            return None
-        if self.finished is not None:
-            return self.finished - self.started
-        if self.status == ev.RUNNING:
-            return now - self.started
-        return (self.last_ts or self.started) - self.started
+        return run_duration(self.status, self.started, self.finished, self.last_ts, now)
 
 
 @attrs.define
@@ -80,7 +76,12 @@ class DashboardState:
         self.index_limit = self.PAGE
         # The store (a StoreLayout), so a "running" run is checked against its owner lock.
         self.layout: Any = None
+        # Paging the index: the newest page is re-read all the time; older pages are read once,
+        # as the list is scrolled to its end, from the oldest row loaded so far (keyset).
+        self.index_total = 0
         self.index_has_more = False
+        self.oldest_key: tuple[float, str] | None = None
+        self.loading_older = False
         self.index_loaded = False
         self.store_missing = False
         self._order: list[str] = []
@@ -89,22 +90,37 @@ class DashboardState:
 
     # -- history from the index ---------------------------------------------------------------
 
-    def merge_index(self, rows: list[dict], has_more: bool) -> None:
-        """Rows from ``Index.runs`` (newest first). The index trails a live runtime by a few
-        milliseconds, so a state we saw live that is newer (a terminal one) is kept.
+    def merge_index(self, rows: list[dict], has_more: bool, *, total: int | None = None,
+                    older: bool = False) -> None:
+        """Rows from the index (newest first): its newest page, or (``older``) the page after
+        the oldest row loaded so far. The index trails a live runtime by a few milliseconds, so
+        a state we saw live that is newer (a terminal one) is kept.
 
-        The index is read every couple of seconds; when it says nothing new (the usual case)
-        nothing is marked changed, so nothing is redrawn."""
+        The newest page is read every couple of seconds; when it says nothing new (the usual
+        case) nothing is marked changed, so nothing is redrawn."""
         statuses = [
             effective_status(r["status"], r["pid"], r["host"], r["run_id"], self.layout)
             if r["status"] == ev.RUNNING and r["run_id"] not in self.live_runs else r["status"]
             for r in rows
         ]
-        signature = (has_more, tuple(sorted(self.live_runs.items())), tuple(
+        if rows and rows[-1]["started"] is not None:
+            key = (rows[-1]["started"], rows[-1]["run_id"])
+            if self.oldest_key is None or key < self.oldest_key:
+                self.oldest_key = key
+                self.index_has_more = has_more
+        elif not rows and older:
+            self.index_has_more = False
+        elif not older and self.oldest_key is None:
+            self.index_has_more = has_more
+        if total is not None and total != self.index_total:
+            self.index_total = total
+            self.runs_version += 1
+        signature = (older, tuple(sorted(self.live_runs.items())), tuple(
             (r["run_id"], status, r["last_seq"], r["pending_asks"]) for r, status in zip(rows, statuses)))
-        if signature == self._index_signature:
-            return
-        self._index_signature = signature
+        if not older:
+            if signature == self._index_signature:
+                return
+            self._index_signature = signature
         for r, status in zip(rows, statuses):
             run_id = r["run_id"]
             live_rt = self.live_runs.get(run_id, "")
@@ -123,7 +139,6 @@ class DashboardState:
             row.attempt_of = r["attempt_of"] or ""
             row.error = r["error"] or ""
             row.runtime_id = live_rt
-        self.index_has_more = has_more
         self.index_loaded = True
         self.runs_version += 1
 
@@ -246,8 +261,11 @@ class RunModel:
     log. Long runs keep only the most recent timeline, log and message lines.
     """
 
-    MAX_TIMELINE = 2000
-    MAX_LOG = 1000
+    # The most recent events kept in memory (the views draw only what is on screen, so this is
+    # memory, not drawing time); older ones are read from the log again, a page at a time, when
+    # the person scrolls to the top (``earlier``).
+    MAX_TIMELINE = 20_000
+    MAX_LOG = 20_000
     MAX_MESSAGES = 500
     MAX_POINTS = 240
     MAX_PROGRESS = 4
@@ -259,11 +277,17 @@ class RunModel:
         self.logs: deque[ev.Log] = deque(maxlen=self.MAX_LOG)
         self.messages: deque[ev.MessageSent] = deque(maxlen=self.MAX_MESSAGES)
         self.progress: dict[str, ev.Progress] = {}
+        self.progress_first: dict[str, tuple[float, float]] = {}  # (ts, current) of its first event
+        # Each node's start and last end event (inputs, outputs, error and traceback), for the
+        # Node tab: "why did it fail" without leaving the dashboard.
+        self.node_events: dict[str, list] = {}
         self.metrics: dict[str, deque[float]] = {}
         self.last_seq = 0
         # Counters of everything ever appended, so a view can draw only what is new.
         self.timeline_total = 0
         self.logs_total = 0
+        # Pages read back from the log, older than what the deques hold: {"timeline": [...], "log": [...]}.
+        self.earlier: dict[str, list[ev.Event]] = {"timeline": [], "log": []}
         self.messages_total = 0
         self.version = 0
         self.nodes_version = 0
@@ -290,12 +314,22 @@ class RunModel:
             return  # seen already (the log and the live stream overlap)
         self.last_seq = max(self.last_seq, e.seq)
         self.version += 1
+        if len(self.timeline) == self.MAX_TIMELINE and self.earlier["timeline"]:
+            self.earlier["timeline"] = []  # one falls off between the two: they no longer join
         self.timeline.append(e)
         self.timeline_total += 1
         if self.summary.apply(e):  # state, nodes, asks: the same rules as `ag show`
             self.nodes_version += 1
         t = type(e)
+        if t is ev.NodeStarted:
+            self.node_events[e.node] = [e, None]
+        elif t in NODE_ENDS:
+            pair = self.node_events.get(e.node)
+            if pair is not None:
+                pair[1] = e
         if t is ev.Log:
+            if len(self.logs) == self.MAX_LOG and self.earlier["log"]:
+                self.earlier["log"] = []
             self.logs.append(e)
             self.logs_total += 1
         elif t is ev.MessageSent:
@@ -304,8 +338,10 @@ class RunModel:
         elif t is ev.Progress:
             self.progress.pop(e.progress_id, None)  # most recently touched last
             self.progress[e.progress_id] = e
+            if e.state == "start" or e.progress_id not in self.progress_first:
+                self.progress_first[e.progress_id] = (e.ts, e.current)
             while len(self.progress) > self.MAX_PROGRESS:
-                self.progress.pop(next(iter(self.progress)))
+                self.progress_first.pop(self.progress.pop(next(iter(self.progress))).progress_id, None)
         elif t is ev.MemoryRecorded:
             if e.metrics:
                 for name, value in e.metrics.items():
@@ -323,11 +359,32 @@ class RunModel:
 
     def duration(self, now: float | None = None) -> float | None:
         s = self.summary
-        if s.started is None:
-            return None
-        if s.finished is not None:
-            return s.finished - s.started
-        if self.status == ev.RUNNING:
-            return (now or time.time()) - s.started
-        last = self.timeline[-1].ts if self.timeline else s.started
-        return last - s.started
+        return run_duration(self.status, s.started, s.finished, s.last_ts, now or time.time())
+
+
+class Chain(Sequence):
+    """Two sequences read as one, without copying (earlier pages + the live deque)."""
+
+    __slots__ = ("a", "b")
+
+    def __init__(self, a: Sequence, b: Sequence) -> None:
+        self.a, self.b = a, b
+
+    def __len__(self) -> int:
+        return len(self.a) + len(self.b)
+
+    def __getitem__(self, i):  # type: ignore[override]
+        if isinstance(i, slice):
+            return [self[k] for k in range(*i.indices(len(self)))]
+        n = len(self.a)
+        if i < 0:
+            i += len(self)
+        return self.a[i] if i < n else self.b[i - n]
+
+
+def held(model: RunModel, name: str) -> tuple[Sequence, int]:
+    """(what a view of the timeline or the log can show now, how many events of that kind the
+    run has had in all)."""
+    live, total = (model.timeline, model.timeline_total) if name == "timeline" else (model.logs, model.logs_total)
+    earlier = model.earlier[name]
+    return (Chain(earlier, live) if earlier else live), total

@@ -21,6 +21,7 @@ from runtime.store.artifacts import BlobStore, check_name, sha_from_ref
 from runtime.store.index import Index
 from runtime.store.layout import StoreLayout
 from runtime.store.logfile import read_events
+from runtime.textsafe import visible
 
 PREVIEW_BYTES = 64 * 1024
 
@@ -102,13 +103,15 @@ class StoreReader:
 
     # -- lists ----------------------------------------------------------------------------------
 
-    def runs(self, limit: int) -> tuple[list[dict], bool] | None:
-        """The newest ``limit`` runs, and whether there are more (None: no store yet)."""
+    def runs(self, limit: int, before: tuple[float, str] | None = None) -> tuple[list[dict], bool, int] | None:
+        """A page of runs, newest first: the newest ``limit`` (``before`` None) or the
+        ``limit`` older than ``before`` (the last row's (started, run_id)); whether there are
+        more beyond it; and how many runs the index holds. None: no store yet."""
         index = self.index()
         if index is None:
             return None
-        rows = index.runs(limit=limit + 1)
-        return rows[:limit], len(rows) > limit
+        rows = index.runs_page(before=before, limit=limit + 1)
+        return rows[:limit], len(rows) > limit, index.runs_count()
 
     def catch_up(self) -> int:
         """Index what logs hold beyond the index's marks (a runtime that died left some)."""
@@ -184,23 +187,35 @@ def describe_blob(data: bytes, size: int, mime: str, name: str) -> tuple[str, st
             try:
                 text = data[:-3].decode("utf-8", errors="strict")
             except UnicodeDecodeError:
-                return "", f"binary, {size} bytes ({mime or 'unknown type'}); export it to look inside"
+                return "", f"binary, {size} bytes ({visible(mime) or 'unknown type'}); export it to look inside"
         else:
-            return "", f"binary, {size} bytes ({mime or 'unknown type'}); export it to look inside"
+            return "", f"binary, {size} bytes ({visible(mime) or 'unknown type'}); export it to look inside"
     if looks_json or text.lstrip()[:1] in ("{", "["):
         if not truncated:
             try:
-                return "json", json.dumps(json.loads(text), indent=2, ensure_ascii=False)
+                return "json", visible(json.dumps(json.loads(text), indent=2, ensure_ascii=False))
             except ValueError:
                 pass
     if truncated:
         text += f"\n… ({size - len(data)} more bytes; export to see all)"
-    return ("json" if looks_json else ""), text
+    return ("json" if looks_json else ""), visible(text)
 
 
 def event_json(e: Any) -> str:
+    """An event as pretty JSON for a person: its strings with control characters shown (JSON
+    itself escapes only C0; C1, DEL and bidi overrides would reach the terminal)."""
     import json
 
     import msgspec
 
-    return json.dumps(msgspec.to_builtins(e), indent=2, ensure_ascii=False, default=repr)
+    return json.dumps(_visible_strings(msgspec.to_builtins(e)), indent=2, ensure_ascii=False, default=repr)
+
+
+def _visible_strings(value: Any) -> Any:
+    if isinstance(value, str):
+        return visible(value)
+    if isinstance(value, dict):
+        return {visible(str(k)): _visible_strings(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_visible_strings(v) for v in value]
+    return value

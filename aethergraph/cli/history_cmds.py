@@ -37,6 +37,11 @@ def _dur(seconds: float | None) -> str:
 
 
 def table(rows: list[list[str]], header: list[str]) -> str:
+    """Aligned columns. Every cell is shown with its control characters visible: cells hold what
+    runs wrote (graph and node names, prompts, messages, errors), never terminal commands."""
+    from runtime.textsafe import one_line
+
+    rows = [[one_line(str(c)) for c in r] for r in rows]
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     lines = ["  ".join(str(c).ljust(w) for c, w in zip(header, widths)).rstrip()]
     lines += ["  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
@@ -44,7 +49,7 @@ def table(rows: list[list[str]], header: list[str]) -> str:
 
 
 def cmd_runs(args: Any) -> int:
-    from runtime.history import effective_status
+    from runtime.history import effective_status, run_duration
     from runtime.store.index import Index
 
     layout = _layout(args.home)
@@ -57,8 +62,7 @@ def cmd_runs(args: Any) -> int:
     now = time.time()
     for r in runs:
         r["status"] = effective_status(r["status"], r["pid"], r["host"], r["run_id"], layout)
-        end = r["finished"] if r["finished"] is not None else (r["last_ts"] if r["status"] != "running" else now)
-        r["duration_s"] = None if r["started"] is None or end is None else end - r["started"]
+        r["duration_s"] = run_duration(r["status"], r["started"], r["finished"], r["last_ts"], now)
     if args.json:
         print(msgspec.json.encode(runs).decode())
         return EXIT_OK
@@ -165,13 +169,15 @@ def cmd_show(args: Any) -> int:
                "bad_lines": [str(b) for b in bad]}
         print(msgspec.json.encode(out).decode())
         return EXIT_OK
-    print(f"run {summary.run_id}  {summary.graph}  {summary.status.upper()}  {_dur(summary.duration_s)}")
-    print(f"started {_when(summary.started)}  pid {summary.pid} on {summary.host}")
-    print(f"process {_process_line(layout, summary)}")
+    from runtime.textsafe import one_line
+
+    print(one_line(f"run {summary.run_id}  {summary.graph}  {summary.status.upper()}  {_dur(summary.duration_s)}"))
+    print(one_line(f"started {_when(summary.started)}  pid {summary.pid} on {summary.host}"))
+    print(one_line(f"process {_process_line(layout, summary)}"))
     if summary.entrypoint:
-        print(f"entrypoint {summary.entrypoint}")
+        print(one_line(f"entrypoint {summary.entrypoint}"))
     if summary.error:
-        print(f"error {summary.error}")
+        print(one_line(f"error {summary.error}"))
     print()
     t0 = summary.started or (events[0].ts if events else 0.0)
     rows = [[f"+{e.ts - t0:.3f}s", type(e).__struct_config__.tag, e.node or "-", _event_line(e)] for e in events]

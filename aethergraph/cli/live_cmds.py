@@ -250,6 +250,7 @@ def cmd_tail(args: Any) -> int:
     from runtime.history import summarize
     from runtime.sidecar.client import connect_for_run
     from runtime.store.logfile import read_events
+    from runtime.textsafe import one_line
 
     layout = _layout(args.home)
     try:
@@ -262,7 +263,8 @@ def cmd_tail(args: Any) -> int:
         if e.seq <= status["last_seq"]:
             return
         status["last_seq"] = e.seq
-        print(f"{_when(e.ts)}  {type(e).__struct_config__.tag:<16}  {e.node or '-':<28}  {_event_line(e)}", flush=True)
+        print(one_line(f"{_when(e.ts)}  {type(e).__struct_config__.tag:<16}  {e.node or '-':<28}  {_event_line(e)}"),
+              flush=True)
 
     async def main():
         async with connect_for_run(args.home, args.run_id, client="ag tail") as c:

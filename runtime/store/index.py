@@ -724,6 +724,28 @@ class Index:
                 "attempt_of", "error", "last_seq", "last_ts", "events", "pending_asks")
         return [dict(zip(cols, row)) for row in self._read(sql, params)]
 
+    def runs_page(self, *, before: tuple[float, str] | None = None, limit: int = 200) -> list[dict]:
+        """Runs newest first, ``limit`` of them, strictly older than ``before`` = (started,
+        run_id) of the last row of the previous page (keyset pagination: each page costs the
+        same however deep it is, and a run added meanwhile does not shift the pages)."""
+        sql = (
+            "SELECT run_id, graph, status, started, finished, pid, host, entrypoint, attempt_of,"
+            " error, last_seq, last_ts, events, pending_asks FROM runs"
+        )
+        params: list[Any] = []
+        if before is not None:
+            sql += " WHERE started < ? OR (started = ? AND run_id < ?)"
+            params.extend([before[0], before[0], before[1]])
+        sql += " ORDER BY started DESC, run_id DESC LIMIT ?"
+        params.append(limit)
+        cols = ("run_id", "graph", "status", "started", "finished", "pid", "host", "entrypoint",
+                "attempt_of", "error", "last_seq", "last_ts", "events", "pending_asks")
+        return [dict(zip(cols, row)) for row in self._read(sql, params)]
+
+    def runs_count(self) -> int:
+        """How many runs the index knows."""
+        return self._read("SELECT count(*) FROM runs")[0][0]
+
     def run(self, run_id: str) -> dict | None:
         rows = self.runs(run_ids=[run_id])
         return rows[0] if rows else None

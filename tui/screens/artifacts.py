@@ -18,7 +18,7 @@ from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Input, Static
 
-from ..format import clip, short_when, when
+from ..format import clip, one_line, plain, short_when, visible, when
 from ..store import describe_blob
 from ..widgets import FilterInput, RowTable
 from .base import DashboardScreen
@@ -40,6 +40,7 @@ class ArtifactsScreen(DashboardScreen):
         Binding("slash", "filter", "Filter"),
         Binding("e", "export", "Export"),
         Binding("o", "open_run", "Open run"),
+        Binding("f", "full_ref", "Full ref", show=False),
         Binding("ctrl+r", "reload", "Reload", show=False),
         Binding("escape", "clear_filter", "Clear filter", show=False),
     ]
@@ -55,6 +56,7 @@ class ArtifactsScreen(DashboardScreen):
         self._name_w = 20
         self._loaded_version = -1
         self._previewing = ""
+        self._full_ref = False
         self.preview: tuple[str, str] = ("", "")
 
     def compose_body(self) -> ComposeResult:
@@ -100,7 +102,7 @@ class ArtifactsScreen(DashboardScreen):
         if not self.is_mounted:
             return
         if error:
-            self.query_one("#artifacts-status", Static).update(error, layout=False)
+            self.query_one("#artifacts-status", Static).update(visible(error), layout=False)
         if [(a.ref, a.seq, a.run_id) for a, _ in rows] == [(a.ref, a.seq, a.run_id) for a, _ in self._rows]:
             return
         self._rows = rows
@@ -123,8 +125,8 @@ class ArtifactsScreen(DashboardScreen):
             key = f"{a.run_id}:{a.seq}"
             self._by_key[key] = (a, pinned)
             node = a.node.rsplit("/", 1)[-1] + (f"({a.tool})" if a.tool and a.tool not in a.node else "")
-            table.add_row(Text(clip(a.name, self._name_w - 1)), human_size(a.size), a.run_id[-13:],
-                          clip(node, 17), short_when(a.ts), key=key)
+            table.add_row(Text(clip(a.name, self._name_w - 1)), human_size(a.size), plain(a.run_id[-13:]),
+                          Text(clip(node, 17)), short_when(a.ts), key=key)
         restore_cursor(table, keep)
         status = self.query_one("#artifacts-status", Static)
         if not self._rows:
@@ -148,10 +150,12 @@ class ArtifactsScreen(DashboardScreen):
             return
         self._previewing = key
         a, pinned = item
-        meta = (f"{a.name} · {a.size} bytes · {a.mime or 'unknown type'}" + (" · pinned" if pinned else "") +
-                f" · {a.ref[:26]}…\n"
-                f"written {when(a.ts)} by run {a.run_id} · node {a.node or '-'}" + (f" ({a.tool})" if a.tool else ""))
-        self.query_one("#artifact-meta", Static).update(meta)
+        meta = (f"{one_line(a.name)} · {a.size} bytes · {one_line(a.mime) or 'unknown type'}" +
+                (" · pinned" if pinned else "") +
+                (f" · {one_line(a.ref)}\n" if self._full_ref else f" · {one_line(a.ref[:24])}…(f)\n") +
+                f"written {when(a.ts)} by run {one_line(a.run_id)} · node {one_line(a.node) or '-'}" +
+                (f" ({one_line(a.tool)})" if a.tool else ""))
+        self.query_one("#artifact-meta", Static).update(Text(meta))
         self.query_one("#artifact-body", Static).update(Text("reading…", style="dim"))
         self._read_blob(a)
 
@@ -169,6 +173,7 @@ class ArtifactsScreen(DashboardScreen):
             return
         body = self.query_one("#artifact-body", Static)
         self.preview = (ref, text)  # what is shown, for whoever asks (tests, the palette)
+        text = visible(text)  # describe_blob did already; an error message had not
         if lexer:
             body.update(Syntax(text, lexer, word_wrap=True, background_color="default"))
         else:
@@ -179,6 +184,17 @@ class ArtifactsScreen(DashboardScreen):
     def _selected(self):
         key = selected_key(self.query_one("#artifacts-table", DataTable))
         return self._by_key.get(key) if key else None
+
+    def yank_target(self) -> tuple[str, str] | None:
+        item = self._selected()
+        return ("artifact ref", item[0].ref) if item else None
+
+    def action_full_ref(self) -> None:
+        """f: the whole ref in the provenance line, or back to its first characters."""
+        self._full_ref = not self._full_ref
+        key = self._previewing
+        self._previewing = ""
+        self._preview(key)
 
     def action_export(self) -> None:
         item = self._selected()
@@ -231,9 +247,10 @@ class ExportModal(ModalScreen[Path | None]):
     def compose(self) -> ComposeResult:
         a = self.artifact
         with Vertical(id="export-dialog", classes="dialog"):
-            yield Static(Text.assemble(("EXPORT ", "bold"), a.name, (f"  {a.size} bytes", "dim")))
-            yield Static(Text(a.ref, style="dim"))
-            yield Input(value=str(Path.cwd() / Path(a.name).name), id="export-path", compact=True)
+            yield Static(Text.assemble(("EXPORT ", "bold"), one_line(a.name), (f"  {a.size} bytes", "dim")))
+            yield Static(Text(one_line(a.ref), style="dim"))
+            # A name with control characters is offered with them made visible, as shown.
+            yield Input(value=str(Path.cwd() / Path(one_line(a.name)).name), id="export-path", compact=True)
             yield Static("", id="export-error", markup=False)
             yield Static("enter: export (a folder: under the artifact's name) · esc: close", classes="hint",
                          markup=False)
@@ -270,7 +287,7 @@ class ExportModal(ModalScreen[Path | None]):
 
     def _error(self, text: str) -> None:
         if self.is_mounted:
-            self.query_one("#export-error", Static).update(text)
+            self.query_one("#export-error", Static).update(visible(text))
 
     def _done(self, dest: Path) -> None:
         self.notify(f"exported to {dest}")

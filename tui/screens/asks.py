@@ -17,7 +17,7 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Input, OptionList, Static
 
-from ..format import clip, dur
+from ..format import clip, dur, one_line, plain, visible
 from ..state import AskRow
 from ..widgets import AsksTable
 from .base import DashboardScreen
@@ -35,8 +35,9 @@ class AsksScreen(DashboardScreen):
     BINDINGS = [
         Binding("o", "open_run", "Open run"),
     ]
-    COLUMNS = (("ask", "ASK", 17), ("run", "RUN", 14), ("kind", "KIND", 10), ("prompt", "PROMPT", 0),
-               ("left", "EXPIRES", 8))
+    COLUMNS = (("ask", "ASK", 17), ("run", "RUN", 14), ("graph", "GRAPH", 12), ("kind", "KIND", 10),
+               ("prompt", "PROMPT", 0), ("left", "EXPIRES", 8))
+    WIDE = 110  # from here on the run id is shown whole (23 columns), not its last 13 characters
 
     def __init__(self) -> None:
         super().__init__()
@@ -44,6 +45,7 @@ class AsksScreen(DashboardScreen):
         self._drawn_second = 0
         self._width = 0
         self._prompt_w = 20
+        self._run_w = 14
 
     def compose_body(self) -> ComposeResult:
         yield AsksTable(id="asks-table")
@@ -56,9 +58,11 @@ class AsksScreen(DashboardScreen):
         if self.size.width != self._width:
             self._width = self.size.width
             table = self.query_one("#asks-table", DataTable)
-            self._prompt_w = max(10, self._width - sum(w for *_, w in self.COLUMNS) - 1)
+            self._run_w = 23 if self._width >= self.WIDE else 14
+            columns = [(k, h, self._run_w if k == "run" else w) for k, h, w in self.COLUMNS]
+            self._prompt_w = max(10, self._width - sum(w for *_, w in columns) - 1)
             table.clear(columns=True)
-            for key, header, width in self.COLUMNS:
+            for key, header, width in columns:
                 table.add_column(header, width=width or self._prompt_w, key=key)
             self.redraw(force=True)
 
@@ -76,7 +80,10 @@ class AsksScreen(DashboardScreen):
             for a in asks:
                 prompt = Text(clip(a.prompt.replace("\n", " "), self._prompt_w - 1))
                 kind = a.kind if a.runtime_id else f"{a.kind}*"
-                table.add_row(a.ask_id, a.run_id[-13:], kind, prompt, left_text(a, now), key=a.ask_id)
+                run = st.runs.get(a.run_id)
+                table.add_row(plain(a.ask_id), plain(a.run_id if self._run_w > 14 else a.run_id[-13:]),
+                              Text(clip(run.graph if run else "", 11)), plain(kind), prompt, left_text(a, now),
+                              key=a.ask_id)
             restore_cursor(table, keep)
             status = self.query_one("#asks-status", Static)
             if not asks:
@@ -98,6 +105,10 @@ class AsksScreen(DashboardScreen):
     def _selected(self) -> str | None:
         return selected_key(self.query_one("#asks-table", DataTable))
 
+    def yank_target(self) -> tuple[str, str] | None:
+        ask_id = self._selected()
+        return ("ask id", ask_id) if ask_id else None
+
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         if event.row_key.value:
             self.dash.open_answer(event.row_key.value)
@@ -115,8 +126,20 @@ class AsksScreen(DashboardScreen):
             self.dash.open_run(ask.run_id)
 
 
+class AnswerOptions(OptionList):
+    """The options of an ask. A digit highlights that option (it does not send: enter does,
+    and the dialog says beforehand what enter will send)."""
+
+    BINDINGS = [Binding(str(n), f"pick({n})", f"Option {n}", show=False) for n in range(1, 10)]
+
+    def action_pick(self, number: int) -> None:
+        if 1 <= number <= self.option_count:
+            self.highlighted = number - 1
+
+
 class AnswerModal(ModalScreen[str | None]):
-    """Answer one ask: pick an option or type; enter sends; esc closes without answering."""
+    """Answer one ask: pick an option (arrows or its number) or type; enter sends what the
+    "enter sends" line shows; esc closes without answering."""
 
     BINDINGS = [Binding("escape", "close", "Close")]
 
@@ -129,20 +152,23 @@ class AnswerModal(ModalScreen[str | None]):
         a = self.ask
         with Vertical(id="answer-dialog", classes="dialog"):
             title = Text(no_wrap=True, overflow="ellipsis")
-            title.append(f"{a.kind.upper()} ASK ", style="bold")
-            title.append(a.ask_id)
-            title.append(f"  run {a.run_id}", style="dim")
+            title.append(f"{one_line(a.kind.upper())} ASK ", style="bold")
+            title.append(one_line(a.ask_id))
+            title.append(f"  run {one_line(a.run_id)}", style="dim")
             yield Static(title, id="answer-title")
-            yield Static(Text(a.node, style="dim"), id="answer-node")
-            yield Static(Text(a.prompt), id="answer-prompt")
+            yield Static(Text(one_line(a.node), style="dim"), id="answer-node")
+            yield Static(Text(visible(a.prompt)), id="answer-prompt")
             if a.options:
-                yield OptionList(*[f"{i}. {o}" for i, o in enumerate(a.options, 1)], id="answer-options",
-                                 compact=True)
+                yield AnswerOptions(*[Text(f"{i}. {one_line(o)}") for i, o in enumerate(a.options, 1)],
+                                    id="answer-options", compact=True)
             placeholder = "type the answer, enter sends" if not a.options else "or type an option (or its number)"
             yield Input(placeholder=placeholder, id="answer-input", compact=True)
+            if a.options:
+                yield Static("", id="answer-pending", markup=False)
             yield Static("", id="answer-error", markup=False)
             yield Static("", id="answer-deadline", markup=False)
-            hint = "enter: send · tab: options/typing · esc: close" if a.options else "enter: send · esc: close"
+            hint = ("1-9: pick · enter: send · tab: options/typing · esc: close" if a.options
+                    else "enter: send · esc: close")
             yield Static(hint, classes="hint", markup=False)
 
     def on_mount(self) -> None:
@@ -150,6 +176,7 @@ class AnswerModal(ModalScreen[str | None]):
             self.query_one("#answer-options", OptionList).focus()
         else:
             self.query_one("#answer-input", Input).focus()
+        self._show_pending()
         self._tick()
         self.set_interval(1.0, self._tick)
 
@@ -172,6 +199,41 @@ class AnswerModal(ModalScreen[str | None]):
             text = f"expires in {dur(left)}"
         deadline.update(text)
 
+    # -- what enter sends ------------------------------------------------------------------------
+
+    def pending(self) -> tuple[str | None, str]:
+        """(the value enter would send now, or None; the line saying so). Typed text wins when
+        the typing line has focus and is not empty; otherwise the highlighted option."""
+        from runtime.asks import normalize_answer
+        from runtime.errors import InvalidAnswer
+
+        a = self.ask
+        typed = self.query_one("#answer-input", Input)
+        if self.focused is typed and typed.value.strip():
+            try:
+                value = normalize_answer(a.kind, a.options, typed.value)
+            except InvalidAnswer as exc:
+                return typed.value, f"✗ {one_line(str(exc))}"
+            return typed.value, f"enter sends: {a.options.index(value) + 1}. {one_line(value)}"
+        options = self.query_one("#answer-options", OptionList)
+        i = options.highlighted
+        if i is None:
+            return None, "pick an option (↑/↓ or its number)"
+        return a.options[i], f"enter sends: {i + 1}. {one_line(a.options[i])}"
+
+    def _show_pending(self) -> None:
+        if self.ask.options and self.is_mounted:
+            self.query_one("#answer-pending", Static).update(Text(self.pending()[1], style="bold"))
+
+    def on_option_list_option_highlighted(self, _: OptionList.OptionHighlighted) -> None:
+        self._show_pending()
+
+    def on_input_changed(self, _: Input.Changed) -> None:
+        self._show_pending()
+
+    def on_descendant_focus(self, _) -> None:
+        self._show_pending()
+
     def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
         self._send(self.ask.options[event.option_index])
 
@@ -189,10 +251,10 @@ class AnswerModal(ModalScreen[str | None]):
         try:
             answer = await self.app.answer(self.ask, value)  # type: ignore[attr-defined]
         except SidecarError as exc:
-            error.update(f"✗ {exc}" + (f" ({exc.code})" if exc.code not in ("invalid_answer",) else ""))
+            error.update(visible(f"✗ {exc}" + (f" ({exc.code})" if exc.code not in ("invalid_answer",) else "")))
             return
         except Exception as exc:  # an offline answer the log refused, a lost runtime…
-            error.update(f"✗ {type(exc).__name__}: {exc}")
+            error.update(visible(f"✗ {type(exc).__name__}: {exc}"))
             return
         self.dismiss(answer)
 

@@ -9,6 +9,8 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
+from runtime.textsafe import one_line, visible
+
 
 class ConfirmModal(ModalScreen[bool]):
     BINDINGS = [
@@ -25,9 +27,10 @@ class ConfirmModal(ModalScreen[bool]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="confirm-dialog", classes="dialog"):
-            yield Static(Text(self.title_text, style="bold"), id="confirm-title")
+            # The title names a run and a node: run-derived, so shown, not obeyed.
+            yield Static(Text(one_line(self.title_text), style="bold"), id="confirm-title")
             if self.detail:
-                yield Static(Text(self.detail), id="confirm-detail")
+                yield Static(Text(visible(self.detail)), id="confirm-detail")
             yield Static(Text.assemble(("y", "bold reverse"), " / enter: do it    ", ("n", "bold reverse"),
                                        " / esc: leave it"), classes="hint")
 

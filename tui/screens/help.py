@@ -15,7 +15,8 @@ from textual.widgets import Static
 
 KEY_NAMES = {
     "question_mark": "?", "colon": ":", "slash": "/", "escape": "esc", "enter": "enter",
-    "ctrl+q": "ctrl+q", "ctrl+p": "ctrl+p", "ctrl+r": "ctrl+r",
+    "ctrl+q": "ctrl+q", "ctrl+p": "ctrl+p", "ctrl+r": "ctrl+r", "up": "↑", "down": "↓",
+    "pageup": "pgup", "pagedown": "pgdn",
 }
 
 
@@ -56,6 +57,13 @@ class HelpScreen(ModalScreen[None]):
         Binding("escape", "close", "Close"),
         Binding("question_mark", "close", "Close", show=False),
         Binding("q", "close", "Close", show=False),
+        # The app's j/k are off under a dialog (its keys are its own): the help scrolls itself.
+        Binding("j,down", "scroll('down')", "Scroll down", show=False),
+        Binding("k,up", "scroll('up')", "Scroll up", show=False),
+        Binding("pagedown,space", "scroll('page_down')", "Page down", show=False),
+        Binding("pageup", "scroll('page_up')", "Page up", show=False),
+        Binding("g,home", "scroll('home')", "Top", show=False),
+        Binding("G,end", "scroll('end')", "Bottom", show=False),
     ]
 
     def __init__(self, screen: Screen) -> None:
@@ -67,20 +75,47 @@ class HelpScreen(ModalScreen[None]):
 
         under = self.under
         with Vertical(id="help-dialog", classes="dialog"):
-            with VerticalScroll():
+            with VerticalScroll(id="help-body"):
                 about = getattr(under, "HELP", "")
                 if about:
                     yield Static(Text(about), classes="help-about")
                 name = getattr(under, "MODE", "") or type(under).__name__
                 yield Static(bindings_table(f"This panel ({name})", [*own_bindings(under.focused),
-                                                                    *getattr(under, "BINDINGS", [])]))
-                yield Static(bindings_table("Everywhere", AetherGraphApp.BINDINGS))
+                                                                    *getattr(under, "BINDINGS", [])]),
+                             classes="help-table")
+                for title, bindings in self.part_bindings(name):
+                    yield Static(bindings_table(title, bindings), classes="help-table")
+                yield Static(bindings_table("Everywhere", AetherGraphApp.BINDINGS), classes="help-table")
                 yield Static(Text(
-                    "Lists: ↑/↓ or j/k move, enter opens, pgup/pgdn page. Tab moves between parts of a panel.\n"
+                    "Lists: ↑/↓ or j/k move, enter opens, pgup/pgdn page, g/G first/last. Tab moves between "
+                    "parts of a panel.\nAnswer dialog: 1–9 pick an option, enter sends what its 'enter sends' "
+                    "line shows, tab switches to typing.\n"
                     "Every action asks first and names what it will do; the runtime's answer is shown, "
                     "errors included.\nNO_COLOR is honoured; states are always spelled out.",
                     style="dim"))
-            yield Static("esc / ? : close", classes="hint")
+            yield Static("j/k, pgup/pgdn, g/G: scroll · esc / ? : close", classes="hint")
+
+    @staticmethod
+    def part_bindings(mode: str) -> list[tuple[str, list]]:
+        """The keys of the parts a panel is made of, whichever has focus now: every list
+        (first/last row), and on a run the timeline and log views."""
+        from ..widgets.lineview import LineView
+        from ..widgets.tables import RowTable
+
+        parts = []
+        if mode in ("runs", "asks", "memory", "artifacts"):
+            parts.append(("Lists", [Binding("up,down", "", "Move"), Binding("pageup,pagedown", "", "Page"),
+                                    *RowTable.BINDINGS]))
+        if mode == "run":
+            parts.append(("Node tree", [Binding("up,down", "", "Pick a node (the tabs show its part)")]))
+            parts.append(("Timeline and log (tab to them)", [
+                Binding("up,down,pageup,pagedown", "", "Scroll (scrolling up pauses following)"),
+                *LineView.BINDINGS]))
+        return parts
+
+    def action_scroll(self, how: str) -> None:
+        body = self.query_one("#help-body", VerticalScroll)
+        getattr(body, f"action_scroll_{how}" if how in ("down", "up", "home", "end") else f"action_{how}")()
 
     def action_close(self) -> None:
         self.dismiss(None)

@@ -15,7 +15,7 @@ from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.widgets import DataTable, Input, Static
 
-from ..format import clip, short, short_when
+from ..format import clip, plain, short, short_when, visible
 from ..store import MemoryQuery, event_json
 from ..widgets import RowTable
 from .base import DashboardScreen
@@ -104,11 +104,12 @@ class MemoryScreen(DashboardScreen):
         for i, e in enumerate(events):
             key = f"{i}:{e.event_id}"
             self._events[key] = e
-            table.add_row(short_when(e.ts), e.run_id[-13:], clip(e.kind, 15), clip(",".join(e.tags), 11),
+            table.add_row(short_when(e.ts), plain(e.run_id[-13:]), Text(clip(e.kind, 15)),
+                          Text(clip(",".join(e.tags), 11)),
                           Text(short(e.data if e.data is not None else e.text, self._data_w - 1)), key=key)
         status = self.query_one("#memory-status", Static)
         if error:
-            status.update(error, layout=False)
+            status.update(visible(error), layout=False)
         elif not events:
             status.update(f"no memory events match {line!r}" if line.strip() else "no memory recorded yet",
                           layout=False)
@@ -139,6 +140,11 @@ class MemoryScreen(DashboardScreen):
             self.query_one("#memory-table", DataTable).focus()
             return
         raise SkipAction()
+
+    def yank_target(self) -> tuple[str, str] | None:
+        key = selected_key(self.query_one("#memory-table", DataTable))
+        e = self._events.get(key) if key else None
+        return ("memory event id", e.event_id) if e is not None else None
 
     def action_open_run(self) -> None:
         table = self.query_one("#memory-table", DataTable)

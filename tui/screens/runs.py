@@ -17,11 +17,18 @@ from textual.widgets import DataTable, Static
 
 from runtime import events as ev
 
-from ..format import clip, dur, short_when, status_text
+from ..format import ago, clip, dur, plain, short_when, status_text
 from ..widgets import FilterInput, RunsTable
 from .base import DashboardScreen
 
+# Rows put in the table at first; it grows by a step as the cursor nears the end. A run that
+# starts rebuilds the table, so the table holds what the person scrolled to, not the store.
 MAX_ROWS = 1000
+WINDOW_STEP = 1000
+# s sorts by one of these; a state's place in the severity order (the colours follow it too).
+SEVERITY = {ev.FAILED: 0, ev.TIMED_OUT: 1, ev.INTERRUPTED: 2, ev.CANCELLED: 3, ev.RUNNING: 4, ev.SUCCEEDED: 5}
+SORT_NAMES = {"started": "start time (newest first)", "status": "state (most severe first)",
+              "duration": "duration (longest first)", "graph": "graph"}
 
 
 def selected_key(table: DataTable) -> str | None:
@@ -50,6 +57,8 @@ class RunsScreen(DashboardScreen):
         Binding("slash", "filter", "Filter"),
         Binding("c", "cancel_run", "Cancel"),
         Binding("R", "resume_run", "Resume"),
+        Binding("s", "sort", "Sort"),
+        Binding("T", "relative", "Relative/absolute times", show=False),
         Binding("escape", "clear_filter", "Clear filter", show=False),
     ]
 
@@ -65,9 +74,13 @@ class RunsScreen(DashboardScreen):
         self._width = 0
         self._graph_w = 16
         self._running_rows: list[str] = []
+        self._window = MAX_ROWS
+        self._sort = "started"
+        self._relative = False
+        self._shown = self._matching = 0
 
     def compose_body(self) -> ComposeResult:
-        yield FilterInput("filter runs by id, graph or status (esc clears)", id="runs-filter")
+        yield FilterInput("filter: words, status:failed, graph:NAME (esc clears)", id="runs-filter")
         yield RunsTable(id="runs-table")
         yield Static("", id="runs-status", markup=False)
 
@@ -92,14 +105,42 @@ class RunsScreen(DashboardScreen):
     # -- drawing --------------------------------------------------------------------------------
 
     def _matches(self, row) -> bool:
+        """``/`` filter: ``status:failed`` (or ``status:fail``), ``graph:NAME``, and words that
+        must each be in the id, the graph or the status."""
         f = self._filter
-        return not f or f in row.run_id.casefold() or f in row.graph.casefold() or f in row.status
+        if not f:
+            return True
+        for word in f.split():
+            key, sep, value = word.partition(":")
+            if sep and key == "status":
+                if not row.status.startswith(value):
+                    return False
+            elif sep and key == "graph":
+                if value not in row.graph.casefold():
+                    return False
+            elif word not in row.run_id.casefold() and word not in row.graph.casefold() and word not in row.status:
+                return False
+        return True
+
+    def _sorted(self, ids: list[str]) -> list[str]:
+        """The runs in the order ``s`` chose: newest first (the index's order), or by the
+        severity of their state, their duration or their graph (each newest first within)."""
+        st = self.dash.state
+        if self._sort == "started":
+            return ids
+        now = time.time()
+        if self._sort == "status":
+            return sorted(ids, key=lambda k: SEVERITY.get(st.runs[k].status, 9))
+        if self._sort == "duration":
+            return sorted(ids, key=lambda k: -(st.runs[k].duration(now) or 0.0))
+        return sorted(ids, key=lambda k: st.runs[k].graph.casefold())
 
     def sync(self, force: bool = False) -> None:
         if not self.is_mounted or not self._width:
             return
         st = self.dash.state
-        key = (st.runs_version, st.asks_version, self._filter, self._graph_w)
+        key = (st.runs_version, st.asks_version, self._filter, self._graph_w, self._window, self._sort,
+               self._relative)
         now = time.time()
         if force or key != self._drawn:
             self._drawn = key
@@ -112,10 +153,10 @@ class RunsScreen(DashboardScreen):
         st = self.dash.state
         asks = st.pending_for(row)
         return [
-            row.run_id,
-            clip(row.graph, self._graph_w - 1),
+            plain(row.run_id),
+            Text(clip(row.graph, self._graph_w - 1)),
             status_text(row.status),
-            short_when(row.started, now),
+            ago(row.started, now) if self._relative else short_when(row.started, now),
             dur(row.duration(now)),
             Text(str(asks), style="bold reverse") if asks else "",
         ]
@@ -124,8 +165,10 @@ class RunsScreen(DashboardScreen):
         st = self.dash.state
         table = self.query_one("#runs-table", DataTable)
         keep = selected_key(table)
-        rows = [st.runs[k] for k in st.ordered() if self._matches(st.runs[k])]
-        shown = rows[:MAX_ROWS]
+        was_at = table.cursor_row
+        scrolled = table.scroll_y
+        rows = [st.runs[k] for k in self._sorted(st.ordered()) if self._matches(st.runs[k])]
+        shown = rows[:self._window]
         self._running_rows = []
         table.clear()
         for r in shown:
@@ -133,6 +176,13 @@ class RunsScreen(DashboardScreen):
             if r.status == ev.RUNNING:
                 self._running_rows.append(r.run_id)
         restore_cursor(table, keep)
+        if keep is not None and scrolled > 0 and table.cursor_row != was_at:
+            # Runs started above a cursor deep in the list: keep it where it was on screen
+            # (the list moves under it) instead of letting the new rows push it out of view.
+            table.scroll_to(y=scrolled + table.cursor_row - was_at, animate=False, immediate=True)
+        elif scrolled > 0:
+            table.scroll_to(y=scrolled, animate=False, immediate=True)
+        self._shown, self._matching = len(shown), len(rows)
         self._status_line(len(shown), len(rows), len(st.runs))
 
     def _tick_durations(self, now: float) -> None:
@@ -159,11 +209,15 @@ class RunsScreen(DashboardScreen):
         if not loaded:
             status.update(f"No runs yet in {home}. Start one: ag run FILE.py:FN (or ag tui --run …)", layout=False)
             return
-        parts = [f"{shown} of {matching} matching" if self._filter else f"{shown} runs"]
-        if shown < matching:
-            parts.append(f"first {MAX_ROWS} shown")
-        if st.index_has_more:
-            parts.append("older: scroll to the end")
+        total = max(st.index_total, loaded)
+        if self._filter:
+            parts = [f"{shown} of {matching} matching", f"{loaded:,} of {total:,} runs searched"]
+        else:
+            parts = [f"{shown:,} of {total:,} runs"]
+        if shown < matching or st.index_has_more:
+            parts.append("older: scroll to the end" if not st.loading_older else "reading older runs…")
+        if self._sort != "started":
+            parts.append(f"sorted by {self._sort} (s)")
         parts.append(home)
         status.update(" · ".join(parts), layout=False)
 
@@ -196,6 +250,20 @@ class RunsScreen(DashboardScreen):
 
     # -- rows -----------------------------------------------------------------------------------
 
+    def action_sort(self) -> None:
+        order = ("started", "status", "duration", "graph")
+        self._sort = order[(order.index(self._sort) + 1) % len(order)]
+        self.notify(f"runs sorted by {SORT_NAMES[self._sort]}")
+        self.redraw()
+
+    def action_relative(self) -> None:
+        self._relative = not self._relative
+        self.redraw()
+
+    def yank_target(self) -> tuple[str, str] | None:
+        run_id = self.selected_run()
+        return ("run id", run_id) if run_id else None
+
     def selected_run(self) -> str | None:
         return selected_key(self.query_one("#runs-table", DataTable))
 
@@ -205,8 +273,13 @@ class RunsScreen(DashboardScreen):
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         table = event.data_table
-        st = self.dash.state
-        if st.index_has_more and event.cursor_row >= table.row_count - 3 and not self._filter:
+        if event.cursor_row < table.row_count - 3:
+            return
+        # Near the end: show more of what is loaded, or read the next page of older runs.
+        if self._shown < self._matching:
+            self._window += WINDOW_STEP
+            self.redraw()
+        elif self.dash.state.index_has_more:
             self.dash.load_more_runs()
 
     def action_open_run(self) -> None:

@@ -11,6 +11,8 @@ from rich.text import Text
 from textual.containers import VerticalScroll
 from textual.widgets import Label, Sparkline
 
+from runtime.textsafe import one_line
+
 EMPTY = "no metrics recorded yet (memory().record(..., metrics={...}))"
 
 
@@ -37,7 +39,7 @@ class MetricsPanel(VerticalScroll):
         if names != self._names:
             self.remove_children()
             self._names = names
-            self._rows = [(Label(Text(name), classes="metric-label"), Sparkline([])) for name in names]
+            self._rows = [(Label(Text(one_line(name)), classes="metric-label"), Sparkline([])) for name in names]
             widgets = [w for row in self._rows for w in row] or [Label(EMPTY, classes="empty")]
             self.mount_all(widgets)
         for name, (label, spark) in zip(names, self._rows):
@@ -45,7 +47,7 @@ class MetricsPanel(VerticalScroll):
             if not series:
                 continue
             line = Text(no_wrap=True, overflow="ellipsis")
-            line.append(name, style="bold")
+            line.append(one_line(name), style="bold")
             line.append(f"  last {_num(series[-1])}  min {_num(min(series))}  max {_num(max(series))}"
                         f"  n {len(series)}", style="dim")
             label.update(line, layout=False)

@@ -1,46 +1,37 @@
-"""Progress bars from ``channel().progress``: the few most recently updated, title and all."""
+"""Progress bars from ``channel().progress``: the few most recently updated, title and all.
+
+Each is one line drawn for the width it has, so it reflows on resize: count, percent, rate and
+ETA first (they are never cut), then a bar, then the title in what is left (``format.progress_line``).
+"""
 
 from __future__ import annotations
 
-from textual.app import ComposeResult
-from textual.containers import Horizontal, Vertical
-from textual.widgets import Label, ProgressBar
+from rich.text import Text
+from textual.containers import Vertical
+from textual.widget import Widget
 
-from ..format import clip
+from ..format import progress_line
 
 
-class ProgressRow(Horizontal):
+class ProgressRow(Widget):
     DEFAULT_CSS = """
     ProgressRow { height: 1; }
-    ProgressRow > Label { width: 1fr; min-width: 12; }
-    ProgressRow > ProgressBar { width: auto; max-width: 60%; }
     """
 
     def __init__(self, progress_id: str) -> None:
         super().__init__()
         self.progress_id = progress_id
+        self._event = None
+        self._first: tuple[float, float] | None = None
 
-    def compose(self) -> ComposeResult:
-        yield Label("", markup=False)
-        yield ProgressBar(total=None, show_eta=False)
+    def show(self, e, first: tuple[float, float] | None = None) -> None:
+        self._event, self._first = e, first
+        self.refresh()
 
-    def show(self, e) -> None:
-        title = e.title or e.progress_id
-        if e.subtitle:
-            title += f" · {e.subtitle}"
-        if e.state == "end":
-            title += " (done)"
-        self.query_one(Label).update(clip(title, 60), layout=False)
-        bar = self.query_one(ProgressBar)
-        total = e.total
-        if e.state == "end" and total is None:
-            total = max(e.current, 1.0)
-            bar.update(total=total, progress=total)
-        elif total is None:
-            # No total: show the count in the label rather than an animation.
-            bar.update(total=max(e.current, 1.0), progress=e.current)
-        else:
-            bar.update(total=total, progress=e.total if e.state == "end" else e.current)
+    def render(self) -> Text:
+        if self._event is None:
+            return Text("")
+        return progress_line(self._event, self._first, self.size.width)
 
 
 class ProgressPanel(Vertical):
@@ -58,7 +49,10 @@ class ProgressPanel(Vertical):
         self._rows = {}
         self.remove_class("-active")
 
-    def sync(self, progress: dict) -> None:
+    def sync(self, progress: dict, firsts: dict | None = None) -> None:
+        """``progress``: the latest event of each bar; ``firsts``: (ts, current) of each bar's
+        first event, for its rate."""
+        firsts = firsts or {}
         wanted = list(progress)
         if list(self._rows) != wanted:
             self.remove_children()
@@ -66,12 +60,7 @@ class ProgressPanel(Vertical):
             if self._rows:
                 self.mount_all(list(self._rows.values()))
             self.set_class(bool(self._rows), "-active")
-            self.call_after_refresh(self._show_all, dict(progress))
-            return
-        self._show_all(progress)
-
-    def _show_all(self, progress: dict) -> None:
         for pid, row in self._rows.items():
             e = progress.get(pid)
-            if e is not None and row.is_mounted:
-                row.show(e)
+            if e is not None:
+                row.show(e, firsts.get(pid))
