@@ -67,13 +67,15 @@ class ProcessJobs(Service):
     def _runner(self) -> ProcessRunner:
         rt = _runtime()
         if rt is None:
-            raise RuntimeError("ProcessJobs needs an open runtime (call it from a node)")
+            raise RuntimeError(f"{type(self).__name__} needs an open runtime (call it from a node)")
         runner = self._runners.get(id(rt))
         if runner is None or runner.rt is not rt:
-            runner = self._runners[id(rt)] = ProcessRunner(
-                rt, max_parallel=self.max_parallel, scan_interval_s=self.scan_interval_s)
+            runner = self._runners[id(rt)] = self._make_runner(rt)
             rt.spawn(runner.run, name="jobs")
         return runner
+
+    def _make_runner(self, rt: Any) -> ProcessRunner:
+        return ProcessRunner(rt, max_parallel=self.max_parallel, scan_interval_s=self.scan_interval_s)
 
     async def start(self) -> None:
         self._runner()

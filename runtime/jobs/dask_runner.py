@@ -1,0 +1,627 @@
+"""The runtime side of cluster jobs: a dask.distributed client beside trio, never under it.
+
+``distributed`` is imported only when a runner first needs its client (``import runtime`` and
+``import aethergraph`` stay free of it). The client is the *synchronous* ``Client``: it runs its
+own event loop in its own thread. Trio reaches it only through ``trio.to_thread`` (batches: one
+call submits and publishes every job queued since the last one), and it reaches trio only through
+the trio token (``run_sync_soon``) from two push channels:
+
+- a done callback on each future (run by distributed on its callback thread): the job ended;
+- worker events on ``dask_worker.TOPIC`` (a subscription on the client's loop): the job started on
+  a worker, or an argv job wrote output.
+
+So 10,000 jobs are 10,000 futures and dict entries, two trio tasks (submitter, collector) and a
+timer task, not 10,000 pollers.
+
+Surviving the runtime's death: each job is a task under the key ``job_id`` and a *published
+dataset* of the same name on the scheduler, which keeps the task (and its result) when our client
+goes. A runtime that finds the job again (``ag resume``) gets the futures back by name
+(``get_dataset``), one call for all of them, and collects; the dataset is removed once the job's
+end is recorded in the store. A job is claimed in the store (``state.json``) before it is handed
+to the cluster, and handed only by the one who claimed it: never submitted twice for one key.
+
+The store is the record, as for process jobs (``jobs/<job_id>/``); the runtime writes its
+``state.json`` — there is no supervisor on this host. Output of argv jobs arrives in chunks while
+they run and is completed from the task's result when they end.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import math
+import os
+import time
+from typing import Any
+
+import msgspec
+import trio
+
+from .. import events as ev
+from . import dask_worker
+from .protocol import ENCODER, JobRecord, JobSpec, JobSpecError, JobState, JobStatus, Rusage
+from .runner import JobsClosed, JobWaitTimeout, _Job
+from .store import JobStore, UnknownJob, new_job_id, write_atomic
+
+log = logging.getLogger("aethergraph.jobs")
+
+ENV_SCHEDULER = "AETHERGRAPH_DASK_SCHEDULER"
+
+
+class DaskRunner:
+    """Cluster jobs of one runtime. Built by ``aethergraph.dask_jobs.DaskJobs``."""
+
+    def __init__(self, rt: Any, *, address: str | None = None, cluster: Any = None,
+                 cluster_kwargs: dict | None = None, client_kwargs: dict | None = None) -> None:
+        self.rt = rt
+        self.store = JobStore(rt.layout.home).ensure()
+        self.address = address
+        self.cluster = cluster
+        self.cluster_kwargs = dict(cluster_kwargs or {})
+        self.client_kwargs = dict(client_kwargs or {})
+        self.jobs: dict[str, _Job] = {}
+        self.futures: dict[str, Any] = {}
+        self.scan_interval_s = 0.25
+        self._client: Any = None
+        self._cluster_address = ""
+        self._own_cluster: Any = None
+        self._client_lock = trio.Lock()
+        self._to_submit: list[str] = []
+        self._to_attach: list[str] = []
+        self._done: list[Any] = []
+        self._submit_wake = trio.Event()
+        self._collect_wake = trio.Event()
+        self._deadline_wake = trio.Event()
+        self._deadlines: list[tuple[float, str]] = []
+        self._token: Any = None
+        self._closed = False
+        self._pid = os.getpid()
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        self._token = trio.lowlevel.current_trio_token()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._submitter, name="dask jobs submitter")
+            nursery.start_soon(self._collector, name="dask jobs collector")
+            nursery.start_soon(self._timeouts, name="dask jobs timeouts")
+            task_status.started()
+
+    async def close(self) -> None:
+        """Jobs not yet handed to the cluster are recorded cancelled (they would never start).
+        Jobs on a cluster we connected to run on, held by the scheduler, for a later resume; a
+        LocalCluster we started ends with us, and so do its jobs (recorded cancelled)."""
+        self._closed = True
+        for job_id in self._to_submit:
+            self._cancel_unsubmitted(self.jobs[job_id], "the runtime closed before submitting it")
+        self._to_submit.clear()
+        client, self._client = self._client, None
+        cluster, self._own_cluster = self._own_cluster, None
+        if cluster is not None:
+            for job in list(self.jobs.values()):
+                if not job.terminal:
+                    self._record(job, JobState.CANCELLED, error="the runtime closed, and the "
+                                 "LocalCluster it had started with it", cancelled_by="runtime close")
+        if client is not None or cluster is not None:
+            def shut() -> None:
+                try:
+                    if client is not None:
+                        client.close(timeout=10)
+                finally:
+                    if cluster is not None:
+                        cluster.close(timeout=10)
+
+            with trio.CancelScope(shield=True):
+                await trio.to_thread.run_sync(shut)
+
+    def _connect(self) -> Any:
+        """In a thread: the client (and the LocalCluster, when nothing names a scheduler)."""
+        import cloudpickle
+        from distributed import Client, LocalCluster
+
+        # The workers need dask, not this project: the worker-side module travels by value.
+        cloudpickle.register_pickle_by_value(dask_worker)
+        kw = {"set_as_default": False, **self.client_kwargs}
+        address = self.address or os.environ.get(ENV_SCHEDULER) or None
+        if self.cluster is not None:
+            client = Client(self.cluster, **kw)
+        elif address:
+            client = Client(address, **kw)
+        else:
+            ckw = {"dashboard_address": None, "scheduler_kwargs": {"allowed_failures": 0},
+                   **self.cluster_kwargs}
+            self._own_cluster = LocalCluster(**ckw)
+            client = Client(self._own_cluster, **kw)
+        client.subscribe_topic(dask_worker.TOPIC, self._on_event_thread)
+        return client
+
+    async def client(self) -> Any:
+        if self._client is None:
+            async with self._client_lock:
+                if self._client is None:
+                    self._client = await trio.to_thread.run_sync(self._connect)
+                    self._cluster_address = self._client.scheduler.address
+        return self._client
+
+    # -- submit, adopt ------------------------------------------------------------------------
+
+    def submit(self, spec: Any, *, key: str | None = None, run_id: str = "", node: str = "") -> str:
+        if self._closed:
+            raise JobsClosed("the runtime's jobs are closed")
+        spec = JobSpec.coerce(spec)
+        try:
+            ENCODER.encode(spec)
+        except (TypeError, ValueError, OverflowError):
+            raise JobSpecError("job spec: args and kwargs must be JSON values (they are "
+                               "written to the store)") from None
+        if key:
+            known = self.store.job_for_key(key)
+            if known is not None:
+                return self.adopt(known).job_id
+        job_id = new_job_id()
+        record = JobRecord(job_id=job_id, spec=spec, runner="dask", run_id=run_id, node=node,
+                           key=key or "", submitted=time.time())
+        self.store.create(record)
+        if key:
+            prior = self.store.bind_key(key, job_id)
+            if prior is not None:
+                self.store.discard(job_id)
+                return self.adopt(prior).job_id
+        job = self.jobs[job_id] = _Job(job_id, record.queued(), grace_s=spec.grace_s)
+        job.spec = spec
+        self._emit(job, ev.JobSubmitted, runner="dask", name=spec.name, key=key or "",
+                   argv=tuple(spec.argv) if spec.argv else (spec.fn,))
+        self._to_submit.append(job_id)
+        self._submit_wake.set()
+        return job_id
+
+    def adopt(self, job_id: str) -> _Job:
+        """Follow a job this runtime did not submit (or submitted before it died): a job the
+        store says is queued and unclaimed is submitted; a claimed one is looked for on the
+        cluster by name (in the submitter's next batch)."""
+        job = self.jobs.get(job_id)
+        if job is not None:
+            return job
+        record = self.store.read_record(job_id)
+        if record.runner != "dask":
+            raise UnknownJob(job_id)
+        status = self.store.read(job_id)
+        job = self.jobs[job_id] = _Job(job_id, status, grace_s=record.spec.grace_s)
+        job.spec = record.spec
+        if not job.terminal:
+            if not self.store.claimed(job_id):
+                self._to_submit.append(job_id)
+            else:
+                self._to_attach.append(job_id)
+            self._submit_wake.set()
+        self._emit_state(job, note="reattached")
+        return job
+
+    def known(self, job_id: str) -> _Job:
+        try:
+            return self.jobs.get(job_id) or self.adopt(job_id)
+        except UnknownJob:
+            raise
+        except (OSError, ValueError) as exc:
+            raise UnknownJob(job_id) from exc
+
+    def refresh(self, job: _Job) -> JobStatus:
+        """What this runtime knows (it is the one writing the job's state)."""
+        return job.status
+
+    def status(self, job_id: str) -> JobStatus:
+        return self.known(job_id).status
+
+    # -- recording ----------------------------------------------------------------------------
+
+    def _record(self, job: _Job, state: JobState, *, note: str = "", **fields: Any) -> None:
+        """Move ``job`` to ``state``: ``state.json`` first, then the run's log, then waiters."""
+        if job.terminal:
+            return
+        new = msgspec.structs.replace(job.status, state=state, **fields)
+        if state in (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED, JobState.LOST):
+            new.ended = new.ended or time.time()
+        self.store.write(new, fsync=getattr(self.rt, "durability", "") == "strict")
+        job.status = new
+        self._emit_state(job, note=note)
+        if new.terminal:
+            self._ended(job)
+
+    def _ended(self, job: _Job) -> None:
+        # LOST gives up the key: nobody knows whether it ran, and the next attempt (the retry
+        # policy of the node) must submit anew rather than be handed the lost job again.
+        if job.status.key and (job.release_key_on_end or job.status.state is JobState.LOST):
+            self.store.release_key(job.status.key, job.job_id)
+        for scope in job.waiters:
+            scope.cancel()
+        job.waiters.clear()
+
+    def _cancel_unsubmitted(self, job: _Job, why: str, by: str = "") -> None:
+        st = msgspec.structs.replace(job.status, state=JobState.CANCELLED, ended=time.time(),
+                                     cancelled_by=by or why, error=why)
+        if self.store.claim(st):
+            job.status = st
+            self._emit_state(job)
+            self._ended(job)
+        else:
+            job.status = self.store.read(job.job_id)
+
+    # -- the submitter ------------------------------------------------------------------------
+
+    async def _submitter(self) -> None:
+        while True:
+            await self._submit_wake.wait()
+            self._submit_wake = trio.Event()
+            try:
+                client = await self.client()
+            except Exception as exc:  # no cluster: every waiting job fails, saying why
+                why = f"cannot reach the dask cluster: {type(exc).__name__}: {exc}"
+                log.error(why)
+                for job_id in self._to_submit:
+                    job = self.jobs[job_id]
+                    if self.store.claim(msgspec.structs.replace(job.status, owner_pid=self._pid)):
+                        self._record(job, JobState.FAILED, error=why)
+                self._to_submit.clear()
+                for job_id in self._to_attach:
+                    self._record(self.jobs[job_id], JobState.LOST, error=why)
+                self._to_attach.clear()
+                continue
+            batch, self._to_submit = self._to_submit, []
+            claimed = []
+            for job_id in batch:
+                job = self.jobs[job_id]
+                if job.terminal:
+                    continue
+                claim = msgspec.structs.replace(job.status, owner_pid=self._pid,
+                                                cluster=self._cluster_address)
+                if not self.store.claim(claim):  # another runtime handed it over, or cancelled it
+                    self._to_attach.append(job_id)
+                    continue
+                job.status = claim
+                claimed.append((job_id, job.spec))
+            attach, self._to_attach = self._to_attach, []
+            if claimed:
+                futs = await trio.to_thread.run_sync(self._submit_batch, client, claimed,
+                                                     abandon_on_cancel=False)
+                self.futures.update(futs)
+            if attach:
+                found, processing = await trio.to_thread.run_sync(self._attach_batch, client,
+                                                                  attach, abandon_on_cancel=False)
+                for job_id in attach:
+                    job = self.jobs[job_id]
+                    if job.terminal:
+                        continue
+                    fut = found.get(job_id)
+                    if fut is None:
+                        self._record(job, JobState.LOST, error=(
+                            "the cluster no longer holds this job: the runtime that submitted "
+                            "it died before the scheduler had it, or the scheduler restarted"))
+                        continue
+                    self.futures[job_id] = fut
+                    if job_id in processing and job.status.state is JobState.QUEUED:
+                        self._record(job, JobState.RUNNING, worker=processing[job_id],
+                                     started=job.status.started or time.time(), note="reattached")
+
+    def _submit_batch(self, client: Any, claimed: list[tuple[str, JobSpec]]) -> dict[str, Any]:
+        futs = {}
+        for job_id, spec in claimed:
+            if spec.fn:
+                fn, args = dask_worker.run_callable, (job_id, spec.fn, spec.args, spec.kwargs)
+            else:
+                fn, args = dask_worker.run_argv, (job_id, msgspec.to_builtins(spec))
+            futs[job_id] = client.submit(fn, *args, key=job_id, pure=False, retries=0,
+                                         resources=spec.resources or None, priority=spec.priority)
+        # Published, the tasks outlive this client: the scheduler keeps them for a resume.
+        client.publish_dataset(**futs)
+        for fut in futs.values():
+            fut.add_done_callback(self._on_done_thread)
+        return futs
+
+    def _attach_batch(self, client: Any, job_ids: list[str]) -> tuple[dict, dict]:
+        futs = client.get_dataset(job_ids, default=None)
+        found = {j: f for j, f in zip(job_ids, futs) if f is not None}
+        processing = {}
+        if found:
+            for worker, keys in client.processing().items():
+                for k in keys:
+                    if k in found:
+                        processing[k] = worker
+        for fut in found.values():
+            fut.add_done_callback(self._on_done_thread)
+        return found, processing
+
+    # -- pushed from dask ---------------------------------------------------------------------
+
+    def _on_done_thread(self, fut: Any) -> None:
+        """On distributed's callback thread: hand the ended future to trio, return at once."""
+        try:
+            self._token.run_sync_soon(self._on_done, fut)
+        except trio.RunFinishedError:
+            pass
+
+    def _on_done(self, fut: Any) -> None:
+        self._done.append(fut)
+        self._collect_wake.set()
+
+    def _on_event_thread(self, event: Any) -> None:
+        """On the client's loop thread: a worker event (started, output) for trio."""
+        try:
+            self._token.run_sync_soon(self._on_event, event[1] if isinstance(event, tuple) else event)
+        except trio.RunFinishedError:
+            pass
+
+    def _on_event(self, msg: Any) -> None:
+        try:
+            job = self.jobs.get(msg.get("job_id")) if isinstance(msg, dict) else None
+            if job is None or job.terminal:
+                return
+            if "stream" in msg:
+                if msg["stream"] in ("stdout", "stderr") and isinstance(msg.get("data"), bytes):
+                    self._append_output(job.job_id, msg["stream"], msg["data"])
+            elif msg.get("state") == "running" and job.status.state is JobState.QUEUED:
+                self._record(job, JobState.RUNNING, worker=str(msg.get("worker", ""))[:200],
+                             started=float(msg.get("started") or time.time()))
+                if job.spec.fn and job.spec.timeout_s:
+                    heapq.heappush(self._deadlines, (trio.current_time() + job.spec.timeout_s, job.job_id))
+                    self._deadline_wake.set()
+        except Exception:
+            log.exception("dask jobs: a worker event could not be recorded: %r", msg)
+
+    def _append_output(self, job_id: str, stream: str, data: bytes) -> None:
+        fd = os.open(self.store.path(job_id, stream), os.O_WRONLY | os.O_CREAT | os.O_APPEND
+                     | os.O_CLOEXEC, 0o600)
+        try:
+            os.write(fd, data)
+        finally:
+            os.close(fd)
+
+    # -- the collector ------------------------------------------------------------------------
+
+    async def _collector(self) -> None:
+        while True:
+            await self._collect_wake.wait()
+            self._collect_wake = trio.Event()
+            batch, self._done = self._done, []
+            batch = [f for f in batch if f.key in self.jobs and not self.jobs[f.key].terminal]
+            if not batch:
+                continue
+            client = self._client
+            if client is None:
+                continue
+            outcomes = await trio.to_thread.run_sync(self._collect_batch, client, batch,
+                                                     abandon_on_cancel=False)
+            ended = []
+            for job_id, state, fields in outcomes:
+                job = self.jobs[job_id]
+                if job.terminal:
+                    continue
+                if state is JobState.CANCELLED or (state is JobState.LOST and self.store.read_cancel(job_id)):
+                    req = self.store.read_cancel(job_id)
+                    state = JobState.CANCELLED
+                    fields.setdefault("cancelled_by", req.by if req else "the cluster")
+                    fields.setdefault("error", f"cancelled by {fields['cancelled_by']}")
+                self._record(job, state, **fields)
+                ended.append(job_id)
+                self.futures.pop(job_id, None)
+            if ended:
+                # The end is in the store: the scheduler may forget the job now.
+                await trio.to_thread.run_sync(self._unpublish, client, ended, abandon_on_cancel=False)
+
+    def _collect_batch(self, client: Any, batch: list[Any]) -> list[tuple[str, JobState, dict]]:
+        from distributed.scheduler import KilledWorker
+
+        finished = [f for f in batch if f.status == "finished"]
+        values: dict[str, Any] = {}
+        if finished:
+            try:
+                for f, v in zip(finished, client.gather(finished)):
+                    values[f.key] = v
+            except Exception:  # one result gone with its worker: take them one by one
+                for f in finished:
+                    try:
+                        values[f.key] = f.result(timeout=30)
+                    except Exception as exc:
+                        values[f.key] = _Lost(f"its result was lost: {type(exc).__name__}: {exc}")
+        out = []
+        for f in batch:
+            job = self.jobs[f.key]
+            if f.status == "finished":
+                value = values[f.key]
+                if isinstance(value, _Lost):
+                    out.append((f.key, JobState.LOST, {"error": value.why}))
+                elif job.spec.fn:
+                    out.append((f.key, JobState.SUCCEEDED, {"result": _jsonable(value)}))
+                else:
+                    out.append((f.key, *self._argv_outcome(f.key, value)))
+            elif f.status == "error":
+                exc = f.exception()
+                if isinstance(exc, KilledWorker):
+                    out.append((f.key, JobState.LOST, {"error": (
+                        f"the worker running it died ({type(exc).__name__}: {exc})")[:4000]}))
+                else:
+                    out.append((f.key, JobState.FAILED, {"error": _error_text(exc, f.traceback())}))
+            elif f.status == "cancelled":
+                out.append((f.key, JobState.CANCELLED, {}))
+            else:
+                out.append((f.key, JobState.LOST, {"error": f"the cluster reports it {f.status}"}))
+        return out
+
+    def _argv_outcome(self, job_id: str, value: dict) -> tuple[JobState, dict]:
+        for stream in ("stdout", "stderr"):
+            data = value.get(stream) or b""
+            path = self.store.path(job_id, stream)
+            try:
+                have = os.path.getsize(path)
+            except FileNotFoundError:
+                have = 0
+            if len(data) > have:  # what the live chunks did not bring (or a runtime missed)
+                self._append_output(job_id, stream, data[have:])
+            elif not os.path.exists(path):
+                write_atomic(path, b"")
+        fields: dict[str, Any] = {
+            "exit_code": value.get("exit_code"), "signal": value.get("signal"),
+            "started": value.get("started"), "ended": value.get("ended"),
+            "worker": str(value.get("worker", ""))[:200], "timed_out": bool(value.get("timed_out")),
+        }
+        ru = value.get("rusage")
+        if isinstance(ru, dict):
+            fields["rusage"] = Rusage(user_s=float(ru.get("user_s", 0)), system_s=float(ru.get("system_s", 0)),
+                                      max_rss_kb=int(ru.get("max_rss_kb", 0)))
+        if value.get("cancelled_by"):
+            fields.update(cancelled_by=value["cancelled_by"], error=f"cancelled by {value['cancelled_by']}")
+            return JobState.CANCELLED, fields
+        if fields["exit_code"] == 0 and not fields["timed_out"]:
+            lines = [ln for ln in (value.get("stdout") or b"").decode("utf-8", "replace").split("\n") if ln]
+            fields["result"] = lines[-1] if lines else None
+            return JobState.SUCCEEDED, fields
+        tail = self.store.tail(job_id, 20, "stderr")
+        what = value.get("error") or (
+            f"exit code {fields['exit_code']}" if fields["exit_code"] is not None
+            else f"killed by signal {fields['signal']}")
+        fields["error"] = what + ("\n" + "\n".join(tail) if tail else "")
+        return JobState.FAILED, fields
+
+    @staticmethod
+    def _unpublish(client: Any, job_ids: list[str]) -> None:
+        try:
+            client.unpublish_dataset(job_ids)
+        except Exception as exc:
+            log.warning("dask jobs: could not unpublish %d ended jobs: %s", len(job_ids), exc)
+
+    # -- timeouts of callables (argv jobs time out on their worker) ----------------------------
+
+    async def _timeouts(self) -> None:
+        while True:
+            if not self._deadlines:
+                await self._deadline_wake.wait()
+                self._deadline_wake = trio.Event()
+                continue
+            when, job_id = self._deadlines[0]
+            if trio.current_time() < when:
+                with trio.move_on_at(when):
+                    await self._deadline_wake.wait()
+                    self._deadline_wake = trio.Event()
+                continue
+            heapq.heappop(self._deadlines)
+            job = self.jobs.get(job_id)
+            if job is None or job.terminal:
+                continue
+            await self._cancel_on_cluster(job, by="timeout")
+            self._record(job, JobState.FAILED, timed_out=True, error=(
+                f"timed out after {job.spec.timeout_s:g}s (cancelled on the cluster; a Python "
+                "callable cannot be stopped mid-call, its worker thread runs on until it returns)"))
+
+    # -- waiting and cancelling ---------------------------------------------------------------
+
+    async def wait(self, job_id: str, *, timeout_s: float | None = None, detach: bool = False,
+                   cancelled_by: str = "") -> JobStatus:
+        """As ``ProcessRunner.wait``: parked until the collector records the end; the caller
+        cancelled (or ``timeout_s`` out) cancels the job unless ``detach``."""
+        job = self.known(job_id)
+        deadline = math.inf if timeout_s is None else trio.current_time() + timeout_s
+        try:
+            while not job.terminal:
+                if trio.current_time() >= deadline:
+                    if not detach:
+                        await self.cancel(job_id, by=cancelled_by or "wait timeout")
+                    raise JobWaitTimeout(f"job {job_id} did not end within {timeout_s:g}s"
+                                         + ("" if detach else "; it was cancelled"))
+                with trio.CancelScope(deadline=deadline) as scope:
+                    job.waiters.add(scope)
+                    try:
+                        await trio.sleep_forever()
+                    finally:
+                        job.waiters.discard(scope)
+            return job.status
+        except trio.Cancelled:
+            if not detach and not job.terminal:
+                job.release_key_on_end = True
+                with trio.CancelScope(shield=True):
+                    await self.cancel(job_id, by=cancelled_by or "the waiting node was cancelled")
+            raise
+
+    async def cancel(self, job_id: str, *, grace_s: float | None = None, by: str = "") -> JobStatus:
+        """Cancel on the scheduler and, for an argv job, end its process group on its worker
+        (SIGTERM, SIGKILL after ``grace_s``); returns once the end is recorded."""
+        job = self.known(job_id)
+        if job.terminal:
+            return job.status
+        grace = job.grace_s if grace_s is None else grace_s
+        if job_id in self._to_submit:
+            self._to_submit.remove(job_id)
+            self._cancel_unsubmitted(job, "cancelled before it was submitted", by)
+            return job.status
+        from .protocol import CancelRequest
+
+        self.store.request_cancel(job_id, CancelRequest(by=by, grace_s=grace))
+        await self._cancel_on_cluster(job, by=by, grace_s=grace)
+        with trio.move_on_after(grace + 5):
+            while not job.terminal:
+                with trio.CancelScope() as scope:
+                    job.waiters.add(scope)
+                    try:
+                        await trio.sleep_forever()
+                    finally:
+                        job.waiters.discard(scope)
+        if not job.terminal:  # the cluster said nothing: the cancel was asked, record it
+            self._record(job, JobState.CANCELLED, cancelled_by=by, error=f"cancelled by {by or 'request'}")
+        return job.status
+
+    async def _cancel_on_cluster(self, job: _Job, *, by: str, grace_s: float | None = None) -> None:
+        client = await self.client()
+        fut = self.futures.get(job.job_id)
+        worker = job.status.worker
+        grace = job.grace_s if grace_s is None else grace_s
+
+        def go() -> None:
+            if not job.spec.fn:
+                try:
+                    client.run(dask_worker.kill_job, job.job_id, grace, by,
+                               workers=[worker] if worker else None, on_error="ignore")
+                except Exception as exc:
+                    log.warning("job %s: cannot reach its worker to end its processes: %s", job.job_id, exc)
+            if fut is not None:
+                client.cancel([fut], force=True)
+            self._unpublish(client, [job.job_id])
+
+        await trio.to_thread.run_sync(go, abandon_on_cancel=False)
+
+    # -- events -------------------------------------------------------------------------------
+
+    def _emit(self, job: _Job, cls: type, **fields: Any) -> None:
+        run = self.rt.runs.get(job.status.run_id) if job.status.run_id else None
+        if run is not None:
+            run.emit(cls, node=job.status.node, job_id=job.job_id, **fields)
+
+    def _emit_state(self, job: _Job, note: str = "") -> None:
+        st = job.status
+        self._emit(job, ev.JobStateChanged, state=st.state.value, exit_code=st.exit_code,
+                   signal=st.signal, error=st.error[:2000], pid=0, started=st.started,
+                   ended=st.ended, note=note or (f"on {st.worker}" if st.worker and
+                                                 st.state is JobState.RUNNING else ""))
+
+
+class _Lost:
+    def __init__(self, why: str) -> None:
+        self.why = why
+
+
+def _jsonable(value: Any) -> Any:
+    try:
+        ENCODER.encode(value)
+        return value
+    except (TypeError, ValueError, OverflowError):
+        return repr(value)[:10000]
+
+
+def _error_text(exc: BaseException | None, tb: Any) -> str:
+    import traceback
+
+    text = f"{type(exc).__name__}: {exc}" if exc is not None else "the task failed"
+    if tb is not None:
+        frames = "".join(traceback.format_tb(tb)[-5:])
+        text += "\n" + frames
+    return text[:4000]
+
+
+__all__ = ["DaskRunner", "ENV_SCHEDULER"]
