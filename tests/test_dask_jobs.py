@@ -151,3 +151,198 @@ async def test_bad_specs_are_refused_with_one_line(home, jobs):
         outcome = await refused.start_run(rt, {})
     msgs = outcome.outputs
     assert len(msgs) == 3 and all("\n" not in m and m.startswith("job spec") for m in msgs), msgs
+
+
+def _gone(pid: int) -> bool:
+    from .test_jobs import _zombie_or_gone
+
+    return _zombie_or_gone(pid)
+
+
+async def test_cancelling_the_waiting_node_ends_an_argv_job_s_whole_group(tmp_path, home, layout, cluster, jobs):
+    from runtime.jobs.store import group_members
+
+    forker = script(tmp_path, "forker.py", FORKER)
+    ready = trio.Event()
+    seen: dict = {}
+
+    @graph_fn(name="waits")
+    async def waits(*, context):
+        j = context.jobs()
+        job_id = await j.submit({"argv": [PY, forker], "grace_s": 0.3})
+        seen["job_id"] = job_id
+        async for line in j.follow(job_id):  # followed live from the worker
+            if line == "ready":
+                break
+            seen["kids"] = [int(p) for p in line.split()]
+        seen["state"] = (await j.status(job_id)).state
+        ready.set()
+        await j.wait(job_id)  # cancelled from outside while parked here
+
+    async with rt_open(home) as rt:
+        async with trio.open_nursery() as nursery:
+            result: dict = {}
+
+            async def go():
+                result["outcome"] = await waits.start_run(rt, {})
+
+            nursery.start_soon(go)
+            await ready.wait()
+            (run_id,) = rt.runs
+            pgid = os.getpgid(seen["kids"][0])
+            assert group_members(pgid), "the job and its grandchildren run"
+            rt.cancel(run_id, reason="stop it", by="test")
+    assert seen["state"] is JobState.RUNNING
+    assert result["outcome"].status == ev.CANCELLED
+    st = JobStore(home).read(seen["job_id"])
+    assert st.state is JobState.CANCELLED and "waits" in st.cancelled_by
+    wait_until(lambda: group_members(pgid) == [], what="the job's group to end on its worker")
+    assert all(_gone(pid) for pid in seen["kids"])
+    assert seen["job_id"] not in cluster.client.list_datasets(), "the scheduler let it go"
+    events = run_events(layout, result["outcome"].run_id)
+    kinds = [(type(e).__name__, getattr(e, "state", "")) for e in events]
+    assert kinds.index(("JobStateChanged", "cancelled")) < kinds.index(("NodeCancelled", ""))
+
+
+async def test_cancel_a_running_callable(tmp_path, home, cluster, jobs):
+    gate, ledger = tmp_path / "gate", tmp_path / "ledger"
+
+    @graph_fn(name="cancels")
+    async def cancels(*, context):
+        j = context.jobs()
+        job_id = await j.submit({"fn": fn("gated"), "args": [str(ledger), str(gate), "one"]})
+        while (await j.status(job_id)).state is not JobState.RUNNING:
+            await trio.sleep(0.02)
+        st = await j.cancel(job_id)
+        return {"job_id": job_id, "state": st.state.value, "by": st.cancelled_by, "worker": st.worker}
+
+    try:
+        async with rt_open(home) as rt:
+            outcome = await cancels.start_run(rt, {})
+        out = outcome.outputs
+        assert out["state"] == "cancelled" and out["worker"].startswith("tcp://")
+        assert "cancels" in out["by"]
+        assert out["job_id"] not in cluster.client.list_datasets()
+        assert ledger.read_text() == "one\n"
+    finally:
+        gate.touch()  # a Python call cannot be stopped: let the worker's thread go
+
+
+async def test_an_argv_job_past_its_timeout_fails(tmp_path, home, jobs):
+    forker = script(tmp_path, "forker.py", FORKER)
+
+    @graph_fn(name="slow")
+    async def slow(*, context):
+        j = context.jobs()
+        return await j.wait(await j.submit({"argv": [PY, forker], "timeout_s": 0.5, "grace_s": 0.2}))
+
+    async with rt_open(home) as rt:
+        outcome = await slow.start_run(rt, {})
+    st = outcome.outputs
+    assert st.state is JobState.FAILED and st.timed_out and "timed out after 0.5s" in st.error
+
+
+async def until(cond, what: str, timeout: float = 30.0):
+    """For conditions in other processes, from trio: check, back off, give up."""
+    with trio.fail_after(timeout):
+        delay = 0.005
+        while not (value := cond()):
+            await trio.sleep(delay)
+            delay = min(delay * 2, 0.1)
+    return value
+
+
+async def test_a_worker_killed_mid_job_loses_it_and_the_node_retries(tmp_path, home, cluster, jobs):
+    from aethergraph import RetryPolicy
+
+    gate, ledger = tmp_path / "gate", tmp_path / "ledger"
+
+    @graph_fn(name="survives", retry=RetryPolicy(max_attempts=2, backoff_first=0.01))
+    async def survives(*, context):
+        j = context.jobs()
+        job_id = await j.submit({"fn": fn("gated"), "args": [str(ledger), str(gate), f"attempt{context.attempt}"]},
+                                key=context.idempotency_key)
+        st = await j.wait(job_id)
+        if st.state is not JobState.SUCCEEDED:
+            raise RuntimeError(f"job {job_id} {st.state.value}: {st.error}")
+        return {"job_id": job_id, "result": st.result}
+
+    store = JobStore(home)
+    async with rt_open(home) as rt:
+        async with trio.open_nursery() as nursery:
+            result: dict = {}
+
+            async def go():
+                result["outcome"] = await survives.start_run(rt, {})
+
+            nursery.start_soon(go)
+            await until(lambda: ledger.exists() and ledger.read_text() == "attempt1\n", "attempt 1 to start")
+            (first,) = store.ids()
+            worker = await until(lambda: store.read(first).worker, "its worker to be known")
+            pid = await trio.to_thread.run_sync(cluster.worker_pid, worker)
+            os.kill(pid, signal.SIGKILL)
+            await until(lambda: ledger.read_text() == "attempt1\nattempt2\n", "attempt 2 to start")
+            gate.touch()
+    outcome = result["outcome"]
+    assert outcome.status == ev.SUCCEEDED, outcome.error
+    lost = store.read(first)
+    assert lost.state is JobState.LOST and "worker running it died" in lost.error
+    second = outcome.outputs["job_id"]
+    assert second != first and store.read(second).state is JobState.SUCCEEDED
+    assert outcome.outputs["result"] == "attempt2"
+    await trio.to_thread.run_sync(lambda: cluster.client.wait_for_workers(2, timeout=60))
+
+
+MANY = """
+    from aethergraph import graph_fn, register_context_service
+    from aethergraph.dask_jobs import DaskJobs
+
+    register_context_service("jobs", DaskJobs())  # the address: AETHERGRAPH_DASK_SCHEDULER
+
+    @graph_fn(name="many")
+    async def many(ledger: str, gate: str, *, context):
+        j = context.jobs()
+        ids = [await j.submit({"fn": "tests.dask_fns:gated", "args": [ledger, gate, f"job{i}"]},
+                              key=f"{context.idempotency_key}/{i}") for i in range(20)]
+        results = [(await j.wait(job_id)).result for job_id in ids]
+        return {"ids": ids, "results": results}
+"""
+
+
+def test_kill_9_the_runtime_with_20_jobs_running_and_resume_collects_them_all(tmp_path, home, layout, cluster):
+    graph = script(tmp_path, "many.py", MANY)
+    gate, ledger = tmp_path / "gate", tmp_path / "ledger"
+    env = dict(os.environ, AETHERGRAPH_DASK_SCHEDULER=cluster.address)
+    exe = os.path.join(os.path.dirname(PY), "ag")
+    runtime = subprocess.Popen([exe, "run", f"{graph}:many", "--input",
+                                json.dumps({"ledger": str(ledger), "gate": str(gate)})],
+                               cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    store = JobStore(home)
+    try:
+        def all_held():
+            ids = set(store.ids())
+            return len(ids) == 20 and ids <= set(cluster.client.list_datasets())
+
+        wait_until(all_held, what="20 jobs held by the scheduler")
+        wait_until(lambda: ledger.exists() and len(ledger.read_text().splitlines()) == 4,
+                   what="4 jobs running (2 workers x 2 threads)")
+    finally:
+        runtime.send_signal(signal.SIGKILL)
+        runtime.wait(timeout=10)
+    (run,) = json.loads(ag("runs", "--json", cwd=tmp_path).stdout)
+    assert run["status"] == "interrupted"
+
+    proc = subprocess.Popen([exe, "resume", run["run_id"], "--json"], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_until(lambda: sum(isinstance(e, ev.JobStateChanged) and e.note == "reattached"
+                           for e in run_events(layout, run["run_id"])) >= 20, what="the reattach")
+    gate.touch()
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    outcome = json.loads(out.strip().splitlines()[-1])
+    assert outcome["status"] == "succeeded"
+    assert outcome["outputs"]["results"] == [f"job{i}" for i in range(20)]
+    assert sorted(ledger.read_text().splitlines()) == sorted(f"job{i}" for i in range(20)), "each ran once"
+    assert len(list(store.ids())) == 20
+    assert all(store.read(i).state is JobState.SUCCEEDED for i in store.ids())
+    assert not set(store.ids()) & set(cluster.client.list_datasets()), "collected, then let go"
