@@ -346,3 +346,42 @@ def test_kill_9_the_runtime_with_20_jobs_running_and_resume_collects_them_all(tm
     assert len(list(store.ids())) == 20
     assert all(store.read(i).state is JobState.SUCCEEDED for i in store.ids())
     assert not set(store.ids()) & set(cluster.client.list_datasets()), "collected, then let go"
+
+
+async def test_ag_jobs_cancel_reaches_the_cluster(tmp_path, home, cluster, jobs):
+    from runtime.jobs.store import group_members
+
+    forker = script(tmp_path, "forker.py", FORKER)
+    ready = trio.Event()
+    seen: dict = {}
+
+    @graph_fn(name="waits")
+    async def waits(*, context):
+        j = context.jobs()
+        job_id = seen["job_id"] = await j.submit({"argv": [PY, forker], "grace_s": 0.3})
+        async for line in j.follow(job_id):
+            if line == "ready":
+                break
+            seen["kids"] = [int(p) for p in line.split()]
+        ready.set()
+        return await j.wait(job_id)
+
+    async with rt_open(home) as rt:
+        async with trio.open_nursery() as nursery:
+            result: dict = {}
+
+            async def go():
+                result["outcome"] = await waits.start_run(rt, {})
+
+            nursery.start_soon(go)
+            await ready.wait()
+            pgid = os.getpgid(seen["kids"][0])
+            listed = await trio.to_thread.run_sync(lambda: ag("jobs", cwd=tmp_path).stdout)
+            assert "WORKER" in listed and "tcp://127.0.0.1:" in listed and "RUNNING" in listed
+            done = await trio.to_thread.run_sync(lambda: ag("jobs", "cancel", seen["job_id"], cwd=tmp_path))
+            assert done.returncode == 0, done.stderr
+            assert done.stdout.strip() == f"job {seen['job_id']} cancelled"
+    st = result["outcome"].outputs
+    assert st.state is JobState.CANCELLED and st.cancelled_by.startswith("ag jobs cancel")
+    wait_until(lambda: group_members(pgid) == [], what="the job's group to end on its worker")
+    assert seen["job_id"] not in cluster.client.list_datasets()

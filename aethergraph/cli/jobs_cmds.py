@@ -6,7 +6,8 @@
 
 The list comes from the index (what the runs recorded); the state of a job not yet ended there
 is read from its folder, which its supervisor keeps current even when no runtime is alive.
-Nothing here needs a live runtime; cancelling goes to the job's supervisor directly.
+Nothing here needs a live runtime; cancelling goes to the job's supervisor directly (a cluster
+job's, through its scheduler to its worker).
 """
 
 from __future__ import annotations
@@ -174,7 +175,10 @@ def cmd_cancel(args: Any) -> int:
     grace = args.grace if args.grace is not None else store.read_spec(args.job_id).grace_s
     if grace < 0:
         raise CliError(f"--grace must be >= 0, got {grace}")
-    request_cancel(store, args.job_id, grace_s=grace, by=by)
+    try:
+        request_cancel(store, args.job_id, grace_s=grace, by=by)
+    except RuntimeError as exc:  # a cluster job whose scheduler cannot be reached
+        raise CliError(str(exc)) from None
     st = wait_terminal(store, args.job_id, grace + 5)
     print(f"job {args.job_id} {st.state.value}")
     return EXIT_OK if st.state.value == "cancelled" else EXIT_RUN_FAILED

@@ -601,6 +601,45 @@ class DaskRunner:
                                                  st.state is JobState.RUNNING else ""))
 
 
+class ClusterUnreachable(RuntimeError):
+    """A cancel from outside a runtime could not reach the job's scheduler (one line)."""
+
+
+def cancel_remote(store: JobStore, st: JobStatus, *, grace_s: float, by: str) -> JobStatus:
+    """Cancel a cluster job from any process (``ag jobs cancel``, the dashboard): end an argv
+    job's process group on its worker, cancel the task on the scheduler, let the scheduler
+    forget it, and record CANCELLED. A live runtime holding the job sees the cancel as its
+    future's end and records the same (``cancel.json`` says who asked)."""
+    import cloudpickle
+    from distributed import Client
+
+    from .protocol import CancelRequest
+
+    if not st.cluster:
+        raise ClusterUnreachable(f"job {st.job_id} has no cluster address yet; cancel it from its run")
+    store.request_cancel(st.job_id, CancelRequest(by=by, grace_s=grace_s))
+    argv = not store.read_spec(st.job_id).fn
+    cloudpickle.register_pickle_by_value(dask_worker)
+    try:
+        with Client(st.cluster, set_as_default=False, timeout=10) as client:
+            if argv:
+                client.run(dask_worker.kill_job, st.job_id, grace_s, by,
+                           workers=[st.worker] if st.worker else None, on_error="ignore")
+            futs = client.get_dataset([st.job_id], default=None)
+            if futs[0] is not None:
+                client.cancel(futs, force=True)
+            client.unpublish_dataset([st.job_id])
+    except (OSError, TimeoutError) as exc:
+        raise ClusterUnreachable(f"cannot reach the dask scheduler at {st.cluster}: {exc}") from None
+    now = store.read(st.job_id)
+    if now.terminal:
+        return now
+    now = msgspec.structs.replace(now, state=JobState.CANCELLED, ended=time.time(), cancelled_by=by,
+                                  error=f"cancelled by {by or 'request'}")
+    store.write(now, fsync=True)
+    return now
+
+
 class _Lost:
     def __init__(self, why: str) -> None:
         self.why = why
@@ -624,4 +663,4 @@ def _error_text(exc: BaseException | None, tb: Any) -> str:
     return text[:4000]
 
 
-__all__ = ["DaskRunner", "ENV_SCHEDULER"]
+__all__ = ["ClusterUnreachable", "DaskRunner", "ENV_SCHEDULER", "cancel_remote"]
