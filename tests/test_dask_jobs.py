@@ -385,3 +385,21 @@ async def test_ag_jobs_cancel_reaches_the_cluster(tmp_path, home, cluster, jobs)
     assert st.state is JobState.CANCELLED and st.cancelled_by.startswith("ag jobs cancel")
     wait_until(lambda: group_members(pgid) == [], what="the job's group to end on its worker")
     assert seen["job_id"] not in cluster.client.list_datasets()
+
+
+@pytest.mark.parametrize("where", ["local_cluster", "address"])
+def test_real_jobs_example_runs_on_dask(tmp_path, cluster, where):
+    """The example's --dask flag: a LocalCluster it starts and closes, or the module's cluster."""
+    argv = [PY, str(ROOT / "examples" / "real_jobs.py"), "--dask"]
+    if where == "address":
+        argv.append(cluster.address)
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=60, cwd=tmp_path,
+                          env=dict(os.environ, AG_DEMO_STEP_S="0.02"), stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, proc.stderr
+    assert "Submitting your job…" in proc.stdout and "finished: energy 0.2" in proc.stdout
+    assert "'result': {'name': 'toy-sim', 'energy': 0.2}" in proc.stdout
+    store = JobStore(tmp_path / "store")
+    (job_id,) = store.ids()
+    st = store.read(job_id)
+    assert st.runner == "dask" and st.worker
+    assert (where == "address") == (st.cluster == cluster.address)
