@@ -27,10 +27,15 @@ from .jobs import ProcessJobs
 
 class DaskJobs(ProcessJobs):
     """The job protocol of ``ProcessJobs`` (submit, status, poll, wait, cancel, logs, follow)
-    on a dask.distributed cluster; the cluster queues (there is no ``max_parallel``)."""
+    on a dask.distributed cluster; the cluster queues (there is no ``max_parallel``).
+
+    The workers import the small worker-side module (``runtime.jobs.dask_worker``), so they need
+    ``aethergraph[dask]`` installed, as they need the packages of the callables they run;
+    ``ship_code=True`` sends it with every task instead, for workers with dask only."""
 
     def __init__(self, address: str | None = None, *, cluster: Any = None,
-                 cluster_kwargs: dict | None = None, client_kwargs: dict | None = None) -> None:
+                 cluster_kwargs: dict | None = None, client_kwargs: dict | None = None,
+                 ship_code: bool = False) -> None:
         if address is not None and cluster is not None:
             raise ValueError("give a scheduler address or a cluster object, not both")
         if address is not None and not (isinstance(address, str) and address.strip()):
@@ -40,12 +45,14 @@ class DaskJobs(ProcessJobs):
         self.cluster = cluster
         self.cluster_kwargs = cluster_kwargs
         self.client_kwargs = client_kwargs
+        self.ship_code = ship_code
 
     def _make_runner(self, rt: Any):
         from runtime.jobs.dask_runner import DaskRunner
 
         return DaskRunner(rt, address=self.address, cluster=self.cluster,
-                          cluster_kwargs=self.cluster_kwargs, client_kwargs=self.client_kwargs)
+                          cluster_kwargs=self.cluster_kwargs, client_kwargs=self.client_kwargs,
+                          ship_code=self.ship_code)
 
 
 __all__ = ["DaskJobs"]

@@ -403,3 +403,19 @@ def test_real_jobs_example_runs_on_dask(tmp_path, cluster, where):
     st = store.read(job_id)
     assert st.runner == "dask" and st.worker
     assert (where == "address") == (st.cluster == cluster.address)
+
+
+async def test_ship_code_sends_the_worker_side_by_value(tmp_path, home, cluster):
+    """For workers that have dask but not aethergraph: the same jobs, the code sent with them."""
+    register_context_service("jobs", DaskJobs(cluster.address, ship_code=True))
+
+    @graph_fn(name="shipped")
+    async def shipped(*, context):
+        j = context.jobs()
+        a = await j.submit({"fn": fn("add"), "args": [1, 2]})
+        b = await j.submit({"argv": [PY, "-c", "print('shipped')"]})
+        return [(await j.wait(a)).result["sum"], (await j.wait(b)).result]
+
+    async with rt_open(home) as rt:
+        outcome = await shipped.start_run(rt, {})
+    assert outcome.outputs == [3, "shipped"], outcome.error

@@ -52,8 +52,10 @@ class DaskRunner:
     """Cluster jobs of one runtime. Built by ``aethergraph.dask_jobs.DaskJobs``."""
 
     def __init__(self, rt: Any, *, address: str | None = None, cluster: Any = None,
-                 cluster_kwargs: dict | None = None, client_kwargs: dict | None = None) -> None:
+                 cluster_kwargs: dict | None = None, client_kwargs: dict | None = None,
+                 ship_code: bool = False) -> None:
         self.rt = rt
+        self.ship_code = ship_code
         self.store = JobStore(rt.layout.home).ensure()
         self.address = address
         self.cluster = cluster
@@ -119,8 +121,11 @@ class DaskRunner:
         import cloudpickle
         from distributed import Client, LocalCluster
 
-        # The workers need dask, not this project: the worker-side module travels by value.
-        cloudpickle.register_pickle_by_value(dask_worker)
+        # By default the workers import the worker-side module (aethergraph installed there, as
+        # the users' own callables must be): a task then names it in ~60 bytes. ship_code sends
+        # it by value with every task (~2 KB) to workers that have dask only.
+        if self.ship_code:
+            cloudpickle.register_pickle_by_value(dask_worker)
         kw = {"set_as_default": False, **self.client_kwargs}
         address = self.address or os.environ.get(ENV_SCHEDULER) or None
         if self.cluster is not None:
@@ -303,14 +308,25 @@ class DaskRunner:
                                      started=job.status.started or time.time(), note="reattached")
 
     def _submit_batch(self, client: Any, claimed: list[tuple[str, JobSpec]]) -> dict[str, Any]:
-        futs = {}
+        # One graph per kind of job, resources and priority, not one per job: the scheduler's
+        # cost is per graph (B10: a thousand submits cost twice a map of a thousand).
+        groups: dict[tuple, list[tuple[str, JobSpec]]] = {}
         for job_id, spec in claimed:
-            if spec.fn:
-                fn, args = dask_worker.run_callable, (job_id, spec.fn, spec.args, spec.kwargs)
+            group = (bool(spec.fn), tuple(sorted(spec.resources.items())), spec.priority)
+            groups.setdefault(group, []).append((job_id, spec))
+        futs = {}
+        for (callable_, resources, priority), items in groups.items():
+            ids = [job_id for job_id, _ in items]
+            if callable_:
+                got = client.map(dask_worker.run_callable, ids, [s.fn for _, s in items],
+                                 [s.args for _, s in items], [s.kwargs for _, s in items],
+                                 key=ids, pure=False, retries=0, resources=dict(resources) or None,
+                                 priority=priority)
             else:
-                fn, args = dask_worker.run_argv, (job_id, msgspec.to_builtins(spec))
-            futs[job_id] = client.submit(fn, *args, key=job_id, pure=False, retries=0,
-                                         resources=spec.resources or None, priority=spec.priority)
+                got = client.map(dask_worker.run_argv, ids, [msgspec.to_builtins(s) for _, s in items],
+                                 key=ids, pure=False, retries=0, resources=dict(resources) or None,
+                                 priority=priority)
+            futs.update(zip(ids, got))
         # Published, the tasks outlive this client: the scheduler keeps them for a resume.
         client.publish_dataset(**futs)
         for fut in futs.values():
@@ -435,7 +451,11 @@ class DaskRunner:
                     out.append((f.key, *self._argv_outcome(f.key, value)))
             elif f.status == "error":
                 exc = f.exception()
-                if isinstance(exc, KilledWorker):
+                if isinstance(exc, ModuleNotFoundError) and exc.name in ("runtime", "runtime.jobs"):
+                    out.append((f.key, JobState.FAILED, {"error": (
+                        f"{exc} on the worker: install aethergraph[dask] on the workers, or "
+                        "use DaskJobs(ship_code=True) to send the worker-side code with each task")}))
+                elif isinstance(exc, KilledWorker):
                     out.append((f.key, JobState.LOST, {"error": (
                         f"the worker running it died ({type(exc).__name__}: {exc})")[:4000]}))
                 else:

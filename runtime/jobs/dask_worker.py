@@ -1,8 +1,9 @@
 """What runs on a dask worker for a ``DaskJobs`` job.
 
-This module is shipped to the workers *by value* (cloudpickle), so a worker needs dask, not
-AetherGraph: it must import nothing from this project, and only the standard library at import
-time (``distributed`` is imported inside the functions, on the worker).
+Workers import it by name (aethergraph installed on them), or, with ``DaskJobs(ship_code=True)``,
+it is shipped to them *by value* (cloudpickle) with every task, so that a worker needs dask only:
+so it must import nothing from this project, and only the standard library at import time
+(``distributed`` is imported inside the functions, on the worker).
 
 Every job tells the runtime it started with a worker event on ``TOPIC`` (``{"job_id", "state":
 "running", "worker", "started"}``); an argv job also sends its output in chunks as it is written
