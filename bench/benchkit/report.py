@@ -56,9 +56,15 @@ METRICS = {
            Metric("submits/s (queued)", "submits_per_s", higher_is_better=True),
            Metric("trio tasks with N queued", "tasks_with_queue"),
            Metric("peak RSS MB", "rss_peak_kib", MB)],
+    "B10": [Metric("wall s DaskJobs", "wall_ours_s"),
+            Metric("wall s Client.map + wait", "wall_base_s"),
+            Metric("ratio", "ratio"),
+            Metric("jobs/s", "jobs_per_s", higher_is_better=True),
+            Metric("trio tasks with N jobs", "tasks_with_jobs"),
+            Metric("peak RSS MB", "rss_peak_kib", MB)],
 }
 PRIMARY = {w: METRICS[w][0] for w in METRICS}
-OURS_ONLY = ("B5", "B6", "B7", "B8", "B9")
+OURS_ONLY = ("B5", "B6", "B7", "B8", "B9", "B10")
 TITLES = {"B1": "B1 – per-node overhead", "B2": "B2 – fan-out of polling jobs",
           "B3": "B3 – event log write + \"most recent of a kind\"",
           "B4": "B4 – import / start-up",
@@ -66,7 +72,8 @@ TITLES = {"B1": "B1 – per-node overhead", "B2": "B2 – fan-out of polling job
           "B6": "B6 – the sidecar: ask round trip, a live subscriber (ours)",
           "B7": "B7 – dashboard first paint on a large store (ours)",
           "B8": "B8 – dashboard keys while a run streams 1,000 events/s (ours)",
-          "B9": "B9 – real process jobs: ProcessJobs vs a plain trio.run_process loop (ours)"}
+          "B9": "B9 – real process jobs: ProcessJobs vs a plain trio.run_process loop (ours)",
+          "B10": "B10 – jobs on a dask cluster: DaskJobs vs a bare distributed.Client (ours)"}
 
 INTRO = {
     "B5": (
@@ -106,6 +113,16 @@ INTRO = {
         "submitted while one job holds the only slot; the trio tasks alive then (no task per job) "
         "and the submit rate; then all cancelled. Measured in a run of its own after the full "
         "run (date, commit and load in each record's `measured_separately`)."
+    ),
+    "B10": (
+        "A dask cluster on loopback started by the script as processes of its own (`dask "
+        "scheduler`, `dask worker --nworkers 2 --nthreads 1`). `vs-client`: 1,000 tiny callables "
+        "(`tiny(i) -> i`) through `DaskJobs` in one run (each job its folder, claimed state, "
+        "published future, running event, result gathered, `job_*` events) and through a bare "
+        "`Client.map` + `wait` (results left on the workers), same process and cluster, "
+        "alternating, best of 3 each; ratio = ours / bare wall (target ≤ 1.25). `jobs-10k`: "
+        "10,000 such jobs through `DaskJobs` in one run: wall, the trio tasks alive while they "
+        "run (no task per job) and the runtime's peak RSS (the scheduler's and workers' are not in it)."
     ),
     "B1": (
         "Per-node overhead: 2,000 chained `step(x) -> x + 1` nodes; `top` = every call its own "
@@ -517,6 +534,7 @@ def _budget_rows(rows: list[Row]) -> list[str]:
         ("B7", "first-paint", "first_paint_s", 1, True, "B7 (issue 5) first paint < 1 s on 10,000 runs / 1M events"),
         ("B8", "keys-under-load", "key_max_ms", 100, True, "B8 (issue 5) every key answered within 100 ms while a run emits 1,000 events/s"),
         ("B9", "vs-run-process", "ratio", 0.8, False, "B9 (issue 16) ProcessJobs throughput ≥ 0.8× a plain run_process loop"),
+        ("B10", "vs-client", "ratio", 1.25, True, "B10 (issue 17) DaskJobs wall ≤ 1.25× a bare Client.map + wait"),
     ]
     out = []
     for workload, variant, key, budget, at_most, what in checks:
