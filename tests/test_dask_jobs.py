@@ -419,3 +419,26 @@ async def test_ship_code_sends_the_worker_side_by_value(tmp_path, home, cluster)
     async with rt_open(home) as rt:
         outcome = await shipped.start_run(rt, {})
     assert outcome.outputs == [3, "shipped"], outcome.error
+
+
+async def test_a_runtime_that_died_before_unpublishing_leaves_nothing_held(tmp_path, home, cluster, jobs):
+    """The end was recorded, then the runtime died before the scheduler was told to forget the
+    job: the next runtime to connect tells it (and leaves names that are not its jobs alone)."""
+
+    @graph_fn(name="one")
+    async def one(*, context):
+        j = context.jobs()
+        return (await j.wait(await j.submit({"fn": fn("noop"), "args": [1]}))).job_id
+
+    async with rt_open(home) as rt:
+        first = (await one.start_run(rt, {})).outputs
+    client = cluster.client
+    held = await trio.to_thread.run_sync(lambda: client.submit(int, 1, key=first, pure=False))
+    await trio.to_thread.run_sync(lambda: client.publish_dataset(**{first: held, "job-not-ours": held}))
+    try:
+        async with rt_open(home) as rt:
+            await one.start_run(rt, {})
+        names = await trio.to_thread.run_sync(client.list_datasets)
+        assert first not in names and "job-not-ours" in names
+    finally:
+        await trio.to_thread.run_sync(lambda: client.unpublish_dataset(["job-not-ours"]))

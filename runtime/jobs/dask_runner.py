@@ -138,7 +138,25 @@ class DaskRunner:
             self._own_cluster = LocalCluster(**ckw)
             client = Client(self._own_cluster, **kw)
         client.subscribe_topic(dask_worker.TOPIC, self._on_event_thread)
+        self._forget_ended(client)
         return client
+
+    def _forget_ended(self, client: Any) -> None:
+        """Datasets of jobs this store already records ended: a runtime died between writing
+        the end and unpublishing it. Let the scheduler drop them (other names are not ours)."""
+        try:
+            names = [n for n in client.list_datasets() if isinstance(n, str) and n.startswith("job-")]
+            ended = []
+            for name in names:
+                try:
+                    if self.store.read_raw(name).terminal:
+                        ended.append(name)
+                except (UnknownJob, ValueError, OSError):
+                    continue
+            if ended:
+                client.unpublish_dataset(ended)
+        except Exception as exc:  # housekeeping: never a reason not to run jobs
+            log.warning("dask jobs: could not tidy ended jobs on the scheduler: %s", exc)
 
     async def client(self) -> Any:
         if self._client is None:
