@@ -27,6 +27,7 @@ they run and is completed from the task's result when they end.
 
 from __future__ import annotations
 
+import collections
 import heapq
 import logging
 import math
@@ -71,10 +72,14 @@ class DaskRunner:
         self._to_submit: list[str] = []
         self._to_attach: list[str] = []
         self._done: list[Any] = []
+        self._done_q: collections.deque = collections.deque()  # appended to from dask's threads
+        self._done_armed = False
         self._submit_wake = trio.Event()
         self._collect_wake = trio.Event()
         self._deadline_wake = trio.Event()
         self._deadlines: list[tuple[float, str]] = []
+        self._unwritten: set[str] = set()
+        self._flush_wake = trio.Event()
         self._token: Any = None
         self._closed = False
         self._pid = os.getpid()
@@ -87,6 +92,7 @@ class DaskRunner:
             nursery.start_soon(self._submitter, name="dask jobs submitter")
             nursery.start_soon(self._collector, name="dask jobs collector")
             nursery.start_soon(self._timeouts, name="dask jobs timeouts")
+            nursery.start_soon(self._flusher, name="dask jobs state flusher")
             task_status.started()
 
     async def close(self) -> None:
@@ -237,13 +243,22 @@ class DaskRunner:
 
     # -- recording ----------------------------------------------------------------------------
 
-    def _record(self, job: _Job, state: JobState, *, note: str = "", **fields: Any) -> None:
-        """Move ``job`` to ``state``: ``state.json`` first, then the run's log, then waiters."""
+    def _record(self, job: _Job, state: JobState, *, note: str = "", write: bool = True,
+                **fields: Any) -> None:
+        """Move ``job`` to ``state``: ``state.json`` first, then the run's log, then waiters.
+        ``write=False`` (RUNNING only): the state file and the log's ``job_state`` are written by
+        the flusher a moment later, and not at all if the job has ended by then (its end then
+        says when it started and where): for tiny jobs, files and events are most of the cost."""
         if job.terminal:
             return
         new = msgspec.structs.replace(job.status, state=state, **fields)
         if state in (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED, JobState.LOST):
             new.ended = new.ended or time.time()
+        if not write:  # RUNNING: status() says so now; the file and the log a moment later
+            job.status = new
+            self._unwritten.add(job.job_id)
+            self._flush_wake.set()
+            return
         self.store.write(new, fsync=getattr(self.rt, "durability", "") == "strict")
         job.status = new
         self._emit_state(job, note=note)
@@ -348,7 +363,7 @@ class DaskRunner:
         # Published, the tasks outlive this client: the scheduler keeps them for a resume.
         client.publish_dataset(**futs)
         for fut in futs.values():
-            fut.add_done_callback(self._on_done_thread)
+            self._watch(client, fut)
         return futs
 
     def _attach_batch(self, client: Any, job_ids: list[str]) -> tuple[dict, dict]:
@@ -361,20 +376,39 @@ class DaskRunner:
                     if k in found:
                         processing[k] = worker
         for fut in found.values():
-            fut.add_done_callback(self._on_done_thread)
+            self._watch(client, fut)
         return found, processing
 
     # -- pushed from dask ---------------------------------------------------------------------
 
-    def _on_done_thread(self, fut: Any) -> None:
-        """On distributed's callback thread: hand the ended future to trio, return at once."""
-        try:
-            self._token.run_sync_soon(self._on_done, fut)
-        except trio.RunFinishedError:
-            pass
+    def _watch(self, client: Any, fut: Any) -> None:
+        """Be told when ``fut`` ends, on the client's loop thread, which hands it to trio.
 
-    def _on_done(self, fut: Any) -> None:
-        self._done.append(fut)
+        ``Future.add_done_callback`` would add a hop through a thread pool per future; the
+        coroutine it schedules, ``done_callback``, is used directly here when it exists."""
+        try:
+            from distributed.client import done_callback
+        except ImportError:
+            fut.add_done_callback(self._on_done_thread)
+        else:
+            client.loop.add_callback(done_callback, fut, self._on_done_thread)
+
+    def _on_done_thread(self, fut: Any) -> None:
+        """On a dask thread: queue the ended future for trio; one trio wake-up per burst of
+        them, not one per future."""
+        self._done_q.append(fut)
+        if not self._done_armed:
+            self._done_armed = True
+            try:
+                self._token.run_sync_soon(self._on_done)
+            except trio.RunFinishedError:
+                pass
+
+    def _on_done(self) -> None:
+        self._done_armed = False  # first: a future queued from here on arms another wake-up
+        q = self._done_q
+        while q:
+            self._done.append(q.popleft())
         self._collect_wake.set()
 
     def _on_event_thread(self, event: Any) -> None:
@@ -384,7 +418,11 @@ class DaskRunner:
         except trio.RunFinishedError:
             pass
 
-    def _on_event(self, msg: Any) -> None:
+    def _on_event(self, msgs: Any) -> None:
+        for msg in msgs if isinstance(msgs, (list, tuple)) else [msgs]:  # msgpack: a tuple
+            self._on_one_event(msg)
+
+    def _on_one_event(self, msg: Any) -> None:
         try:
             job = self.jobs.get(msg.get("job_id")) if isinstance(msg, dict) else None
             if job is None or job.terminal:
@@ -393,7 +431,7 @@ class DaskRunner:
                 if msg["stream"] in ("stdout", "stderr") and isinstance(msg.get("data"), bytes):
                     self._append_output(job.job_id, msg["stream"], msg["data"])
             elif msg.get("state") == "running" and job.status.state is JobState.QUEUED:
-                self._record(job, JobState.RUNNING, worker=str(msg.get("worker", ""))[:200],
+                self._record(job, JobState.RUNNING, write=False, worker=str(msg.get("worker", ""))[:200],
                              started=float(msg.get("started") or time.time()))
                 if job.spec.fn and job.spec.timeout_s:
                     heapq.heappush(self._deadlines, (trio.current_time() + job.spec.timeout_s, job.job_id))
@@ -456,6 +494,12 @@ class DaskRunner:
                         values[f.key] = f.result(timeout=30)
                     except Exception as exc:
                         values[f.key] = _Lost(f"its result was lost: {type(exc).__name__}: {exc}")
+        where: dict = {}
+        if any(self.jobs[f.key].spec.fn and not self.jobs[f.key].status.worker for f in finished):
+            try:  # a job that ended before its "started" event came: where its result is
+                where = client.who_has(finished)
+            except Exception:
+                where = {}
         out = []
         for f in batch:
             job = self.jobs[f.key]
@@ -464,7 +508,10 @@ class DaskRunner:
                 if isinstance(value, _Lost):
                     out.append((f.key, JobState.LOST, {"error": value.why}))
                 elif job.spec.fn:
-                    out.append((f.key, JobState.SUCCEEDED, {"result": _jsonable(value)}))
+                    fields = {"result": _jsonable(value)}
+                    if not job.status.worker and where.get(f.key):
+                        fields["worker"] = str(where[f.key][0])[:200]
+                    out.append((f.key, JobState.SUCCEEDED, fields))
                 else:
                     out.append((f.key, *self._argv_outcome(f.key, value)))
             elif f.status == "error":
@@ -477,7 +524,11 @@ class DaskRunner:
                     out.append((f.key, JobState.LOST, {"error": (
                         f"the worker running it died ({type(exc).__name__}: {exc})")[:4000]}))
                 else:
-                    out.append((f.key, JobState.FAILED, {"error": _error_text(exc, f.traceback())}))
+                    fields = {"error": _error_text(exc, f.traceback())}
+                    for note in getattr(exc, "__notes__", None) or ():
+                        if isinstance(note, str) and note.startswith(dask_worker.WORKER_NOTE):
+                            fields["worker"] = note[len(dask_worker.WORKER_NOTE):][:200]
+                    out.append((f.key, JobState.FAILED, fields))
             elif f.status == "cancelled":
                 out.append((f.key, JobState.CANCELLED, {}))
             else:
@@ -525,6 +576,21 @@ class DaskRunner:
             client.unpublish_dataset(job_ids)
         except Exception as exc:
             log.warning("dask jobs: could not unpublish %d ended jobs: %s", len(job_ids), exc)
+
+    RUNNING_WRITE_DELAY_S = 0.05
+
+    async def _flusher(self) -> None:
+        """Writes the RUNNING states that ``_on_event`` recorded in memory and in the log."""
+        while True:
+            await self._flush_wake.wait()
+            self._flush_wake = trio.Event()
+            await trio.sleep(self.RUNNING_WRITE_DELAY_S)
+            batch, self._unwritten = self._unwritten, set()
+            for job_id in batch:
+                job = self.jobs.get(job_id)
+                if job is not None and not job.terminal:
+                    self.store.write(job.status)
+                    self._emit_state(job)
 
     # -- timeouts of callables (argv jobs time out on their worker) ----------------------------
 

@@ -8,7 +8,8 @@ so it must import nothing from this project, and only the standard library at im
 Every job tells the runtime it started with a worker event on ``TOPIC`` (``{"job_id", "state":
 "running", "worker", "started"}``); an argv job also sends its output in chunks as it is written
 (``{"job_id", "stream", "data"}``), so it can be followed live from the login node. Events are
-pushed to the runtime's client by the scheduler: nobody polls.
+pushed to the runtime's client by the scheduler (nobody polls), a list of them per event: the
+messages of a worker's tasks within ``BATCH_S`` travel together.
 
 An argv job is a process in a session (and process group) of its own on the worker, its output in
 files on the worker; the task returns how it ended — exit code, signal, its whole output (up to
@@ -54,11 +55,44 @@ def _worker():
     return get_worker()
 
 
+_BATCH_ATTR = "_aethergraph_events"
+BATCH_S = 0.02
+
+
 def _event(worker, msg: dict) -> None:
+    """Queue ``msg`` for the runtime. Events of all the tasks of a worker go out together, one
+    scheduler event per ``BATCH_S`` (a list), not one per job: with tiny jobs, one event each
+    costs the scheduler and the worker's loop more than the jobs do."""
     try:
-        worker.log_event(TOPIC, msg)
+        box = getattr(worker, _BATCH_ATTR, None)
+        if box is None:
+            box = {"lock": threading.Lock(), "msgs": [], "armed": False}
+            setattr(worker, _BATCH_ATTR, box)
+        with box["lock"]:
+            box["msgs"].append(msg)
+            if box["armed"]:
+                return
+            box["armed"] = True
+        worker.loop.add_callback(_arm, worker, box)
     except Exception:  # the runtime learns the end from the task itself; an event is a hint
         pass
+
+
+def _arm(worker, box: dict) -> None:
+    """On the worker's event loop: send the batch a moment from now."""
+    import asyncio
+
+    asyncio.get_running_loop().call_later(BATCH_S, _flush, worker, box)
+
+
+def _flush(worker, box: dict) -> None:
+    with box["lock"]:
+        msgs, box["msgs"], box["armed"] = box["msgs"], [], False
+    if msgs:
+        try:
+            worker.log_event(TOPIC, msgs)
+        except Exception:
+            pass
 
 
 def resolve(path: str):
@@ -74,7 +108,14 @@ def run_callable(job_id: str, fn: str, args: list, kwargs: dict):
     worker = _worker()
     _event(worker, {"job_id": job_id, "state": "running", "worker": worker.address,
                     "started": time.time()})
-    return resolve(fn)(*args, **kwargs)
+    try:
+        return resolve(fn)(*args, **kwargs)
+    except Exception as exc:  # say where it failed (the started event may come after the end)
+        exc.add_note(WORKER_NOTE + worker.address)
+        raise
+
+
+WORKER_NOTE = "aethergraph: on worker "
 
 
 def run_argv(job_id: str, spec: dict) -> dict:
