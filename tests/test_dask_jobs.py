@@ -442,3 +442,36 @@ async def test_a_runtime_that_died_before_unpublishing_leaves_nothing_held(tmp_p
         assert first not in names and "job-not-ours" in names
     finally:
         await trio.to_thread.run_sync(lambda: client.unpublish_dataset(["job-not-ours"]))
+
+
+async def test_a_runtime_that_closes_leaves_cluster_jobs_running_for_the_next(tmp_path, home, cluster, jobs):
+    """Closing the runtime closes its client, not the jobs: the scheduler holds them, the store
+    still says running, and the next runtime that submits the same key collects that job."""
+    gate, ledger = tmp_path / "gate", tmp_path / "ledger"
+
+    @graph_fn(name="leaves")
+    async def leaves(*, context):
+        j = context.jobs()
+        job_id = await j.submit({"fn": fn("gated"), "args": [str(ledger), str(gate), "once"]}, key="the-key")
+        while (await j.status(job_id)).state is not JobState.RUNNING:
+            await trio.sleep(0.02)
+        return job_id
+
+    @graph_fn(name="collects")
+    async def collects(*, context):
+        j = context.jobs()
+        job_id = await j.submit({"fn": fn("gated"), "args": [str(ledger), str(gate), "twice?"]}, key="the-key")
+        return {"job_id": job_id, "result": (await j.wait(job_id)).result}
+
+    async with rt_open(home) as rt:
+        job_id = (await leaves.start_run(rt, {})).outputs
+    store = JobStore(home)
+    await until(lambda: store.read(job_id).state is JobState.RUNNING, "the running state on disk")
+    # the runtime is closed: nothing of it can still write a wrong "cancelled" from here on
+    assert store.read(job_id).state is JobState.RUNNING
+    assert job_id in await trio.to_thread.run_sync(cluster.client.list_datasets)
+    gate.touch()
+    async with rt_open(home) as rt:
+        out = (await collects.start_run(rt, {})).outputs
+    assert out == {"job_id": job_id, "result": "once"}
+    assert ledger.read_text() == "once\n"

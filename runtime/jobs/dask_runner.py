@@ -100,6 +100,7 @@ class DaskRunner:
         Jobs on a cluster we connected to run on, held by the scheduler, for a later resume; a
         LocalCluster we started ends with us, and so do its jobs (recorded cancelled)."""
         self._closed = True
+        self._flush_running()
         for job_id in self._to_submit:
             self._cancel_unsubmitted(self.jobs[job_id], "the runtime closed before submitting it")
         self._to_submit.clear()
@@ -319,8 +320,15 @@ class DaskRunner:
                 claimed.append((job_id, job.spec))
             attach, self._to_attach = self._to_attach, []
             if claimed:
-                futs = await trio.to_thread.run_sync(self._submit_batch, client, claimed,
-                                                     abandon_on_cancel=False)
+                try:
+                    futs = await trio.to_thread.run_sync(self._submit_batch, client, claimed,
+                                                         abandon_on_cancel=False)
+                except Exception as exc:  # whether the cluster holds them is unknown: LOST
+                    log.exception("dask jobs: submitting %d jobs failed", len(claimed))
+                    for job_id, _ in claimed:
+                        self._record(self.jobs[job_id], JobState.LOST, error=(
+                            f"handing it to the cluster failed: {type(exc).__name__}: {exc}")[:2000])
+                    futs = {}
                 self.futures.update(futs)
             if attach:
                 found, processing = await trio.to_thread.run_sync(self._attach_batch, client,
@@ -409,7 +417,8 @@ class DaskRunner:
         q = self._done_q
         while q:
             self._done.append(q.popleft())
-        self._collect_wake.set()
+        if not self._closed:
+            self._collect_wake.set()
 
     def _on_event_thread(self, event: Any) -> None:
         """On the client's loop thread: a worker event (started, output) for trio."""
@@ -458,10 +467,17 @@ class DaskRunner:
             if not batch:
                 continue
             client = self._client
-            if client is None:
+            if client is None or self._closed:
+                continue  # closing: a future our own client drops is not the job's end
+            try:
+                outcomes = await trio.to_thread.run_sync(self._collect_batch, client, batch,
+                                                         abandon_on_cancel=False)
+            except Exception:  # the connection dropped mid-batch: try again in a moment
+                log.exception("dask jobs: collecting %d ended jobs failed; retrying", len(batch))
+                await trio.sleep(1.0)
+                self._done.extend(batch)
+                self._collect_wake.set()
                 continue
-            outcomes = await trio.to_thread.run_sync(self._collect_batch, client, batch,
-                                                     abandon_on_cancel=False)
             ended = []
             for job_id, state, fields in outcomes:
                 job = self.jobs[job_id]
@@ -585,12 +601,15 @@ class DaskRunner:
             await self._flush_wake.wait()
             self._flush_wake = trio.Event()
             await trio.sleep(self.RUNNING_WRITE_DELAY_S)
-            batch, self._unwritten = self._unwritten, set()
-            for job_id in batch:
-                job = self.jobs.get(job_id)
-                if job is not None and not job.terminal:
-                    self.store.write(job.status)
-                    self._emit_state(job)
+            self._flush_running()
+
+    def _flush_running(self) -> None:
+        batch, self._unwritten = self._unwritten, set()
+        for job_id in batch:
+            job = self.jobs.get(job_id)
+            if job is not None and not job.terminal:
+                self.store.write(job.status)
+                self._emit_state(job)
 
     # -- timeouts of callables (argv jobs time out on their worker) ----------------------------
 
