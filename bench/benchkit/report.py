@@ -122,7 +122,9 @@ INTRO = {
         "`Client.map` + `wait` (results left on the workers), same process and cluster, "
         "alternating, best of 3 each; ratio = ours / bare wall (target ≤ 1.25). `jobs-10k`: "
         "10,000 such jobs through `DaskJobs` in one run: wall, the trio tasks alive while they "
-        "run (no task per job) and the runtime's peak RSS (the scheduler's and workers' are not in it)."
+        "run (no task per job) and the runtime's peak RSS (the scheduler's and workers' are not in "
+        "it). Measured in a run of its own (date, commit and load in each record's "
+        "`measured_separately`)."
     ),
     "B1": (
         "Per-node overhead: 2,000 chained `step(x) -> x + 1` nodes; `top` = every call its own "
