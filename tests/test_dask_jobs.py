@@ -475,3 +475,29 @@ async def test_a_runtime_that_closes_leaves_cluster_jobs_running_for_the_next(tm
         out = (await collects.start_run(rt, {})).outputs
     assert out == {"job_id": job_id, "result": "once"}
     assert ledger.read_text() == "once\n"
+
+
+async def test_a_callable_past_its_timeout_fails_and_resources_pass_through(tmp_path, home, cluster, jobs):
+    gate, ledger = tmp_path / "gate", tmp_path / "ledger"
+
+    @graph_fn(name="limits")
+    async def limits(*, context):
+        j = context.jobs()
+        slow = await j.submit({"fn": fn("gated"), "args": [str(ledger), str(gate), "slow"], "timeout_s": 0.3})
+        # no worker of this cluster has a GPU: the scheduler holds the job, queued
+        gpu = await j.submit({"fn": fn("add"), "args": [1, 1], "resources": {"GPU": 1}, "priority": 5})
+        st = await j.wait(slow)
+        queued = (await j.status(gpu)).state
+        cancelled = await j.cancel(gpu)
+        return {"slow": st, "queued": queued, "gpu": cancelled}
+
+    try:
+        async with rt_open(home) as rt:
+            out = (await limits.start_run(rt, {})).outputs
+    finally:
+        gate.touch()  # the timed-out call's worker thread runs until it returns
+    assert out["slow"].state is JobState.FAILED and out["slow"].timed_out
+    assert "timed out after 0.3s" in out["slow"].error
+    assert out["queued"] is JobState.QUEUED
+    assert out["gpu"].state is JobState.CANCELLED and out["gpu"].worker == ""
+    assert out["gpu"].job_id not in await trio.to_thread.run_sync(cluster.client.list_datasets)

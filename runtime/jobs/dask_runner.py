@@ -629,10 +629,11 @@ class DaskRunner:
             job = self.jobs.get(job_id)
             if job is None or job.terminal:
                 continue
-            await self._cancel_on_cluster(job, by="timeout")
+            # Recorded first: the cancel's own echo (a cancelled future) then finds it ended.
             self._record(job, JobState.FAILED, timed_out=True, error=(
                 f"timed out after {job.spec.timeout_s:g}s (cancelled on the cluster; a Python "
                 "callable cannot be stopped mid-call, its worker thread runs on until it returns)"))
+            await self._cancel_on_cluster(job, by="timeout")
 
     # -- waiting and cancelling ---------------------------------------------------------------
 
@@ -708,6 +709,8 @@ class DaskRunner:
             self._unpublish(client, [job.job_id])
 
         await trio.to_thread.run_sync(go, abandon_on_cancel=False)
+        if job.terminal:  # recorded before (a timeout): nothing will collect this future
+            self.futures.pop(job.job_id, None)
 
     # -- events -------------------------------------------------------------------------------
 
