@@ -501,3 +501,40 @@ async def test_a_callable_past_its_timeout_fails_and_resources_pass_through(tmp_
     assert out["queued"] is JobState.QUEUED
     assert out["gpu"].state is JobState.CANCELLED and out["gpu"].worker == ""
     assert out["gpu"].job_id not in await trio.to_thread.run_sync(cluster.client.list_datasets)
+
+
+SUBMIT_ONCE = """
+    import sys, trio
+    from aethergraph import open_runtime, register_context_service
+    from aethergraph.dask_jobs import DaskJobs
+
+    jobs = register_context_service("jobs", DaskJobs(sys.argv[2]))
+
+    async def main():
+        async with open_runtime(console=False, sidecar=False, handle_sigint=False):
+            sys.stdin.readline()  # both processes are up: submit together
+            job_id = await jobs.submit({"fn": "tests.dask_fns:gated", "args": [sys.argv[1], sys.argv[3], "ran"]},
+                                       key="the-key")
+            st = await jobs.wait(job_id)
+            print(job_id, st.state.value, flush=True)
+            print(st.error, file=sys.stderr)
+
+    trio.run(main)
+"""
+
+
+def test_one_key_is_one_job_across_two_runtimes(tmp_path, home, cluster):
+    prog = script(tmp_path, "submit_once.py", SUBMIT_ONCE)
+    ledger, gate = tmp_path / "ledger", tmp_path / "gate"
+    gate.touch()
+    procs = [subprocess.Popen([PY, prog, str(ledger), cluster.address, str(gate)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    for p in procs:
+        p.stdin.write("go\n")
+        p.stdin.flush()
+    outs = [p.communicate(timeout=60) for p in procs]
+    assert all(p.returncode == 0 for p in procs), outs
+    lines = {o[0].strip() for o in outs}
+    assert len(lines) == 1 and lines.pop().endswith(" succeeded"), outs
+    assert ledger.read_text() == "ran\n"
+    assert len(list(JobStore(home).ids())) == 1

@@ -42,7 +42,7 @@ from .. import events as ev
 from . import dask_worker
 from .protocol import ENCODER, JobRecord, JobSpec, JobSpecError, JobState, JobStatus, Rusage
 from .runner import JobsClosed, JobWaitTimeout, _Job
-from .store import JobStore, UnknownJob, new_job_id, write_atomic
+from .store import JobStore, UnknownJob, new_job_id, proc_alive, proc_start_time, write_atomic
 
 log = logging.getLogger("aethergraph.jobs")
 
@@ -83,12 +83,15 @@ class DaskRunner:
         self._token: Any = None
         self._closed = False
         self._pid = os.getpid()
+        self._pid_start = proc_start_time(self._pid) or 0
+        self._nursery: trio.Nursery | None = None
 
     # -- lifecycle ----------------------------------------------------------------------------
 
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         self._token = trio.lowlevel.current_trio_token()
         async with trio.open_nursery() as nursery:
+            self._nursery = nursery
             nursery.start_soon(self._submitter, name="dask jobs submitter")
             nursery.start_soon(self._collector, name="dask jobs collector")
             nursery.start_soon(self._timeouts, name="dask jobs timeouts")
@@ -312,6 +315,7 @@ class DaskRunner:
                 if job.terminal:
                     continue
                 claim = msgspec.structs.replace(job.status, owner_pid=self._pid,
+                                                owner_start=self._pid_start,
                                                 cluster=self._cluster_address)
                 if not self.store.claim(claim):  # another runtime handed it over, or cancelled it
                     self._to_attach.append(job_id)
@@ -339,14 +343,31 @@ class DaskRunner:
                         continue
                     fut = found.get(job_id)
                     if fut is None:
+                        st = self.store.read_raw(job_id)
+                        if st.terminal:  # its owner recorded the end meanwhile
+                            job.status = st
+                            self._emit_state(job)
+                            self._ended(job)
+                            continue
+                        if (st.owner_pid and st.owner_pid != self._pid
+                                and proc_alive(st.owner_pid, st.owner_start)):
+                            # Claimed by a live runtime here that has not published it yet:
+                            # look again shortly rather than call it lost.
+                            self._nursery.start_soon(self._attach_later, job_id)
+                            continue
                         self._record(job, JobState.LOST, error=(
                             "the cluster no longer holds this job: the runtime that submitted "
                             "it died before the scheduler had it, or the scheduler restarted"))
                         continue
                     self.futures[job_id] = fut
                     if job_id in processing and job.status.state is JobState.QUEUED:
-                        self._record(job, JobState.RUNNING, worker=processing[job_id],
+                        self._record(job, JobState.RUNNING, write=False, worker=processing[job_id],
                                      started=job.status.started or time.time(), note="reattached")
+
+    async def _attach_later(self, job_id: str) -> None:
+        await trio.sleep(0.2)
+        self._to_attach.append(job_id)
+        self._submit_wake.set()
 
     def _submit_batch(self, client: Any, claimed: list[tuple[str, JobSpec]]) -> dict[str, Any]:
         # One graph per kind of job, resources and priority, not one per job: the scheduler's
@@ -483,6 +504,16 @@ class DaskRunner:
                 job = self.jobs[job_id]
                 if job.terminal:
                     continue
+                if state in (JobState.LOST, JobState.CANCELLED):
+                    # Gone from the cluster because another runtime collected it and let it go?
+                    # Then the store has its end: that is the fact, not our view of it.
+                    known = self.store.read_raw(job_id)
+                    if known.terminal:
+                        job.status = known
+                        self._emit_state(job)
+                        self._ended(job)
+                        self.futures.pop(job_id, None)
+                        continue
                 if state is JobState.CANCELLED or (state is JobState.LOST and self.store.read_cancel(job_id)):
                     req = self.store.read_cancel(job_id)
                     state = JobState.CANCELLED
@@ -608,8 +639,22 @@ class DaskRunner:
         for job_id in batch:
             job = self.jobs.get(job_id)
             if job is not None and not job.terminal:
-                self.store.write(job.status)
+                if self._may_write_running(job):
+                    self.store.write(job.status)
                 self._emit_state(job)
+
+    def _may_write_running(self, job: _Job) -> bool:
+        """A state never goes back: RUNNING is written by the runtime that handed the job to
+        the cluster, or by one that took over from a dead one — and never over an end that
+        another runtime following the same job has recorded."""
+        try:
+            on_disk = self.store.read_raw(job.job_id)
+        except (UnknownJob, ValueError, OSError):
+            return False
+        if on_disk.terminal:
+            return False
+        owner = on_disk.owner_pid
+        return owner == self._pid or not owner or not proc_alive(owner, on_disk.owner_start)
 
     # -- timeouts of callables (argv jobs time out on their worker) ----------------------------
 
