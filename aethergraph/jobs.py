@@ -23,6 +23,8 @@ node cancelled from the dashboard or ``ag cancel``, retried with ``ag retry RUN 
 deadline, its run cancelled by Ctrl-C — cancels the job before it returns, unless it waited with
 ``detach=True``; such a job gives up its key, so the next attempt submits anew. A job nobody
 waits on is not cancelled with its run: it runs on, and its folder records how it ended.
+
+The same protocol on a dask.distributed cluster: ``aethergraph.dask_jobs.DaskJobs``.
 """
 
 from __future__ import annotations

@@ -538,3 +538,24 @@ def test_one_key_is_one_job_across_two_runtimes(tmp_path, home, cluster):
     assert len(lines) == 1 and lines.pop().endswith(" succeeded"), outs
     assert ledger.read_text() == "ran\n"
     assert len(list(JobStore(home).ids())) == 1
+
+
+async def test_process_jobs_refuses_what_only_a_cluster_can_do(home):
+    from aethergraph.jobs import ProcessJobs
+
+    register_context_service("jobs", ProcessJobs())
+
+    @graph_fn(name="local")
+    async def local(*, context):
+        msgs = []
+        for spec in ({"fn": fn("add")}, {"argv": ["true"], "resources": {"GPU": 1}}, {"argv": ["true"], "priority": 1}):
+            try:
+                await context.jobs().submit(spec)
+            except JobSpecError as exc:
+                msgs.append(str(exc))
+        return msgs
+
+    async with rt_open(home) as rt:
+        msgs = (await local.start_run(rt, {})).outputs
+    assert len(msgs) == 3 and all(m.startswith("job spec: fn, resources and priority need") for m in msgs), msgs
+    assert not list(JobStore(home).ids())
