@@ -23,6 +23,8 @@ node cancelled from the dashboard or ``ag cancel``, retried with ``ag retry RUN 
 deadline, its run cancelled by Ctrl-C — cancels the job before it returns, unless it waited with
 ``detach=True``; such a job gives up its key, so the next attempt submits anew. A job nobody
 waits on is not cancelled with its run: it runs on, and its folder records how it ended.
+
+The same protocol on a dask.distributed cluster: ``aethergraph.dask_jobs.DaskJobs``.
 """
 
 from __future__ import annotations
@@ -67,13 +69,15 @@ class ProcessJobs(Service):
     def _runner(self) -> ProcessRunner:
         rt = _runtime()
         if rt is None:
-            raise RuntimeError("ProcessJobs needs an open runtime (call it from a node)")
+            raise RuntimeError(f"{type(self).__name__} needs an open runtime (call it from a node)")
         runner = self._runners.get(id(rt))
         if runner is None or runner.rt is not rt:
-            runner = self._runners[id(rt)] = ProcessRunner(
-                rt, max_parallel=self.max_parallel, scan_interval_s=self.scan_interval_s)
+            runner = self._runners[id(rt)] = self._make_runner(rt)
             rt.spawn(runner.run, name="jobs")
         return runner
+
+    def _make_runner(self, rt: Any) -> ProcessRunner:
+        return ProcessRunner(rt, max_parallel=self.max_parallel, scan_interval_s=self.scan_interval_s)
 
     async def start(self) -> None:
         self._runner()

@@ -11,6 +11,13 @@ the job carries on; ``ag resume RUN`` finds it again by key and collects its res
     ag jobs logs JOB -f            # its output, live
     ag jobs cancel JOB             # SIGTERM to its process group, SIGKILL after its grace
 
+The same graph on a dask.distributed cluster instead (``pip install 'aethergraph[dask]'``): the
+simulation then runs as a process on a dask worker, its output followed live from here.
+
+    python examples/real_jobs.py --dask                        # a LocalCluster, started and closed here
+    python examples/real_jobs.py --dask tcp://scheduler:8786   # an existing cluster
+    AG_DEMO_RUNNER=dask ag run examples/real_jobs.py:submit_poll_notify --input '{"spec": {}}'
+
 ``AG_DEMO_STEP_S`` (default 0.3) is how long one simulation step takes; ``AG_DEMO_FAIL=1`` makes
 the simulation fail (non-zero exit), and the run then asks whether to retry.
 """
@@ -18,6 +25,7 @@ the simulation fail (non-zero exit), and the run then asks whether to retry.
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 import trio
@@ -42,8 +50,24 @@ if spec.get("fail", os.environ.get("AG_DEMO_FAIL") == "1"):
 print(json.dumps({"name": spec.get("name", "demo"), "energy": round(1.0 / steps, 4)}))
 """
 
-# --- 2) The service: real processes, at most 4 at a time (the rest wait, QUEUED).
-register_context_service("jobs", ProcessJobs(max_parallel=4))
+# --- 2) The service: real processes, at most 4 at a time (the rest wait, QUEUED) — or the same
+#        protocol on a dask cluster. Nothing below this line knows which.
+def jobs_service():
+    if "--dask" not in sys.argv and os.environ.get("AG_DEMO_RUNNER") != "dask":
+        return ProcessJobs(max_parallel=4)
+    from aethergraph.dask_jobs import DaskJobs
+
+    rest = sys.argv[sys.argv.index("--dask") + 1:] if "--dask" in sys.argv else []
+    address = rest[0] if rest and not rest[0].startswith("-") else None
+    if address or os.environ.get("AETHERGRAPH_DASK_SCHEDULER"):
+        return DaskJobs(address)
+    # A LocalCluster whose workers are threads of this process: this script has top-level code
+    # (start(), this registration) that worker processes started by "spawn" would run again.
+    # The job itself is a process on the worker either way.
+    return DaskJobs(cluster_kwargs={"n_workers": 1, "threads_per_worker": 4, "processes": False})
+
+
+register_context_service("jobs", jobs_service())
 
 
 # Submitting goes through a tool (journaled) with the node's idempotency key: a resumed run

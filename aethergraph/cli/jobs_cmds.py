@@ -6,7 +6,8 @@
 
 The list comes from the index (what the runs recorded); the state of a job not yet ended there
 is read from its folder, which its supervisor keeps current even when no runtime is alive.
-Nothing here needs a live runtime; cancelling goes to the job's supervisor directly.
+Nothing here needs a live runtime; cancelling goes to the job's supervisor directly (a cluster
+job's, through its scheduler to its worker).
 """
 
 from __future__ import annotations
@@ -85,13 +86,16 @@ def cmd_list(args: Any) -> int:
         index.close()
     now = time.time()
     for r in rows:
-        if r["state"] not in TERMINAL:  # the folder knows better than the last event
+        r["worker"] = ""
+        # The folder knows better than the last event; for a cluster job it also says which
+        # worker runs (or ran) it.
+        if r["state"] not in TERMINAL or r["runner"] == "dask":
             try:
                 st = store.read(r["job_id"])
             except Exception:
                 continue
             r.update(state=st.state.value, started=st.started, ended=st.ended,
-                     exit_code=st.exit_code, error=st.error, pid=st.pid)
+                     exit_code=st.exit_code, error=st.error, pid=st.pid, worker=st.worker)
         start = r["started"]
         r["elapsed_s"] = None if start is None else (r["ended"] or now) - start
     if args.json:
@@ -100,12 +104,15 @@ def cmd_list(args: Any) -> int:
     if not rows:
         print("no jobs" + (f" in run {args.run}" if args.run else ""))
         return EXIT_OK
+    where = any(r["worker"] for r in rows)  # a WORKER column only when a cluster ran some
     out = [
         [r["job_id"], r["state"].upper(), "" if r["exit_code"] is None else str(r["exit_code"]),
          _dur(r["elapsed_s"]), r["run_id"], r["node"], _argv(r["argv"], r["name"])]
+        + ([_argv([r["worker"]], "")] if where else [])
         for r in rows
     ]
-    print(table(out, ["JOB", "STATE", "EXIT", "ELAPSED", "RUN", "NODE", "COMMAND"]))
+    print(table(out, ["JOB", "STATE", "EXIT", "ELAPSED", "RUN", "NODE", "COMMAND"]
+                + (["WORKER"] if where else [])))
     return EXIT_OK
 
 
@@ -168,7 +175,10 @@ def cmd_cancel(args: Any) -> int:
     grace = args.grace if args.grace is not None else store.read_spec(args.job_id).grace_s
     if grace < 0:
         raise CliError(f"--grace must be >= 0, got {grace}")
-    request_cancel(store, args.job_id, grace_s=grace, by=by)
+    try:
+        request_cancel(store, args.job_id, grace_s=grace, by=by)
+    except RuntimeError as exc:  # a cluster job whose scheduler cannot be reached
+        raise CliError(str(exc)) from None
     st = wait_terminal(store, args.job_id, grace + 5)
     print(f"job {args.job_id} {st.state.value}")
     return EXIT_OK if st.state.value == "cancelled" else EXIT_RUN_FAILED

@@ -17,7 +17,7 @@ from .venvs import BENCH
 DEFAULT_REPS = 5
 SLOW_REPS = 3  # for measurements that take minutes (spec: 3 instead of 5)
 TIMEOUT_S = 300
-WORKLOADS = ("B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B9", "B12")
+WORKLOADS = ("B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B9", "B10", "B12")
 # `--quick` (under 3 minutes): leaves out the workloads that first build a 1,000,000-event store.
 QUICK_WORKLOADS = ("B1", "B2", "B3", "B4", "B6", "B8", "B9")
 FRAMEWORKS = ("ours", "upstream", "langgraph")
@@ -244,10 +244,20 @@ def b12(ours: Path | None, peers: Path | None) -> list[Case]:
              note="k=10, 200 queries after one that fills the reader's cache; numpy scan if installed"),
         Case("B12", "ours", "ingest-off", 100_000, _script(ours, "ours/b12.py", "ingest-off", 100_000),
              group="ingest", ref=True, reps=SLOW_REPS, note="the same records, no embedder bound"),
+def b10(ours: Path | None, peers: Path | None) -> list[Case]:
+    """Ours only: jobs on a dask cluster (started by the script) against a bare Client."""
+    if not ours:
+        return []
+    return [
+        Case("B10", "ours", "vs-client", 1_000, _script(ours, "ours/b10.py", "vs-client", 1_000),
+             group="dask", ref=True, reps=SLOW_REPS,
+             note="tiny callables x 1,000; DaskJobs and Client.map + wait alternate, best of 3 each"),
+        Case("B10", "ours", "jobs-10k", 10_000, _script(ours, "ours/b10.py", "jobs-10k", 10_000),
+             group="dask-10k", ref=True, reps=SLOW_REPS, note="10,000 jobs through DaskJobs in one run"),
     ]
 
 
 def build(ours: Path | None, peers: Path | None, workloads: list[str]) -> dict[str, list[Case]]:
     makers = {"B1": b1, "B2": b2, "B3": b3, "B4": b4, "B5": b5, "B6": b6, "B7": b7, "B8": b8,
-              "B9": b9, "B12": b12}
+              "B9": b9, "B10": b10, "B12": b12}
     return {w: makers[w](ours, peers) for w in workloads}

@@ -60,9 +60,15 @@ METRICS = {
             Metric("first search s", "first_query_s"),
             Metric("records/s", "records_per_s", higher_is_better=True),
             Metric("peak RSS MB", "rss_peak_kib", MB)],
+    "B10": [Metric("wall s DaskJobs", "wall_ours_s"),
+            Metric("wall s Client.map + wait", "wall_base_s"),
+            Metric("ratio", "ratio"),
+            Metric("jobs/s", "jobs_per_s", higher_is_better=True),
+            Metric("trio tasks with N jobs", "tasks_with_jobs"),
+            Metric("peak RSS MB", "rss_peak_kib", MB)],
 }
 PRIMARY = {w: METRICS[w][0] for w in METRICS}
-OURS_ONLY = ("B5", "B6", "B7", "B8", "B9", "B12")
+OURS_ONLY = ("B5", "B6", "B7", "B8", "B9", "B10", "B12")
 TITLES = {"B1": "B1 – per-node overhead", "B2": "B2 – fan-out of polling jobs",
           "B3": "B3 – event log write + \"most recent of a kind\"",
           "B4": "B4 – import / start-up",
@@ -71,7 +77,8 @@ TITLES = {"B1": "B1 – per-node overhead", "B2": "B2 – fan-out of polling job
           "B7": "B7 – dashboard first paint on a large store (ours)",
           "B8": "B8 – dashboard keys while a run streams 1,000 events/s (ours)",
           "B9": "B9 – real process jobs: ProcessJobs vs a plain trio.run_process loop (ours)",
-          "B12": "B12 – memory().search over 100,000 embedded records, dimension 384 (ours)"}
+          "B12": "B12 – memory().search over 100,000 embedded records, dimension 384 (ours)",
+          "B10": "B10 – jobs on a dask cluster: DaskJobs vs a bare distributed.Client (ours)"}
 
 INTRO = {
     "B12": (
@@ -120,6 +127,18 @@ INTRO = {
         "submitted while one job holds the only slot; the trio tasks alive then (no task per job) "
         "and the submit rate; then all cancelled. Measured in a run of its own after the full "
         "run (date, commit and load in each record's `measured_separately`)."
+    ),
+    "B10": (
+        "A dask cluster on loopback started by the script as processes of its own (`dask "
+        "scheduler`, `dask worker --nworkers 2 --nthreads 1`). `vs-client`: 1,000 tiny callables "
+        "(`tiny(i) -> i`) through `DaskJobs` in one run (each job its folder, claimed state, "
+        "published future, running event, result gathered, `job_*` events) and through a bare "
+        "`Client.map` + `wait` (results left on the workers), same process and cluster, "
+        "alternating, best of 3 each; ratio = ours / bare wall (target ≤ 1.25). `jobs-10k`: "
+        "10,000 such jobs through `DaskJobs` in one run: wall, the trio tasks alive while they "
+        "run (no task per job) and the runtime's peak RSS (the scheduler's and workers' are not in "
+        "it). Measured in a run of its own (date, commit and load in each record's "
+        "`measured_separately`)."
     ),
     "B1": (
         "Per-node overhead: 2,000 chained `step(x) -> x + 1` nodes; `top` = every call its own "
@@ -532,6 +551,7 @@ def _budget_rows(rows: list[Row]) -> list[str]:
         ("B8", "keys-under-load", "key_max_ms", 100, True, "B8 (issue 5) every key answered within 100 ms while a run emits 1,000 events/s"),
         ("B9", "vs-run-process", "ratio", 0.8, False, "B9 (issue 16) ProcessJobs throughput ≥ 0.8× a plain run_process loop"),
         ("B12", "search", "p50_query_ms", 20, True, "B12 (issue 21) search over 100,000 records of dimension 384: p50 < 20 ms"),
+        ("B10", "vs-client", "ratio", 1.25, True, "B10 (issue 17) DaskJobs wall ≤ 1.25× a bare Client.map + wait"),
     ]
     out = []
     for workload, variant, key, budget, at_most, what in checks:

@@ -28,6 +28,10 @@ def request_cancel(store: JobStore, job_id: str, *, grace_s: float | None = None
         st.error = "cancelled before it started"
         if store.claim(st):
             return st
+    if st.runner == "dask":  # no local supervisor: the cancel goes through the cluster
+        from .dask_runner import cancel_remote
+
+        return cancel_remote(store, store.read(job_id), grace_s=grace_s, by=by)
     store.request_cancel(job_id, CancelRequest(by=by, grace_s=grace_s))
     st = store.read_raw(job_id)
     if st.supervisor_pid and proc_alive(st.supervisor_pid, st.supervisor_start):

@@ -40,9 +40,19 @@ class JobSpecError(ValueError):
 
 class JobSpec(msgspec.Struct, kw_only=True, omit_defaults=True, forbid_unknown_fields=True):
     """A process to run. ``argv[0]`` is looked up on ``PATH``; no shell unless ``shell=True``
-    (then ``argv`` is one command line for ``/bin/sh -c``)."""
+    (then ``argv`` is one command line for ``/bin/sh -c``).
 
-    argv: list[str]
+    Or, on a cluster runner only (``DaskJobs``), an importable Python callable:
+    ``fn="pkg.module:function"`` called with ``args`` and ``kwargs`` (JSON values: they are
+    written to ``spec.json``). ``resources`` (e.g. ``{"GPU": 1}``) and ``priority`` are the
+    cluster's; a local runner refuses them rather than ignore them."""
+
+    argv: list[str] = []
+    fn: str = ""
+    args: list[Any] = []
+    kwargs: dict[str, Any] = {}
+    resources: dict[str, float] = {}
+    priority: int = 0
     name: str = ""
     cwd: str | None = None
     # Added to (or, with inherit_env=False, instead of) the environment of the submitter.
@@ -55,12 +65,24 @@ class JobSpec(msgspec.Struct, kw_only=True, omit_defaults=True, forbid_unknown_f
     grace_s: float = 5.0
 
     def validate(self) -> JobSpec:
+        if self.fn:
+            if self.argv:
+                raise JobSpecError("job spec: give argv (a program) or fn (a callable), not both")
+            mod, sep, attr = self.fn.partition(":")
+            if not sep or not all(p.isidentifier() for p in mod.split(".") + attr.split(".")):
+                raise JobSpecError(f"job spec: fn must be 'pkg.module:function', got {self.fn!r}")
+            if self.shell:
+                raise JobSpecError("job spec: shell=True is for argv, not fn")
+            return self._validate_limits()
         if not self.argv or not all(isinstance(a, str) for a in self.argv):
             raise JobSpecError("job spec: argv must be a non-empty list of strings")
         if self.shell and len(self.argv) != 1:
             raise JobSpecError("job spec: with shell=True, argv must be exactly one command line")
         if any("\x00" in a for a in self.argv):
             raise JobSpecError("job spec: argv must not contain NUL characters")
+        return self._validate_limits()
+
+    def _validate_limits(self) -> JobSpec:
         if self.timeout_s is not None and not self.timeout_s > 0:
             raise JobSpecError(f"job spec: timeout_s must be > 0, got {self.timeout_s!r}")
         if not self.grace_s >= 0:
@@ -136,12 +158,17 @@ class JobStatus(msgspec.Struct, kw_only=True, omit_defaults=True):
     exit_code: int | None = None
     signal: int | None = None
     error: str = ""
-    # For a job that succeeded: the last line of its stdout (the convention for a small result).
-    result: str | None = None
+    # For a job that succeeded: the last line of its stdout (the convention for a small result);
+    # for a callable (DaskJobs), the value it returned (JSON; its repr if it is not JSON).
+    result: Any = None
     rusage: Rusage | None = None
     # Who asked for the cancel, when one was asked ("" otherwise); why the job timed out.
     cancelled_by: str = ""
     timed_out: bool = False
+    # Cluster jobs (runner "dask"): the scheduler's address and the worker that runs the job.
+    # There is no local pid: the process is on another host, and signals go through the cluster.
+    cluster: str = ""
+    worker: str = ""
 
     @property
     def terminal(self) -> bool:

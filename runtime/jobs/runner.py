@@ -28,7 +28,7 @@ import trio
 
 from .. import events as ev
 from .control import kill_orphan, request_cancel
-from .protocol import JobRecord, JobSpec, JobState, JobStatus
+from .protocol import JobRecord, JobSpec, JobSpecError, JobState, JobStatus
 from .store import JobStore, UnknownJob, new_job_id, proc_alive, proc_start_time
 
 log = logging.getLogger("aethergraph.jobs")
@@ -57,6 +57,8 @@ class _Job:
     waiters: set = attrs.field(factory=set)
     # Hands of a cancel that wait() issued because its caller was cancelled.
     release_key_on_end: bool = False
+    # What was submitted (runners that act on the spec after the submit: DaskRunner).
+    spec: Any = None
 
     @property
     def terminal(self) -> bool:
@@ -137,6 +139,9 @@ class ProcessRunner:
         if self._closed:
             raise JobsClosed("the runtime's jobs are closed")
         spec = JobSpec.coerce(spec)
+        if spec.fn or spec.resources or spec.priority:
+            raise JobSpecError("job spec: fn, resources and priority need a cluster runner "
+                               "(DaskJobs); ProcessJobs runs argv on this machine")
         if key:
             known = self.store.job_for_key(key)
             if known is not None:

@@ -270,6 +270,8 @@ class JobStore:
 
     @staticmethod
     def _orphaned(st: JobStatus) -> bool:
+        if st.runner != "process":
+            return False  # a cluster job's liveness is the scheduler's to tell, not a local pid's
         if st.state is JobState.RUNNING:
             return not proc_alive(st.supervisor_pid, st.supervisor_start)
         if st.state is JobState.QUEUED and st.owner_pid and not st.supervisor_pid:
