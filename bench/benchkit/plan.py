@@ -244,6 +244,9 @@ def b12(ours: Path | None, peers: Path | None) -> list[Case]:
              note="k=10, 200 queries after one that fills the reader's cache; numpy scan if installed"),
         Case("B12", "ours", "ingest-off", 100_000, _script(ours, "ours/b12.py", "ingest-off", 100_000),
              group="ingest", ref=True, reps=SLOW_REPS, note="the same records, no embedder bound"),
+    ]
+
+
 def b10(ours: Path | None, peers: Path | None) -> list[Case]:
     """Ours only: jobs on a dask cluster (started by the script) against a bare Client."""
     if not ours:
