@@ -211,7 +211,7 @@ class Memory:
             if earlier is not None:  # recorded before a crash; this re-execution reuses it
                 await trio.lowlevel.checkpoint()
                 return earlier
-        if _BINDINGS:
+        if _BINDINGS.data:  # the mapping's own dict: len() of a WeakKeyDictionary costs more
             binding = _BINDINGS.get(node.runtime)
             if binding is not None and kind in binding.kinds:
                 # After the id: the vector is derived from the record, not part of what it is.
