@@ -77,6 +77,13 @@ _clock = time.perf_counter
 _blake2b = hashlib.blake2b
 
 
+def _plain(e: ev.MemoryRecorded) -> bool:
+    """Does the record carry only a kind and data (every other recorded field its default)?"""
+    return not (e.tags or e.entities or e.metrics or e.sources or e.severity != 2 or e.stage
+                or e.topic or e.text or e.inputs_ref is not None or e.outputs_ref is not None
+                or e.inputs is not None or e.outputs is not None)
+
+
 def _recorded(e: ev.MemoryRecorded) -> tuple:
     """Every field of a record that is part of what it records (its id's content), in a fixed
     order: not where (run, graph, node: the id's prefix), when (seq, ts), the id itself, or the
@@ -187,6 +194,8 @@ class Memory:
                 event.inputs = inputs
             if outputs is not None:
                 event.outputs = outputs
+            # Which form the id hashes is decided by the event as recorded (severity="2" is 2).
+            plain = _plain(event)
         # The id derives from the node's key and what is recorded (plus the occurrence among
         # identical records), never from when: concurrent records in one node keep their ids
         # when the node is re-executed (resume). The node part (run, node key; the graph is the
