@@ -74,6 +74,24 @@ _YIELD_AFTER_S = 0.002
 _clock = time.perf_counter
 
 
+_blake2b = hashlib.blake2b
+
+
+def _plain(e: ev.MemoryRecorded) -> bool:
+    """Does the record carry only a kind and data (every other recorded field its default)?"""
+    return not (e.tags or e.entities or e.metrics or e.sources or e.severity != 2 or e.stage
+                or e.topic or e.text or e.inputs_ref is not None or e.outputs_ref is not None
+                or e.inputs is not None or e.outputs is not None)
+
+
+def _recorded(e: ev.MemoryRecorded) -> tuple:
+    """Every field of a record that is part of what it records (its id's content), in a fixed
+    order: not where (run, graph, node: the id's prefix), when (seq, ts), the id itself, or the
+    embedding (derived from the record)."""
+    return (e.kind, e.data, e.tags, e.entities, e.severity, e.stage, e.topic, e.text,
+            e.inputs_ref, e.outputs_ref, e.inputs, e.outputs, e.metrics, e.sources)
+
+
 def scope_filter(node: NodeHandle, scope: str) -> dict[str, str]:
     """Index filters for a scope as seen from ``node``: its run, its graph, or everything."""
     if scope == "run":
@@ -109,7 +127,7 @@ class Memory:
         self._node = node
         self._count = 0
         self._id_prefix: str | None = None
-        self._seen: dict[int, int] = {}
+        self._seen: dict[bytes, int] = {}
         self._last_yield = _clock()
 
     async def record(
@@ -148,44 +166,53 @@ class Memory:
             data=data,
         )
         # Only what differs from the defaults is set: most records carry a kind and data.
-        if tags:
-            event.tags = _str_tuple("tags", tags)
-        if entities:
-            event.entities = _str_tuple("entities", entities)
-        if metrics:
-            event.metrics = _clean_metrics(metrics)
-        if sources:
-            event.sources = _str_tuple("sources", sources)
-        if severity != 2:
-            event.severity = int(severity)
-        if stage:
-            event.stage = stage
-        if topic:
-            event.topic = topic
-        if text:
-            event.text = text
-        if inputs_ref is not None:
-            event.inputs_ref = inputs_ref
-        if outputs_ref is not None:
-            event.outputs_ref = outputs_ref
-        if inputs is not None:
-            event.inputs = inputs
-        if outputs is not None:
-            event.outputs = outputs
+        plain = not (tags or entities or metrics or sources or severity != 2 or stage or topic
+                     or text or inputs_ref is not None or outputs_ref is not None
+                     or inputs is not None or outputs is not None)
+        if not plain:
+            if tags:
+                event.tags = _str_tuple("tags", tags)
+            if entities:
+                event.entities = _str_tuple("entities", entities)
+            if metrics:
+                event.metrics = _clean_metrics(metrics)
+            if sources:
+                event.sources = _str_tuple("sources", sources)
+            if severity != 2:
+                event.severity = int(severity)
+            if stage:
+                event.stage = stage
+            if topic:
+                event.topic = topic
+            if text:
+                event.text = text
+            if inputs_ref is not None:
+                event.inputs_ref = inputs_ref
+            if outputs_ref is not None:
+                event.outputs_ref = outputs_ref
+            if inputs is not None:
+                event.inputs = inputs
+            if outputs is not None:
+                event.outputs = outputs
+            # Which form the id hashes is decided by the event as recorded (severity="2" is 2).
+            plain = _plain(event)
         # The id derives from the node's key and what is recorded (plus the occurrence among
         # identical records), never from when: concurrent records in one node keep their ids
-        # when the node is re-executed (resume). The node part is hashed once per node.
+        # when the node is re-executed (resume). The node part (run, node key; the graph is the
+        # run's) is hashed once per node into the prefix; per record only what is recorded is:
+        # its kind and data as a canonical 2-array, or, when any other field differs from its
+        # default, all of them as a 14-array (a different length: the two forms never collide).
         if self._id_prefix is None:
             self._id_prefix = derived_id("ev", run.run_id, node.key) + "-"
         try:
-            canonical = _CANONICAL.encode(event)
+            canonical = _CANONICAL.encode((kind, data) if plain else _recorded(event))
         except Exception as exc:  # RecursionError included: data nested too deep
             raise encode_error(event, exc) from None
-        digest = hashlib.blake2b(canonical, digest_size=8).digest()
-        # Occurrences among identical records, keyed compactly: a node may record millions.
+        digest = _blake2b(canonical, digest_size=8).digest()
+        # Occurrences among identical records, keyed by the 8 digest bytes (compact: a node may
+        # record millions; the dict is this process's only, its own hashing never leaks out).
         seen = self._seen
-        key = int.from_bytes(digest, "little")
-        n = seen[key] = seen.get(key, 0) + 1
+        n = seen[digest] = seen.get(digest, 0) + 1
         what = digest.hex()
         event.event_id = f"{self._id_prefix}{what}" if n == 1 else f"{self._id_prefix}{what}-{n}"
         if run.journal is not None:
@@ -193,7 +220,7 @@ class Memory:
             if earlier is not None:  # recorded before a crash; this re-execution reuses it
                 await trio.lowlevel.checkpoint()
                 return earlier
-        if _BINDINGS:
+        if _BINDINGS.data:  # the mapping's own dict: len() of a WeakKeyDictionary costs more
             binding = _BINDINGS.get(node.runtime)
             if binding is not None and kind in binding.kinds:
                 # After the id: the vector is derived from the record, not part of what it is.

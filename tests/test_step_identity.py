@@ -570,3 +570,34 @@ def test_resume_of_a_run_logged_before_keys_replays_its_finished_tools(tmp_path,
     assert resumed.returncode == 0, resumed.stderr
     assert json.loads(resumed.stdout.strip().splitlines()[-1])["outputs"] == {"a": {"result": 10}, "b": {"result": 20}}
     assert fetch_log.read_text().split() == ["2"], "fetch(1) had finished: replayed, not run again"
+
+
+# -- memory record ids ---------------------------------------------------------------------------
+
+
+async def test_memory_ids_follow_the_content_recorded_not_the_form_of_the_arguments(home, layout):
+    """Equal content, equal id (then counted as a second occurrence): a default given
+    explicitly, a severity as text, tags as a list or a tuple. Other content, another id."""
+    from aethergraph import graph_fn
+
+    from .conftest import rt_open
+
+    @graph_fn(name="g")
+    async def g(*, context):
+        m = context.memory()
+        ids = [
+            (await m.record("k", {"x": 1})).event_id,
+            (await m.record("k", {"x": 1}, severity="2", tags=[], stage="")).event_id,
+            (await m.record("k", {"x": 1}, tags=["t"])).event_id,
+            (await m.record("k", {"x": 1}, tags=("t",))).event_id,
+            (await m.record("k", {"x": 2})).event_id,
+            (await m.record("k", {"x": 1}, severity=3)).event_id,
+        ]
+        return {"ids": ids}
+
+    async with rt_open(home):
+        ids = (await g())["ids"]
+    plain, tagged, other, graver = ids[0], ids[2], ids[4], ids[5]
+    assert ids[1] == plain + "-2"
+    assert ids[3] == tagged + "-2"
+    assert len({plain, tagged, other, graver}) == 4

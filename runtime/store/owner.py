@@ -33,6 +33,10 @@ _mutex = threading.Lock()
 _fds: dict[str, int] = {}  # lock file path -> descriptor opened read-write (never closed)
 _read_fds: dict[str, int] = {}  # ... opened read-only, for a reader that may not create it
 _held: set[tuple[str, str]] = set()  # (lock file path, run id) held by this process
+# Per store and per run, what every start and end of a run would otherwise recompute: the lock
+# file's path as a string (pathlib joins cost ~3 µs each, four per run) and the run's byte.
+_keys: dict[StoreLayout, str] = {}
+_offsets: dict[str, int] = {}  # run id -> its byte, while held (dropped on release)
 
 # struct flock on Linux: short l_type, short l_whence, off_t l_start, off_t l_len, pid_t l_pid.
 _FLOCK = "hhqqi"
@@ -43,6 +47,13 @@ def lock_path(layout: StoreLayout) -> Path:
     return layout.runs_dir / LOCK_NAME
 
 
+def _key(layout: StoreLayout) -> str:
+    key = _keys.get(layout)
+    if key is None:
+        key = _keys[layout] = str(lock_path(layout))
+    return key
+
+
 def _offset(run_id: str) -> int:
     """The byte a run's owner locks: 62 bits of a hash of the id (below off_t's maximum)."""
     digest = hashlib.blake2b(run_id.encode(), digest_size=8).digest()
@@ -51,7 +62,7 @@ def _offset(run_id: str) -> int:
 
 def _fd(layout: StoreLayout) -> int:
     """The read-write descriptor of the store's lock file (created on first use)."""
-    key = str(lock_path(layout))
+    key = _key(layout)
     fd = _fds.get(key)
     if fd is None:
         private_dirs(layout.runs_dir)
@@ -62,7 +73,7 @@ def _fd(layout: StoreLayout) -> int:
 
 def _query_fd(layout: StoreLayout) -> int | None:
     """A descriptor to ask the kernel about locks; a reader does not create the file."""
-    key = str(lock_path(layout))
+    key = _key(layout)
     fd = _fds.get(key)
     if fd is not None:
         return fd
@@ -79,33 +90,38 @@ def _query_fd(layout: StoreLayout) -> int | None:
 def acquire(layout: StoreLayout, run_id: str) -> None:
     """Become the owner of ``run_id``'s log, or raise ``RunBusy`` if another owner is alive
     (in another process on this host, or already in this one)."""
-    key = (str(lock_path(layout)), run_id)
+    key = (_key(layout), run_id)
     with _mutex:
         if key in _held:
             raise RunBusy(run_id, os.getpid())
         fd = _fd(layout)
+        offset = _offset(run_id)
         try:
-            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, _offset(run_id), os.SEEK_SET)
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, offset, os.SEEK_SET)
         except OSError as exc:
             if exc.errno not in (errno.EACCES, errno.EAGAIN):
                 raise
             raise RunBusy(run_id, _holder_pid(fd, run_id)) from None
         _held.add(key)
+        _offsets[run_id] = offset
 
 
 def release(layout: StoreLayout, run_id: str) -> None:
     """Stop owning ``run_id``'s log (its last event is durable, or it was never written)."""
-    key = (str(lock_path(layout)), run_id)
+    key = (_key(layout), run_id)
     with _mutex:
         if key not in _held:
             return
         _held.discard(key)
-        fcntl.lockf(_fds[key[0]], fcntl.LOCK_UN, 1, _offset(run_id), os.SEEK_SET)
+        offset = _offsets.pop(run_id, None)  # a pure function of the id: recomputed if absent
+        if offset is None:
+            offset = _offset(run_id)
+        fcntl.lockf(_fds[key[0]], fcntl.LOCK_UN, 1, offset, os.SEEK_SET)
 
 
 def holds(layout: StoreLayout, run_id: str) -> bool:
     """Does this process own ``run_id``?"""
-    return (str(lock_path(layout)), run_id) in _held
+    return (_key(layout), run_id) in _held
 
 
 def holder(layout: StoreLayout, run_id: str) -> int | None:

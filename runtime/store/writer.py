@@ -600,12 +600,16 @@ class LogWriter:
 
 
 _POOL: list[ThreadPoolExecutor] = []
+FSYNC_THREADS = 32
 
 
 def _fsync_pool() -> ThreadPoolExecutor:
-    """A few threads to fsync a batch's many logs at once (created on first need)."""
+    """Threads to fsync a batch's many logs at once (created on first need, as many as are
+    used). Concurrent fsyncs share ext4 journal commits: 200 freshly written logs (a B1
+    ``top+record`` batch) took a median 17 ms to fsync with 8 threads and 10 ms with 32; create +
+    write + fsync of 10 such batches 198-308 against 258-336 µs a file (alternating, shared box)."""
     if not _POOL:
-        _POOL.append(ThreadPoolExecutor(max_workers=8, thread_name_prefix="aethergraph-fsync"))
+        _POOL.append(ThreadPoolExecutor(max_workers=FSYNC_THREADS, thread_name_prefix="aethergraph-fsync"))
     return _POOL[0]
 
 

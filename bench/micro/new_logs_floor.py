@@ -1,0 +1,43 @@
+"""The file system's own cost of B1 ``top+record``'s logs, without any of our Python.
+
+    python bench/micro/new_logs_floor.py [threads] [--batches 10] [--files 200]
+
+Creates (``O_CREAT|O_EXCL``), writes 1,500 bytes to and fsyncs (``threads`` at a time, as the
+log writer's fsync pool does) ``batches`` x ``files`` new files in a fresh temporary folder, then
+prints wall and process CPU per file. What a top-level run that makes its own durable log cannot
+go below on this disk.
+"""
+
+import argparse
+import os
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("threads", type=int, nargs="?", default=32)
+    p.add_argument("--batches", type=int, default=10)
+    p.add_argument("--files", type=int, default=200)
+    a = p.parse_args()
+    pool = ThreadPoolExecutor(a.threads)
+    n = a.batches * a.files
+    with tempfile.TemporaryDirectory() as d:
+        cpu, wall = time.process_time(), time.perf_counter()
+        for b in range(a.batches):
+            fds = []
+            for i in range(a.files):
+                fd = os.open(f"{d}/r{b}-{i:06d}.jsonl", os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL, 0o600)
+                os.write(fd, b"x" * 1500)
+                fds.append(fd)
+            list(pool.map(os.fsync, fds))
+            for fd in fds:
+                os.close(fd)
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    print(f"{a.threads} threads: create + write + fsync per file: wall {wall / n * 1e6:.0f} µs, "
+          f"CPU {cpu / n * 1e6:.0f} µs")
+
+
+if __name__ == "__main__":
+    main()
