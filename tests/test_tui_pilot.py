@@ -1135,6 +1135,7 @@ def test_help_and_readme_list_every_key(home):
     from tui.screens.memory import MemoryScreen
     from tui.screens.run_detail import RunDetailScreen
     from tui.screens.runs import RunsScreen
+    from tui.widgets.jobs import JobsPanel
     from tui.widgets.lineview import LineView
     from tui.widgets.tables import AsksTable, RowTable, RunsTable
 
@@ -1142,7 +1143,7 @@ def test_help_and_readme_list_every_key(home):
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     section = readme[readme.index("### The dashboard"):readme.index("### Watching and answering")]
     parts = {"runs": [*RowTable.BINDINGS, *RunsTable.BINDINGS], "asks": [*RowTable.BINDINGS, *AsksTable.BINDINGS],
-             "memory": RowTable.BINDINGS, "artifacts": RowTable.BINDINGS, "run": LineView.BINDINGS}
+             "memory": RowTable.BINDINGS, "artifacts": RowTable.BINDINGS, "run": [*LineView.BINDINGS, *JobsPanel.BINDINGS]}
     screens = {"runs": RunsScreen, "run": RunDetailScreen, "asks": AsksScreen, "memory": MemoryScreen,
                "artifacts": ArtifactsScreen}
     app = AetherGraphApp()

@@ -35,6 +35,7 @@ class RunRow:
     pending_asks: int = 0
     attempt_of: str = ""
     error: str = ""
+    jobs: int = 0  # process jobs it submitted (the index's jobs table)
     # The live runtime executing it, when one we are attached to says so.
     runtime_id: str = ""
 
@@ -116,7 +117,7 @@ class DashboardState:
             self.index_total = total
             self.runs_version += 1
         signature = (older, tuple(sorted(self.live_runs.items())), tuple(
-            (r["run_id"], status, r["last_seq"], r["pending_asks"]) for r, status in zip(rows, statuses)))
+            (r["run_id"], status, r["last_seq"], r["pending_asks"], r.get("jobs", 0)) for r, status in zip(rows, statuses)))
         if not older:
             if signature == self._index_signature:
                 return
@@ -138,6 +139,7 @@ class DashboardState:
             row.pending_asks = r["pending_asks"] or 0
             row.attempt_of = r["attempt_of"] or ""
             row.error = r["error"] or ""
+            row.jobs = r.get("jobs", 0)
             row.runtime_id = live_rt
         self.index_loaded = True
         self.runs_version += 1

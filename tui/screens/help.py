@@ -99,6 +99,7 @@ class HelpScreen(ModalScreen[None]):
     def part_bindings(mode: str) -> list[tuple[str, list]]:
         """The keys of the parts a panel is made of, whichever has focus now: every list
         (first/last row), and on a run the timeline and log views."""
+        from ..widgets.jobs import JobsPanel
         from ..widgets.lineview import LineView
         from ..widgets.tables import RowTable
 
@@ -111,6 +112,8 @@ class HelpScreen(ModalScreen[None]):
             parts.append(("Timeline and log (tab to them)", [
                 Binding("up,down,pageup,pagedown", "", "Scroll (scrolling up pauses following)"),
                 *LineView.BINDINGS]))
+            parts.append(("Jobs tab (J)", [Binding("up,down", "", "Pick a job (its output is followed)"),
+                                           *JobsPanel.BINDINGS]))
         return parts
 
     def action_scroll(self, how: str) -> None:

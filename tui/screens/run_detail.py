@@ -22,6 +22,7 @@ from runtime import events as ev
 from ..format import LEVEL_STYLE, bad_style, clip, node_detail, clock, dur, event_line, one_line, status_text, visible
 from ..widgets import MetricsPanel, NodeTree, ProgressPanel
 from ..state import held
+from ..widgets.jobs import JobsPanel
 from ..widgets.lineview import LineView
 from .base import DashboardScreen
 
@@ -34,7 +35,7 @@ STREAM_EVERY_S = 0.25
 
 class RunDetailScreen(DashboardScreen):
     MODE = "run"
-    HELP = "One run: nodes (↑/↓ to pick one for x/r), timeline, log, messages, progress and metrics."
+    HELP = "One run: nodes (↑/↓ to pick one for x/r), timeline, log, messages, progress, metrics and its jobs."
     BINDINGS = [
         Binding("c", "cancel_run", "Cancel run"),
         Binding("x", "cancel_node", "Cancel node"),
@@ -46,6 +47,7 @@ class RunDetailScreen(DashboardScreen):
         Binding("m", "tab('messages')", "Messages tab", show=False),
         Binding("M", "tab('metrics')", "Metrics tab", show=False),
         Binding("d", "tab('node')", "Node details"),
+        Binding("J", "tab('jobs')", "Jobs tab"),
         Binding("slash", "search", "Search"),
         Binding("v", "level", "Log level", show=False),
         Binding("z", "zoom", "Full width"),
@@ -94,6 +96,8 @@ class RunDetailScreen(DashboardScreen):
                     with TabPane("Node", id="node"):
                         with VerticalScroll(id="node-detail"):
                             yield Static("", id="node-detail-body", markup=False)
+                    with TabPane("Jobs", id="jobs"):
+                        yield JobsPanel(self.dash.home, id="jobs-panel")
                 yield Input(placeholder="search this tab (enter; n/N next/previous; esc clears)", id="run-search",
                             compact=True)
                 yield Static("", id="view-status", markup=False)
@@ -168,6 +172,7 @@ class RunDetailScreen(DashboardScreen):
         self.query_one("#messages-log", RichLog).clear()
         self.query_one(ProgressPanel).reset()
         self.query_one(MetricsPanel).reset()
+        self.query_one(JobsPanel).show_run(run_id)
 
     def _set_header(self, text: Text) -> None:
         # Two fixed lines: a repaint, never a layout of the whole screen (that is what costs).
@@ -430,7 +435,11 @@ class RunDetailScreen(DashboardScreen):
     def action_tab(self, name: str) -> None:
         self.query_one("#run-tabs", TabbedContent).active = name
         view = self._current_view()
-        if view is not None and not isinstance(self.focused, NodeTree):
+        if name == "jobs":
+            # Its keys (c cancels the picked job) are the table's: it takes the focus, so c there
+            # never means "cancel the run".
+            self.query_one("#jobs-table").focus()
+        elif view is not None and not isinstance(self.focused, NodeTree):
             view.focus()  # (from the tree, focus stays there: tab moves to the view)
         self._view_status()
 
@@ -439,6 +448,8 @@ class RunDetailScreen(DashboardScreen):
         view = self._current_view()
         if isinstance(self.focused, NodeTree) and view is not None:
             view.focus()
+        elif isinstance(self.focused, NodeTree) and self.query_one("#run-tabs", TabbedContent).active == "jobs":
+            self.query_one("#jobs-table").focus()
         elif isinstance(self.focused, NodeTree):
             self.query_one("#run-tabs", TabbedContent).focus()
         else:
