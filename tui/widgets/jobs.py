@@ -209,7 +209,7 @@ class JobsPanel(Vertical):
         else:
             for r in rows:
                 for col, value in zip(table.columns, self._cells(r, now)):
-                    table.update_cell(r["job_id"], col, value)
+                    table.update_cell(r["job_id"], col, value, update_width=True)  # RUNNING → CANCELLED
         self.rows = rows
         log = self.query_one(RichLog)
         if follow != self.followed or fresh:
