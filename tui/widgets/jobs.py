@@ -28,6 +28,8 @@ from textual.binding import Binding
 from textual.containers import Vertical
 from textual.widgets import DataTable, RichLog, Static
 
+from ..format import clip, one_line
+
 TERMINAL = ("succeeded", "failed", "cancelled", "lost")
 STATE_STYLE = {"queued": "dim", "running": "bold cyan", "succeeded": "green", "failed": "bold red",
                "cancelled": "yellow", "lost": "bold magenta"}
@@ -48,8 +50,8 @@ def _elapsed(row: dict, now: float) -> str:
 
 
 def _printable(text: str, width: int = 60) -> str:
-    text = "".join(c if c.isprintable() else "?" for c in text)  # a job's text is untrusted
-    return text if len(text) <= width else text[: width - 1] + "…"
+    """A job's text is untrusted: its control characters shown (ESC as ␛), never obeyed."""
+    return clip(text, width)
 
 
 class JobsReader:
@@ -216,7 +218,7 @@ class JobsPanel(Vertical):
             log.clear()
         self.followed = follow
         for line in lines:  # a job's output is untrusted: no escape sequence reaches the terminal
-            log.write(Text("".join(c if c.isprintable() or c == "\t" else "?" for c in line)), scroll_end=True)
+            log.write(Text(one_line(line)), scroll_end=True)
         row = next((r for r in rows if r["job_id"] == follow), None)
         title = "no jobs in this run" if row is None else f"{follow} · stdout"
         if row is not None and row["error"]:
@@ -227,8 +229,8 @@ class JobsPanel(Vertical):
     def _cells(r: dict, now: float) -> list[Any]:
         state = r["state"]
         return [
-            r["job_id"],
-            Text(state.upper(), style=STATE_STYLE.get(state, "")),
+            one_line(r["job_id"]),
+            Text(one_line(state.upper()), style=STATE_STYLE.get(state, "")),
             "" if r["exit_code"] is None else str(r["exit_code"]),
             _elapsed(r, now),
             _printable(r["node"], 30),
