@@ -13,6 +13,7 @@ process. Plain ``def`` tests: the app needs asyncio (see ``test_tui_support.driv
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -1302,3 +1303,22 @@ def test_runs_status_filter_sort_and_relative_times_and_asks_show_graph_and_full
         assert str(asks.get_cell(ASK_OFFLINE, "graph")) == "tui_resuma…"
 
     drive(app, scenario, size=(120, 30))
+
+
+def test_ag_tui_run_refuses_a_bad_typed_input_and_a_too_deep_one_before_starting(tmp_path):
+    """`ag tui --run` checks inputs as `ag run` does: a typed field that does not fit, or an
+    --input nested past what can be read, is one line naming the problem, exit 2, and no
+    dashboard (nor store) is started."""
+    from .conftest import ag
+    from .test_typed_inputs import GOOD, PLAN_FILE
+
+    (tmp_path / "plan.py").write_text(PLAN_FILE)
+    bad = {**GOOD, "spec": {**GOOD["spec"], "mode": "reckless"}}
+    deep = '{"spec": ' + "[" * 5000 + "]" * 5000 + ', "note": 1}'
+    for text, message in ((json.dumps(bad), "ag: inputs do not fit plan: spec.mode"),
+                          (deep, "ag: ")):
+        out = ag("tui", "--run", "plan.py:plan", "--input", text, cwd=tmp_path, timeout=60)
+        assert out.returncode == 2, out.stderr
+        (line,) = out.stderr.splitlines()
+        assert line.startswith(message) and "Traceback" not in line, line
+    assert ag("runs", "--json", cwd=tmp_path).returncode == 2  # no store: nothing ran

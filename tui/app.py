@@ -693,6 +693,8 @@ def _load_hosted(target: str, text: str | None) -> tuple[Any, dict[str, Any]]:
             inputs = msgspec.json.decode(text)
         except msgspec.DecodeError as exc:
             raise ValueError(f"--input is not valid JSON: {exc}") from None
+        except RecursionError:
+            raise ValueError("--input is nested too deeply to be read") from None
         if not isinstance(inputs, dict):
             raise ValueError(f"--input must be a JSON object, got {type(inputs).__name__}")
     try:
@@ -703,6 +705,14 @@ def _load_hosted(target: str, text: str | None) -> tuple[Any, dict[str, Any]]:
         fn.signature.bind(**inputs, **({"context": None} if fn.wants_context else {}))
     except TypeError as exc:
         raise ValueError(f"inputs do not fit {fn.name}{fn.signature}: {exc}") from None
+    from aethergraph.typed import InputError
+
+    try:  # typed parameters: refused here, before the dashboard starts, as `ag run` does
+        fn.prepare_inputs(inputs)
+    except InputError as exc:
+        raise ValueError(f"inputs do not fit {fn.name}: {exc}") from None
+    except RecursionError:
+        raise ValueError(f"inputs do not fit {fn.name}: nested too deeply") from None
     return fn, inputs
 
 

@@ -284,6 +284,9 @@ class RunModel:
         # Node tab: "why did it fail" without leaving the dashboard.
         self.node_events: dict[str, list] = {}
         self.metrics: dict[str, deque[float]] = {}
+        # A static graph's whole shape (graph node path -> its graph_planned; a resume plans
+        # again and the last one wins), for the DAG tab: the nodes that have not started too.
+        self.dags: dict[str, ev.GraphPlanned] = {}
         self.last_seq = 0
         # Counters of everything ever appended, so a view can draw only what is new.
         self.timeline_total = 0
@@ -344,6 +347,9 @@ class RunModel:
                 self.progress_first[e.progress_id] = (e.ts, e.current)
             while len(self.progress) > self.MAX_PROGRESS:
                 self.progress_first.pop(self.progress.pop(next(iter(self.progress))).progress_id, None)
+        elif t is ev.GraphPlanned:
+            self.dags[e.node] = e
+            self.nodes_version += 1
         elif t is ev.MemoryRecorded:
             if e.metrics:
                 for name, value in e.metrics.items():

@@ -22,6 +22,7 @@ from runtime import events as ev
 from ..format import LEVEL_STYLE, bad_style, clip, node_detail, clock, dur, event_line, one_line, status_text, visible
 from ..widgets import MetricsPanel, NodeTree, ProgressPanel
 from ..state import held
+from ..widgets.dag import DagView
 from ..widgets.jobs import JobsPanel
 from ..widgets.lineview import LineView
 from .base import DashboardScreen
@@ -48,6 +49,7 @@ class RunDetailScreen(DashboardScreen):
         Binding("M", "tab('metrics')", "Metrics tab", show=False),
         Binding("d", "tab('node')", "Node details"),
         Binding("J", "tab('jobs')", "Jobs tab"),
+        Binding("D", "tab('dag')", "DAG tab"),
         Binding("slash", "search", "Search"),
         Binding("v", "level", "Log level", show=False),
         Binding("z", "zoom", "Full width"),
@@ -96,6 +98,9 @@ class RunDetailScreen(DashboardScreen):
                     with TabPane("Node", id="node"):
                         with VerticalScroll(id="node-detail"):
                             yield Static("", id="node-detail-body", markup=False)
+                    with TabPane("DAG", id="dag"):
+                        with VerticalScroll(id="dag-scroll"):
+                            yield DagView(id="dag-view")
                     with TabPane("Jobs", id="jobs"):
                         yield JobsPanel(self.dash.home, id="jobs-panel")
                 yield Input(placeholder="search this tab (enter; n/N next/previous; esc clears)", id="run-search",
@@ -104,6 +109,18 @@ class RunDetailScreen(DashboardScreen):
 
     def on_mount(self) -> None:
         self.query_one(NodeTree).focus()
+        self._dag_tab = True
+        self._show_dag_tab(False)
+
+    def _show_dag_tab(self, shown: bool) -> None:
+        """The DAG tab is there only for a run with a static graph (at 80 columns every tab
+        title costs the others room)."""
+        if shown != self._dag_tab:
+            self._dag_tab = shown
+            tabs = self.query_one("#run-tabs", TabbedContent)
+            if not shown and tabs.active == "dag":
+                tabs.active = "timeline"
+            (tabs.show_tab if shown else tabs.hide_tab)("dag")
 
     # -- drawing --------------------------------------------------------------------------------
 
@@ -139,6 +156,8 @@ class RunDetailScreen(DashboardScreen):
         tree = self.query_one(NodeTree)
         s = model.summary
         tree.sync(model.run_id, s.graph, model.status, s.nodes)
+        self.query_one(DagView).sync(model.dags, s.nodes, model.status)
+        self._show_dag_tab(bool(model.dags))
         self._draw_node_detail(model)
         self._t0 = s.started
         self._feed("timeline", *held(model, "timeline"))
@@ -173,6 +192,7 @@ class RunDetailScreen(DashboardScreen):
         self.query_one(ProgressPanel).reset()
         self.query_one(MetricsPanel).reset()
         self.query_one(JobsPanel).show_run(run_id)
+        self._show_dag_tab(False)
 
     def _set_header(self, text: Text) -> None:
         # Two fixed lines: a repaint, never a layout of the whole screen (that is what costs).
@@ -433,9 +453,14 @@ class RunDetailScreen(DashboardScreen):
         self.dash.open_answer(asks[0].ask_id)
 
     def action_tab(self, name: str) -> None:
+        if name == "dag" and not self._dag_tab:
+            self.notify("This run has no static graph (@graphify): its nodes are in the tree.")
+            return
         self.query_one("#run-tabs", TabbedContent).active = name
         view = self._current_view()
-        if name == "jobs":
+        if name == "dag":
+            self.query_one("#dag-scroll").focus()  # (it scrolls: a graph can be long)
+        elif name == "jobs":
             # Its keys (c cancels the picked job) are the table's: it takes the focus, so c there
             # never means "cancel the run".
             self.query_one("#jobs-table").focus()
