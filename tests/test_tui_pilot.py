@@ -1322,3 +1322,57 @@ def test_ag_tui_run_refuses_a_bad_typed_input_and_a_too_deep_one_before_starting
         (line,) = out.stderr.splitlines()
         assert line.startswith(message) and "Traceback" not in line, line
     assert ag("runs", "--json", cwd=tmp_path).returncode == 2  # no store: nothing ran
+
+
+def test_a_stream_grows_in_run_detail_and_a_files_ask_opens_the_file_picker(home, tmp_path, monkeypatch):
+    """The streams and files hook-ups, driven by keys against a hosted run: while the run's
+    stream is open (it waits on a files ask mid-stream), run detail's messages tab shows the
+    text said so far, its control characters inert; enter on the files ask in the inbox opens
+    the file picker (not the text dialog), a typed path answers it, and the toast says the
+    file by name and size, not the stored answer's JSON."""
+    from aethergraph import graph_fn
+    from tui.screens.file_picker import FilePickerModal
+    from tui.widgets.stream import StreamPanel
+
+    @graph_fn(name="talk_then_files")
+    async def talk_then_files(*, context) -> dict:
+        ch = context.channel()
+        async with ch.stream() as s:
+            await s.delta("Hello \x1b]0;pwned\x07 wor")
+            ref = await ch.ask_files("Which CSV?", accept=["*.csv"])
+            await s.delta("ld")
+        return {"text": await context.artifacts().load_text(ref)}
+
+    pick = tmp_path / "pick"
+    pick.mkdir()
+    (pick / "data.csv").write_text("x,y\n")
+    monkeypatch.chdir(pick)  # the picker's tree starts where the dashboard runs
+    app = AetherGraphApp(poll_s=0.2, run=talk_then_files)
+    notes = Notes(app)
+
+    async def scenario(pilot):
+        (ask,) = await until(pilot, lambda: [a for a in app.state.asks.values() if a.kind == "files"],
+                             "the files ask")
+        app.open_run(ask.run_id)
+        await until(pilot, lambda: app.detail is not None and app.detail.loaded, "the run's log")
+        await pilot.press("m")
+        panel = app.screen.query_one(StreamPanel)
+        await until(pilot, lambda: "Hello" in str(panel.render()), "the open stream shown")
+        shown = str(panel.render())
+        assert "␛]0;pwned␇ wor" in shown and "\x1b" not in shown, shown
+        await pilot.press("3")
+        await until(pilot, lambda: table_keys(app, "asks-table") == [ask.ask_id], "the inbox")
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, FilePickerModal), "the file picker")
+        app.screen.query_one("#files-input", Input).focus()
+        await pilot.press(*"data.csv", "enter")
+        await until(pilot, lambda: app.hosted_result is not None, "the hosted run's end")
+        await until(pilot, lambda: f"answered {ask.ask_id}: data.csv (4 bytes)" in notes.text(),
+                    "the answer, by name and size")
+
+    drive(app, scenario)
+    assert app.hosted_result.status == "succeeded", app.hosted_result.error
+    events = read_events(StoreLayout(home).run_log(app.hosted_result.run_id))
+    assert [e for e in events if isinstance(e, ev.RunFinished)][-1].outputs == {"text": "x,y\n"}
+    (said,) = [e for e in events if isinstance(e, ev.MessageSent) and e.kind == "stream"]
+    assert said.text == "Hello \x1b]0;pwned\x07 world"  # what the run said, kept as it said it

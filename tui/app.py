@@ -478,12 +478,21 @@ class AetherGraphApp(App[int]):
         def answered(answer: str | None) -> None:
             if answer is not None:
                 where = "" if ask.runtime_id else " (kept for the run's resume)"
-                self.notify(f"answered {ask_id}: {answer}{where}")
+                if ask.kind == "files":  # names and sizes, not the stored files' JSON
+                    from aethergraph.console import answered_files
+
+                    answer = answered_files(answer)
+                self.notify(f"answered {ask_id}: {one_line(answer)}{where}")
                 if not ask.runtime_id:
                     self.reload_index()
                     if self.detail is not None and self.detail.run_id == ask.run_id:
                         self._load_detail(ask.run_id)  # its log has grown: show what it says now
 
+        if ask.kind == "files":  # a tree of this machine's files to pick from
+            from .screens.file_picker import FilePickerModal
+
+            self.push_screen(FilePickerModal(ask), answered)
+            return
         from .screens.asks import AnswerModal
 
         self.push_screen(AnswerModal(ask), answered)

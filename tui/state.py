@@ -20,6 +20,8 @@ import attrs
 from runtime import events as ev
 from runtime.history import RunSummary, effective_status, run_duration
 
+from .widgets.stream import StreamTexts
+
 TERMINAL = ev.TERMINAL_STATES
 NODE_ENDS = (ev.NodeFinished, ev.NodeFailed, ev.NodeCancelled, ev.NodeTimedOut)
 
@@ -287,6 +289,8 @@ class RunModel:
         # A static graph's whole shape (graph node path -> its graph_planned; a resume plans
         # again and the last one wins), for the DAG tab: the nodes that have not started too.
         self.dags: dict[str, ev.GraphPlanned] = {}
+        # The run's open streams (channel().stream()), growing delta by delta until they end.
+        self.streams = StreamTexts()
         self.last_seq = 0
         # Counters of everything ever appended, so a view can draw only what is new.
         self.timeline_total = 0
@@ -326,6 +330,8 @@ class RunModel:
         if self.summary.apply(e):  # state, nodes, asks: the same rules as `ag show`
             self.nodes_version += 1
         t = type(e)
+        if t is ev.StreamDelta or t is ev.MessageSent:
+            self.streams.apply(e)
         if t is ev.NodeStarted:
             self.node_events[e.node] = [e, None]
         elif t in NODE_ENDS:

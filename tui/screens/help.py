@@ -89,7 +89,8 @@ class HelpScreen(ModalScreen[None]):
                 yield Static(Text(
                     "Lists: ↑/↓ or j/k move, enter opens, pgup/pgdn page, g/G first/last. Tab moves between "
                     "parts of a panel.\nAnswer dialog: 1–9 pick an option, enter sends what its 'enter sends' "
-                    "line shows, tab switches to typing.\n"
+                    "line shows, tab switches to typing. A files ask opens a file picker: enter on a file picks it, s "
+                    "sends, or type paths and press enter.\n"
                     "Every action asks first and names what it will do; the runtime's answer is shown, "
                     "errors included.\nNO_COLOR is honoured; states are always spelled out.",
                     style="dim"))

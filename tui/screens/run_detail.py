@@ -25,6 +25,7 @@ from ..state import held
 from ..widgets.dag import DagView
 from ..widgets.jobs import JobsPanel
 from ..widgets.lineview import LineView
+from ..widgets.stream import StreamPanel, message_text
 from .base import DashboardScreen
 
 LINES_PER_TICK = 60  # 240 lines a second: more than anyone reads, little to draw
@@ -36,7 +37,8 @@ STREAM_EVERY_S = 0.25
 
 class RunDetailScreen(DashboardScreen):
     MODE = "run"
-    HELP = "One run: nodes (↑/↓ to pick one for x/r), timeline, log, messages, progress, metrics and its jobs."
+    HELP = ("One run: nodes (↑/↓ to pick one for x/r), timeline, log, messages (open streams growing above "
+            "them), progress, metrics, its static graph and its jobs.")
     BINDINGS = [
         Binding("c", "cancel_run", "Cancel run"),
         Binding("x", "cancel_node", "Cancel node"),
@@ -92,6 +94,7 @@ class RunDetailScreen(DashboardScreen):
                     with TabPane("Log", id="log"):
                         yield LineView(self._log_line, id="log-log")
                     with TabPane("Messages", id="messages"):
+                        yield StreamPanel(id="streams")
                         yield RichLog(id="messages-log", max_lines=500, wrap=True, min_width=20)
                     with TabPane("Metrics", id="metrics"):
                         yield MetricsPanel(id="metrics-panel")
@@ -169,6 +172,7 @@ class RunDetailScreen(DashboardScreen):
             self._counts["messages"] = 0
             self.query_one("#messages-log", RichLog).clear()
         self._append("messages", model.messages, model.messages_total, self._message_line, width)
+        self.query_one(StreamPanel).show(model.streams)
         self.query_one(ProgressPanel).sync(model.progress, model.progress_first)
         metrics_key = sum(len(v) for v in model.metrics.values()) + len(model.metrics)
         if metrics_key != self._drawn_metrics:
@@ -189,6 +193,7 @@ class RunDetailScreen(DashboardScreen):
             view.set_items((), changed=True)
             view.follow = True
         self.query_one("#messages-log", RichLog).clear()
+        self.query_one(StreamPanel).reset()
         self.query_one(ProgressPanel).reset()
         self.query_one(MetricsPanel).reset()
         self.query_one(JobsPanel).show_run(run_id)
@@ -390,11 +395,8 @@ class RunDetailScreen(DashboardScreen):
 
     @staticmethod
     def _message_line(e: ev.MessageSent) -> Text:
-        line = Text()
-        line.append(clock(e.ts), style="dim")
-        line.append(" ")
-        line.append(visible(e.text))  # wrapped, so its own newlines may stay
-        return line
+        # (an image or a file says its name, size and how to export it; text wraps)
+        return message_text(e)
 
     # -- actions --------------------------------------------------------------------------------
 
