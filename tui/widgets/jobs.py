@@ -174,7 +174,9 @@ class JobsPanel(Vertical):
     # -- reading (thread) and drawing (UI) ----------------------------------------------------------
 
     def refresh_jobs(self) -> None:
-        if self.run_id is not None and not self._busy:
+        # Read only while the panel is on screen (run detail keeps it mounted on a hidden tab:
+        # no reason to poll the index and the job folders twice a second for nobody).
+        if self.run_id is not None and not self._busy and self.region.area:
             self._busy = True
             self._read(self.run_id, self.selected or self.followed)
 
