@@ -12,6 +12,7 @@ from textual.app import App, ComposeResult
 from textual.widgets import DataTable, RichLog
 
 from runtime.jobs.store import JobStore, group_members
+from tui.screens.confirm import ConfirmModal
 from tui.widgets.jobs import JobsPanel
 
 from .test_jobs import FORKER, GRAPH, script, wait_until
@@ -54,6 +55,8 @@ def test_jobs_panel_follows_a_job_and_cancels_it_with_c(tmp_path, home):
             assert table.row_count == 1 and str(table.get_row_at(0)[1]) == "RUNNING"
             await until(pilot, lambda: any(s.text == "ready" for s in log.lines), "the job's output, followed")
             await pilot.press("c")
+            await until(pilot, lambda: isinstance(app.screen, ConfirmModal), "the confirmation")
+            await pilot.press("y")
             await until(pilot, lambda: f"job {job_id} cancelled" in notes.text(), "the cancel")
             await until(pilot, lambda: panel.rows[0]["state"] == "cancelled", "the CANCELLED row")
             assert str(table.get_row_at(0)[1]) == "CANCELLED"
@@ -70,7 +73,7 @@ def test_jobs_panel_follows_a_job_and_cancels_it_with_c(tmp_path, home):
 
 def test_dashboard_shows_a_runs_jobs_and_J_then_c_cancels_one(tmp_path, home):
     """The hook-up in the dashboard itself: the runs list counts the run's jobs (JOBS), J on run
-    detail opens its Jobs tab with the job's table focused, and c there cancels the job — not the
+    detail opens its Jobs tab with the job's table focused, and c there (confirmed) cancels the job — not the
     run (which then ends on its own, reporting the job cancelled)."""
     from textual.widgets import TabbedContent
 
@@ -104,6 +107,8 @@ def test_dashboard_shows_a_runs_jobs_and_J_then_c_cancels_one(tmp_path, home):
             assert app.focused is panel.query_one(DataTable)
             await until(pilot, lambda: panel.rows and panel.rows[0]["state"] == "running", "the job RUNNING")
             await pilot.press("c")
+            await until(pilot, lambda: isinstance(app.screen, ConfirmModal), "the confirmation")
+            await pilot.press("y")
             await until(pilot, lambda: f"job {job_id} cancelled" in notes.text(), "the cancel")
             await until(pilot, lambda: panel.rows[0]["state"] == "cancelled", "the CANCELLED row")
             assert not any("cancel run" in t.casefold() for t, _ in notes.items)

@@ -280,8 +280,8 @@ def test_hostile_run_content_leaves_the_terminal_alone_and_a_number_key_answers(
 @pytest.mark.skipif(TMUX is None, reason="tmux is not installed (.ci/run installs it with apt-get)")
 def test_dashboard_in_tmux_cancels_a_running_process_job_by_keys(tmp_path):
     """A graph in another process runs a real process job (a sleeper that prints ``ready``);
-    in ``ag tui``: enter opens its run, J its Jobs tab (the job's output followed), c cancels the
-    job. ``ag jobs --json`` then says cancelled, by the dashboard, and the run reports it."""
+    in ``ag tui``: enter opens its run, J its Jobs tab (the job's output followed), c then y (it asks
+    first) cancels the job. ``ag jobs --json`` then says cancelled, by the dashboard, and the run reports it."""
     from .test_jobs import GRAPH, script as write_script
 
     home = Path(os.environ["AETHERGRAPH_HOME"])
@@ -309,6 +309,8 @@ def test_dashboard_in_tmux_cancels_a_running_process_job_by_keys(tmp_path):
         screen = tmux.wait_for("e2e:tui", "ready")  # the job's stdout, followed
         assert "· stdout" in screen and "RUNNING" in screen, screen
         tmux("send-keys", "-t", "e2e:tui", "c")
+        tmux.wait_for("e2e:tui", "Cancel job job-")  # it asks first
+        tmux("send-keys", "-t", "e2e:tui", "y")
         tmux.wait_for("e2e:tui", "CANCELLED")
         assert wait_for_file(tmp_path / "run.rc") == "0", (tmp_path / "run.err").read_text()
         tmux("send-keys", "-t", "e2e:tui", "q")

@@ -3,7 +3,7 @@
 Rows come from the index (what the run recorded: ``job_submitted`` / ``job_state``); a job not
 yet ended there is read from its folder, which its supervisor keeps current even when no runtime
 is alive. The selected job's output is followed from ``jobs/<job_id>/stdout`` (only the bytes
-added since the last look). ``c`` cancels the selected job through its supervisor — SIGTERM to
+added since the last look). ``c`` (confirmed first) cancels the selected job through its supervisor — SIGTERM to
 its process group, SIGKILL after its grace — whichever process started it.
 
 All reads and the cancel run in thread workers; the UI thread only draws.
@@ -246,8 +246,21 @@ class JobsPanel(Vertical):
         if job_id is None:
             self.app.notify("no job selected", severity="warning")
             return
-        self.app.notify(f"cancelling {job_id}…")
-        self._cancel(job_id)
+        from ..screens.confirm import ConfirmModal
+
+        row = next((r for r in self.rows if r["job_id"] == job_id), None)
+        what = "" if row is None else (row["name"] or " ".join(row["argv"]))
+
+        def decided(yes: bool | None) -> None:
+            if yes:
+                self.app.notify(f"cancelling {job_id}…")
+                self._cancel(job_id)
+
+        # Like every action of the dashboard, it asks first and names what it will do.
+        self.app.push_screen(ConfirmModal(
+            f"Cancel job {job_id}?",
+            f"{what}\nSIGTERM to its process group, SIGKILL after its grace; the run that waits on it "
+            "sees it cancelled."), decided)
 
     @work(thread=True, group="jobs-cancel")
     def _cancel(self, job_id: str) -> None:
