@@ -13,7 +13,7 @@ import time
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.containers import Horizontal, ScrollableContainer, Vertical, VerticalScroll
 from textual.actions import SkipAction
 from textual.widgets import Input, RichLog, Static, TabbedContent, TabPane
 
@@ -102,7 +102,7 @@ class RunDetailScreen(DashboardScreen):
                         with VerticalScroll(id="node-detail"):
                             yield Static("", id="node-detail-body", markup=False)
                     with TabPane("DAG", id="dag"):
-                        with VerticalScroll(id="dag-scroll"):
+                        with ScrollableContainer(id="dag-scroll"):
                             yield DagView(id="dag-view")
                     with TabPane("Jobs", id="jobs"):
                         yield JobsPanel(self.dash.home, id="jobs-panel")

@@ -93,6 +93,10 @@ class DagView(Static):
     """Shows the static graphs of one run (one block per ``graph_planned``; the last one for a
     graph node wins: a resumed run plans again)."""
 
+    DEFAULT_CSS = """
+    DagView { width: auto; }
+    """
+
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__("", id=id, markup=False)
         self._key: Any = None
@@ -103,7 +107,9 @@ class DagView(Static):
         if key == self._key:
             return  # nothing changed: no redraw
         self._key = key
-        text = Text()
+        # One row per node, never wrapped (a wrapped row reads as two nodes): the view scrolls
+        # sideways instead.
+        text = Text(no_wrap=True)
         for graph_path in sorted(planned):
             text.append_text(render(planned[graph_path], nodes, run_status))
         self.update(text)
