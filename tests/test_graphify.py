@@ -333,6 +333,45 @@ def test_dashboard_dag_view_shows_each_planned_node_with_its_state(home, layout)
     ]
 
 
+def test_run_detail_D_shows_the_dag_and_ag_show_lists_the_planned_ids(home, layout):
+    """The DAG tab wired into run detail: D on a static run shows every planned node with its
+    state (the skipped ones too); ``ag show`` describes the ``graph_planned`` line by its ids."""
+    from textual.widgets import TabbedContent
+
+    from tui.app import AetherGraphApp
+    from tui.widgets.dag import DagView
+
+    from .test_tui_support import drive, until
+
+    graph = graphify(name="failing", on_error="continue", max_concurrency=2)(failing_graph([]))
+
+    async def run_it():
+        async with rt_open(home) as rt:
+            return await graph.start_run(rt, {"x": 1})
+
+    run_id = trio.run(run_it).run_id
+    app = AetherGraphApp(home)
+    shown: list[str] = []
+
+    async def scenario(pilot):
+        await until(pilot, lambda: run_id in app.state.runs, "the run in the list")
+        app.open_run(run_id)
+        await until(pilot, lambda: app.detail is not None and app.detail.loaded, "the run's log")
+        await pilot.press("D")
+        assert app.screen.query_one("#run-tabs", TabbedContent).active == "dag"
+        view = app.screen.query_one(DagView)
+        await until(pilot, lambda: "graph failing" in str(view.render()), "the DAG drawn")
+        shown.extend(line.rstrip() for line in str(view.render()).splitlines())
+
+    drive(app, scenario, size=(120, 30))
+    assert shown[0] == "graph failing: 5 nodes, at most 2 at once"
+    assert "↷ later             skipped    tool ok  <- after_bad  [after_bad skipped]" in shown
+    out = ag("show", run_id)
+    assert out.returncode == 0, out.stderr
+    (line,) = [ln for ln in out.stdout.splitlines() if "graph_planned" in ln]
+    assert line.endswith("5 nodes: bad, after_bad, later, independent, independent_next"), line
+
+
 async def test_a_graphify_graph_is_a_node_of_another_and_of_a_map(home, layout):
     @tool(outputs=["y"])
     def double(x):
@@ -357,3 +396,17 @@ async def test_a_graphify_graph_is_a_node_of_another_and_of_a_map(home, layout):
     assert nested.outputs == {"z": 8} and mapped.outputs == [4, 8, 12]
     steps = [e.step for e in read_events(layout.run_log(nested.run_id)) if isinstance(e, ev.NodeStarted)]
     assert steps == ["outer", "outer/@inner", "outer/@inner/@first", "outer/@inner/@second", "outer/@last"]
+
+
+def test_dag_view_shows_a_hostile_plan_as_inert_text():
+    """A graph_planned is read from a log (untrusted): its ids, names and graph path are shown
+    with their control characters made visible, never sent to the terminal."""
+    from runtime.textsafe import HOSTILE
+    from tui.widgets.dag import render
+
+    h = "".join(HOSTILE)
+    planned = ev.GraphPlanned(run_id="r", node="g" + h, ts=1.0, seq=1, nodes=[
+        ev.DagNode(id="a" + h, name="n" + h), ev.DagNode(id="b", name="ok", deps=["a" + h])])
+    text = render(planned, {}, ev.RUNNING).plain
+    assert not any(ch in text for ch in "\x1b\x07\x9b\r\u202e"), repr(text)
+    assert "␛" in text and text.count("\n") == 3  # a header and two rows: no line broken in two

@@ -12,6 +12,7 @@ from textual.app import App, ComposeResult
 from textual.widgets import DataTable, RichLog
 
 from runtime.jobs.store import JobStore, group_members
+from tui.screens.confirm import ConfirmModal
 from tui.widgets.jobs import JobsPanel
 
 from .test_jobs import FORKER, GRAPH, script, wait_until
@@ -54,6 +55,8 @@ def test_jobs_panel_follows_a_job_and_cancels_it_with_c(tmp_path, home):
             assert table.row_count == 1 and str(table.get_row_at(0)[1]) == "RUNNING"
             await until(pilot, lambda: any(s.text == "ready" for s in log.lines), "the job's output, followed")
             await pilot.press("c")
+            await until(pilot, lambda: isinstance(app.screen, ConfirmModal), "the confirmation")
+            await pilot.press("y")
             await until(pilot, lambda: f"job {job_id} cancelled" in notes.text(), "the cancel")
             await until(pilot, lambda: panel.rows[0]["state"] == "cancelled", "the CANCELLED row")
             assert str(table.get_row_at(0)[1]) == "CANCELLED"
@@ -65,4 +68,55 @@ def test_jobs_panel_follows_a_job_and_cancels_it_with_c(tmp_path, home):
             runtime.kill()
     st = store.read(job_id)
     assert st.cancelled_by == "dashboard" and group_members(st.pid) == []
+    assert json.loads(out.strip().splitlines()[-1])["outputs"]["state"] == "cancelled", err
+
+
+def test_dashboard_shows_a_runs_jobs_and_J_then_c_cancels_one(tmp_path, home):
+    """The hook-up in the dashboard itself: the runs list counts the run's jobs (JOBS), J on run
+    detail opens its Jobs tab with the job's table focused, and c there (confirmed) cancels the job — not the
+    run (which then ends on its own, reporting the job cancelled)."""
+    from textual.widgets import TabbedContent
+
+    from tui.app import AetherGraphApp
+
+    prog = script(tmp_path, "graph.py", GRAPH)
+    forker = script(tmp_path, "forker.py", FORKER)
+    exe = os.path.join(os.path.dirname(sys.executable), "ag")
+    runtime = subprocess.Popen(
+        [exe, "run", f"{prog}:sim", "--input", json.dumps({"argv": [sys.executable, forker]}), "--json"],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    store = JobStore(home)
+    try:
+        job_id = wait_until(lambda: next(iter(store.ids()), None), what="the job")
+        run_id = store.read(job_id).run_id or store.read_record(job_id).run_id
+        app = AetherGraphApp(home, poll_s=0.2, index_s=0.2)
+        notes = Notes(app)
+
+        async def scenario(pilot):
+            await until(pilot, lambda: run_id in app.state.runs and app.state.runs[run_id].jobs == 1,
+                        "the run's job counted from the index")
+            table = app.screen.query_one("#runs-table", DataTable)
+            await until(pilot, lambda: table.row_count and str(table.get_cell(run_id, "jobs")) == "1",
+                        "JOBS 1 on the runs list")
+            table.move_cursor(row=table.get_row_index(run_id))
+            await pilot.press("enter")
+            await until(pilot, lambda: app.detail is not None and app.detail.loaded, "the run opened")
+            await pilot.press("J")
+            assert app.screen.query_one("#run-tabs", TabbedContent).active == "jobs"
+            panel = app.screen.query_one(JobsPanel)
+            assert app.focused is panel.query_one(DataTable)
+            await until(pilot, lambda: panel.rows and panel.rows[0]["state"] == "running", "the job RUNNING")
+            await pilot.press("c")
+            await until(pilot, lambda: isinstance(app.screen, ConfirmModal), "the confirmation")
+            await pilot.press("y")
+            await until(pilot, lambda: f"job {job_id} cancelled" in notes.text(), "the cancel")
+            await until(pilot, lambda: panel.rows[0]["state"] == "cancelled", "the CANCELLED row")
+            assert not any("cancel run" in t.casefold() for t, _ in notes.items)
+
+        drive(app, scenario)
+        out, err = runtime.communicate(timeout=60)
+    finally:
+        if runtime.poll() is None:
+            runtime.kill()
+    assert runtime.returncode == 0, err
     assert json.loads(out.strip().splitlines()[-1])["outputs"]["state"] == "cancelled", err

@@ -13,6 +13,7 @@ process. Plain ``def`` tests: the app needs asyncio (see ``test_tui_support.driv
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -1135,6 +1136,7 @@ def test_help_and_readme_list_every_key(home):
     from tui.screens.memory import MemoryScreen
     from tui.screens.run_detail import RunDetailScreen
     from tui.screens.runs import RunsScreen
+    from tui.widgets.jobs import JobsPanel
     from tui.widgets.lineview import LineView
     from tui.widgets.tables import AsksTable, RowTable, RunsTable
 
@@ -1142,7 +1144,7 @@ def test_help_and_readme_list_every_key(home):
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     section = readme[readme.index("### The dashboard"):readme.index("### Watching and answering")]
     parts = {"runs": [*RowTable.BINDINGS, *RunsTable.BINDINGS], "asks": [*RowTable.BINDINGS, *AsksTable.BINDINGS],
-             "memory": RowTable.BINDINGS, "artifacts": RowTable.BINDINGS, "run": LineView.BINDINGS}
+             "memory": RowTable.BINDINGS, "artifacts": RowTable.BINDINGS, "run": [*LineView.BINDINGS, *JobsPanel.BINDINGS]}
     screens = {"runs": RunsScreen, "run": RunDetailScreen, "asks": AsksScreen, "memory": MemoryScreen,
                "artifacts": ArtifactsScreen}
     app = AetherGraphApp()
@@ -1301,3 +1303,76 @@ def test_runs_status_filter_sort_and_relative_times_and_asks_show_graph_and_full
         assert str(asks.get_cell(ASK_OFFLINE, "graph")) == "tui_resuma…"
 
     drive(app, scenario, size=(120, 30))
+
+
+def test_ag_tui_run_refuses_a_bad_typed_input_and_a_too_deep_one_before_starting(tmp_path):
+    """`ag tui --run` checks inputs as `ag run` does: a typed field that does not fit, or an
+    --input nested past what can be read, is one line naming the problem, exit 2, and no
+    dashboard (nor store) is started."""
+    from .conftest import ag
+    from .test_typed_inputs import GOOD, PLAN_FILE
+
+    (tmp_path / "plan.py").write_text(PLAN_FILE)
+    bad = {**GOOD, "spec": {**GOOD["spec"], "mode": "reckless"}}
+    deep = '{"spec": ' + "[" * 5000 + "]" * 5000 + ', "note": 1}'
+    for text, message in ((json.dumps(bad), "ag: inputs do not fit plan: spec.mode"),
+                          (deep, "ag: ")):
+        out = ag("tui", "--run", "plan.py:plan", "--input", text, cwd=tmp_path, timeout=60)
+        assert out.returncode == 2, out.stderr
+        (line,) = out.stderr.splitlines()
+        assert line.startswith(message) and "Traceback" not in line, line
+    assert ag("runs", "--json", cwd=tmp_path).returncode == 2  # no store: nothing ran
+
+
+def test_a_stream_grows_in_run_detail_and_a_files_ask_opens_the_file_picker(home, tmp_path, monkeypatch):
+    """The streams and files hook-ups, driven by keys against a hosted run: while the run's
+    stream is open (it waits on a files ask mid-stream), run detail's messages tab shows the
+    text said so far, its control characters inert; enter on the files ask in the inbox opens
+    the file picker (not the text dialog), a typed path answers it, and the toast says the
+    file by name and size, not the stored answer's JSON."""
+    from aethergraph import graph_fn
+    from tui.screens.file_picker import FilePickerModal
+    from tui.widgets.stream import StreamPanel
+
+    @graph_fn(name="talk_then_files")
+    async def talk_then_files(*, context) -> dict:
+        ch = context.channel()
+        async with ch.stream() as s:
+            await s.delta("Hello \x1b]0;pwned\x07 wor")
+            ref = await ch.ask_files("Which CSV?", accept=["*.csv"])
+            await s.delta("ld")
+        return {"text": await context.artifacts().load_text(ref)}
+
+    pick = tmp_path / "pick"
+    pick.mkdir()
+    (pick / "data.csv").write_text("x,y\n")
+    monkeypatch.chdir(pick)  # the picker's tree starts where the dashboard runs
+    app = AetherGraphApp(poll_s=0.2, run=talk_then_files)
+    notes = Notes(app)
+
+    async def scenario(pilot):
+        (ask,) = await until(pilot, lambda: [a for a in app.state.asks.values() if a.kind == "files"],
+                             "the files ask")
+        app.open_run(ask.run_id)
+        await until(pilot, lambda: app.detail is not None and app.detail.loaded, "the run's log")
+        await pilot.press("m")
+        panel = app.screen.query_one(StreamPanel)
+        await until(pilot, lambda: "Hello" in str(panel.render()), "the open stream shown")
+        shown = str(panel.render())
+        assert "␛]0;pwned␇ wor" in shown and "\x1b" not in shown, shown
+        await pilot.press("3")
+        await until(pilot, lambda: table_keys(app, "asks-table") == [ask.ask_id], "the inbox")
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, FilePickerModal), "the file picker")
+        app.screen.query_one("#files-input", Input).focus()
+        await pilot.press(*"data.csv", "enter")
+        await until(pilot, lambda: app.hosted_result is not None, "the hosted run's end")
+        await until(pilot, lambda: f"answered {ask.ask_id}: data.csv (4 bytes)" in notes.text(),
+                    "the answer, by name and size")
+
+    drive(app, scenario)
+    assert app.hosted_result.status == "succeeded", app.hosted_result.error
+    events = read_events(StoreLayout(home).run_log(app.hosted_result.run_id))
+    assert [e for e in events if isinstance(e, ev.RunFinished)][-1].outputs == {"text": "x,y\n"}
+    (said,) = [e for e in events if isinstance(e, ev.MessageSent) and e.kind == "stream"]
+    assert said.text == "Hello \x1b]0;pwned\x07 world"  # what the run said, kept as it said it

@@ -275,3 +275,52 @@ def test_hostile_run_content_leaves_the_terminal_alone_and_a_number_key_answers(
         assert wait_for_file(tmp_path / "tui.rc") == "0"
     finally:
         tmux.kill()
+
+
+@pytest.mark.skipif(TMUX is None, reason="tmux is not installed (.ci/run installs it with apt-get)")
+def test_dashboard_in_tmux_cancels_a_running_process_job_by_keys(tmp_path):
+    """A graph in another process runs a real process job (a sleeper that prints ``ready``);
+    in ``ag tui``: enter opens its run, J its Jobs tab (the job's output followed), c then y (it asks
+    first) cancels the job. ``ag jobs --json`` then says cancelled, by the dashboard, and the run reports it."""
+    from .test_jobs import GRAPH, script as write_script
+
+    home = Path(os.environ["AETHERGRAPH_HOME"])
+    bin_dir = Path(sys.executable).parent
+    ag_cmd = str(bin_dir / "ag") if (bin_dir / "ag").exists() else f"{sys.executable} -m aethergraph.cli.main"
+    env = f"AETHERGRAPH_HOME={home} TZ=UTC"
+    prog = write_script(tmp_path, "graph.py", GRAPH)
+    sleeper = [sys.executable, "-c", "import time; print('ready', flush=True); time.sleep(300)"]
+    run_cmd = (f"cd {tmp_path} && env {env} {ag_cmd} run {prog}:sim --json "
+               f"--input {shlex.quote(json.dumps({'argv': sleeper}))} < /dev/null > {tmp_path}/run.out "
+               f"2> {tmp_path}/run.err; echo $? > {tmp_path}/run.rc")
+    tmux = Tmux(tmp_path)
+    try:
+        tmux("new-session", "-d", "-s", "e2e", "-n", "tui", "-x", "100", "-y", "30", "sleep 600")
+        wait_until(lambda: tmux("display", "-p", "-t", "e2e:tui", "#{pane_width}x#{pane_height}").strip()
+                   == "100x30", "the window's size")
+        tmux("respawn-pane", "-k", "-t", "e2e:tui",
+             f"cd {tmp_path} && env -u COLUMNS -u LINES {env} {ag_cmd} tui; echo $? > {tmp_path}/tui.rc")
+        tmux.wait_for("e2e:tui", "1 Runs")
+        tmux("new-window", "-d", "-t", "e2e", "-n", "run", run_cmd)
+        tmux.wait_for("e2e:tui", "RUNNING")
+        tmux("send-keys", "-t", "e2e:tui", "Enter")  # open the run
+        tmux.wait_for("e2e:tui", "events · pid")  # (its header: "RUN " is a column of the list too)
+        tmux("send-keys", "-t", "e2e:tui", "J")
+        screen = tmux.wait_for("e2e:tui", "ready")  # the job's stdout, followed
+        assert "· stdout" in screen and "RUNNING" in screen, screen
+        tmux("send-keys", "-t", "e2e:tui", "c")
+        tmux.wait_for("e2e:tui", "Cancel job job-")  # it asks first
+        tmux("send-keys", "-t", "e2e:tui", "y")
+        tmux.wait_for("e2e:tui", "CANCELLED")
+        assert wait_for_file(tmp_path / "run.rc") == "0", (tmp_path / "run.err").read_text()
+        tmux("send-keys", "-t", "e2e:tui", "q")
+        assert wait_for_file(tmp_path / "tui.rc") == "0"
+    finally:
+        tmux.kill()
+    jobs = json.loads(ag("jobs", "--json", env={"AETHERGRAPH_HOME": str(home)}).stdout)
+    assert [j["state"] for j in jobs] == ["cancelled"], jobs
+    from runtime.jobs.store import JobStore
+
+    assert JobStore(home).read(jobs[0]["job_id"]).cancelled_by == "dashboard"
+    out = json.loads((tmp_path / "run.out").read_text().strip().splitlines()[-1])
+    assert out["outputs"]["state"] == "cancelled" and "ready" in out["outputs"]["output"]

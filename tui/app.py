@@ -478,12 +478,21 @@ class AetherGraphApp(App[int]):
         def answered(answer: str | None) -> None:
             if answer is not None:
                 where = "" if ask.runtime_id else " (kept for the run's resume)"
-                self.notify(f"answered {ask_id}: {answer}{where}")
+                if ask.kind == "files":  # names and sizes, not the stored files' JSON
+                    from aethergraph.console import answered_files
+
+                    answer = answered_files(answer)
+                self.notify(f"answered {ask_id}: {one_line(answer)}{where}")
                 if not ask.runtime_id:
                     self.reload_index()
                     if self.detail is not None and self.detail.run_id == ask.run_id:
                         self._load_detail(ask.run_id)  # its log has grown: show what it says now
 
+        if ask.kind == "files":  # a tree of this machine's files to pick from
+            from .screens.file_picker import FilePickerModal
+
+            self.push_screen(FilePickerModal(ask), answered)
+            return
         from .screens.asks import AnswerModal
 
         self.push_screen(AnswerModal(ask), answered)
@@ -693,6 +702,8 @@ def _load_hosted(target: str, text: str | None) -> tuple[Any, dict[str, Any]]:
             inputs = msgspec.json.decode(text)
         except msgspec.DecodeError as exc:
             raise ValueError(f"--input is not valid JSON: {exc}") from None
+        except RecursionError:
+            raise ValueError("--input is nested too deeply to be read") from None
         if not isinstance(inputs, dict):
             raise ValueError(f"--input must be a JSON object, got {type(inputs).__name__}")
     try:
@@ -703,6 +714,14 @@ def _load_hosted(target: str, text: str | None) -> tuple[Any, dict[str, Any]]:
         fn.signature.bind(**inputs, **({"context": None} if fn.wants_context else {}))
     except TypeError as exc:
         raise ValueError(f"inputs do not fit {fn.name}{fn.signature}: {exc}") from None
+    from aethergraph.typed import InputError
+
+    try:  # typed parameters: refused here, before the dashboard starts, as `ag run` does
+        fn.prepare_inputs(inputs)
+    except InputError as exc:
+        raise ValueError(f"inputs do not fit {fn.name}: {exc}") from None
+    except RecursionError:
+        raise ValueError(f"inputs do not fit {fn.name}: nested too deeply") from None
     return fn, inputs
 
 

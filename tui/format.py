@@ -197,6 +197,8 @@ def _event_detail(e: ev.Event) -> str:
     if t is ev.Progress:
         total = f"/{e.total:g}" if e.total is not None else ""
         return f"{e.title} {e.state} {e.current:g}{total} {e.subtitle}".rstrip()
+    if t is ev.GraphPlanned:
+        return f"{len(e.nodes)} nodes: " + ", ".join(n.id for n in e.nodes[:20]) + (" …" if len(e.nodes) > 20 else "")
     return ""
 
 
@@ -208,7 +210,7 @@ TIMELINE_LABEL = {
     "node_cancelled": "cancelled", "node_timed_out": "TIMED OUT", "attempt_retried": "retry",
     "memory_recorded": "memory", "artifact_written": "artifact", "artifact_pinned": "pinned",
     "ask_opened": "ASK", "ask_answered": "answered", "ask_expired": "ask closed",
-    "message_sent": "message", "log": "log", "progress": "progress",
+    "message_sent": "message", "log": "log", "progress": "progress", "graph_planned": "planned",
 }
 
 

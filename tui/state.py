@@ -20,6 +20,8 @@ import attrs
 from runtime import events as ev
 from runtime.history import RunSummary, effective_status, run_duration
 
+from .widgets.stream import StreamTexts
+
 TERMINAL = ev.TERMINAL_STATES
 NODE_ENDS = (ev.NodeFinished, ev.NodeFailed, ev.NodeCancelled, ev.NodeTimedOut)
 
@@ -35,6 +37,7 @@ class RunRow:
     pending_asks: int = 0
     attempt_of: str = ""
     error: str = ""
+    jobs: int = 0  # process jobs it submitted (the index's jobs table)
     # The live runtime executing it, when one we are attached to says so.
     runtime_id: str = ""
 
@@ -116,7 +119,7 @@ class DashboardState:
             self.index_total = total
             self.runs_version += 1
         signature = (older, tuple(sorted(self.live_runs.items())), tuple(
-            (r["run_id"], status, r["last_seq"], r["pending_asks"]) for r, status in zip(rows, statuses)))
+            (r["run_id"], status, r["last_seq"], r["pending_asks"], r.get("jobs", 0)) for r, status in zip(rows, statuses)))
         if not older:
             if signature == self._index_signature:
                 return
@@ -138,6 +141,7 @@ class DashboardState:
             row.pending_asks = r["pending_asks"] or 0
             row.attempt_of = r["attempt_of"] or ""
             row.error = r["error"] or ""
+            row.jobs = r.get("jobs", 0)
             row.runtime_id = live_rt
         self.index_loaded = True
         self.runs_version += 1
@@ -282,6 +286,11 @@ class RunModel:
         # Node tab: "why did it fail" without leaving the dashboard.
         self.node_events: dict[str, list] = {}
         self.metrics: dict[str, deque[float]] = {}
+        # A static graph's whole shape (graph node path -> its graph_planned; a resume plans
+        # again and the last one wins), for the DAG tab: the nodes that have not started too.
+        self.dags: dict[str, ev.GraphPlanned] = {}
+        # The run's open streams (channel().stream()), growing delta by delta until they end.
+        self.streams = StreamTexts()
         self.last_seq = 0
         # Counters of everything ever appended, so a view can draw only what is new.
         self.timeline_total = 0
@@ -321,6 +330,8 @@ class RunModel:
         if self.summary.apply(e):  # state, nodes, asks: the same rules as `ag show`
             self.nodes_version += 1
         t = type(e)
+        if t is ev.StreamDelta or t is ev.MessageSent:
+            self.streams.apply(e)
         if t is ev.NodeStarted:
             self.node_events[e.node] = [e, None]
         elif t in NODE_ENDS:
@@ -342,6 +353,9 @@ class RunModel:
                 self.progress_first[e.progress_id] = (e.ts, e.current)
             while len(self.progress) > self.MAX_PROGRESS:
                 self.progress_first.pop(self.progress.pop(next(iter(self.progress))).progress_id, None)
+        elif t is ev.GraphPlanned:
+            self.dags[e.node] = e
+            self.nodes_version += 1
         elif t is ev.MemoryRecorded:
             if e.metrics:
                 for name, value in e.metrics.items():

@@ -18,7 +18,7 @@ import attrs
 from runtime import events as ev
 from runtime.errors import StoreError
 from runtime.store.artifacts import BlobStore, check_name, sha_from_ref
-from runtime.store.index import Index
+from runtime.store.index import Index, job_counts
 from runtime.store.layout import StoreLayout
 from runtime.store.logfile import read_events
 from runtime.textsafe import visible
@@ -111,7 +111,14 @@ class StoreReader:
         if index is None:
             return None
         rows = index.runs_page(before=before, limit=limit + 1)
-        return rows[:limit], len(rows) > limit, index.runs_count()
+        more, rows = len(rows) > limit, [dict(r) for r in rows[:limit]]
+        ids = [r["run_id"] for r in rows]
+        counts: dict[str, int] = {}
+        for i in range(0, len(ids), 500):  # (SQLite's bound on parameters per statement)
+            counts.update(job_counts(index, ids[i:i + 500]))
+        for r in rows:
+            r["jobs"] = counts.get(r["run_id"], 0)
+        return rows, more, index.runs_count()
 
     def catch_up(self) -> int:
         """Index what logs hold beyond the index's marks (a runtime that died left some)."""

@@ -117,6 +117,9 @@ def _event_line(e: Any) -> str:
     if t is ev.Progress:
         total = f"/{e.total:g}" if e.total is not None else ""
         return f"{e.title} {e.state} {e.current:g}{total} {e.subtitle}".rstrip()
+    if t is ev.GraphPlanned:
+        ids = ", ".join(n.id for n in e.nodes)
+        return f"{len(e.nodes)} nodes: " + (ids if len(ids) <= 200 else ids[:199] + "…")
     if t is ev.JobSubmitted:
         return f"{e.job_id} {_short(e.name or ' '.join(e.argv))}"
     if t is ev.JobStateChanged:

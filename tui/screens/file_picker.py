@@ -23,6 +23,8 @@ from textual.widgets import DirectoryTree, Input, Static
 
 from runtime import events as ev
 
+from ..format import one_line, visible
+
 
 class FilePickerModal(ModalScreen[str | None]):
     """Pick the file(s) that answer ``ask`` (an ``AskRow`` of kind ``files``)."""
@@ -48,12 +50,13 @@ class FilePickerModal(ModalScreen[str | None]):
         with Vertical(id="files-dialog"):
             title = Text(no_wrap=True, overflow="ellipsis")
             title.append("FILES ASK ", style="bold")
-            title.append(a.ask_id)
-            title.append(f"  run {a.run_id}", style="dim")
+            # (the ask is the run's text: untrusted, its control characters shown, never markup)
+            title.append(one_line(a.ask_id))
+            title.append(f"  run {one_line(a.run_id)}", style="dim")
             yield Static(title, id="files-title")
-            yield Static(Text(a.prompt), id="files-prompt")
+            yield Static(Text(visible(a.prompt)), id="files-prompt")
             if a.options:
-                yield Static(Text("accepts " + ", ".join(a.options), style="dim"), id="files-accept")
+                yield Static(Text("accepts " + one_line(", ".join(a.options)), style="dim"), id="files-accept")
             yield DirectoryTree(str(self.root), id="files-tree")
             yield Input(placeholder="or type a path; enter sends", id="files-input", compact=True)
             yield Static("", id="files-picked", markup=False)
@@ -72,7 +75,7 @@ class FilePickerModal(ModalScreen[str | None]):
         self._show_picked()
 
     def _show_picked(self) -> None:
-        names = ", ".join(p.name for p in self.picked)
+        names = one_line(", ".join(p.name for p in self.picked))
         self.query_one("#files-picked", Static).update(f"picked: {names}" if names else "")
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
@@ -82,7 +85,7 @@ class FilePickerModal(ModalScreen[str | None]):
         try:
             self.picked = [Path(p).expanduser() for p in split_paths(event.value, True)]
         except InvalidAnswer as exc:
-            self.query_one("#files-error", Static).update(f"✗ {exc}")
+            self.query_one("#files-error", Static).update(one_line(f"✗ {exc}"))
             return
         self._show_picked()
         self.action_send()
@@ -107,15 +110,15 @@ class FilePickerModal(ModalScreen[str | None]):
         except InvalidAnswer as exc:
             self.picked.clear()
             self._show_picked()
-            error.update(f"✗ {exc}")
+            error.update(one_line(f"✗ {exc}"))
             return
         try:
             answer = await self.app.answer(self.ask, value)  # type: ignore[attr-defined]
         except SidecarError as exc:
-            error.update(f"✗ {exc}")
+            error.update(one_line(f"✗ {exc}"))
             return
         except Exception as exc:  # an offline answer the log refused, a lost runtime…
-            error.update(f"✗ {type(exc).__name__}: {exc}")
+            error.update(one_line(f"✗ {type(exc).__name__}: {exc}"))
             return
         self.dismiss(answer)
 

@@ -89,7 +89,8 @@ class HelpScreen(ModalScreen[None]):
                 yield Static(Text(
                     "Lists: ↑/↓ or j/k move, enter opens, pgup/pgdn page, g/G first/last. Tab moves between "
                     "parts of a panel.\nAnswer dialog: 1–9 pick an option, enter sends what its 'enter sends' "
-                    "line shows, tab switches to typing.\n"
+                    "line shows, tab switches to typing. A files ask opens a file picker: enter on a file picks it, s "
+                    "sends, or type paths and press enter.\n"
                     "Every action asks first and names what it will do; the runtime's answer is shown, "
                     "errors included.\nNO_COLOR is honoured; states are always spelled out.",
                     style="dim"))
@@ -99,6 +100,7 @@ class HelpScreen(ModalScreen[None]):
     def part_bindings(mode: str) -> list[tuple[str, list]]:
         """The keys of the parts a panel is made of, whichever has focus now: every list
         (first/last row), and on a run the timeline and log views."""
+        from ..widgets.jobs import JobsPanel
         from ..widgets.lineview import LineView
         from ..widgets.tables import RowTable
 
@@ -111,6 +113,8 @@ class HelpScreen(ModalScreen[None]):
             parts.append(("Timeline and log (tab to them)", [
                 Binding("up,down,pageup,pagedown", "", "Scroll (scrolling up pauses following)"),
                 *LineView.BINDINGS]))
+            parts.append(("Jobs tab (J)", [Binding("up,down", "", "Pick a job (its output is followed)"),
+                                           *JobsPanel.BINDINGS]))
         return parts
 
     def action_scroll(self, how: str) -> None:

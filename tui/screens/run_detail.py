@@ -13,7 +13,7 @@ import time
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.containers import Horizontal, ScrollableContainer, Vertical, VerticalScroll
 from textual.actions import SkipAction
 from textual.widgets import Input, RichLog, Static, TabbedContent, TabPane
 
@@ -22,7 +22,10 @@ from runtime import events as ev
 from ..format import LEVEL_STYLE, bad_style, clip, node_detail, clock, dur, event_line, one_line, status_text, visible
 from ..widgets import MetricsPanel, NodeTree, ProgressPanel
 from ..state import held
+from ..widgets.dag import DagView
+from ..widgets.jobs import JobsPanel
 from ..widgets.lineview import LineView
+from ..widgets.stream import StreamPanel, message_text
 from .base import DashboardScreen
 
 LINES_PER_TICK = 60  # 240 lines a second: more than anyone reads, little to draw
@@ -34,7 +37,8 @@ STREAM_EVERY_S = 0.25
 
 class RunDetailScreen(DashboardScreen):
     MODE = "run"
-    HELP = "One run: nodes (↑/↓ to pick one for x/r), timeline, log, messages, progress and metrics."
+    HELP = ("One run: nodes (↑/↓ to pick one for x/r), timeline, log, messages (open streams growing above "
+            "them), progress, metrics, its static graph and its jobs.")
     BINDINGS = [
         Binding("c", "cancel_run", "Cancel run"),
         Binding("x", "cancel_node", "Cancel node"),
@@ -46,6 +50,8 @@ class RunDetailScreen(DashboardScreen):
         Binding("m", "tab('messages')", "Messages tab", show=False),
         Binding("M", "tab('metrics')", "Metrics tab", show=False),
         Binding("d", "tab('node')", "Node details"),
+        Binding("J", "tab('jobs')", "Jobs tab"),
+        Binding("D", "tab('dag')", "DAG tab"),
         Binding("slash", "search", "Search"),
         Binding("v", "level", "Log level", show=False),
         Binding("z", "zoom", "Full width"),
@@ -88,18 +94,36 @@ class RunDetailScreen(DashboardScreen):
                     with TabPane("Log", id="log"):
                         yield LineView(self._log_line, id="log-log")
                     with TabPane("Messages", id="messages"):
+                        yield StreamPanel(id="streams")
                         yield RichLog(id="messages-log", max_lines=500, wrap=True, min_width=20)
                     with TabPane("Metrics", id="metrics"):
                         yield MetricsPanel(id="metrics-panel")
                     with TabPane("Node", id="node"):
                         with VerticalScroll(id="node-detail"):
                             yield Static("", id="node-detail-body", markup=False)
+                    with TabPane("DAG", id="dag"):
+                        with ScrollableContainer(id="dag-scroll"):
+                            yield DagView(id="dag-view")
+                    with TabPane("Jobs", id="jobs"):
+                        yield JobsPanel(self.dash.home, id="jobs-panel")
                 yield Input(placeholder="search this tab (enter; n/N next/previous; esc clears)", id="run-search",
                             compact=True)
                 yield Static("", id="view-status", markup=False)
 
     def on_mount(self) -> None:
         self.query_one(NodeTree).focus()
+        self._dag_tab = True
+        self._show_dag_tab(False)
+
+    def _show_dag_tab(self, shown: bool) -> None:
+        """The DAG tab is there only for a run with a static graph (at 80 columns every tab
+        title costs the others room)."""
+        if shown != self._dag_tab:
+            self._dag_tab = shown
+            tabs = self.query_one("#run-tabs", TabbedContent)
+            if not shown and tabs.active == "dag":
+                tabs.active = "timeline"
+            (tabs.show_tab if shown else tabs.hide_tab)("dag")
 
     # -- drawing --------------------------------------------------------------------------------
 
@@ -135,6 +159,8 @@ class RunDetailScreen(DashboardScreen):
         tree = self.query_one(NodeTree)
         s = model.summary
         tree.sync(model.run_id, s.graph, model.status, s.nodes)
+        self.query_one(DagView).sync(model.dags, s.nodes, model.status)
+        self._show_dag_tab(bool(model.dags))
         self._draw_node_detail(model)
         self._t0 = s.started
         self._feed("timeline", *held(model, "timeline"))
@@ -146,6 +172,7 @@ class RunDetailScreen(DashboardScreen):
             self._counts["messages"] = 0
             self.query_one("#messages-log", RichLog).clear()
         self._append("messages", model.messages, model.messages_total, self._message_line, width)
+        self.query_one(StreamPanel).show(model.streams)
         self.query_one(ProgressPanel).sync(model.progress, model.progress_first)
         metrics_key = sum(len(v) for v in model.metrics.values()) + len(model.metrics)
         if metrics_key != self._drawn_metrics:
@@ -166,8 +193,11 @@ class RunDetailScreen(DashboardScreen):
             view.set_items((), changed=True)
             view.follow = True
         self.query_one("#messages-log", RichLog).clear()
+        self.query_one(StreamPanel).reset()
         self.query_one(ProgressPanel).reset()
         self.query_one(MetricsPanel).reset()
+        self.query_one(JobsPanel).show_run(run_id)
+        self._show_dag_tab(False)
 
     def _set_header(self, text: Text) -> None:
         # Two fixed lines: a repaint, never a layout of the whole screen (that is what costs).
@@ -365,11 +395,8 @@ class RunDetailScreen(DashboardScreen):
 
     @staticmethod
     def _message_line(e: ev.MessageSent) -> Text:
-        line = Text()
-        line.append(clock(e.ts), style="dim")
-        line.append(" ")
-        line.append(visible(e.text))  # wrapped, so its own newlines may stay
-        return line
+        # (an image or a file says its name, size and how to export it; text wraps)
+        return message_text(e)
 
     # -- actions --------------------------------------------------------------------------------
 
@@ -428,9 +455,18 @@ class RunDetailScreen(DashboardScreen):
         self.dash.open_answer(asks[0].ask_id)
 
     def action_tab(self, name: str) -> None:
+        if name == "dag" and not self._dag_tab:
+            self.notify("This run has no static graph (@graphify): its nodes are in the tree.")
+            return
         self.query_one("#run-tabs", TabbedContent).active = name
         view = self._current_view()
-        if view is not None and not isinstance(self.focused, NodeTree):
+        if name == "dag":
+            self.query_one("#dag-scroll").focus()  # (it scrolls: a graph can be long)
+        elif name == "jobs":
+            # Its keys (c cancels the picked job) are the table's: it takes the focus, so c there
+            # never means "cancel the run".
+            self.query_one("#jobs-table").focus()
+        elif view is not None and not isinstance(self.focused, NodeTree):
             view.focus()  # (from the tree, focus stays there: tab moves to the view)
         self._view_status()
 
@@ -439,6 +475,8 @@ class RunDetailScreen(DashboardScreen):
         view = self._current_view()
         if isinstance(self.focused, NodeTree) and view is not None:
             view.focus()
+        elif isinstance(self.focused, NodeTree) and self.query_one("#run-tabs", TabbedContent).active == "jobs":
+            self.query_one("#jobs-table").focus()
         elif isinstance(self.focused, NodeTree):
             self.query_one("#run-tabs", TabbedContent).focus()
         else:

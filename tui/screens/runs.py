@@ -64,7 +64,8 @@ class RunsScreen(DashboardScreen):
 
     # (key, header, width incl. a one-column gap); the graph takes what is left.
     COLUMNS = (("run", "RUN", 23), ("graph", "GRAPH", 0), ("status", "STATUS", 12),
-               ("started", "STARTED", 12), ("duration", "DURATION", 9), ("asks", "ASKS", 4))
+               ("started", "STARTED", 12), ("duration", "DURATION", 9), ("jobs", "JOBS", 5),
+               ("asks", "ASKS", 4))
 
     def __init__(self) -> None:
         super().__init__()
@@ -158,6 +159,7 @@ class RunsScreen(DashboardScreen):
             status_text(row.status),
             ago(row.started, now) if self._relative else short_when(row.started, now),
             dur(row.duration(now)),
+            str(row.jobs) if row.jobs else "",
             Text(str(asks), style="bold reverse") if asks else "",
         ]
 

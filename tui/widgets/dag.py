@@ -19,7 +19,7 @@ from textual.widgets import Static
 
 from runtime import events as ev
 
-from ..format import NODE_MARK, STATUS_STYLE
+from ..format import NODE_MARK, STATUS_STYLE, one_line
 
 WAITING = "waiting"
 SKIPPED = "skipped"
@@ -73,10 +73,12 @@ def _order(planned: ev.GraphPlanned) -> list[str]:
 
 def render(planned: ev.GraphPlanned, nodes: Mapping[str, Any], run_status: str) -> Text:
     rows = dag_rows(planned, nodes, run_status)
+    rows = [(one_line(i), one_line(state), one_line(detail)) for i, state, detail in rows]
     width = max((len(i) for i, _, _ in rows), default=0)
     text = Text(no_wrap=True, overflow="ellipsis")
     limit = f", at most {planned.max_concurrency} at once" if planned.max_concurrency else ""
-    text.append(f"graph {planned.node}: {len(rows)} nodes{limit}\n", style="bold")
+    # (all of it is from the run's log: untrusted text, its control characters shown)
+    text.append(f"graph {one_line(planned.node)}: {len(rows)} nodes{limit}\n", style="bold")
     for i, state, detail in rows:
         mark = NODE_MARK.get(state) or _DERIVED_MARK.get(state, "?")
         style = STATUS_STYLE.get(state) or _DERIVED_STYLE.get(state, "")
@@ -91,8 +93,12 @@ class DagView(Static):
     """Shows the static graphs of one run (one block per ``graph_planned``; the last one for a
     graph node wins: a resumed run plans again)."""
 
+    DEFAULT_CSS = """
+    DagView { width: auto; }
+    """
+
     def __init__(self, *, id: str | None = None) -> None:
-        super().__init__("", id=id)
+        super().__init__("", id=id, markup=False)
         self._key: Any = None
 
     def sync(self, planned: Mapping[str, ev.GraphPlanned], nodes: Mapping[str, Any], run_status: str) -> None:
@@ -101,7 +107,9 @@ class DagView(Static):
         if key == self._key:
             return  # nothing changed: no redraw
         self._key = key
-        text = Text()
+        # One row per node, never wrapped (a wrapped row reads as two nodes): the view scrolls
+        # sideways instead.
+        text = Text(no_wrap=True)
         for graph_path in sorted(planned):
             text.append_text(render(planned[graph_path], nodes, run_status))
         self.update(text)

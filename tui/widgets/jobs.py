@@ -3,7 +3,7 @@
 Rows come from the index (what the run recorded: ``job_submitted`` / ``job_state``); a job not
 yet ended there is read from its folder, which its supervisor keeps current even when no runtime
 is alive. The selected job's output is followed from ``jobs/<job_id>/stdout`` (only the bytes
-added since the last look). ``c`` cancels the selected job through its supervisor — SIGTERM to
+added since the last look). ``c`` (confirmed first) cancels the selected job through its supervisor — SIGTERM to
 its process group, SIGKILL after its grace — whichever process started it.
 
 All reads and the cancel run in thread workers; the UI thread only draws.
@@ -28,6 +28,8 @@ from textual.binding import Binding
 from textual.containers import Vertical
 from textual.widgets import DataTable, RichLog, Static
 
+from ..format import clip, one_line
+
 TERMINAL = ("succeeded", "failed", "cancelled", "lost")
 STATE_STYLE = {"queued": "dim", "running": "bold cyan", "succeeded": "green", "failed": "bold red",
                "cancelled": "yellow", "lost": "bold magenta"}
@@ -48,8 +50,8 @@ def _elapsed(row: dict, now: float) -> str:
 
 
 def _printable(text: str, width: int = 60) -> str:
-    text = "".join(c if c.isprintable() else "?" for c in text)  # a job's text is untrusted
-    return text if len(text) <= width else text[: width - 1] + "…"
+    """A job's text is untrusted: its control characters shown (ESC as ␛), never obeyed."""
+    return clip(text, width)
 
 
 class JobsReader:
@@ -172,7 +174,9 @@ class JobsPanel(Vertical):
     # -- reading (thread) and drawing (UI) ----------------------------------------------------------
 
     def refresh_jobs(self) -> None:
-        if self.run_id is not None and not self._busy:
+        # Read only while the panel is on screen (run detail keeps it mounted on a hidden tab:
+        # no reason to poll the index and the job folders twice a second for nobody).
+        if self.run_id is not None and not self._busy and self.region.area:
             self._busy = True
             self._read(self.run_id, self.selected or self.followed)
 
@@ -209,14 +213,14 @@ class JobsPanel(Vertical):
         else:
             for r in rows:
                 for col, value in zip(table.columns, self._cells(r, now)):
-                    table.update_cell(r["job_id"], col, value)
+                    table.update_cell(r["job_id"], col, value, update_width=True)  # RUNNING → CANCELLED
         self.rows = rows
         log = self.query_one(RichLog)
         if follow != self.followed or fresh:
             log.clear()
         self.followed = follow
         for line in lines:  # a job's output is untrusted: no escape sequence reaches the terminal
-            log.write(Text("".join(c if c.isprintable() or c == "\t" else "?" for c in line)), scroll_end=True)
+            log.write(Text(one_line(line)), scroll_end=True)
         row = next((r for r in rows if r["job_id"] == follow), None)
         title = "no jobs in this run" if row is None else f"{follow} · stdout"
         if row is not None and row["error"]:
@@ -227,8 +231,8 @@ class JobsPanel(Vertical):
     def _cells(r: dict, now: float) -> list[Any]:
         state = r["state"]
         return [
-            r["job_id"],
-            Text(state.upper(), style=STATE_STYLE.get(state, "")),
+            one_line(r["job_id"]),
+            Text(one_line(state.upper()), style=STATE_STYLE.get(state, "")),
             "" if r["exit_code"] is None else str(r["exit_code"]),
             _elapsed(r, now),
             _printable(r["node"], 30),
@@ -242,8 +246,21 @@ class JobsPanel(Vertical):
         if job_id is None:
             self.app.notify("no job selected", severity="warning")
             return
-        self.app.notify(f"cancelling {job_id}…")
-        self._cancel(job_id)
+        from ..screens.confirm import ConfirmModal
+
+        row = next((r for r in self.rows if r["job_id"] == job_id), None)
+        what = "" if row is None else (row["name"] or " ".join(row["argv"]))
+
+        def decided(yes: bool | None) -> None:
+            if yes:
+                self.app.notify(f"cancelling {job_id}…")
+                self._cancel(job_id)
+
+        # Like every action of the dashboard, it asks first and names what it will do.
+        self.app.push_screen(ConfirmModal(
+            f"Cancel job {job_id}?",
+            f"{what}\nSIGTERM to its process group, SIGKILL after its grace; the run that waits on it "
+            "sees it cancelled."), decided)
 
     @work(thread=True, group="jobs-cancel")
     def _cancel(self, job_id: str) -> None:

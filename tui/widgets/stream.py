@@ -20,7 +20,7 @@ from textual.widgets import Static
 
 from runtime import events as ev
 
-from ..format import clock
+from ..format import clock, one_line, visible
 
 
 def _size(n: Any) -> str:
@@ -77,19 +77,19 @@ def message_text(e: ev.MessageSent) -> Text:
     if e.kind == "image" and data.get("ref"):
         line.append("🖼 ", style="bold")
         if data.get("caption"):
-            line.append(str(data["caption"]) + " · ")
+            line.append(one_line(data["caption"]) + " · ")
         dims = ""
         if data.get("width") and data.get("height"):
             dims = f"{data['width']}×{data['height']}, "
-        line.append(f"{data.get('name', '')} ({dims}{_size(data.get('size'))}, {data.get('mime', '')})")
-        line.append(f"  ag artifacts export {data['ref']}", style="dim")
+        line.append(one_line(f"{data.get('name', '')} ({dims}{_size(data.get('size'))}, {data.get('mime', '')})"))
+        line.append(one_line(f"  ag artifacts export {data['ref']}"), style="dim")
         return line
     if e.kind == "file" and data.get("ref"):
         line.append("📎 ", style="bold")
-        line.append(f"{data.get('name', '')} ({_size(data.get('size'))}, {data.get('mime', '')})")
-        line.append(f"  ag artifacts export {data['ref']}", style="dim")
+        line.append(one_line(f"{data.get('name', '')} ({_size(data.get('size'))}, {data.get('mime', '')})"))
+        line.append(one_line(f"  ag artifacts export {data['ref']}"), style="dim")
         return line
-    line.append(e.text)
+    line.append(visible(e.text))  # wrapped, so its own newlines may stay
     return line
 
 
@@ -105,6 +105,12 @@ class StreamPanel(Static):
         super().__init__("", markup=False, **kwargs)
         self._shown = -1
 
+    def reset(self) -> None:
+        """Another run on display: nothing shown until its streams are."""
+        self._shown = -1
+        self.update("")
+        self.display = False
+
     def show(self, streams: StreamTexts) -> None:
         if streams.version == self._shown:
             return
@@ -114,9 +120,9 @@ class StreamPanel(Static):
             if out:
                 out.append("\n")
             out.append("▸ ", style="bold cyan")
-            out.append((node.rsplit("/", 1)[-1] or "run") + " ", style="cyan")
+            out.append(one_line(node.rsplit("/", 1)[-1] or "run") + " ", style="cyan")
             tail = text.splitlines()[-self.LINES_PER_STREAM:] if text else [""]
-            out.append("\n  ".join(tail))
+            out.append("\n  ".join(one_line(t) for t in tail))  # the run's text: shown, not obeyed
             out.append("▌", style="blink")
         self.update(out)
         self.display = bool(streams.open)
