@@ -468,6 +468,7 @@ def test_dashboard_in_a_browser_answers_a_live_runs_ask(server, tmp_path, home):
         browser.keys(Keys.ENTER)
         browser.wait_for("TEXT ASK")
         browser.keys("web tab")
+        browser.wait_for("web tab")  # in the answer's field before enter sends it
         browser.keys(Keys.ENTER)
         out, err = run.communicate(timeout=60)
         assert run.returncode == 0, err
