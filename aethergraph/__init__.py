@@ -30,24 +30,24 @@ _EXPORTS = {
     "sleep": "aethergraph.polling",
     "poll": "aethergraph.polling",
     "poll_until": "aethergraph.polling",
-    "RetryPolicy": "runtime.retry",
-    "Failed": "runtime.engine",
-    "GraphFailed": "runtime.errors",
-    "AetherGraphError": "runtime.errors",
-    "NodeCancelled": "runtime.errors",
-    "NodeTimeout": "runtime.errors",
-    "PollTimeout": "runtime.errors",
-    "AskError": "runtime.errors",
-    "AskTimeout": "runtime.errors",
-    "InvalidAnswer": "runtime.errors",
-    "NoAnswerAvailable": "runtime.errors",
-    "StoreError": "runtime.errors",
+    "RetryPolicy": "aethergraph.runtime.retry",
+    "Failed": "aethergraph.runtime.engine",
+    "GraphFailed": "aethergraph.runtime.errors",
+    "AetherGraphError": "aethergraph.runtime.errors",
+    "NodeCancelled": "aethergraph.runtime.errors",
+    "NodeTimeout": "aethergraph.runtime.errors",
+    "PollTimeout": "aethergraph.runtime.errors",
+    "AskError": "aethergraph.runtime.errors",
+    "AskTimeout": "aethergraph.runtime.errors",
+    "InvalidAnswer": "aethergraph.runtime.errors",
+    "NoAnswerAvailable": "aethergraph.runtime.errors",
+    "StoreError": "aethergraph.runtime.errors",
 }
 
 __all__ = sorted(_EXPORTS)
 
 if TYPE_CHECKING:
-    from runtime.errors import (
+    from aethergraph.runtime.errors import (
         AetherGraphError,
         AskError,
         AskTimeout,
@@ -58,9 +58,9 @@ if TYPE_CHECKING:
         PollTimeout,
         StoreError,
     )
-    from runtime.engine import Failed
-    from runtime.errors import GraphFailed
-    from runtime.retry import RetryPolicy
+    from aethergraph.runtime.engine import Failed
+    from aethergraph.runtime.errors import GraphFailed
+    from aethergraph.runtime.retry import RetryPolicy
 
     from .api import open_runtime, run, run_async, start
     from .context import NodeContext, current_context

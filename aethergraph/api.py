@@ -41,8 +41,8 @@ def start(
     ``sidecar``: serve the sidecar on a 0600 unix socket in the store (default True);
     ``tcp``: also on loopback TCP (True: a free port; or "HOST:PORT"), always with a token.
     """
-    from runtime.store.layout import resolve_home
-    from runtime.store.writer import resolve_durability
+    from aethergraph.runtime.store.layout import resolve_home
+    from aethergraph.runtime.store.writer import resolve_durability
 
     if home is not None:
         _DEFAULTS["home"] = home
@@ -63,7 +63,7 @@ def start(
 
 
 def default_config(**overrides: Any):
-    from runtime.engine import RuntimeConfig
+    from aethergraph.runtime.engine import RuntimeConfig
 
     from .console import ConsolePrinter, ConsoleSource
     from .resume import Resumer
@@ -102,7 +102,7 @@ async def open_runtime(
     Opened implicitly by a top-level graph call when none is open. On exit every event is on
     disk and every service's background task has ended.
     """
-    from runtime.engine import open_runtime as _open
+    from aethergraph.runtime.engine import open_runtime as _open
 
     config, printer = default_config(
         home=home, durability=durability, answers=answers, console=console,
@@ -151,7 +151,7 @@ def run(target: Any, *args: Any, run_id: str | None = None, **inputs: Any) -> An
 
 
 async def _run_by_id(rt: Any, target: Any, run_id: str, args: tuple, inputs: dict) -> Any:
-    from runtime.errors import GraphFailed
+    from aethergraph.runtime.errors import GraphFailed
 
     from .run_by_id import start_by_id
 

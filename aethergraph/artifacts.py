@@ -17,14 +17,14 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 import trio
 
-from runtime import events as ev
-from runtime.errors import StoreError
-from runtime.ids import derived_id
-from runtime.journal import content_hash
-from runtime.store.artifacts import check_name, ref_for, sha_from_ref
+from aethergraph.runtime import events as ev
+from aethergraph.runtime.errors import StoreError
+from aethergraph.runtime.ids import derived_id
+from aethergraph.runtime.journal import content_hash
+from aethergraph.runtime.store.artifacts import check_name, ref_for, sha_from_ref
 
 if TYPE_CHECKING:
-    from runtime.engine import NodeHandle
+    from aethergraph.runtime.engine import NodeHandle
 
 from .memory import _clean_metrics, scope_filter
 
@@ -88,7 +88,7 @@ class Artifacts:
     ) -> str:
         node = self._node
         ref = ref_for(sha)
-        # What is written (name and content), not when: see ``runtime.journal``.
+        # What is written (name and content), not when: see ``aethergraph.runtime.journal``.
         event_id = derived_id("art", node.run.run_id, node.identity(f"artifact|{content_hash(name)}|{sha}"))
         if node.run.journal is not None and node.run.replayed("artifact", event_id) is not None:
             return ref  # written before a crash; the blob is content-addressed, so it is the same

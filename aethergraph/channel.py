@@ -10,12 +10,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from runtime import events as ev
-from runtime.ids import derived_id
-from runtime.journal import content_hash
+from aethergraph.runtime import events as ev
+from aethergraph.runtime.ids import derived_id
+from aethergraph.runtime.journal import content_hash
 
 if TYPE_CHECKING:
-    from runtime.engine import NodeHandle
+    from aethergraph.runtime.engine import NodeHandle
 
 DEFAULT_ASK_TIMEOUT_S = 3600.0
 
@@ -101,7 +101,7 @@ class Channel:
         from .artifacts import _IMAGE_HEAD
 
         def read() -> bytes:
-            from runtime.store.artifacts import sha_from_ref
+            from aethergraph.runtime.store.artifacts import sha_from_ref
 
             import os as _os
 
@@ -124,7 +124,7 @@ class Channel:
 
         import trio
 
-        from runtime.store.artifacts import REF_PREFIX, sha_from_ref
+        from aethergraph.runtime.store.artifacts import REF_PREFIX, sha_from_ref
 
         from .artifacts import Artifacts, image_info
 
@@ -236,7 +236,7 @@ class Channel:
         Returns the artifact ref (``ag://artifact/<sha256>``), or a list of refs with
         ``multiple=True``; read them with ``context.artifacts().load_bytes(ref)``.
         """
-        from runtime.asks import DEFAULT_MAX_FILE_BYTES, decode_files
+        from aethergraph.runtime.asks import DEFAULT_MAX_FILE_BYTES, decode_files
 
         from .artifacts import Artifacts
 
@@ -465,7 +465,7 @@ _HEAD = 64 * 1024
 
 
 def _size(n: int) -> str:
-    from runtime.asks import _size_text
+    from aethergraph.runtime.asks import _size_text
 
     return _size_text(n)
 

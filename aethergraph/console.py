@@ -19,9 +19,9 @@ from typing import Any, TextIO
 
 import trio
 
-from runtime import events as ev
-from runtime.asks import DEFAULT_MAX_FILE_BYTES, _size_text, decode_files, split_paths, store_paths
-from runtime.errors import InvalidAnswer
+from aethergraph.runtime import events as ev
+from aethergraph.runtime.asks import DEFAULT_MAX_FILE_BYTES, _size_text, decode_files, split_paths, store_paths
+from aethergraph.runtime.errors import InvalidAnswer
 
 
 class StdinLines:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from runtime.engine import NodeHandle
+    from aethergraph.runtime.engine import NodeHandle
 
     from .artifacts import Artifacts
     from .channel import Channel
@@ -53,7 +53,7 @@ class NodeContext:
     def idempotency_key(self) -> str:
         """Stable for this node across resumes of its run: give it to a service so that a call
         re-executed after a crash is recognised instead of done twice."""
-        from runtime.ids import derived_id
+        from aethergraph.runtime.ids import derived_id
 
         # From the node's key (what the code asked for), not its path (when it ran).
         return f"{self._node.run.run_id}/{derived_id('step', self._node.key)}"
@@ -212,7 +212,7 @@ def context_for(node: NodeHandle) -> NodeContext:
 
 def current_context() -> NodeContext | None:
     """The NodeContext of the node the calling task runs in, if any."""
-    from runtime.engine import current_node
+    from aethergraph.runtime.engine import current_node
 
     node = current_node.get()
     return None if node is None else context_for(node)

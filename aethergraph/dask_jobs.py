@@ -29,7 +29,7 @@ class DaskJobs(ProcessJobs):
     """The job protocol of ``ProcessJobs`` (submit, status, poll, wait, cancel, logs, follow)
     on a dask.distributed cluster; the cluster queues (there is no ``max_parallel``).
 
-    The workers import the small worker-side module (``runtime.jobs.dask_worker``), so they need
+    The workers import the small worker-side module (``aethergraph.runtime.jobs.dask_worker``), so they need
     ``aethergraph[dask]`` installed, as they need the packages of the callables they run;
     ``ship_code=True`` sends it with every task instead, for workers with dask only."""
 
@@ -48,7 +48,7 @@ class DaskJobs(ProcessJobs):
         self.ship_code = ship_code
 
     def _make_runner(self, rt: Any):
-        from runtime.jobs.dask_runner import DaskRunner
+        from aethergraph.runtime.jobs.dask_runner import DaskRunner
 
         return DaskRunner(rt, address=self.address, cluster=self.cluster,
                           cluster_kwargs=self.cluster_kwargs, client_kwargs=self.client_kwargs,

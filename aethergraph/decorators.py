@@ -53,7 +53,7 @@ class _NodeFunction:
     ) -> None:
         import inspect
 
-        from runtime.retry import RetryPolicy
+        from aethergraph.runtime.retry import RetryPolicy
 
         if retries is not None and retry is not None:
             raise TypeError("give either retries= or retry=, not both")
@@ -94,7 +94,7 @@ class _NodeFunction:
     @property
     def spec(self):
         if self._spec is None:
-            from runtime.engine import NodeSpec
+            from aethergraph.runtime.engine import NodeSpec
 
             name, kind, policy, timeout_s = self._spec_args
             self._spec = NodeSpec(name=name, kind=kind, retry=policy, timeout_s=timeout_s)
@@ -172,7 +172,7 @@ class _NodeFunction:
         return invoke
 
     async def _call(self, args: tuple, kwargs: dict, context: Any) -> Any:
-        from runtime.engine import current_node, current_runtime
+        from aethergraph.runtime.engine import current_node, current_runtime
 
         if context is not None:
             parent = getattr(context, "_node", None)
@@ -197,7 +197,7 @@ class _NodeFunction:
             return await self._top_level(rt, inputs, invoke)
 
     async def _top_level(self, rt: Any, inputs: dict, invoke: Any) -> Any:
-        from runtime.errors import GraphFailed
+        from aethergraph.runtime.errors import GraphFailed
 
         outcome = await rt.run_graph(self.spec, inputs, invoke, entrypoint=self.entrypoint)
         if outcome.ok or isinstance(outcome.error, GraphFailed):
@@ -280,7 +280,7 @@ class ToolFunction(_NodeFunction):
 
 
 def _is_failed(result: Any) -> bool:
-    from runtime.engine import Failed
+    from aethergraph.runtime.engine import Failed
 
     return isinstance(result, Failed)
 

@@ -27,10 +27,10 @@ from pathlib import Path
 
 import attrs
 
-from runtime import events as ev
-from runtime.errors import AetherGraphError
-from runtime.history import HOST
-from runtime.store.layout import StoreLayout
+from aethergraph.runtime import events as ev
+from aethergraph.runtime.errors import AetherGraphError
+from aethergraph.runtime.history import HOST
+from aethergraph.runtime.store.layout import StoreLayout
 
 START_TIMEOUT_S = 60.0  # importing a heavy entrypoint can take a while; we never kill it
 

@@ -32,9 +32,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-from runtime.jobs.protocol import JobSpec, JobSpecError, JobState, JobStatus
-from runtime.jobs.runner import JobWaitTimeout, ProcessRunner
-from runtime.jobs.store import UnknownJob
+from aethergraph.runtime.jobs.protocol import JobSpec, JobSpecError, JobState, JobStatus
+from aethergraph.runtime.jobs.runner import JobWaitTimeout, ProcessRunner
+from aethergraph.runtime.jobs.store import UnknownJob
 
 from .services import Service
 
@@ -43,13 +43,13 @@ __all__ = ["JobSpec", "JobSpecError", "JobState", "JobStatus", "JobWaitTimeout",
 
 
 def _runtime():
-    from runtime.engine import current_runtime
+    from aethergraph.runtime.engine import current_runtime
 
     return current_runtime.get()
 
 
 def _node():
-    from runtime.engine import current_node
+    from aethergraph.runtime.engine import current_node
 
     return current_node.get()
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from runtime import events as ev
+from aethergraph.runtime import events as ev
 
 if TYPE_CHECKING:
-    from runtime.engine import NodeHandle
+    from aethergraph.runtime.engine import NodeHandle
 
 _log = logging.getLogger("aethergraph.node")
 

@@ -21,14 +21,14 @@ from typing import TYPE_CHECKING, Any
 import attrs
 import trio
 
-from runtime import events as ev
-from runtime.errors import AetherGraphError
-from runtime.ids import derived_id
-from runtime.store.writer import encode_error
-from runtime.journal import _CANONICAL
+from aethergraph.runtime import events as ev
+from aethergraph.runtime.errors import AetherGraphError
+from aethergraph.runtime.ids import derived_id
+from aethergraph.runtime.store.writer import encode_error
+from aethergraph.runtime.journal import _CANONICAL
 
 if TYPE_CHECKING:
-    from runtime.engine import NodeHandle
+    from aethergraph.runtime.engine import NodeHandle
 
 SCOPES = ("run", "graph", "all")
 
@@ -303,7 +303,7 @@ class Memory:
         first: among records of ``kinds`` (default: every embedded kind) in ``scope``. With
         ``with_scores``: ``(score, event)`` pairs. Only records of bound kinds have vectors;
         full-text search (``query(text=...)``) needs no embedder and stays the fast path."""
-        from runtime.store.vectors import searcher
+        from aethergraph.runtime.store.vectors import searcher
 
         binding = _binding(self._node)
         if binding is None:
@@ -322,7 +322,7 @@ class Memory:
         await rt.writer.wait_durable()  # see what this process recorded a moment ago
 
         def find() -> list[tuple[float, ev.MemoryRecorded]]:
-            from runtime.store.index import MEMORY_DECODER
+            from aethergraph.runtime.store.index import MEMORY_DECODER
 
             s = searcher(rt.index)
             hits = s.nearest(binding.name, query, k, kinds=kinds, run_id=filters.get("run_id"),
@@ -404,7 +404,7 @@ class Memory:
 
 async def _embed(binding: EmbedderBinding, text: str) -> bytes:
     """The bound embedder's vector for ``text``, checked and packed (unit length, float32)."""
-    from runtime.store.vectors import pack
+    from aethergraph.runtime.store.vectors import pack
 
     if binding.is_async:
         vector = await binding.embed(text)

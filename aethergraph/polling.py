@@ -17,8 +17,8 @@ from typing import Any, TypeVar
 
 import trio
 
-from runtime.engine import current_runtime as _current_runtime
-from runtime.errors import PollTimeout
+from aethergraph.runtime.engine import current_runtime as _current_runtime
+from aethergraph.runtime.errors import PollTimeout
 
 T = TypeVar("T")
 _park = trio.lowlevel.wait_task_rescheduled
@@ -44,7 +44,7 @@ async def sleep(seconds: float) -> None:
 async def poll(interval_s: float, *, timeout_s: float | None = None, what: str = "polling") -> AsyncIterator[int]:
     if not interval_s > 0:
         raise ValueError(f"interval_s must be > 0, got {interval_s!r}")
-    from runtime.engine import current_runtime
+    from aethergraph.runtime.engine import current_runtime
 
     rt = current_runtime.get()
     nap = rt.timer.sleep_until if rt is not None else trio.sleep_until

@@ -19,13 +19,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from runtime import events as ev
-from runtime.errors import AetherGraphError, RunBusy, UnknownRun
-from runtime.history import summarize
-from runtime.journal import Journal
-from runtime.store import owner
-from runtime.store.layout import StoreLayout
-from runtime.store.logfile import read_events
+from aethergraph.runtime import events as ev
+from aethergraph.runtime.errors import AetherGraphError, RunBusy, UnknownRun
+from aethergraph.runtime.history import summarize
+from aethergraph.runtime.journal import Journal
+from aethergraph.runtime.store import owner
+from aethergraph.runtime.store.layout import StoreLayout
+from aethergraph.runtime.store.logfile import read_events
 
 from .targets import load_target
 
@@ -109,10 +109,10 @@ def answer_offline(layout: StoreLayout, ask_id: str, value: str) -> tuple[str, s
     import os
     import time
 
-    from runtime.asks import normalize_answer
-    from runtime.history import HOST
-    from runtime.store.index import Index
-    from runtime.store.logfile import repair_torn_tail
+    from aethergraph.runtime.asks import normalize_answer
+    from aethergraph.runtime.history import HOST
+    from aethergraph.runtime.store.index import Index
+    from aethergraph.runtime.store.logfile import repair_torn_tail
 
     index = Index(layout)
     try:

@@ -14,7 +14,7 @@ attempt at one.
 Allowed ids: generated ones (``20261201-203000-3fa9c1``) and ``[a-z0-9][a-z0-9._-]{0,99}``
 (see ``StoreLayout.run_log``): a single path segment, so an id can never point outside the
 store. Whoever starts, resumes or looks up an id first takes the run's owner lock (the same OS
-lock every run's writer holds, see ``runtime.store.owner``), so of two starts racing for one id
+lock every run's writer holds, see ``aethergraph.runtime.store.owner``), so of two starts racing for one id
 one waits for nothing and the other is told the run is in use; the log itself is then created
 exclusively by the writer.
 """
@@ -26,14 +26,14 @@ from typing import Any
 import attrs
 import msgspec
 
-from runtime import events as ev
-from runtime.engine import RunOutcome
-from runtime.errors import AetherGraphError, GraphFailed, RunBusy, UnknownRun
-from runtime.history import RunSummary, summarize
-from runtime.ids import RUN_ID_RE
-from runtime.store.layout import NAMED_RUN_ID_RE, StoreLayout
-from runtime.store import owner
-from runtime.store.logfile import read_events
+from aethergraph.runtime import events as ev
+from aethergraph.runtime.engine import RunOutcome
+from aethergraph.runtime.errors import AetherGraphError, GraphFailed, RunBusy, UnknownRun
+from aethergraph.runtime.history import RunSummary, summarize
+from aethergraph.runtime.ids import RUN_ID_RE
+from aethergraph.runtime.store.layout import NAMED_RUN_ID_RE, StoreLayout
+from aethergraph.runtime.store import owner
+from aethergraph.runtime.store.logfile import read_events
 
 from .resume import CannotResume, check_resumable
 
@@ -133,7 +133,7 @@ async def start_by_id(rt: Any, fn: Any, run_id: str, inputs: dict[str, Any], *,
     which it was: ``"started"``, ``"resumed"`` or ``"recorded"`` (nothing ran)."""
     import trio
 
-    from runtime.journal import Journal
+    from aethergraph.runtime.journal import Journal
 
     layout = rt.layout
     check_run_id(run_id)

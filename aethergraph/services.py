@@ -24,7 +24,7 @@ def register_context_service(name: str, service: Any) -> Any:
     if hasattr(NodeContext, name):
         raise ValueError(f"service name {name!r} would hide NodeContext.{name}()")
     _REGISTRY[name] = service
-    from runtime.engine import current_runtime  # only reached when a runtime may be open
+    from aethergraph.runtime.engine import current_runtime  # only reached when a runtime may be open
 
     rt = current_runtime.get()
     if rt is not None:
@@ -58,7 +58,7 @@ class Service:
 
     def spawn(self, fn: Callable[..., Awaitable[Any]], *args: Any, name: str | None = None) -> None:
         """Run ``fn(*args)`` in the background, supervised by the runtime's service nursery."""
-        from runtime.engine import current_runtime
+        from aethergraph.runtime.engine import current_runtime
 
         rt = current_runtime.get()
         if rt is None:

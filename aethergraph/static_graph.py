@@ -134,7 +134,7 @@ class StaticGraph:
     def describe(self) -> str:
         """What ``ag graph`` prints: one line per node (id, what it calls, what it waits on), in
         an order that runs."""
-        from runtime.dag import topological_order
+        from aethergraph.runtime.dag import topological_order
 
         order = topological_order(self.deps)
         width = max((len(i) for i in order), default=0)
@@ -154,7 +154,7 @@ class StaticGraph:
 
     def planned(self) -> list[Any]:
         """The shape as the log records it (``GraphPlanned``)."""
-        from runtime import events as ev
+        from aethergraph.runtime import events as ev
 
         return [ev.DagNode(id=n.id, name=n.fn.name, kind=n.fn.kind, deps=list(n.deps),
                            after=[a for a in n.deps if a not in n.data]) for n in self.nodes.values()]
@@ -297,7 +297,7 @@ class GraphifyFunction(GraphFunction):
             if name in self.signature.parameters:
                 raise TypeError(f"@graphify {self.name}: {name!r} cannot be a graph input (it is an option "
                                 "of the run)")
-        from runtime.dag import ON_ERROR
+        from aethergraph.runtime.dag import ON_ERROR
 
         if on_error not in ON_ERROR:
             raise ValueError(f"on_error must be one of {', '.join(ON_ERROR)}, got {on_error!r}")
@@ -321,7 +321,7 @@ class GraphifyFunction(GraphFunction):
                 raise GraphBuildError(f"@graphify {self.name}: the body returned an awaitable; it must be "
                                       "a plain def that calls tools")
             graph = StaticGraph(self.name, names, builder.nodes, returns)
-            from runtime.dag import topological_order
+            from aethergraph.runtime.dag import topological_order
 
             topological_order(graph.deps)  # a cycle cannot be built (handles only point back)
             self._check_outputs(returns)
@@ -376,11 +376,11 @@ class GraphifyFunction(GraphFunction):
         normalize = self._normalize
 
         async def invoke(node):
-            from runtime.dag import run_dag
-            from runtime.engine import Failed
-            from runtime.errors import NodeCancelled
+            from aethergraph.runtime.dag import run_dag
+            from aethergraph.runtime.engine import Failed
+            from aethergraph.runtime.errors import NodeCancelled
 
-            from runtime import events as ev
+            from aethergraph.runtime import events as ev
 
             rt, run = node.runtime, node.run
             results: dict[str, Any] = {}

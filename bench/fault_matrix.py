@@ -43,8 +43,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from runtime import events as ev  # noqa: E402
-from runtime.store.logfile import read_events  # noqa: E402
+from aethergraph.runtime import events as ev  # noqa: E402
+from aethergraph.runtime.store.logfile import read_events  # noqa: E402
 
 # The loss after a kill -9 in `batch`, as documented in README "The store": what was
 # acknowledged in the last WINDOW_MS before the kill may be lost, nothing older. (The writer

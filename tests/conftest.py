@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from aethergraph import services as _services
-from runtime.store.layout import StoreLayout
-from runtime.store.logfile import read_events
+from aethergraph.runtime.store.layout import StoreLayout
+from aethergraph.runtime.store.logfile import read_events
 
 ROOT = Path(__file__).resolve().parent.parent
 TUTORIAL = ROOT / "examples" / "tutorial_submit_poll_notify.py"

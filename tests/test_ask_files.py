@@ -16,11 +16,11 @@ import pytest
 
 from aethergraph import graph_fn
 from aethergraph.console import ConsolePrinter, ConsoleSource, StdinLines
-from runtime import events as ev
-from runtime.asks import check_path, normalize_files, store_paths
-from runtime.errors import InvalidAnswer
-from runtime.store.artifacts import BlobStore
-from runtime.store.logfile import read_events
+from aethergraph.runtime import events as ev
+from aethergraph.runtime.asks import check_path, normalize_files, store_paths
+from aethergraph.runtime.errors import InvalidAnswer
+from aethergraph.runtime.store.artifacts import BlobStore
+from aethergraph.runtime.store.logfile import read_events
 
 from .conftest import ag, rt_open, run_events
 from .test_sidecar import pending_asks, wait_for
@@ -266,8 +266,8 @@ async def tui_uploader(*, context) -> dict:
 def test_dashboard_file_picker_refuses_then_answers(home, layout, tmp_path):
     from textual.widgets import Input, Static
 
-    from tui.app import AetherGraphApp
-    from tui.screens.file_picker import FilePickerModal
+    from aethergraph.tui.app import AetherGraphApp
+    from aethergraph.tui.screens.file_picker import FilePickerModal
 
     from .test_tui_support import drive, until
 

@@ -9,8 +9,8 @@ import trio
 
 from aethergraph import AskTimeout, InvalidAnswer, NoAnswerAvailable, graph_fn
 from aethergraph.console import ConsolePrinter, ConsoleSource, StdinLines
-from runtime import events as ev
-from runtime.asks import normalize_answer
+from aethergraph.runtime import events as ev
+from aethergraph.runtime.asks import normalize_answer
 
 from .conftest import rt_open, run_events
 

@@ -19,8 +19,8 @@ distributed = pytest.importorskip("distributed")
 from aethergraph import graph_fn, register_context_service  # noqa: E402
 from aethergraph.dask_jobs import DaskJobs  # noqa: E402
 from aethergraph.jobs import JobSpecError, JobState  # noqa: E402
-from runtime import events as ev  # noqa: E402
-from runtime.jobs.store import JobStore  # noqa: E402
+from aethergraph.runtime import events as ev  # noqa: E402
+from aethergraph.runtime.jobs.store import JobStore  # noqa: E402
 
 from .conftest import ROOT, ag, rt_open, run_events  # noqa: E402
 from .test_jobs import FORKER, GATED, script, wait_until  # noqa: E402
@@ -160,7 +160,7 @@ def _gone(pid: int) -> bool:
 
 
 async def test_cancelling_the_waiting_node_ends_an_argv_job_s_whole_group(tmp_path, home, layout, cluster, jobs):
-    from runtime.jobs.store import group_members
+    from aethergraph.runtime.jobs.store import group_members
 
     forker = script(tmp_path, "forker.py", FORKER)
     ready = trio.Event()
@@ -349,7 +349,7 @@ def test_kill_9_the_runtime_with_20_jobs_running_and_resume_collects_them_all(tm
 
 
 async def test_ag_jobs_cancel_reaches_the_cluster(tmp_path, home, cluster, jobs):
-    from runtime.jobs.store import group_members
+    from aethergraph.runtime.jobs.store import group_members
 
     forker = script(tmp_path, "forker.py", FORKER)
     ready = trio.Event()

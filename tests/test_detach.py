@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from runtime import events as ev
-from runtime.store.layout import StoreLayout
-from runtime.store.logfile import read_events
+from aethergraph.runtime import events as ev
+from aethergraph.runtime.store.layout import StoreLayout
+from aethergraph.runtime.store.logfile import read_events
 
 from .conftest import TUTORIAL, ag
 
@@ -113,7 +113,7 @@ def start_other_runtime(tmp_path: Path, home: Path) -> tuple[subprocess.Popen, s
         cwd=tmp_path, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         env={**os.environ, "AETHERGRAPH_HOME": str(home)},
     )
-    from runtime.sidecar.client import find_runtimes
+    from aethergraph.runtime.sidecar.client import find_runtimes
 
     def its_run():
         if proc.poll() is not None:
@@ -133,7 +133,7 @@ def test_dashboard_resume_runs_the_tutorial_in_its_own_process(tmp_path, home, m
     tutorial's `jobs` service, and ended with it.)"""
     from textual.widgets import DataTable
 
-    from tui.app import AetherGraphApp
+    from aethergraph.tui.app import AetherGraphApp
 
     from .test_tui_pilot import confirm, table_keys
     from .test_tui_support import Notes, drive, until
@@ -186,7 +186,7 @@ async def test_sidecar_resume_starts_a_process_of_its_own(tmp_path, home):
     """The sidecar's `resume` command spawns `ag resume RUN` detached and says where it runs."""
     import trio
 
-    from runtime.sidecar.client import SidecarClient, SidecarError, find_runtimes
+    from aethergraph.runtime.sidecar.client import SidecarClient, SidecarError, find_runtimes
 
     from .conftest import rt_open
 

@@ -12,10 +12,10 @@ import time
 
 import pytest
 
-from runtime import events as ev
-from runtime.store.index import Index
-from runtime.store.layout import StoreLayout
-from runtime.store.logfile import complete_size, read_events
+from aethergraph.runtime import events as ev
+from aethergraph.runtime.store.index import Index
+from aethergraph.runtime.store.layout import StoreLayout
+from aethergraph.runtime.store.logfile import complete_size, read_events
 
 from .conftest import ag
 

@@ -23,12 +23,12 @@ import pytest
 import trio
 
 from aethergraph import graph_fn
-from runtime import events as ev
-from runtime.errors import RunBusy, StoreWriteError
-from runtime.store import owner
-from runtime.store import writer as writer_mod
-from runtime.store.index import Index
-from runtime.store.logfile import read_events
+from aethergraph.runtime import events as ev
+from aethergraph.runtime.errors import RunBusy, StoreWriteError
+from aethergraph.runtime.store import owner
+from aethergraph.runtime.store import writer as writer_mod
+from aethergraph.runtime.store.index import Index
+from aethergraph.runtime.store.logfile import read_events
 
 from .conftest import ag, rt_open
 
@@ -282,7 +282,7 @@ async def test_disk_full_for_a_moment_fails_the_run_and_the_runtime_goes_on(
 
 
 async def test_a_sidecar_subscriber_outlives_a_write_failure(home, layout, monkeypatch):
-    from runtime.sidecar.client import SidecarClient, find_runtimes
+    from aethergraph.runtime.sidecar.client import SidecarClient, find_runtimes
 
     disk = FaultyDisk()
     monkeypatch.setattr(writer_mod, "os", disk)
@@ -454,7 +454,7 @@ async def test_an_unencodable_event_changes_nothing(durability, subscribed, home
 
 
 def test_run_ids_have_64_random_bits_and_old_ids_still_parse():
-    from runtime.ids import is_run_id, new_run_id
+    from aethergraph.runtime.ids import is_run_id, new_run_id
 
     ids = {new_run_id(0) for _ in range(10_000)}
     assert len(ids) == 10_000
@@ -471,10 +471,10 @@ async def quick(x: int, *, context):
 
 
 async def test_forced_id_collisions_fail_loudly_and_share_no_log(home, layout, tmp_path, monkeypatch):
-    import runtime.ids
+    import aethergraph.runtime.ids
 
-    monkeypatch.setattr(runtime.ids.secrets, "token_hex", lambda n: "ab" * n)
-    monkeypatch.setattr(runtime.ids.time, "time", lambda: 1_800_000_000.0)
+    monkeypatch.setattr(aethergraph.runtime.ids.secrets, "token_hex", lambda n: "ab" * n)
+    monkeypatch.setattr(aethergraph.runtime.ids.time, "time", lambda: 1_800_000_000.0)
     # The colliding run's events, its end included, have nowhere to go: the run fails and the
     # process does not end quietly either.
     with pytest.raises(StoreWriteError, match="run id collision: runs/.* already exists"):
@@ -511,8 +511,8 @@ def test_an_id_owned_by_another_process_is_refused(home, layout, tmp_path):
     holder = subprocess.Popen(
         [sys.executable, "-c", textwrap.dedent(f"""
             import sys, time
-            from runtime.store import owner
-            from runtime.store.layout import StoreLayout
+            from aethergraph.runtime.store import owner
+            from aethergraph.runtime.store.layout import StoreLayout
             owner.acquire(StoreLayout.at({str(home)!r}), {run_id!r})
             print("held", flush=True)
             sys.stdin.read()

@@ -11,8 +11,8 @@ import trio
 
 from aethergraph import graph_fn, graphify, tool
 from aethergraph.static_graph import GraphBuildError
-from runtime import events as ev
-from runtime.store.logfile import read_events
+from aethergraph.runtime import events as ev
+from aethergraph.runtime.store.logfile import read_events
 
 from .conftest import ag, rt_open
 
@@ -293,8 +293,8 @@ async def test_graph_inputs_defaults_and_upstream_run_shape(home):
 def test_dashboard_dag_view_shows_each_planned_node_with_its_state(home, layout):
     from textual.app import App
 
-    from runtime.history import summarize
-    from tui.widgets.dag import DagView
+    from aethergraph.runtime.history import summarize
+    from aethergraph.tui.widgets.dag import DagView
 
     from .test_tui_support import drive
 
@@ -338,8 +338,8 @@ def test_run_detail_D_shows_the_dag_and_ag_show_lists_the_planned_ids(home, layo
     state (the skipped ones too); ``ag show`` describes the ``graph_planned`` line by its ids."""
     from textual.widgets import TabbedContent
 
-    from tui.app import AetherGraphApp
-    from tui.widgets.dag import DagView
+    from aethergraph.tui.app import AetherGraphApp
+    from aethergraph.tui.widgets.dag import DagView
 
     from .test_tui_support import drive, until
 
@@ -401,8 +401,8 @@ async def test_a_graphify_graph_is_a_node_of_another_and_of_a_map(home, layout):
 def test_dag_view_shows_a_hostile_plan_as_inert_text():
     """A graph_planned is read from a log (untrusted): its ids, names and graph path are shown
     with their control characters made visible, never sent to the terminal."""
-    from runtime.textsafe import HOSTILE
-    from tui.widgets.dag import render
+    from aethergraph.runtime.textsafe import HOSTILE
+    from aethergraph.tui.widgets.dag import render
 
     h = "".join(HOSTILE)
     planned = ev.GraphPlanned(run_id="r", node="g" + h, ts=1.0, seq=1, nodes=[

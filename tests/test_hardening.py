@@ -13,9 +13,9 @@ import trio.testing
 from trio_websocket import ConnectionClosed, HandshakeError, wrap_client_stream
 
 from aethergraph import graph_fn, tool
-from runtime.sidecar import protocol as p
-from runtime.sidecar import server as sidecar_server
-from runtime.sidecar.client import SidecarClient, find_runtimes
+from aethergraph.runtime.sidecar import protocol as p
+from aethergraph.runtime.sidecar import server as sidecar_server
+from aethergraph.runtime.sidecar.client import SidecarClient, find_runtimes
 
 from .conftest import ag, rt_open
 
@@ -155,7 +155,7 @@ async def test_fallback_socket_folder_is_created_private(long_home):
 
 @pytest.mark.parametrize("planted", ["other_owner", "symlink", "open_mode"])
 async def test_fallback_socket_folder_planted_by_someone_else_is_refused(long_home, tmp_path, planted):
-    from runtime.sidecar.registry import SocketFolderError
+    from aethergraph.runtime.sidecar.registry import SocketFolderError
 
     home, folder = long_home
     if planted == "other_owner":
@@ -261,8 +261,8 @@ async def _one_artifact(home) -> str:
 
 
 async def test_cat_refuses_a_symlink_planted_as_a_blob(home, layout, tmp_path):
-    from runtime.errors import StoreError
-    from runtime.store.artifacts import BlobStore, sha_from_ref
+    from aethergraph.runtime.errors import StoreError
+    from aethergraph.runtime.store.artifacts import BlobStore, sha_from_ref
 
     ref = await _one_artifact(home)
     secret = tmp_path / "shadow"
@@ -409,7 +409,7 @@ def test_a_locked_index_says_what_it_waits_for(home, layout, tmp_path):
     import subprocess
     import sys
 
-    from runtime.store.index import Index
+    from aethergraph.runtime.store.index import Index
 
     trio.run(_a_finished_run, home)
     for suffix in ("", "-wal", "-shm"):  # logs the index has never seen: ag runs must write
@@ -572,7 +572,7 @@ def test_a_full_disk_is_one_line_from_runs_check_and_run(tmp_path, full):
 def test_the_name_cache_is_bounded_and_survives_a_failed_batch(home, layout):
     import sqlite3
 
-    from runtime.store.index import Index
+    from aethergraph.runtime.store.index import Index
 
     @graph_fn(name="named")
     async def named(i: int, *, context):

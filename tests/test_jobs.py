@@ -15,9 +15,9 @@ import trio
 
 from aethergraph import graph_fn, register_context_service
 from aethergraph.jobs import JobState, JobWaitTimeout, ProcessJobs
-from runtime import events as ev
-from runtime.jobs.store import JobStore, group_members, proc_alive
-from runtime.store.index import Index, job_rows
+from aethergraph.runtime import events as ev
+from aethergraph.runtime.jobs.store import JobStore, group_members, proc_alive
+from aethergraph.runtime.store.index import Index, job_rows
 
 from .conftest import ag, rt_open, run_events
 

@@ -6,9 +6,9 @@ import pytest
 import trio
 
 from aethergraph import NodeCancelled, graph_fn, tool
-from runtime import events as ev
-from runtime.engine import current_runtime
-from runtime.store.logfile import read_events
+from aethergraph.runtime import events as ev
+from aethergraph.runtime.engine import current_runtime
+from aethergraph.runtime.store.logfile import read_events
 
 from .conftest import rt_open
 

@@ -14,9 +14,9 @@ import pytest
 
 from aethergraph import graph_fn
 from aethergraph.memory import NoEmbedder
-from runtime import events as ev
-from runtime.store import vectors
-from runtime.store.logfile import read_events
+from aethergraph.runtime import events as ev
+from aethergraph.runtime.store import vectors
+from aethergraph.runtime.store.logfile import read_events
 
 from .conftest import ag, rt_open, run_events
 

@@ -9,9 +9,9 @@ import textwrap
 
 import pytest
 
-from runtime import events as ev
-from runtime.store.kv import KVStore
-from runtime.store.logfile import read_events
+from aethergraph.runtime import events as ev
+from aethergraph.runtime.store.kv import KVStore
+from aethergraph.runtime.store.logfile import read_events
 
 from .conftest import TUTORIAL, ag
 
@@ -180,7 +180,7 @@ def test_resume_refuses_runs_that_are_not_interrupted(tmp_path):
 async def test_resume_through_the_sidecar(tmp_path, home, layout):
     import trio
 
-    from runtime.sidecar.client import SidecarClient, SidecarError, find_runtimes
+    from aethergraph.runtime.sidecar.client import SidecarClient, SidecarError, find_runtimes
 
     from .conftest import rt_open
 

@@ -18,12 +18,12 @@ from hypothesis import strategies as st
 from trio_websocket import wrap_client_stream
 
 from aethergraph import graph_fn
-from runtime import events as ev
-from runtime.sidecar import protocol as p
-from runtime.sidecar import server as sidecar_server
-from runtime.sidecar.client import SidecarClient, SidecarError, find_runtimes
-from runtime.sidecar.registry import Advert, advert_path, write_advert
-from runtime.store.layout import StoreLayout
+from aethergraph.runtime import events as ev
+from aethergraph.runtime.sidecar import protocol as p
+from aethergraph.runtime.sidecar import server as sidecar_server
+from aethergraph.runtime.sidecar.client import SidecarClient, SidecarError, find_runtimes
+from aethergraph.runtime.sidecar.registry import Advert, advert_path, write_advert
+from aethergraph.runtime.store.layout import StoreLayout
 
 from .conftest import TUTORIAL, ag, rt_open
 

@@ -24,9 +24,9 @@ from pathlib import Path
 
 import pytest
 
-from runtime import events as ev
-from runtime.store.layout import StoreLayout
-from runtime.store.logfile import read_events
+from aethergraph.runtime import events as ev
+from aethergraph.runtime.store.layout import StoreLayout
+from aethergraph.runtime.store.logfile import read_events
 
 from .conftest import ag
 
@@ -478,8 +478,8 @@ async def test_two_snapshots_on_one_connection_both_finish(home, monkeypatch):
     import trio
 
     from aethergraph import graph_fn
-    from runtime.sidecar import server as sidecar_server
-    from runtime.sidecar.client import LIVE, SidecarClient, find_runtimes
+    from aethergraph.runtime.sidecar import server as sidecar_server
+    from aethergraph.runtime.sidecar.client import LIVE, SidecarClient, find_runtimes
 
     from .conftest import rt_open
 
@@ -544,8 +544,8 @@ PIPELINE = textwrap.dedent(
 def test_resume_of_a_run_logged_before_keys_replays_its_finished_tools(tmp_path, layout):
     """An interrupted run from an older version (steps were "<path>:<tool>:<hash>", graph
     functions had none) resumes without re-running what finished."""
-    from runtime.history import HOST
-    from runtime.journal import args_hash
+    from aethergraph.runtime.history import HOST
+    from aethergraph.runtime.journal import args_hash
 
     script = tmp_path / "pipeline.py"
     script.write_text(PIPELINE)

@@ -7,11 +7,11 @@ import logging
 import pytest
 
 from aethergraph import StoreError, graph_fn
-from runtime import events as ev
-from runtime.store.artifacts import BlobStore, check_name, sha_from_ref
-from runtime.store.index import Index
-from runtime.store.kv import KVStore
-from runtime.store.logfile import complete_size, read_events, read_log, repair_torn_tail
+from aethergraph.runtime import events as ev
+from aethergraph.runtime.store.artifacts import BlobStore, check_name, sha_from_ref
+from aethergraph.runtime.store.index import Index
+from aethergraph.runtime.store.kv import KVStore
+from aethergraph.runtime.store.logfile import complete_size, read_events, read_log, repair_torn_tail
 
 from .conftest import rt_open
 

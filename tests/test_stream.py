@@ -14,8 +14,8 @@ import trio
 from aethergraph import graph_fn
 from aethergraph.channel import Stream
 from aethergraph.console import ConsolePrinter
-from runtime import events as ev
-from runtime.store.logfile import read_events
+from aethergraph.runtime import events as ev
+from aethergraph.runtime.store.logfile import read_events
 
 from .conftest import ag, rt_open, run_events
 
@@ -176,7 +176,7 @@ def test_dashboard_stream_panel_shows_the_text_growing_and_images_by_size_and_ty
 
     from textual.app import App
 
-    from tui.widgets.stream import StreamPanel, StreamTexts, message_text
+    from aethergraph.tui.widgets.stream import StreamPanel, StreamTexts, message_text
 
     streams = StreamTexts()
 

@@ -25,7 +25,7 @@ from aethergraph import (
     register_context_service,
     tool,
 )
-from runtime import events as ev
+from aethergraph.runtime import events as ev
 
 from .conftest import rt_open, ag, event_types, run_events
 

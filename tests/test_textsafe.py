@@ -1,4 +1,4 @@
-"""Untrusted run text on a terminal (issue 14, defect 2): ``runtime.textsafe`` and the CLI.
+"""Untrusted run text on a terminal (issue 14, defect 2): ``aethergraph.runtime.textsafe`` and the CLI.
 
 Every string a run writes can carry terminal control sequences. ``visible``/``one_line`` show
 them instead of passing them on; ``ag show``, ``ag tail``, ``ag runs`` and ``ag asks`` print
@@ -18,8 +18,8 @@ import trio
 import trio.testing
 
 from aethergraph import graph_fn
-from runtime.sidecar.client import find_runtimes
-from runtime.textsafe import HOSTILE, one_line, visible
+from aethergraph.runtime.sidecar.client import find_runtimes
+from aethergraph.runtime.textsafe import HOSTILE, one_line, visible
 
 from .conftest import ag, rt_open
 from .test_tui_support import RUN_HOSTILE, build_hostile_store
@@ -84,7 +84,7 @@ async def test_ag_asks_prints_a_hostile_prompt_and_options_as_text(home):
             assert listed.returncode == 0, listed.stderr
             assert not RAW.search(listed.stdout.replace("\n", "")), listed.stdout
             assert "prompt ␛]0;pwned␇" in listed.stdout and "[red]markup[/]" in listed.stdout
-            from runtime.sidecar.client import SidecarClient
+            from aethergraph.runtime.sidecar.client import SidecarClient
 
             (advert,) = find_runtimes(str(home))
             async with SidecarClient.connect(advert, client="tester") as c:

@@ -11,9 +11,9 @@ import sys
 from textual.app import App, ComposeResult
 from textual.widgets import DataTable, RichLog
 
-from runtime.jobs.store import JobStore, group_members
-from tui.screens.confirm import ConfirmModal
-from tui.widgets.jobs import JobsPanel
+from aethergraph.runtime.jobs.store import JobStore, group_members
+from aethergraph.tui.screens.confirm import ConfirmModal
+from aethergraph.tui.widgets.jobs import JobsPanel
 
 from .test_jobs import FORKER, GRAPH, script, wait_until
 from .test_tui_support import Notes, drive, until
@@ -77,7 +77,7 @@ def test_dashboard_shows_a_runs_jobs_and_J_then_c_cancels_one(tmp_path, home):
     run (which then ends on its own, reporting the job cancelled)."""
     from textual.widgets import TabbedContent
 
-    from tui.app import AetherGraphApp
+    from aethergraph.tui.app import AetherGraphApp
 
     prog = script(tmp_path, "graph.py", GRAPH)
     forker = script(tmp_path, "forker.py", FORKER)

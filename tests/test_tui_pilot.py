@@ -26,12 +26,12 @@ import pytest
 from textual import events
 from textual.widgets import DataTable, Input, OptionList, RichLog, Sparkline, Static
 
-from runtime import events as ev
-from runtime.store.layout import StoreLayout
-from runtime.store.logfile import read_events
-from tui.app import AetherGraphApp
-from tui.screens import AnswerModal, ConfirmModal, ExportModal, HelpScreen
-from tui.widgets import NodeTree, ProgressPanel
+from aethergraph.runtime import events as ev
+from aethergraph.runtime.store.layout import StoreLayout
+from aethergraph.runtime.store.logfile import read_events
+from aethergraph.tui.app import AetherGraphApp
+from aethergraph.tui.screens import AnswerModal, ConfirmModal, ExportModal, HelpScreen
+from aethergraph.tui.widgets import NodeTree, ProgressPanel
 
 from . import test_tui_support as support
 from .test_tui_support import (
@@ -526,7 +526,7 @@ def test_event_flood_is_batched_and_keys_still_answer(home):
     """A run emitting well over 1,000 events a second in the dashboard's own process: they reach
     the UI in ~10 batches a second, and switching panels stays quick while they pour in."""
     from aethergraph import graph_fn
-    from tui.messages import LiveEvents
+    from aethergraph.tui.messages import LiveEvents
 
     @graph_fn(name="tui_flood")
     async def flood(*, context):
@@ -629,7 +629,7 @@ def screen_text(app) -> str:
 
 
 def assert_inert(text: str, where: str) -> None:
-    from runtime.textsafe import _UNSAFE_LINE
+    from aethergraph.runtime.textsafe import _UNSAFE_LINE
 
     bad = sorted({repr(c) for c in _UNSAFE_LINE.findall(text.replace("\n", ""))})
     assert not bad, f"control characters reached the terminal on {where}: {bad}"
@@ -688,10 +688,10 @@ def test_hostile_run_content_is_shown_not_obeyed_in_every_panel(home):
 async def test_no_attach_toast_for_a_runtime_that_exited_normally(home, autojump_clock):
     """A runtime found by one poll and gone by the connect: news only if its process died or
     it is alive and refuses us, never when it closed normally (advert removed)."""
-    from runtime.history import HOST
-    from runtime.sidecar.registry import Advert, advert_path, write_advert
-    from tui.backend import Backend, Watcher
-    from tui.messages import BackendProblem
+    from aethergraph.runtime.history import HOST
+    from aethergraph.runtime.sidecar.registry import Advert, advert_path, write_advert
+    from aethergraph.tui.backend import Backend, Watcher
+    from aethergraph.tui.messages import BackendProblem
 
     layout = StoreLayout.at(home).ensure()
     posted: list = []
@@ -750,7 +750,7 @@ def test_interrupted_run_duration_is_one_rule_in_ag_runs_and_the_dashboard(home)
     give an interrupted run the same duration: runtime.history.run_duration."""
     import json
 
-    from runtime.history import run_duration
+    from aethergraph.runtime.history import run_duration
 
     from .conftest import ag
 
@@ -776,7 +776,7 @@ def test_interrupted_run_duration_is_one_rule_in_ag_runs_and_the_dashboard(home)
     drive(app, scenario)
     (row,) = [r for r in json.loads(ag("runs", "--json", env={"AETHERGRAPH_HOME": str(home)}).stdout)
               if r["run_id"] == RUN_INTERRUPTED]
-    from tui.format import dur
+    from aethergraph.tui.format import dur
 
     assert row["status"] == "interrupted"
     assert row["duration_s"] == run_duration(row["status"], row["started"], None, row["last_ts"], 0.0)
@@ -858,7 +858,7 @@ def test_states_read_by_severity_in_colour_and_by_weight_without(home, monkeypat
 
 def build_many_runs(home: Path, n: int) -> list[str]:
     """``n`` finished runs a second apart (ids newest first), indexed."""
-    from runtime.store.index import Index
+    from aethergraph.runtime.store.index import Index
 
     layout = StoreLayout.at(home).ensure()
     ids = []
@@ -881,7 +881,7 @@ def build_many_runs(home: Path, n: int) -> list[str]:
 def test_runs_list_pages_through_the_whole_store_and_shows_the_total(home):
     """Scrolling to the end reads the next page (keyset on the index) until every run is
     listed; the status line gives the total all along. (It stopped at 1,000 rows.)"""
-    from tui.state import DashboardState
+    from aethergraph.tui.state import DashboardState
 
     ids = build_many_runs(home, 2 * DashboardState.PAGE + 50)
     total = len(ids)
@@ -905,7 +905,7 @@ def test_runs_list_pages_through_the_whole_store_and_shows_the_total(home):
 
 @pytest.mark.parametrize("width", [80, 120])
 def test_progress_shows_count_rate_and_eta_and_cuts_only_the_title(home, width):
-    from tui.widgets.progress import ProgressRow
+    from aethergraph.tui.widgets.progress import ProgressRow
 
     layout = StoreLayout.at(home).ensure()
     r, t = "20250104-000000-f6f6f6", support.T0 + 2 * 86400
@@ -974,7 +974,7 @@ def test_log_follow_pause_search_level_zoom_and_node_filter(home):
     app = AetherGraphApp()
 
     async def scenario(pilot):
-        from tui.widgets.lineview import LineView
+        from aethergraph.tui.widgets.lineview import LineView
 
         app.open_run(r)
         await until(pilot, lambda: app.detail and app.detail.loaded, "the run")
@@ -1115,7 +1115,7 @@ def test_a_new_ask_raises_a_toast_and_the_bell_once_and_b_turns_it_off(home):
 def _keys_of(bindings) -> set[str]:
     from textual.binding import Binding
 
-    from tui.screens.help import key_label
+    from aethergraph.tui.screens.help import key_label
 
     out = set()
     for b in bindings:
@@ -1131,14 +1131,14 @@ def test_help_and_readme_list_every_key(home):
 
     from rich.console import Console
 
-    from tui.screens.artifacts import ArtifactsScreen
-    from tui.screens.asks import AsksScreen
-    from tui.screens.memory import MemoryScreen
-    from tui.screens.run_detail import RunDetailScreen
-    from tui.screens.runs import RunsScreen
-    from tui.widgets.jobs import JobsPanel
-    from tui.widgets.lineview import LineView
-    from tui.widgets.tables import AsksTable, RowTable, RunsTable
+    from aethergraph.tui.screens.artifacts import ArtifactsScreen
+    from aethergraph.tui.screens.asks import AsksScreen
+    from aethergraph.tui.screens.memory import MemoryScreen
+    from aethergraph.tui.screens.run_detail import RunDetailScreen
+    from aethergraph.tui.screens.runs import RunsScreen
+    from aethergraph.tui.widgets.jobs import JobsPanel
+    from aethergraph.tui.widgets.lineview import LineView
+    from aethergraph.tui.widgets.tables import AsksTable, RowTable, RunsTable
 
     build_store(home)
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
@@ -1175,7 +1175,7 @@ def test_help_and_readme_list_every_key(home):
 
 
 def test_new_runs_do_not_push_a_deep_cursor_out_of_view(home):
-    from runtime.store.index import Index
+    from aethergraph.runtime.store.index import Index
 
     ids = build_many_runs(home, 120)
     app = AetherGraphApp()
@@ -1207,7 +1207,7 @@ def test_new_runs_do_not_push_a_deep_cursor_out_of_view(home):
 
 
 def test_same_name_siblings_are_grouped_with_their_states_and_numbers(home):
-    from tui.widgets.node_tree import GROUP_AT
+    from aethergraph.tui.widgets.node_tree import GROUP_AT
 
     layout = StoreLayout.at(home).ensure()
     r, t, g = "20250107-000000-c9c9c9", support.T0 + 5 * 86400, "fanout"
@@ -1247,8 +1247,8 @@ def test_same_name_siblings_are_grouped_with_their_states_and_numbers(home):
 def test_a_long_runs_whole_log_pages_in_as_you_scroll_up(home):
     """More lines than the dashboard keeps in memory: the top of the view reads the page
     before it from the run's log, keeping the reader's place, until the run's first line."""
-    from tui.state import RunModel
-    from tui.widgets.lineview import LineView
+    from aethergraph.tui.state import RunModel
+    from aethergraph.tui.widgets.lineview import LineView
 
     layout = StoreLayout.at(home).ensure()
     r, t, g = "20250108-000000-d0d0d0", support.T0 + 6 * 86400, "chatty"
@@ -1331,8 +1331,8 @@ def test_a_stream_grows_in_run_detail_and_a_files_ask_opens_the_file_picker(home
     the file picker (not the text dialog), a typed path answers it, and the toast says the
     file by name and size, not the stored answer's JSON."""
     from aethergraph import graph_fn
-    from tui.screens.file_picker import FilePickerModal
-    from tui.widgets.stream import StreamPanel
+    from aethergraph.tui.screens.file_picker import FilePickerModal
+    from aethergraph.tui.widgets.stream import StreamPanel
 
     @graph_fn(name="talk_then_files")
     async def talk_then_files(*, context) -> dict:

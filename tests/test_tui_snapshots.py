@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from tui.app import AetherGraphApp
+from aethergraph.tui.app import AetherGraphApp
 
 from .test_tui_support import RUN_OK, build_store, until
 
@@ -134,7 +134,7 @@ def test_hostile_messages(home, tmp_path, monkeypatch, snap_compare):
     from .test_tui_support import RUN_HOSTILE, build_hostile_store
 
     # The header names the run's host: the same name on every machine (its pid is dead here).
-    monkeypatch.setattr("runtime.history.HOST", "snapshot-host")
+    monkeypatch.setattr("aethergraph.runtime.history.HOST", "snapshot-host")
     monkeypatch.setattr(test_tui_support, "HOST", "snapshot-host")
     build_hostile_store(home)
     monkeypatch.chdir(tmp_path)

@@ -20,12 +20,12 @@ from typing import Any
 import trio
 
 from aethergraph import NodeContext, graph_fn, tool
-from runtime import events as ev
-from runtime.history import HOST
-from runtime.asks import ask_id_for
-from runtime.store.artifacts import BlobStore, ref_for
-from runtime.store.index import Index
-from runtime.store.layout import StoreLayout
+from aethergraph.runtime import events as ev
+from aethergraph.runtime.history import HOST
+from aethergraph.runtime.asks import ask_id_for
+from aethergraph.runtime.store.artifacts import BlobStore, ref_for
+from aethergraph.runtime.store.index import Index
+from aethergraph.runtime.store.layout import StoreLayout
 
 HERE = Path(__file__).resolve()
 DEAD_PID = 999_999_999  # beyond any pid_max: "the process that wrote this is gone"
@@ -78,7 +78,7 @@ async def worker(*, context: NodeContext) -> dict:
 @graph_fn(name="tui_hanger")
 async def hanger(*, context: NodeContext) -> dict:
     """Two stuck steps: the first one is cancelled as a node, then the whole run."""
-    from runtime.errors import NodeCancelled
+    from aethergraph.runtime.errors import NodeCancelled
 
     await context.channel().send_text("hanging")
     try:
@@ -252,7 +252,7 @@ def build_hostile_store(home: Path) -> tuple[StoreLayout, str]:
     graph and node names, a message, a log line, a progress title, an error, memory (kind,
     data, tags, metric name), an artifact (name and content) and an open ask (prompt, options).
     Returns the layout and the hostile string."""
-    from runtime.textsafe import HOSTILE
+    from aethergraph.runtime.textsafe import HOSTILE
 
     h = "".join(HOSTILE)
     layout = StoreLayout.at(home).ensure()

@@ -204,7 +204,7 @@ HOSTILE_SCRIPT = '''
 import trio
 
 from aethergraph import graph_fn
-from runtime.textsafe import HOSTILE
+from aethergraph.runtime.textsafe import HOSTILE
 
 H = "".join(HOSTILE)
 
@@ -319,7 +319,7 @@ def test_dashboard_in_tmux_cancels_a_running_process_job_by_keys(tmp_path):
         tmux.kill()
     jobs = json.loads(ag("jobs", "--json", env={"AETHERGRAPH_HOME": str(home)}).stdout)
     assert [j["state"] for j in jobs] == ["cancelled"], jobs
-    from runtime.jobs.store import JobStore
+    from aethergraph.runtime.jobs.store import JobStore
 
     assert JobStore(home).read(jobs[0]["job_id"]).cancelled_by == "dashboard"
     out = json.loads((tmp_path / "run.out").read_text().strip().splitlines()[-1])

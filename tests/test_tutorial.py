@@ -10,8 +10,8 @@ import sys
 import pytest
 
 from aethergraph.targets import load_target
-from runtime import events as ev
-from runtime.store.index import Index
+from aethergraph.runtime import events as ev
+from aethergraph.runtime.store.index import Index
 
 from .conftest import rt_open, TUTORIAL, ag, run_events
 
@@ -61,7 +61,7 @@ async def test_succeeds_with_memory_and_artifacts(tutorial, home, layout, autoju
     assert any(isinstance(e, ev.NodeFinished) and e.node == "submit_poll_notify/submit_job" for e in events)
 
     # artifacts read back, memory is in the index for later processes
-    from runtime.store.artifacts import BlobStore, sha_from_ref
+    from aethergraph.runtime.store.artifacts import BlobStore, sha_from_ref
 
     blobs = BlobStore(layout)
     assert json.loads(blobs.read_bytes(sha_from_ref(out["spec_ref"]))) == SPEC

@@ -13,8 +13,8 @@ import attrs
 import pytest
 
 from aethergraph import InputError, graph_fn, tool
-from runtime import events as ev
-from runtime.store.logfile import read_events
+from aethergraph.runtime import events as ev
+from aethergraph.runtime.store.logfile import read_events
 
 from .conftest import ag, rt_open
 

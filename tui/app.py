@@ -33,9 +33,9 @@ from textual.binding import Binding
 from textual.reactive import reactive
 from textual.screen import ModalScreen
 
-from runtime import events as ev
-from runtime.store.layout import StoreLayout, resolve_home
-from runtime.textsafe import one_line, visible
+from aethergraph.runtime import events as ev
+from aethergraph.runtime.store.layout import StoreLayout, resolve_home
+from aethergraph.runtime.textsafe import one_line, visible
 
 from .messages import (
     BackendProblem,
@@ -505,8 +505,8 @@ class AetherGraphApp(App[int]):
 
     def _answer_offline(self, ask_id: str, value: str) -> str:
         from aethergraph.resume import answer_offline
-        from runtime.errors import InvalidAnswer
-        from runtime.sidecar.client import SidecarError
+        from aethergraph.runtime.errors import InvalidAnswer
+        from aethergraph.runtime.sidecar.client import SidecarError
 
         try:
             _, answer = answer_offline(self.store.layout, ask_id, value)
@@ -562,7 +562,7 @@ class AetherGraphApp(App[int]):
         self.push_screen(ConfirmModal(title, detail), decided)
 
     async def _perform(self, fn, args: tuple, success: str) -> None:
-        from runtime.sidecar.client import SidecarError
+        from aethergraph.runtime.sidecar.client import SidecarError
 
         try:
             await self.bridge.call(fn, *args)

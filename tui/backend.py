@@ -2,7 +2,7 @@
 and (``ag tui --run``) host a runtime in-process.
 
 It runs inside the app's trio guest run (see ``bridge``). It never touches a widget; it posts
-messages (``tui.messages``) to the app. Live events are not posted one by one — at a thousand
+messages (``aethergraph.tui.messages``) to the app. Live events are not posted one by one — at a thousand
 events a second that would drown the UI — but gathered and posted as one batch every 100 ms.
 
 Attaching: every second the store's ``runtimes/`` folder is read (``find_runtimes`` ignores the
@@ -22,8 +22,8 @@ from typing import Any
 import attrs
 import trio
 
-from runtime import events as ev
-from runtime.sidecar.client import NoRuntime, SidecarClient, SidecarError, find_runtimes
+from aethergraph.runtime import events as ev
+from aethergraph.runtime.sidecar.client import NoRuntime, SidecarClient, SidecarError, find_runtimes
 
 from .messages import (
     BackendProblem,
@@ -156,8 +156,8 @@ class Backend:
         whose run ended removes its advert last, after its socket is gone, so a poll can catch
         it in between. That is no news. A runtime whose process died (its advert left behind)
         or that is alive and still refuses us is."""
-        from runtime.sidecar.registry import advert_path, is_stale
-        from runtime.store.layout import StoreLayout
+        from aethergraph.runtime.sidecar.registry import advert_path, is_stale
+        from aethergraph.runtime.store.layout import StoreLayout
 
         rid = advert.runtime_id
         path = advert_path(StoreLayout.at(self.home), rid)

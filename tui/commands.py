@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING, cast
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.markup import escape
 
-from runtime.textsafe import one_line
+from aethergraph.runtime.textsafe import one_line
 
-from runtime import events as ev
+from aethergraph.runtime import events as ev
 
 if TYPE_CHECKING:
     from .app import AetherGraphApp

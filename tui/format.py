@@ -13,8 +13,8 @@ from typing import Any
 import msgspec
 from rich.text import Text
 
-from runtime import events as ev
-from runtime.textsafe import one_line, visible
+from aethergraph.runtime import events as ev
+from aethergraph.runtime.textsafe import one_line, visible
 
 __all__ = ["one_line", "visible"]
 

@@ -17,8 +17,8 @@ from typing import Any
 
 import attrs
 
-from runtime import events as ev
-from runtime.history import RunSummary, effective_status, run_duration
+from aethergraph.runtime import events as ev
+from aethergraph.runtime.history import RunSummary, effective_status, run_duration
 
 from .widgets.stream import StreamTexts
 
@@ -260,7 +260,7 @@ class DashboardState:
 class RunModel:
     """One run, as the detail screen shows it, built from its log and then from live events.
 
-    The same reading of events as ``runtime.history.summarize`` (so the dashboard and
+    The same reading of events as ``aethergraph.runtime.history.summarize`` (so the dashboard and
     ``ag show`` agree), but incremental: a live event updates the picture without re-reading the
     log. Long runs keep only the most recent timeline, log and message lines.
     """

@@ -15,13 +15,13 @@ from typing import Any
 
 import attrs
 
-from runtime import events as ev
-from runtime.errors import StoreError
-from runtime.store.artifacts import BlobStore, check_name, sha_from_ref
-from runtime.store.index import Index, job_counts
-from runtime.store.layout import StoreLayout
-from runtime.store.logfile import read_events
-from runtime.textsafe import visible
+from aethergraph.runtime import events as ev
+from aethergraph.runtime.errors import StoreError
+from aethergraph.runtime.store.artifacts import BlobStore, check_name, sha_from_ref
+from aethergraph.runtime.store.index import Index, job_counts
+from aethergraph.runtime.store.layout import StoreLayout
+from aethergraph.runtime.store.logfile import read_events
+from aethergraph.runtime.textsafe import visible
 
 PREVIEW_BYTES = 64 * 1024
 

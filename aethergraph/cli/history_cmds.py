@@ -12,7 +12,7 @@ from .main import EXIT_OK, CliError
 
 
 def _layout(home: str | None):
-    from runtime.store.layout import StoreLayout
+    from aethergraph.runtime.store.layout import StoreLayout
 
     layout = StoreLayout.at(home)
     if not layout.exists():
@@ -39,7 +39,7 @@ def _dur(seconds: float | None) -> str:
 def table(rows: list[list[str]], header: list[str]) -> str:
     """Aligned columns. Every cell is shown with its control characters visible: cells hold what
     runs wrote (graph and node names, prompts, messages, errors), never terminal commands."""
-    from runtime.textsafe import one_line
+    from aethergraph.runtime.textsafe import one_line
 
     rows = [[one_line(str(c)) for c in r] for r in rows]
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
@@ -49,8 +49,8 @@ def table(rows: list[list[str]], header: list[str]) -> str:
 
 
 def cmd_runs(args: Any) -> int:
-    from runtime.history import effective_status, run_duration
-    from runtime.store.index import Index
+    from aethergraph.runtime.history import effective_status, run_duration
+    from aethergraph.runtime.store.index import Index
 
     layout = _layout(args.home)
     index = Index(layout)
@@ -79,7 +79,7 @@ def cmd_runs(args: Any) -> int:
 
 
 def _event_line(e: Any) -> str:
-    from runtime import events as ev
+    from aethergraph.runtime import events as ev
 
     t = type(e)
     if t is ev.RunStarted:
@@ -136,7 +136,7 @@ def _short(value: Any, limit: int = 100) -> str:
 
 def _process_line(layout: Any, summary: Any) -> str:
     """Which process runs (or last ran) the run, and where what it printed went when detached."""
-    from runtime.history import HOST, pid_alive
+    from aethergraph.runtime.history import HOST, pid_alive
 
     from ..detach import output_path
 
@@ -150,9 +150,9 @@ def _process_line(layout: Any, summary: Any) -> str:
 
 
 def cmd_show(args: Any) -> int:
-    from runtime.errors import UnknownRun
-    from runtime.history import summarize
-    from runtime.store.logfile import read_events
+    from aethergraph.runtime.errors import UnknownRun
+    from aethergraph.runtime.history import summarize
+    from aethergraph.runtime.store.logfile import read_events
 
     layout = _layout(args.home)
     try:
@@ -172,7 +172,7 @@ def cmd_show(args: Any) -> int:
                "bad_lines": [str(b) for b in bad]}
         print(msgspec.json.encode(out).decode())
         return EXIT_OK
-    from runtime.textsafe import one_line
+    from aethergraph.runtime.textsafe import one_line
 
     print(one_line(f"run {summary.run_id}  {summary.graph}  {summary.status.upper()}  {_dur(summary.duration_s)}"))
     print(one_line(f"started {_when(summary.started)}  pid {summary.pid} on {summary.host}"))
@@ -199,7 +199,7 @@ _CONTROL = {c: None for c in [*range(0, 9), *range(11, 32), 127, *range(128, 160
 def _print_traces(events: list) -> None:
     """The tracebacks the log stored: each failed node's, then the run's (once each; a
     parent's failure often carries its child's traceback inside its own)."""
-    from runtime import events as ev
+    from aethergraph.runtime import events as ev
 
     seen: set[str] = set()
     for e in events:

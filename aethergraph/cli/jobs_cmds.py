@@ -43,8 +43,8 @@ def add_parser(sub: Any, add_home: Any) -> None:
 
 
 def _store(home: str | None):
-    from runtime.jobs.store import JobStore
-    from runtime.store.layout import StoreLayout
+    from aethergraph.runtime.jobs.store import JobStore
+    from aethergraph.runtime.store.layout import StoreLayout
 
     layout = StoreLayout.at(home)
     if not layout.exists():
@@ -53,7 +53,7 @@ def _store(home: str | None):
 
 
 def _job(store: Any, job_id: str):
-    from runtime.jobs.store import UnknownJob
+    from aethergraph.runtime.jobs.store import UnknownJob
 
     try:
         return store.read(job_id)
@@ -73,7 +73,7 @@ def cmd_jobs(args: Any) -> int:
 
 
 def cmd_list(args: Any) -> int:
-    from runtime.store.index import Index, job_rows
+    from aethergraph.runtime.store.index import Index, job_rows
 
     from .history_cmds import _dur, table
 
@@ -164,7 +164,7 @@ def cmd_cancel(args: Any) -> int:
     import getpass
     import socket
 
-    from runtime.jobs.control import request_cancel, wait_terminal
+    from aethergraph.runtime.jobs.control import request_cancel, wait_terminal
 
     _, store = _store(args.home)
     st = _job(store, args.job_id)

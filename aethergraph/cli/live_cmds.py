@@ -20,7 +20,7 @@ from .main import EXIT_OK, EXIT_RUN_FAILED, CliError
 def _run(main) -> Any:
     import trio
 
-    from runtime.sidecar.client import NoRuntime, SidecarError
+    from aethergraph.runtime.sidecar.client import NoRuntime, SidecarError
 
     try:
         return trio.run(main)
@@ -31,7 +31,7 @@ def _run(main) -> Any:
 
 
 def cmd_live_runs(args: Any) -> int:
-    from runtime.sidecar.client import each_runtime
+    from aethergraph.runtime.sidecar.client import each_runtime
 
     _layout(args.home)
 
@@ -58,9 +58,9 @@ INTERRUPTED_NOTE = "interrupted: the answer is kept for the resume"
 def _interrupted_asks(layout) -> list[dict[str, Any]]:
     """Open asks of runs whose process is gone, from the index: ``ag answer`` keeps an answer
     in the run's log for ``ag resume``. The same asks ``ag runs`` counts in its ASKS column."""
-    from runtime import events as ev
-    from runtime.history import effective_status
-    from runtime.store.index import Index
+    from aethergraph.runtime import events as ev
+    from aethergraph.runtime.history import effective_status
+    from aethergraph.runtime.store.index import Index
 
     index = Index(layout)
     try:
@@ -78,7 +78,7 @@ def _interrupted_asks(layout) -> list[dict[str, Any]]:
 
 
 def cmd_asks(args: Any) -> int:
-    from runtime.sidecar.client import each_runtime, find_runtimes
+    from aethergraph.runtime.sidecar.client import each_runtime, find_runtimes
 
     layout = _layout(args.home)
     live: list[Any] = []
@@ -125,9 +125,9 @@ class _Refused(CliError):
 def _file_answer(layout, ask_id: str, kind: str, spec: Any, files: list[str]) -> str:
     """``ag answer ASK --file PATH``: the files checked here and copied into the store (this
     process shares the store with the run); the answer sent is what was stored."""
-    from runtime.asks import store_paths
-    from runtime.errors import InvalidAnswer
-    from runtime.store.artifacts import BlobStore
+    from aethergraph.runtime.asks import store_paths
+    from aethergraph.runtime.errors import InvalidAnswer
+    from aethergraph.runtime.store.artifacts import BlobStore
 
     if kind != "files":
         raise _Refused(f"ask {ask_id} is a {kind} ask: answer it with a value, not --file")
@@ -139,8 +139,8 @@ def _file_answer(layout, ask_id: str, kind: str, spec: Any, files: list[str]) ->
 
 def _offline_file_spec(layout, ask_id: str) -> Any:
     """The full spec of an interrupted run's files ask, from its ``ask_opened`` event."""
-    from runtime import events as ev
-    from runtime.store.logfile import read_events
+    from aethergraph.runtime import events as ev
+    from aethergraph.runtime.store.logfile import read_events
 
     for a in _interrupted_asks(layout):
         if a["ask_id"] == ask_id:
@@ -151,8 +151,8 @@ def _offline_file_spec(layout, ask_id: str) -> Any:
 
 
 def cmd_answer(args: Any) -> int:
-    from runtime import events as ev
-    from runtime.sidecar.client import NoRuntime, SidecarClient, SidecarError, find_runtimes
+    from aethergraph.runtime import events as ev
+    from aethergraph.runtime.sidecar.client import NoRuntime, SidecarClient, SidecarError, find_runtimes
 
     from ..console import answered_files
 
@@ -191,7 +191,7 @@ def cmd_answer(args: Any) -> int:
             raise
         # Nobody live has it: maybe its run was interrupted. The answer then waits in the
         # run's log for `ag resume`.
-        from runtime.errors import InvalidAnswer
+        from aethergraph.runtime.errors import InvalidAnswer
 
         from ..resume import CannotResume, answer_offline
 
@@ -215,7 +215,7 @@ def cmd_answer(args: Any) -> int:
 
 
 def cmd_cancel(args: Any) -> int:
-    from runtime.sidecar.client import connect_for_run
+    from aethergraph.runtime.sidecar.client import connect_for_run
 
     _layout(args.home)
 
@@ -230,7 +230,7 @@ def cmd_cancel(args: Any) -> int:
 
 
 def cmd_retry(args: Any) -> int:
-    from runtime.sidecar.client import connect_for_run
+    from aethergraph.runtime.sidecar.client import connect_for_run
 
     _layout(args.home)
 
@@ -245,12 +245,12 @@ def cmd_retry(args: Any) -> int:
 
 def cmd_tail(args: Any) -> int:
     """Follow a run: what it has done so far, then live, until it ends."""
-    from runtime import events as ev
-    from runtime.errors import UnknownRun
-    from runtime.history import summarize
-    from runtime.sidecar.client import connect_for_run
-    from runtime.store.logfile import read_events
-    from runtime.textsafe import one_line
+    from aethergraph.runtime import events as ev
+    from aethergraph.runtime.errors import UnknownRun
+    from aethergraph.runtime.history import summarize
+    from aethergraph.runtime.sidecar.client import connect_for_run
+    from aethergraph.runtime.store.logfile import read_events
+    from aethergraph.runtime.textsafe import one_line
 
     layout = _layout(args.home)
     try:
@@ -297,7 +297,7 @@ def cmd_tail(args: Any) -> int:
 def _run_tail(main) -> None:
     import trio
 
-    from runtime.sidecar.client import NoRuntime, SidecarError
+    from aethergraph.runtime.sidecar.client import NoRuntime, SidecarError
 
     try:
         trio.run(main)
@@ -332,11 +332,11 @@ def cmd_attach(args: Any) -> int:
     import trio
     from trio_websocket import ConnectionClosed
 
-    from runtime import events as ev
-    from runtime.errors import UnknownRun
-    from runtime.history import summarize
-    from runtime.sidecar.client import LIVE, NoRuntime, SidecarError, connect_for_run
-    from runtime.store.logfile import read_events
+    from aethergraph.runtime import events as ev
+    from aethergraph.runtime.errors import UnknownRun
+    from aethergraph.runtime.history import summarize
+    from aethergraph.runtime.sidecar.client import LIVE, NoRuntime, SidecarError, connect_for_run
+    from aethergraph.runtime.store.logfile import read_events
 
     from ..console import ConsolePrinter, _out, _write_prompt, stdin_lines
 

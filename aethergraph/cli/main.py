@@ -47,7 +47,7 @@ def environment_error(exc: BaseException) -> str | None:
     Checked by type through ``sys.modules`` so nothing is imported for it up front."""
     while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
         exc = exc.exceptions[0]  # a nursery's wrapping around one error
-    errors = sys.modules.get("runtime.errors")
+    errors = sys.modules.get("aethergraph.runtime.errors")
     if errors is not None and isinstance(exc, errors.AetherGraphError):
         return f"{type(exc).__name__}: {exc}"
     sqlite3 = sys.modules.get("sqlite3")
@@ -246,10 +246,10 @@ def _reads_index(args: argparse.Namespace) -> bool:
 def _damaged_index(args: argparse.Namespace, exc: BaseException) -> bool:
     """Damage SQLite found in the index only while reading it (a bad page): set it aside so
     the command, run again, rebuilds it from the logs. A read command only: nothing twice."""
-    index = sys.modules.get("runtime.store.index")
+    index = sys.modules.get("aethergraph.runtime.store.index")
     if index is None or not _reads_index(args) or not index.is_corruption(exc):
         return False
-    from runtime.store.layout import StoreLayout
+    from aethergraph.runtime.store.layout import StoreLayout
 
     layout = StoreLayout.at(args.home)
     aside = index.set_aside(layout)
@@ -311,7 +311,7 @@ def main(argv: Sequence[str] | None = None, *, _again: bool = False) -> int:
 
             return cmd_index(args)
         if args.command == "tui":
-            from tui.app import main as tui_main
+            from aethergraph.tui.app import main as tui_main
 
             return tui_main(args)
         if args.command == "graph":

@@ -12,7 +12,7 @@ from .run_cmd import report
 def _execute(args: Any, work) -> int:
     import trio
 
-    from runtime.errors import UnknownRun
+    from aethergraph.runtime.errors import UnknownRun
 
     from ..api import open_runtime
     from ..resume import CannotResume
@@ -66,7 +66,7 @@ def _resume_detached(args: Any) -> int:
     """``ag resume RUN --detach``: the same resume, in a process of its own session."""
     import sys
 
-    from runtime.errors import UnknownRun
+    from aethergraph.runtime.errors import UnknownRun
 
     from ..detach import DetachFailed, start_resume
     from ..resume import CannotResume, check_resumable, read_run

@@ -172,7 +172,7 @@ def _report_recorded(outcome: Any, *, as_json: bool) -> int:
 
 
 def _plan(args: Any, fn: Any, inputs: dict[str, Any]) -> Any:
-    from runtime.store.layout import StoreLayout
+    from aethergraph.runtime.store.layout import StoreLayout
 
     from ..run_by_id import RunIdError, plan
 
@@ -184,8 +184,8 @@ def _plan(args: Any, fn: Any, inputs: dict[str, Any]) -> Any:
 
 def _detach(args: Any, fn: Any, inputs: dict[str, Any]) -> int:
     """Start the run in a process of its own session; print its id and how to follow it."""
-    from runtime.ids import new_run_id
-    from runtime.store.layout import StoreLayout
+    from aethergraph.runtime.ids import new_run_id
+    from aethergraph.runtime.store.layout import StoreLayout
 
     from ..detach import DetachFailed, start
 

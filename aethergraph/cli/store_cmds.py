@@ -54,7 +54,7 @@ def _iso(text: str) -> float:
 
 
 def _index(layout):
-    from runtime.store.index import Index
+    from aethergraph.runtime.store.index import Index
 
     index = Index(layout)
     index.catch_up()
@@ -85,8 +85,8 @@ def cmd_memory_query(args: Any) -> int:
 
 
 def cmd_artifacts(args: Any) -> int:
-    from runtime.errors import StoreError
-    from runtime.store.artifacts import BlobStore, check_name, sha_from_ref
+    from aethergraph.runtime.errors import StoreError
+    from aethergraph.runtime.store.artifacts import BlobStore, check_name, sha_from_ref
 
     layout = _layout(args.home)
     if args.artifacts_command == "ls":
@@ -171,7 +171,7 @@ def _export(src: int, target: Path, *, force: bool) -> None:
 def cmd_index(args: Any) -> int:
     import sqlite3
 
-    from runtime.store.index import Index, is_corruption, set_aside
+    from aethergraph.runtime.store.index import Index, is_corruption, set_aside
 
     layout = _layout(args.home)
     index = Index(layout)
@@ -202,7 +202,7 @@ def cmd_index(args: Any) -> int:
 
 
 def cmd_check(args: Any) -> int:
-    from runtime.store.check import check_store
+    from aethergraph.runtime.store.check import check_store
 
     layout = _layout(args.home)
     report = check_store(layout, verify_blobs=args.verify_blobs)

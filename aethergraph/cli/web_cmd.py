@@ -44,7 +44,7 @@ def cmd_web(args: argparse.Namespace) -> int:
     import errno
     import socket
 
-    from runtime.store.layout import resolve_home
+    from aethergraph.runtime.store.layout import resolve_home
 
     from ..web.auth import TokenProblem, load_or_create
     from ..web.server import serve

@@ -51,7 +51,7 @@ def main() -> int:
     if os.getppid() != args.parent:
         return 0  # the server is already gone: nobody to show a dashboard to
     threading.Thread(target=_watch, args=(args.parent,), daemon=True, name="ag-web-parent").start()
-    from tui.app import main as tui_main
+    from aethergraph.tui.app import main as tui_main
 
     return tui_main(["--home", args.home])
 

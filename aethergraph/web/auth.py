@@ -15,7 +15,7 @@ import secrets
 import stat
 from pathlib import Path
 
-from runtime.store.layout import FILE_MODE, private_dirs
+from aethergraph.runtime.store.layout import FILE_MODE, private_dirs
 
 TOKEN_FILE = "web.token"
 _TOKEN_BYTES = 32  # 256 bits, URL-safe base64: 43 characters

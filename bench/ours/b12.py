@@ -71,7 +71,7 @@ async def main(variant: str, n: int) -> None:
                 out = await b12(n=n, embedded=variant == "search")
     extra = {"records_per_s": n / out["ingest_s"]}
     if variant == "search":
-        from runtime.store import vectors
+        from aethergraph.runtime.store import vectors
 
         extra.update(p50_query_ms=out["p50_ms"], p95_query_ms=out["p95_ms"],
                      first_query_s=out["first_query_s"], dim=DIM,

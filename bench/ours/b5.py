@@ -79,8 +79,8 @@ async def main(variant: str, n: int) -> None:
         async with open_runtime(home=home, console=False, sidecar=False):
             for r in range(100):
                 await filler(r=r, n=n // 100)
-        from runtime.store.index import Index
-        from runtime.store.layout import StoreLayout
+        from aethergraph.runtime.store.index import Index
+        from aethergraph.runtime.store.layout import StoreLayout
 
         index = Index(StoreLayout.at(home))
         index.memory(kinds=["k3"], limit=50)  # warm-up

@@ -24,8 +24,8 @@ sys.path.append(str(Path(__file__).resolve().parents[1]))  # bench/, for benchki
 import trio
 
 from benchkit.measure import Region, args, emit
-from runtime import events as ev
-from runtime.sidecar.client import SidecarClient, find_runtimes
+from aethergraph.runtime import events as ev
+from aethergraph.runtime.sidecar.client import SidecarClient, find_runtimes
 
 VARIANTS = ["ask-rtt", "subscriber", "nosub", "paced-sub", "paced-nosub"]
 PACE = 50_000

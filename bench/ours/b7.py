@@ -37,7 +37,7 @@ async def build(home: str, n: int) -> None:
 async def paint(home: str) -> float:
     from textual.widgets import DataTable
 
-    from tui.app import AetherGraphApp
+    from aethergraph.tui.app import AetherGraphApp
 
     app = AetherGraphApp(home)
     async with app.run_test(size=(100, 30)) as pilot:

@@ -71,10 +71,10 @@ async def measure(home: str, rate: int) -> dict:
     from textual import events
     from textual.widgets import TabbedContent
 
-    from tui.app import AetherGraphApp
-    from tui.screens.help import HelpScreen
-    from tui.screens.run_detail import RunDetailScreen
-    from tui.widgets.node_tree import NodeTree
+    from aethergraph.tui.app import AetherGraphApp
+    from aethergraph.tui.screens.help import HelpScreen
+    from aethergraph.tui.screens.run_detail import RunDetailScreen
+    from aethergraph.tui.widgets.node_tree import NodeTree
 
     app = AetherGraphApp(home, poll_s=0.2)
     async with app.run_test(size=(100, 30)) as pilot:

@@ -563,7 +563,7 @@ class DaskRunner:
                     out.append((f.key, *self._argv_outcome(f.key, value)))
             elif f.status == "error":
                 exc = f.exception()
-                if isinstance(exc, ModuleNotFoundError) and exc.name in ("runtime", "runtime.jobs"):
+                if isinstance(exc, ModuleNotFoundError) and exc.name in ("aethergraph", "aethergraph.runtime", "aethergraph.runtime.jobs"):
                     out.append((f.key, JobState.FAILED, {"error": (
                         f"{exc} on the worker: install aethergraph[dask] on the workers, or "
                         "use DaskJobs(ship_code=True) to send the worker-side code with each task")}))

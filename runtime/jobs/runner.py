@@ -34,9 +34,8 @@ from .store import JobStore, UnknownJob, new_job_id, proc_alive, proc_start_time
 log = logging.getLogger("aethergraph.jobs")
 
 
-_ROOT = Path(__file__).resolve().parents[2]  # the folder holding the `runtime` package
-_SERVE = ("import sys; sys.path.insert(0, sys.argv.pop(1)); "
-          "from runtime.jobs.supervise import main; sys.exit(main(sys.argv[1:]))")
+# -I: the fork server sees neither PYTHONPATH nor the user's cwd, only the installed package.
+_SERVE = "import sys; from aethergraph.runtime.jobs.supervise import main; sys.exit(main(sys.argv[1:]))"
 
 
 class JobWaitTimeout(TimeoutError):
@@ -121,7 +120,7 @@ class ProcessRunner:
     async def _start_server(self) -> trio.Process:
         # -I and an explicit path: a `runtime` package in the user's working directory or on
         # PYTHONPATH must not stand in for ours.
-        argv = [sys.executable, "-I", "-c", _SERVE, str(_ROOT), "--serve"]
+        argv = [sys.executable, "-I", "-c", _SERVE, "--serve"]
         if getattr(self.rt, "durability", "") == "strict":
             argv.append("--fsync")  # a job's last state survives a machine crash too
         proc = await trio.lowlevel.open_process(

@@ -1,7 +1,7 @@
 """The per-job supervisor, and the fork server that starts supervisors cheaply.
 
-    python -m runtime.jobs.supervise <job_dir>     supervise one job (start it in a new session)
-    python -m runtime.jobs.supervise --serve       read job folders on stdin, one per line, and
+    python -m aethergraph.runtime.jobs.supervise <job_dir>     supervise one job (start it in a new session)
+    python -m aethergraph.runtime.jobs.supervise --serve       read job folders on stdin, one per line, and
                                                    fork a supervisor for each
 
 A supervisor is one small process per job, in a session of its own (so neither a Ctrl-C at the
@@ -344,7 +344,7 @@ def main(argv: list[str]) -> int:
     if argv == ["--serve"]:
         return serve(fsync=fsync)
     if len(argv) != 1:
-        print("usage: python -m runtime.jobs.supervise [--fsync] <job_dir> | --serve", file=sys.stderr)
+        print("usage: python -m aethergraph.runtime.jobs.supervise [--fsync] <job_dir> | --serve", file=sys.stderr)
         return 2
     if os.getpid() != os.getsid(0):
         os.setsid()

@@ -204,8 +204,8 @@ class AnswerModal(ModalScreen[str | None]):
     def pending(self) -> tuple[str | None, str]:
         """(the value enter would send now, or None; the line saying so). Typed text wins when
         the typing line has focus and is not empty; otherwise the highlighted option."""
-        from runtime.asks import normalize_answer
-        from runtime.errors import InvalidAnswer
+        from aethergraph.runtime.asks import normalize_answer
+        from aethergraph.runtime.errors import InvalidAnswer
 
         a = self.ask
         typed = self.query_one("#answer-input", Input)
@@ -245,7 +245,7 @@ class AnswerModal(ModalScreen[str | None]):
         self.run_worker(self._answer(value), exclusive=True, group="answer")
 
     async def _answer(self, value: str) -> None:
-        from runtime.sidecar.client import SidecarError
+        from aethergraph.runtime.sidecar.client import SidecarError
 
         error = self.query_one("#answer-error", Static)
         try:

@@ -9,7 +9,7 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-from runtime.textsafe import one_line, visible
+from aethergraph.runtime.textsafe import one_line, visible
 
 
 class ConfirmModal(ModalScreen[bool]):

@@ -21,7 +21,7 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import DirectoryTree, Input, Static
 
-from runtime import events as ev
+from aethergraph.runtime import events as ev
 
 from ..format import one_line, visible
 
@@ -79,8 +79,8 @@ class FilePickerModal(ModalScreen[str | None]):
         self.query_one("#files-picked", Static).update(f"picked: {names}" if names else "")
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
-        from runtime.asks import split_paths
-        from runtime.errors import InvalidAnswer
+        from aethergraph.runtime.asks import split_paths
+        from aethergraph.runtime.errors import InvalidAnswer
 
         try:
             self.picked = [Path(p).expanduser() for p in split_paths(event.value, True)]
@@ -98,10 +98,10 @@ class FilePickerModal(ModalScreen[str | None]):
         self.run_worker(self._send([str(p) for p in self.picked]), exclusive=True, group="answer")
 
     async def _send(self, paths: list[str]) -> None:
-        from runtime.asks import store_paths
-        from runtime.errors import InvalidAnswer
-        from runtime.sidecar.client import SidecarError
-        from runtime.store.artifacts import BlobStore
+        from aethergraph.runtime.asks import store_paths
+        from aethergraph.runtime.errors import InvalidAnswer
+        from aethergraph.runtime.sidecar.client import SidecarError
+        from aethergraph.runtime.store.artifacts import BlobStore
 
         error = self.query_one("#files-error", Static)
         layout = self.app.store.layout  # type: ignore[attr-defined]

@@ -47,7 +47,7 @@ def own_bindings(widget) -> list:
         return []
     out = []
     for cls in type(widget).__mro__:
-        if cls.__module__.startswith("tui."):
+        if cls.__module__.startswith("aethergraph.tui."):
             out.extend(cls.__dict__.get("BINDINGS", []))
     return out
 

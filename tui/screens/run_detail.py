@@ -17,7 +17,7 @@ from textual.containers import Horizontal, ScrollableContainer, Vertical, Vertic
 from textual.actions import SkipAction
 from textual.widgets import Input, RichLog, Static, TabbedContent, TabPane
 
-from runtime import events as ev
+from aethergraph.runtime import events as ev
 
 from ..format import LEVEL_STYLE, bad_style, clip, node_detail, clock, dur, event_line, one_line, status_text, visible
 from ..widgets import MetricsPanel, NodeTree, ProgressPanel

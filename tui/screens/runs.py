@@ -15,7 +15,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Static
 
-from runtime import events as ev
+from aethergraph.runtime import events as ev
 
 from ..format import ago, clip, dur, plain, short_when, status_text
 from ..widgets import FilterInput, RunsTable

@@ -17,7 +17,7 @@ from typing import Any
 from rich.text import Text
 from textual.widgets import Static
 
-from runtime import events as ev
+from aethergraph.runtime import events as ev
 
 from ..format import NODE_MARK, STATUS_STYLE, one_line
 
@@ -31,7 +31,7 @@ _DERIVED_MARK = {WAITING: "·", SKIPPED: "↷", NOT_RUN: "-"}
 
 def dag_rows(planned: ev.GraphPlanned, nodes: Mapping[str, Any], run_status: str) -> list[tuple[str, str, str]]:
     """(id, state, detail) per planned node, dependencies before dependants. ``nodes``: path ->
-    an object with ``state`` (``runtime.history.NodeSummary``); ``run_status``: the run's."""
+    an object with ``state`` (``aethergraph.runtime.history.NodeSummary``); ``run_status``: the run's."""
     base = planned.node
     by_id = {n.id: n for n in planned.nodes}
     order = _order(planned)
@@ -61,7 +61,7 @@ def dag_rows(planned: ev.GraphPlanned, nodes: Mapping[str, Any], run_status: str
 def _order(planned: ev.GraphPlanned) -> list[str]:
     """The planned order, dependencies first (a log is untrusted text: a cycle or an unknown
     dependency must not hang or break the view, so those nodes come last as they are)."""
-    from runtime.dag import topological_order
+    from aethergraph.runtime.dag import topological_order
 
     deps = {n.id: [d for d in n.deps if d != n.id] for n in planned.nodes}
     known = set(deps)

@@ -58,8 +58,8 @@ class JobsReader:
     """What the panel reads, off the UI thread (one index connection, opened when needed)."""
 
     def __init__(self, home: str | Path) -> None:
-        from runtime.jobs.store import JobStore
-        from runtime.store.layout import StoreLayout
+        from aethergraph.runtime.jobs.store import JobStore
+        from aethergraph.runtime.store.layout import StoreLayout
 
         self.layout = StoreLayout.at(home)
         self.store = JobStore(self.layout.home)
@@ -67,7 +67,7 @@ class JobsReader:
         self._offsets: dict[str, int] = {}
 
     def rows(self, run_id: str) -> list[dict]:
-        from runtime.store.index import Index, job_rows
+        from aethergraph.runtime.store.index import Index, job_rows
 
         if not self.layout.index_path.exists():
             return []
@@ -110,7 +110,7 @@ class JobsReader:
         return data[:cut].decode("utf-8", "replace").splitlines(), False
 
     def cancel(self, job_id: str) -> str:
-        from runtime.jobs.control import request_cancel, wait_terminal
+        from aethergraph.runtime.jobs.control import request_cancel, wait_terminal
 
         st = self.store.read(job_id)
         if st.terminal and st.state.value != "lost":

@@ -11,7 +11,7 @@ from rich.text import Text
 from textual.containers import VerticalScroll
 from textual.widgets import Label, Sparkline
 
-from runtime.textsafe import one_line
+from aethergraph.runtime.textsafe import one_line
 
 EMPTY = "no metrics recorded yet (memory().record(..., metrics={...}))"
 

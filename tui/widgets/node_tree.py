@@ -15,7 +15,7 @@ from textual.binding import Binding
 from textual.widgets import Tree
 from textual.widgets.tree import TreeNode
 
-from runtime import events as ev
+from aethergraph.runtime import events as ev
 
 from ..format import NODE_MARK, STATUS_STYLE, one_line
 

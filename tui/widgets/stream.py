@@ -18,7 +18,7 @@ from typing import Any
 from rich.text import Text
 from textual.widgets import Static
 
-from runtime import events as ev
+from aethergraph.runtime import events as ev
 
 from ..format import clock, one_line, visible
 
