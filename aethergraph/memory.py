@@ -27,7 +27,9 @@ from aethergraph.runtime.errors import AetherGraphError
 from aethergraph.runtime.ids import derived_id
 from aethergraph.runtime.store.writer import encode_error
 from aethergraph.runtime.journal import _CANONICAL
+from aethergraph.runtime.store.index import MEMORY_DECODER
 from aethergraph.runtime.store.query import MemoryQuery
+from aethergraph.runtime.store.vectors import pack, searcher
 
 if TYPE_CHECKING:
     from aethergraph.runtime.engine import NodeHandle
@@ -305,8 +307,6 @@ class Memory:
         first: among records of ``kinds`` (default: every embedded kind) in ``scope``. With
         ``with_scores``: ``(score, event)`` pairs. Only records of bound kinds have vectors;
         full-text search (``query(text=...)``) needs no embedder and stays the fast path."""
-        from aethergraph.runtime.store.vectors import searcher
-
         binding = _binding(self._node)
         if binding is None:
             raise NoEmbedder(
@@ -324,8 +324,6 @@ class Memory:
         await rt.writer.wait_durable()  # see what this process recorded a moment ago
 
         def find() -> list[tuple[float, ev.MemoryRecorded]]:
-            from aethergraph.runtime.store.index import MEMORY_DECODER
-
             s = searcher(rt.index)
             hits = s.nearest(binding.name, query, k, kinds=kinds, run_id=filters.get("run_id"),
                              graph=filters.get("graph"))
@@ -392,8 +390,6 @@ class Memory:
 
 async def _embed(binding: EmbedderBinding, text: str) -> bytes:
     """The bound embedder's vector for ``text``, checked and packed (unit length, float32)."""
-    from aethergraph.runtime.store.vectors import pack
-
     if binding.is_async:
         vector = await binding.embed(text)
     else:

@@ -13,6 +13,7 @@ from zero.
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import sqlite3
@@ -297,8 +298,6 @@ def set_aside(layout: StoreLayout, inode: int | None = None) -> Path | None:
 
     Under a lock file, and only if ``inode`` is still the file at the index's path: two
     processes that found the same bad index set it aside once, never the other's fresh one."""
-    import fcntl
-
     path = layout.index_path
     lock = os.open(layout.home / "index.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:

@@ -21,7 +21,7 @@ class MemoryQuery(msgspec.Struct, kw_only=True):
 
     ``since`` and ``until`` are epoch seconds, or text a person typed (``2h``, ``7d``, an ISO
     date or time), read when the query is made: a bad one raises ``UsageError`` there, before
-    any reading starts. ``kinds`` may be one kind as a bare string."""
+    any reading starts. ``kinds`` may be one kind as a bare string; None is no filter."""
 
     kinds: list[str] = []
     tags: list[str] = []
@@ -37,8 +37,10 @@ class MemoryQuery(msgspec.Struct, kw_only=True):
     order: str = "desc"
 
     def __post_init__(self) -> None:
+        # Callers pass None for "any" (and a bare string for one kind): stored as lists.
         if isinstance(self.kinds, str):
             self.kinds = [self.kinds]
+        self.kinds, self.tags, self.entities = self.kinds or [], self.tags or [], self.entities or []
         if isinstance(self.since, str):
             self.since = parse_time(self.since)
         if isinstance(self.until, str):
