@@ -58,8 +58,9 @@ def tag(event: ev.Event) -> str:
 
 
 def describe(event: ev.Event) -> str:
-    """What ``event`` says, in one line (its time, kind and node are shown beside it)."""
-    return one_line(_DESCRIBERS[type(event)](event))
+    """What ``event`` says, in one line (its time, kind and node are shown beside it); no
+    trailing blanks, which a table's last column would drop anyway."""
+    return one_line(_DESCRIBERS[type(event)](event)).rstrip()
 
 
 def _error(info: ev.ErrorInfo) -> str:

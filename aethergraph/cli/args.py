@@ -30,22 +30,23 @@ def not_utf8(args: argparse.Namespace) -> str | None:
     return None
 
 
+def _whole(text: str, what: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a {what}: {text!r}") from None
+
+
 def _count(text: str) -> int:
     """A --limit: a whole number of at least 1 (0 or less would silently mean "everything")."""
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    n = _whole(text, "whole number")
     if n < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {n}")
     return n
 
 
 def _port(text: str) -> int:
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    n = _whole(text, "port number")
     if not 0 <= n <= 65535:
         raise argparse.ArgumentTypeError(f"a port is 0-65535, got {n}")
     return n

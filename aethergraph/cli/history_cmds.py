@@ -52,15 +52,23 @@ def cmd_runs(args: Any) -> int:
     for r in runs:
         r["status"] = effective_status(r["status"], r["pid"], r["host"], r["run_id"], layout)
         r["duration_s"] = run_duration(r["status"], r["started"], r["finished"], r["last_ts"], now)
-    if args.json:
-        print(msgspec.json.encode(runs).decode())
-        return EXIT_OK
-    if not runs:
-        print("no runs yet")
+    if said_all(args, runs, "no runs yet"):
         return EXIT_OK
     print_runs((r["run_id"], r["graph"], r["status"], r["started"], r["duration_s"], r["pending_asks"])
                for r in runs)
     return EXIT_OK
+
+
+def said_all(args: Any, rows: Any, empty: str) -> bool:
+    """``--json``: the rows as one JSON array; no rows: the line ``empty``. True when that
+    said everything (a list command then exits 0), False when the table is still to print."""
+    if args.json:
+        print(msgspec.json.encode(rows).decode())
+        return True
+    if not rows:
+        print(empty)
+        return True
+    return False
 
 
 def print_runs(runs: Iterable[tuple[str, str, str, float | None, float | None, int | None]]) -> None:

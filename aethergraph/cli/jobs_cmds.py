@@ -26,7 +26,7 @@ from aethergraph.runtime.jobs.control import request_cancel, wait_terminal
 from aethergraph.runtime.jobs.store import JobStore, UnknownJob
 from aethergraph.runtime.store.index import Index, job_rows
 
-from .history_cmds import _layout, table
+from .history_cmds import _layout, said_all, table
 from .main import CliError
 
 TERMINAL = ("succeeded", "failed", "cancelled", "lost")
@@ -77,11 +77,7 @@ def cmd_list(args: Any) -> int:
                      exit_code=st.exit_code, error=st.error, pid=st.pid, worker=st.worker)
         start = r["started"]
         r["elapsed_s"] = None if start is None else (r["ended"] or now) - start
-    if args.json:
-        print(msgspec.json.encode(rows).decode())
-        return EXIT_OK
-    if not rows:
-        print("no jobs" + (f" in run {args.run}" if args.run else ""))
+    if said_all(args, rows, "no jobs" + (f" in run {args.run}" if args.run else "")):
         return EXIT_OK
     where = any(r["worker"] for r in rows)  # a WORKER column only when a cluster ran some
     out = [

@@ -38,7 +38,7 @@ from aethergraph.runtime.textsafe import one_line
 
 from ..console import ConsolePrinter, _out, _write_prompt, answered_files, stdin_lines
 from ..resume import CannotResume, answer_offline
-from .history_cmds import CONTROL, _layout, print_runs, table
+from .history_cmds import CONTROL, _layout, print_runs, said_all, table
 from .main import CliError
 
 
@@ -58,11 +58,7 @@ def cmd_live_runs(args: Any) -> int:
         return [r for rs in await each_runtime(args.home, lambda c: c.list_runs()) for r in rs]
 
     runs = _run(main)
-    if args.json:
-        print(msgspec.json.encode(runs).decode())
-        return EXIT_OK
-    if not runs:
-        print("no live runs")
+    if said_all(args, runs, "no live runs"):
         return EXIT_OK
     now = time.time()
     print_runs((r.run_id, r.graph, ev.RUNNING, r.started, now - r.started, r.pending_asks)
@@ -110,11 +106,7 @@ def cmd_asks(args: Any) -> int:
         + [{**a, "run_status": "interrupted"} for a in offline],
         key=lambda a: a["opened"],
     )
-    if args.json:
-        print(msgspec.json.encode(asks).decode())
-        return EXIT_OK
-    if not asks:
-        print("no pending asks")
+    if said_all(args, asks, "no pending asks"):
         return EXIT_OK
     now = time.time()
     rows = []
