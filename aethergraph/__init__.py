@@ -3,11 +3,13 @@
     from aethergraph import graph_fn, tool, NodeContext
 
 Names are resolved lazily so that ``import aethergraph`` costs almost nothing; the engine (and
-trio) load when the first graph runs.
+trio) load when the first name is used. ``__getattr__`` below is the package's one lazy spot:
+every module under it imports what it needs at its top.
 """
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
@@ -75,8 +77,6 @@ def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'aethergraph' has no attribute {name!r}")
-    import importlib
-
     value = getattr(importlib.import_module(module), name)
     globals()[name] = value
     return value

@@ -11,6 +11,18 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, NamedTuple
 
+import trio
+
+from aethergraph.runtime.engine import RuntimeConfig
+from aethergraph.runtime.engine import open_runtime as _open
+from aethergraph.runtime.errors import GraphFailed
+from aethergraph.runtime.store.layout import resolve_home
+from aethergraph.runtime.store.writer import resolve_durability
+
+from .console import ConsolePrinter, ConsoleSource
+from .interrupted import Resumer
+from .run_by_id import check_run_id, start_by_id
+from .services import registered_services
 
 _DEFAULTS: dict[str, Any] = {}
 SIDECAR_ENV = "AETHERGRAPH_SIDECAR"  # "0" turns the sidecar off
@@ -41,9 +53,6 @@ def start(
     ``sidecar``: serve the sidecar on a 0600 unix socket in the store (default True);
     ``tcp``: also on loopback TCP (True: a free port; or "HOST:PORT"), always with a token.
     """
-    from aethergraph.runtime.store.layout import resolve_home
-    from aethergraph.runtime.store.writer import resolve_durability
-
     if home is not None:
         _DEFAULTS["home"] = home
     if durability is not None:
@@ -63,12 +72,6 @@ def start(
 
 
 def default_config(**overrides: Any):
-    from aethergraph.runtime.engine import RuntimeConfig
-
-    from .console import ConsolePrinter, ConsoleSource
-    from .resume import Resumer
-    from .services import registered_services
-
     values = dict(_DEFAULTS)
     values.update({k: v for k, v in overrides.items() if v is not None})
     console = values.pop("console", True)
@@ -102,8 +105,6 @@ async def open_runtime(
     Opened implicitly by a top-level graph call when none is open. On exit every event is on
     disk and every service's background task has ended.
     """
-    from aethergraph.runtime.engine import open_runtime as _open
-
     config, printer = default_config(
         home=home, durability=durability, answers=answers, console=console,
         handle_sigint=handle_sigint, sidecar=sidecar,
@@ -128,12 +129,8 @@ def run(target: Any, *args: Any, run_id: str | None = None, **inputs: Any) -> An
     a run of that id executing elsewhere raises ``RunIdInUse``. (So ``run_id`` cannot be an
     input name of a graph called this way.) See ``aethergraph.run_by_id``.
     """
-    import trio
-
     target, args, inputs = _upstream_shape(target, args, inputs)
     if run_id is not None:
-        from .run_by_id import check_run_id
-
         check_run_id(run_id)  # a bad id is refused before anything opens
 
     async def main() -> Any:
@@ -151,10 +148,6 @@ def run(target: Any, *args: Any, run_id: str | None = None, **inputs: Any) -> An
 
 
 async def _run_by_id(rt: Any, target: Any, run_id: str, args: tuple, inputs: dict) -> Any:
-    from aethergraph.runtime.errors import GraphFailed
-
-    from .run_by_id import start_by_id
-
     if not hasattr(target, "start_run"):
         raise TypeError(f"run(..., run_id=...) needs a @graph_fn or @tool, got {target!r}")
     outcome, _ = await start_by_id(rt, target, run_id, target._inputs(args, inputs))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import mimetypes
 import os
+import struct
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -37,8 +38,6 @@ _IMAGE_HEAD = 64 * 1024  # enough of a file to find a JPEG's frame header in pra
 def image_info(head: bytes) -> tuple[str, int | None, int | None] | None:
     """(mime, width, height) of an image from its first bytes (PNG, JPEG, GIF, WebP, BMP);
     None when the bytes are not one of those. Width and height are None where not found."""
-    import struct
-
     if head.startswith(b"\x89PNG\r\n\x1a\n") and len(head) >= 24:
         w, h = struct.unpack(">II", head[16:24])
         return "image/png", w, h

@@ -7,12 +7,21 @@ attached channel wins, and the answer is recorded with who gave it.
 
 from __future__ import annotations
 
+import mimetypes
+import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import trio
+
 from aethergraph.runtime import events as ev
+from aethergraph.runtime.asks import DEFAULT_MAX_FILE_BYTES, _size_text, decode_files
 from aethergraph.runtime.ids import derived_id
 from aethergraph.runtime.journal import content_hash
+from aethergraph.runtime.store.artifacts import REF_PREFIX, sha_from_ref
+
+from .artifacts import _IMAGE_HEAD, Artifacts, image_info
 
 if TYPE_CHECKING:
     from aethergraph.runtime.engine import NodeHandle
@@ -79,8 +88,6 @@ class Channel:
         """Send an image: an artifact ref, a path or bytes (PNG, JPEG, GIF, WebP or BMP; other
         bytes are refused). Stored as an artifact (kind ``"image"``); the message carries its
         ref, type, byte size and pixel size, which the dashboard shows. Returns the ref."""
-        from .artifacts import image_info
-
         ref, name, size, mime = await self._as_artifact(image, image_bytes, filename, kind="image", image=True)
         head = await self._head(ref)
         info = image_info(head)
@@ -96,20 +103,12 @@ class Channel:
         return ref
 
     async def _head(self, ref: str) -> bytes:
-        import trio
-
-        from .artifacts import _IMAGE_HEAD
-
         def read() -> bytes:
-            from aethergraph.runtime.store.artifacts import sha_from_ref
-
-            import os as _os
-
             fd = self._node.runtime.blobs.open_blob(sha_from_ref(ref))
             try:
-                return _os.read(fd, _IMAGE_HEAD)
+                return os.read(fd, _IMAGE_HEAD)
             finally:
-                _os.close(fd)
+                os.close(fd)
 
         return await trio.to_thread.run_sync(read)
 
@@ -118,16 +117,6 @@ class Channel:
     ) -> tuple[str, str, int, str]:
         """(ref, name, size, mime) of what is sent, stored as an artifact of this node unless
         it already is one (a ref)."""
-        import mimetypes
-        import os
-        from pathlib import Path
-
-        import trio
-
-        from aethergraph.runtime.store.artifacts import REF_PREFIX, sha_from_ref
-
-        from .artifacts import Artifacts, image_info
-
         arts = Artifacts(self._node)
         if isinstance(what, (bytes, bytearray, memoryview)):
             if data is not None:
@@ -236,10 +225,6 @@ class Channel:
         Returns the artifact ref (``ag://artifact/<sha256>``), or a list of refs with
         ``multiple=True``; read them with ``context.artifacts().load_bytes(ref)``.
         """
-        from aethergraph.runtime.asks import DEFAULT_MAX_FILE_BYTES, decode_files
-
-        from .artifacts import Artifacts
-
         if isinstance(accept, str):
             accept = [accept]
         if max_bytes is not None and not max_bytes > 0:
@@ -305,8 +290,6 @@ class Stream:
     async def delta(self, piece: str) -> None:
         if self._ended:
             raise RuntimeError(f"stream {self.stream_id} has ended")
-        import trio
-
         piece = str(piece)
         if piece:
             self._parts.append(piece)
@@ -320,8 +303,6 @@ class Stream:
         await _checkpoint()
 
     def _flush(self) -> None:
-        import trio
-
         self._last_flush = trio.current_time()
         if not self._pending:
             return
@@ -345,8 +326,6 @@ class Stream:
                         channel=self._channel.key)
 
     async def _flusher(self) -> None:
-        import trio
-
         while not self._ended:
             if not self._pending:  # checked first: a piece said before this task ran is not missed
                 self._kick = trio.Event()
@@ -371,8 +350,6 @@ class Stream:
         await _checkpoint()
 
     async def __aenter__(self) -> Stream:
-        import trio
-
         # A nursery for the flusher only (opened here, closed in __aexit__ by the same task).
         self._nursery_cm = trio.open_nursery()
         self._nursery = await self._nursery_cm.__aenter__()
@@ -465,12 +442,8 @@ _HEAD = 64 * 1024
 
 
 def _size(n: int) -> str:
-    from aethergraph.runtime.asks import _size_text
-
     return _size_text(n)
 
 
 async def _checkpoint() -> None:
-    import trio
-
     await trio.lowlevel.checkpoint()

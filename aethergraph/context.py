@@ -9,14 +9,20 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import trio
+
+from aethergraph.runtime.engine import current_node
+from aethergraph.runtime.ids import derived_id
+
+from .artifacts import Artifacts
+from .channel import Channel
+from .kv import KV
+from .logger import NodeLogger
+from .memory import Memory
+from .polling import poll
+
 if TYPE_CHECKING:
     from aethergraph.runtime.engine import NodeHandle
-
-    from .artifacts import Artifacts
-    from .channel import Channel
-    from .kv import KV
-    from .logger import NodeLogger
-    from .memory import Memory
 
 
 class NodeContext:
@@ -53,8 +59,6 @@ class NodeContext:
     def idempotency_key(self) -> str:
         """Stable for this node across resumes of its run: give it to a service so that a call
         re-executed after a crash is recognised instead of done twice."""
-        from aethergraph.runtime.ids import derived_id
-
         # From the node's key (what the code asked for), not its path (when it ran).
         return f"{self._node.run.run_id}/{derived_id('step', self._node.key)}"
 
@@ -65,8 +69,6 @@ class NodeContext:
 
     def channel(self, key: str | None = None) -> Channel:
         """Human I/O: ``send_text``, ``ask_text``, ``ask_approval``, ``ask_choice``, ``progress``."""
-        from .channel import Channel
-
         key = key or "console"
         ch = self._channels.get(key)
         if ch is None:
@@ -75,30 +77,22 @@ class NodeContext:
 
     def memory(self) -> Memory:
         if self._memory is None:
-            from .memory import Memory
-
             self._memory = Memory(self._node)
         return self._memory
 
     def artifacts(self) -> Artifacts:
         if self._artifacts is None:
-            from .artifacts import Artifacts
-
             self._artifacts = Artifacts(self._node)
         return self._artifacts
 
     def kv(self, namespace: str = "default") -> KV:
         kv = self._kv.get(namespace)
         if kv is None:
-            from .kv import KV
-
             kv = self._kv[namespace] = KV(self._node.runtime, namespace)
         return kv
 
     def logger(self) -> NodeLogger:
         if self._logger is None:
-            from .logger import NodeLogger
-
             self._logger = NodeLogger(self._node)
         return self._logger
 
@@ -148,8 +142,6 @@ class NodeContext:
 
     def poll(self, interval_s: float, *, timeout_s: float | None = None, what: str = ""):
         """``async for n in context.poll(0.5, timeout_s=600): ...`` — see ``aethergraph.poll``."""
-        from .polling import poll
-
         return poll(interval_s, timeout_s=timeout_s, what=what or f"node {self.node_id}")
 
 
@@ -158,11 +150,9 @@ MAP_ON_ERROR = ("collect", "raise")
 
 async def map_nodes(ctx: NodeContext, fn: Any, items: Any, *, max_concurrency: int, on_error: str,
                     spread: bool) -> list[Any]:
-    import trio
-
-    from .decorators import _NodeFunction
-
-    if not isinstance(fn, _NodeFunction):
+    # A node function is what ``@tool``/``@graph_fn`` made: it can start a run of its own.
+    # (Told by that rather than by its class: the decorators import this module.)
+    if not callable(getattr(fn, "start_run", None)):
         raise TypeError(f"map() needs a @tool or @graph_fn (each call is a node), got {fn!r}")
     if on_error not in MAP_ON_ERROR:
         raise ValueError(f"on_error must be one of {', '.join(MAP_ON_ERROR)}, got {on_error!r}")
@@ -212,7 +202,5 @@ def context_for(node: NodeHandle) -> NodeContext:
 
 def current_context() -> NodeContext | None:
     """The NodeContext of the node the calling task runs in, if any."""
-    from aethergraph.runtime.engine import current_node
-
     node = current_node.get()
     return None if node is None else context_for(node)

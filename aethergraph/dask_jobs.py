@@ -22,6 +22,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from aethergraph.runtime.jobs.dask_runner import DaskRunner
+
 from .jobs import ProcessJobs
 
 
@@ -48,8 +50,6 @@ class DaskJobs(ProcessJobs):
         self.ship_code = ship_code
 
     def _make_runner(self, rt: Any):
-        from aethergraph.runtime.jobs.dask_runner import DaskRunner
-
         return DaskRunner(rt, address=self.address, cluster=self.cluster,
                           cluster_kwargs=self.cluster_kwargs, client_kwargs=self.client_kwargs,
                           ship_code=self.ship_code)

@@ -6,29 +6,33 @@ Calling a decorated function returns a coroutine. Where it runs decides what it 
   a child node of the same run;
 - at top level: a new run, in the runtime that is open, or in one opened for this call alone.
 
-This module imports neither trio nor the engine at import time: ``import aethergraph`` stays
-cheap, and the engine loads when the first graph runs.
+``import aethergraph`` stays cheap because the package's names resolve lazily
+(``aethergraph/__init__.py``); importing this module loads the engine.
 """
 
 from __future__ import annotations
 
+import contextvars
 import functools
+import inspect
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import trio
+
+from aethergraph.runtime.engine import Failed, NodeSpec, current_node, current_runtime
+from aethergraph.runtime.errors import GraphFailed
+from aethergraph.runtime.retry import RetryPolicy
+
+from .api import open_runtime, run
+from .context import context_for
+from .typed import TypedParams
+
 _MISSING = object()
-# While a ``@graphify`` body runs: the builder its tool calls add nodes to (see ``graphify``).
-_building: Any = None
-
-
-def _builder() -> Any:
-    global _building
-    if _building is None:
-        from .static_graph import building
-
-        _building = building
-    return _building.get()
+# While a ``@graphify`` body runs: the builder its tool calls add nodes to (a
+# ``static_graph.Builder``). Here, below ``static_graph``, because every node call checks it.
+building: contextvars.ContextVar[Any] = contextvars.ContextVar("aethergraph_graphify_builder", default=None)
 
 
 class MissingOutputs(ValueError):
@@ -51,10 +55,6 @@ class _NodeFunction:
         retry: Any,
         thread: bool = False,
     ) -> None:
-        import inspect
-
-        from aethergraph.runtime.retry import RetryPolicy
-
         if retries is not None and retry is not None:
             raise TypeError("give either retries= or retry=, not both")
         self.fn = fn
@@ -78,8 +78,6 @@ class _NodeFunction:
     def typed(self):
         """The parameters structured with cattrs (``aethergraph.typed``), or None."""
         if self._typed is _MISSING:
-            from .typed import TypedParams
-
             self._typed = TypedParams.of(self.fn, self.signature)
         return self._typed
 
@@ -94,8 +92,6 @@ class _NodeFunction:
     @property
     def spec(self):
         if self._spec is None:
-            from aethergraph.runtime.engine import NodeSpec
-
             name, kind, policy, timeout_s = self._spec_args
             self._spec = NodeSpec(name=name, kind=kind, retry=policy, timeout_s=timeout_s)
         return self._spec
@@ -127,8 +123,9 @@ class _NodeFunction:
     # -- calling ------------------------------------------------------------------------------
 
     def __call__(self, *args: Any, context: Any = None, **kwargs: Any) -> Any:
-        if _builder() is not None:  # inside a @graphify body: a node of its DAG, not a call
-            return _building.get().add(self, args, kwargs)
+        builder = building.get()
+        if builder is not None:  # inside a @graphify body: a node of its DAG, not a call
+            return builder.add(self, args, kwargs)
         if "_after" in kwargs or "_id" in kwargs:
             raise TypeError(f"{self.name}(): _after= and _id= are for calls inside a @graphify body")
         return self._call(args, kwargs, context)
@@ -151,8 +148,6 @@ class _NodeFunction:
 
         async def invoke(node):
             if wants_context:
-                from .context import context_for
-
                 call_kwargs = dict(kwargs)
                 call_kwargs["context"] = context_for(node)
             else:
@@ -160,8 +155,6 @@ class _NodeFunction:
             if is_async:
                 result = await fn(*args, **call_kwargs)
             elif thread:
-                import trio
-
                 result = await trio.to_thread.run_sync(functools.partial(fn, *args, **call_kwargs))
             else:
                 result = fn(*args, **call_kwargs)
@@ -172,8 +165,6 @@ class _NodeFunction:
         return invoke
 
     async def _call(self, args: tuple, kwargs: dict, context: Any) -> Any:
-        from aethergraph.runtime.engine import current_node, current_runtime
-
         if context is not None:
             parent = getattr(context, "_node", None)
             if parent is None:
@@ -191,14 +182,10 @@ class _NodeFunction:
         rt = current_runtime.get()
         if rt is not None:
             return await self._top_level(rt, inputs, invoke)
-        from .api import open_runtime
-
         async with open_runtime() as rt:
             return await self._top_level(rt, inputs, invoke)
 
     async def _top_level(self, rt: Any, inputs: dict, invoke: Any) -> Any:
-        from aethergraph.runtime.errors import GraphFailed
-
         outcome = await rt.run_graph(self.spec, inputs, invoke, entrypoint=self.entrypoint)
         if outcome.ok or isinstance(outcome.error, GraphFailed):
             # A run that ended FAILED through ``Failed(...)`` still hands back its outputs.
@@ -225,8 +212,6 @@ class _NodeFunction:
 
     def sync(self, *args: Any, **inputs: Any) -> Any:
         """Run as a top-level run from synchronous code (``trio.run`` underneath)."""
-        from .api import run
-
         return run(self, *args, **inputs)
 
     run = sync
@@ -280,8 +265,6 @@ class ToolFunction(_NodeFunction):
 
 
 def _is_failed(result: Any) -> bool:
-    from aethergraph.runtime.engine import Failed
-
     return isinstance(result, Failed)
 
 

@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 import attrs
+import trio
 
 from aethergraph.runtime import events as ev
 from aethergraph.runtime.errors import AetherGraphError
@@ -185,6 +186,4 @@ def start_resume(layout: StoreLayout, run_id: str, *, answers: list[str] = (), *
 
 async def start_resume_async(layout: StoreLayout, run_id: str) -> Detached:
     """``start_resume`` from trio (the wait is a thread: it polls the log)."""
-    import trio
-
     return await trio.to_thread.run_sync(lambda: start_resume(layout, run_id))

@@ -32,6 +32,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
+from aethergraph.runtime.engine import current_node, current_runtime
 from aethergraph.runtime.jobs.protocol import JobSpec, JobSpecError, JobState, JobStatus
 from aethergraph.runtime.jobs.runner import JobWaitTimeout, ProcessRunner
 from aethergraph.runtime.jobs.store import UnknownJob
@@ -43,14 +44,10 @@ __all__ = ["JobSpec", "JobSpecError", "JobState", "JobStatus", "JobWaitTimeout",
 
 
 def _runtime():
-    from aethergraph.runtime.engine import current_runtime
-
     return current_runtime.get()
 
 
 def _node():
-    from aethergraph.runtime.engine import current_node
-
     return current_node.get()
 
 

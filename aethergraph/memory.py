@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import attrs
+import msgspec
 import trio
 
 from aethergraph.runtime import events as ev
@@ -26,6 +27,9 @@ from aethergraph.runtime.errors import AetherGraphError
 from aethergraph.runtime.ids import derived_id
 from aethergraph.runtime.store.writer import encode_error
 from aethergraph.runtime.journal import _CANONICAL
+from aethergraph.runtime.store.index import MEMORY_DECODER
+from aethergraph.runtime.store.query import MemoryQuery
+from aethergraph.runtime.store.vectors import pack, searcher
 
 if TYPE_CHECKING:
     from aethergraph.runtime.engine import NodeHandle
@@ -303,8 +307,6 @@ class Memory:
         first: among records of ``kinds`` (default: every embedded kind) in ``scope``. With
         ``with_scores``: ``(score, event)`` pairs. Only records of bound kinds have vectors;
         full-text search (``query(text=...)``) needs no embedder and stays the fast path."""
-        from aethergraph.runtime.store.vectors import searcher
-
         binding = _binding(self._node)
         if binding is None:
             raise NoEmbedder(
@@ -322,8 +324,6 @@ class Memory:
         await rt.writer.wait_durable()  # see what this process recorded a moment ago
 
         def find() -> list[tuple[float, ev.MemoryRecorded]]:
-            from aethergraph.runtime.store.index import MEMORY_DECODER
-
             s = searcher(rt.index)
             hits = s.nearest(binding.name, query, k, kinds=kinds, run_id=filters.get("run_id"),
                              graph=filters.get("graph"))
@@ -336,33 +336,19 @@ class Memory:
     # -- queries ------------------------------------------------------------------------------
 
     async def query(
-        self,
-        *,
-        kinds: Sequence[str] | None = None,
-        tags: Sequence[str] | None = None,
-        entities: Sequence[str] | None = None,
-        run_id: str | None = None,
-        node: str | None = None,
-        topic: str | None = None,
-        since: float | None = None,
-        until: float | None = None,
-        text: str | None = None,
-        limit: int | None = 50,
-        order: str = "desc",
-        scope: str = "graph",
+        self, query: MemoryQuery | None = None, /, *, scope: str = "graph", **filters: Any
     ) -> list[ev.MemoryRecorded]:
-        """Events matching every given filter, newest first (``order="asc"`` for oldest)."""
-        if isinstance(kinds, str):
-            kinds = [kinds]
-        filters = scope_filter(self._node, scope) if run_id is None else {"run_id": run_id}
+        """Events matching every given filter, newest first (``order="asc"`` for oldest).
+
+        The filters are ``MemoryQuery``'s fields (``kinds``, ``tags``, ``entities``, ``run_id``,
+        ``node``, ``topic``, ``since``, ``until``, ``text``, ``limit``, ``order``), given here
+        or as a ``MemoryQuery``; ``scope`` applies unless a ``run_id`` is given."""
+        q = MemoryQuery(**filters) if query is None else msgspec.structs.replace(query, **filters)
+        if q.run_id is None:
+            q = msgspec.structs.replace(q, **scope_filter(self._node, scope))
         rt = self._node.runtime
         await rt.writer.wait_durable()  # read what this process recorded a moment ago
-        return await trio.to_thread.run_sync(
-            lambda: rt.index.memory(
-                kinds=kinds, tags=tags, entities=entities, node=node, topic=topic,
-                since=since, until=until, text=text, limit=limit, order=order, **filters,
-            )
-        )
+        return await trio.to_thread.run_sync(rt.index.memory, q)
 
     async def recent(
         self, kinds: Sequence[str] | None = None, limit: int = 50, *, scope: str = "graph"
@@ -404,8 +390,6 @@ class Memory:
 
 async def _embed(binding: EmbedderBinding, text: str) -> bytes:
     """The bound embedder's vector for ``text``, checked and packed (unit length, float32)."""
-    from aethergraph.runtime.store.vectors import pack
-
     if binding.is_async:
         vector = await binding.embed(text)
     else:

@@ -44,9 +44,7 @@ async def sleep(seconds: float) -> None:
 async def poll(interval_s: float, *, timeout_s: float | None = None, what: str = "polling") -> AsyncIterator[int]:
     if not interval_s > 0:
         raise ValueError(f"interval_s must be > 0, got {interval_s!r}")
-    from aethergraph.runtime.engine import current_runtime
-
-    rt = current_runtime.get()
+    rt = _current_runtime.get()
     nap = rt.timer.sleep_until if rt is not None else trio.sleep_until
     deadline = math.inf if timeout_s is None else trio.current_time() + timeout_s
     n = 0

@@ -25,17 +25,19 @@ from typing import Any
 
 import attrs
 import msgspec
+import trio
 
 from aethergraph.runtime import events as ev
 from aethergraph.runtime.engine import RunOutcome
 from aethergraph.runtime.errors import AetherGraphError, GraphFailed, RunBusy, UnknownRun
 from aethergraph.runtime.history import RunSummary, summarize
 from aethergraph.runtime.ids import RUN_ID_RE
+from aethergraph.runtime.journal import Journal
 from aethergraph.runtime.store.layout import NAMED_RUN_ID_RE, StoreLayout
 from aethergraph.runtime.store import owner
 from aethergraph.runtime.store.logfile import read_events
 
-from .resume import CannotResume, check_resumable
+from .interrupted import CannotResume, check_resumable
 
 
 class RunIdError(AetherGraphError, ValueError):
@@ -131,10 +133,6 @@ async def start_by_id(rt: Any, fn: Any, run_id: str, inputs: dict[str, Any], *,
                       entrypoint: str | None = None) -> tuple[RunOutcome, str]:
     """Start, resume or look up the run ``run_id`` of ``fn`` in ``rt``; returns the outcome and
     which it was: ``"started"``, ``"resumed"`` or ``"recorded"`` (nothing ran)."""
-    import trio
-
-    from aethergraph.runtime.journal import Journal
-
     layout = rt.layout
     check_run_id(run_id)
     if run_id in rt.runs:

@@ -12,6 +12,12 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import trio
+
+from aethergraph.runtime.engine import current_runtime
+
+from .context import NodeContext, current_context
+
 _REGISTRY: dict[str, Any] = {}
 
 
@@ -19,13 +25,9 @@ def register_context_service(name: str, service: Any) -> Any:
     """Make ``service`` reachable from every node as ``context.<name>()``."""
     if not isinstance(name, str) or not name.isidentifier() or name.startswith("_"):
         raise ValueError(f"service name must be a public identifier, got {name!r}")
-    from .context import NodeContext
-
     if hasattr(NodeContext, name):
         raise ValueError(f"service name {name!r} would hide NodeContext.{name}()")
     _REGISTRY[name] = service
-    from aethergraph.runtime.engine import current_runtime  # only reached when a runtime may be open
-
     rt = current_runtime.get()
     if rt is not None:
         rt.attach_service(name, service)
@@ -52,14 +54,10 @@ class Service:
     @property
     def context(self):
         """The NodeContext of the node calling into this service right now (or None)."""
-        from .context import current_context
-
         return current_context()
 
     def spawn(self, fn: Callable[..., Awaitable[Any]], *args: Any, name: str | None = None) -> None:
         """Run ``fn(*args)`` in the background, supervised by the runtime's service nursery."""
-        from aethergraph.runtime.engine import current_runtime
-
         rt = current_runtime.get()
         if rt is None:
             raise RuntimeError(f"{type(self).__name__}.spawn needs an open runtime (call it from a node)")
@@ -67,8 +65,6 @@ class Service:
 
     def critical(self):
         """``async with self.critical():`` — one caller at a time in the block."""
-        import trio
-
         lock = self.__dict__.get("_ag_lock")
         if lock is None:
             lock = self.__dict__["_ag_lock"] = trio.Lock()

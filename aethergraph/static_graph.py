@@ -18,18 +18,18 @@ builds a ``BoundGraph`` and runs nothing until it is awaited.
 
 from __future__ import annotations
 
-import contextvars
 import inspect
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import attrs
 
-from .decorators import GraphFunction, _NodeFunction
+from aethergraph.runtime import events as ev
+from aethergraph.runtime.dag import ON_ERROR, run_dag, topological_order
+from aethergraph.runtime.engine import Failed
+from aethergraph.runtime.errors import NodeCancelled
 
-building: contextvars.ContextVar[Builder | None] = contextvars.ContextVar(
-    "aethergraph_graphify_builder", default=None
-)
+from .decorators import GraphFunction, _NodeFunction, building
 
 _ID_OK = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.")
 RESERVED = ("max_concurrency", "on_error", "context")
@@ -134,8 +134,6 @@ class StaticGraph:
     def describe(self) -> str:
         """What ``ag graph`` prints: one line per node (id, what it calls, what it waits on), in
         an order that runs."""
-        from aethergraph.runtime.dag import topological_order
-
         order = topological_order(self.deps)
         width = max((len(i) for i in order), default=0)
         lines = [f"graph {self.name}: {len(self.nodes)} node{'s' if len(self.nodes) != 1 else ''}, "
@@ -154,8 +152,6 @@ class StaticGraph:
 
     def planned(self) -> list[Any]:
         """The shape as the log records it (``GraphPlanned``)."""
-        from aethergraph.runtime import events as ev
-
         return [ev.DagNode(id=n.id, name=n.fn.name, kind=n.fn.kind, deps=list(n.deps),
                            after=[a for a in n.deps if a not in n.data]) for n in self.nodes.values()]
 
@@ -297,8 +293,6 @@ class GraphifyFunction(GraphFunction):
             if name in self.signature.parameters:
                 raise TypeError(f"@graphify {self.name}: {name!r} cannot be a graph input (it is an option "
                                 "of the run)")
-        from aethergraph.runtime.dag import ON_ERROR
-
         if on_error not in ON_ERROR:
             raise ValueError(f"on_error must be one of {', '.join(ON_ERROR)}, got {on_error!r}")
         self.max_concurrency = max_concurrency
@@ -321,8 +315,6 @@ class GraphifyFunction(GraphFunction):
                 raise GraphBuildError(f"@graphify {self.name}: the body returned an awaitable; it must be "
                                       "a plain def that calls tools")
             graph = StaticGraph(self.name, names, builder.nodes, returns)
-            from aethergraph.runtime.dag import topological_order
-
             topological_order(graph.deps)  # a cycle cannot be built (handles only point back)
             self._check_outputs(returns)
             self._graph = graph
@@ -376,12 +368,6 @@ class GraphifyFunction(GraphFunction):
         normalize = self._normalize
 
         async def invoke(node):
-            from aethergraph.runtime.dag import run_dag
-            from aethergraph.runtime.engine import Failed
-            from aethergraph.runtime.errors import NodeCancelled
-
-            from aethergraph.runtime import events as ev
-
             rt, run = node.runtime, node.run
             results: dict[str, Any] = {}
             node.emit(ev.GraphPlanned, nodes=planned, max_concurrency=max_concurrency, on_error=on_error)

@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import inspect
 import sys
 from pathlib import Path
 from typing import Any
+
+from aethergraph.runtime.exits import UsageError
+
+from .decorators import _NodeFunction, graph_fn
+from .typed import InputError
 
 FILE_MODULE_PREFIX = "_ag_target_"
 
@@ -43,15 +49,27 @@ def load_target(target: str) -> Any:
 
 def as_graph_function(obj: Any) -> Any:
     """A decorated node as is; a plain async function is wrapped as a graph_fn."""
-    from .decorators import _NodeFunction, graph_fn
-
     if isinstance(obj, _NodeFunction):
         return obj
-    import inspect
-
     if inspect.iscoroutinefunction(obj):
         return graph_fn(obj)
     raise TargetError(f"{getattr(obj, '__qualname__', obj)!r} is neither a @graph_fn/@tool nor an async function")
+
+
+def check_inputs(fn: Any, inputs: dict[str, Any]) -> None:
+    """Inputs that do not fit the function fail here, before anything opens (``ag run`` and
+    ``ag tui --run`` exit 2): missing or unknown names, and typed parameters that cattrs
+    cannot structure (naming the field)."""
+    try:
+        fn.signature.bind(**inputs, **({"context": None} if fn.wants_context else {}))
+    except TypeError as exc:
+        raise UsageError(f"inputs do not fit {fn.name}{fn.signature}: {exc}") from None
+    try:
+        fn.prepare_inputs(inputs)
+    except InputError as exc:
+        raise UsageError(f"inputs do not fit {fn.name}: {exc}") from None
+    except RecursionError:
+        raise UsageError(f"inputs do not fit {fn.name}: nested too deeply") from None
 
 
 def _load_file(path: Path) -> Any:

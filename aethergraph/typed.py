@@ -25,6 +25,8 @@ from collections.abc import Callable
 from typing import Any
 
 import attrs
+from cattrs.errors import BaseValidationError, ForbiddenExtraKeysError
+from cattrs.preconf.json import make_converter
 
 
 class InputError(TypeError):
@@ -51,8 +53,6 @@ def converter():
     """The one converter (built on first use: cattrs is only imported when a typed input is)."""
     global _converter
     if _converter is None:
-        from cattrs.preconf.json import make_converter
-
         c = make_converter(forbid_extra_keys=True)
 
         def strict(tp: type, ok: Callable[[Any], bool]):
@@ -90,8 +90,6 @@ def _type_name(tp: Any) -> str:
 
 def _describe(exc: BaseException, path: str, tp: Any) -> list[str]:
     """One line per leaf error of a cattrs detailed-validation error, each with its path."""
-    from cattrs.errors import BaseValidationError, ForbiddenExtraKeysError
-
     if isinstance(exc, ForbiddenExtraKeysError):
         extra = ", ".join(sorted(map(repr, exc.extra_fields)))
         return [f"{path}: unknown field{'s' if len(exc.extra_fields) > 1 else ''} {extra}"]

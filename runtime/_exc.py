@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import trio
+
 
 def _sole(exc: BaseException) -> BaseException | None:
     while isinstance(exc, BaseExceptionGroup):
@@ -45,8 +47,6 @@ def leaves(exc: BaseException) -> list[BaseException]:
 def real_leaves(exc: BaseException) -> list[BaseException]:
     """The leaves that say what went wrong: not the ``Cancelled`` of siblings a failure took
     down with it (all of them when there is nothing else)."""
-    import trio
-
     found = leaves(exc)
     real = [e for e in found if not isinstance(e, trio.Cancelled)]
     return real or found

@@ -35,6 +35,7 @@ from ._exc import unwrap_single
 from .errors import AskTimeout, InvalidAnswer, NoAnswerAvailable
 from .ids import derived_id
 from .journal import content_hash, with_occurrence
+from .store.artifacts import check_name, sha_from_ref
 
 ASK_KINDS = ("text", "approval", "choice", "files")
 # The largest file a files ask takes unless it says otherwise.
@@ -194,8 +195,6 @@ def normalize_files(value: Any, spec: ev.FileAskSpec, blobs: Any = None) -> str:
     files an answerer sends (checked: names, count, sizes, accept patterns and, given the
     store's ``blobs``, that each blob is there with that size), or, given ``blobs``, path text
     (checked and copied here)."""
-    from .store.artifacts import check_name, sha_from_ref
-
     if not isinstance(value, str):
         raise InvalidAnswer(f"an answer must be text, got {type(value).__name__}")
     text = value.strip()

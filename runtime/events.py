@@ -10,6 +10,7 @@ Every event carries ``run_id``, ``node`` (the node path, empty for run-level fac
 
 from __future__ import annotations
 
+import traceback
 from typing import Any, Union
 
 import msgspec
@@ -341,7 +342,5 @@ def decode(line: bytes | str) -> Event:
 
 
 def error_info(exc: BaseException, *, with_traceback: bool = True) -> ErrorInfo:
-    import traceback
-
     tb = "".join(traceback.format_exception(exc)) if with_traceback else ""
     return ErrorInfo(type=type(exc).__qualname__, message=str(exc), traceback=tb)

@@ -34,6 +34,8 @@ from textual.reactive import reactive
 from textual.screen import ModalScreen
 
 from aethergraph.runtime import events as ev
+from aethergraph.runtime.exits import EXIT_INTERRUPTED, EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE, UsageError
+from aethergraph.runtime.frontend import entrypoint, parse_inputs
 from aethergraph.runtime.store.layout import StoreLayout, resolve_home
 from aethergraph.runtime.textsafe import one_line, visible
 
@@ -56,7 +58,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("aethergraph.tui")
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_FAILED = EXIT_RUN_FAILED
 
 
 class _NotifyHandler(logging.Handler):
@@ -683,45 +685,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--input", "-i", metavar="JSON", default=None, help="inputs for --run, as a JSON object")
 
 
-def _entrypoint(target: str) -> str:
-    where, _, attr = target.rpartition(":")
-    if where.endswith(".py") or "/" in where:
-        return f"{Path(where).expanduser().resolve()}:{attr}"
-    return target
-
-
 def _load_hosted(target: str, text: str | None) -> tuple[Any, dict[str, Any]]:
-    """The function and inputs for ``--run``; ValueError with one line for the user."""
-    import msgspec
+    """The function and inputs for ``--run``, checked as ``ag run`` checks them; ``UsageError``
+    with one line for the user."""
+    # The dashboard's one reach into aethergraph's API for loading code: ``--run`` runs the
+    # user's graph in this process. Imported here, lazily, because only ``--run`` needs it.
+    from aethergraph.targets import TargetError, check_inputs, load_target
 
-    from aethergraph.targets import TargetError, load_target
-
-    inputs: dict[str, Any] = {}
-    if text is not None:
-        try:
-            inputs = msgspec.json.decode(text)
-        except msgspec.DecodeError as exc:
-            raise ValueError(f"--input is not valid JSON: {exc}") from None
-        except RecursionError:
-            raise ValueError("--input is nested too deeply to be read") from None
-        if not isinstance(inputs, dict):
-            raise ValueError(f"--input must be a JSON object, got {type(inputs).__name__}")
+    inputs = parse_inputs(text)
     try:
         fn = load_target(target)
     except TargetError as exc:
-        raise ValueError(str(exc)) from None
-    try:
-        fn.signature.bind(**inputs, **({"context": None} if fn.wants_context else {}))
-    except TypeError as exc:
-        raise ValueError(f"inputs do not fit {fn.name}{fn.signature}: {exc}") from None
-    from aethergraph.typed import InputError
-
-    try:  # typed parameters: refused here, before the dashboard starts, as `ag run` does
-        fn.prepare_inputs(inputs)
-    except InputError as exc:
-        raise ValueError(f"inputs do not fit {fn.name}: {exc}") from None
-    except RecursionError:
-        raise ValueError(f"inputs do not fit {fn.name}: nested too deeply") from None
+        raise UsageError(str(exc)) from None
+    check_inputs(fn, inputs)  # typed parameters: refused here, before the dashboard starts
     return fn, inputs
 
 
@@ -731,18 +707,18 @@ def main(args: argparse.Namespace | Sequence[str] | None = None) -> int:
         parser = argparse.ArgumentParser(prog="ag tui", description="The AetherGraph terminal dashboard.")
         add_arguments(parser)
         args = parser.parse_args(list(args) if args is not None else None)
-    fn, inputs, entrypoint = None, {}, ""
+    fn, inputs, where = None, {}, ""
     if args.run:
         try:
             fn, inputs = _load_hosted(args.run, args.input)
-        except ValueError as exc:
+        except UsageError as exc:
             print(f"ag: {exc}", file=sys.stderr)
             return EXIT_USAGE
-        entrypoint = _entrypoint(args.run)
+        where = entrypoint(args.run)
     elif args.input is not None:
         print("ag: --input goes with --run TARGET", file=sys.stderr)
         return EXIT_USAGE
-    app = AetherGraphApp(home=args.home, run=fn, inputs=inputs, entrypoint=entrypoint)
+    app = AetherGraphApp(home=args.home, run=fn, inputs=inputs, entrypoint=where)
     result = app.run()
     if app.return_code:
         return app.return_code

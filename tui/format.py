@@ -7,6 +7,7 @@ cannot tell red from green must read the same table.
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -14,9 +15,10 @@ import msgspec
 from rich.text import Text
 
 from aethergraph.runtime import events as ev
+from aethergraph.runtime.describe import describe, dur, short, tag, when
 from aethergraph.runtime.textsafe import one_line, visible
 
-__all__ = ["one_line", "visible"]
+__all__ = ["describe", "dur", "one_line", "short", "tag", "visible", "when"]
 
 # Colours are the bright entries of the 16-colour palette, written as RGB: a terminal with true
 # colour shows them as they are, and one with 16 (TERM=screen) gets exactly that entry back
@@ -87,13 +89,6 @@ def plain(value: object) -> Text:
     return Text(one_line(value if isinstance(value, str) else str(value)))
 
 
-def when(ts: float | None) -> str:
-    """Local date and time, to the second (like ``ag runs``)."""
-    if ts is None:
-        return "-"
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
-
-
 def short_when(ts: float | None, now: float | None = None) -> str:
     """``HH:MM:SS`` today, ``MM-DD HH:MM`` before: eleven columns at most, for 80-column tables."""
     if ts is None:
@@ -121,85 +116,13 @@ def clock(ts: float) -> str:
     return time.strftime("%H:%M:%S", time.localtime(ts))
 
 
-def dur(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    seconds = max(0.0, seconds)
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    if seconds < 3600:
-        return f"{int(seconds // 60)}m{int(seconds % 60):02d}s"
-    if seconds < 86400:
-        return f"{int(seconds // 3600)}h{int(seconds % 3600 // 60):02d}m"
-    return f"{int(seconds // 86400)}d{int(seconds % 86400 // 3600):02d}h"
-
-
-def short(value: Any, limit: int = 80) -> str:
-    text = value if isinstance(value, str) else msgspec.json.encode(value, enc_hook=repr).decode()
-    text = one_line(" ".join(text.split()))
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
 def clip(text: str, width: int) -> str:
     """At most ``width`` characters, controls shown (every caller shows run-derived text)."""
     text = one_line(text)
     return text if len(text) <= width else text[: max(0, width - 1)] + "…"
 
 
-def tag(event: ev.Event) -> str:
-    return type(event).__struct_config__.tag
-
-
-def event_detail(e: ev.Event) -> str:
-    """What an event says, in one line (the node and time are shown beside it), with the
-    run's control characters shown rather than obeyed."""
-    return one_line(_event_detail(e))
-
-
-def _event_detail(e: ev.Event) -> str:
-    t = type(e)
-    if t is ev.RunStarted:
-        return f"{e.graph} inputs={short(e.inputs, 60)}"
-    if t is ev.RunResumed:
-        return f"attempt {e.attempt} (pid {e.pid}, {e.replayable_steps} replayable steps)"
-    if t is ev.RunFinished:
-        return e.status.upper() + (f" {e.error.type}: {e.error.message}" if e.error else "")
-    if t is ev.NodeStarted:
-        return f"{e.kind} {e.name}" + (f" {short(e.inputs, 50)}" if e.inputs else "")
-    if t is ev.NodeFinished:
-        return f"ok in {e.duration_s:.2f}s → {short(e.outputs, 50)}"
-    if t is ev.NodeFailed:
-        return f"{e.error.type}: {e.error.message}"
-    if t is ev.NodeCancelled:
-        return e.reason + (f" (by {e.by})" if e.by else "")
-    if t is ev.NodeTimedOut:
-        return f"timed out after {e.timeout_s:g}s (attempt {e.attempt})"
-    if t is ev.AttemptRetried:
-        why = f"{e.error.type}: {e.error.message}" if e.error else (
-            f"asked by {e.requested_by}" if e.requested_by else "timed out")
-        return f"attempt {e.attempt} → {e.attempt + 1} in {e.delay_s:.2f}s ({why})"
-    if t is ev.MemoryRecorded:
-        return f"{e.kind} {short(e.data, 50)}" + (f" #{' #'.join(e.tags)}" if e.tags else "")
-    if t is ev.ArtifactWritten:
-        return f"{e.name} ({e.size} B)"
-    if t is ev.ArtifactPinned:
-        return f"{'pinned' if e.pinned else 'unpinned'} {e.ref}"
-    if t is ev.AskOpened:
-        return f"{e.ask_id} [{e.ask_kind}] {e.prompt}" + (f" {e.options}" if e.options else "")
-    if t is ev.AskAnswered:
-        return f"{e.ask_id} = {e.answer!r} (by {e.by})"
-    if t is ev.AskExpired:
-        return f"{e.ask_id} closed: {e.reason}"
-    if t is ev.MessageSent:
-        return e.text
-    if t is ev.Log:
-        return f"{e.level}: {e.message}"
-    if t is ev.Progress:
-        total = f"/{e.total:g}" if e.total is not None else ""
-        return f"{e.title} {e.state} {e.current:g}{total} {e.subtitle}".rstrip()
-    if t is ev.GraphPlanned:
-        return f"{len(e.nodes)} nodes: " + ", ".join(n.id for n in e.nodes[:20]) + (" …" if len(e.nodes) > 20 else "")
-    return ""
+event_detail = describe  # what the timeline says of an event: the same text `ag show` prints
 
 
 # Short names for the timeline: at 80 columns every character of the type column is one less
@@ -283,9 +206,9 @@ def progress_line(e: ev.Progress, first: tuple[float, float] | None, width: int)
     return line
 
 
-def _block(value: Any) -> str:
-    """A value as indented JSON for reading, its strings' control characters shown."""
-    import json
+def json_block(value: Any) -> str:
+    """A value as indented JSON for reading, its strings' control characters shown (JSON
+    itself escapes only C0; C1, DEL and bidi overrides would reach the terminal)."""
 
     def safe(v: Any) -> Any:
         if isinstance(v, str):
@@ -321,10 +244,10 @@ def node_detail(path: str, model: Any) -> Text:
             head("error")
             out.append(visible(s.error) + "\n", style=bad_style())
         head("inputs")
-        out.append(_block(s.inputs) + "\n")
+        out.append(json_block(s.inputs) + "\n")
         if s.outputs is not None:
             head("outputs")
-            out.append(_block(s.outputs) + "\n")
+            out.append(json_block(s.outputs) + "\n")
         failed = [p for p, n in s.nodes.items() if n.state in (ev.FAILED, ev.TIMED_OUT)]
         if failed:
             head(f"failed nodes ({len(failed)}; pick one in the tree for its inputs and traceback)")
@@ -354,8 +277,8 @@ def node_detail(path: str, model: Any) -> Text:
         out.append(visible(error.traceback.rstrip()) + "\n")
     if start is not None:
         head("inputs")
-        out.append(_block(start.inputs) + "\n")
+        out.append(json_block(start.inputs) + "\n")
     if end is not None and getattr(end, "outputs", None) is not None:
         head("outputs")
-        out.append(_block(end.outputs) + "\n")
+        out.append(json_block(end.outputs) + "\n")
     return out

@@ -8,12 +8,13 @@ the index serialises its own connections.
 
 from __future__ import annotations
 
+import json
 import shutil
 import threading
 from pathlib import Path
 from typing import Any
 
-import attrs
+import msgspec
 
 from aethergraph.runtime import events as ev
 from aethergraph.runtime.errors import StoreError
@@ -21,53 +22,14 @@ from aethergraph.runtime.store.artifacts import BlobStore, check_name, sha_from_
 from aethergraph.runtime.store.index import Index, job_counts
 from aethergraph.runtime.store.layout import StoreLayout
 from aethergraph.runtime.store.logfile import read_events
+from aethergraph.runtime.store.query import MemoryQuery
 from aethergraph.runtime.textsafe import visible
 
+from .format import json_block
+
+__all__ = ["MemoryQuery", "StoreReader", "describe_blob", "event_json"]
+
 PREVIEW_BYTES = 64 * 1024
-
-
-@attrs.define
-class MemoryQuery:
-    """``kind:K tag:T entity:E run:ID graph:G node:PATH since:2h until:… words`` as fields."""
-
-    kinds: list[str] = attrs.field(factory=list)
-    tags: list[str] = attrs.field(factory=list)
-    entities: list[str] = attrs.field(factory=list)
-    run_id: str | None = None
-    graph: str | None = None
-    node: str | None = None
-    since: float | None = None
-    until: float | None = None
-    text: str | None = None
-
-    @classmethod
-    def parse(cls, line: str) -> "MemoryQuery":
-        """One line, k9s-style; raises ValueError naming what it could not read."""
-        from aethergraph.cli.main import CliError
-        from aethergraph.cli.store_cmds import parse_time
-
-        q = cls()
-        words: list[str] = []
-        for token in line.split():
-            key, sep, value = token.partition(":")
-            if not sep or not value or key not in ("kind", "tag", "entity", "run", "graph", "node", "since", "until"):
-                words.append(token)
-                continue
-            if key == "kind":
-                q.kinds.append(value)
-            elif key == "tag":
-                q.tags.append(value)
-            elif key == "entity":
-                q.entities.append(value)
-            elif key in ("since", "until"):
-                try:
-                    setattr(q, key, parse_time(value))
-                except CliError as exc:
-                    raise ValueError(str(exc)) from None
-            else:
-                setattr(q, "run_id" if key == "run" else key, value)
-        q.text = " ".join(words) or None
-        return q
 
 
 class StoreReader:
@@ -133,11 +95,7 @@ class StoreReader:
         index = self.index()
         if index is None:
             return []
-        return index.memory(
-            kinds=query.kinds or None, tags=query.tags or None, entities=query.entities or None,
-            run_id=query.run_id, graph=query.graph, node=query.node, since=query.since,
-            until=query.until, text=query.text, limit=limit,
-        )
+        return index.memory(msgspec.structs.replace(query, limit=limit))
 
     def artifacts(self, run_id: str | None = None, limit: int = 500) -> list[tuple[ev.ArtifactWritten, bool]]:
         index = self.index()
@@ -183,8 +141,6 @@ class StoreReader:
 
 def describe_blob(data: bytes, size: int, mime: str, name: str) -> tuple[str, str]:
     """(lexer, text) for a preview: pretty JSON, text, or a line saying it is binary."""
-    import json
-
     truncated = size > len(data)
     looks_json = mime.endswith("json") or name.endswith(".json")
     try:
@@ -209,20 +165,5 @@ def describe_blob(data: bytes, size: int, mime: str, name: str) -> tuple[str, st
 
 
 def event_json(e: Any) -> str:
-    """An event as pretty JSON for a person: its strings with control characters shown (JSON
-    itself escapes only C0; C1, DEL and bidi overrides would reach the terminal)."""
-    import json
-
-    import msgspec
-
-    return json.dumps(_visible_strings(msgspec.to_builtins(e)), indent=2, ensure_ascii=False, default=repr)
-
-
-def _visible_strings(value: Any) -> Any:
-    if isinstance(value, str):
-        return visible(value)
-    if isinstance(value, dict):
-        return {visible(str(k)): _visible_strings(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_visible_strings(v) for v in value]
-    return value
+    """An event as pretty JSON for a person, its strings' control characters shown."""
+    return json_block(e)

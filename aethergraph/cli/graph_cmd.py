@@ -9,25 +9,16 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from .main import EXIT_OK, CliError
+import msgspec
 
+from aethergraph.runtime.exits import EXIT_OK
 
-def add_parser(sub: Any) -> None:
-    p = sub.add_parser(
-        "graph", help="print a @graphify graph's nodes, ids and edges without running it",
-        description="Build a @graphify graph without running it and print its DAG: one line per "
-        "node (id, the tool it calls, the ids it waits for; '(after)' marks ordering without data).",
-    )
-    p.add_argument("target", help="path/to/file.py:graph or package.module:graph")
-    p.add_argument("--json", action="store_true", help="nodes and edges as one JSON object")
+from ..static_graph import GraphBuildError, GraphifyFunction
+from ..targets import TargetError, load_target
+from .main import CliError
 
 
 def cmd_graph(args: Any) -> int:
-    import msgspec
-
-    from ..static_graph import GraphBuildError, GraphifyFunction
-    from ..targets import TargetError, load_target
-
     try:
         fn = load_target(args.target)
     except TargetError as exc:

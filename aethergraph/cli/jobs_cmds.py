@@ -12,49 +12,32 @@ job's, through its scheduler to its worker).
 
 from __future__ import annotations
 
+import getpass
+import socket
 import sys
 import time
 from typing import Any
 
 import msgspec
 
-from .main import EXIT_OK, EXIT_RUN_FAILED, CliError
+from aethergraph.runtime.describe import dur
+from aethergraph.runtime.exits import EXIT_OK, EXIT_RUN_FAILED
+from aethergraph.runtime.jobs.control import request_cancel, wait_terminal
+from aethergraph.runtime.jobs.store import JobStore, UnknownJob
+from aethergraph.runtime.store.index import Index, job_rows
+
+from .history_cmds import _layout, said_all, table
+from .main import CliError
 
 TERMINAL = ("succeeded", "failed", "cancelled", "lost")
 
 
-def add_parser(sub: Any, add_home: Any) -> None:
-    p = sub.add_parser("jobs", help="process jobs: list, logs, cancel")
-    p.add_argument("--run", default=None, help="only jobs of this run")
-    p.add_argument("--json", action="store_true", help="JSON for scripts")
-    add_home(p)
-    jsub = p.add_subparsers(dest="jobs_command", metavar="SUBCOMMAND")
-    q = jsub.add_parser("logs", help="a job's output")
-    q.add_argument("job_id")
-    q.add_argument("--follow", "-f", action="store_true", help="keep printing until the job ends")
-    q.add_argument("--stderr", action="store_true", help="stderr instead of stdout")
-    q.add_argument("--tail", "-n", type=int, default=None, help="only the last N lines")
-    add_home(q)
-    q = jsub.add_parser("cancel", help="cancel a job (its whole process group)")
-    q.add_argument("job_id")
-    q.add_argument("--grace", type=float, default=None, metavar="SECONDS",
-                   help="between SIGTERM and SIGKILL (default: the job's own grace_s)")
-    add_home(q)
-
-
 def _store(home: str | None):
-    from aethergraph.runtime.jobs.store import JobStore
-    from aethergraph.runtime.store.layout import StoreLayout
-
-    layout = StoreLayout.at(home)
-    if not layout.exists():
-        raise CliError(f"no store at {layout.home} (run something first, or pass --home)")
+    layout = _layout(home)
     return layout, JobStore(layout.home)
 
 
 def _job(store: Any, job_id: str):
-    from aethergraph.runtime.jobs.store import UnknownJob
-
     try:
         return store.read(job_id)
     except UnknownJob as exc:
@@ -73,10 +56,6 @@ def cmd_jobs(args: Any) -> int:
 
 
 def cmd_list(args: Any) -> int:
-    from aethergraph.runtime.store.index import Index, job_rows
-
-    from .history_cmds import _dur, table
-
     layout, store = _store(args.home)
     index = Index(layout)
     try:
@@ -98,16 +77,12 @@ def cmd_list(args: Any) -> int:
                      exit_code=st.exit_code, error=st.error, pid=st.pid, worker=st.worker)
         start = r["started"]
         r["elapsed_s"] = None if start is None else (r["ended"] or now) - start
-    if args.json:
-        print(msgspec.json.encode(rows).decode())
-        return EXIT_OK
-    if not rows:
-        print("no jobs" + (f" in run {args.run}" if args.run else ""))
+    if said_all(args, rows, "no jobs" + (f" in run {args.run}" if args.run else "")):
         return EXIT_OK
     where = any(r["worker"] for r in rows)  # a WORKER column only when a cluster ran some
     out = [
         [r["job_id"], r["state"].upper(), "" if r["exit_code"] is None else str(r["exit_code"]),
-         _dur(r["elapsed_s"]), r["run_id"], r["node"], _argv(r["argv"], r["name"])]
+         dur(r["elapsed_s"]), r["run_id"], r["node"], _argv(r["argv"], r["name"])]
         + ([_argv([r["worker"]], "")] if where else [])
         for r in rows
     ]
@@ -161,11 +136,6 @@ def cmd_logs(args: Any) -> int:
 
 
 def cmd_cancel(args: Any) -> int:
-    import getpass
-    import socket
-
-    from aethergraph.runtime.jobs.control import request_cancel, wait_terminal
-
     _, store = _store(args.home)
     st = _job(store, args.job_id)
     if st.terminal and st.state.value != "lost":

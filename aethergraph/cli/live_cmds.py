@@ -7,21 +7,42 @@ line and exits 2.
 
 from __future__ import annotations
 
+import signal
 import sys
 import time
 from typing import Any
 
 import msgspec
+import trio
+from trio_websocket import ConnectionClosed
 
-from .history_cmds import _dur, _event_line, _layout, _when, table
-from .main import EXIT_OK, EXIT_RUN_FAILED, CliError
+from aethergraph.runtime import events as ev
+from aethergraph.runtime.asks import store_paths
+from aethergraph.runtime.describe import describe, dur, tag, when
+from aethergraph.runtime.errors import InvalidAnswer, UnknownRun
+from aethergraph.runtime.exits import EXIT_INTERRUPTED, EXIT_OK, EXIT_RUN_FAILED
+from aethergraph.runtime.history import effective_status, summarize
+from aethergraph.runtime.sidecar.client import (
+    LIVE,
+    NoRuntime,
+    SidecarClient,
+    SidecarError,
+    connect_for_run,
+    each_runtime,
+    find_runtimes,
+)
+from aethergraph.runtime.store.artifacts import BlobStore
+from aethergraph.runtime.store.index import Index
+from aethergraph.runtime.store.logfile import read_events
+from aethergraph.runtime.textsafe import one_line
+
+from ..console import ConsolePrinter, _out, _write_prompt, answered_files, stdin_lines
+from ..resume import CannotResume, answer_offline
+from .history_cmds import CONTROL, _layout, print_runs, said_all, table
+from .main import CliError
 
 
 def _run(main) -> Any:
-    import trio
-
-    from aethergraph.runtime.sidecar.client import NoRuntime, SidecarError
-
     try:
         return trio.run(main)
     except NoRuntime as exc:
@@ -31,24 +52,17 @@ def _run(main) -> Any:
 
 
 def cmd_live_runs(args: Any) -> int:
-    from aethergraph.runtime.sidecar.client import each_runtime
-
     _layout(args.home)
 
     async def main():
         return [r for rs in await each_runtime(args.home, lambda c: c.list_runs()) for r in rs]
 
     runs = _run(main)
-    if args.json:
-        print(msgspec.json.encode(runs).decode())
-        return EXIT_OK
-    if not runs:
-        print("no live runs")
+    if said_all(args, runs, "no live runs"):
         return EXIT_OK
     now = time.time()
-    rows = [[r.run_id, r.graph, "RUNNING", _when(r.started), _dur(now - r.started), str(r.pending_asks or "")]
-            for r in sorted(runs, key=lambda r: -r.started)]
-    print(table(rows, ["RUN", "GRAPH", "STATUS", "STARTED", "DURATION", "ASKS"]))
+    print_runs((r.run_id, r.graph, ev.RUNNING, r.started, now - r.started, r.pending_asks)
+               for r in sorted(runs, key=lambda r: -r.started))
     return EXIT_OK
 
 
@@ -58,9 +72,6 @@ INTERRUPTED_NOTE = "interrupted: the answer is kept for the resume"
 def _interrupted_asks(layout) -> list[dict[str, Any]]:
     """Open asks of runs whose process is gone, from the index: ``ag answer`` keeps an answer
     in the run's log for ``ag resume``. The same asks ``ag runs`` counts in its ASKS column."""
-    from aethergraph.runtime import events as ev
-    from aethergraph.runtime.history import effective_status
-    from aethergraph.runtime.store.index import Index
 
     index = Index(layout)
     try:
@@ -78,8 +89,6 @@ def _interrupted_asks(layout) -> list[dict[str, Any]]:
 
 
 def cmd_asks(args: Any) -> int:
-    from aethergraph.runtime.sidecar.client import each_runtime, find_runtimes
-
     layout = _layout(args.home)
     live: list[Any] = []
     if find_runtimes(args.home):
@@ -97,11 +106,7 @@ def cmd_asks(args: Any) -> int:
         + [{**a, "run_status": "interrupted"} for a in offline],
         key=lambda a: a["opened"],
     )
-    if args.json:
-        print(msgspec.json.encode(asks).decode())
-        return EXIT_OK
-    if not asks:
-        print("no pending asks")
+    if said_all(args, asks, "no pending asks"):
         return EXIT_OK
     now = time.time()
     rows = []
@@ -111,7 +116,7 @@ def cmd_asks(args: Any) -> int:
         elif a["timeout_s"] is None:
             left = "-"
         else:
-            left = _dur(max(0.0, a["opened"] + a["timeout_s"] - now))
+            left = dur(max(0.0, a["opened"] + a["timeout_s"] - now))
         prompt = a["prompt"] + (f" {a['options']}" if a["options"] else "")
         rows.append([a["ask_id"], a["run_id"], a["node"], a["kind"], prompt, left])
     print(table(rows, ["ASK", "RUN", "NODE", "KIND", "PROMPT", "EXPIRES IN"]))
@@ -125,9 +130,6 @@ class _Refused(CliError):
 def _file_answer(layout, ask_id: str, kind: str, spec: Any, files: list[str]) -> str:
     """``ag answer ASK --file PATH``: the files checked here and copied into the store (this
     process shares the store with the run); the answer sent is what was stored."""
-    from aethergraph.runtime.asks import store_paths
-    from aethergraph.runtime.errors import InvalidAnswer
-    from aethergraph.runtime.store.artifacts import BlobStore
 
     if kind != "files":
         raise _Refused(f"ask {ask_id} is a {kind} ask: answer it with a value, not --file")
@@ -139,9 +141,6 @@ def _file_answer(layout, ask_id: str, kind: str, spec: Any, files: list[str]) ->
 
 def _offline_file_spec(layout, ask_id: str) -> Any:
     """The full spec of an interrupted run's files ask, from its ``ask_opened`` event."""
-    from aethergraph.runtime import events as ev
-    from aethergraph.runtime.store.logfile import read_events
-
     for a in _interrupted_asks(layout):
         if a["ask_id"] == ask_id:
             for e in read_events(layout.existing_run_log(a["run_id"]), warn=False):
@@ -151,11 +150,6 @@ def _offline_file_spec(layout, ask_id: str) -> Any:
 
 
 def cmd_answer(args: Any) -> int:
-    from aethergraph.runtime import events as ev
-    from aethergraph.runtime.sidecar.client import NoRuntime, SidecarClient, SidecarError, find_runtimes
-
-    from ..console import answered_files
-
     layout = _layout(args.home)
     adverts = find_runtimes(args.home)
     if bool(args.file) == (args.value is not None):
@@ -163,7 +157,6 @@ def cmd_answer(args: Any) -> int:
                        else "give the answer: a VALUE, or --file PATH for a files ask")
 
     async def main():
-        import trio
 
         for advert in adverts:
             try:
@@ -191,9 +184,7 @@ def cmd_answer(args: Any) -> int:
             raise
         # Nobody live has it: maybe its run was interrupted. The answer then waits in the
         # run's log for `ag resume`.
-        from aethergraph.runtime.errors import InvalidAnswer
 
-        from ..resume import CannotResume, answer_offline
 
         try:
             value = args.value
@@ -215,43 +206,29 @@ def cmd_answer(args: Any) -> int:
 
 
 def cmd_cancel(args: Any) -> int:
-    from aethergraph.runtime.sidecar.client import connect_for_run
-
-    _layout(args.home)
-
-    async def main():
-        async with connect_for_run(args.home, args.run_id, client="ag cancel") as c:
-            await c.cancel(args.run_id, args.node or "", args.reason or "")
-
-    _run(main)
     what = f"node {args.node} of run {args.run_id}" if args.node else f"run {args.run_id}"
-    print(f"cancel requested: {what}")
-    return EXIT_OK
+    return _request(args, "cancel", what, lambda c: c.cancel(args.run_id, args.node or "", args.reason or ""))
 
 
 def cmd_retry(args: Any) -> int:
-    from aethergraph.runtime.sidecar.client import connect_for_run
+    return _request(args, "retry", f"node {args.node} of run {args.run_id}", lambda c: c.retry(args.run_id, args.node))
 
+
+def _request(args: Any, verb: str, what: str, send: Any) -> int:
+    """Send one command to the runtime that runs ``args.run_id`` and say it was asked for."""
     _layout(args.home)
 
     async def main():
-        async with connect_for_run(args.home, args.run_id, client="ag retry") as c:
-            await c.retry(args.run_id, args.node)
+        async with connect_for_run(args.home, args.run_id, client=f"ag {verb}") as c:
+            await send(c)
 
     _run(main)
-    print(f"retry requested: node {args.node} of run {args.run_id}")
+    print(f"{verb} requested: {what}")
     return EXIT_OK
 
 
 def cmd_tail(args: Any) -> int:
     """Follow a run: what it has done so far, then live, until it ends."""
-    from aethergraph.runtime import events as ev
-    from aethergraph.runtime.errors import UnknownRun
-    from aethergraph.runtime.history import summarize
-    from aethergraph.runtime.sidecar.client import connect_for_run
-    from aethergraph.runtime.store.logfile import read_events
-    from aethergraph.runtime.textsafe import one_line
-
     layout = _layout(args.home)
     try:
         path = layout.existing_run_log(args.run_id)
@@ -263,7 +240,7 @@ def cmd_tail(args: Any) -> int:
         if e.seq <= status["last_seq"]:
             return
         status["last_seq"] = e.seq
-        print(one_line(f"{_when(e.ts)}  {type(e).__struct_config__.tag:<16}  {e.node or '-':<28}  {_event_line(e)}"),
+        print(one_line(f"{when(e.ts)}  {tag(e):<16}  {e.node or '-':<28}  {describe(e)}"),
               flush=True)
 
     async def main():
@@ -289,16 +266,12 @@ def cmd_tail(args: Any) -> int:
             show(e)
         status["status"] = summary.status
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
     print(f"run {args.run_id} {status.get('status', 'ended')}", file=sys.stderr)
     return EXIT_OK if status.get("status") == "succeeded" else EXIT_RUN_FAILED
 
 
 def _run_tail(main) -> None:
-    import trio
-
-    from aethergraph.runtime.sidecar.client import NoRuntime, SidecarError
-
     try:
         trio.run(main)
     except NoRuntime as exc:
@@ -307,15 +280,12 @@ def _run_tail(main) -> None:
         raise CliError(f"the runtime went away: {exc}") from None
 
 
-_CONTROL = {c: None for c in [*range(0, 9), *range(11, 32), 127, *range(0x80, 0xA0)]}
-
-
 class _CleanOut:
     """stdout for what a run says: its text is untrusted, and control characters (escape
     sequences) reaching this person's terminal could retitle, recolour or rewrite it."""
 
     def write(self, text: str) -> int:
-        return sys.stdout.write(text.translate(_CONTROL))
+        return sys.stdout.write(text.translate(CONTROL))
 
     def flush(self) -> None:
         sys.stdout.flush()
@@ -327,18 +297,9 @@ def cmd_attach(args: Any) -> int:
     The run does not belong to this terminal: Ctrl-C (or a hang-up) detaches, and never
     cancels it. An answer is checked by the runtime, as the console checks one: a refused
     answer is explained and the ask stays open for the next line."""
-    import signal
 
-    import trio
-    from trio_websocket import ConnectionClosed
 
-    from aethergraph.runtime import events as ev
-    from aethergraph.runtime.errors import UnknownRun
-    from aethergraph.runtime.history import summarize
-    from aethergraph.runtime.sidecar.client import LIVE, NoRuntime, SidecarError, connect_for_run
-    from aethergraph.runtime.store.logfile import read_events
 
-    from ..console import ConsolePrinter, _out, _write_prompt, stdin_lines
 
     layout = _layout(args.home)
     run_id = args.run_id

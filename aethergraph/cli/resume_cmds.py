@@ -2,24 +2,24 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
+import trio
+
+from aethergraph.runtime.errors import UnknownRun
+from aethergraph.runtime.exits import EXIT_HUNG_UP, EXIT_INTERRUPTED, EXIT_OK
+
+from ..api import open_runtime
+from ..detach import DetachFailed, start_resume
+from ..resume import CannotResume, check_resumable, read_run, resume, retry
+from ..targets import TargetError
 from .history_cmds import _layout
-from .main import EXIT_INTERRUPTED, CliError
-from .run_cmd import report
+from .main import CliError
+from .run_cmd import report, watch_hangup
 
 
 def _execute(args: Any, work) -> int:
-    import trio
-
-    from aethergraph.runtime.errors import UnknownRun
-
-    from ..api import open_runtime
-    from ..resume import CannotResume
-    from ..targets import TargetError
-
-    from .run_cmd import EXIT_HUNG_UP, watch_hangup
-
     _layout(args.home)
     outcome = None
     interrupted = False
@@ -48,8 +48,6 @@ def _execute(args: Any, work) -> int:
 
 
 def cmd_resume(args: Any) -> int:
-    from ..resume import resume
-
     if getattr(args, "detach", False):
         return _resume_detached(args)
 
@@ -57,20 +55,11 @@ def cmd_resume(args: Any) -> int:
 
 
 def cmd_retry_run(args: Any) -> int:
-    from ..resume import retry
-
     return _execute(args, lambda rt: retry(rt, args.run_id, fresh=args.fresh))
 
 
 def _resume_detached(args: Any) -> int:
     """``ag resume RUN --detach``: the same resume, in a process of its own session."""
-    import sys
-
-    from aethergraph.runtime.errors import UnknownRun
-
-    from ..detach import DetachFailed, start_resume
-    from ..resume import CannotResume, check_resumable, read_run
-
     layout = _layout(args.home)
     try:
         check_resumable(args.run_id, read_run(layout, args.run_id))
@@ -81,4 +70,4 @@ def _resume_detached(args: Any) -> int:
     print(f"run {args.run_id} resuming in process {d.pid} of its own\n"
           f"  ag attach {args.run_id}   follow it and answer its asks (Ctrl-C detaches; the run goes on)\n"
           f"  output: {d.output}", file=sys.stderr)
-    return 0
+    return EXIT_OK

@@ -2,29 +2,26 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any
 
 import msgspec
+import trio
 
-from .main import EXIT_INTERRUPTED, EXIT_OK, EXIT_RUN_FAILED, CliError
+from aethergraph.runtime.exits import EXIT_HUNG_UP, EXIT_INTERRUPTED, EXIT_OK, EXIT_RUN_FAILED
+from aethergraph.runtime.frontend import entrypoint, parse_inputs
+from aethergraph.runtime.ids import new_run_id
+from aethergraph.runtime.store.layout import StoreLayout
 
-
-def parse_inputs(text: str | bytes | None, what: str = "--input") -> dict[str, Any]:
-    if text is None:
-        return {}
-    try:
-        value = msgspec.json.decode(text)
-    except msgspec.DecodeError as exc:
-        raise CliError(f"{what} is not valid JSON: {exc}") from None
-    except RecursionError:
-        raise CliError(f"{what} is nested too deeply to be read") from None
-    except UnicodeEncodeError:
-        raise CliError(f"{what} is not valid UTF-8") from None
-    if not isinstance(value, dict):
-        raise CliError(f"{what} must be a JSON object, got {type(value).__name__}")
-    return value
+from ..api import open_runtime
+from ..detach import DetachFailed, start
+from ..run_by_id import RunIdError, recorded_outcome, start_by_id
+from ..run_by_id import plan as plan_by_id
+from ..targets import TargetError, check_inputs, load_target
+from .main import CliError
 
 
 def read_inputs(args: Any) -> dict[str, Any]:
@@ -42,29 +39,6 @@ def read_inputs(args: Any) -> dict[str, Any]:
     return inputs
 
 
-def check_inputs(fn: Any, inputs: dict[str, Any]) -> None:
-    """Inputs that do not fit the function fail here, before anything opens (exit 2): missing
-    or unknown names, and typed parameters that cattrs cannot structure (naming the field)."""
-    from ..typed import InputError
-
-    try:
-        fn.signature.bind(**inputs, **({"context": None} if fn.wants_context else {}))
-    except TypeError as exc:
-        raise CliError(f"inputs do not fit {fn.name}{fn.signature}: {exc}") from None
-    try:
-        fn.prepare_inputs(inputs)
-    except InputError as exc:
-        raise CliError(f"inputs do not fit {fn.name}: {exc}") from None
-
-
-def _entrypoint(target: str) -> str:
-    where, _, attr = target.rpartition(":")
-    if where.endswith(".py") or "/" in where:
-        return f"{Path(where).expanduser().resolve()}:{attr}"
-    return target
-
-
-EXIT_HUNG_UP = 129  # 128 + SIGHUP, as a shell reports a process the hang-up ended
 HUNG_UP_REASON = "terminal hung up (SIGHUP)"
 
 
@@ -73,11 +47,6 @@ async def watch_hangup(rt: Any, hung_up: list[bool], *, task_status: Any) -> Non
     process mid-run, leaving the run looking alive until someone notices the pid is gone; here
     the runs end CANCELLED with the hang-up as their reason, and flushed. What they print from
     then on goes to /dev/null (writes to a hung-up terminal fail)."""
-    import os
-    import signal
-
-    import trio
-
     with trio.open_signal_receiver(signal.SIGHUP) as signals:
         task_status.started()
         async for _ in signals:
@@ -91,8 +60,6 @@ async def watch_hangup(rt: Any, hung_up: list[bool], *, task_status: Any) -> Non
 
 
 def cmd_run(args: Any) -> int:
-    from ..targets import TargetError, load_target
-
     inputs = read_inputs(args)
     try:
         fn = load_target(args.target)
@@ -102,22 +69,16 @@ def cmd_run(args: Any) -> int:
         if not hasattr(fn, "options"):
             raise CliError(f"--max-concurrency is for @graphify graphs; {fn.name} is a {fn.kind}")
         fn = fn.options(max_concurrency=args.max_concurrency)
-    check_inputs(fn, inputs)
+    check_inputs(fn, inputs)  # UsageError: exit 2 before anything opens
     plan = None
     if args.run_id is not None:
         plan = _plan(args, fn, inputs)
         if plan.action == "recorded":  # it ran before: its outcome, and nothing runs
-            from ..run_by_id import recorded_outcome
-
             return _report_recorded(recorded_outcome(plan, args.run_id), as_json=args.json)
     if args.detach:
         return _detach(args, fn, inputs)
     if plan is not None and plan.action == "resume":
         print(f"run {args.run_id} was interrupted: resuming it", file=sys.stderr)
-
-    import trio
-
-    from ..api import open_runtime
 
     outcome = None
     interrupted = False
@@ -128,14 +89,10 @@ def cmd_run(args: Any) -> int:
         async with open_runtime(home=args.home, durability=args.durability, answers=args.answer) as rt:
             await rt.service_nursery.start(watch_hangup, rt, hung_up)
             if args.run_id is None:
-                outcome = await fn.start_run(rt, inputs, entrypoint=_entrypoint(args.target))
+                outcome = await fn.start_run(rt, inputs, entrypoint=entrypoint(args.target))
             else:
-                from ..run_by_id import start_by_id
-
-                outcome, _ = await start_by_id(rt, fn, args.run_id, inputs, entrypoint=_entrypoint(args.target))
+                outcome, _ = await start_by_id(rt, fn, args.run_id, inputs, entrypoint=entrypoint(args.target))
             interrupted = rt.interrupted
-
-    from ..run_by_id import RunIdError
 
     try:
         trio.run(main)
@@ -172,26 +129,17 @@ def _report_recorded(outcome: Any, *, as_json: bool) -> int:
 
 
 def _plan(args: Any, fn: Any, inputs: dict[str, Any]) -> Any:
-    from aethergraph.runtime.store.layout import StoreLayout
-
-    from ..run_by_id import RunIdError, plan
-
     try:
-        return plan(StoreLayout.at(args.home), args.run_id, fn.name, inputs)
+        return plan_by_id(StoreLayout.at(args.home), args.run_id, fn.name, inputs)
     except RunIdError as exc:
         raise CliError(str(exc)) from None
 
 
 def _detach(args: Any, fn: Any, inputs: dict[str, Any]) -> int:
     """Start the run in a process of its own session; print its id and how to follow it."""
-    from aethergraph.runtime.ids import new_run_id
-    from aethergraph.runtime.store.layout import StoreLayout
-
-    from ..detach import DetachFailed, start
-
     layout = StoreLayout.at(args.home).ensure()
     run_id = args.run_id or new_run_id()
-    child = ["run", _entrypoint(args.target), "--run-id", run_id, "--home", str(layout.home),
+    child = ["run", entrypoint(args.target), "--run-id", run_id, "--home", str(layout.home),
              "--input", msgspec.json.encode(inputs).decode()]
     if args.max_concurrency is not None:
         child += ["--max-concurrency", str(args.max_concurrency)]

@@ -3,10 +3,9 @@
 
 from __future__ import annotations
 
-import math
 import os
-import re
 import shutil
+import sqlite3
 import sys
 import tempfile
 import time
@@ -15,47 +14,19 @@ from typing import Any
 
 import msgspec
 
-from .history_cmds import _layout, _short, _when, table
-from .main import EXIT_OK, EXIT_RUN_FAILED, CliError
+from aethergraph.runtime.describe import short, when
+from aethergraph.runtime.errors import StoreError
+from aethergraph.runtime.exits import EXIT_OK, EXIT_RUN_FAILED
+from aethergraph.runtime.store.artifacts import BlobStore, check_name, sha_from_ref
+from aethergraph.runtime.store.check import check_store
+from aethergraph.runtime.store.index import Index, is_corruption, set_aside
+from aethergraph.runtime.store.query import MemoryQuery
 
-_REL = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-
-
-# What a time may be: from the epoch to the year 5138 (a key in microseconds fits SQLite's
-# 64-bit integers far beyond that; a float past it is someone's typo or an attack).
-MAX_TIME = 1e11
-
-
-def parse_time(text: str | None) -> float | None:
-    """``30m`` / ``2h`` / ``7d`` ago, an ISO date/time (local time), or epoch seconds."""
-    if text is None:
-        return None
-    m = _REL.match(text.strip())
-    if m:
-        value = time.time() - float(m.group(1)) * _UNITS[m.group(2)]
-    else:
-        try:
-            value = float(text)
-        except ValueError:
-            value = _iso(text)
-    if not math.isfinite(value) or not 0 <= value <= MAX_TIME:
-        raise CliError(f"time {text!r} is out of range (from 1970 to the year 5000)")
-    return value
+from .history_cmds import _layout, table
+from .main import CliError
 
 
-def _iso(text: str) -> float:
-    from datetime import datetime
-
-    try:
-        return datetime.fromisoformat(text).timestamp()
-    except (ValueError, OverflowError, OSError):
-        raise CliError(f"cannot read {text!r} as a time (try 2h, 7d, 2026-11-25 or 2026-11-25T10:00)") from None
-
-
-def _index(layout):
-    from aethergraph.runtime.store.index import Index
-
+def _index(layout: Any) -> Index:
     index = Index(layout)
     index.catch_up()
     return index
@@ -63,13 +34,12 @@ def _index(layout):
 
 def cmd_memory_query(args: Any) -> int:
     layout = _layout(args.home)
+    query = MemoryQuery(kinds=args.kind, tags=args.tag, entities=args.entity, run_id=args.run, graph=args.graph,
+                        node=args.node, since=args.since, until=args.until, text=args.text, limit=args.limit,
+                        order=args.order)  # a bad time: refused here, before the index is opened
     index = _index(layout)
     try:
-        events = index.memory(
-            kinds=args.kind or None, tags=args.tag or None, entities=args.entity or None,
-            run_id=args.run, graph=args.graph, node=args.node, since=parse_time(args.since),
-            until=parse_time(args.until), text=args.text, limit=args.limit, order=args.order,
-        )
+        events = index.memory(query)
     finally:
         index.close()
     if args.json:
@@ -79,15 +49,12 @@ def cmd_memory_query(args: Any) -> int:
     if not events:
         print("no matching memory events")
         return EXIT_OK
-    rows = [[_when(e.ts), e.run_id, e.node, e.kind, ",".join(e.tags), _short(e.data, 60)] for e in events]
+    rows = [[when(e.ts), e.run_id, e.node, e.kind, ",".join(e.tags), short(e.data, 60)] for e in events]
     print(table(rows, ["TIME", "RUN", "NODE", "KIND", "TAGS", "DATA"]))
     return EXIT_OK
 
 
 def cmd_artifacts(args: Any) -> int:
-    from aethergraph.runtime.errors import StoreError
-    from aethergraph.runtime.store.artifacts import BlobStore, check_name, sha_from_ref
-
     layout = _layout(args.home)
     if args.artifacts_command == "ls":
         index = _index(layout)
@@ -105,7 +72,7 @@ def cmd_artifacts(args: Any) -> int:
             print("no artifacts")
             return EXIT_OK
         out = [[a.ref, a.name, str(a.size), a.mime, a.run_id, a.node + (f" ({a.tool})" if a.tool else ""),
-                _when(a.ts), "pinned" if p else ""] for a, p in rows]
+                when(a.ts), "pinned" if p else ""] for a, p in rows]
         print(table(out, ["REF", "NAME", "BYTES", "MIME", "RUN", "NODE", "WRITTEN", ""]))
         return EXIT_OK
     blobs = BlobStore(layout)
@@ -169,10 +136,6 @@ def _export(src: int, target: Path, *, force: bool) -> None:
 
 
 def cmd_index(args: Any) -> int:
-    import sqlite3
-
-    from aethergraph.runtime.store.index import Index, is_corruption, set_aside
-
     layout = _layout(args.home)
     index = Index(layout)
     bad: list = []
@@ -202,8 +165,6 @@ def cmd_index(args: Any) -> int:
 
 
 def cmd_check(args: Any) -> int:
-    from aethergraph.runtime.store.check import check_store
-
     layout = _layout(args.home)
     report = check_store(layout, verify_blobs=args.verify_blobs)
     for p in report.problems:

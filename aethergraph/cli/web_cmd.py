@@ -3,34 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+import errno
+import ipaddress
+import socket
 import sys
 
-from .main import EXIT_INTERRUPTED, CliError
+from aethergraph.runtime.exits import EXIT_INTERRUPTED
+from aethergraph.runtime.store.layout import resolve_home
 
-DEFAULT_PORT = 8740
-
-
-def _port(text: str) -> int:
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
-    if not 0 <= n <= 65535:
-        raise argparse.ArgumentTypeError(f"a port is 0-65535, got {n}")
-    return n
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--host", default="127.0.0.1",
-                   help="address to listen on (default 127.0.0.1: this machine only)")
-    p.add_argument("--port", type=_port, default=DEFAULT_PORT,
-                   help=f"port (default {DEFAULT_PORT}; 0: any free one)")
-    p.add_argument("--home", help="store directory (default: $AETHERGRAPH_HOME or ./.aethergraph)")
+from ..web.auth import TokenProblem, load_or_create
+from ..web.server import serve
+from .main import CliError
 
 
 def _loopback(host: str) -> bool:
-    import ipaddress
-
     if host == "localhost":
         return True
     try:
@@ -40,15 +27,6 @@ def _loopback(host: str) -> bool:
 
 
 def cmd_web(args: argparse.Namespace) -> int:
-    import asyncio
-    import errno
-    import socket
-
-    from aethergraph.runtime.store.layout import resolve_home
-
-    from ..web.auth import TokenProblem, load_or_create
-    from ..web.server import serve
-
     home = resolve_home(args.home)
     try:
         token, how = load_or_create(home)

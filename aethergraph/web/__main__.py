@@ -51,6 +51,7 @@ def main() -> int:
     if os.getppid() != args.parent:
         return 0  # the server is already gone: nobody to show a dashboard to
     threading.Thread(target=_watch, args=(args.parent,), daemon=True, name="ag-web-parent").start()
+    # The dashboard is a floor above: this program exists to host it, so it imports it here.
     from aethergraph.tui.app import main as tui_main
 
     return tui_main(["--home", args.home])

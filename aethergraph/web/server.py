@@ -19,12 +19,14 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import TextIO
 
 import attrs
+import textual_serve
 from aiohttp import WSMsgType, web
 
 from . import protocol as p
@@ -36,8 +38,6 @@ QUIT_GRACE_S = 5.0  # a dashboard asked to quit ends its trio side first; then S
 
 def _static_dir() -> Path:
     """textual-serve's browser half: textual.js (xterm.js + the protocol's client) and CSS."""
-    import textual_serve
-
     return Path(textual_serve.__file__).parent / "static"
 
 
@@ -287,8 +287,6 @@ class WebServer:
 def _url_host(host: str) -> str:
     """The host part of the URL to print: listening on every address, this machine's name."""
     if host in ("", "0.0.0.0", "::"):
-        import socket
-
         host = socket.getfqdn()
     return f"[{host}]" if ":" in host else host
 

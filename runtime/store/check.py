@@ -25,11 +25,14 @@ from .logfile import BadLine, complete_size, read_log
 
 @attrs.frozen
 class Problem:
+    """One thing found wrong, and where: a log (and its line), the index, a blob. Printed as
+    ``where: what``, one line each, so a script can grep ``ag check``'s report."""
+
     where: str
     what: str
 
     def __str__(self) -> str:
-        return f"{self.where}: {self.what}"
+        return ": ".join((self.where, self.what))
 
 
 @attrs.define

@@ -13,6 +13,7 @@ from zero.
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import sqlite3
@@ -45,6 +46,7 @@ from ..events import (
 from . import owner
 from .layout import StoreLayout, private_dirs, touch_private
 from .logfile import BadLine, complete_size, read_log
+from .query import MemoryQuery
 from .vectors import VECTORS_SCHEMA, vector_row
 from .vectors import insert_rows as insert_vectors
 from .writer import Segment
@@ -296,8 +298,6 @@ def set_aside(layout: StoreLayout, inode: int | None = None) -> Path | None:
 
     Under a lock file, and only if ``inode`` is still the file at the index's path: two
     processes that found the same bad index set it aside once, never the other's fresh one."""
-    import fcntl
-
     path = layout.index_path
     lock = os.open(layout.home / "index.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
@@ -574,66 +574,39 @@ class Index:
         with self._rlock:
             return self._r.execute(sql, tuple(params)).fetchall()
 
-    def memory_bodies(
-        self,
-        *,
-        kinds: Sequence[str] | None = None,
-        tags: Sequence[str] | None = None,
-        entities: Sequence[str] | None = None,
-        run_id: str | None = None,
-        graph: str | None = None,
-        node: str | None = None,
-        topic: str | None = None,
-        since: float | None = None,
-        until: float | None = None,
-        text: str | None = None,
-        limit: int | None = 50,
-        order: str = "desc",
-    ) -> list[bytes]:
-        """Raw JSON bodies of matching memory events, ordered by time."""
-        if order not in ("asc", "desc"):
-            raise ValueError(f"order must be 'asc' or 'desc', got {order!r}")
+    def memory_bodies(self, query: MemoryQuery | None = None, /, **filters: Any) -> list[bytes]:
+        """Raw JSON bodies of the memory events ``query`` matches (or a ``MemoryQuery`` made
+        of ``filters``), ordered by time."""
+        q = MemoryQuery(**filters) if query is None else query
         where: list[str] = []
         params: list[Any] = []
         # Strings are interned; a name never seen has no id, so nothing can match it.
-        ids = self._name_ids(
-            [*(kinds or ()), *(tags or ()), *(entities or ()), run_id, graph, node, topic]
-        )
+        ids = self._name_ids([*q.kinds, *q.tags, *q.entities, q.run_id, q.graph, q.node, q.topic])
 
         def one(name: str | None) -> int:
             return ids.get(name, -1) if name else 0
 
-        if kinds:
-            where.append(f"m.kind IN ({','.join('?' * len(kinds))})")
-            params.extend(one(k) for k in kinds)
-        if run_id:
-            where.append("m.run = ?")
-            params.append(one(run_id))
-        if graph:
-            where.append("m.graph = ?")
-            params.append(one(graph))
-        if node:
-            where.append("m.node = ?")
-            params.append(one(node))
-        if topic:
-            where.append("m.topic = ?")
-            params.append(one(topic))
-        if since is not None:
-            where.append("m.id >= ?")
-            params.append(time_key(since))
-        if until is not None:
-            where.append("m.id < ?")
-            params.append(time_key(until))
+        if q.kinds:
+            where.append(f"m.kind IN ({','.join('?' * len(q.kinds))})")
+            params.extend(one(k) for k in q.kinds)
+        for column, name in (("run", q.run_id), ("graph", q.graph), ("node", q.node), ("topic", q.topic)):
+            if name:
+                where.append(f"m.{column} = ?")
+                params.append(one(name))
+        for op, at in ((">=", q.since), ("<", q.until)):
+            if at is not None:
+                where.append(f"m.id {op} ?")
+                params.append(time_key(at))
         # One posting list drives the query and streams newest first (every key is time
         # ordered); the other filters only check the rows it yields, so LIMIT stops early.
-        tags = list(dict.fromkeys(tags or ()))
-        entities = list(dict.fromkeys(entities or ()))
-        order_sql = "DESC" if order == "desc" else "ASC"
-        q = fts_query(text) if text else ""
-        if q:
+        tags = list(dict.fromkeys(q.tags))
+        entities = list(dict.fromkeys(q.entities))
+        order_sql = "DESC" if q.order == "desc" else "ASC"
+        words = fts_query(q.text) if q.text else ""
+        if words:
             source, key = "memory_fts f CROSS JOIN memory m ON m.id = f.rowid", "f.rowid"
             where.insert(0, "memory_fts MATCH ?")
-            params.insert(0, q)
+            params.insert(0, words)
         elif tags:
             source, key = "memory_tags d CROSS JOIN memory m ON m.id = d.id", "d.id"
             where.insert(0, "d.tag = ?")
@@ -656,9 +629,9 @@ class Index:
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += f" ORDER BY {key} {order_sql}"
-        if limit is not None:
+        if q.limit is not None:
             sql += " LIMIT ?"
-            params.append(int(limit))
+            params.append(int(q.limit))
         return self._bodies(self._read(sql, params))
 
     def _bodies(self, locations: list[tuple[int, int, int]]) -> list[bytes]:
@@ -701,8 +674,9 @@ class Index:
         )
         return dict(rows)
 
-    def memory(self, **kwargs: Any) -> list[MemoryRecorded]:
-        return [MEMORY_DECODER.decode(b) for b in self.memory_bodies(**kwargs)]
+    def memory(self, query: MemoryQuery | None = None, /, **filters: Any) -> list[MemoryRecorded]:
+        """The memory events ``query`` (or ``MemoryQuery(**filters)``) matches, decoded."""
+        return [MEMORY_DECODER.decode(b) for b in self.memory_bodies(query, **filters)]
 
     def memory_count(self) -> int:
         return self._read("SELECT count(*) FROM memory")[0][0]

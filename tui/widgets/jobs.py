@@ -28,7 +28,7 @@ from textual.binding import Binding
 from textual.containers import Vertical
 from textual.widgets import DataTable, RichLog, Static
 
-from ..format import clip, one_line
+from ..format import clip, dur, one_line
 
 TERMINAL = ("succeeded", "failed", "cancelled", "lost")
 STATE_STYLE = {"queued": "dim", "running": "bold cyan", "succeeded": "green", "failed": "bold red",
@@ -41,12 +41,7 @@ def _elapsed(row: dict, now: float) -> str:
     start = row.get("started")
     if start is None:
         return "-"
-    s = (row.get("ended") or now) - start
-    if s < 60:
-        return f"{s:.1f}s"
-    if s < 3600:
-        return f"{int(s // 60)}m{int(s % 60):02d}s"
-    return f"{int(s // 3600)}h{int(s % 3600 // 60):02d}m"
+    return dur((row.get("ended") or now) - start)
 
 
 def _printable(text: str, width: int = 60) -> str:
