@@ -52,7 +52,7 @@ def vector_rows(layout) -> int:
 def scan(request, monkeypatch):
     """Both scans: numpy's matrix product (when installed) and the plain-Python one."""
     if request.param == "numpy":
-        if vectors._np is None:
+        if vectors._numpy() is None:
             pytest.skip("numpy (the rag extra) is not installed")
     else:
         monkeypatch.setattr(vectors, "_np", None)

@@ -26,10 +26,23 @@ from collections.abc import Sequence
 from operator import mul
 from typing import Any
 
-try:  # optional: the `rag` extra
-    import numpy as _np
-except ImportError:  # pragma: no cover - exercised by forcing _np = None in tests
-    _np = None
+# numpy is optional (the `rag` extra) and costs ~150 ms to import: it loads the first time a
+# vector is read or searched, not when the index module loads (a documented lazy spot, like the
+# package's exports). ``_np`` is the module once loaded, None when it is not installed (tests
+# force None for the plain-Python scan).
+_UNLOADED: Any = object()
+_np: Any = _UNLOADED
+
+
+def _numpy() -> Any:
+    global _np
+    if _np is _UNLOADED:
+        try:
+            import numpy
+        except ImportError:  # pragma: no cover - the rag extra not installed
+            numpy = None
+        _np = numpy
+    return _np
 
 VECTORS_SCHEMA = """
 CREATE TABLE IF NOT EXISTS memory_vectors(
@@ -104,7 +117,7 @@ class _ModelCache:
         self.meta: Any = None
 
     def append_np(self, blobs: list[bytes]) -> None:
-        np = _np
+        np = _numpy()
         new = np.frombuffer(b"".join(blobs), dtype="<f4").reshape(-1, self.dim)
         need = self.n + len(new)
         if self.buf is None or need > len(self.buf):
@@ -151,7 +164,7 @@ class VectorSearch:
             cache.kinds.append(kind)
             cache.runs.append(run)
             cache.graphs.append(graph)
-            if _np is not None:
+            if _numpy() is not None:
                 blobs.append(blob)
             else:
                 cache.vecs.append(unpack(blob))
@@ -186,13 +199,13 @@ class VectorSearch:
             cache = self._refresh(ids[model], dim)
             if not cache.ids:
                 return []
-            if _np is not None:
+            if _numpy() is not None:
                 return self._nearest_np(cache, query, k, want_kinds, want_run, want_graph)
             return self._nearest_py(cache, query, k, want_kinds, want_run, want_graph)
 
     @staticmethod
     def _nearest_np(cache, query, k, want_kinds, want_run, want_graph):
-        np = _np
+        np = _numpy()
         if cache.meta is None:
             cache.meta = (np.asarray(cache.kinds), np.asarray(cache.runs), np.asarray(cache.graphs),
                           np.asarray(cache.ids))
