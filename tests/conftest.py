@@ -2,14 +2,20 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
+import attrs
 import pytest
+import trio
 
 from aethergraph import services as _services
 from aethergraph.runtime.store.layout import StoreLayout
 from aethergraph.runtime.store.logfile import read_events
+
+from .agproc import ag_cmd, start_ag
 
 ROOT = Path(__file__).resolve().parent.parent
 TUTORIAL = ROOT / "examples" / "tutorial_submit_poll_notify.py"
@@ -49,6 +55,27 @@ def rt_open(home, **kw):
     return open_runtime(home=str(home), **kw)
 
 
+@attrs.define
+class Background:
+    """A run started by ``run_in_background``: its outcome once the block has ended."""
+
+    outcome: Any = None
+
+
+@asynccontextmanager
+async def run_in_background(rt, graph, inputs: dict | None = None) -> AsyncIterator[Background]:
+    """``graph`` runs on ``rt`` while the block does something to it (cancel, retry, kill a
+    worker); leaving the block waits for the run's end, whose outcome is then ``.outcome``."""
+    started = Background()
+
+    async def run() -> None:
+        started.outcome = await graph.start_run(rt, inputs or {})
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(run)
+        yield started
+
+
 def run_events(layout: StoreLayout, run_id: str):
     return read_events(layout.run_log(run_id))
 
@@ -60,11 +87,25 @@ def event_types(events) -> list[str]:
 def ag(*args: str, env: dict | None = None, cwd: Path | None = None, timeout: float = 60,
        stdin=subprocess.DEVNULL) -> subprocess.CompletedProcess:
     """Run the real `ag` console script in a child process."""
-    full_env = dict(os.environ)
-    full_env.update(env or {})
-    exe = Path(sys.executable).parent / "ag"
-    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "aethergraph.cli.main"]
     return subprocess.run(
-        [*cmd, *args], capture_output=True, text=True, env=full_env, cwd=cwd, timeout=timeout,
-        stdin=stdin,
+        [*ag_cmd(), *args], capture_output=True, text=True, env={**os.environ, **(env or {})}, cwd=cwd,
+        timeout=timeout, stdin=stdin,
     )
+
+
+@pytest.fixture
+def spawn_ag(tmp_path):
+    """Start ``ag *args`` in the background (``agproc.start_ag``: in ``tmp_path`` unless told,
+    stdin closed, output piped as text); whatever still runs when the test ends is killed, so
+    a failing test leaves no process behind."""
+    procs: list[subprocess.Popen] = []
+
+    def spawn(*args: str, cwd: Path | None = None, **kw) -> subprocess.Popen:
+        procs.append(start_ag(*args, cwd=tmp_path if cwd is None else cwd, **kw))
+        return procs[-1]
+
+    yield spawn
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()

@@ -8,8 +8,6 @@ import io
 import json
 import os
 import signal
-import subprocess
-import sys
 import textwrap
 
 import pytest
@@ -23,7 +21,8 @@ from aethergraph.runtime.store.artifacts import BlobStore
 from aethergraph.runtime.store.logfile import read_events
 
 from .conftest import ag, rt_open, run_events
-from .test_sidecar import pending_asks, wait_for
+from .agproc import wait_until
+from .test_sidecar import pending_asks
 
 
 @pytest.fixture
@@ -141,17 +140,15 @@ UPLOADER = textwrap.dedent(
 
 
 @pytest.mark.slow
-def test_ag_answer_file_answers_a_live_run(tmp_path, csv_file):
+def test_ag_answer_file_answers_a_live_run(tmp_path, csv_file, spawn_ag):
     script = tmp_path / "upload.py"
     script.write_text(UPLOADER)
     other = tmp_path / "b.csv"
     other.write_text("second")
     (tmp_path / "big.csv").write_bytes(b"x" * 1001)
-    proc = subprocess.Popen([sys.executable, "-m", "aethergraph.cli.main", "run", f"{script}:upload"],
-                            cwd=tmp_path, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = spawn_ag("run", f"{script}:upload")
     try:
-        (ask,) = wait_for(lambda: pending_asks(tmp_path), what="the files ask")
+        (ask,) = wait_until(lambda: pending_asks(tmp_path), what="the files ask")
         assert ask["kind"] == "files" and ask["options"] == ["*.csv"]
         missing = ag("answer", ask["ask_id"], "--file", str(tmp_path / "gone.csv"), cwd=tmp_path)
         assert missing.returncode == 2 and "no file at" in missing.stderr and "stays open" in missing.stderr

@@ -8,7 +8,6 @@ import stat
 import subprocess
 import sys
 import textwrap
-import time
 
 import pytest
 import trio
@@ -25,18 +24,8 @@ from aethergraph.runtime.sidecar.client import SidecarClient, SidecarError, find
 from aethergraph.runtime.sidecar.registry import Advert, advert_path, write_advert
 from aethergraph.runtime.store.layout import StoreLayout
 
+from .agproc import wait_until
 from .conftest import TUTORIAL, ag, rt_open
-
-
-def wait_for(predicate, timeout=30.0, what="condition"):
-    """Poll another *process* until it reaches a state (no trio clock can speed that up)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def pending_asks(cwd):
@@ -58,7 +47,7 @@ def test_answer_from_another_process_ends_tutorial_failed(tmp_path):
     proc = subprocess.Popen([sys.executable, str(TUTORIAL)], cwd=tmp_path, env=env,
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        (ask,) = wait_for(lambda: pending_asks(tmp_path), what="the retry ask")
+        (ask,) = wait_until(lambda: pending_asks(tmp_path), what="the retry ask")
         assert "Retry? (yes/no)" in ask["prompt"]
         answered = ag("answer", ask["ask_id"], "no", cwd=tmp_path)
         assert answered.returncode == 0, answered.stderr
@@ -109,13 +98,11 @@ STUCK = textwrap.dedent(
 
 
 @pytest.mark.slow
-def test_cancel_a_stuck_node_from_another_process(tmp_path):
-    script = tmp_path / "stuck.py"
-    script.write_text(STUCK)
-    proc = subprocess.Popen([str(os.path.join(os.path.dirname(sys.executable), "ag")), "run", f"{script}:stuck"],
-                            cwd=tmp_path, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+def test_cancel_a_stuck_node_from_another_process(tmp_path, spawn_ag):
+    (tmp_path / "stuck.py").write_text(STUCK)
+    proc = spawn_ag("run", "stuck.py:stuck")
     try:
-        (run,) = wait_for(lambda: live_runs(tmp_path), what="the live run")
+        (run,) = wait_until(lambda: live_runs(tmp_path), what="the live run")
         assert "stuck/hang" in run["nodes"]
         cancelled = ag("cancel", run["run_id"], "stuck/hang", "--reason", "hung for an hour", cwd=tmp_path)
         assert cancelled.returncode == 0, cancelled.stderr
@@ -131,13 +118,11 @@ def test_cancel_a_stuck_node_from_another_process(tmp_path):
 
 
 @pytest.mark.slow
-def test_retry_a_stuck_poll_from_another_process(tmp_path):
-    script = tmp_path / "stuck.py"
-    script.write_text(STUCK)
-    proc = subprocess.Popen([str(os.path.join(os.path.dirname(sys.executable), "ag")), "run", f"{script}:job"],
-                            cwd=tmp_path, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+def test_retry_a_stuck_poll_from_another_process(tmp_path, spawn_ag):
+    (tmp_path / "stuck.py").write_text(STUCK)
+    proc = spawn_ag("run", "stuck.py:job")
     try:
-        (run,) = wait_for(lambda: [r for r in live_runs(tmp_path) if "job/poll_job" in r["nodes"]], what="the poll")
+        (run,) = wait_until(lambda: [r for r in live_runs(tmp_path) if "job/poll_job" in r["nodes"]], what="the poll")
         retried = ag("retry", run["run_id"], "job/poll_job", cwd=tmp_path)
         assert retried.returncode == 0, retried.stderr
         out, err = proc.communicate(timeout=30)

@@ -15,7 +15,6 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import textwrap
 import time
 from collections import Counter
@@ -28,22 +27,16 @@ from aethergraph.runtime import events as ev
 from aethergraph.runtime.store.layout import StoreLayout
 from aethergraph.runtime.store.logfile import read_events
 
+from . import agproc
 from .conftest import ag
 
 TRIALS = int(os.environ.get("AG_CRASH_TRIALS", "8"))
 PARALLEL = 2
 
 
-def _ag_cmd() -> list[str]:
-    exe = Path(sys.executable).parent / "ag"
-    return [str(exe)] if exe.exists() else [sys.executable, "-m", "aethergraph.cli.main"]
-
-
 def start_ag(*args: str, env: dict, cwd: Path) -> subprocess.Popen:
-    full = dict(os.environ)
-    full.update(env)
-    return subprocess.Popen([*_ag_cmd(), *args], env=full, cwd=cwd, stdin=subprocess.DEVNULL,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    """A trial's ``ag``: its output is not read (only its stderr, when it fails)."""
+    return agproc.start_ag(*args, env=env, cwd=cwd, stdout=subprocess.DEVNULL)
 
 
 def wait_for(cond, proc: subprocess.Popen, what: str, timeout: float = 20.0):

@@ -504,13 +504,12 @@ def test_attaches_to_another_process_and_again_after_it_restarts(home, tmp_path)
 
     try:
         drive(app, scenario, timeout=60)
-        time.sleep(0.3)
-        if procs[1].poll() is not None:
-            err = procs[1].stderr.read().decode()
-            raise AssertionError(f"closing the dashboard disturbed the run: {err}")
+        # Not disturbed: after the dashboard closed, the run still takes the answer and ends
+        # well (what it does next is the proof; a pause and a look would prove less, slower).
         answered = ag("answer", seen["ask"], "from elsewhere", env={"AETHERGRAPH_HOME": str(home)})
-        assert answered.returncode == 0, answered.stderr
-        assert procs[1].wait(timeout=20) == 0
+        disturbed = "closing the dashboard disturbed the run: "
+        assert answered.returncode == 0, disturbed + answered.stderr
+        assert procs[1].wait(timeout=20) == 0, disturbed + procs[1].stderr.read().decode()
     finally:
         for p in procs:
             p.kill()
