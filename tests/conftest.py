@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -57,19 +57,20 @@ def rt_open(home, **kw):
 
 @attrs.define
 class Background:
-    """A run started by ``run_in_background``: its outcome once the block has ended."""
+    """What ``in_background`` started: its outcome once the block has ended."""
 
     outcome: Any = None
 
 
 @asynccontextmanager
-async def run_in_background(rt, graph, inputs: dict | None = None) -> AsyncIterator[Background]:
-    """``graph`` runs on ``rt`` while the block does something to it (cancel, retry, kill a
-    worker); leaving the block waits for the run's end, whose outcome is then ``.outcome``."""
+async def in_background(fn: Callable[..., Awaitable[Any]], *args: Any) -> AsyncIterator[Background]:
+    """``fn(*args)`` (a run: ``graph.start_run, rt, inputs``; or a graph called in the runtime)
+    goes on while the block does something to it (cancel, retry, answer, kill a worker);
+    leaving the block waits for its end, whose return value is then ``.outcome``."""
     started = Background()
 
     async def run() -> None:
-        started.outcome = await graph.start_run(rt, inputs or {})
+        started.outcome = await fn(*args)
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(run)

@@ -21,10 +21,11 @@ from aethergraph.jobs import JobState  # noqa: E402
 from aethergraph.runtime import events as ev  # noqa: E402
 from aethergraph.runtime.jobs.store import JobStore  # noqa: E402
 
-from .conftest import ROOT, ag, rt_open, run_events, run_in_background  # noqa: E402
+from .conftest import ROOT, ag, in_background, rt_open, run_events  # noqa: E402
 from .agproc import wait_until  # noqa: E402
 from .test_jobs import (  # noqa: E402
     assert_job_cancel_logged_first, forker_past_its_timeout, forker_waiting, refusals, script,
+    submit_from_two_processes,
 )
 
 PY = sys.executable
@@ -222,7 +223,7 @@ async def test_a_worker_killed_mid_job_loses_it_and_the_node_retries(tmp_path, h
 
     store = JobStore(home)
     async with rt_open(home) as rt:
-        async with run_in_background(rt, survives) as result:
+        async with in_background(survives.start_run, rt, {}) as result:
             await until(lambda: ledger.exists() and ledger.read_text() == "attempt1\n", "attempt 1 to start")
             (first,) = store.ids()
             worker = await until(lambda: store.read(first).worker, "its worker to be known")
@@ -449,17 +450,7 @@ def test_one_key_is_one_job_across_two_runtimes(tmp_path, home, cluster):
     prog = script(tmp_path, "submit_once.py", SUBMIT_ONCE)
     ledger, gate = tmp_path / "ledger", tmp_path / "gate"
     gate.touch()
-    procs = [subprocess.Popen([PY, prog, str(ledger), cluster.address, str(gate)], stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
-    for p in procs:
-        p.stdin.write("go\n")
-        p.stdin.flush()
-    outs = [p.communicate(timeout=60) for p in procs]
-    assert all(p.returncode == 0 for p in procs), outs
-    lines = {o[0].strip() for o in outs}
-    assert len(lines) == 1 and lines.pop().endswith(" succeeded"), outs
-    assert ledger.read_text() == "ran\n"
-    assert len(list(JobStore(home).ids())) == 1
+    submit_from_two_processes([PY, prog, str(ledger), cluster.address, str(gate)], ledger, home)
 
 
 async def test_process_jobs_refuses_what_only_a_cluster_can_do(home):

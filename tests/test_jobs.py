@@ -20,7 +20,7 @@ from aethergraph.runtime.jobs.store import JobStore, group_members, proc_alive
 from aethergraph.runtime.store.index import Index, job_rows
 
 from .agproc import wait_until
-from .conftest import ag, rt_open, run_events, run_in_background
+from .conftest import ag, in_background, rt_open, run_events
 
 PY = sys.executable
 
@@ -61,20 +61,32 @@ FORKER = """
 
 
 @pytest.fixture
+def gated(tmp_path):
+    """GATED ready to submit: its argv, the gate the test opens and the ledger it writes."""
+    gate, ledger = tmp_path / "gate", tmp_path / "ledger"
+    return [PY, script(tmp_path, "gated.py", GATED), str(gate), str(ledger)], gate, ledger
+
+
+@pytest.fixture
 def jobs():
     svc = ProcessJobs(max_parallel=4, scan_interval_s=0.05)
     register_context_service("jobs", svc)
     return svc
 
 
-async def test_output_is_captured_and_followed_live(tmp_path, home, layout, jobs):
-    job_py = script(tmp_path, "gated.py", GATED)
-    gate, ledger = tmp_path / "gate", tmp_path / "ledger"
+@pytest.fixture
+def one_at_a_time():
+    """Process jobs that run one at a time: the rest queue."""
+    register_context_service("jobs", ProcessJobs(max_parallel=1, scan_interval_s=0.05))
+
+
+async def test_output_is_captured_and_followed_live(tmp_path, home, layout, jobs, gated):
+    argv, gate, ledger = gated
 
     @graph_fn(name="follow_one")
     async def follow_one(*, context):
         j = context.jobs()
-        job_id = await j.submit({"argv": [PY, job_py, str(gate), str(ledger)]}, key=context.idempotency_key)
+        job_id = await j.submit({"argv": argv}, key=context.idempotency_key)
         seen = []
         async for line in j.follow(job_id):
             seen.append((line, (await j.status(job_id)).state))
@@ -111,7 +123,7 @@ async def test_output_is_captured_and_followed_live(tmp_path, home, layout, jobs
     finally:
         index.close()
     assert row["job_id"] == out["job_id"] and row["state"] == "succeeded" and row["exit_code"] == 0
-    assert row["node"] == "follow_one" and row["argv"][1] == job_py
+    assert row["node"] == "follow_one" and row["argv"][1] == argv[1]
 
 
 @asynccontextmanager
@@ -136,7 +148,7 @@ async def forker_waiting(tmp_path, home):
         return await j.wait(job_id)  # cancelled while parked here
 
     async with rt_open(home) as rt:
-        async with run_in_background(rt, waits) as result:
+        async with in_background(waits.start_run, rt, {}) as result:
             await ready.wait()
             yield rt, result, seen
 
@@ -194,14 +206,13 @@ async def test_timeout_kills_the_job(tmp_path, home, jobs):
     assert group_members(st.pid) == []
 
 
-async def test_wait_timeout_cancels_unless_detached(tmp_path, home, jobs):
-    job_py = script(tmp_path, "gated.py", GATED)
-    gate, ledger = tmp_path / "gate", tmp_path / "ledger"
+async def test_wait_timeout_cancels_unless_detached(tmp_path, home, jobs, gated):
+    argv, gate, ledger = gated
 
     @graph_fn(name="impatient")
     async def impatient(*, context):
         j = context.jobs()
-        a = await j.submit([PY, job_py, str(gate), str(ledger)])
+        a = await j.submit(argv)
         async for line in j.follow(a):  # running for sure (a loaded box starts it late)
             if line == "first":
                 break
@@ -267,15 +278,13 @@ async def test_bad_specs_are_refused_with_one_line(home, jobs):
     assert not list(JobStore(home).ids())
 
 
-async def test_max_parallel_queues_the_rest(tmp_path, home):
-    register_context_service("jobs", ProcessJobs(max_parallel=1, scan_interval_s=0.05))
-    job_py = script(tmp_path, "gated.py", GATED)
-    gate, ledger = tmp_path / "gate", tmp_path / "ledger"
+async def test_max_parallel_queues_the_rest(tmp_path, home, one_at_a_time, gated):
+    argv, gate, ledger = gated
 
     @graph_fn(name="queue")
     async def queue(*, context):
         j = context.jobs()
-        ids = [await j.submit([PY, job_py, str(gate), str(ledger)]) for _ in range(3)]
+        ids = [await j.submit(argv) for _ in range(3)]
         async for line in j.follow(ids[0]):
             if line == "first":
                 break
@@ -314,8 +323,14 @@ SUBMIT_ONCE = """
 def test_one_key_is_one_job_across_two_processes(tmp_path, home):
     prog = script(tmp_path, "submit_once.py", SUBMIT_ONCE)
     ledger = tmp_path / "ledger"
-    procs = [subprocess.Popen([PY, prog, str(ledger)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    submit_from_two_processes([PY, prog, str(ledger)], ledger, home)
+
+
+def submit_from_two_processes(argv: list[str], ledger, home) -> None:
+    """``argv`` (a program that submits one job under a fixed key) in two processes, let go at
+    once (each waits for a line on stdin): both see the same job succeed, which ran once."""
+    procs = [subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
     for p in procs:
         p.stdin.write("go\n")
         p.stdin.flush()
@@ -359,11 +374,9 @@ def start_forker_run(spawn_ag, tmp_path, home, *flags: str):
 
 
 @pytest.mark.parametrize("job_ends", ["while_resumed", "while_no_runtime"])
-def test_kill_9_leaves_the_job_running_and_resume_reattaches(tmp_path, home, layout, job_ends, spawn_ag):
+def test_kill_9_leaves_the_job_running_and_resume_reattaches(tmp_path, home, layout, job_ends, spawn_ag, gated):
     graph = script(tmp_path, "graph.py", GRAPH)
-    job_py = script(tmp_path, "gated.py", GATED)
-    gate, ledger = tmp_path / "gate", tmp_path / "ledger"
-    argv = [PY, job_py, str(gate), str(ledger)]
+    argv, gate, ledger = gated
     runtime = spawn_ag("run", f"{graph}:sim", "--input", json.dumps({"argv": argv}), stdout=subprocess.DEVNULL)
     try:
         wait_until(lambda: ledger.exists(), what="the job to start")
@@ -430,16 +443,15 @@ def test_ag_jobs_logs_and_cancel(tmp_path, home, spawn_ag):
     assert ag("jobs", "logs", "job-nope", cwd=tmp_path).stderr.strip() == "ag: no job 'job-nope' in this store"
 
 
-async def test_retrying_the_node_ends_its_job_and_the_next_attempt_submits_anew(tmp_path, home, jobs):
+async def test_retrying_the_node_ends_its_job_and_the_next_attempt_submits_anew(tmp_path, home, jobs, gated):
     from aethergraph import tool
 
-    job_py = script(tmp_path, "gated.py", GATED)
-    gate, ledger = tmp_path / "gate", tmp_path / "ledger"
+    argv, gate, ledger = gated
     started = trio.Event()
 
     @tool(outputs=["job_id"])
     async def submit(*, context):
-        return await context.jobs().submit([PY, job_py, str(gate), str(ledger)], key=context.idempotency_key)
+        return await context.jobs().submit(argv, key=context.idempotency_key)
 
     @graph_fn(name="attempts")
     async def attempts(*, context):
@@ -456,7 +468,7 @@ async def test_retrying_the_node_ends_its_job_and_the_next_attempt_submits_anew(
         return {"job_id": job_id, "state": st.state.value}
 
     async with rt_open(home) as rt:
-        async with run_in_background(rt, attempts) as result:
+        async with in_background(attempts.start_run, rt, {}) as result:
             await started.wait()
             (run_id,) = rt.runs
             rt.retry(run_id, "attempts", by="test")
@@ -497,16 +509,15 @@ def test_real_jobs_example_runs_end_to_end(tmp_path):
     assert "'result': {'name': 'toy-sim', 'energy': 0.2}" in proc.stdout
 
 
-async def test_jobs_still_queued_when_the_runtime_closes_are_recorded_cancelled(tmp_path, home):
-    register_context_service("jobs", ProcessJobs(max_parallel=1, scan_interval_s=0.05))
-    job_py = script(tmp_path, "gated.py", GATED)
-    gate, ledger = tmp_path / "gate", tmp_path / "ledger"
+async def test_jobs_still_queued_when_the_runtime_closes_are_recorded_cancelled(tmp_path, home, one_at_a_time,
+                                                                               gated):
+    argv, gate, ledger = gated
 
     @graph_fn(name="fire_and_forget")
     async def fire_and_forget(*, context):
         j = context.jobs()
-        first = await j.submit([PY, job_py, str(gate), str(ledger)])
-        second = await j.submit([PY, job_py, str(gate), str(ledger)])
+        first = await j.submit(argv)
+        second = await j.submit(argv)
         async for line in j.follow(first):
             if line == "first":
                 break

@@ -25,7 +25,7 @@ from aethergraph.runtime.sidecar.registry import Advert, advert_path, write_adve
 from aethergraph.runtime.store.layout import StoreLayout
 
 from .agproc import wait_until
-from .conftest import TUTORIAL, ag, rt_open
+from .conftest import TUTORIAL, ag, in_background, rt_open
 
 
 def pending_asks(cwd):
@@ -281,13 +281,7 @@ async def test_invalid_answer_is_refused_to_that_client_and_the_ask_stays_open(h
         return await context.channel().ask_choice("Colour?", ["red", "green"])
 
     async with rt_open(home, sidecar=True):
-        async with trio.open_nursery() as n:
-            out = {}
-
-            async def go():
-                out["v"] = await pick()
-
-            n.start_soon(go)
+        async with in_background(pick) as out:
             await trio.testing.wait_all_tasks_blocked()
             (advert,) = find_runtimes(str(home))
             async with SidecarClient.connect(advert, client="tester") as c:
@@ -301,7 +295,7 @@ async def test_invalid_answer_is_refused_to_that_client_and_the_ask_stays_open(h
                 with pytest.raises(SidecarError) as info:
                     await c.answer(ask.ask_id, "red")
                 assert info.value.code == p.UNKNOWN_ASK
-    assert out["v"] == "green"
+    assert out.outcome == "green"
 
 
 async def test_slow_subscriber_is_dropped_and_resumes_without_gaps(home, monkeypatch):
