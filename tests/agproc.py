@@ -53,6 +53,15 @@ def start_ag(*args: str, cwd: Path | str | None = None, env: dict | None = None,
                             stdout=stdout, stderr=stderr, text=text, **popen)
 
 
+def tui_command(folder: Path, home: Path, sshd: Sshd | None = None) -> str:
+    """``ag tui`` as a terminal's shell runs it: in ``folder``, on the store ``home``, times in
+    UTC, its exit code written to ``folder/tui.rc``; through an SSH login when ``sshd`` is given
+    (with the far side's TERM a desktop terminal's)."""
+    # COLUMNS/LINES, when a shell exported them, would pin the app to a stale size.
+    cmd = f"cd {folder} && env -u COLUMNS -u LINES AETHERGRAPH_HOME={home} TZ=UTC {ag_shell()} tui; echo $? > {folder}/tui.rc"
+    return sshd.command(f"export TERM=xterm-256color; {cmd}") if sshd else cmd
+
+
 def polls(what: str, timeout: float) -> Iterator[None]:
     """One turn per look until ``timeout`` seconds have passed; then fail naming ``what``.
     (The caller looks, leaves the loop when it sees what it waits for, and pauses in between.)"""
@@ -121,6 +130,13 @@ class Tmux:
     def run(self, target: str, command: str) -> None:
         """Replace what runs in ``target`` by the shell command ``command``."""
         self("respawn-pane", "-k", "-t", target, command)
+
+    def dashboard(self, folder: Path, home: Path, sshd: Sshd | None = None, target: str = "e2e:tui") -> str:
+        """``ag tui`` (``tui_command``) in a new window ``target``: its first screen, once the
+        runs list is drawn."""
+        self.window(target)
+        self.run(target, tui_command(folder, home, sshd))
+        return self.wait_for(target, "1 Runs")
 
     def screen(self, target: str) -> str:
         return self("capture-pane", "-p", "-t", target)

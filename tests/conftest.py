@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -92,6 +93,17 @@ def ag(*args: str, env: dict | None = None, cwd: Path | None = None, timeout: fl
         [*ag_cmd(), *args], capture_output=True, text=True, env={**os.environ, **(env or {})}, cwd=cwd,
         timeout=timeout, stdin=stdin,
     )
+
+
+def crash_run(folder: Path, name: str, body: str, fn: str, fault: str, env: dict | None = None) -> str:
+    """``body`` written to ``folder/name``, then ``ag run`` of its ``fn`` killed by the fault
+    injector at ``fault`` (with strict durability: what happened before is on disk). The target."""
+    script = folder / name
+    script.write_text(body)
+    target = f"{script}:{fn}"
+    out = ag("run", target, "--durability", "strict", env={**(env or {}), "AETHERGRAPH_FAULT": fault}, cwd=folder)
+    assert out.returncode == -signal.SIGKILL, out.stderr
+    return target
 
 
 @pytest.fixture

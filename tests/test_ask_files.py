@@ -7,7 +7,6 @@ import hashlib
 import io
 import json
 import os
-import signal
 import textwrap
 
 import pytest
@@ -20,7 +19,7 @@ from aethergraph.runtime.errors import InvalidAnswer
 from aethergraph.runtime.store.artifacts import BlobStore
 from aethergraph.runtime.store.logfile import read_events
 
-from .conftest import ag, rt_open, run_events
+from .conftest import ag, crash_run, rt_open, run_events
 from .agproc import wait_until
 from .test_sidecar import pending_asks
 
@@ -168,11 +167,7 @@ def test_ag_answer_file_answers_a_live_run(tmp_path, csv_file, spawn_ag):
 
 @pytest.mark.slow
 def test_ag_answer_file_for_an_interrupted_run_then_resume_records_it_once(tmp_path, layout, csv_file):
-    script = tmp_path / "upload.py"
-    script.write_text(UPLOADER)
-    crashed = ag("run", f"{script}:upload", "--durability", "strict",
-                 env={"AETHERGRAPH_FAULT": "killafter:ask_opened"}, cwd=tmp_path)
-    assert crashed.returncode == -signal.SIGKILL, crashed.stderr
+    crash_run(tmp_path, "upload.py", UPLOADER, "upload", "killafter:ask_opened")
     (ask,) = json.loads(ag("asks", "--json", cwd=tmp_path).stdout)
     refused = ag("answer", ask["ask_id"], "--file", str(tmp_path), cwd=tmp_path)
     assert refused.returncode == 2 and "is a directory" in refused.stderr

@@ -8,6 +8,7 @@ import stat
 import subprocess
 import sys
 import textwrap
+from contextlib import asynccontextmanager
 
 import pytest
 import trio
@@ -195,40 +196,48 @@ async def _expect(ws, op):
     return msg
 
 
-async def test_out_of_order_and_bad_hello_are_refused(home):
+async def _send(ws, msg) -> None:
+    await ws.send_message(p.ENCODER.encode(msg).decode())
+
+
+@asynccontextmanager
+async def raw_sidecar(home):
+    """A runtime's sidecar and a way to open raw websockets to it: the protocol without the
+    client's manners (out of order, wrong versions, too big)."""
     async with rt_open(home, sidecar=True):
         (advert,) = find_runtimes(str(home))
         async with trio.open_nursery() as n:
-            ws = await _raw_ws(advert, n)
-            await ws.send_message(p.ENCODER.encode(p.ListRuns(id=1)).decode())
-            err = await _expect(ws, "error")
-            assert err.code == p.NOT_AUTHENTICATED
-            ws2 = await _raw_ws(advert, n)
-            await ws2.send_message(p.ENCODER.encode(p.Hello(protocol=99)).decode())
-            assert (await _expect(ws2, "error")).code == p.BAD_PROTOCOL
-            ws3 = await _raw_ws(advert, n)
-            await ws3.send_message(p.ENCODER.encode(p.Hello(protocol=1, client="t")).decode())
-            await _expect(ws3, "welcome")
-            await ws3.send_message(p.ENCODER.encode(p.Hello(protocol=1)).decode())
-            assert (await _expect(ws3, "error")).code == p.BAD_MESSAGE
-            await ws3.send_message(p.ENCODER.encode(p.ListRuns(id=7)).decode())
-            assert (await _expect(ws3, "reply")).id == 7
+            yield lambda: _raw_ws(advert, n)
             n.cancel_scope.cancel()
+
+
+async def test_out_of_order_and_bad_hello_are_refused(home):
+    async with raw_sidecar(home) as connect:
+        ws = await connect()
+        await _send(ws, p.ListRuns(id=1))
+        err = await _expect(ws, "error")
+        assert err.code == p.NOT_AUTHENTICATED
+        ws2 = await connect()
+        await _send(ws2, p.Hello(protocol=99))
+        assert (await _expect(ws2, "error")).code == p.BAD_PROTOCOL
+        ws3 = await connect()
+        await _send(ws3, p.Hello(protocol=1, client="t"))
+        await _expect(ws3, "welcome")
+        await _send(ws3, p.Hello(protocol=1))
+        assert (await _expect(ws3, "error")).code == p.BAD_MESSAGE
+        await _send(ws3, p.ListRuns(id=7))
+        assert (await _expect(ws3, "reply")).id == 7
 
 
 async def test_oversized_message_gets_an_error_and_the_connection_lives(home):
-    async with rt_open(home, sidecar=True):
-        (advert,) = find_runtimes(str(home))
-        async with trio.open_nursery() as n:
-            ws = await _raw_ws(advert, n)
-            await ws.send_message(p.ENCODER.encode(p.Hello(protocol=1)).decode())
-            await _expect(ws, "welcome")
-            big = p.ENCODER.encode(p.Answer(id=2, ask_id="x", value="y" * (p.MAX_MESSAGE_BYTES + 10))).decode()
-            await ws.send_message(big)
-            assert (await _expect(ws, "error")).code == p.TOO_LARGE
-            await ws.send_message(p.ENCODER.encode(p.ListAsks(id=3)).decode())
-            assert (await _expect(ws, "reply")).result == []
-            n.cancel_scope.cancel()
+    async with raw_sidecar(home) as connect:
+        ws = await connect()
+        await _send(ws, p.Hello(protocol=1))
+        await _expect(ws, "welcome")
+        await _send(ws, p.Answer(id=2, ask_id="x", value="y" * (p.MAX_MESSAGE_BYTES + 10)))
+        assert (await _expect(ws, "error")).code == p.TOO_LARGE
+        await _send(ws, p.ListAsks(id=3))
+        assert (await _expect(ws, "reply")).result == []
 
 
 junk = st.one_of(
@@ -253,7 +262,7 @@ def test_malformed_messages_never_take_the_server_down(home, messages):
             (advert,) = find_runtimes(str(home))
             async with trio.open_nursery() as n:
                 ws = await _raw_ws(advert, n)
-                await ws.send_message(p.ENCODER.encode(p.Hello(protocol=1)).decode())
+                await _send(ws, p.Hello(protocol=1))
                 await _expect(ws, "welcome")
                 for text in messages:
                     await ws.send_message(text)
@@ -262,7 +271,7 @@ def test_malformed_messages_never_take_the_server_down(home, messages):
                     if reply.__struct_config__.tag == "reply" and not reply.ok:
                         assert reply.error.code in (p.BAD_MESSAGE, p.UNKNOWN_RUN, p.UNKNOWN_NODE, p.UNKNOWN_ASK)
                 # still serving, on this connection and on a new one
-                await ws.send_message(p.ENCODER.encode(p.ListRuns(id=424242)).decode())
+                await _send(ws, p.ListRuns(id=424242))
                 while True:
                     msg = p.SERVER_DECODER.decode(await ws.get_message())
                     if msg.__struct_config__.tag == "reply" and msg.id == 424242:

@@ -138,14 +138,18 @@ def executions(path: Path) -> Counter:
     return Counter(int(line) for line in path.read_text().split()) if path.exists() else Counter()
 
 
+def trial_folder(folder: Path, name: str, body: str) -> tuple[Path, Path, StoreLayout]:
+    """A trial's own folder: its script ``name`` (``body``), and its store (not made yet)."""
+    folder.mkdir()
+    script = folder / name
+    script.write_text(body)
+    return script, folder / "store", StoreLayout.at(folder / "store")
+
+
 def fanout_trial(base: Path, durability: str, seed: int) -> bool:
     rng = random.Random(seed)
     work_dir = base / f"{durability}-{seed}"
-    work_dir.mkdir()
-    script = work_dir / "fanout.py"
-    script.write_text(FANOUT)
-    home = work_dir / "store"
-    layout = StoreLayout.at(home)
+    script, home, layout = trial_folder(work_dir, "fanout.py", FANOUT)
     exec_log = work_dir / "exec.log"
     env = {"AETHERGRAPH_HOME": str(home), "FANOUT_EXEC_LOG": str(exec_log)}
     proc = start_ag("run", f"{script}:fanout", "--durability", durability, env=env, cwd=work_dir)
@@ -223,11 +227,7 @@ ANSWERS = {"What's your name?": "Ada", "How old are you?": "42"}
 def asks_trial(base: Path, seed: int) -> None:
     rng = random.Random(seed)
     work_dir = base / f"asks-{seed}"
-    work_dir.mkdir()
-    script = work_dir / "intake.py"
-    script.write_text(INTAKE)
-    home = work_dir / "store"
-    layout = StoreLayout.at(home)
+    script, home, layout = trial_folder(work_dir, "intake.py", INTAKE)
     env = {"AETHERGRAPH_HOME": str(home)}
     proc = start_ag("run", f"{script}:intake", env={**env, "LINGER": "60"}, cwd=work_dir)
 

@@ -54,17 +54,31 @@ async def test_graph_fn_timeout_is_timed_out_not_failed(home, layout, autojump_c
     assert events[-1].status == ev.TIMED_OUT
 
 
-async def test_tool_timeout_raises_to_caller_which_can_handle_it(home, layout, autojump_clock):
-    @tool(timeout_s=1)
-    async def stuck():
+def stuck_tool(name: str, **options):
+    """A tool ``name`` that never returns (a poll that hangs): its node runs until it is
+    cancelled or times out."""
+
+    async def never_returns():
         await trio.sleep_forever()
 
-    @graph_fn(name="caller")
-    async def caller(*, context):
+    return tool(name=name, **options)(never_returns)
+
+
+def handling(name: str, child, error: type[Exception], key: str):
+    """A graph ``name`` that calls ``child`` and handles its ``error``: ``{key: the child's path}``."""
+
+    @graph_fn(name=name)
+    async def parent(*, context):
         try:
-            await stuck()
-        except NodeTimeout as exc:
-            return {"handled": exc.path}
+            await child()
+        except error as exc:
+            return {key: exc.path}
+
+    return parent
+
+
+async def test_tool_timeout_raises_to_caller_which_can_handle_it(home, layout, autojump_clock):
+    caller = handling("caller", stuck_tool("stuck", timeout_s=1), NodeTimeout, "handled")
 
     async with rt_open(home) as rt:
         outcome = await caller.start_run(rt, {})
@@ -162,9 +176,7 @@ async def test_timed_out_attempts_are_retried(home, layout, autojump_clock):
 
 
 async def test_cancel_running_node_from_outside(home, layout, autojump_clock):
-    @tool()
-    async def stuck_poll():
-        await trio.sleep_forever()
+    stuck_poll = stuck_tool("stuck_poll")
 
     @graph_fn(name="g")
     async def g(*, context):
@@ -189,16 +201,7 @@ async def test_cancel_running_node_from_outside(home, layout, autojump_clock):
 
 
 async def test_cancelled_child_can_be_handled_by_parent(home, autojump_clock):
-    @tool()
-    async def stuck():
-        await trio.sleep_forever()
-
-    @graph_fn(name="g")
-    async def g(*, context):
-        try:
-            await stuck()
-        except NodeCancelled as exc:
-            return {"gave_up_on": exc.path}
+    g = handling("g", stuck_tool("stuck"), NodeCancelled, "gave_up_on")
 
     async with rt_open(home) as rt:
         async with in_background(g.start_run, rt, {}) as out:

@@ -13,10 +13,8 @@ Skipped (saying so) only when tmux, or for the SSH case ssh/sshd, is not install
 from __future__ import annotations
 
 import json
-import os
 import shlex
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -28,26 +26,17 @@ pytestmark = pytest.mark.slow
 
 @pytest.mark.skipif(TMUX is None, reason="tmux is not installed (.ci/run installs it with apt-get)")
 @pytest.mark.parametrize("via", ["tmux", "ssh"])
-def test_dashboard_in_tmux_answers_the_tutorials_retry_ask(tmp_path, via):
+def test_dashboard_in_tmux_answers_the_tutorials_retry_ask(tmp_path, home, via):
     if via == "ssh" and not (SSH and SSHD):
         pytest.skip("ssh or sshd is not installed (.ci/run installs them with apt-get)")
-    home = Path(os.environ["AETHERGRAPH_HOME"])
-    ag_cmd = ag_shell()
     env = f"AETHERGRAPH_HOME={home} TZ=UTC"
-    # COLUMNS/LINES, when a shell exported them, would pin the app to a stale size.
-    tui_cmd = f"cd {tmp_path} && env -u COLUMNS -u LINES {env} {ag_cmd} tui; echo $? > {tmp_path}/tui.rc"
-    sshd = None
-    if via == "ssh":
-        sshd = Sshd(tmp_path)
-        tui_cmd = sshd.command(f"export TERM=xterm-256color; {tui_cmd}")
+    sshd = Sshd(tmp_path) if via == "ssh" else None
     tutorial_cmd = (f"cd {tmp_path} && env {env} AG_DEMO_FAIL_RATE=1 AG_DEMO_TIME_SCALE=0.05 "
                     f"{sys.executable} {TUTORIAL} < /dev/null > {tmp_path}/tutorial.out 2>&1; "
                     f"echo $? > {tmp_path}/tutorial.rc")
     tmux = Tmux(tmp_path)
     try:
-        tmux.window("e2e:tui")
-        tmux.run("e2e:tui", tui_cmd)
-        first = tmux.wait_for("e2e:tui", "1 Runs")
+        first = tmux.dashboard(tmp_path, home, sshd)
         assert "no runtime" in first
         tmux("new-window", "-d", "-t", "e2e", "-n", "tutorial", tutorial_cmd)
         tmux.wait_for("e2e:tui", "Asks [1]")  # the badge, seen from the Runs panel
@@ -107,21 +96,16 @@ trio.run(main)
 
 
 @pytest.mark.skipif(TMUX is None, reason="tmux is not installed (.ci/run installs it with apt-get)")
-def test_hostile_run_content_leaves_the_terminal_alone_and_a_number_key_answers(tmp_path):
+def test_hostile_run_content_leaves_the_terminal_alone_and_a_number_key_answers(tmp_path, home):
     """A run whose message, log line and ask carry OSC title, clear-screen, SGR, C1 and bidi
     sequences: the pane title and the screen are untouched while the dashboard shows them;
     then its choice ask is answered by pressing 2 (Hold), which the dialog shows before enter."""
-    home = Path(os.environ["AETHERGRAPH_HOME"])
-    ag_cmd = ag_shell()
     env = f"AETHERGRAPH_HOME={home} TZ=UTC"
     script = tmp_path / "hostile.py"
     script.write_text(HOSTILE_SCRIPT)
     tmux = Tmux(tmp_path)
     try:
-        tmux.window("e2e:tui")
-        tmux.run("e2e:tui",
-             f"cd {tmp_path} && env -u COLUMNS -u LINES {env} {ag_cmd} tui; echo $? > {tmp_path}/tui.rc")
-        tmux.wait_for("e2e:tui", "1 Runs")
+        tmux.dashboard(tmp_path, home)
         tmux("select-pane", "-t", "e2e:tui", "-T", "e2e-title")
         title = lambda: tmux("display", "-p", "-t", "e2e:tui", "#{pane_title}").strip()  # noqa: E731
         assert title() == "e2e-title"
@@ -156,13 +140,12 @@ def test_hostile_run_content_leaves_the_terminal_alone_and_a_number_key_answers(
 
 
 @pytest.mark.skipif(TMUX is None, reason="tmux is not installed (.ci/run installs it with apt-get)")
-def test_dashboard_in_tmux_cancels_a_running_process_job_by_keys(tmp_path):
+def test_dashboard_in_tmux_cancels_a_running_process_job_by_keys(tmp_path, home):
     """A graph in another process runs a real process job (a sleeper that prints ``ready``);
     in ``ag tui``: enter opens its run, J its Jobs tab (the job's output followed), c then y (it asks
     first) cancels the job. ``ag jobs --json`` then says cancelled, by the dashboard, and the run reports it."""
     from .test_jobs import GRAPH, script as write_script
 
-    home = Path(os.environ["AETHERGRAPH_HOME"])
     ag_cmd = ag_shell()
     env = f"AETHERGRAPH_HOME={home} TZ=UTC"
     prog = write_script(tmp_path, "graph.py", GRAPH)
@@ -172,10 +155,7 @@ def test_dashboard_in_tmux_cancels_a_running_process_job_by_keys(tmp_path):
                f"2> {tmp_path}/run.err; echo $? > {tmp_path}/run.rc")
     tmux = Tmux(tmp_path)
     try:
-        tmux.window("e2e:tui")
-        tmux.run("e2e:tui",
-             f"cd {tmp_path} && env -u COLUMNS -u LINES {env} {ag_cmd} tui; echo $? > {tmp_path}/tui.rc")
-        tmux.wait_for("e2e:tui", "1 Runs")
+        tmux.dashboard(tmp_path, home)
         tmux("new-window", "-d", "-t", "e2e", "-n", "run", run_cmd)
         tmux.wait_for("e2e:tui", "RUNNING")
         tmux("send-keys", "-t", "e2e:tui", "Enter")  # open the run
