@@ -12,16 +12,19 @@ Waits on other processes poll with deadlines: no trio clock can jump across proc
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import shlex
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -51,6 +54,23 @@ def start_ag(*args: str, cwd: Path | str | None = None, env: dict | None = None,
     ``env`` laid over this process's environment."""
     return subprocess.Popen([*ag_cmd(), *args], cwd=cwd, env={**os.environ, **(env or {})}, stdin=stdin,
                             stdout=stdout, stderr=stderr, text=text, **popen)
+
+
+@contextmanager
+def terminal(folder: Path, ssh: bool = False) -> Iterator[tuple[Tmux, Sshd | None]]:
+    """A tmux of our own and, given ``ssh``, an sshd to log in through; both stopped after the
+    block. With ``ssh`` it then checks that a key login really happened (a dashboard said to be
+    on the far side of SSH was)."""
+    sshd = Sshd(folder) if ssh else None
+    tmux = Tmux(folder)
+    try:
+        yield tmux, sshd
+    finally:
+        tmux.kill()
+        if sshd is not None:
+            sshd.stop()
+    if sshd is not None:
+        assert "Accepted publickey" in sshd.log.read_text(), sshd.log.read_text()
 
 
 def tui_command(folder: Path, home: Path, sshd: Sshd | None = None) -> str:
@@ -209,3 +229,41 @@ class Sshd:
             self.proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             self.proc.kill()
+
+
+class DaskProcs:
+    """A dask.distributed cluster on loopback as processes of our own: ``dask scheduler`` (its
+    address read from its scheduler file) and one ``dask worker`` per entry of ``workers``
+    (each that worker's extra arguments). Each runs in a session of its own, so closing ends
+    its whole process group; each logs to ``folder/<name>.log``."""
+
+    def __init__(self, folder: Path, workers: list[list[str]], env: dict | None = None) -> None:
+        self.folder = folder
+        self.env = {**os.environ, **(env or {})}
+        self.procs: list[subprocess.Popen] = []
+        dask = str(Path(sys.executable).parent / "dask")
+        sched_file = folder / "scheduler.json"
+        self._start([dask, "scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
+                     "--scheduler-file", str(sched_file)], "scheduler")
+        wait_until(lambda: sched_file.exists() and sched_file.stat().st_size, "the scheduler", timeout=60)
+        self.address = json.loads(sched_file.read_text())["address"]
+        for i, args in enumerate(workers):
+            self._start([dask, "worker", self.address, "--host", "127.0.0.1", "--no-dashboard", *args], f"worker{i}")
+
+    def _start(self, argv: list[str], name: str) -> None:
+        with open(self.folder / f"{name}.log", "wb") as log:
+            self.procs.append(subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=self.env,
+                                               cwd=self.folder, start_new_session=True))
+
+    def close(self, timeout: float = 10) -> None:
+        for p in reversed(self.procs):
+            try:
+                os.killpg(p.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        for p in self.procs:
+            try:
+                p.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait()

@@ -22,57 +22,31 @@ from aethergraph.runtime import events as ev  # noqa: E402
 from aethergraph.runtime.jobs.store import JobStore  # noqa: E402
 
 from .conftest import ROOT, ag, in_background, rt_open, run_events  # noqa: E402
-from .agproc import wait_until  # noqa: E402
+from .agproc import DaskProcs, wait_until  # noqa: E402
 from .test_jobs import (  # noqa: E402
     assert_job_cancel_logged_first, forker_past_its_timeout, forker_waiting, refusals, script,
     submit_from_two_processes,
 )
 
 PY = sys.executable
-DASK = str(Path(PY).parent / "dask")
 
 
-class Cluster:
+class Cluster(DaskProcs):
+    """Two workers of one process and two threads each, and a client to look at the cluster."""
+
     def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        self.procs: list[subprocess.Popen] = []
-        env = dict(os.environ, PYTHONPATH=str(ROOT),
-                   # a worker's death is the job's end (LOST), not a silent second run elsewhere
-                   DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES="0")
-        self.env = env
-        sched_file = folder / "scheduler.json"
-        self.procs.append(self._start([DASK, "scheduler", "--host", "127.0.0.1", "--port", "0",
-                                       "--no-dashboard", "--scheduler-file", str(sched_file)], "scheduler"))
-        wait_until(lambda: sched_file.exists() and sched_file.stat().st_size, timeout=60, what="the scheduler")
-        self.address = json.loads(sched_file.read_text())["address"]
-        for i in range(2):
-            self.procs.append(self._start([DASK, "worker", self.address, "--host", "127.0.0.1",
-                                           "--nworkers", "1", "--nthreads", "2", "--no-dashboard",
-                                           "--name", f"w{i}"], f"worker{i}"))
+        # A worker's death is the job's end (LOST), not a silent second run elsewhere.
+        super().__init__(folder, [["--nworkers", "1", "--nthreads", "2", "--name", f"w{i}"] for i in range(2)],
+                         env={"PYTHONPATH": str(ROOT), "DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": "0"})
         self.client = distributed.Client(self.address, set_as_default=False, timeout=60)
         self.client.wait_for_workers(2, timeout=60)
-
-    def _start(self, argv: list[str], name: str) -> subprocess.Popen:
-        log = open(self.folder / f"{name}.log", "wb")
-        return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=self.env,
-                                cwd=self.folder, start_new_session=True)
 
     def worker_pid(self, address: str) -> int:
         return self.client.run(os.getpid, workers=[address])[address]
 
     def close(self) -> None:
         self.client.close()
-        for p in reversed(self.procs):
-            try:
-                os.killpg(p.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-        for p in self.procs:
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(p.pid, signal.SIGKILL)
-                p.wait()
+        super().close()
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ import sys
 
 import pytest
 
-from .agproc import SSH, SSHD, TMUX, Sshd, Tmux, ag_shell, wait_for_file, wait_until
+from .agproc import SSH, SSHD, TMUX, ag_shell, terminal, wait_for_file, wait_until
 from .conftest import TUTORIAL, ag
 
 pytestmark = pytest.mark.slow
@@ -30,12 +30,10 @@ def test_dashboard_in_tmux_answers_the_tutorials_retry_ask(tmp_path, home, via):
     if via == "ssh" and not (SSH and SSHD):
         pytest.skip("ssh or sshd is not installed (.ci/run installs them with apt-get)")
     env = f"AETHERGRAPH_HOME={home} TZ=UTC"
-    sshd = Sshd(tmp_path) if via == "ssh" else None
     tutorial_cmd = (f"cd {tmp_path} && env {env} AG_DEMO_FAIL_RATE=1 AG_DEMO_TIME_SCALE=0.05 "
                     f"{sys.executable} {TUTORIAL} < /dev/null > {tmp_path}/tutorial.out 2>&1; "
                     f"echo $? > {tmp_path}/tutorial.rc")
-    tmux = Tmux(tmp_path)
-    try:
+    with terminal(tmp_path, ssh=via == "ssh") as (tmux, sshd):
         first = tmux.dashboard(tmp_path, home, sshd)
         assert "no runtime" in first
         tmux("new-window", "-d", "-t", "e2e", "-n", "tutorial", tutorial_cmd)
@@ -55,12 +53,6 @@ def test_dashboard_in_tmux_answers_the_tutorials_retry_ask(tmp_path, home, via):
         tmux.wait_for("e2e:tui", "FAILED")
         tmux("send-keys", "-t", "e2e:tui", "q")
         assert wait_for_file(tmp_path / "tui.rc") == "0"
-    finally:
-        tmux.kill()
-        if sshd is not None:
-            sshd.stop()
-    if sshd is not None:  # the dashboard really was on the far side of an SSH login
-        assert "Accepted publickey" in sshd.log.read_text()
     out = (tmp_path / "tutorial.out").read_text()
     assert "Not retrying; stopping here." in out
     runs = json.loads(ag("runs", "--json", env={"AETHERGRAPH_HOME": str(home)}).stdout)
@@ -103,8 +95,7 @@ def test_hostile_run_content_leaves_the_terminal_alone_and_a_number_key_answers(
     env = f"AETHERGRAPH_HOME={home} TZ=UTC"
     script = tmp_path / "hostile.py"
     script.write_text(HOSTILE_SCRIPT)
-    tmux = Tmux(tmp_path)
-    try:
+    with terminal(tmp_path) as (tmux, _):
         tmux.dashboard(tmp_path, home)
         tmux("select-pane", "-t", "e2e:tui", "-T", "e2e-title")
         title = lambda: tmux("display", "-p", "-t", "e2e:tui", "#{pane_title}").strip()  # noqa: E731
@@ -135,8 +126,6 @@ def test_hostile_run_content_leaves_the_terminal_alone_and_a_number_key_answers(
         assert title() == "e2e-title"
         tmux("send-keys", "-t", "e2e:tui", "q")
         assert wait_for_file(tmp_path / "tui.rc") == "0"
-    finally:
-        tmux.kill()
 
 
 @pytest.mark.skipif(TMUX is None, reason="tmux is not installed (.ci/run installs it with apt-get)")
@@ -153,8 +142,7 @@ def test_dashboard_in_tmux_cancels_a_running_process_job_by_keys(tmp_path, home)
     run_cmd = (f"cd {tmp_path} && env {env} {ag_cmd} run {prog}:sim --json "
                f"--input {shlex.quote(json.dumps({'argv': sleeper}))} < /dev/null > {tmp_path}/run.out "
                f"2> {tmp_path}/run.err; echo $? > {tmp_path}/run.rc")
-    tmux = Tmux(tmp_path)
-    try:
+    with terminal(tmp_path) as (tmux, _):
         tmux.dashboard(tmp_path, home)
         tmux("new-window", "-d", "-t", "e2e", "-n", "run", run_cmd)
         tmux.wait_for("e2e:tui", "RUNNING")
@@ -170,8 +158,6 @@ def test_dashboard_in_tmux_cancels_a_running_process_job_by_keys(tmp_path, home)
         assert wait_for_file(tmp_path / "run.rc") == "0", (tmp_path / "run.err").read_text()
         tmux("send-keys", "-t", "e2e:tui", "q")
         assert wait_for_file(tmp_path / "tui.rc") == "0"
-    finally:
-        tmux.kill()
     jobs = json.loads(ag("jobs", "--json", env={"AETHERGRAPH_HOME": str(home)}).stdout)
     assert [j["state"] for j in jobs] == ["cancelled"], jobs
     from aethergraph.runtime.jobs.store import JobStore

@@ -66,9 +66,10 @@ METRICS = {
             Metric("jobs/s", "jobs_per_s", higher_is_better=True),
             Metric("trio tasks with N jobs", "tasks_with_jobs"),
             Metric("peak RSS MB", "rss_peak_kib", MB)],
+    "B11": [Metric("first paint s", "first_paint_s"), Metric("rows on screen", "rows_shown")],
 }
 PRIMARY = {w: METRICS[w][0] for w in METRICS}
-OURS_ONLY = ("B5", "B6", "B7", "B8", "B9", "B10", "B12")
+OURS_ONLY = ("B5", "B6", "B7", "B8", "B9", "B10", "B11", "B12")
 TITLES = {"B1": "B1 – per-node overhead", "B2": "B2 – fan-out of polling jobs",
           "B3": "B3 – event log write + \"most recent of a kind\"",
           "B4": "B4 – import / start-up",
@@ -78,7 +79,8 @@ TITLES = {"B1": "B1 – per-node overhead", "B2": "B2 – fan-out of polling job
           "B8": "B8 – dashboard keys while a run streams 1,000 events/s (ours)",
           "B9": "B9 – real process jobs: ProcessJobs vs a plain trio.run_process loop (ours)",
           "B12": "B12 – memory().search over 100,000 embedded records, dimension 384 (ours)",
-          "B10": "B10 – jobs on a dask cluster: DaskJobs vs a bare distributed.Client (ours)"}
+          "B10": "B10 – jobs on a dask cluster: DaskJobs vs a bare distributed.Client (ours)",
+          "B11": "B11 – `ag tui` first paint in a real terminal, locally and over SSH (ours)"}
 
 INTRO = {
     "B12": (
@@ -139,6 +141,14 @@ INTRO = {
         "run (no task per job) and the runtime's peak RSS (the scheduler's and workers' are not in "
         "it). Measured in a run of its own (date, commit and load in each record's "
         "`measured_separately`)."
+    ),
+    "B11": (
+        "B7's store (10,000 runs, 1,000,000 events), built once in setup. `ag tui` started in a "
+        "tmux window (100×30, `TERM=screen-256color`) and timed from asking tmux to start it until "
+        "`capture-pane` (polled every 5 ms) shows rows of the runs table: process start, imports, "
+        "the index read and the first frame in a real pseudo-terminal. `ssh`: the same command "
+        "through `ssh -tt` to an sshd the script starts on a loopback port (throwaway host key, "
+        "key login), the login included. One untimed start first."
     ),
     "B1": (
         "Per-node overhead: 2,000 chained `step(x) -> x + 1` nodes; `top` = every call its own "
@@ -552,6 +562,8 @@ def _budget_rows(rows: list[Row]) -> list[str]:
         ("B9", "vs-run-process", "ratio", 0.8, False, "B9 (issue 16) ProcessJobs throughput ≥ 0.8× a plain run_process loop"),
         ("B12", "search", "p50_query_ms", 20, True, "B12 (issue 21) search over 100,000 records of dimension 384: p50 < 20 ms"),
         ("B10", "vs-client", "ratio", 1.25, True, "B10 (issue 17) DaskJobs wall ≤ 1.25× a bare Client.map + wait"),
+        ("B11", "local", "first_paint_s", 0.5, True, "B11 (issue 20) `ag tui` first paint in tmux < 0.5 s on 10,000 runs / 1M events"),
+        ("B11", "ssh", "first_paint_s", 0.8, True, "B11 (issue 20) the same over SSH on loopback < 0.8 s, login included"),
     ]
     out = []
     for workload, variant, key, budget, at_most, what in checks:
