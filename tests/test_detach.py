@@ -159,9 +159,10 @@ def test_dashboard_resume_runs_the_tutorial_in_its_own_process(tmp_path, home, m
     end = events[-1]
     assert type(end) is ev.RunFinished and end.status == ev.FAILED
     assert end.error.type == "GraphFailed" and "failed and was not retried" in end.error.message
-    # its console output went to the file beside its log, not to anybody's terminal
+    # its console output went to the file beside its log, not to anybody's terminal (its last
+    # line written just after its end reached the log, which is what the dashboard saw)
     out = StoreLayout.at(home).run_log(run_id).with_suffix(".out")
-    assert f"run {run_id} failed: GraphFailed: job" in out.read_text()
+    wait_until(lambda: f"run {run_id} failed: GraphFailed: job" in out.read_text(), "the run's last line in its .out")
     assert oct(out.stat().st_mode & 0o777) == "0o600"
     shown = ag("show", run_id, cwd=tmp_path).stdout
     assert f"pid {resumed.pid} on {resumed.host}" in shown
