@@ -45,6 +45,7 @@ sys.path.insert(0, str(ROOT))
 
 from aethergraph.runtime import events as ev  # noqa: E402
 from aethergraph.runtime.store.logfile import read_events  # noqa: E402
+from tests.agproc import ag_cmd  # noqa: E402
 
 # The loss after a kill -9 in `batch`, as documented in README "The store": what was
 # acknowledged in the last WINDOW_MS before the kill may be lost, nothing older. (The writer
@@ -97,9 +98,7 @@ PLAN = {  # loop length, tool every, kill delay range (s) after the first acknow
 
 
 def ag(*args: str, env: dict, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
-    exe = Path(sys.executable).parent / "ag"
-    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "aethergraph.cli.main"]
-    return subprocess.run([*cmd, *args], env=env, cwd=cwd, capture_output=True, text=True,
+    return subprocess.run([*ag_cmd(), *args], env=env, cwd=cwd, capture_output=True, text=True,
                           timeout=timeout, stdin=subprocess.DEVNULL)
 
 
@@ -120,10 +119,8 @@ def one(durability: str, run_no: int, work: Path, rng: random.Random) -> dict:
     env = {**os.environ, "AETHERGRAPH_HOME": str(home), "ACKS": str(acks), "EFFECTS": str(effects),
            "PYTHONPATH": str(ROOT)}
     env.pop("AETHERGRAPH_FAULT", None)
-    exe = Path(sys.executable).parent / "ag"
-    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "aethergraph.cli.main"]
     child = subprocess.Popen(
-        [*cmd, "run", f"{script}:worker", "--input", json.dumps({"n": n, "every": every}),
+        [*ag_cmd(), "run", f"{script}:worker", "--input", json.dumps({"n": n, "every": every}),
          "--durability", durability],
         env=env, cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
     )

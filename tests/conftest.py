@@ -1,15 +1,22 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
-import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
+import attrs
 import pytest
+import trio
 
 from aethergraph import services as _services
 from aethergraph.runtime.store.layout import StoreLayout
 from aethergraph.runtime.store.logfile import read_events
+
+from .agproc import ag_cmd, start_ag
 
 ROOT = Path(__file__).resolve().parent.parent
 TUTORIAL = ROOT / "examples" / "tutorial_submit_poll_notify.py"
@@ -49,6 +56,28 @@ def rt_open(home, **kw):
     return open_runtime(home=str(home), **kw)
 
 
+@attrs.define
+class Background:
+    """What ``in_background`` started: its outcome once the block has ended."""
+
+    outcome: Any = None
+
+
+@asynccontextmanager
+async def in_background(fn: Callable[..., Awaitable[Any]], *args: Any) -> AsyncIterator[Background]:
+    """``fn(*args)`` (a run: ``graph.start_run, rt, inputs``; or a graph called in the runtime)
+    goes on while the block does something to it (cancel, retry, answer, kill a worker);
+    leaving the block waits for its end, whose return value is then ``.outcome``."""
+    started = Background()
+
+    async def run() -> None:
+        started.outcome = await fn(*args)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(run)
+        yield started
+
+
 def run_events(layout: StoreLayout, run_id: str):
     return read_events(layout.run_log(run_id))
 
@@ -60,11 +89,36 @@ def event_types(events) -> list[str]:
 def ag(*args: str, env: dict | None = None, cwd: Path | None = None, timeout: float = 60,
        stdin=subprocess.DEVNULL) -> subprocess.CompletedProcess:
     """Run the real `ag` console script in a child process."""
-    full_env = dict(os.environ)
-    full_env.update(env or {})
-    exe = Path(sys.executable).parent / "ag"
-    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "aethergraph.cli.main"]
     return subprocess.run(
-        [*cmd, *args], capture_output=True, text=True, env=full_env, cwd=cwd, timeout=timeout,
-        stdin=stdin,
+        [*ag_cmd(), *args], capture_output=True, text=True, env={**os.environ, **(env or {})}, cwd=cwd,
+        timeout=timeout, stdin=stdin,
     )
+
+
+def crash_run(folder: Path, name: str, body: str, fn: str, fault: str, env: dict | None = None) -> str:
+    """``body`` written to ``folder/name``, then ``ag run`` of its ``fn`` killed by the fault
+    injector at ``fault`` (with strict durability: what happened before is on disk). The target."""
+    script = folder / name
+    script.write_text(body)
+    target = f"{script}:{fn}"
+    out = ag("run", target, "--durability", "strict", env={**(env or {}), "AETHERGRAPH_FAULT": fault}, cwd=folder)
+    assert out.returncode == -signal.SIGKILL, out.stderr
+    return target
+
+
+@pytest.fixture
+def spawn_ag(tmp_path):
+    """Start ``ag *args`` in the background (``agproc.start_ag``: in ``tmp_path`` unless told,
+    stdin closed, output piped as text); whatever still runs when the test ends is killed, so
+    a failing test leaves no process behind."""
+    procs: list[subprocess.Popen] = []
+
+    def spawn(*args: str, cwd: Path | None = None, **kw) -> subprocess.Popen:
+        procs.append(start_ag(*args, cwd=tmp_path if cwd is None else cwd, **kw))
+        return procs[-1]
+
+    yield spawn
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()

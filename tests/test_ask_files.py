@@ -7,9 +7,6 @@ import hashlib
 import io
 import json
 import os
-import signal
-import subprocess
-import sys
 import textwrap
 
 import pytest
@@ -22,8 +19,9 @@ from aethergraph.runtime.errors import InvalidAnswer
 from aethergraph.runtime.store.artifacts import BlobStore
 from aethergraph.runtime.store.logfile import read_events
 
-from .conftest import ag, rt_open, run_events
-from .test_sidecar import pending_asks, wait_for
+from .conftest import ag, crash_run, rt_open, run_events
+from .agproc import wait_until
+from .test_sidecar import pending_asks
 
 
 @pytest.fixture
@@ -141,17 +139,15 @@ UPLOADER = textwrap.dedent(
 
 
 @pytest.mark.slow
-def test_ag_answer_file_answers_a_live_run(tmp_path, csv_file):
+def test_ag_answer_file_answers_a_live_run(tmp_path, csv_file, spawn_ag):
     script = tmp_path / "upload.py"
     script.write_text(UPLOADER)
     other = tmp_path / "b.csv"
     other.write_text("second")
     (tmp_path / "big.csv").write_bytes(b"x" * 1001)
-    proc = subprocess.Popen([sys.executable, "-m", "aethergraph.cli.main", "run", f"{script}:upload"],
-                            cwd=tmp_path, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = spawn_ag("run", f"{script}:upload")
     try:
-        (ask,) = wait_for(lambda: pending_asks(tmp_path), what="the files ask")
+        (ask,) = wait_until(lambda: pending_asks(tmp_path), what="the files ask")
         assert ask["kind"] == "files" and ask["options"] == ["*.csv"]
         missing = ag("answer", ask["ask_id"], "--file", str(tmp_path / "gone.csv"), cwd=tmp_path)
         assert missing.returncode == 2 and "no file at" in missing.stderr and "stays open" in missing.stderr
@@ -171,11 +167,7 @@ def test_ag_answer_file_answers_a_live_run(tmp_path, csv_file):
 
 @pytest.mark.slow
 def test_ag_answer_file_for_an_interrupted_run_then_resume_records_it_once(tmp_path, layout, csv_file):
-    script = tmp_path / "upload.py"
-    script.write_text(UPLOADER)
-    crashed = ag("run", f"{script}:upload", "--durability", "strict",
-                 env={"AETHERGRAPH_FAULT": "killafter:ask_opened"}, cwd=tmp_path)
-    assert crashed.returncode == -signal.SIGKILL, crashed.stderr
+    crash_run(tmp_path, "upload.py", UPLOADER, "upload", "killafter:ask_opened")
     (ask,) = json.loads(ag("asks", "--json", cwd=tmp_path).stdout)
     refused = ag("answer", ask["ask_id"], "--file", str(tmp_path), cwd=tmp_path)
     assert refused.returncode == 2 and "is a directory" in refused.stderr

@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -18,58 +17,36 @@ distributed = pytest.importorskip("distributed")
 
 from aethergraph import graph_fn, register_context_service  # noqa: E402
 from aethergraph.dask_jobs import DaskJobs  # noqa: E402
-from aethergraph.jobs import JobSpecError, JobState  # noqa: E402
+from aethergraph.jobs import JobState  # noqa: E402
 from aethergraph.runtime import events as ev  # noqa: E402
 from aethergraph.runtime.jobs.store import JobStore  # noqa: E402
 
-from .conftest import ROOT, ag, rt_open, run_events  # noqa: E402
-from .test_jobs import FORKER, GATED, script, wait_until  # noqa: E402
+from .conftest import ROOT, ag, in_background, rt_open, run_events  # noqa: E402
+from .agproc import DaskProcs, wait_until  # noqa: E402
+from .test_jobs import (  # noqa: E402
+    assert_job_cancel_logged_first, forker_past_its_timeout, forker_waiting, refusals, script,
+    submit_from_two_processes,
+)
 
 PY = sys.executable
-DASK = str(Path(PY).parent / "dask")
 
 
-class Cluster:
+class Cluster(DaskProcs):
+    """Two workers of one process and two threads each, and a client to look at the cluster."""
+
     def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        self.procs: list[subprocess.Popen] = []
-        env = dict(os.environ, PYTHONPATH=str(ROOT),
-                   # a worker's death is the job's end (LOST), not a silent second run elsewhere
-                   DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES="0")
-        self.env = env
-        sched_file = folder / "scheduler.json"
-        self.procs.append(self._start([DASK, "scheduler", "--host", "127.0.0.1", "--port", "0",
-                                       "--no-dashboard", "--scheduler-file", str(sched_file)], "scheduler"))
-        wait_until(lambda: sched_file.exists() and sched_file.stat().st_size, timeout=60, what="the scheduler")
-        self.address = json.loads(sched_file.read_text())["address"]
-        for i in range(2):
-            self.procs.append(self._start([DASK, "worker", self.address, "--host", "127.0.0.1",
-                                           "--nworkers", "1", "--nthreads", "2", "--no-dashboard",
-                                           "--name", f"w{i}"], f"worker{i}"))
+        # A worker's death is the job's end (LOST), not a silent second run elsewhere.
+        super().__init__(folder, [["--nworkers", "1", "--nthreads", "2", "--name", f"w{i}"] for i in range(2)],
+                         env={"PYTHONPATH": str(ROOT), "DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": "0"})
         self.client = distributed.Client(self.address, set_as_default=False, timeout=60)
         self.client.wait_for_workers(2, timeout=60)
-
-    def _start(self, argv: list[str], name: str) -> subprocess.Popen:
-        log = open(self.folder / f"{name}.log", "wb")
-        return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=self.env,
-                                cwd=self.folder, start_new_session=True)
 
     def worker_pid(self, address: str) -> int:
         return self.client.run(os.getpid, workers=[address])[address]
 
     def close(self) -> None:
         self.client.close()
-        for p in reversed(self.procs):
-            try:
-                os.killpg(p.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-        for p in self.procs:
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(p.pid, signal.SIGKILL)
-                p.wait()
+        super().close()
 
 
 @pytest.fixture(scope="module")
@@ -137,19 +114,7 @@ async def test_callable_and_argv_jobs_succeed_and_fail_with_their_errors(tmp_pat
 
 
 async def test_bad_specs_are_refused_with_one_line(home, jobs):
-    @graph_fn(name="refused")
-    async def refused(*, context):
-        msgs = []
-        for spec in ({"fn": "nocolon"}, {"fn": "a:b", "argv": ["x"]}, {"fn": "a:b", "args": [object()]}):
-            try:
-                await context.jobs().submit(spec)
-            except JobSpecError as exc:
-                msgs.append(str(exc))
-        return msgs
-
-    async with rt_open(home) as rt:
-        outcome = await refused.start_run(rt, {})
-    msgs = outcome.outputs
+    msgs = await refusals(home, [{"fn": "nocolon"}, {"fn": "a:b", "argv": ["x"]}, {"fn": "a:b", "args": [object()]}])
     assert len(msgs) == 3 and all("\n" not in m and m.startswith("job spec") for m in msgs), msgs
 
 
@@ -162,46 +127,19 @@ def _gone(pid: int) -> bool:
 async def test_cancelling_the_waiting_node_ends_an_argv_job_s_whole_group(tmp_path, home, layout, cluster, jobs):
     from aethergraph.runtime.jobs.store import group_members
 
-    forker = script(tmp_path, "forker.py", FORKER)
-    ready = trio.Event()
-    seen: dict = {}
-
-    @graph_fn(name="waits")
-    async def waits(*, context):
-        j = context.jobs()
-        job_id = await j.submit({"argv": [PY, forker], "grace_s": 0.3})
-        seen["job_id"] = job_id
-        async for line in j.follow(job_id):  # followed live from the worker
-            if line == "ready":
-                break
-            seen["kids"] = [int(p) for p in line.split()]
-        seen["state"] = (await j.status(job_id)).state
-        ready.set()
-        await j.wait(job_id)  # cancelled from outside while parked here
-
-    async with rt_open(home) as rt:
-        async with trio.open_nursery() as nursery:
-            result: dict = {}
-
-            async def go():
-                result["outcome"] = await waits.start_run(rt, {})
-
-            nursery.start_soon(go)
-            await ready.wait()
-            (run_id,) = rt.runs
-            pgid = os.getpgid(seen["kids"][0])
-            assert group_members(pgid), "the job and its grandchildren run"
-            rt.cancel(run_id, reason="stop it", by="test")
-    assert seen["state"] is JobState.RUNNING
-    assert result["outcome"].status == ev.CANCELLED
+    async with forker_waiting(tmp_path, home) as (rt, result, seen):
+        (run_id,) = rt.runs
+        pgid = os.getpgid(seen["kids"][0])
+        assert group_members(pgid), "the job and its grandchildren run"
+        rt.cancel(run_id, reason="stop it", by="test")
+    assert seen["status"].state is JobState.RUNNING
+    assert result.outcome.status == ev.CANCELLED
     st = JobStore(home).read(seen["job_id"])
     assert st.state is JobState.CANCELLED and "waits" in st.cancelled_by
     wait_until(lambda: group_members(pgid) == [], what="the job's group to end on its worker")
     assert all(_gone(pid) for pid in seen["kids"])
     assert seen["job_id"] not in cluster.client.list_datasets(), "the scheduler let it go"
-    events = run_events(layout, result["outcome"].run_id)
-    kinds = [(type(e).__name__, getattr(e, "state", "")) for e in events]
-    assert kinds.index(("JobStateChanged", "cancelled")) < kinds.index(("NodeCancelled", ""))
+    assert_job_cancel_logged_first(layout, result.outcome.run_id)
 
 
 async def test_cancel_a_running_callable(tmp_path, home, cluster, jobs):
@@ -229,17 +167,7 @@ async def test_cancel_a_running_callable(tmp_path, home, cluster, jobs):
 
 
 async def test_an_argv_job_past_its_timeout_fails(tmp_path, home, jobs):
-    forker = script(tmp_path, "forker.py", FORKER)
-
-    @graph_fn(name="slow")
-    async def slow(*, context):
-        j = context.jobs()
-        return await j.wait(await j.submit({"argv": [PY, forker], "timeout_s": 0.5, "grace_s": 0.2}))
-
-    async with rt_open(home) as rt:
-        outcome = await slow.start_run(rt, {})
-    st = outcome.outputs
-    assert st.state is JobState.FAILED and st.timed_out and "timed out after 0.5s" in st.error
+    await forker_past_its_timeout(tmp_path, home)
 
 
 async def until(cond, what: str, timeout: float = 30.0):
@@ -269,13 +197,7 @@ async def test_a_worker_killed_mid_job_loses_it_and_the_node_retries(tmp_path, h
 
     store = JobStore(home)
     async with rt_open(home) as rt:
-        async with trio.open_nursery() as nursery:
-            result: dict = {}
-
-            async def go():
-                result["outcome"] = await survives.start_run(rt, {})
-
-            nursery.start_soon(go)
+        async with in_background(survives.start_run, rt, {}) as result:
             await until(lambda: ledger.exists() and ledger.read_text() == "attempt1\n", "attempt 1 to start")
             (first,) = store.ids()
             worker = await until(lambda: store.read(first).worker, "its worker to be known")
@@ -283,7 +205,7 @@ async def test_a_worker_killed_mid_job_loses_it_and_the_node_retries(tmp_path, h
             os.kill(pid, signal.SIGKILL)
             await until(lambda: ledger.read_text() == "attempt1\nattempt2\n", "attempt 2 to start")
             gate.touch()
-    outcome = result["outcome"]
+    outcome = result.outcome
     assert outcome.status == ev.SUCCEEDED, outcome.error
     lost = store.read(first)
     assert lost.state is JobState.LOST and "worker running it died" in lost.error
@@ -309,14 +231,13 @@ MANY = """
 """
 
 
-def test_kill_9_the_runtime_with_20_jobs_running_and_resume_collects_them_all(tmp_path, home, layout, cluster):
+def test_kill_9_the_runtime_with_20_jobs_running_and_resume_collects_them_all(tmp_path, home, layout, cluster,
+                                                                               spawn_ag):
     graph = script(tmp_path, "many.py", MANY)
     gate, ledger = tmp_path / "gate", tmp_path / "ledger"
-    env = dict(os.environ, AETHERGRAPH_DASK_SCHEDULER=cluster.address)
-    exe = os.path.join(os.path.dirname(PY), "ag")
-    runtime = subprocess.Popen([exe, "run", f"{graph}:many", "--input",
-                                json.dumps({"ledger": str(ledger), "gate": str(gate)})],
-                               cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    env = {"AETHERGRAPH_DASK_SCHEDULER": cluster.address}
+    runtime = spawn_ag("run", f"{graph}:many", "--input", json.dumps({"ledger": str(ledger), "gate": str(gate)}),
+                       env=env, stdout=subprocess.DEVNULL)
     store = JobStore(home)
     try:
         def all_held():
@@ -332,8 +253,7 @@ def test_kill_9_the_runtime_with_20_jobs_running_and_resume_collects_them_all(tm
     (run,) = json.loads(ag("runs", "--json", cwd=tmp_path).stdout)
     assert run["status"] == "interrupted"
 
-    proc = subprocess.Popen([exe, "resume", run["run_id"], "--json"], cwd=tmp_path, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = spawn_ag("resume", run["run_id"], "--json", env=env)
     wait_until(lambda: sum(isinstance(e, ev.JobStateChanged) and e.note == "reattached"
                            for e in run_events(layout, run["run_id"])) >= 20, what="the reattach")
     gate.touch()
@@ -351,37 +271,14 @@ def test_kill_9_the_runtime_with_20_jobs_running_and_resume_collects_them_all(tm
 async def test_ag_jobs_cancel_reaches_the_cluster(tmp_path, home, cluster, jobs):
     from aethergraph.runtime.jobs.store import group_members
 
-    forker = script(tmp_path, "forker.py", FORKER)
-    ready = trio.Event()
-    seen: dict = {}
-
-    @graph_fn(name="waits")
-    async def waits(*, context):
-        j = context.jobs()
-        job_id = seen["job_id"] = await j.submit({"argv": [PY, forker], "grace_s": 0.3})
-        async for line in j.follow(job_id):
-            if line == "ready":
-                break
-            seen["kids"] = [int(p) for p in line.split()]
-        ready.set()
-        return await j.wait(job_id)
-
-    async with rt_open(home) as rt:
-        async with trio.open_nursery() as nursery:
-            result: dict = {}
-
-            async def go():
-                result["outcome"] = await waits.start_run(rt, {})
-
-            nursery.start_soon(go)
-            await ready.wait()
-            pgid = os.getpgid(seen["kids"][0])
-            listed = await trio.to_thread.run_sync(lambda: ag("jobs", cwd=tmp_path).stdout)
-            assert "WORKER" in listed and "tcp://127.0.0.1:" in listed and "RUNNING" in listed
-            done = await trio.to_thread.run_sync(lambda: ag("jobs", "cancel", seen["job_id"], cwd=tmp_path))
-            assert done.returncode == 0, done.stderr
-            assert done.stdout.strip() == f"job {seen['job_id']} cancelled"
-    st = result["outcome"].outputs
+    async with forker_waiting(tmp_path, home) as (rt, result, seen):
+        pgid = os.getpgid(seen["kids"][0])
+        listed = await trio.to_thread.run_sync(lambda: ag("jobs", cwd=tmp_path).stdout)
+        assert "WORKER" in listed and "tcp://127.0.0.1:" in listed and "RUNNING" in listed
+        done = await trio.to_thread.run_sync(lambda: ag("jobs", "cancel", seen["job_id"], cwd=tmp_path))
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.strip() == f"job {seen['job_id']} cancelled"
+    st = result.outcome.outputs
     assert st.state is JobState.CANCELLED and st.cancelled_by.startswith("ag jobs cancel")
     wait_until(lambda: group_members(pgid) == [], what="the job's group to end on its worker")
     assert seen["job_id"] not in cluster.client.list_datasets()
@@ -527,17 +424,7 @@ def test_one_key_is_one_job_across_two_runtimes(tmp_path, home, cluster):
     prog = script(tmp_path, "submit_once.py", SUBMIT_ONCE)
     ledger, gate = tmp_path / "ledger", tmp_path / "gate"
     gate.touch()
-    procs = [subprocess.Popen([PY, prog, str(ledger), cluster.address, str(gate)], stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
-    for p in procs:
-        p.stdin.write("go\n")
-        p.stdin.flush()
-    outs = [p.communicate(timeout=60) for p in procs]
-    assert all(p.returncode == 0 for p in procs), outs
-    lines = {o[0].strip() for o in outs}
-    assert len(lines) == 1 and lines.pop().endswith(" succeeded"), outs
-    assert ledger.read_text() == "ran\n"
-    assert len(list(JobStore(home).ids())) == 1
+    submit_from_two_processes([PY, prog, str(ledger), cluster.address, str(gate)], ledger, home)
 
 
 async def test_process_jobs_refuses_what_only_a_cluster_can_do(home):
@@ -545,17 +432,7 @@ async def test_process_jobs_refuses_what_only_a_cluster_can_do(home):
 
     register_context_service("jobs", ProcessJobs())
 
-    @graph_fn(name="local")
-    async def local(*, context):
-        msgs = []
-        for spec in ({"fn": fn("add")}, {"argv": ["true"], "resources": {"GPU": 1}}, {"argv": ["true"], "priority": 1}):
-            try:
-                await context.jobs().submit(spec)
-            except JobSpecError as exc:
-                msgs.append(str(exc))
-        return msgs
-
-    async with rt_open(home) as rt:
-        msgs = (await local.start_run(rt, {})).outputs
+    msgs = await refusals(home, [{"fn": fn("add")}, {"argv": ["true"], "resources": {"GPU": 1}},
+                                 {"argv": ["true"], "priority": 1}])
     assert len(msgs) == 3 and all(m.startswith("job spec: fn, resources and priority need") for m in msgs), msgs
     assert not list(JobStore(home).ids())

@@ -14,7 +14,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
@@ -23,6 +22,7 @@ from aethergraph.runtime import events as ev
 from aethergraph.runtime.store.layout import StoreLayout
 from aethergraph.runtime.store.logfile import read_events
 
+from .agproc import start_ag, wait_until
 from .conftest import TUTORIAL, ag
 
 pytestmark = pytest.mark.slow
@@ -72,17 +72,6 @@ def _no_leftover_runs(home):
     kill_leftover_runs(home)
 
 
-def wait_until(predicate, what: str, timeout: float = 30.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
-
-
 def events_of(home: Path, run_id: str) -> list[ev.Event]:
     return read_events(StoreLayout.at(home).run_log(run_id), warn=False)
 
@@ -108,16 +97,12 @@ def start_other_runtime(tmp_path: Path, home: Path) -> tuple[subprocess.Popen, s
     """Another `ag run`, live, with a sidecar: the runtime the old resume borrowed."""
     script = tmp_path / "other.py"
     script.write_text(OTHER)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "aethergraph.cli", "run", f"{script}:other"],
-        cwd=tmp_path, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        env={**os.environ, "AETHERGRAPH_HOME": str(home)},
-    )
+    proc = start_ag("run", f"{script}:other", cwd=tmp_path, env={"AETHERGRAPH_HOME": str(home)})
     from aethergraph.runtime.sidecar.client import find_runtimes
 
     def its_run():
         if proc.poll() is not None:
-            raise AssertionError(f"the other run exited: {proc.stderr.read().decode()}")
+            raise AssertionError(f"the other run exited: {proc.stderr.read()}")
         return next((r for a in find_runtimes(str(home)) if a.pid == proc.pid for r in a.runs), None)
 
     return proc, wait_until(its_run, "the other runtime's run")
@@ -174,9 +159,10 @@ def test_dashboard_resume_runs_the_tutorial_in_its_own_process(tmp_path, home, m
     end = events[-1]
     assert type(end) is ev.RunFinished and end.status == ev.FAILED
     assert end.error.type == "GraphFailed" and "failed and was not retried" in end.error.message
-    # its console output went to the file beside its log, not to anybody's terminal
+    # its console output went to the file beside its log, not to anybody's terminal (its last
+    # line written just after its end reached the log, which is what the dashboard saw)
     out = StoreLayout.at(home).run_log(run_id).with_suffix(".out")
-    assert f"run {run_id} failed: GraphFailed: job" in out.read_text()
+    wait_until(lambda: f"run {run_id} failed: GraphFailed: job" in out.read_text(), "the run's last line in its .out")
     assert oct(out.stat().st_mode & 0o777) == "0o600"
     shown = ag("show", run_id, cwd=tmp_path).stdout
     assert f"pid {resumed.pid} on {resumed.host}" in shown
@@ -434,8 +420,7 @@ def test_detach_then_attach_answers_and_ctrl_c_only_detaches(tmp_path, home):
     wait_until(lambda: json.loads(ag("asks", "--json", cwd=tmp_path).stdout), "its ask")
 
     # Ctrl-C in `ag attach` detaches; the run goes on, its ask still open.
-    attach = subprocess.Popen([sys.executable, "-m", "aethergraph.cli", "attach", run_id], cwd=tmp_path,
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    attach = start_ag("attach", run_id, cwd=tmp_path, stdin=subprocess.PIPE)
     try:
         seen = []
         while not any("attached to run" in ln for ln in seen):
@@ -468,14 +453,13 @@ def test_detach_over_ssh_survives_the_dropped_login_and_attach_answers_from_a_ne
     """The users' way: log in, `ag run --detach`, the login drops (its processes get the
     hang-up); the run goes on. A new login `ag attach`es in a real terminal (tmux), answers the
     run's ask by keys, and the run finishes."""
-    from .test_tui_tmux import SSH, SSHD, TMUX, Sshd, Tmux, wait_for_file
+    from .agproc import SSH, SSHD, TMUX, Sshd, Tmux, ag_shell, wait_for_file
 
     if TMUX is None or not (SSH and SSHD):
         pytest.skip("tmux, ssh or sshd is not installed (.ci/run installs them with apt-get)")
     script = tmp_path / "asker.py"
     script.write_text(ASKER)
-    bin_dir = Path(sys.executable).parent
-    ag_cmd = str(bin_dir / "ag") if (bin_dir / "ag").exists() else f"{sys.executable} -m aethergraph.cli.main"
+    ag_cmd = ag_shell()
     env = f"AETHERGRAPH_HOME={home} TZ=UTC"
     sshd = Sshd(tmp_path)
     tmux = Tmux(tmp_path)

@@ -17,7 +17,7 @@ from aethergraph.runtime.store.index import Index
 from aethergraph.runtime.store.layout import StoreLayout
 from aethergraph.runtime.store.logfile import complete_size, read_events
 
-from .conftest import ag
+from .conftest import ag, crash_run
 
 pytestmark = pytest.mark.slow
 
@@ -162,11 +162,7 @@ PIPELINE = textwrap.dedent(
 
 
 def test_torn_tail_is_reported_left_to_readers_then_cut_by_the_resume(home, layout, tmp_path):
-    script = tmp_path / "pipeline.py"
-    script.write_text(PIPELINE)
-    crashed = ag("run", f"{script}:pipeline", "--durability", "strict",
-                 env={"AETHERGRAPH_FAULT": "killafter:memory_recorded:k5"}, cwd=tmp_path)
-    assert crashed.returncode == -signal.SIGKILL, crashed.stderr
+    crash_run(tmp_path, "pipeline.py", PIPELINE, "pipeline", "killafter:memory_recorded:k5")
     path = only_log(layout)
     before = memory_ids(path)
     with open(path, "ab") as f:  # what a write cut short by the kill looks like

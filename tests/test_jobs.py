@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
+from contextlib import asynccontextmanager
 
 import pytest
 import trio
@@ -19,7 +19,8 @@ from aethergraph.runtime import events as ev
 from aethergraph.runtime.jobs.store import JobStore, group_members, proc_alive
 from aethergraph.runtime.store.index import Index, job_rows
 
-from .conftest import ag, rt_open, run_events
+from .agproc import wait_until
+from .conftest import ag, in_background, rt_open, run_events
 
 PY = sys.executable
 
@@ -28,20 +29,6 @@ def script(tmp_path, name: str, body: str) -> str:
     path = tmp_path / name
     path.write_text(textwrap.dedent(body))
     return str(path)
-
-
-def wait_until(cond, timeout: float = 20.0, what: str = "condition"):
-    """For conditions in other processes (nothing to await on): check, back off, give up."""
-    deadline = time.monotonic() + timeout
-    delay = 0.005
-    while True:
-        value = cond()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(delay)
-        delay = min(delay * 2, 0.1)
 
 
 # A job that says it started, then waits for a file the test creates: the test decides when the
@@ -74,20 +61,32 @@ FORKER = """
 
 
 @pytest.fixture
+def gated(tmp_path):
+    """GATED ready to submit: its argv, the gate the test opens and the ledger it writes."""
+    gate, ledger = tmp_path / "gate", tmp_path / "ledger"
+    return [PY, script(tmp_path, "gated.py", GATED), str(gate), str(ledger)], gate, ledger
+
+
+@pytest.fixture
 def jobs():
     svc = ProcessJobs(max_parallel=4, scan_interval_s=0.05)
     register_context_service("jobs", svc)
     return svc
 
 
-async def test_output_is_captured_and_followed_live(tmp_path, home, layout, jobs):
-    job_py = script(tmp_path, "gated.py", GATED)
-    gate, ledger = tmp_path / "gate", tmp_path / "ledger"
+@pytest.fixture
+def one_at_a_time():
+    """Process jobs that run one at a time: the rest queue."""
+    register_context_service("jobs", ProcessJobs(max_parallel=1, scan_interval_s=0.05))
+
+
+async def test_output_is_captured_and_followed_live(tmp_path, home, layout, jobs, gated):
+    argv, gate, ledger = gated
 
     @graph_fn(name="follow_one")
     async def follow_one(*, context):
         j = context.jobs()
-        job_id = await j.submit({"argv": [PY, job_py, str(gate), str(ledger)]}, key=context.idempotency_key)
+        job_id = await j.submit({"argv": argv}, key=context.idempotency_key)
         seen = []
         async for line in j.follow(job_id):
             seen.append((line, (await j.status(job_id)).state))
@@ -124,51 +123,57 @@ async def test_output_is_captured_and_followed_live(tmp_path, home, layout, jobs
     finally:
         index.close()
     assert row["job_id"] == out["job_id"] and row["state"] == "succeeded" and row["exit_code"] == 0
-    assert row["node"] == "follow_one" and row["argv"][1] == job_py
+    assert row["node"] == "follow_one" and row["argv"][1] == argv[1]
 
 
-async def test_cancelling_the_waiting_node_kills_the_whole_group(tmp_path, home, layout, jobs):
+@asynccontextmanager
+async def forker_waiting(tmp_path, home):
+    """A run of ``waits``, whose job is FORKER, in a runtime: the block starts once the job has
+    printed ``ready`` and its node waits on it, to be cancelled by the test (from inside or
+    out). Yields the runtime, the run's ``Background`` and ``seen``: the job's id and status,
+    its grandchildren's pids (``kids``)."""
+    ready, seen = trio.Event(), {}
     forker = script(tmp_path, "forker.py", FORKER)
-    ready = trio.Event()
-    seen: dict = {}
 
     @graph_fn(name="waits")
     async def waits(*, context):
         j = context.jobs()
-        job_id = await j.submit({"argv": [PY, forker], "grace_s": 0.3})
-        seen["job_id"] = job_id
-        async for line in j.follow(job_id):
+        job_id = seen["job_id"] = await j.submit({"argv": [PY, forker], "grace_s": 0.3})
+        async for line in j.follow(job_id):  # (from a dask worker: followed live from there)
             if line == "ready":
                 break
             seen["kids"] = [int(p) for p in line.split()]
-        seen["pgid"] = (await j.status(job_id)).pid
+        seen["status"] = await j.status(job_id)
         ready.set()
-        await j.wait(job_id)  # cancelled from outside while parked here
+        return await j.wait(job_id)  # cancelled while parked here
 
     async with rt_open(home) as rt:
-        async with trio.open_nursery() as nursery:
-            result: dict = {}
-
-            async def go():
-                result["outcome"] = await waits.start_run(rt, {})
-
-            nursery.start_soon(go)
+        async with in_background(waits.start_run, rt, {}) as result:
             await ready.wait()
-            (run_id,) = rt.runs
-            assert group_members(seen["pgid"]), "the job and its grandchildren run"
-            rt.cancel(run_id, reason="stop it", by="test")
-    assert result["outcome"].status == ev.CANCELLED
+            yield rt, result, seen
+
+
+def assert_job_cancel_logged_first(layout, run_id: str) -> None:
+    """The job's cancel is in the run's log before the node's own end."""
+    kinds = [(type(e).__name__, getattr(e, "state", "")) for e in run_events(layout, run_id)]
+    assert kinds.index(("JobStateChanged", "cancelled")) < kinds.index(("NodeCancelled", ""))
+
+
+async def test_cancelling_the_waiting_node_kills_the_whole_group(tmp_path, home, layout, jobs):
+    async with forker_waiting(tmp_path, home) as (rt, result, seen):
+        (run_id,) = rt.runs
+        pgid = seen["status"].pid
+        assert group_members(pgid), "the job and its grandchildren run"
+        rt.cancel(run_id, reason="stop it", by="test")
+    assert result.outcome.status == ev.CANCELLED
     store = JobStore(home)
     st = store.read(seen["job_id"])
     assert st.state is JobState.CANCELLED and "waits" in st.cancelled_by
     assert st.signal == signal.SIGTERM
-    assert group_members(seen["pgid"]) == [], "nothing of the job's process group is left"
+    assert group_members(pgid) == [], "nothing of the job's process group is left"
     for pid in seen["kids"]:
         assert not os.path.exists(f"/proc/{pid}") or _zombie_or_gone(pid)
-    # the cancel is in the run's log before the node's own end
-    events = run_events(layout, result["outcome"].run_id)
-    kinds = [(type(e).__name__, getattr(e, "state", "")) for e in events]
-    assert kinds.index(("JobStateChanged", "cancelled")) < kinds.index(("NodeCancelled", ""))
+    assert_job_cancel_logged_first(layout, result.outcome.run_id)
 
 
 def _zombie_or_gone(pid: int) -> bool:
@@ -180,31 +185,34 @@ def _zombie_or_gone(pid: int) -> bool:
     return data[data.rfind(b")") + 2:].split()[0] == b"Z"
 
 
-async def test_timeout_kills_the_job(tmp_path, home, jobs):
+async def forker_past_its_timeout(tmp_path, home):
+    """FORKER submitted with a 0.5 s timeout and waited on: FAILED, timed out, says so. Its status."""
     forker = script(tmp_path, "forker.py", FORKER)
 
     @graph_fn(name="slow")
     async def slow(*, context):
         j = context.jobs()
-        job_id = await j.submit({"argv": [PY, forker], "timeout_s": 0.5, "grace_s": 0.2})
-        return await j.wait(job_id)
+        return await j.wait(await j.submit({"argv": [PY, forker], "timeout_s": 0.5, "grace_s": 0.2}))
 
     async with rt_open(home) as rt:
         outcome = await slow.start_run(rt, {})
     st = outcome.outputs
-    assert st.state is JobState.FAILED and st.timed_out
-    assert "timed out after 0.5s" in st.error
+    assert st.state is JobState.FAILED and st.timed_out and "timed out after 0.5s" in st.error
+    return st
+
+
+async def test_timeout_kills_the_job(tmp_path, home, jobs):
+    st = await forker_past_its_timeout(tmp_path, home)
     assert group_members(st.pid) == []
 
 
-async def test_wait_timeout_cancels_unless_detached(tmp_path, home, jobs):
-    job_py = script(tmp_path, "gated.py", GATED)
-    gate, ledger = tmp_path / "gate", tmp_path / "ledger"
+async def test_wait_timeout_cancels_unless_detached(tmp_path, home, jobs, gated):
+    argv, gate, ledger = gated
 
     @graph_fn(name="impatient")
     async def impatient(*, context):
         j = context.jobs()
-        a = await j.submit([PY, job_py, str(gate), str(ledger)])
+        a = await j.submit(argv)
         async for line in j.follow(a):  # running for sure (a loaded box starts it late)
             if line == "first":
                 break
@@ -244,37 +252,39 @@ async def test_bad_argv_and_non_zero_exit_fail_clearly(tmp_path, home, layout, j
     assert len(list(JobStore(home).ids())) == 3  # nothing else was started
 
 
-async def test_bad_specs_are_refused_with_one_line(home, jobs):
+async def refusals(home, specs: list) -> list[str]:
+    """Each spec submitted in one run: what the refusals said (a spec taken adds nothing, so a
+    count shows it)."""
     from aethergraph.jobs import JobSpecError
 
     @graph_fn(name="refused")
     async def refused(*, context):
-        j = context.jobs()
         msgs = []
-        for spec in ([], {"argv": "ls"}, {"argv": ["a", "b"], "shell": True}, {"argv": ["x"], "timeout_s": 0},
-                     {"argv": ["x"], "colour": 1}, "ls"):
+        for spec in specs:
             try:
-                await j.submit(spec)
+                await context.jobs().submit(spec)
             except JobSpecError as exc:
                 msgs.append(str(exc))
         return msgs
 
     async with rt_open(home) as rt:
-        outcome = await refused.start_run(rt, {})
-    msgs = outcome.outputs
+        return (await refused.start_run(rt, {})).outputs
+
+
+async def test_bad_specs_are_refused_with_one_line(home, jobs):
+    msgs = await refusals(home, [[], {"argv": "ls"}, {"argv": ["a", "b"], "shell": True},
+                                 {"argv": ["x"], "timeout_s": 0}, {"argv": ["x"], "colour": 1}, "ls"])
     assert len(msgs) == 6 and all("\n" not in m and m.startswith("job spec") for m in msgs), msgs
     assert not list(JobStore(home).ids())
 
 
-async def test_max_parallel_queues_the_rest(tmp_path, home):
-    register_context_service("jobs", ProcessJobs(max_parallel=1, scan_interval_s=0.05))
-    job_py = script(tmp_path, "gated.py", GATED)
-    gate, ledger = tmp_path / "gate", tmp_path / "ledger"
+async def test_max_parallel_queues_the_rest(tmp_path, home, one_at_a_time, gated):
+    argv, gate, ledger = gated
 
     @graph_fn(name="queue")
     async def queue(*, context):
         j = context.jobs()
-        ids = [await j.submit([PY, job_py, str(gate), str(ledger)]) for _ in range(3)]
+        ids = [await j.submit(argv) for _ in range(3)]
         async for line in j.follow(ids[0]):
             if line == "first":
                 break
@@ -313,8 +323,14 @@ SUBMIT_ONCE = """
 def test_one_key_is_one_job_across_two_processes(tmp_path, home):
     prog = script(tmp_path, "submit_once.py", SUBMIT_ONCE)
     ledger = tmp_path / "ledger"
-    procs = [subprocess.Popen([PY, prog, str(ledger)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    submit_from_two_processes([PY, prog, str(ledger)], ledger, home)
+
+
+def submit_from_two_processes(argv: list[str], ledger, home) -> None:
+    """``argv`` (a program that submits one job under a fixed key) in two processes, let go at
+    once (each waits for a line on stdin): both see the same job succeed, which ran once."""
+    procs = [subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
     for p in procs:
         p.stdin.write("go\n")
         p.stdin.flush()
@@ -347,15 +363,21 @@ GRAPH = """
 """
 
 
+def start_forker_run(spawn_ag, tmp_path, home, *flags: str):
+    """``ag run`` of GRAPH in another process, its job the FORKER: the runtime's process, the
+    job store and the job's id once the job exists."""
+    prog = script(tmp_path, "graph.py", GRAPH)
+    forker = script(tmp_path, "forker.py", FORKER)
+    runtime = spawn_ag("run", f"{prog}:sim", "--input", json.dumps({"argv": [PY, forker]}), *flags)
+    store = JobStore(home)
+    return runtime, store, wait_until(lambda: next(iter(store.ids()), None), what="the job")
+
+
 @pytest.mark.parametrize("job_ends", ["while_resumed", "while_no_runtime"])
-def test_kill_9_leaves_the_job_running_and_resume_reattaches(tmp_path, home, layout, job_ends):
+def test_kill_9_leaves_the_job_running_and_resume_reattaches(tmp_path, home, layout, job_ends, spawn_ag, gated):
     graph = script(tmp_path, "graph.py", GRAPH)
-    job_py = script(tmp_path, "gated.py", GATED)
-    gate, ledger = tmp_path / "gate", tmp_path / "ledger"
-    argv = [PY, job_py, str(gate), str(ledger)]
-    exe = os.path.join(os.path.dirname(PY), "ag")
-    runtime = subprocess.Popen([exe, "run", f"{graph}:sim", "--input", json.dumps({"argv": argv})],
-                               cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    argv, gate, ledger = gated
+    runtime = spawn_ag("run", f"{graph}:sim", "--input", json.dumps({"argv": argv}), stdout=subprocess.DEVNULL)
     try:
         wait_until(lambda: ledger.exists(), what="the job to start")
     finally:
@@ -373,8 +395,7 @@ def test_kill_9_leaves_the_job_running_and_resume_reattaches(tmp_path, home, lay
         wait_until(lambda: store.read(job_id).terminal, what="the job to end")
         resumed = ag("resume", run["run_id"], "--json", cwd=tmp_path)
     else:
-        proc = subprocess.Popen([exe, "resume", run["run_id"], "--json"], cwd=tmp_path,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        proc = spawn_ag("resume", run["run_id"], "--json")
         # the resumed run reattaches: its log says so while the job still runs
         wait_until(lambda: any(isinstance(e, ev.JobStateChanged) and e.note == "reattached"
                                for e in run_events(layout, run["run_id"])), what="the reattach")
@@ -396,23 +417,15 @@ def test_kill_9_leaves_the_job_running_and_resume_reattaches(tmp_path, home, lay
     assert f"{job_id} succeeded exit 0" in shown
 
 
-def test_ag_jobs_logs_and_cancel(tmp_path, home):
-    prog = script(tmp_path, "graph.py", GRAPH)
-    forker = script(tmp_path, "forker.py", FORKER)
-    exe = os.path.join(os.path.dirname(PY), "ag")
-    runtime = subprocess.Popen([exe, "run", f"{prog}:sim", "--input", json.dumps({"argv": [PY, forker]}),
-                                "--json"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True)
-    store = JobStore(home)
+def test_ag_jobs_logs_and_cancel(tmp_path, home, spawn_ag):
+    runtime, store, job_id = start_forker_run(spawn_ag, tmp_path, home, "--json")
     try:
-        job_id = wait_until(lambda: next(iter(store.ids()), None), what="the job")
         wait_until(lambda: "ready" in store.tail(job_id, 5), what="the job's output")
         logs = ag("jobs", "logs", job_id, cwd=tmp_path)
         assert logs.returncode == 0 and logs.stdout.splitlines()[-1] == "ready"
         listed = ag("jobs", cwd=tmp_path)
         assert "RUNNING" in listed.stdout and job_id in listed.stdout
-        follower = subprocess.Popen([exe, "jobs", "logs", job_id, "-f"], cwd=tmp_path,
-                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        follower = spawn_ag("jobs", "logs", job_id, "-f")
         cancelled = ag("jobs", "cancel", job_id, "--grace", "0.2", cwd=tmp_path)
         assert cancelled.returncode == 0 and cancelled.stdout.strip() == f"job {job_id} cancelled"
         fout, ferr = follower.communicate(timeout=30)
@@ -430,16 +443,15 @@ def test_ag_jobs_logs_and_cancel(tmp_path, home):
     assert ag("jobs", "logs", "job-nope", cwd=tmp_path).stderr.strip() == "ag: no job 'job-nope' in this store"
 
 
-async def test_retrying_the_node_ends_its_job_and_the_next_attempt_submits_anew(tmp_path, home, jobs):
+async def test_retrying_the_node_ends_its_job_and_the_next_attempt_submits_anew(tmp_path, home, jobs, gated):
     from aethergraph import tool
 
-    job_py = script(tmp_path, "gated.py", GATED)
-    gate, ledger = tmp_path / "gate", tmp_path / "ledger"
+    argv, gate, ledger = gated
     started = trio.Event()
 
     @tool(outputs=["job_id"])
     async def submit(*, context):
-        return await context.jobs().submit([PY, job_py, str(gate), str(ledger)], key=context.idempotency_key)
+        return await context.jobs().submit(argv, key=context.idempotency_key)
 
     @graph_fn(name="attempts")
     async def attempts(*, context):
@@ -456,17 +468,11 @@ async def test_retrying_the_node_ends_its_job_and_the_next_attempt_submits_anew(
         return {"job_id": job_id, "state": st.state.value}
 
     async with rt_open(home) as rt:
-        async with trio.open_nursery() as nursery:
-            result: dict = {}
-
-            async def go():
-                result["outcome"] = await attempts.start_run(rt, {})
-
-            nursery.start_soon(go)
+        async with in_background(attempts.start_run, rt, {}) as result:
             await started.wait()
             (run_id,) = rt.runs
             rt.retry(run_id, "attempts", by="test")
-    outcome = result["outcome"]
+    outcome = result.outcome
     assert outcome.status == ev.SUCCEEDED, outcome.error
     store = JobStore(home)
     ids = sorted(store.ids(), key=lambda i: store.read(i).submitted)
@@ -476,15 +482,9 @@ async def test_retrying_the_node_ends_its_job_and_the_next_attempt_submits_anew(
     assert ledger.read_text() == "ran\n" * 2
 
 
-def test_ctrl_c_on_ag_run_cancels_the_run_and_its_job(tmp_path, home):
-    prog = script(tmp_path, "graph.py", GRAPH)
-    forker = script(tmp_path, "forker.py", FORKER)
-    exe = os.path.join(os.path.dirname(PY), "ag")
-    runtime = subprocess.Popen([exe, "run", f"{prog}:sim", "--input", json.dumps({"argv": [PY, forker]})],
-                               cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    store = JobStore(home)
+def test_ctrl_c_on_ag_run_cancels_the_run_and_its_job(tmp_path, home, spawn_ag):
+    runtime, store, job_id = start_forker_run(spawn_ag, tmp_path, home)
     try:
-        job_id = wait_until(lambda: next(iter(store.ids()), None), what="the job")
         wait_until(lambda: "ready" in store.tail(job_id, 5), what="the job's output")
         runtime.send_signal(signal.SIGINT)
         out, err = runtime.communicate(timeout=60)
@@ -509,16 +509,15 @@ def test_real_jobs_example_runs_end_to_end(tmp_path):
     assert "'result': {'name': 'toy-sim', 'energy': 0.2}" in proc.stdout
 
 
-async def test_jobs_still_queued_when_the_runtime_closes_are_recorded_cancelled(tmp_path, home):
-    register_context_service("jobs", ProcessJobs(max_parallel=1, scan_interval_s=0.05))
-    job_py = script(tmp_path, "gated.py", GATED)
-    gate, ledger = tmp_path / "gate", tmp_path / "ledger"
+async def test_jobs_still_queued_when_the_runtime_closes_are_recorded_cancelled(tmp_path, home, one_at_a_time,
+                                                                               gated):
+    argv, gate, ledger = gated
 
     @graph_fn(name="fire_and_forget")
     async def fire_and_forget(*, context):
         j = context.jobs()
-        first = await j.submit([PY, job_py, str(gate), str(ledger)])
-        second = await j.submit([PY, job_py, str(gate), str(ledger)])
+        first = await j.submit(argv)
+        second = await j.submit(argv)
         async for line in j.follow(first):
             if line == "first":
                 break

@@ -10,7 +10,7 @@ from aethergraph.runtime import events as ev
 from aethergraph.runtime.engine import current_runtime
 from aethergraph.runtime.store.logfile import read_events
 
-from .conftest import rt_open
+from .conftest import in_background, rt_open
 
 
 def make_work(gauge: dict):
@@ -129,15 +129,9 @@ async def test_cancelling_the_caller_is_not_collected(home):
         return await context.map(forever, [1, 2])
 
     async with rt_open(home) as rt:
-        async with trio.open_nursery() as nursery:
-            outcome = []
-
-            async def go():
-                outcome.append(await fan.start_run(rt, {}))
-
-            nursery.start_soon(go)
+        async with in_background(fan.start_run, rt, {}) as run:
             await started.wait()
             (run_id,) = rt.runs
             rt.cancel(run_id, reason="enough")
-    assert outcome[0].status == ev.CANCELLED
-    assert not isinstance(outcome[0].error, NodeCancelled) or outcome[0].error.reason == "enough"
+    assert run.outcome.status == ev.CANCELLED
+    assert not isinstance(run.outcome.error, NodeCancelled) or run.outcome.error.reason == "enough"

@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import signal
 import sqlite3
 import textwrap
 
@@ -18,7 +17,7 @@ from aethergraph.runtime import events as ev
 from aethergraph.runtime.store import vectors
 from aethergraph.runtime.store.logfile import read_events
 
-from .conftest import ag, rt_open, run_events
+from .conftest import ag, crash_run, rt_open, run_events
 
 DIM = 256
 
@@ -184,11 +183,7 @@ RECORDER = textwrap.dedent(
 
 @pytest.mark.slow
 def test_resume_does_not_double_vectors(tmp_path, layout):
-    script = tmp_path / "notes.py"
-    script.write_text(RECORDER)
-    crashed = ag("run", f"{script}:notes", "--durability", "strict",
-                 env={"AETHERGRAPH_FAULT": "killafter:memory_recorded:rockets"}, cwd=tmp_path)
-    assert crashed.returncode == -signal.SIGKILL, crashed.stderr
+    crash_run(tmp_path, "notes.py", RECORDER, "notes", "killafter:memory_recorded:rockets")
     (run,) = json.loads(ag("runs", "--json", cwd=tmp_path).stdout)
     resumed = ag("resume", run["run_id"], "--json", cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr

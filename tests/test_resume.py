@@ -13,7 +13,7 @@ from aethergraph.runtime import events as ev
 from aethergraph.runtime.store.kv import KVStore
 from aethergraph.runtime.store.logfile import read_events
 
-from .conftest import TUTORIAL, ag
+from .conftest import TUTORIAL, ag, crash_run
 
 pytestmark = pytest.mark.slow
 
@@ -152,11 +152,7 @@ DIVERGING = textwrap.dedent(
 
 
 def test_divergence_stops_the_resume_with_what_differed(tmp_path, layout):
-    script = tmp_path / "pipeline.py"
-    script.write_text(DIVERGING)
-    target = f"{script}:pipeline"
-    crashed = ag("run", target, "--durability", "strict", env={"AETHERGRAPH_FAULT": "kill:memory_recorded:got"}, cwd=tmp_path)
-    assert crashed.returncode == -signal.SIGKILL
+    crash_run(tmp_path, "pipeline.py", DIVERGING, "pipeline", "kill:memory_recorded:got")
     (run,) = json.loads(ag("runs", "--json", cwd=tmp_path).stdout)
     diverged = ag("resume", run["run_id"], env={"SECOND": "3"}, cwd=tmp_path)
     assert diverged.returncode == 1
@@ -184,12 +180,7 @@ async def test_resume_through_the_sidecar(tmp_path, home, layout):
 
     from .conftest import rt_open
 
-    script = tmp_path / "pipeline.py"
-    script.write_text(DIVERGING)
-    crashed = await trio.to_thread.run_sync(lambda: ag(
-        "run", f"{script}:pipeline", "--durability", "strict",
-        env={"AETHERGRAPH_FAULT": "kill:memory_recorded:got"}, cwd=tmp_path))
-    assert crashed.returncode == -signal.SIGKILL
+    await trio.to_thread.run_sync(crash_run, tmp_path, "pipeline.py", DIVERGING, "pipeline", "kill:memory_recorded:got")
     (path,) = list(layout.iter_logs())
     run_id = path.stem
     async with rt_open(home, sidecar=True):

@@ -8,7 +8,7 @@ import stat
 import subprocess
 import sys
 import textwrap
-import time
+from contextlib import asynccontextmanager
 
 import pytest
 import trio
@@ -25,18 +25,8 @@ from aethergraph.runtime.sidecar.client import SidecarClient, SidecarError, find
 from aethergraph.runtime.sidecar.registry import Advert, advert_path, write_advert
 from aethergraph.runtime.store.layout import StoreLayout
 
-from .conftest import TUTORIAL, ag, rt_open
-
-
-def wait_for(predicate, timeout=30.0, what="condition"):
-    """Poll another *process* until it reaches a state (no trio clock can speed that up)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
+from .agproc import wait_until
+from .conftest import TUTORIAL, ag, in_background, rt_open
 
 
 def pending_asks(cwd):
@@ -58,7 +48,7 @@ def test_answer_from_another_process_ends_tutorial_failed(tmp_path):
     proc = subprocess.Popen([sys.executable, str(TUTORIAL)], cwd=tmp_path, env=env,
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        (ask,) = wait_for(lambda: pending_asks(tmp_path), what="the retry ask")
+        (ask,) = wait_until(lambda: pending_asks(tmp_path), what="the retry ask")
         assert "Retry? (yes/no)" in ask["prompt"]
         answered = ag("answer", ask["ask_id"], "no", cwd=tmp_path)
         assert answered.returncode == 0, answered.stderr
@@ -109,13 +99,11 @@ STUCK = textwrap.dedent(
 
 
 @pytest.mark.slow
-def test_cancel_a_stuck_node_from_another_process(tmp_path):
-    script = tmp_path / "stuck.py"
-    script.write_text(STUCK)
-    proc = subprocess.Popen([str(os.path.join(os.path.dirname(sys.executable), "ag")), "run", f"{script}:stuck"],
-                            cwd=tmp_path, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+def test_cancel_a_stuck_node_from_another_process(tmp_path, spawn_ag):
+    (tmp_path / "stuck.py").write_text(STUCK)
+    proc = spawn_ag("run", "stuck.py:stuck")
     try:
-        (run,) = wait_for(lambda: live_runs(tmp_path), what="the live run")
+        (run,) = wait_until(lambda: live_runs(tmp_path), what="the live run")
         assert "stuck/hang" in run["nodes"]
         cancelled = ag("cancel", run["run_id"], "stuck/hang", "--reason", "hung for an hour", cwd=tmp_path)
         assert cancelled.returncode == 0, cancelled.stderr
@@ -131,13 +119,11 @@ def test_cancel_a_stuck_node_from_another_process(tmp_path):
 
 
 @pytest.mark.slow
-def test_retry_a_stuck_poll_from_another_process(tmp_path):
-    script = tmp_path / "stuck.py"
-    script.write_text(STUCK)
-    proc = subprocess.Popen([str(os.path.join(os.path.dirname(sys.executable), "ag")), "run", f"{script}:job"],
-                            cwd=tmp_path, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+def test_retry_a_stuck_poll_from_another_process(tmp_path, spawn_ag):
+    (tmp_path / "stuck.py").write_text(STUCK)
+    proc = spawn_ag("run", "stuck.py:job")
     try:
-        (run,) = wait_for(lambda: [r for r in live_runs(tmp_path) if "job/poll_job" in r["nodes"]], what="the poll")
+        (run,) = wait_until(lambda: [r for r in live_runs(tmp_path) if "job/poll_job" in r["nodes"]], what="the poll")
         retried = ag("retry", run["run_id"], "job/poll_job", cwd=tmp_path)
         assert retried.returncode == 0, retried.stderr
         out, err = proc.communicate(timeout=30)
@@ -210,40 +196,48 @@ async def _expect(ws, op):
     return msg
 
 
-async def test_out_of_order_and_bad_hello_are_refused(home):
+async def _send(ws, msg) -> None:
+    await ws.send_message(p.ENCODER.encode(msg).decode())
+
+
+@asynccontextmanager
+async def raw_sidecar(home):
+    """A runtime's sidecar and a way to open raw websockets to it: the protocol without the
+    client's manners (out of order, wrong versions, too big)."""
     async with rt_open(home, sidecar=True):
         (advert,) = find_runtimes(str(home))
         async with trio.open_nursery() as n:
-            ws = await _raw_ws(advert, n)
-            await ws.send_message(p.ENCODER.encode(p.ListRuns(id=1)).decode())
-            err = await _expect(ws, "error")
-            assert err.code == p.NOT_AUTHENTICATED
-            ws2 = await _raw_ws(advert, n)
-            await ws2.send_message(p.ENCODER.encode(p.Hello(protocol=99)).decode())
-            assert (await _expect(ws2, "error")).code == p.BAD_PROTOCOL
-            ws3 = await _raw_ws(advert, n)
-            await ws3.send_message(p.ENCODER.encode(p.Hello(protocol=1, client="t")).decode())
-            await _expect(ws3, "welcome")
-            await ws3.send_message(p.ENCODER.encode(p.Hello(protocol=1)).decode())
-            assert (await _expect(ws3, "error")).code == p.BAD_MESSAGE
-            await ws3.send_message(p.ENCODER.encode(p.ListRuns(id=7)).decode())
-            assert (await _expect(ws3, "reply")).id == 7
+            yield lambda: _raw_ws(advert, n)
             n.cancel_scope.cancel()
+
+
+async def test_out_of_order_and_bad_hello_are_refused(home):
+    async with raw_sidecar(home) as connect:
+        ws = await connect()
+        await _send(ws, p.ListRuns(id=1))
+        err = await _expect(ws, "error")
+        assert err.code == p.NOT_AUTHENTICATED
+        ws2 = await connect()
+        await _send(ws2, p.Hello(protocol=99))
+        assert (await _expect(ws2, "error")).code == p.BAD_PROTOCOL
+        ws3 = await connect()
+        await _send(ws3, p.Hello(protocol=1, client="t"))
+        await _expect(ws3, "welcome")
+        await _send(ws3, p.Hello(protocol=1))
+        assert (await _expect(ws3, "error")).code == p.BAD_MESSAGE
+        await _send(ws3, p.ListRuns(id=7))
+        assert (await _expect(ws3, "reply")).id == 7
 
 
 async def test_oversized_message_gets_an_error_and_the_connection_lives(home):
-    async with rt_open(home, sidecar=True):
-        (advert,) = find_runtimes(str(home))
-        async with trio.open_nursery() as n:
-            ws = await _raw_ws(advert, n)
-            await ws.send_message(p.ENCODER.encode(p.Hello(protocol=1)).decode())
-            await _expect(ws, "welcome")
-            big = p.ENCODER.encode(p.Answer(id=2, ask_id="x", value="y" * (p.MAX_MESSAGE_BYTES + 10))).decode()
-            await ws.send_message(big)
-            assert (await _expect(ws, "error")).code == p.TOO_LARGE
-            await ws.send_message(p.ENCODER.encode(p.ListAsks(id=3)).decode())
-            assert (await _expect(ws, "reply")).result == []
-            n.cancel_scope.cancel()
+    async with raw_sidecar(home) as connect:
+        ws = await connect()
+        await _send(ws, p.Hello(protocol=1))
+        await _expect(ws, "welcome")
+        await _send(ws, p.Answer(id=2, ask_id="x", value="y" * (p.MAX_MESSAGE_BYTES + 10)))
+        assert (await _expect(ws, "error")).code == p.TOO_LARGE
+        await _send(ws, p.ListAsks(id=3))
+        assert (await _expect(ws, "reply")).result == []
 
 
 junk = st.one_of(
@@ -268,7 +262,7 @@ def test_malformed_messages_never_take_the_server_down(home, messages):
             (advert,) = find_runtimes(str(home))
             async with trio.open_nursery() as n:
                 ws = await _raw_ws(advert, n)
-                await ws.send_message(p.ENCODER.encode(p.Hello(protocol=1)).decode())
+                await _send(ws, p.Hello(protocol=1))
                 await _expect(ws, "welcome")
                 for text in messages:
                     await ws.send_message(text)
@@ -277,7 +271,7 @@ def test_malformed_messages_never_take_the_server_down(home, messages):
                     if reply.__struct_config__.tag == "reply" and not reply.ok:
                         assert reply.error.code in (p.BAD_MESSAGE, p.UNKNOWN_RUN, p.UNKNOWN_NODE, p.UNKNOWN_ASK)
                 # still serving, on this connection and on a new one
-                await ws.send_message(p.ENCODER.encode(p.ListRuns(id=424242)).decode())
+                await _send(ws, p.ListRuns(id=424242))
                 while True:
                     msg = p.SERVER_DECODER.decode(await ws.get_message())
                     if msg.__struct_config__.tag == "reply" and msg.id == 424242:
@@ -296,13 +290,7 @@ async def test_invalid_answer_is_refused_to_that_client_and_the_ask_stays_open(h
         return await context.channel().ask_choice("Colour?", ["red", "green"])
 
     async with rt_open(home, sidecar=True):
-        async with trio.open_nursery() as n:
-            out = {}
-
-            async def go():
-                out["v"] = await pick()
-
-            n.start_soon(go)
+        async with in_background(pick) as out:
             await trio.testing.wait_all_tasks_blocked()
             (advert,) = find_runtimes(str(home))
             async with SidecarClient.connect(advert, client="tester") as c:
@@ -316,7 +304,7 @@ async def test_invalid_answer_is_refused_to_that_client_and_the_ask_stays_open(h
                 with pytest.raises(SidecarError) as info:
                     await c.answer(ask.ask_id, "red")
                 assert info.value.code == p.UNKNOWN_ASK
-    assert out["v"] == "green"
+    assert out.outcome == "green"
 
 
 async def test_slow_subscriber_is_dropped_and_resumes_without_gaps(home, monkeypatch):

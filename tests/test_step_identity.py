@@ -15,7 +15,6 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import textwrap
 import time
 from collections import Counter
@@ -28,22 +27,16 @@ from aethergraph.runtime import events as ev
 from aethergraph.runtime.store.layout import StoreLayout
 from aethergraph.runtime.store.logfile import read_events
 
+from . import agproc
 from .conftest import ag
 
 TRIALS = int(os.environ.get("AG_CRASH_TRIALS", "8"))
 PARALLEL = 2
 
 
-def _ag_cmd() -> list[str]:
-    exe = Path(sys.executable).parent / "ag"
-    return [str(exe)] if exe.exists() else [sys.executable, "-m", "aethergraph.cli.main"]
-
-
 def start_ag(*args: str, env: dict, cwd: Path) -> subprocess.Popen:
-    full = dict(os.environ)
-    full.update(env)
-    return subprocess.Popen([*_ag_cmd(), *args], env=full, cwd=cwd, stdin=subprocess.DEVNULL,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    """A trial's ``ag``: its output is not read (only its stderr, when it fails)."""
+    return agproc.start_ag(*args, env=env, cwd=cwd, stdout=subprocess.DEVNULL)
 
 
 def wait_for(cond, proc: subprocess.Popen, what: str, timeout: float = 20.0):
@@ -145,14 +138,18 @@ def executions(path: Path) -> Counter:
     return Counter(int(line) for line in path.read_text().split()) if path.exists() else Counter()
 
 
+def trial_folder(folder: Path, name: str, body: str) -> tuple[Path, Path, StoreLayout]:
+    """A trial's own folder: its script ``name`` (``body``), and its store (not made yet)."""
+    folder.mkdir()
+    script = folder / name
+    script.write_text(body)
+    return script, folder / "store", StoreLayout.at(folder / "store")
+
+
 def fanout_trial(base: Path, durability: str, seed: int) -> bool:
     rng = random.Random(seed)
     work_dir = base / f"{durability}-{seed}"
-    work_dir.mkdir()
-    script = work_dir / "fanout.py"
-    script.write_text(FANOUT)
-    home = work_dir / "store"
-    layout = StoreLayout.at(home)
+    script, home, layout = trial_folder(work_dir, "fanout.py", FANOUT)
     exec_log = work_dir / "exec.log"
     env = {"AETHERGRAPH_HOME": str(home), "FANOUT_EXEC_LOG": str(exec_log)}
     proc = start_ag("run", f"{script}:fanout", "--durability", durability, env=env, cwd=work_dir)
@@ -230,11 +227,7 @@ ANSWERS = {"What's your name?": "Ada", "How old are you?": "42"}
 def asks_trial(base: Path, seed: int) -> None:
     rng = random.Random(seed)
     work_dir = base / f"asks-{seed}"
-    work_dir.mkdir()
-    script = work_dir / "intake.py"
-    script.write_text(INTAKE)
-    home = work_dir / "store"
-    layout = StoreLayout.at(home)
+    script, home, layout = trial_folder(work_dir, "intake.py", INTAKE)
     env = {"AETHERGRAPH_HOME": str(home)}
     proc = start_ag("run", f"{script}:intake", env={**env, "LINGER": "60"}, cwd=work_dir)
 

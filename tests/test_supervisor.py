@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import textwrap
 
 import pytest
@@ -27,7 +24,7 @@ from aethergraph import (
 )
 from aethergraph.runtime import events as ev
 
-from .conftest import rt_open, ag, event_types, run_events
+from .conftest import ag, event_types, in_background, rt_open, run_events
 
 
 
@@ -57,17 +54,31 @@ async def test_graph_fn_timeout_is_timed_out_not_failed(home, layout, autojump_c
     assert events[-1].status == ev.TIMED_OUT
 
 
-async def test_tool_timeout_raises_to_caller_which_can_handle_it(home, layout, autojump_clock):
-    @tool(timeout_s=1)
-    async def stuck():
+def stuck_tool(name: str, **options):
+    """A tool ``name`` that never returns (a poll that hangs): its node runs until it is
+    cancelled or times out."""
+
+    async def never_returns():
         await trio.sleep_forever()
 
-    @graph_fn(name="caller")
-    async def caller(*, context):
+    return tool(name=name, **options)(never_returns)
+
+
+def handling(name: str, child, error: type[Exception], key: str):
+    """A graph ``name`` that calls ``child`` and handles its ``error``: ``{key: the child's path}``."""
+
+    @graph_fn(name=name)
+    async def parent(*, context):
         try:
-            await stuck()
-        except NodeTimeout as exc:
-            return {"handled": exc.path}
+            await child()
+        except error as exc:
+            return {key: exc.path}
+
+    return parent
+
+
+async def test_tool_timeout_raises_to_caller_which_can_handle_it(home, layout, autojump_clock):
+    caller = handling("caller", stuck_tool("stuck", timeout_s=1), NodeTimeout, "handled")
 
     async with rt_open(home) as rt:
         outcome = await caller.start_run(rt, {})
@@ -165,27 +176,19 @@ async def test_timed_out_attempts_are_retried(home, layout, autojump_clock):
 
 
 async def test_cancel_running_node_from_outside(home, layout, autojump_clock):
-    @tool()
-    async def stuck_poll():
-        await trio.sleep_forever()
+    stuck_poll = stuck_tool("stuck_poll")
 
     @graph_fn(name="g")
     async def g(*, context):
         await stuck_poll()
 
     async with rt_open(home) as rt:
-        result = {}
-
-        async def run_it():
-            result["outcome"] = await g.start_run(rt, {})
-
-        async with trio.open_nursery() as n:
-            n.start_soon(run_it)
+        async with in_background(g.start_run, rt, {}) as result:
             await trio.testing.wait_all_tasks_blocked()
             (run_id,) = rt.runs
             assert "g/stuck_poll" in rt.runs[run_id].nodes
             rt.cancel(run_id, "g/stuck_poll", reason="stuck for hours", by="alice")
-    outcome = result["outcome"]
+    outcome = result.outcome
     assert outcome.status == ev.CANCELLED
     assert isinstance(outcome.error, NodeCancelled)
     events = run_events(layout, outcome.run_id)
@@ -198,29 +201,14 @@ async def test_cancel_running_node_from_outside(home, layout, autojump_clock):
 
 
 async def test_cancelled_child_can_be_handled_by_parent(home, autojump_clock):
-    @tool()
-    async def stuck():
-        await trio.sleep_forever()
-
-    @graph_fn(name="g")
-    async def g(*, context):
-        try:
-            await stuck()
-        except NodeCancelled as exc:
-            return {"gave_up_on": exc.path}
+    g = handling("g", stuck_tool("stuck"), NodeCancelled, "gave_up_on")
 
     async with rt_open(home) as rt:
-        async with trio.open_nursery() as n:
-            out = {}
-
-            async def go():
-                out["o"] = await g.start_run(rt, {})
-
-            n.start_soon(go)
+        async with in_background(g.start_run, rt, {}) as out:
             await trio.testing.wait_all_tasks_blocked()
             rt.cancel(next(iter(rt.runs)), "g/stuck", by="bob")
-    assert out["o"].status == ev.SUCCEEDED
-    assert out["o"].outputs == {"gave_up_on": "g/stuck"}
+    assert out.outcome.status == ev.SUCCEEDED
+    assert out.outcome.outputs == {"gave_up_on": "g/stuck"}
 
 
 async def test_cancel_whole_run(home, layout, autojump_clock):
@@ -229,17 +217,11 @@ async def test_cancel_whole_run(home, layout, autojump_clock):
         await context.sleep(1000)
 
     async with rt_open(home) as rt:
-        async with trio.open_nursery() as n:
-            out = {}
-
-            async def go():
-                out["o"] = await g.start_run(rt, {})
-
-            n.start_soon(go)
+        async with in_background(g.start_run, rt, {}) as out:
             await trio.testing.wait_all_tasks_blocked()
             rt.cancel(next(iter(rt.runs)), reason="not needed", by="carol")
-    events = run_events(layout, out["o"].run_id)
-    assert out["o"].status == ev.CANCELLED
+    events = run_events(layout, out.outcome.run_id)
+    assert out.outcome.status == ev.CANCELLED
     (c,) = of(events, ev.NodeCancelled)
     assert c.reason == "run cancelled: not needed" and c.by == "carol"
 
@@ -259,17 +241,11 @@ async def test_retry_running_node_starts_next_attempt(home, layout, autojump_clo
         return await poll_job()
 
     async with rt_open(home) as rt:
-        async with trio.open_nursery() as n:
-            out = {}
-
-            async def go():
-                out["o"] = await g.start_run(rt, {})
-
-            n.start_soon(go)
+        async with in_background(g.start_run, rt, {}) as out:
             await trio.testing.wait_all_tasks_blocked()
             rt.retry(next(iter(rt.runs)), "g/poll_job", by="dave")
-    assert out["o"].outputs == {"result": "done"}
-    events = run_events(layout, out["o"].run_id)
+    assert out.outcome.outputs == {"result": "done"}
+    events = run_events(layout, out.outcome.run_id)
     (r,) = of(events, ev.AttemptRetried)
     assert (r.node, r.attempt, r.requested_by) == ("g/poll_job", 1, "dave")
     assert not of(events, ev.NodeCancelled)
@@ -306,14 +282,9 @@ BLOCKING_SCRIPT = textwrap.dedent(
 
 
 @pytest.mark.slow
-def test_ctrl_c_cancels_run_cleanly(tmp_path, home, layout):
-    script = tmp_path / "blocking.py"
-    script.write_text(BLOCKING_SCRIPT)
-    exe = os.path.join(os.path.dirname(sys.executable), "ag")
-    proc = subprocess.Popen(
-        [exe, "run", f"{script}:forever"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        stdin=subprocess.DEVNULL, text=True, cwd=tmp_path,
-    )
+def test_ctrl_c_cancels_run_cleanly(tmp_path, home, layout, spawn_ag):
+    (tmp_path / "blocking.py").write_text(BLOCKING_SCRIPT)
+    proc = spawn_ag("run", "blocking.py:forever")
     line = proc.stdout.readline()
     assert line.strip() == "READY"
     proc.send_signal(signal.SIGINT)

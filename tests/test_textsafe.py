@@ -10,8 +10,6 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import trio
@@ -21,7 +19,8 @@ from aethergraph import graph_fn
 from aethergraph.runtime.sidecar.client import find_runtimes
 from aethergraph.runtime.textsafe import HOSTILE, one_line, visible
 
-from .conftest import ag, rt_open
+from .agproc import ag_cmd
+from .conftest import ag, in_background, rt_open
 from .test_tui_support import RUN_HOSTILE, build_hostile_store
 
 # What must never reach a terminal from a run: C0 but newline, DEL, C1, bidi controls.
@@ -71,13 +70,7 @@ async def test_ag_asks_prints_a_hostile_prompt_and_options_as_text(home):
         return await context.channel().ask_choice(f"prompt {h}", [f"opt{h}", "Hold"])
 
     async with rt_open(home, sidecar=True):
-        async with trio.open_nursery() as n:
-            out = {}
-
-            async def go():
-                out["v"] = await hostile()
-
-            n.start_soon(go)
+        async with in_background(hostile) as out:
             await trio.testing.wait_all_tasks_blocked()
             assert find_runtimes(str(home))
             listed = await trio.to_thread.run_sync(lambda: ag("asks", env={"AETHERGRAPH_HOME": str(home)}))
@@ -91,7 +84,7 @@ async def test_ag_asks_prints_a_hostile_prompt_and_options_as_text(home):
                 (ask,) = await c.list_asks()
                 # `ag tail` follows it live (to its end, which the answer brings)
                 tail = await trio.lowlevel.open_process(
-                    [*_ag_command(), "tail", ask.run_id], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                    [*ag_cmd(), "tail", ask.run_id], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                     env={**os.environ, "AETHERGRAPH_HOME": str(home)})
                 followed = b""
                 with trio.fail_after(30):
@@ -102,12 +95,7 @@ async def test_ag_asks_prints_a_hostile_prompt_and_options_as_text(home):
                     while more := await tail.stdout.receive_some(1 << 20):
                         followed += more
                     await tail.wait()
-    assert out["v"] == "Hold"
+    assert out.outcome == "Hold"
     text = followed.decode()
     assert "ask_answered" in text and "␛]0;pwned␇" in text, text
     assert not RAW.search(text.replace("\n", "")), text
-
-
-def _ag_command() -> list[str]:
-    exe = Path(sys.executable).parent / "ag"
-    return [str(exe)] if exe.exists() else [sys.executable, "-m", "aethergraph.cli.main"]

@@ -4,18 +4,15 @@ process, real jobs and a real store."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 from textual.app import App, ComposeResult
 from textual.widgets import DataTable, RichLog
 
-from aethergraph.runtime.jobs.store import JobStore, group_members
+from aethergraph.runtime.jobs.store import group_members
 from aethergraph.tui.screens.confirm import ConfirmModal
 from aethergraph.tui.widgets.jobs import JobsPanel
 
-from .test_jobs import FORKER, GRAPH, script, wait_until
+from .test_jobs import start_forker_run
 from .test_tui_support import Notes, drive, until
 
 
@@ -33,16 +30,9 @@ class JobsApp(App):
         panel.query_one(DataTable).focus()
 
 
-def test_jobs_panel_follows_a_job_and_cancels_it_with_c(tmp_path, home):
-    prog = script(tmp_path, "graph.py", GRAPH)
-    forker = script(tmp_path, "forker.py", FORKER)
-    exe = os.path.join(os.path.dirname(sys.executable), "ag")
-    runtime = subprocess.Popen(
-        [exe, "run", f"{prog}:sim", "--input", json.dumps({"argv": [sys.executable, forker]}), "--json"],
-        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    store = JobStore(home)
+def test_jobs_panel_follows_a_job_and_cancels_it_with_c(tmp_path, home, spawn_ag):
+    runtime, store, job_id = start_forker_run(spawn_ag, tmp_path, home, "--json")
     try:
-        job_id = wait_until(lambda: next(iter(store.ids()), None), what="the job")
         run_id = store.read(job_id).run_id or store.read_record(job_id).run_id
         app = JobsApp(home, run_id)
         notes = Notes(app)
@@ -71,7 +61,7 @@ def test_jobs_panel_follows_a_job_and_cancels_it_with_c(tmp_path, home):
     assert json.loads(out.strip().splitlines()[-1])["outputs"]["state"] == "cancelled", err
 
 
-def test_dashboard_shows_a_runs_jobs_and_J_then_c_cancels_one(tmp_path, home):
+def test_dashboard_shows_a_runs_jobs_and_J_then_c_cancels_one(tmp_path, home, spawn_ag):
     """The hook-up in the dashboard itself: the runs list counts the run's jobs (JOBS), J on run
     detail opens its Jobs tab with the job's table focused, and c there (confirmed) cancels the job — not the
     run (which then ends on its own, reporting the job cancelled)."""
@@ -79,15 +69,8 @@ def test_dashboard_shows_a_runs_jobs_and_J_then_c_cancels_one(tmp_path, home):
 
     from aethergraph.tui.app import AetherGraphApp
 
-    prog = script(tmp_path, "graph.py", GRAPH)
-    forker = script(tmp_path, "forker.py", FORKER)
-    exe = os.path.join(os.path.dirname(sys.executable), "ag")
-    runtime = subprocess.Popen(
-        [exe, "run", f"{prog}:sim", "--input", json.dumps({"argv": [sys.executable, forker]}), "--json"],
-        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    store = JobStore(home)
+    runtime, store, job_id = start_forker_run(spawn_ag, tmp_path, home, "--json")
     try:
-        job_id = wait_until(lambda: next(iter(store.ids()), None), what="the job")
         run_id = store.read(job_id).run_id or store.read_record(job_id).run_id
         app = AetherGraphApp(home, poll_s=0.2, index_s=0.2)
         notes = Notes(app)

@@ -47,6 +47,16 @@ from .test_tui_support import (
 )
 
 
+def elsewhere_run(run_id: str, day: int, graph: str, child: str) -> tuple[float, list]:
+    """The first events of a run another machine wrote (its pid means nothing here), ``day``
+    days after the fixed store's runs: started, its graph node, one tool ``child`` under it.
+    Returns the run's start time and the events, for the test to add to."""
+    t = support.T0 + day * 86400
+    return t, [ev.RunStarted(run_id=run_id, ts=t, graph=graph, pid=1, host="elsewhere"),
+               ev.NodeStarted(run_id=run_id, ts=t, node=graph, name=graph, kind="graph_fn"),
+               ev.NodeStarted(run_id=run_id, ts=t, node=f"{graph}/{child}", name=child, kind="tool", parent=graph)]
+
+
 def table_keys(app, table_id: str) -> list[str]:
     table = app.screen.query_one(f"#{table_id}", DataTable)
     return [row.key.value for row in table.ordered_rows]
@@ -504,13 +514,12 @@ def test_attaches_to_another_process_and_again_after_it_restarts(home, tmp_path)
 
     try:
         drive(app, scenario, timeout=60)
-        time.sleep(0.3)
-        if procs[1].poll() is not None:
-            err = procs[1].stderr.read().decode()
-            raise AssertionError(f"closing the dashboard disturbed the run: {err}")
+        # Not disturbed: after the dashboard closed, the run still takes the answer and ends
+        # well (what it does next is the proof; a pause and a look would prove less, slower).
         answered = ag("answer", seen["ask"], "from elsewhere", env={"AETHERGRAPH_HOME": str(home)})
-        assert answered.returncode == 0, answered.stderr
-        assert procs[1].wait(timeout=20) == 0
+        disturbed = "closing the dashboard disturbed the run: "
+        assert answered.returncode == 0, disturbed + answered.stderr
+        assert procs[1].wait(timeout=20) == 0, disturbed + procs[1].stderr.read().decode()
     finally:
         for p in procs:
             p.kill()
@@ -960,10 +969,8 @@ def test_timeline_and_messages_reflow_on_resize(home):
 
 def test_log_follow_pause_search_level_zoom_and_node_filter(home):
     layout = StoreLayout.at(home).ensure()
-    r, t, g = "20250105-000000-a7a7a7", support.T0 + 3 * 86400, "loggy"
-    events = [ev.RunStarted(run_id=r, ts=t, graph=g, pid=1, host="elsewhere"),
-              ev.NodeStarted(run_id=r, ts=t, node=g, name=g, kind="graph_fn"),
-              ev.NodeStarted(run_id=r, ts=t, node=f"{g}/fetch", name="fetch", kind="tool", parent=g)]
+    r, g = "20250105-000000-a7a7a7", "loggy"
+    t, events = elsewhere_run(r, 3, g, child="fetch")
     for i in range(300):
         level = ("info", "debug", "warning", "error")[i % 4]
         node = f"{g}/fetch" if i % 3 == 0 else g
@@ -1210,10 +1217,8 @@ def test_same_name_siblings_are_grouped_with_their_states_and_numbers(home):
     from aethergraph.tui.widgets.node_tree import GROUP_AT
 
     layout = StoreLayout.at(home).ensure()
-    r, t, g = "20250107-000000-c9c9c9", support.T0 + 5 * 86400, "fanout"
-    events = [ev.RunStarted(run_id=r, ts=t, graph=g, pid=1, host="elsewhere"),
-              ev.NodeStarted(run_id=r, ts=t, node=g, name=g, kind="graph_fn"),
-              ev.NodeStarted(run_id=r, ts=t, node=f"{g}/prepare", name="prepare", kind="tool", parent=g)]
+    r, g = "20250107-000000-c9c9c9", "fanout"
+    t, events = elsewhere_run(r, 5, g, child="prepare")
     for i in range(1, 51):
         path = f"{g}/child_job" + (f"#{i}" if i > 1 else "")
         events.append(ev.NodeStarted(run_id=r, ts=t + i, node=path, name="child_job", kind="graph_fn", parent=g))

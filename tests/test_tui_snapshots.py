@@ -37,16 +37,22 @@ async def _runs_loaded(pilot) -> None:
     await pilot.pause(0.2)
 
 
+async def _run_opened(pilot, run_id: str):
+    """The runs panel loaded, then ``run_id`` opened and its log read; the app."""
+    app = pilot.app
+    await _runs_loaded(pilot)
+    app.open_run(run_id)
+    await until(pilot, lambda: app.detail.loaded, "the run's log")
+    return app
+
+
 def test_runs_panel(fixed_store, snap_compare):
     assert snap_compare(AetherGraphApp(), terminal_size=SIZE, run_before=_runs_loaded)
 
 
 def test_run_detail_panel(fixed_store, snap_compare):
     async def open_run(pilot):
-        app = pilot.app
-        await _runs_loaded(pilot)
-        app.open_run(RUN_OK)
-        await until(pilot, lambda: app.detail.loaded, "the run's log")
+        app = await _run_opened(pilot, RUN_OK)
         await until(pilot, lambda: len(app.screen.query_one("#timeline-log").items), "the timeline")
         await pilot.pause(0.2)
 
@@ -55,10 +61,7 @@ def test_run_detail_panel(fixed_store, snap_compare):
 
 def test_run_detail_metrics_tab(fixed_store, snap_compare):
     async def open_run(pilot):
-        app = pilot.app
-        await _runs_loaded(pilot)
-        app.open_run(RUN_OK)
-        await until(pilot, lambda: app.detail.loaded, "the run's log")
+        await _run_opened(pilot, RUN_OK)
         await pilot.press("M")
         await pilot.pause(0.2)
 
@@ -116,10 +119,7 @@ def test_failed_run_node_tab(fixed_store, snap_compare):
     from .test_tui_support import RUN_FAILED
 
     async def open_run(pilot):
-        app = pilot.app
-        await _runs_loaded(pilot)
-        app.open_run(RUN_FAILED)
-        await until(pilot, lambda: app.detail.loaded, "the run's log")
+        app = await _run_opened(pilot, RUN_FAILED)
         await pilot.press("d")
         await until(pilot, lambda: "failed nodes" in str(app.screen.query_one("#node-detail-body").render()),
                     "the node tab")

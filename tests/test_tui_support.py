@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -212,13 +211,14 @@ def drive(app: Any, scenario: Callable[[Any], Awaitable[None]], *, size=(100, 30
 
 async def until(pilot: Any, predicate: Callable[[], Any], what: str, timeout: float = 20.0) -> Any:
     """Let the app run until ``predicate()`` holds; fail naming ``what`` after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
+    # Imported here: `ag resume` loads this file by path (RESUMABLE_ENTRYPOINT), where a
+    # relative import at the top would fail.
+    from .agproc import polls
+
+    for _ in polls(what, timeout):
         value = predicate()
         if value:
             return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
         await pilot.pause(0.05)
 
 

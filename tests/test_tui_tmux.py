@@ -13,160 +13,28 @@ Skipped (saying so) only when tmux, or for the SSH case ssh/sshd, is not install
 from __future__ import annotations
 
 import json
-import os
-import secrets
 import shlex
-import shutil
-import socket
-import subprocess
 import sys
-import tempfile
-import time
-from pathlib import Path
 
 import pytest
 
+from .agproc import SSH, SSHD, TMUX, ag_shell, terminal, wait_for_file, wait_until
 from .conftest import TUTORIAL, ag
 
 pytestmark = pytest.mark.slow
 
-TMUX = shutil.which("tmux")
-SSH = shutil.which("ssh")
-SSHD = shutil.which("sshd") or next(
-    (p for p in ("/usr/sbin/sshd", "/usr/local/sbin/sshd") if os.access(p, os.X_OK)), None)
-
-
-class Sshd:
-    """An sshd of our own on 127.0.0.1: a fresh host key, one authorised key, nothing else."""
-
-    def __init__(self, tmp_path: Path) -> None:
-        d = tmp_path / "ssh"
-        d.mkdir()
-        self.key = d / "id_ed25519"
-        host_key = d / "host_ed25519"
-        for path in (self.key, host_key):
-            subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)],
-                           check=True, capture_output=True, timeout=30)
-        (d / "authorized_keys").write_text(self.key.with_suffix(".pub").read_text())
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        config = d / "sshd_config"
-        config.write_text(
-            f"ListenAddress 127.0.0.1\nPort {self.port}\nHostKey {host_key}\n"
-            f"PidFile {d}/sshd.pid\nAuthorizedKeysFile {d}/authorized_keys\n"
-            "PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\n"
-            "StrictModes no\nPermitRootLogin prohibit-password\n"
-        )
-        if os.geteuid() == 0:
-            os.makedirs("/run/sshd", mode=0o755, exist_ok=True)  # privilege separation dir
-        self.log = d / "sshd.log"
-        self.proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(config)],
-                                     stdout=subprocess.DEVNULL, stderr=self.log.open("w"))
-        wait_until(self._listening, f"sshd on port {self.port} (its log: {self.log})")
-
-    def _listening(self) -> bool:
-        if self.proc.poll() is not None:
-            raise AssertionError(f"sshd exited: {self.log.read_text()}")
-        try:
-            socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-            return True
-        except OSError:
-            return False
-
-    def command(self, remote: str) -> str:
-        """A shell command that runs ``remote`` on this host over SSH, in a pseudo-terminal."""
-        return shlex.join([
-            SSH, "-tt", "-i", str(self.key), "-p", str(self.port),
-            "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-            "-o", "LogLevel=ERROR", "-o", "BatchMode=yes", "127.0.0.1", remote,
-        ])
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-
-
-class Tmux:
-    def __init__(self, tmp_path: Path) -> None:
-        # A socket of our own (short path: unix socket paths are limited), removed at the end.
-        self.socket = Path(tempfile.gettempdir()) / f"ag-tui-e2e-{os.getpid()}-{secrets.token_hex(3)}.sock"
-        conf = tmp_path / "tmux.conf"
-        conf.write_text('set -g default-terminal "screen-256color"\nset -g default-size 100x30\n'
-                        'set -g history-limit 100\n')
-        self.base = [TMUX, "-S", str(self.socket), "-f", str(conf)]
-
-    def __call__(self, *args: str) -> str:
-        out = subprocess.run([*self.base, *args], capture_output=True, text=True, timeout=15)
-        if out.returncode != 0:
-            raise AssertionError(f"tmux {' '.join(args)}: {out.stderr.strip()}")
-        return out.stdout
-
-    def screen(self, target: str) -> str:
-        return self("capture-pane", "-p", "-t", target)
-
-    def wait_for(self, target: str, text: str, timeout: float = 30.0) -> str:
-        deadline = time.monotonic() + timeout
-        while True:
-            screen = self.screen(target)
-            if text in screen:
-                return screen
-            if time.monotonic() > deadline:
-                raise AssertionError(f"timed out waiting for {text!r} in {target}; the screen:\n{screen}")
-            time.sleep(0.1)
-
-    def kill(self) -> None:
-        subprocess.run([*self.base, "kill-server"], capture_output=True, timeout=15)
-        self.socket.unlink(missing_ok=True)
-
-
-def wait_until(predicate, what: str, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
-
-
-def wait_for_file(path: Path, timeout: float = 30.0) -> str:
-    deadline = time.monotonic() + timeout
-    while not (path.exists() and path.read_text().strip()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {path.name}")
-        time.sleep(0.1)
-    return path.read_text().strip()
-
 
 @pytest.mark.skipif(TMUX is None, reason="tmux is not installed (.ci/run installs it with apt-get)")
 @pytest.mark.parametrize("via", ["tmux", "ssh"])
-def test_dashboard_in_tmux_answers_the_tutorials_retry_ask(tmp_path, via):
+def test_dashboard_in_tmux_answers_the_tutorials_retry_ask(tmp_path, home, via):
     if via == "ssh" and not (SSH and SSHD):
         pytest.skip("ssh or sshd is not installed (.ci/run installs them with apt-get)")
-    home = Path(os.environ["AETHERGRAPH_HOME"])
-    bin_dir = Path(sys.executable).parent
-    ag_cmd = str(bin_dir / "ag") if (bin_dir / "ag").exists() else f"{sys.executable} -m aethergraph.cli.main"
     env = f"AETHERGRAPH_HOME={home} TZ=UTC"
-    # COLUMNS/LINES, when a shell exported them, would pin the app to a stale size.
-    tui_cmd = f"cd {tmp_path} && env -u COLUMNS -u LINES {env} {ag_cmd} tui; echo $? > {tmp_path}/tui.rc"
-    sshd = None
-    if via == "ssh":
-        sshd = Sshd(tmp_path)
-        tui_cmd = sshd.command(f"export TERM=xterm-256color; {tui_cmd}")
     tutorial_cmd = (f"cd {tmp_path} && env {env} AG_DEMO_FAIL_RATE=1 AG_DEMO_TIME_SCALE=0.05 "
                     f"{sys.executable} {TUTORIAL} < /dev/null > {tmp_path}/tutorial.out 2>&1; "
                     f"echo $? > {tmp_path}/tutorial.rc")
-    tmux = Tmux(tmp_path)
-    try:
-        # The window first, then the dashboard in it: a detached window is sized just after it
-        # starts, and a program that starts in that instant can miss the resize.
-        tmux("new-session", "-d", "-s", "e2e", "-n", "tui", "-x", "100", "-y", "30", "sleep 600")
-        wait_until(lambda: tmux("display", "-p", "-t", "e2e:tui", "#{pane_width}x#{pane_height}").strip()
-                   == "100x30", "the window's size")
-        tmux("respawn-pane", "-k", "-t", "e2e:tui", tui_cmd)
-        first = tmux.wait_for("e2e:tui", "1 Runs")
+    with terminal(tmp_path, ssh=via == "ssh") as (tmux, sshd):
+        first = tmux.dashboard(tmp_path, home, sshd)
         assert "no runtime" in first
         tmux("new-window", "-d", "-t", "e2e", "-n", "tutorial", tutorial_cmd)
         tmux.wait_for("e2e:tui", "Asks [1]")  # the badge, seen from the Runs panel
@@ -185,12 +53,6 @@ def test_dashboard_in_tmux_answers_the_tutorials_retry_ask(tmp_path, via):
         tmux.wait_for("e2e:tui", "FAILED")
         tmux("send-keys", "-t", "e2e:tui", "q")
         assert wait_for_file(tmp_path / "tui.rc") == "0"
-    finally:
-        tmux.kill()
-        if sshd is not None:
-            sshd.stop()
-    if sshd is not None:  # the dashboard really was on the far side of an SSH login
-        assert "Accepted publickey" in sshd.log.read_text()
     out = (tmp_path / "tutorial.out").read_text()
     assert "Not retrying; stopping here." in out
     runs = json.loads(ag("runs", "--json", env={"AETHERGRAPH_HOME": str(home)}).stdout)
@@ -226,24 +88,15 @@ trio.run(main)
 
 
 @pytest.mark.skipif(TMUX is None, reason="tmux is not installed (.ci/run installs it with apt-get)")
-def test_hostile_run_content_leaves_the_terminal_alone_and_a_number_key_answers(tmp_path):
+def test_hostile_run_content_leaves_the_terminal_alone_and_a_number_key_answers(tmp_path, home):
     """A run whose message, log line and ask carry OSC title, clear-screen, SGR, C1 and bidi
     sequences: the pane title and the screen are untouched while the dashboard shows them;
     then its choice ask is answered by pressing 2 (Hold), which the dialog shows before enter."""
-    home = Path(os.environ["AETHERGRAPH_HOME"])
-    bin_dir = Path(sys.executable).parent
-    ag_cmd = str(bin_dir / "ag") if (bin_dir / "ag").exists() else f"{sys.executable} -m aethergraph.cli.main"
     env = f"AETHERGRAPH_HOME={home} TZ=UTC"
     script = tmp_path / "hostile.py"
     script.write_text(HOSTILE_SCRIPT)
-    tmux = Tmux(tmp_path)
-    try:
-        tmux("new-session", "-d", "-s", "e2e", "-n", "tui", "-x", "100", "-y", "30", "sleep 600")
-        wait_until(lambda: tmux("display", "-p", "-t", "e2e:tui", "#{pane_width}x#{pane_height}").strip()
-                   == "100x30", "the window's size")
-        tmux("respawn-pane", "-k", "-t", "e2e:tui",
-             f"cd {tmp_path} && env -u COLUMNS -u LINES {env} {ag_cmd} tui; echo $? > {tmp_path}/tui.rc")
-        tmux.wait_for("e2e:tui", "1 Runs")
+    with terminal(tmp_path) as (tmux, _):
+        tmux.dashboard(tmp_path, home)
         tmux("select-pane", "-t", "e2e:tui", "-T", "e2e-title")
         title = lambda: tmux("display", "-p", "-t", "e2e:tui", "#{pane_title}").strip()  # noqa: E731
         assert title() == "e2e-title"
@@ -273,34 +126,24 @@ def test_hostile_run_content_leaves_the_terminal_alone_and_a_number_key_answers(
         assert title() == "e2e-title"
         tmux("send-keys", "-t", "e2e:tui", "q")
         assert wait_for_file(tmp_path / "tui.rc") == "0"
-    finally:
-        tmux.kill()
 
 
 @pytest.mark.skipif(TMUX is None, reason="tmux is not installed (.ci/run installs it with apt-get)")
-def test_dashboard_in_tmux_cancels_a_running_process_job_by_keys(tmp_path):
+def test_dashboard_in_tmux_cancels_a_running_process_job_by_keys(tmp_path, home):
     """A graph in another process runs a real process job (a sleeper that prints ``ready``);
     in ``ag tui``: enter opens its run, J its Jobs tab (the job's output followed), c then y (it asks
     first) cancels the job. ``ag jobs --json`` then says cancelled, by the dashboard, and the run reports it."""
     from .test_jobs import GRAPH, script as write_script
 
-    home = Path(os.environ["AETHERGRAPH_HOME"])
-    bin_dir = Path(sys.executable).parent
-    ag_cmd = str(bin_dir / "ag") if (bin_dir / "ag").exists() else f"{sys.executable} -m aethergraph.cli.main"
+    ag_cmd = ag_shell()
     env = f"AETHERGRAPH_HOME={home} TZ=UTC"
     prog = write_script(tmp_path, "graph.py", GRAPH)
     sleeper = [sys.executable, "-c", "import time; print('ready', flush=True); time.sleep(300)"]
     run_cmd = (f"cd {tmp_path} && env {env} {ag_cmd} run {prog}:sim --json "
                f"--input {shlex.quote(json.dumps({'argv': sleeper}))} < /dev/null > {tmp_path}/run.out "
                f"2> {tmp_path}/run.err; echo $? > {tmp_path}/run.rc")
-    tmux = Tmux(tmp_path)
-    try:
-        tmux("new-session", "-d", "-s", "e2e", "-n", "tui", "-x", "100", "-y", "30", "sleep 600")
-        wait_until(lambda: tmux("display", "-p", "-t", "e2e:tui", "#{pane_width}x#{pane_height}").strip()
-                   == "100x30", "the window's size")
-        tmux("respawn-pane", "-k", "-t", "e2e:tui",
-             f"cd {tmp_path} && env -u COLUMNS -u LINES {env} {ag_cmd} tui; echo $? > {tmp_path}/tui.rc")
-        tmux.wait_for("e2e:tui", "1 Runs")
+    with terminal(tmp_path) as (tmux, _):
+        tmux.dashboard(tmp_path, home)
         tmux("new-window", "-d", "-t", "e2e", "-n", "run", run_cmd)
         tmux.wait_for("e2e:tui", "RUNNING")
         tmux("send-keys", "-t", "e2e:tui", "Enter")  # open the run
@@ -315,8 +158,6 @@ def test_dashboard_in_tmux_cancels_a_running_process_job_by_keys(tmp_path):
         assert wait_for_file(tmp_path / "run.rc") == "0", (tmp_path / "run.err").read_text()
         tmux("send-keys", "-t", "e2e:tui", "q")
         assert wait_for_file(tmp_path / "tui.rc") == "0"
-    finally:
-        tmux.kill()
     jobs = json.loads(ag("jobs", "--json", env={"AETHERGRAPH_HOME": str(home)}).stdout)
     assert [j["state"] for j in jobs] == ["cancelled"], jobs
     from aethergraph.runtime.jobs.store import JobStore

@@ -19,11 +19,11 @@ import stat
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
 
+from .agproc import start_ag, wait_until
 from .conftest import ag
 
 pytestmark = pytest.mark.slow
@@ -43,17 +43,6 @@ async def greet(*, context: NodeContext) -> dict:
 '''
 
 
-def wait_until(predicate, what: str, timeout: float = 30.0, every: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(every)
-
-
 def alive(pid: int) -> bool:
     """A process that exists and is not a zombie (a zombie has exited; it only awaits reaping)."""
     try:
@@ -69,11 +58,8 @@ class AgWeb:
     def __init__(self, tmp_path: Path, home: Path, name: str = "web") -> None:
         self.out_path = tmp_path / f"{name}.out"
         self.err_path = tmp_path / f"{name}.err"
-        exe = Path(sys.executable).parent / "ag"
-        cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "aethergraph.cli.main"]
-        self.proc = subprocess.Popen(
-            [*cmd, "web", "--port", "0", "--home", str(home)], cwd=tmp_path,
-            stdin=subprocess.DEVNULL, stdout=self.out_path.open("w"), stderr=self.err_path.open("w"))
+        self.proc = start_ag("web", "--port", "0", "--home", str(home), cwd=tmp_path,
+                             stdout=self.out_path.open("w"), stderr=self.err_path.open("w"))
         line = wait_until(lambda: self._url_line(), "ag web to print its URL")
         self.url = line
         m = re.fullmatch(r"http://127\.0\.0\.1:(\d+)/\?token=([A-Za-z0-9_-]+)", line)
@@ -441,11 +427,7 @@ def test_dashboard_in_a_browser_answers_a_live_runs_ask(server, tmp_path, home):
         browser.keys(Keys.ESCAPE)
         wait_until(lambda: "Every run in the store" not in browser.screen(), "help to close")
 
-        exe = Path(sys.executable).parent / "ag"
-        cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "aethergraph.cli.main"]
-        run = subprocess.Popen([*cmd, "run", "greet.py:greet", "--json"], cwd=tmp_path,
-                               env={**os.environ, **env}, stdin=subprocess.DEVNULL,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        run = start_ag("run", "greet.py:greet", "--json", cwd=tmp_path, env=env)
         browser.wait_for("Asks [1]")  # the badge, seen from the Runs panel
         table = browser.wait_for("greet")
         assert "RUNNING" in table or "WAITING" in table, table

@@ -1,4 +1,7 @@
-"""B2's fake in-process job service, the same object for every framework (no I/O)."""
+"""B2's fake in-process job service, the same object for every framework (no I/O), and the
+asyncio poller the peers' variants share."""
+
+import asyncio
 
 INTERVAL = 0.05  # seconds between polls
 POLLS = 5  # a job is done on its 5th poll
@@ -22,3 +25,12 @@ class Jobs:
         if self.polls[jid] >= POLLS:
             return "done", 2 * self.payloads[jid]
         return "running", None
+
+
+async def poll_job(jobs: Jobs, jid: int) -> int:
+    """One job followed the asyncio way: POLLS times (sleep INTERVAL, poll); its result."""
+    for _ in range(POLLS):
+        await asyncio.sleep(INTERVAL)
+        status, result = jobs.poll(jid)
+    assert status == "done", status
+    return result

@@ -52,13 +52,10 @@ class Region:
             self._profiler.dump_stats(os.environ["BENCH_PROFILE"])
         return False
 
+    FIELDS = ("wall_s", "cpu_s", "rss_before_kib", "rss_peak_kib")
+
     def fields(self) -> dict[str, Any]:
-        return {
-            "wall_s": self.wall_s,
-            "cpu_s": self.cpu_s,
-            "rss_before_kib": self.rss_before_kib,
-            "rss_peak_kib": self.rss_peak_kib,
-        }
+        return {name: getattr(self, name) for name in self.FIELDS}
 
 
 def _profiler():

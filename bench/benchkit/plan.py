@@ -8,7 +8,9 @@ without the table saying so.
 
 from __future__ import annotations
 
+import functools
 import shlex
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,7 +19,7 @@ from .venvs import BENCH
 DEFAULT_REPS = 5
 SLOW_REPS = 3  # for measurements that take minutes (spec: 3 instead of 5)
 TIMEOUT_S = 300
-WORKLOADS = ("B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B9", "B10", "B12")
+WORKLOADS = ("B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B9", "B10", "B11", "B12")
 # `--quick` (under 3 minutes): leaves out the workloads that first build a 1,000,000-event store.
 QUICK_WORKLOADS = ("B1", "B2", "B3", "B4", "B6", "B8", "B9")
 FRAMEWORKS = ("ours", "upstream", "langgraph")
@@ -50,6 +52,22 @@ class Case:
 
 def _script(py: Path, rel: str, variant: str, n: int) -> list[str]:
     return [str(py), str(BENCH / rel), "--variant", variant, "--n", str(n)]
+
+
+def _ours(py: Path, workload: str, variant: str, n: int, **kw) -> Case:
+    """One of our cases: ``bench/ours/<workload>.py`` run as a script; the reference of its group."""
+    argv = _script(py, f"ours/{workload.lower()}.py", variant, n)
+    return Case(workload, "ours", variant, n, argv, ref=True, **kw)
+
+
+def _ours_only(make: Callable[[Path], list[Case]]) -> Callable[[Path | None, Path | None], list[Case]]:
+    """A workload no peer has (our store, sidecar or dashboard): no cases without our interpreter."""
+
+    @functools.wraps(make)
+    def cases(ours: Path | None, peers: Path | None) -> list[Case]:
+        return make(ours) if ours else []
+
+    return cases
 
 
 def b1(ours: Path | None, peers: Path | None) -> list[Case]:
@@ -165,102 +183,98 @@ def b4(ours: Path | None, peers: Path | None) -> list[Case]:
     return cases
 
 
-def b5(ours: Path | None, peers: Path | None) -> list[Case]:
+@_ours_only
+def b5(ours: Path) -> list[Case]:
     """Ours only (no peer has the same store): durable ingest, queries on 1,000,000 events."""
-    if not ours:
-        return []
     return [
-        Case("B5", "ours", "strict", 10_000, _script(ours, "ours/b5.py", "strict", 10_000),
-             group="strict", ref=True, storage="log file, strict (fsync per record)"),
-        Case("B5", "ours", "batch", 100_000, _script(ours, "ours/b5.py", "batch", 100_000),
-             group="batch", ref=True, storage="log file + SQLite index, batch: until queryable"),
-        Case("B5", "ours", "queries-1m", 1_000_000,
-             _script(ours, "ours/b5.py", "queries-1m", 1_000_000), group="1m", ref=True,
-             storage="1,000,000 events in 100 runs", reps=SLOW_REPS, timeout_s=900,
-             note="setup builds the store (~20 s); medians of 30 queries; then a rebuild"),
+        _ours(ours, "B5", "strict", 10_000, group="strict", storage="log file, strict (fsync per record)"),
+        _ours(ours, "B5", "batch", 100_000, group="batch",
+              storage="log file + SQLite index, batch: until queryable"),
+        _ours(ours, "B5", "queries-1m", 1_000_000, group="1m", storage="1,000,000 events in 100 runs",
+              reps=SLOW_REPS, timeout_s=900,
+              note="setup builds the store (~20 s); medians of 30 queries; then a rebuild"),
     ]
 
 
-def b6(ours: Path | None, peers: Path | None) -> list[Case]:
+@_ours_only
+def b6(ours: Path) -> list[Case]:
     """Ours only: the sidecar from another process, over the unix socket."""
-    if not ours:
-        return []
     return [
-        Case("B6", "ours", "ask-rtt", 200, _script(ours, "ours/b6.py", "ask-rtt", 200),
-             group="ask", ref=True, note="answer sent -> ask_answered seen (node resumed)"),
-        Case("B6", "ours", "nosub", 100_000, _script(ours, "ours/b6.py", "nosub", 100_000),
-             group="watch", ref=True, note="a run recording flat out, nobody watching"),
-        Case("B6", "ours", "subscriber", 100_000, _script(ours, "ours/b6.py", "subscriber", 100_000),
-             group="watch", ref=True, note="the same run, one subscriber in another process"),
-        Case("B6", "ours", "paced-nosub", 100_000, _script(ours, "ours/b6.py", "paced-nosub", 100_000),
-             group="paced", ref=True, note="a run recording at 50,000 events/s, nobody watching"),
-        Case("B6", "ours", "paced-sub", 100_000, _script(ours, "ours/b6.py", "paced-sub", 100_000),
-             group="paced", ref=True, note="the same paced run, one subscriber in another process"),
+        _ours(ours, "B6", "ask-rtt", 200, group="ask", note="answer sent -> ask_answered seen (node resumed)"),
+        _ours(ours, "B6", "nosub", 100_000, group="watch", note="a run recording flat out, nobody watching"),
+        _ours(ours, "B6", "subscriber", 100_000, group="watch",
+              note="the same run, one subscriber in another process"),
+        _ours(ours, "B6", "paced-nosub", 100_000, group="paced",
+              note="a run recording at 50,000 events/s, nobody watching"),
+        _ours(ours, "B6", "paced-sub", 100_000, group="paced",
+              note="the same paced run, one subscriber in another process"),
     ]
 
 
-def b7(ours: Path | None, peers: Path | None) -> list[Case]:
+@_ours_only
+def b7(ours: Path) -> list[Case]:
     """Ours only: the dashboard's first paint on a store of 10,000 runs / 1,000,000 events."""
-    if not ours:
-        return []
     return [
-        Case("B7", "ours", "first-paint", 10_000, _script(ours, "ours/b7.py", "first-paint", 10_000),
-             group="paint", ref=True, storage="10,000 runs, 1,000,000 events", reps=SLOW_REPS,
-             timeout_s=900, note="headless (run_test, 100x30) until the runs table shows rows"),
+        _ours(ours, "B7", "first-paint", 10_000, group="paint", storage="10,000 runs, 1,000,000 events",
+              reps=SLOW_REPS, timeout_s=900, note="headless (run_test, 100x30) until the runs table shows rows"),
     ]
 
 
-def b8(ours: Path | None, peers: Path | None) -> list[Case]:
+@_ours_only
+def b8(ours: Path) -> list[Case]:
     """Ours only: keys answered while the dashboard watches a run emitting 1,000 events/s."""
-    if not ours:
-        return []
     return [
-        Case("B8", "ours", "keys-under-load", 1_000,
-             _script(ours, "ours/b8.py", "keys-under-load", 1_000), group="keys", ref=True,
-             note="headless; j k l t ? esc, 10 rounds, on the run's live detail panel"),
+        _ours(ours, "B8", "keys-under-load", 1_000, group="keys",
+              note="headless; j k l t ? esc, 10 rounds, on the run's live detail panel"),
     ]
 
 
-def b9(ours: Path | None, peers: Path | None) -> list[Case]:
+@_ours_only
+def b9(ours: Path) -> list[Case]:
     """Ours only: real process jobs against a plain trio.run_process loop, in one process."""
-    if not ours:
-        return []
     return [
-        Case("B9", "ours", "vs-run-process", 1_000, _script(ours, "ours/b9.py", "vs-run-process", 1_000),
-             group="jobs", ref=True, reps=SLOW_REPS,
-             note="`true` x 1,000, 8 at a time; ProcessJobs and the loop alternate, best of 3 each"),
-        Case("B9", "ours", "queued-10k", 10_000, _script(ours, "ours/b9.py", "queued-10k", 10_000),
-             group="queued", ref=True, reps=SLOW_REPS, note="10,000 jobs queued behind one slot"),
+        _ours(ours, "B9", "vs-run-process", 1_000, group="jobs", reps=SLOW_REPS,
+              note="`true` x 1,000, 8 at a time; ProcessJobs and the loop alternate, best of 3 each"),
+        _ours(ours, "B9", "queued-10k", 10_000, group="queued", reps=SLOW_REPS,
+              note="10,000 jobs queued behind one slot"),
     ]
 
 
-def b12(ours: Path | None, peers: Path | None) -> list[Case]:
+@_ours_only
+def b12(ours: Path) -> list[Case]:
     """Ours only: memory().search over 100,000 embedded records of dimension 384."""
-    if not ours:
-        return []
     return [
-        Case("B12", "ours", "search", 100_000, _script(ours, "ours/b12.py", "search", 100_000),
-             group="search", ref=True, reps=SLOW_REPS,
-             note="k=10, 200 queries after one that fills the reader's cache; numpy scan if installed"),
-        Case("B12", "ours", "ingest-off", 100_000, _script(ours, "ours/b12.py", "ingest-off", 100_000),
-             group="ingest", ref=True, reps=SLOW_REPS, note="the same records, no embedder bound"),
+        _ours(ours, "B12", "search", 100_000, group="search", reps=SLOW_REPS,
+              note="k=10, 200 queries after one that fills the reader's cache; numpy scan if installed"),
+        _ours(ours, "B12", "ingest-off", 100_000, group="ingest", reps=SLOW_REPS,
+              note="the same records, no embedder bound"),
     ]
 
 
-def b10(ours: Path | None, peers: Path | None) -> list[Case]:
+@_ours_only
+def b10(ours: Path) -> list[Case]:
     """Ours only: jobs on a dask cluster (started by the script) against a bare Client."""
-    if not ours:
-        return []
     return [
-        Case("B10", "ours", "vs-client", 1_000, _script(ours, "ours/b10.py", "vs-client", 1_000),
-             group="dask", ref=True, reps=SLOW_REPS,
-             note="tiny callables x 1,000; DaskJobs and Client.map + wait alternate, best of 3 each"),
-        Case("B10", "ours", "jobs-10k", 10_000, _script(ours, "ours/b10.py", "jobs-10k", 10_000),
-             group="dask-10k", ref=True, reps=SLOW_REPS, note="10,000 jobs through DaskJobs in one run"),
+        _ours(ours, "B10", "vs-client", 1_000, group="dask", reps=SLOW_REPS,
+              note="tiny callables x 1,000; DaskJobs and Client.map + wait alternate, best of 3 each"),
+        _ours(ours, "B10", "jobs-10k", 10_000, group="dask-10k", reps=SLOW_REPS,
+              note="10,000 jobs through DaskJobs in one run"),
+    ]
+
+
+@_ours_only
+def b11(ours: Path) -> list[Case]:
+    """Ours only: ``ag tui`` first paint in a real terminal (tmux), locally and over SSH."""
+    store = "10,000 runs, 1,000,000 events"
+    return [
+        _ours(ours, "B11", "local", 10_000, group="local", storage=store, timeout_s=900,
+              note="tmux 100x30: spawn until runs rows are on screen (capture-pane)"),
+        _ours(ours, "B11", "ssh", 10_000, group="ssh", storage=store, timeout_s=900,
+              note="the same through ssh -tt to an sshd on loopback, key login included"),
     ]
 
 
 def build(ours: Path | None, peers: Path | None, workloads: list[str]) -> dict[str, list[Case]]:
     makers = {"B1": b1, "B2": b2, "B3": b3, "B4": b4, "B5": b5, "B6": b6, "B7": b7, "B8": b8,
-              "B9": b9, "B10": b10, "B12": b12}
+              "B9": b9, "B10": b10, "B11": b11, "B12": b12}
     return {w: makers[w](ours, peers) for w in workloads}

@@ -19,55 +19,25 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.append(str(HERE.parent))  # bench/, for benchkit
 sys.path.append(str(HERE))  # b10_fns
+sys.path.append(str(HERE.parents[1]))  # the repository, for tests.agproc
 
-import json
 import os
 import shutil
-import signal
-import subprocess
 import tempfile
 import time
 
 import trio
 
 from benchkit.measure import Region, args, emit
+from tests.agproc import DaskProcs
 
 VARIANTS = ["vs-client", "jobs-10k"]
 ROUNDS = 3
-DASK = str(Path(sys.executable).parent / "dask")
 
 
-class Cluster:
-    def __init__(self, folder: str) -> None:
-        env = dict(os.environ, PYTHONPATH=str(HERE))
-        sched = os.path.join(folder, "scheduler.json")
-        log = open(os.path.join(folder, "cluster.log"), "wb")
-        self.procs = [subprocess.Popen([DASK, "scheduler", "--host", "127.0.0.1", "--port", "0",
-                                        "--no-dashboard", "--scheduler-file", sched],
-                                       stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)]
-        deadline = time.monotonic() + 60
-        while not (os.path.exists(sched) and os.path.getsize(sched)):
-            if time.monotonic() > deadline:
-                raise RuntimeError("the scheduler did not start")
-            time.sleep(0.05)
-        with open(sched) as f:
-            self.address = json.load(f)["address"]
-        self.procs.append(subprocess.Popen([DASK, "worker", self.address, "--host", "127.0.0.1",
-                                            "--nworkers", "2", "--nthreads", "1", "--no-dashboard"],
-                                           stdout=log, stderr=subprocess.STDOUT, env=env,
-                                           start_new_session=True))
-
-    def close(self) -> None:
-        for p in reversed(self.procs):
-            try:
-                os.killpg(p.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-        for p in self.procs:
-            try:
-                p.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(p.pid, signal.SIGKILL)
+def start_cluster(folder: str) -> DaskProcs:
+    """The cluster (one ``dask worker`` process: a nanny and two worker processes of one thread)."""
+    return DaskProcs(Path(folder), [["--nworkers", "2", "--nthreads", "1"]], env={"PYTHONPATH": str(HERE)})
 
 
 def _tasks() -> int:
@@ -126,7 +96,7 @@ def main(variant: str, n: int) -> None:
     results = Path(__file__).resolve().parents[1] / "results"
     results.mkdir(exist_ok=True)
     folder = tempfile.mkdtemp(dir=results)
-    cluster = Cluster(folder)
+    cluster = start_cluster(folder)
     try:
         client = Client(cluster.address, timeout=60)  # the baseline: a plain default client
         client.wait_for_workers(2, timeout=60)
@@ -161,7 +131,7 @@ def main(variant: str, n: int) -> None:
         region, extra = trio.run(run_it)
         client.close()
     finally:
-        cluster.close()
+        cluster.close(timeout=15)
         shutil.rmtree(folder, ignore_errors=True)
     emit("B10", "ours", variant, n, region, workers="2 processes x 1 thread, loopback", **extra)
 

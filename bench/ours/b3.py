@@ -19,6 +19,7 @@ sys.path.append(str(Path(__file__).resolve().parents[1]))  # bench/, for benchki
 import trio
 
 from aethergraph import graph_fn, open_runtime
+from b5 import record_kinds  # (this folder is first on the path: run as a script)
 from benchkit.measure import Region, args, emit
 
 VARIANTS = ["batch"]
@@ -32,8 +33,7 @@ def expected(n: int) -> list[int]:
 async def write_then_query(n, *, context):
     mem = context.memory()
     with Region() as write:
-        for i in range(n):
-            await mem.record(f"k{i % 10}", {"i": i})
+        await record_kinds(mem, n)
     timings = []
     answers = []
     for _ in range(2):

@@ -27,19 +27,22 @@ VARIANTS = ["strict", "batch", "queries-1m"]
 WORDS = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu".split()
 
 
-@graph_fn(name="ingest")
-async def ingest(n, *, context):
-    mem = context.memory()
+async def record_kinds(mem, n: int) -> None:
+    """N records of ten kinds (k0..k9, ``{"i": i}``), each awaited: B3's and B5's writes."""
     for i in range(n):
         await mem.record(f"k{i % 10}", {"i": i})
+
+
+@graph_fn(name="ingest")
+async def ingest(n, *, context):
+    await record_kinds(context.memory(), n)
 
 
 @graph_fn(name="ingest_q")
 async def ingest_then_query(n, *, context):
     mem = context.memory()
     with Region() as region:
-        for i in range(n):
-            await mem.record(f"k{i % 10}", {"i": i})
+        await record_kinds(mem, n)
         await mem.query(kinds=["k3"], limit=1, scope="run")  # waits for disk + index
     return region
 

@@ -21,7 +21,7 @@ import _lg  # noqa: F401  (sets the environment first)
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import Send
 
-from benchkit.jobs import INTERVAL, POLLS, Jobs
+from benchkit.jobs import Jobs, poll_job
 from benchkit.measure import Region, args, emit
 
 VARIANTS = ["gather", "send"]
@@ -34,14 +34,6 @@ class State(TypedDict, total=False):
 
 class PollState(TypedDict):
     jid: int
-
-
-async def poll_job(jobs: Jobs, jid: int) -> int:
-    for _ in range(POLLS):
-        await asyncio.sleep(INTERVAL)
-        status, result = jobs.poll(jid)
-    assert status == "done", status
-    return result
 
 
 def build(variant: str, jobs_box: list):

@@ -14,18 +14,10 @@ sys.path.append(str(Path(__file__).resolve().parents[2]))  # bench/, for benchki
 import _upstream  # noqa: F401  (before aethergraph: environment and workspace)
 from aethergraph import NodeContext, graph_fn
 
-from benchkit.jobs import POLLS, INTERVAL, Jobs
+from benchkit.jobs import Jobs, poll_job
 from benchkit.measure import Region, args, emit
 
 VARIANTS = ["gather"]
-
-
-async def poll_job(jobs: Jobs, jid: int) -> int:
-    for _ in range(POLLS):
-        await asyncio.sleep(INTERVAL)
-        status, result = jobs.poll(jid)
-    assert status == "done", status
-    return result
 
 
 @graph_fn(name="fanout", inputs=["n"], outputs=["total"])
