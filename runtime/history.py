@@ -123,7 +123,7 @@ class RunSummary:
             self.pid, self.host, self.attempts = e.pid, e.host, e.attempt
         elif t is ev.RunFinished:
             self.status, self.finished, self.outputs = e.status, e.ts, e.outputs
-            self.error = f"{e.error.type}: {e.error.message}" if e.error else ""
+            self.error = str(e.error) if e.error else ""
             self.open_asks.clear()
         elif t is ev.NodeStarted:
             self.nodes[e.node] = NodeSummary(e.node, e.name, e.kind, e.parent, started=e.ts)
@@ -131,7 +131,7 @@ class RunSummary:
         elif t is ev.NodeFinished:
             return self._end(e, ev.SUCCEEDED)
         elif t is ev.NodeFailed:
-            return self._end(e, ev.FAILED, f"{e.error.type}: {e.error.message}")
+            return self._end(e, ev.FAILED, str(e.error))
         elif t is ev.NodeCancelled:
             return self._end(e, ev.CANCELLED, e.reason)
         elif t is ev.NodeTimedOut:

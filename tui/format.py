@@ -163,19 +163,19 @@ def _event_detail(e: ev.Event) -> str:
     if t is ev.RunResumed:
         return f"attempt {e.attempt} (pid {e.pid}, {e.replayable_steps} replayable steps)"
     if t is ev.RunFinished:
-        return e.status.upper() + (f" {e.error.type}: {e.error.message}" if e.error else "")
+        return e.status.upper() + (f" {e.error}" if e.error else "")
     if t is ev.NodeStarted:
         return f"{e.kind} {e.name}" + (f" {short(e.inputs, 50)}" if e.inputs else "")
     if t is ev.NodeFinished:
         return f"ok in {e.duration_s:.2f}s → {short(e.outputs, 50)}"
     if t is ev.NodeFailed:
-        return f"{e.error.type}: {e.error.message}"
+        return str(e.error)
     if t is ev.NodeCancelled:
         return e.reason + (f" (by {e.by})" if e.by else "")
     if t is ev.NodeTimedOut:
         return f"timed out after {e.timeout_s:g}s (attempt {e.attempt})"
     if t is ev.AttemptRetried:
-        why = f"{e.error.type}: {e.error.message}" if e.error else (
+        why = str(e.error) if e.error else (
             f"asked by {e.requested_by}" if e.requested_by else "timed out")
         return f"attempt {e.attempt} → {e.attempt + 1} in {e.delay_s:.2f}s ({why})"
     if t is ev.MemoryRecorded:

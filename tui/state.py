@@ -213,7 +213,7 @@ class DashboardState:
             row = self.runs.get(e.run_id)
             if row is not None:
                 row.status, row.finished, row.last_ts = e.status, e.ts, e.ts
-                row.error = f"{e.error.type}: {e.error.message}" if e.error else ""
+                row.error = str(e.error) if e.error else ""
                 row.runtime_id = ""
                 row.pending_asks = 0
             self.live_runs.pop(e.run_id, None)

@@ -85,19 +85,19 @@ def _event_line(e: Any) -> str:
     if t is ev.RunStarted:
         return f"inputs={_short(e.inputs)}"
     if t is ev.RunFinished:
-        return e.status.upper() + (f"  {e.error.type}: {e.error.message}" if e.error else "")
+        return e.status.upper() + (f"  {e.error}" if e.error else "")
     if t is ev.NodeStarted:
         return f"{e.kind} {e.name} inputs={_short(e.inputs)}"
     if t is ev.NodeFinished:
         return f"outputs={_short(e.outputs)} ({e.duration_s:.3f}s)"
     if t is ev.NodeFailed:
-        return f"{e.error.type}: {e.error.message}"
+        return str(e.error)
     if t is ev.NodeCancelled:
         return f"{e.reason}" + (f" (by {e.by})" if e.by else "")
     if t is ev.NodeTimedOut:
         return f"timed out after {e.timeout_s:g}s (attempt {e.attempt})"
     if t is ev.AttemptRetried:
-        why = f"{e.error.type}: {e.error.message}" if e.error else (
+        why = str(e.error) if e.error else (
             f"requested by {e.requested_by}" if e.requested_by else "timed out")
         return f"attempt {e.attempt} -> {e.attempt + 1} after {e.delay_s:.2f}s ({why})"
     if t is ev.MemoryRecorded:
@@ -209,7 +209,7 @@ def _print_traces(events: list) -> None:
             continue
         seen.add(tb)
         where = f"run {e.run_id}" if type(e) is ev.RunFinished else f"node {e.node}"
-        head = f"--- traceback of {where} ({info.type}: {info.message})"
+        head = f"--- traceback of {where} ({info})"
         print("\n" + head.translate(_CONTROL))
         print(tb.rstrip().translate(_CONTROL))  # run text: no terminal escapes get through
     if not seen:

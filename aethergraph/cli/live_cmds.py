@@ -418,7 +418,7 @@ def cmd_attach(args: Any) -> int:
                         poke()
                     elif t is ev.RunFinished:
                         status["status"] = e.status
-                        status["error"] = f"{e.error.type}: {e.error.message}" if e.error else ""
+                        status["error"] = str(e.error) if e.error else ""
                         break
             nursery.cancel_scope.cancel()
 

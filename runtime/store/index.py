@@ -1030,7 +1030,7 @@ class _Batch:
                 (ev.pid, ev.host, ev.run_id),
             )
         elif t is RunFinished:
-            err = f"{ev.error.type}: {ev.error.message}" if ev.error else None
+            err = str(ev.error) if ev.error else None
             c.execute(
                 "UPDATE runs SET status=?, finished=?, error=?, pending_asks=0 WHERE run_id=?",
                 (ev.status, ev.ts, err, ev.run_id),
