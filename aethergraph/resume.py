@@ -20,7 +20,7 @@ from __future__ import annotations
 from typing import Any
 
 from aethergraph.runtime import events as ev
-from aethergraph.runtime.errors import AetherGraphError, RunBusy, UnknownRun
+from aethergraph.runtime.errors import CannotResume, RunBusy, UnknownRun
 from aethergraph.runtime.history import summarize
 from aethergraph.runtime.journal import Journal
 from aethergraph.runtime.store import owner
@@ -30,10 +30,6 @@ from aethergraph.runtime.store.logfile import read_events
 from .targets import load_target
 
 RESUMABLE = (ev.INTERRUPTED,)
-
-
-class CannotResume(AetherGraphError):
-    pass
 
 
 def read_run(layout: StoreLayout, run_id: str) -> list[ev.Event]:

@@ -505,13 +505,9 @@ class AetherGraphApp(App[int]):
 
     def _answer_offline(self, ask_id: str, value: str) -> str:
         from aethergraph.resume import answer_offline
-        from aethergraph.runtime.errors import InvalidAnswer
-        from aethergraph.runtime.sidecar.client import SidecarError
 
-        try:
-            _, answer = answer_offline(self.store.layout, ask_id, value)
-        except InvalidAnswer as exc:
-            raise SidecarError("invalid_answer", str(exc)) from None
+        # An answer that does not fit raises InvalidAnswer: a SidecarError, as a live one's.
+        _, answer = answer_offline(self.store.layout, ask_id, value)
         return answer
 
     # -- actions (each confirmed, each reported) ------------------------------------------------
