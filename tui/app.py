@@ -34,6 +34,7 @@ from textual.reactive import reactive
 from textual.screen import ModalScreen
 
 from aethergraph.runtime import events as ev
+from aethergraph.runtime.info import AskInfo
 from aethergraph.runtime.store.layout import StoreLayout, resolve_home
 from aethergraph.runtime.textsafe import one_line, visible
 
@@ -47,7 +48,7 @@ from .messages import (
     RuntimeDetached,
 )
 from .screens.base import DashboardScreen
-from .state import AskRow, DashboardState, RunModel
+from .state import DashboardState, RunModel
 from .store import StoreReader
 
 if TYPE_CHECKING:
@@ -403,7 +404,7 @@ class AetherGraphApp(App[int]):
                 self.post_message(IndexLoaded(rows, more, None, total, older=True, final=final))
                 if final:
                     return
-                before = (rows[-1]["started"], rows[-1]["run_id"])
+                before = (rows[-1].started, rows[-1].run_id)
         except Exception as exc:
             self.state.loading_older = False
             self.post_message(BackendProblem(f"reading older runs: {type(exc).__name__}: {exc}"))
@@ -466,7 +467,7 @@ class AetherGraphApp(App[int]):
 
     # -- asks -----------------------------------------------------------------------------------
 
-    def find_ask(self, ask_id: str) -> AskRow | None:
+    def find_ask(self, ask_id: str) -> AskInfo | None:
         return self.state.asks.get(ask_id) or self.state.offline_asks.get(ask_id)
 
     def open_answer(self, ask_id: str) -> None:
@@ -497,7 +498,7 @@ class AetherGraphApp(App[int]):
 
         self.push_screen(AnswerModal(ask), answered)
 
-    async def answer(self, ask: AskRow, value: str) -> str:
+    async def answer(self, ask: AskInfo, value: str) -> str:
         """Answer through the runtime that asked; for a run that is not live, into its log."""
         if ask.runtime_id:
             return await self.bridge.call(self.backend.answer, ask.runtime_id, ask.ask_id, value)

@@ -49,7 +49,7 @@ def table(rows: list[list[str]], header: list[str]) -> str:
 
 
 def cmd_runs(args: Any) -> int:
-    from aethergraph.runtime.history import effective_status, run_duration
+    from aethergraph.runtime.history import effective_status
     from aethergraph.runtime.store.index import Index
 
     layout = _layout(args.home)
@@ -61,17 +61,15 @@ def cmd_runs(args: Any) -> int:
         index.close()
     now = time.time()
     for r in runs:
-        r["status"] = effective_status(r["status"], r["pid"], r["host"], r["run_id"], layout)
-        r["duration_s"] = run_duration(r["status"], r["started"], r["finished"], r["last_ts"], now)
+        r.status = effective_status(r.status, r.pid, r.host, r.run_id, layout)
     if args.json:
-        print(msgspec.json.encode(runs).decode())
+        print(msgspec.json.encode([{**msgspec.to_builtins(r), "duration_s": r.duration(now)} for r in runs]).decode())
         return EXIT_OK
     if not runs:
         print("no runs yet")
         return EXIT_OK
     rows = [
-        [r["run_id"], r["graph"], r["status"].upper(), _when(r["started"]), _dur(r["duration_s"]),
-         str(r["pending_asks"] or "")]
+        [r.run_id, r.graph, r.status.upper(), _when(r.started), _dur(r.duration(now)), str(r.pending_asks or "")]
         for r in runs
     ]
     print(table(rows, ["RUN", "GRAPH", "STATUS", "STARTED", "DURATION", "ASKS"]))

@@ -46,8 +46,8 @@ def cmd_live_runs(args: Any) -> int:
         print("no live runs")
         return EXIT_OK
     now = time.time()
-    rows = [[r.run_id, r.graph, "RUNNING", _when(r.started), _dur(now - r.started), str(r.pending_asks or "")]
-            for r in sorted(runs, key=lambda r: -r.started)]
+    rows = [[r.run_id, r.graph, "RUNNING", _when(r.started), _dur(r.duration(now)), str(r.pending_asks or "")]
+            for r in sorted(runs, key=lambda r: -(r.started or 0.0))]
     print(table(rows, ["RUN", "GRAPH", "STATUS", "STARTED", "DURATION", "ASKS"]))
     return EXIT_OK
 
@@ -55,7 +55,7 @@ def cmd_live_runs(args: Any) -> int:
 INTERRUPTED_NOTE = "interrupted: the answer is kept for the resume"
 
 
-def _interrupted_asks(layout) -> list[dict[str, Any]]:
+def _interrupted_asks(layout) -> list[Any]:
     """Open asks of runs whose process is gone, from the index: ``ag answer`` keeps an answer
     in the run's log for ``ag resume``. The same asks ``ag runs`` counts in its ASKS column."""
     from aethergraph.runtime import events as ev
@@ -66,13 +66,13 @@ def _interrupted_asks(layout) -> list[dict[str, Any]]:
     try:
         index.catch_up()  # a reader's catch-up: the index is derived from the logs
         rows = index.open_asks()
-        runs = {r["run_id"]: r for r in index.runs(run_ids=sorted({a["run_id"] for a in rows}))} if rows else {}
+        runs = {r.run_id: r for r in index.runs(run_ids=sorted({a.run_id for a in rows}))} if rows else {}
     finally:
         index.close()
     out = []
     for a in rows:
-        r = runs.get(a["run_id"])
-        if r is not None and effective_status(r["status"], r["pid"], r["host"]) == ev.INTERRUPTED:
+        r = runs.get(a.run_id)
+        if r is not None and effective_status(r.status, r.pid, r.host) == ev.INTERRUPTED:
             out.append(a)
     return out
 
@@ -89,31 +89,23 @@ def cmd_asks(args: Any) -> int:
 
         live = _run(main)
     seen = {a.ask_id for a in live}
-    offline = [a for a in _interrupted_asks(layout) if a["ask_id"] not in seen]
+    offline = [a for a in _interrupted_asks(layout) if a.ask_id not in seen]
     if not live and not offline and not find_runtimes(args.home):
         raise CliError("no live runtime found in this store, and no interrupted run waits for an answer")
-    asks = sorted(
-        [{**msgspec.to_builtins(a), "run_status": "running"} for a in live]
-        + [{**a, "run_status": "interrupted"} for a in offline],
-        key=lambda a: a["opened"],
-    )
+    asks = sorted([(a, "running") for a in live] + [(a, "interrupted") for a in offline], key=lambda x: x[0].opened)
     if args.json:
-        print(msgspec.json.encode(asks).decode())
+        print(msgspec.json.encode([{**msgspec.to_builtins(a), "run_status": s} for a, s in asks]).decode())
         return EXIT_OK
     if not asks:
         print("no pending asks")
         return EXIT_OK
     now = time.time()
     rows = []
-    for a in asks:
-        if a["run_status"] == "interrupted":
-            left = INTERRUPTED_NOTE
-        elif a["timeout_s"] is None:
-            left = "-"
-        else:
-            left = _dur(max(0.0, a["opened"] + a["timeout_s"] - now))
-        prompt = a["prompt"] + (f" {a['options']}" if a["options"] else "")
-        rows.append([a["ask_id"], a["run_id"], a["node"], a["kind"], prompt, left])
+    for a, run_status in asks:
+        left = a.remaining(now)
+        left = INTERRUPTED_NOTE if run_status == "interrupted" else "-" if left is None else _dur(left)
+        prompt = a.prompt + (f" {a.options}" if a.options else "")
+        rows.append([a.ask_id, a.run_id, a.node, a.kind, prompt, left])
     print(table(rows, ["ASK", "RUN", "NODE", "KIND", "PROMPT", "EXPIRES IN"]))
     return EXIT_OK
 
@@ -143,8 +135,8 @@ def _offline_file_spec(layout, ask_id: str) -> Any:
     from aethergraph.runtime.store.logfile import read_events
 
     for a in _interrupted_asks(layout):
-        if a["ask_id"] == ask_id:
-            for e in read_events(layout.existing_run_log(a["run_id"]), warn=False):
+        if a.ask_id == ask_id:
+            for e in read_events(layout.existing_run_log(a.run_id), warn=False):
                 if type(e) is ev.AskOpened and e.ask_id == ask_id:
                     return e.ask_kind, e.files or ev.FileAskSpec(accept=list(e.options))
     return None, None
