@@ -106,10 +106,11 @@ class SidecarError(AetherGraphError):
     code: ClassVar[str] = "internal"
     by_code: ClassVar[dict[str, type[SidecarError]]] = {}
 
-    def __init_subclass__(cls, **kwargs: object) -> None:
+    def __init_subclass__(cls, code: str = "", **kwargs: object) -> None:
         super().__init_subclass__(**kwargs)
-        if "code" in cls.__dict__:
-            SidecarError.by_code.setdefault(cls.code, cls)
+        if code:
+            cls.code = code
+            SidecarError.by_code.setdefault(code, cls)
 
     def __str__(self) -> str:
         # The message as given (KeyError, a base of some, would show its repr).
@@ -127,50 +128,37 @@ class SidecarError(AetherGraphError):
         return err
 
 
-class Internal(SidecarError):
+class Internal(SidecarError, code="internal"):
     """A request failed on a bug of the runtime's (the server logs it)."""
 
-    code = "internal"
 
-
-class BadMessage(SidecarError):
+class BadMessage(SidecarError, code="bad_message"):
     """A message the server could not read or did not expect."""
 
-    code = "bad_message"
+
+class MessageTooLarge(SidecarError, code="too_large"):
+    """A message over the protocol's size limit."""
 
 
-class MessageTooLarge(SidecarError):
-    code = "too_large"
-
-
-class NotAuthenticated(SidecarError):
+class NotAuthenticated(SidecarError, code="not_authenticated"):
     """No hello first, or a wrong or missing token."""
 
-    code = "not_authenticated"
 
-
-class BadProtocol(SidecarError):
+class BadProtocol(SidecarError, code="bad_protocol"):
     """The client speaks a protocol version this runtime does not."""
 
-    code = "bad_protocol"
 
-
-class ConnectionLost(SidecarError):
+class ConnectionLost(SidecarError, code="closed"):
     """The connection closed (or was closed) before the request was answered."""
 
-    code = "closed"
 
-
-class NoRuntime(SidecarError):
+class NoRuntime(SidecarError, code="no_runtime"):
     """No live runtime could be reached (or none has what was asked for)."""
 
-    code = "no_runtime"
 
-
-class UnknownRun(StoreError, SidecarError, KeyError):
+class UnknownRun(StoreError, SidecarError, KeyError, code="unknown_run"):
     """No run with this id (in this store, or running in this runtime)."""
 
-    code = "unknown_run"
     run_id = ""  # (not said on the wire)
 
     def __init__(self, run_id: str, message: str = "") -> None:
@@ -178,25 +166,17 @@ class UnknownRun(StoreError, SidecarError, KeyError):
         self.run_id = run_id
 
 
-class UnknownNode(SidecarError):
+class UnknownNode(SidecarError, code="unknown_node"):
     """The run has no running node with this path (to cancel or retry)."""
 
-    code = "unknown_node"
 
-
-class UnknownAsk(AskError, SidecarError, KeyError):
+class UnknownAsk(AskError, SidecarError, KeyError, code="unknown_ask"):
     """No open ask with this id (never opened here, or answered or closed already)."""
 
-    code = "unknown_ask"
 
-
-class InvalidAnswer(AskError, SidecarError, ValueError):
+class InvalidAnswer(AskError, SidecarError, ValueError, code="invalid_answer"):
     """An answer that does not fit the ask (not one of the options, or empty text)."""
 
-    code = "invalid_answer"
 
-
-class CannotResume(SidecarError):
+class CannotResume(SidecarError, code="cannot_resume"):
     """A run that cannot be resumed (or an ask answered offline) now, and why."""
-
-    code = "cannot_resume"
