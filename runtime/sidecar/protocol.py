@@ -72,12 +72,17 @@ class Unsubscribe(Msg, tag="unsubscribe"):
 
 
 class Answer(Msg, tag="answer"):
+    """Answer an open ask; replies ``{"answer": canonical}``, or ``unknown_ask`` /
+    ``invalid_answer`` (the ask stays open)."""
+
     id: int
     ask_id: str
     value: str
 
 
 class Cancel(Msg, tag="cancel"):
+    """Cancel a run, or one node of it (``node``): ``unknown_run`` / ``unknown_node``."""
+
     id: int
     run_id: str
     node: str = ""
@@ -85,6 +90,8 @@ class Cancel(Msg, tag="cancel"):
 
 
 class Retry(Msg, tag="retry"):
+    """Retry a running node now (its attempt restarts): ``unknown_run`` / ``unknown_node``."""
+
     id: int
     run_id: str
     node: str
