@@ -144,6 +144,7 @@ def _offline_file_spec(layout, ask_id: str) -> Any:
 
 def cmd_answer(args: Any) -> int:
     from aethergraph.runtime import events as ev
+    from aethergraph.runtime.errors import InvalidAnswer, UnknownAsk
     from aethergraph.runtime.sidecar.client import NoRuntime, SidecarClient, SidecarError, find_runtimes
 
     from ..console import answered_files
@@ -169,10 +170,9 @@ def cmd_answer(args: Any) -> int:
                             value = await trio.to_thread.run_sync(
                                 _file_answer, layout, args.ask_id, ask.kind, spec, args.file)
                         return await c.answer(args.ask_id, value)
-            except SidecarError as exc:
-                if exc.code in ("invalid_answer", "unknown_ask"):
-                    raise
-            except OSError:
+            except (InvalidAnswer, UnknownAsk):
+                raise
+            except (SidecarError, OSError):
                 continue
         raise NoRuntime(f"no live runtime has an open ask {args.ask_id}")
 
@@ -183,8 +183,6 @@ def cmd_answer(args: Any) -> int:
             raise
         # Nobody live has it: maybe its run was interrupted. The answer then waits in the
         # run's log for `ag resume`.
-        from aethergraph.runtime.errors import InvalidAnswer
-
         from ..resume import CannotResume, answer_offline
 
         try:
@@ -327,6 +325,7 @@ def cmd_attach(args: Any) -> int:
     from aethergraph.runtime import events as ev
     from aethergraph.runtime.errors import UnknownRun
     from aethergraph.runtime.history import summarize
+    from aethergraph.runtime.errors import InvalidAnswer
     from aethergraph.runtime.sidecar.client import LIVE, NoRuntime, SidecarError, connect_for_run
     from aethergraph.runtime.store.logfile import read_events
 
@@ -374,12 +373,11 @@ def cmd_attach(args: Any) -> int:
                     try:
                         await c.answer(ask.ask_id, line)
                         open_asks.pop(ask.ask_id, None)
-                    except SidecarError as exc:
-                        if exc.code == "invalid_answer":
-                            _out(f"✗ {exc}", out)
-                            state["shown"] = ask.ask_id
-                        else:  # answered elsewhere meanwhile, or expired
-                            open_asks.pop(ask.ask_id, None)
+                    except InvalidAnswer as exc:
+                        _out(f"✗ {exc}", out)
+                        state["shown"] = ask.ask_id
+                    except SidecarError:  # answered elsewhere meanwhile, or expired
+                        open_asks.pop(ask.ask_id, None)
                 state["current"] = None
 
         async with trio.open_nursery() as nursery:
