@@ -59,23 +59,20 @@ def cmd_runs(args: Any) -> int:
         runs = index.runs(limit=args.limit)
     finally:
         index.close()
+    now = time.time()
     for r in runs:
         r.status = effective_status(r.status, r.pid, r.host, r.run_id, layout)
-    return print_runs(runs, args.json, "no runs yet")
-
-
-def print_runs(runs: list[Any], as_json: bool, none: str) -> int:
-    """Runs (``RunInfo``, from the index or from live runtimes) as ``ag runs`` prints them: a
-    table, or JSON with each run's duration."""
-    now = time.time()
-    if as_json:
+    if args.json:
         print(msgspec.json.encode([{**msgspec.to_builtins(r), "duration_s": r.duration(now)} for r in runs]).decode())
-    elif not runs:
-        print(none)
-    else:
-        rows = [[r.run_id, r.graph, r.status.upper(), _when(r.started), _dur(r.duration(now)), str(r.pending_asks or "")]
-                for r in runs]
-        print(table(rows, ["RUN", "GRAPH", "STATUS", "STARTED", "DURATION", "ASKS"]))
+        return EXIT_OK
+    if not runs:
+        print("no runs yet")
+        return EXIT_OK
+    rows = [
+        [r.run_id, r.graph, r.status.upper(), _when(r.started), _dur(r.duration(now)), str(r.pending_asks or "")]
+        for r in runs
+    ]
+    print(table(rows, ["RUN", "GRAPH", "STATUS", "STARTED", "DURATION", "ASKS"]))
     return EXIT_OK
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import msgspec
 
-from .history_cmds import _dur, _event_line, _layout, _when, print_runs, table
+from .history_cmds import _dur, _event_line, _layout, _when, table
 from .main import EXIT_OK, EXIT_RUN_FAILED, CliError
 
 
@@ -39,7 +39,17 @@ def cmd_live_runs(args: Any) -> int:
         return [r for rs in await each_runtime(args.home, lambda c: c.list_runs()) for r in rs]
 
     runs = _run(main)
-    return print_runs(sorted(runs, key=lambda r: -(r.started or 0.0)), args.json, "no live runs")
+    if args.json:
+        print(msgspec.json.encode(runs).decode())
+        return EXIT_OK
+    if not runs:
+        print("no live runs")
+        return EXIT_OK
+    now = time.time()
+    rows = [[r.run_id, r.graph, "RUNNING", _when(r.started), _dur(r.duration(now)), str(r.pending_asks or "")]
+            for r in sorted(runs, key=lambda r: -(r.started or 0.0))]
+    print(table(rows, ["RUN", "GRAPH", "STATUS", "STARTED", "DURATION", "ASKS"]))
+    return EXIT_OK
 
 
 INTERRUPTED_NOTE = "interrupted: the answer is kept for the resume"
