@@ -216,8 +216,9 @@ class ConsoleSource:
         # The question itself is printed by ConsolePrinter when the ask opens; with several
         # open, the console says which one the next line answers.
         tty = self.lines.isatty()
+        info = ask.info
         if waited or sum(1 for a in broker.pending.values() if a.answer is None) > 1:
-            shown = files_question(ask.prompt, ask.files) if ask.kind == "files" else question(ask.prompt, ask.options)
+            shown = files_question(info.prompt, info.files) if info.kind == "files" else question(info.prompt, info.options)
             _out(f"↳ {shown}", self.stream)
         try:
             while True:
@@ -231,10 +232,10 @@ class ConsoleSource:
                     _out(f"> {line}", self.stream)
                 try:
                     value = line
-                    if ask.kind == "files":
+                    if info.kind == "files":
                         # Checked and copied into the store off the event loop (files may be big).
-                        value = await trio.to_thread.run_sync(_store_line, broker.runtime.blobs, line, ask.files)
-                    broker.answer(ask.ask_id, value, by="console")
+                        value = await trio.to_thread.run_sync(_store_line, broker.runtime.blobs, line, info.files)
+                    broker.answer(info.ask_id, value, by="console")
                     return
                 except InvalidAnswer as exc:
                     _out(f"✗ {exc}", self.stream)

@@ -16,7 +16,7 @@ import trio
 
 from aethergraph.runtime import events as ev
 from aethergraph.runtime.asks import normalize_answer
-from aethergraph.runtime.errors import AetherGraphError, RunBusy
+from aethergraph.runtime.errors import CannotResume, RunBusy
 from aethergraph.runtime.history import HOST, summarize
 from aethergraph.runtime.store import owner
 from aethergraph.runtime.store.index import Index
@@ -26,10 +26,6 @@ from aethergraph.runtime.store.logfile import read_events, repair_torn_tail
 from .detach import DetachFailed, start_resume_async
 
 RESUMABLE = (ev.INTERRUPTED,)
-
-
-class CannotResume(AetherGraphError):
-    pass
 
 
 def read_run(layout: StoreLayout, run_id: str) -> list[ev.Event]:
@@ -63,12 +59,12 @@ def answer_offline(layout: StoreLayout, ask_id: str, value: str) -> tuple[str, s
     index = Index(layout)
     try:
         index.catch_up()
-        row = next((a for a in index.open_asks() if a["ask_id"] == ask_id), None)
+        row = next((a for a in index.open_asks() if a.ask_id == ask_id), None)
     finally:
         index.close()
     if row is None:
         raise CannotResume(f"no open ask {ask_id} in this store")
-    run_id = row["run_id"]
+    run_id = row.run_id
     path = layout.existing_run_log(run_id)
     events = read_events(path, warn=False)
     summary = summarize(run_id, events, layout)
@@ -76,7 +72,7 @@ def answer_offline(layout: StoreLayout, ask_id: str, value: str) -> tuple[str, s
         raise CannotResume(f"ask {ask_id} belongs to run {run_id}, which is {summary.status}")
     if ask_id not in summary.open_asks:
         raise CannotResume(f"ask {ask_id} is already closed in the log of run {run_id}")
-    answer = normalize_answer(row["kind"], row["options"], value)
+    answer = normalize_answer(row.kind, row.options, value)
     # Appending makes this process the log's writer for a moment: it must own the run (a
     # resume that started meanwhile owns it, and then this refuses).
     try:
@@ -90,7 +86,7 @@ def answer_offline(layout: StoreLayout, ask_id: str, value: str) -> tuple[str, s
             raise CannotResume(f"ask {ask_id} of run {run_id} is no longer open")
         repair_torn_tail(path)
         last = max((e.seq for e in events), default=0)
-        event = ev.AskAnswered(run_id=run_id, seq=last + 1, ts=time.time(), node=row["node"],
+        event = ev.AskAnswered(run_id=run_id, seq=last + 1, ts=time.time(), node=row.node,
                                ask_id=ask_id, answer=answer, by=f"ag answer (offline, {HOST})")
         with open(path, "ab") as f:
             f.write(ev.encode(event) + b"\n")

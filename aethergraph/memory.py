@@ -234,7 +234,7 @@ class Memory:
         if writer.durability == "strict":
             await writer.wait_durable(ticket)
         else:
-            if writer.backlog > writer.room:  # waits if the oldest unwritten is too old
+            if writer.must_wait():  # the oldest unwritten is too old, or too many are
                 await writer.wait_room()
             elif self._count % _YIELD_EVERY == 0 or _clock() - self._last_yield > _YIELD_AFTER_S:
                 self._last_yield = _clock()

@@ -32,8 +32,9 @@ import trio
 
 from . import events as ev
 from ._exc import unwrap_single
-from .errors import AskTimeout, InvalidAnswer, NoAnswerAvailable
+from .errors import AskTimeout, InvalidAnswer, NoAnswerAvailable, UnknownAsk
 from .ids import derived_id
+from .info import AskInfo
 from .journal import content_hash, with_occurrence
 from .store.artifacts import check_name, sha_from_ref
 
@@ -272,23 +273,18 @@ class AnswerSource(Protocol):
 
 @attrs.define(eq=False)
 class PendingAsk:
-    ask_id: str
-    run_id: str
-    node: str
-    kind: str
-    prompt: str
-    options: list[str]
-    timeout_s: float | None
+    """An ask waiting for its answer: what it asks (``info``, the shape every front end gets)
+    and the race of the sources to answer it."""
+
+    info: AskInfo
     done: trio.Event = attrs.field(factory=trio.Event)
     answer: str | None = None
     by: str = ""
     gave_up: list[str] = attrs.field(factory=list)
     unanswerable: bool = False
-    opened: float = attrs.field(factory=time.time)
-    files: ev.FileAskSpec | None = None  # what a files ask takes
 
     def describe(self) -> str:
-        return f"ask {self.ask_id} ({self.prompt!r})"
+        return f"ask {self.info.ask_id} ({self.info.prompt!r})"
 
 
 class AskBroker:
@@ -327,7 +323,8 @@ class AskBroker:
             # Answered before a crash (or while no runtime was alive): not asked again.
             await trio.lowlevel.checkpoint()
             return journal.answers[ask_id]
-        pending = PendingAsk(ask_id, node.run_id, node.path, kind, prompt, options, timeout_s, files=files)
+        pending = PendingAsk(AskInfo(ask_id=ask_id, run_id=node.run_id, node=node.path, kind=kind, prompt=prompt,
+                                     options=options, timeout_s=timeout_s, opened=time.time(), files=files))
         node.emit(ev.AskOpened, ask_id=ask_id, ask_kind=kind, prompt=prompt, options=options,
                   timeout_s=timeout_s, files=files)
         self.pending[ask_id] = pending
@@ -388,23 +385,24 @@ class AskBroker:
             async with trio.open_nursery() as nursery:
                 for source in sources:
                     nursery.start_soon(serve, source)
-                with trio.move_on_after(pending.timeout_s if pending.timeout_s else float("inf")):
+                with trio.move_on_after(pending.info.timeout_s or float("inf")):
                     await pending.done.wait()
                 nursery.cancel_scope.cancel()
 
     def answer(self, ask_id: str, value: Any, *, by: str) -> str:
-        """Answer an open ask. Raises ``KeyError`` for an unknown or closed ask and
+        """Answer an open ask. Raises ``UnknownAsk`` for an unknown or closed ask and
         ``InvalidAnswer`` for an answer that does not fit; the ask stays open then."""
         pending = self.pending.get(ask_id)
         if pending is None or pending.answer is not None:
-            raise KeyError(f"no open ask {ask_id!r}")
-        if pending.kind == "files":
-            canonical = normalize_files(value, pending.files or ev.FileAskSpec(), self.runtime.blobs)
+            raise UnknownAsk(f"no open ask {ask_id!r}")
+        info = pending.info
+        if info.kind == "files":
+            canonical = normalize_files(value, info.files or ev.FileAskSpec(), self.runtime.blobs)
         else:
-            canonical = normalize_answer(pending.kind, pending.options, value)
+            canonical = normalize_answer(info.kind, info.options, value)
         pending.answer, pending.by = canonical, by
-        run = self.runtime.runs.get(pending.run_id)
+        run = self.runtime.runs.get(info.run_id)
         if run is not None:
-            run.emit(ev.AskAnswered, node=pending.node, ask_id=ask_id, answer=canonical, by=by)
+            run.emit(ev.AskAnswered, node=info.node, ask_id=ask_id, answer=canonical, by=by)
         pending.done.set()
         return canonical

@@ -64,7 +64,7 @@ def describe(event: ev.Event) -> str:
 
 
 def _error(info: ev.ErrorInfo) -> str:
-    return f"{info.type}: {info.message}"
+    return str(info)
 
 
 def _retried(e: ev.AttemptRetried) -> str:

@@ -33,7 +33,7 @@ import trio
 
 from . import events as ev
 from ._exc import describe, real_leaves, tag_node, unwrap_single
-from .errors import AetherGraphError, GraphFailed, NodeCancelled, NodeTimeout, UnknownRun
+from .errors import AetherGraphError, GraphFailed, NodeCancelled, NodeTimeout, UnknownNode, UnknownRun
 from .ids import new_run_id
 from .journal import Divergence, Journal, call_base, with_occurrence
 from .retry import NO_RETRY, RetryPolicy
@@ -774,14 +774,14 @@ class Runtime:
             return
         node = run.nodes.get(path)
         if node is None:
-            raise AetherGraphError(f"run {run_id} has no running node {path!r}")
+            raise UnknownNode(f"run {run_id} has no running node {path!r}")
         node.cancel(reason, by)
 
     def retry(self, run_id: str, path: str, *, by: str = "") -> None:
         run = self.find_run(run_id)
         node = run.nodes.get(path)
         if node is None or not node.request_retry(by):
-            raise AetherGraphError(f"run {run_id} has no running node {path!r} to retry")
+            raise UnknownNode(f"run {run_id} has no running node {path!r} to retry")
 
     def cancel_all(self, reason: str, by: str = "") -> None:
         for run in list(self.runs.values()):

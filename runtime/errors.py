@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 
 class AetherGraphError(Exception):
     """Base class for errors raised by the engine."""
@@ -44,8 +46,6 @@ class NoAnswerAvailable(AskError):
     """An ask cannot be answered: stdin is not a terminal and no answer was supplied."""
 
 
-class InvalidAnswer(AskError, ValueError):
-    """An answer that does not fit the ask (not one of the options, or empty text)."""
 
 
 class AskTimeout(AskError, TimeoutError):
@@ -61,13 +61,6 @@ class StoreError(AetherGraphError):
     """The store refused an operation (bad name, unknown ref, unreadable file)."""
 
 
-class UnknownRun(StoreError, KeyError):
-    def __init__(self, run_id: str) -> None:
-        super().__init__(run_id)
-        self.run_id = run_id
-
-    def __str__(self) -> str:
-        return f"unknown run id: {self.run_id}"
 
 
 class GraphFailed(AetherGraphError):
@@ -96,3 +89,94 @@ class StoreWriteError(StoreError, OSError):
         super().__init__(message)
         if errno is not None:
             self.errno = errno
+
+
+# -- what a client of the sidecar can be told -------------------------------------------------
+#
+# One class per protocol error code (runtime/sidecar/protocol.py): the server sends the code
+# and message of the error it raised, and the client raises the class of that code again, so
+# both ends (and the CLI and dashboard above them) speak one vocabulary. Some are raised by the
+# runtime itself as well (``UnknownRun`` by the store, ``InvalidAnswer`` by the asks): the
+# sidecar passes those on as they are.
+
+
+class SidecarError(AetherGraphError):
+    """An error a client of the sidecar can get; ``code`` names it on the wire."""
+
+    code: ClassVar[str] = "internal"
+    by_code: ClassVar[dict[str, type[SidecarError]]] = {}
+
+    def __init_subclass__(cls, code: str = "", **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        if code:
+            cls.code = code
+            SidecarError.by_code.setdefault(code, cls)
+
+    def __str__(self) -> str:
+        # The message as given (KeyError, a base of some, would show its repr).
+        return str(self.args[0]) if self.args else ""
+
+    @staticmethod
+    def from_wire(code: str, message: str) -> SidecarError:
+        """The error a reply with ``code`` stands for, as the class that raised it (an unknown
+        code, from a newer runtime: the base class, the code kept)."""
+        cls = SidecarError.by_code.get(code)
+        err = Exception.__new__(cls or SidecarError)
+        Exception.__init__(err, message)
+        if cls is None:
+            err.code = code  # type: ignore[misc]
+        return err
+
+
+class Internal(SidecarError, code="internal"):
+    """A request failed on a bug of the runtime's (the server logs it)."""
+
+
+class BadMessage(SidecarError, code="bad_message"):
+    """A message the server could not read or did not expect."""
+
+
+class MessageTooLarge(SidecarError, code="too_large"):
+    """A message over the protocol's size limit."""
+
+
+class NotAuthenticated(SidecarError, code="not_authenticated"):
+    """No hello first, or a wrong or missing token."""
+
+
+class BadProtocol(SidecarError, code="bad_protocol"):
+    """The client speaks a protocol version this runtime does not."""
+
+
+class ConnectionLost(SidecarError, code="closed"):
+    """The connection closed (or was closed) before the request was answered."""
+
+
+class NoRuntime(SidecarError, code="no_runtime"):
+    """No live runtime could be reached (or none has what was asked for)."""
+
+
+class UnknownRun(StoreError, SidecarError, KeyError, code="unknown_run"):
+    """No run with this id (in this store, or running in this runtime)."""
+
+    run_id = ""  # (not said on the wire)
+
+    def __init__(self, run_id: str, message: str = "") -> None:
+        super().__init__(message or f"unknown run id: {run_id}")
+        self.run_id = run_id
+
+
+class UnknownNode(SidecarError, code="unknown_node"):
+    """The run has no running node with this path (to cancel or retry)."""
+
+
+class UnknownAsk(AskError, SidecarError, KeyError, code="unknown_ask"):
+    """No open ask with this id (never opened here, or answered or closed already)."""
+
+
+class InvalidAnswer(AskError, SidecarError, ValueError, code="invalid_answer"):
+    """An answer that does not fit the ask (not one of the options, or empty text)."""
+
+
+class CannotResume(SidecarError, code="cannot_resume"):
+    """A run that cannot be resumed (or an ask answered offline) now, and why."""

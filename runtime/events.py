@@ -33,6 +33,10 @@ class ErrorInfo(msgspec.Struct, kw_only=True, omit_defaults=True):
     message: str
     traceback: str = ""
 
+    def __str__(self) -> str:
+        """How every front end says it in one line: ``Type: message``."""
+        return f"{self.type}: {self.message}"
+
 
 class Event(msgspec.Struct, tag_field="type", kw_only=True, omit_defaults=True, gc=False):
     run_id: str

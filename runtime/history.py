@@ -11,9 +11,10 @@ import socket
 from collections.abc import Iterable
 from typing import Any
 
-import attrs
+import msgspec
 
 from . import events as ev
+from .info import AskInfo, RunInfo, track_asks
 
 HOST = socket.gethostname()
 
@@ -48,24 +49,7 @@ def effective_status(
     return status if pid_alive(pid) else ev.INTERRUPTED
 
 
-def run_duration(status: str, started: float | None, finished: float | None, last_ts: float | None,
-                 now: float) -> float | None:
-    """How long a run took, the one rule for ``ag runs``, ``ag show`` and the dashboard.
-
-    Finished: start to finish. Running: start to now. Neither (interrupted: its process died):
-    start to the last event in its log, whoever wrote it (an answer given while it was down
-    counts: it is in the log the resume will read)."""
-    if started is None:
-        return None
-    if finished is not None:
-        return finished - started
-    if status == ev.RUNNING:
-        return now - started
-    return (last_ts if last_ts is not None else started) - started
-
-
-@attrs.define
-class NodeSummary:
+class NodeSummary(msgspec.Struct, kw_only=True):
     path: str
     name: str
     kind: str
@@ -77,34 +61,23 @@ class NodeSummary:
     error: str = ""
 
 
-@attrs.define
-class RunSummary:
-    run_id: str
-    graph: str = ""
-    status: str = ev.RUNNING
-    started: float | None = None
-    finished: float | None = None
-    pid: int = 0
-    host: str = ""
-    entrypoint: str = ""
-    inputs: dict[str, Any] = attrs.field(factory=dict)
+class RunSummary(RunInfo, kw_only=True):
+    """A run as its log tells it: its ``RunInfo`` (the row every list shows) and what only the
+    log has: each node's summary, the inputs and outputs, the asks still open."""
+
+    inputs: dict[str, Any] = {}
     outputs: Any = None
-    error: str = ""
-    nodes: dict[str, NodeSummary] = attrs.field(factory=dict)
-    open_asks: dict[str, ev.AskOpened] = attrs.field(factory=dict)
-    events: int = 0
-    last_seq: int = 0
-    last_ts: float | None = None
+    nodes: dict[str, NodeSummary] = {}  # type: ignore[assignment]  # by path
+    open_asks: dict[str, AskInfo] = {}
     attempts: int = 1
-    attempt_of: str = ""
 
     @property
     def duration_s(self) -> float | None:
-        """Finished or interrupted: ``run_duration``'s answer; still running: None (a log does
-        not know the time now)."""
+        """Finished or interrupted: ``RunInfo.duration``; still running: None (a log does not
+        know the time now)."""
         if self.status == ev.RUNNING:
             return None
-        return run_duration(self.status, self.started, self.finished, self.last_ts, 0.0)
+        return self.duration(0.0)
 
     def apply(self, e: ev.Event) -> bool:
         """Take one more event into account (in log order). Returns True when the node tree
@@ -114,6 +87,8 @@ class RunSummary:
         if self.last_ts is None or e.ts > self.last_ts:
             self.last_ts = e.ts
         t = type(e)
+        if track_asks(self.open_asks, e):
+            self.pending_asks = len(self.open_asks)
         if t is ev.RunStarted:
             self.graph, self.started, self.pid, self.host = e.graph, e.ts, e.pid, e.host
             self.entrypoint, self.inputs, self.attempt_of = e.entrypoint, e.inputs, e.attempt_of
@@ -123,15 +98,14 @@ class RunSummary:
             self.pid, self.host, self.attempts = e.pid, e.host, e.attempt
         elif t is ev.RunFinished:
             self.status, self.finished, self.outputs = e.status, e.ts, e.outputs
-            self.error = f"{e.error.type}: {e.error.message}" if e.error else ""
-            self.open_asks.clear()
+            self.error = str(e.error) if e.error else ""
         elif t is ev.NodeStarted:
-            self.nodes[e.node] = NodeSummary(e.node, e.name, e.kind, e.parent, started=e.ts)
+            self.nodes[e.node] = NodeSummary(path=e.node, name=e.name, kind=e.kind, parent=e.parent, started=e.ts)
             return True
         elif t is ev.NodeFinished:
             return self._end(e, ev.SUCCEEDED)
         elif t is ev.NodeFailed:
-            return self._end(e, ev.FAILED, f"{e.error.type}: {e.error.message}")
+            return self._end(e, ev.FAILED, str(e.error))
         elif t is ev.NodeCancelled:
             return self._end(e, ev.CANCELLED, e.reason)
         elif t is ev.NodeTimedOut:
@@ -147,10 +121,6 @@ class RunSummary:
                 n.attempts = e.attempt + 1
                 n.state = ev.RUNNING
                 return True
-        elif t is ev.AskOpened:
-            self.open_asks[e.ask_id] = e
-        elif t is ev.AskAnswered or t is ev.AskExpired:
-            self.open_asks.pop(e.ask_id, None)
         return False
 
     def _end(self, e: Any, state: str, error: str = "") -> bool:
@@ -165,6 +135,7 @@ class RunSummary:
         return True
 
     def to_dict(self) -> dict[str, Any]:
+        """What ``ag show --json`` says of the run."""
         return {
             "run_id": self.run_id,
             "graph": self.graph,
@@ -181,21 +152,15 @@ class RunSummary:
             "events": self.events,
             "attempts": self.attempts,
             "attempt_of": self.attempt_of,
-            "nodes": [attrs.asdict(n) for n in self.nodes.values()],
-            "open_asks": [_plain(a) for a in self.open_asks.values()],
+            "nodes": msgspec.to_builtins(list(self.nodes.values())),
+            "open_asks": msgspec.to_builtins(list(self.open_asks.values())),
         }
-
-
-def _plain(event: ev.Event) -> dict[str, Any]:
-    import msgspec
-
-    return msgspec.to_builtins(event)
 
 
 def summarize(run_id: str, events: Iterable[ev.Event], layout: Any = None) -> RunSummary:
     """The run as its events tell it; ``layout`` (its store) lets a still "running" run be
     checked against its owner lock."""
-    s = RunSummary(run_id)
+    s = RunSummary(run_id=run_id)
     for e in events:
         s.apply(e)
     if s.status == ev.RUNNING:

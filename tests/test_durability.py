@@ -197,7 +197,7 @@ def test_two_processes_write_one_store_at_once(scripts, home, layout, tmp_path):
     index = reopen_store(home)
     assert index.memory_count() == 6000
     runs = index.runs()
-    assert len(runs) == 2 and {r["status"] for r in runs} == {"succeeded"}
+    assert len(runs) == 2 and {r.status for r in runs} == {"succeeded"}
     index.close()
     assert ag("check", cwd=tmp_path).returncode == 0
 
@@ -226,7 +226,7 @@ def test_rebuild_gives_identical_answers(scripts, home, layout, tmp_path):
             [e.event_id for e in index.memory(tags=["crash"], limit=20)],
             [e.event_id for e in index.memory(text="k7", limit=20)],
             [e.event_id for e in index.memory(limit=None, order="asc")],
-            [(r["run_id"], r["status"], r["events"]) for r in index.runs()],
+            [(r.run_id, r.status, r.events) for r in index.runs()],
         )
 
     before = answers()

@@ -565,6 +565,40 @@ async def test_a_tight_loop_is_held_back_to_what_the_disk_writes(home, layout, m
     assert len(memory_ids(layout.run_log(outcome.run_id))) == n
 
 
+@graph_fn(name="neighbourly")
+async def neighbourly(n: int, *, context):
+    """Records ``n`` times in a tight loop with a task beside it; how often that task ran."""
+    mem = context.memory()
+    runs = [0]
+
+    async def neighbour():
+        while True:
+            runs[0] += 1
+            await trio.lowlevel.checkpoint()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(neighbour)
+        before = runs[0]
+        for i in range(n):
+            await mem.record("t", {"i": i})
+        during = runs[0] - before
+        nursery.cancel_scope.cancel()
+    return during
+
+
+async def test_a_record_past_the_room_that_need_not_wait_still_lets_others_run(home, monkeypatch):
+    """Past ``room`` unwritten events but with the disk keeping up (the oldest is young), a
+    record does not wait for the disk: it must still yield now and then, as below the room.
+    (It once asked ``wait_room``, which found nothing to wait for and returned without
+    yielding: a tight loop then held the whole runtime until the lag grew.)"""
+    monkeypatch.setattr(writer_mod, "ROOM", 0)  # every record is past the room...
+    monkeypatch.setattr(writer_mod, "LAG_TARGET", float("inf"))  # ...and never too late
+    async with rt_open(home, durability="batch") as rt:
+        outcome = await neighbourly.start_run(rt, {"n": 2000})
+    assert outcome.status == ev.SUCCEEDED
+    assert outcome.outputs > 0
+
+
 # -- 7. bounded open files ---------------------------------------------------------------------
 
 MANY = textwrap.dedent(

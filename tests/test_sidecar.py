@@ -19,6 +19,7 @@ from trio_websocket import wrap_client_stream
 
 from aethergraph import graph_fn
 from aethergraph.runtime import events as ev
+from aethergraph.runtime.errors import UnknownAsk, UnknownNode, UnknownRun
 from aethergraph.runtime.sidecar import protocol as p
 from aethergraph.runtime.sidecar import server as sidecar_server
 from aethergraph.runtime.sidecar.client import SidecarClient, SidecarError, find_runtimes
@@ -305,6 +306,50 @@ async def test_invalid_answer_is_refused_to_that_client_and_the_ask_stays_open(h
                     await c.answer(ask.ask_id, "red")
                 assert info.value.code == p.UNKNOWN_ASK
     assert out.outcome == "green"
+
+
+def test_every_error_code_comes_back_as_the_class_that_raised_it():
+    """One vocabulary on both ends: what the server sends of an error (code and message) is
+    raised by the client as the same class of runtime/errors.py; a code from a newer runtime
+    is still an error with that code."""
+    assert {p.UNKNOWN_RUN, p.UNKNOWN_NODE, p.UNKNOWN_ASK, p.INVALID_ANSWER, p.CANNOT_RESUME,
+            p.BAD_MESSAGE, p.NOT_AUTHENTICATED, p.BAD_PROTOCOL, p.TOO_LARGE, p.INTERNAL} <= set(SidecarError.by_code)
+    for code, cls in SidecarError.by_code.items():
+        back = SidecarError.from_wire(code, "why")
+        assert type(back) is cls and back.code == code and str(back) == "why"
+        assert p.error_body(back) == p.ErrorBody(code=code, message="why")  # and on again unchanged
+    newer = SidecarError.from_wire("from_the_future", "why")
+    assert type(newer) is SidecarError and newer.code == "from_the_future" and str(newer) == "why"
+
+
+async def test_cancel_and_retry_say_which_thing_is_unknown(home):
+    """An unknown run is ``unknown_run``, a node the run is not running is ``unknown_node``,
+    each raised by the client as its class (not any engine error as ``unknown_node``)."""
+
+    @graph_fn(name="waits")
+    async def waits(*, context):
+        return await context.channel().ask_text("Go?")
+
+    async with rt_open(home, sidecar=True):
+        async with trio.open_nursery() as n:
+            n.start_soon(waits)
+            await trio.testing.wait_all_tasks_blocked()
+            (advert,) = find_runtimes(str(home))
+            async with SidecarClient.connect(advert, client="tester") as c:
+                (run,) = await c.list_runs()
+                with pytest.raises(UnknownNode) as info:
+                    await c.cancel(run.run_id, "waits/nope")
+                assert info.value.code == p.UNKNOWN_NODE and "waits/nope" in str(info.value)
+                with pytest.raises(UnknownNode):
+                    await c.retry(run.run_id, "waits/nope")
+                with pytest.raises(UnknownRun) as info:
+                    await c.cancel("20200101-000000-abcdef")
+                assert info.value.code == p.UNKNOWN_RUN and "not running here" in str(info.value)
+                with pytest.raises(UnknownAsk):
+                    await c.answer("ask-nope", "x")
+                (ask,) = await c.list_asks()
+                assert ask.runtime_id == advert.runtime_id and run.runtime_id == advert.runtime_id
+                await c.answer(ask.ask_id, "yes")
 
 
 async def test_slow_subscriber_is_dropped_and_resumes_without_gaps(home, monkeypatch):

@@ -756,10 +756,10 @@ def test_esc_goes_back_and_stops_at_the_top(home):
 
 def test_interrupted_run_duration_is_one_rule_in_ag_runs_and_the_dashboard(home):
     """After an offline answer (the log grows) the runs table, the detail header and `ag runs`
-    give an interrupted run the same duration: runtime.history.run_duration."""
+    give an interrupted run the same duration: runtime.info.RunInfo.duration."""
     import json
 
-    from aethergraph.runtime.history import run_duration
+    from aethergraph.runtime.info import RunInfo
 
     from .conftest import ag
 
@@ -788,7 +788,8 @@ def test_interrupted_run_duration_is_one_rule_in_ag_runs_and_the_dashboard(home)
     from aethergraph.tui.format import dur
 
     assert row["status"] == "interrupted"
-    assert row["duration_s"] == run_duration(row["status"], row["started"], None, row["last_ts"], 0.0)
+    assert row["duration_s"] == RunInfo(run_id=row["run_id"], status=row["status"], started=row["started"],
+                                        last_ts=row["last_ts"]).duration(0.0)
     assert shown["table"] == dur(row["duration_s"])
     assert f"INTERRUPTED  {dur(row['duration_s'])}" in shown["header"], shown["header"]
     show = json.loads(ag("show", RUN_INTERRUPTED, "--json", env={"AETHERGRAPH_HOME": str(home)}).stdout)

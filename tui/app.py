@@ -36,6 +36,7 @@ from textual.screen import ModalScreen
 from aethergraph.runtime import events as ev
 from aethergraph.runtime.exits import EXIT_INTERRUPTED, EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE, UsageError
 from aethergraph.runtime.frontend import entrypoint, parse_inputs
+from aethergraph.runtime.info import AskInfo
 from aethergraph.runtime.store.layout import StoreLayout, resolve_home
 from aethergraph.runtime.textsafe import one_line, visible
 
@@ -49,7 +50,7 @@ from .messages import (
     RuntimeDetached,
 )
 from .screens.base import DashboardScreen
-from .state import AskRow, DashboardState, RunModel
+from .state import DashboardState, RunModel
 from .store import StoreReader
 
 if TYPE_CHECKING:
@@ -405,7 +406,7 @@ class AetherGraphApp(App[int]):
                 self.post_message(IndexLoaded(rows, more, None, total, older=True, final=final))
                 if final:
                     return
-                before = (rows[-1]["started"], rows[-1]["run_id"])
+                before = (rows[-1].started, rows[-1].run_id)
         except Exception as exc:
             self.state.loading_older = False
             self.post_message(BackendProblem(f"reading older runs: {type(exc).__name__}: {exc}"))
@@ -468,7 +469,7 @@ class AetherGraphApp(App[int]):
 
     # -- asks -----------------------------------------------------------------------------------
 
-    def find_ask(self, ask_id: str) -> AskRow | None:
+    def find_ask(self, ask_id: str) -> AskInfo | None:
         return self.state.asks.get(ask_id) or self.state.offline_asks.get(ask_id)
 
     def open_answer(self, ask_id: str) -> None:
@@ -499,7 +500,7 @@ class AetherGraphApp(App[int]):
 
         self.push_screen(AnswerModal(ask), answered)
 
-    async def answer(self, ask: AskRow, value: str) -> str:
+    async def answer(self, ask: AskInfo, value: str) -> str:
         """Answer through the runtime that asked; for a run that is not live, into its log."""
         if ask.runtime_id:
             return await self.bridge.call(self.backend.answer, ask.runtime_id, ask.ask_id, value)
@@ -507,13 +508,9 @@ class AetherGraphApp(App[int]):
 
     def _answer_offline(self, ask_id: str, value: str) -> str:
         from aethergraph.resume import answer_offline
-        from aethergraph.runtime.errors import InvalidAnswer
-        from aethergraph.runtime.sidecar.client import SidecarError
 
-        try:
-            _, answer = answer_offline(self.store.layout, ask_id, value)
-        except InvalidAnswer as exc:
-            raise SidecarError("invalid_answer", str(exc)) from None
+        # An answer that does not fit raises InvalidAnswer: a SidecarError, as a live one's.
+        _, answer = answer_offline(self.store.layout, ask_id, value)
         return answer
 
     # -- actions (each confirmed, each reported) ------------------------------------------------

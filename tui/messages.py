@@ -12,11 +12,13 @@ from typing import Any
 
 from textual.message import Message
 
+from aethergraph.runtime.info import AskInfo, RunInfo
+
 
 class RuntimeAttached(Message):
     """Connected to a live runtime's sidecar and following its events."""
 
-    def __init__(self, runtime_id: str, advert: Any, runs: list[Any], asks: list[Any]) -> None:
+    def __init__(self, runtime_id: str, advert: Any, runs: list[RunInfo], asks: list[AskInfo]) -> None:
         super().__init__()
         self.runtime_id = runtime_id
         self.advert = advert
@@ -73,7 +75,7 @@ class IndexLoaded(Message):
     page (``older`` False, re-read every couple of seconds) or one more page of older runs,
     read once as the person scrolls to the end of the list."""
 
-    def __init__(self, rows: list[dict] | None, has_more: bool, offline_asks: list[dict] | None,
+    def __init__(self, rows: list[RunInfo] | None, has_more: bool, offline_asks: list[AskInfo] | None,
                  total: int = 0, older: bool = False, final: bool = True) -> None:
         super().__init__()
         self.final = final  # the last page of one read of older runs

@@ -15,10 +15,9 @@ from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
-import attrs
-
 from aethergraph.runtime import events as ev
-from aethergraph.runtime.history import RunSummary, effective_status, run_duration
+from aethergraph.runtime.history import RunSummary, effective_status
+from aethergraph.runtime.info import AskInfo, RunInfo, track_asks
 
 from .widgets.stream import StreamTexts
 
@@ -26,51 +25,17 @@ TERMINAL = ev.TERMINAL_STATES
 NODE_ENDS = (ev.NodeFinished, ev.NodeFailed, ev.NodeCancelled, ev.NodeTimedOut)
 
 
-@attrs.define
-class RunRow:
-    run_id: str
-    graph: str = ""
-    status: str = ev.RUNNING
-    started: float | None = None
-    finished: float | None = None
-    last_ts: float | None = None
-    pending_asks: int = 0
-    attempt_of: str = ""
-    error: str = ""
-    jobs: int = 0  # process jobs it submitted (the index's jobs table)
-    # The live runtime executing it, when one we are attached to says so.
-    runtime_id: str = ""
-
-    def duration(self, now: float) -> float | None:
-        return run_duration(self.status, self.started, self.finished, self.last_ts, now)
-
-
-@attrs.define
-class AskRow:
-    ask_id: str
-    run_id: str
-    node: str
-    kind: str
-    prompt: str
-    options: list[str]
-    timeout_s: float | None
-    opened: float
-    # "" when the run is not live (interrupted): the answer then waits in its log for a resume.
-    runtime_id: str = ""
-
-    def remaining(self, now: float) -> float | None:
-        if self.timeout_s is None:
-            return None
-        return max(0.0, self.opened + self.timeout_s - now)
-
-
 class DashboardState:
+    """Runs (``RunInfo``, by id) and open asks (``AskInfo``, by id: those of live runtimes, and
+    those of interrupted runs, answerable into their logs), as the index and the live runtimes
+    tell them."""
+
     PAGE = 200
 
     def __init__(self) -> None:
-        self.runs: dict[str, RunRow] = {}
-        self.asks: dict[str, AskRow] = {}
-        self.offline_asks: dict[str, AskRow] = {}
+        self.runs: dict[str, RunInfo] = {}
+        self.asks: dict[str, AskInfo] = {}
+        self.offline_asks: dict[str, AskInfo] = {}
         self.runtimes: dict[str, Any] = {}  # runtime_id -> Advert
         self.live_runs: dict[str, str] = {}  # run_id -> runtime_id
         self.runs_version = 0
@@ -93,7 +58,7 @@ class DashboardState:
 
     # -- history from the index ---------------------------------------------------------------
 
-    def merge_index(self, rows: list[dict], has_more: bool, *, total: int | None = None,
+    def merge_index(self, rows: list[RunInfo], has_more: bool, *, total: int | None = None,
                     older: bool = False) -> None:
         """Rows from the index (newest first): its newest page, or (``older``) the page after
         the oldest row loaded so far. The index trails a live runtime by a few milliseconds, so
@@ -102,12 +67,12 @@ class DashboardState:
         The newest page is read every couple of seconds; when it says nothing new (the usual
         case) nothing is marked changed, so nothing is redrawn."""
         statuses = [
-            effective_status(r["status"], r["pid"], r["host"], r["run_id"], self.layout)
-            if r["status"] == ev.RUNNING and r["run_id"] not in self.live_runs else r["status"]
+            effective_status(r.status, r.pid, r.host, r.run_id, self.layout)
+            if r.status == ev.RUNNING and r.run_id not in self.live_runs else r.status
             for r in rows
         ]
-        if rows and rows[-1]["started"] is not None:
-            key = (rows[-1]["started"], rows[-1]["run_id"])
+        if rows and rows[-1].started is not None:
+            key = (rows[-1].started, rows[-1].run_id)
             if self.oldest_key is None or key < self.oldest_key:
                 self.oldest_key = key
                 self.index_has_more = has_more
@@ -119,60 +84,58 @@ class DashboardState:
             self.index_total = total
             self.runs_version += 1
         signature = (older, tuple(sorted(self.live_runs.items())), tuple(
-            (r["run_id"], status, r["last_seq"], r["pending_asks"], r.get("jobs", 0)) for r, status in zip(rows, statuses)))
+            (r.run_id, status, r.last_seq, r.pending_asks, r.jobs) for r, status in zip(rows, statuses)))
         if not older:
             if signature == self._index_signature:
                 return
             self._index_signature = signature
         for r, status in zip(rows, statuses):
-            run_id = r["run_id"]
-            live_rt = self.live_runs.get(run_id, "")
+            run_id = r.run_id
             row = self.runs.get(run_id)
             if row is None:
-                row = self.runs[run_id] = RunRow(run_id)
+                row = self.runs[run_id] = RunInfo(run_id=run_id)
             elif row.status in TERMINAL and status not in TERMINAL and row.last_ts and (
-                    r["last_ts"] or 0) <= row.last_ts:
+                    r.last_ts or 0) <= row.last_ts:
                 status = row.status  # we saw it end before the index did
-            row.graph = r["graph"] or row.graph
+            row.graph = r.graph or row.graph
             row.status = status
-            row.started = r["started"] if r["started"] is not None else row.started
-            row.finished = r["finished"] if r["finished"] is not None else row.finished
-            row.last_ts = max(row.last_ts or 0.0, r["last_ts"] or 0.0) or None
-            row.pending_asks = r["pending_asks"] or 0
-            row.attempt_of = r["attempt_of"] or ""
-            row.error = r["error"] or ""
-            row.jobs = r.get("jobs", 0)
-            row.runtime_id = live_rt
+            row.started = r.started if r.started is not None else row.started
+            row.finished = r.finished if r.finished is not None else row.finished
+            row.last_ts = max(row.last_ts or 0.0, r.last_ts or 0.0) or None
+            row.pending_asks = r.pending_asks
+            row.attempt_of = r.attempt_of
+            row.error = r.error
+            row.jobs = r.jobs
+            row.runtime_id = self.live_runs.get(run_id, "")
         self.index_loaded = True
         self.runs_version += 1
 
-    def set_offline_asks(self, rows: list[dict]) -> None:
+    def set_offline_asks(self, rows: list[AskInfo]) -> None:
         """Open asks of runs whose process died: answerable now, used when the run resumes."""
         fresh = {}
         for a in rows:
-            run = self.runs.get(a["run_id"])
-            if run is None or run.status != ev.INTERRUPTED or a["run_id"] in self.live_runs:
+            run = self.runs.get(a.run_id)
+            if run is None or run.status != ev.INTERRUPTED or a.run_id in self.live_runs:
                 continue
-            fresh[a["ask_id"]] = AskRow(a["ask_id"], a["run_id"], a["node"], a["kind"], a["prompt"],
-                                        list(a["options"]), a["timeout_s"], a["opened"], "")
+            fresh[a.ask_id] = a
         if fresh.keys() != self.offline_asks.keys():
             self.offline_asks = fresh
             self.asks_version += 1
 
     # -- live runtimes ------------------------------------------------------------------------
 
-    def attach(self, runtime_id: str, advert: Any, runs: list[Any], asks: list[Any]) -> None:
+    def attach(self, runtime_id: str, advert: Any, runs: list[RunInfo], asks: list[AskInfo]) -> None:
         self.runtimes[runtime_id] = advert
         self.runtimes_version += 1
         for info in runs:
             self.live_runs[info.run_id] = runtime_id
             row = self.runs.get(info.run_id)
             if row is None:
-                row = self.runs[info.run_id] = RunRow(info.run_id, graph=info.graph, started=info.started)
+                row = self.runs[info.run_id] = RunInfo(run_id=info.run_id, graph=info.graph, started=info.started)
             row.status, row.finished, row.runtime_id = ev.RUNNING, None, runtime_id
         for a in asks:
-            self.asks[a.ask_id] = AskRow(a.ask_id, a.run_id, a.node, a.kind, a.prompt, list(a.options),
-                                         a.timeout_s, a.opened, runtime_id)
+            a.runtime_id = runtime_id
+            self.asks[a.ask_id] = a
             self.offline_asks.pop(a.ask_id, None)
         self.runs_version += 1
         self.asks_version += 1
@@ -201,7 +164,7 @@ class DashboardState:
         if t is ev.RunStarted or t is ev.RunResumed:
             row = self.runs.get(e.run_id)
             if row is None:
-                row = self.runs[e.run_id] = RunRow(e.run_id)
+                row = self.runs[e.run_id] = RunInfo(run_id=e.run_id)
             if t is ev.RunStarted:
                 row.graph, row.started, row.attempt_of = e.graph, e.ts, e.attempt_of
             row.status, row.finished, row.error = ev.RUNNING, None, ""
@@ -213,36 +176,33 @@ class DashboardState:
             row = self.runs.get(e.run_id)
             if row is not None:
                 row.status, row.finished, row.last_ts = e.status, e.ts, e.ts
-                row.error = f"{e.error.type}: {e.error.message}" if e.error else ""
+                row.error = str(e.error) if e.error else ""
                 row.runtime_id = ""
                 row.pending_asks = 0
             self.live_runs.pop(e.run_id, None)
-            for ask_id, a in list(self.asks.items()):
-                if a.run_id == e.run_id:
-                    del self.asks[ask_id]
-                    self.asks_version += 1
+            if track_asks(self.asks, e):  # its asks close with it
+                self.asks_version += 1
             self.runs_version += 1
         elif t is ev.AskOpened:
-            self.asks[e.ask_id] = AskRow(e.ask_id, e.run_id, e.node, e.ask_kind, e.prompt, list(e.options),
-                                         e.timeout_s, e.ts, runtime_id)
+            track_asks(self.asks, e, runtime_id)
             self.offline_asks.pop(e.ask_id, None)
             self.asks_version += 1
             self.runs_version += 1
         elif t is ev.AskAnswered or t is ev.AskExpired:
-            if self.asks.pop(e.ask_id, None) is not None or self.offline_asks.pop(e.ask_id, None):
+            if track_asks(self.asks, e) or self.offline_asks.pop(e.ask_id, None):
                 self.asks_version += 1
                 self.runs_version += 1
 
     # -- derived ------------------------------------------------------------------------------
 
-    def all_asks(self) -> list[AskRow]:
+    def all_asks(self) -> list[AskInfo]:
         rows = list(self.asks.values()) + [a for a in self.offline_asks.values() if a.ask_id not in self.asks]
         return sorted(rows, key=lambda a: a.opened)
 
     def ask_count(self) -> int:
         return len(self.asks) + sum(1 for a in self.offline_asks if a not in self.asks)
 
-    def pending_for(self, row: RunRow) -> int:
+    def pending_for(self, row: RunInfo) -> int:
         if row.run_id in self.live_runs:
             return sum(1 for a in self.asks.values() if a.run_id == row.run_id)
         if row.status == ev.INTERRUPTED:
@@ -276,7 +236,7 @@ class RunModel:
 
     def __init__(self, run_id: str) -> None:
         self.run_id = run_id
-        self.summary = RunSummary(run_id)
+        self.summary = RunSummary(run_id=run_id)
         self.timeline: deque[ev.Event] = deque(maxlen=self.MAX_TIMELINE)
         self.logs: deque[ev.Log] = deque(maxlen=self.MAX_LOG)
         self.messages: deque[ev.MessageSent] = deque(maxlen=self.MAX_MESSAGES)
@@ -372,8 +332,7 @@ class RunModel:
         return s.status
 
     def duration(self, now: float | None = None) -> float | None:
-        s = self.summary
-        return run_duration(self.status, s.started, s.finished, s.last_ts, now or time.time())
+        return self.summary.duration(now or time.time(), self.status)
 
 
 class Chain(Sequence):

@@ -18,8 +18,9 @@ import msgspec
 
 from aethergraph.runtime import events as ev
 from aethergraph.runtime.errors import StoreError
+from aethergraph.runtime.info import AskInfo, RunInfo
 from aethergraph.runtime.store.artifacts import BlobStore, check_name, sha_from_ref
-from aethergraph.runtime.store.index import Index, job_counts
+from aethergraph.runtime.store.index import Index
 from aethergraph.runtime.store.layout import StoreLayout
 from aethergraph.runtime.store.logfile import read_events
 from aethergraph.runtime.store.query import MemoryQuery
@@ -65,7 +66,7 @@ class StoreReader:
 
     # -- lists ----------------------------------------------------------------------------------
 
-    def runs(self, limit: int, before: tuple[float, str] | None = None) -> tuple[list[dict], bool, int] | None:
+    def runs(self, limit: int, before: tuple[float, str] | None = None) -> tuple[list[RunInfo], bool, int] | None:
         """A page of runs, newest first: the newest ``limit`` (``before`` None) or the
         ``limit`` older than ``before`` (the last row's (started, run_id)); whether there are
         more beyond it; and how many runs the index holds. None: no store yet."""
@@ -73,21 +74,14 @@ class StoreReader:
         if index is None:
             return None
         rows = index.runs_page(before=before, limit=limit + 1)
-        more, rows = len(rows) > limit, [dict(r) for r in rows[:limit]]
-        ids = [r["run_id"] for r in rows]
-        counts: dict[str, int] = {}
-        for i in range(0, len(ids), 500):  # (SQLite's bound on parameters per statement)
-            counts.update(job_counts(index, ids[i:i + 500]))
-        for r in rows:
-            r["jobs"] = counts.get(r["run_id"], 0)
-        return rows, more, index.runs_count()
+        return rows[:limit], len(rows) > limit, index.runs_count()
 
     def catch_up(self) -> int:
         """Index what logs hold beyond the index's marks (a runtime that died left some)."""
         index = self.index()
         return 0 if index is None else index.catch_up()
 
-    def open_asks(self) -> list[dict]:
+    def open_asks(self) -> list[AskInfo]:
         index = self.index()
         return [] if index is None else index.open_asks()
 

@@ -13,7 +13,7 @@ from aethergraph.runtime import events as ev
 from aethergraph.runtime.describe import describe, dur, tag, when
 from aethergraph.runtime.errors import UnknownRun
 from aethergraph.runtime.exits import EXIT_OK
-from aethergraph.runtime.history import HOST, effective_status, pid_alive, run_duration, summarize
+from aethergraph.runtime.history import HOST, effective_status, pid_alive, summarize
 from aethergraph.runtime.store.index import Index
 from aethergraph.runtime.store.layout import StoreLayout
 from aethergraph.runtime.store.logfile import read_events
@@ -50,12 +50,11 @@ def cmd_runs(args: Any) -> int:
         index.close()
     now = time.time()
     for r in runs:
-        r["status"] = effective_status(r["status"], r["pid"], r["host"], r["run_id"], layout)
-        r["duration_s"] = run_duration(r["status"], r["started"], r["finished"], r["last_ts"], now)
-    if said_all(args, runs, "no runs yet"):
+        r.status = effective_status(r.status, r.pid, r.host, r.run_id, layout)
+    rows = [{**msgspec.to_builtins(r), "duration_s": r.duration(now)} for r in runs] if args.json else runs
+    if said_all(args, rows, "no runs yet"):
         return EXIT_OK
-    print_runs((r["run_id"], r["graph"], r["status"], r["started"], r["duration_s"], r["pending_asks"])
-               for r in runs)
+    print_runs((r.run_id, r.graph, r.status, r.started, r.duration(now), r.pending_asks) for r in runs)
     return EXIT_OK
 
 
@@ -142,7 +141,7 @@ def _print_traces(events: list) -> None:
             continue
         seen.add(tb)
         where = f"run {e.run_id}" if type(e) is ev.RunFinished else f"node {e.node}"
-        head = f"--- traceback of {where} ({info.type}: {info.message})"
+        head = f"--- traceback of {where} ({info})"
         print("\n" + head.translate(CONTROL))
         print(tb.rstrip().translate(CONTROL))  # run text: no terminal escapes get through
     if not seen:

@@ -19,7 +19,7 @@ from trio_websocket import ConnectionClosed
 from aethergraph.runtime import events as ev
 from aethergraph.runtime.asks import store_paths
 from aethergraph.runtime.describe import describe, dur, tag, when
-from aethergraph.runtime.errors import InvalidAnswer, UnknownRun
+from aethergraph.runtime.errors import InvalidAnswer, UnknownAsk, UnknownRun
 from aethergraph.runtime.exits import EXIT_INTERRUPTED, EXIT_OK, EXIT_RUN_FAILED
 from aethergraph.runtime.history import effective_status, summarize
 from aethergraph.runtime.sidecar.client import (
@@ -61,15 +61,15 @@ def cmd_live_runs(args: Any) -> int:
     if said_all(args, runs, "no live runs"):
         return EXIT_OK
     now = time.time()
-    print_runs((r.run_id, r.graph, ev.RUNNING, r.started, now - r.started, r.pending_asks)
-               for r in sorted(runs, key=lambda r: -r.started))
+    print_runs((r.run_id, r.graph, ev.RUNNING, r.started, r.duration(now), r.pending_asks)
+               for r in sorted(runs, key=lambda r: -(r.started or 0.0)))
     return EXIT_OK
 
 
 INTERRUPTED_NOTE = "interrupted: the answer is kept for the resume"
 
 
-def _interrupted_asks(layout) -> list[dict[str, Any]]:
+def _interrupted_asks(layout) -> list[Any]:
     """Open asks of runs whose process is gone, from the index: ``ag answer`` keeps an answer
     in the run's log for ``ag resume``. The same asks ``ag runs`` counts in its ASKS column."""
 
@@ -77,13 +77,13 @@ def _interrupted_asks(layout) -> list[dict[str, Any]]:
     try:
         index.catch_up()  # a reader's catch-up: the index is derived from the logs
         rows = index.open_asks()
-        runs = {r["run_id"]: r for r in index.runs(run_ids=sorted({a["run_id"] for a in rows}))} if rows else {}
+        runs = {r.run_id: r for r in index.runs(run_ids=sorted({a.run_id for a in rows}))} if rows else {}
     finally:
         index.close()
     out = []
     for a in rows:
-        r = runs.get(a["run_id"])
-        if r is not None and effective_status(r["status"], r["pid"], r["host"]) == ev.INTERRUPTED:
+        r = runs.get(a.run_id)
+        if r is not None and effective_status(r.status, r.pid, r.host) == ev.INTERRUPTED:
             out.append(a)
     return out
 
@@ -98,27 +98,19 @@ def cmd_asks(args: Any) -> int:
 
         live = _run(main)
     seen = {a.ask_id for a in live}
-    offline = [a for a in _interrupted_asks(layout) if a["ask_id"] not in seen]
+    offline = [a for a in _interrupted_asks(layout) if a.ask_id not in seen]
     if not live and not offline and not find_runtimes(args.home):
         raise CliError("no live runtime found in this store, and no interrupted run waits for an answer")
-    asks = sorted(
-        [{**msgspec.to_builtins(a), "run_status": "running"} for a in live]
-        + [{**a, "run_status": "interrupted"} for a in offline],
-        key=lambda a: a["opened"],
-    )
-    if said_all(args, asks, "no pending asks"):
+    asks = sorted([(a, "running") for a in live] + [(a, "interrupted") for a in offline], key=lambda x: x[0].opened)
+    if said_all(args, [{**msgspec.to_builtins(a), "run_status": s} for a, s in asks], "no pending asks"):
         return EXIT_OK
     now = time.time()
     rows = []
-    for a in asks:
-        if a["run_status"] == "interrupted":
-            left = INTERRUPTED_NOTE
-        elif a["timeout_s"] is None:
-            left = "-"
-        else:
-            left = dur(max(0.0, a["opened"] + a["timeout_s"] - now))
-        prompt = a["prompt"] + (f" {a['options']}" if a["options"] else "")
-        rows.append([a["ask_id"], a["run_id"], a["node"], a["kind"], prompt, left])
+    for a, run_status in asks:
+        left = a.remaining(now)
+        left = INTERRUPTED_NOTE if run_status == "interrupted" else "-" if left is None else dur(left)
+        prompt = a.prompt + (f" {a.options}" if a.options else "")
+        rows.append([a.ask_id, a.run_id, a.node, a.kind, prompt, left])
     print(table(rows, ["ASK", "RUN", "NODE", "KIND", "PROMPT", "EXPIRES IN"]))
     return EXIT_OK
 
@@ -142,8 +134,8 @@ def _file_answer(layout, ask_id: str, kind: str, spec: Any, files: list[str]) ->
 def _offline_file_spec(layout, ask_id: str) -> Any:
     """The full spec of an interrupted run's files ask, from its ``ask_opened`` event."""
     for a in _interrupted_asks(layout):
-        if a["ask_id"] == ask_id:
-            for e in read_events(layout.existing_run_log(a["run_id"]), warn=False):
+        if a.ask_id == ask_id:
+            for e in read_events(layout.existing_run_log(a.run_id), warn=False):
                 if type(e) is ev.AskOpened and e.ask_id == ask_id:
                     return e.ask_kind, e.files or ev.FileAskSpec(accept=list(e.options))
     return None, None
@@ -170,10 +162,9 @@ def cmd_answer(args: Any) -> int:
                             value = await trio.to_thread.run_sync(
                                 _file_answer, layout, args.ask_id, ask.kind, spec, args.file)
                         return await c.answer(args.ask_id, value)
-            except SidecarError as exc:
-                if exc.code in ("invalid_answer", "unknown_ask"):
-                    raise
-            except OSError:
+            except (InvalidAnswer, UnknownAsk):
+                raise
+            except (SidecarError, OSError):
                 continue
         raise NoRuntime(f"no live runtime has an open ask {args.ask_id}")
 
@@ -343,12 +334,11 @@ def cmd_attach(args: Any) -> int:
                     try:
                         await c.answer(ask.ask_id, line)
                         open_asks.pop(ask.ask_id, None)
-                    except SidecarError as exc:
-                        if exc.code == "invalid_answer":
-                            _out(f"✗ {exc}", out)
-                            state["shown"] = ask.ask_id
-                        else:  # answered elsewhere meanwhile, or expired
-                            open_asks.pop(ask.ask_id, None)
+                    except InvalidAnswer as exc:
+                        _out(f"✗ {exc}", out)
+                        state["shown"] = ask.ask_id
+                    except SidecarError:  # answered elsewhere meanwhile, or expired
+                        open_asks.pop(ask.ask_id, None)
                 state["current"] = None
 
         async with trio.open_nursery() as nursery:
@@ -379,7 +369,7 @@ def cmd_attach(args: Any) -> int:
                         poke()
                     elif t is ev.RunFinished:
                         status["status"] = e.status
-                        status["error"] = f"{e.error.type}: {e.error.message}" if e.error else ""
+                        status["error"] = str(e.error) if e.error else ""
                         break
             nursery.cancel_scope.cancel()
 

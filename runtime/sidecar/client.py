@@ -5,7 +5,8 @@
         async with c.subscribe(run_id) as events:
             async for event in events: ...
 
-Requests return their result or raise ``SidecarError`` with the server's code. A subscription
+Requests return their result or raise the error the server raised: the class of
+runtime/errors.py its code names (``UnknownAsk``, ``InvalidAnswer``, ..., all ``SidecarError``). A subscription
 that the server drops (a slow consumer) is resumed transparently from the last seq received, so
 a subscriber sees every event exactly once.
 """
@@ -25,22 +26,15 @@ from trio_websocket import ConnectionClosed, WebSocketConnection, connect_websoc
 
 from .. import events as ev
 from .._exc import unwrap_single
+from ..errors import ConnectionLost, NoRuntime, SidecarError
+from ..info import AskInfo, RunInfo
 from ..store.layout import StoreLayout
 from . import protocol as p
 from .registry import Advert, live_adverts, read_token
 
 
-class SidecarError(Exception):
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-class NoRuntime(SidecarError):
-    """No live runtime could be reached (or none has what was asked for)."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__("no_runtime", message)
+__all__ = ["LIVE", "NoRuntime", "SidecarClient", "SidecarError", "connect_for_run", "each_runtime",
+           "find_runtimes"]
 
 
 class Live:
@@ -105,7 +99,7 @@ class SidecarClient:
         try:
             await self.ws.send_message(p.ENCODER.encode(msg))
         except ConnectionClosed as exc:
-            raise SidecarError("closed", f"the runtime closed the connection ({exc.reason})") from None
+            raise ConnectionLost(f"the runtime closed the connection ({exc.reason})") from None
 
     # -- the receive loop ---------------------------------------------------------------------
 
@@ -135,11 +129,11 @@ class SidecarClient:
                     self.welcome = msg
                     self._welcome_event.set()
                 elif t is p.Error:
-                    self._error = SidecarError(msg.code, msg.message)
+                    self._error = SidecarError.from_wire(msg.code, msg.message)
                     if self.welcome is None:
                         self._welcome_event.set()
         except ConnectionClosed as exc:
-            self._error = self._error or SidecarError("closed", f"the runtime closed the connection ({exc.reason})")
+            self._error = self._error or ConnectionLost(f"the runtime closed the connection ({exc.reason})")
         finally:
             self._closed = True
             if self.welcome is None and hasattr(self, "_welcome_event"):
@@ -155,7 +149,7 @@ class SidecarClient:
 
     async def request(self, msg_type: type[p.Msg], **fields: Any) -> Any:
         if self._closed:
-            raise self._error or SidecarError("closed", "the connection is closed")
+            raise self._error or ConnectionLost("the connection is closed")
         msg_id = next(self._ids)
         done = trio.Event()
         box: list = []
@@ -163,10 +157,10 @@ class SidecarClient:
         await self._send(msg_type(id=msg_id, **fields))
         await done.wait()
         if not box:
-            raise self._error or SidecarError("closed", "the runtime went away before replying")
+            raise self._error or ConnectionLost("the runtime went away before replying")
         reply = box[0]
         if not reply.ok:
-            raise SidecarError(reply.error.code, reply.error.message)
+            raise SidecarError.from_wire(reply.error.code, reply.error.message)
         return reply.result
 
     async def answer(self, ask_id: str, value: str) -> str:
@@ -182,11 +176,11 @@ class SidecarClient:
         """Start a process of its own resuming ``run_id``: ``{"pid", "host", "output", …}``."""
         return await self.request(p.Resume, run_id=run_id)
 
-    async def list_runs(self) -> list[p.RunInfo]:
-        return msgspec.convert(await self.request(p.ListRuns), list[p.RunInfo])
+    async def list_runs(self) -> list[RunInfo]:
+        return msgspec.convert(await self.request(p.ListRuns), list[RunInfo])
 
-    async def list_asks(self) -> list[p.AskInfo]:
-        return msgspec.convert(await self.request(p.ListAsks), list[p.AskInfo])
+    async def list_asks(self) -> list[AskInfo]:
+        return msgspec.convert(await self.request(p.ListAsks), list[AskInfo])
 
     # -- subscriptions ------------------------------------------------------------------------
 
@@ -210,10 +204,10 @@ class SidecarClient:
             await self._send(p.Subscribe(id=sub_id, run_id=run_id, after=after, since=since, snapshot=snap))
             await done.wait()
             if not box:
-                raise self._error or SidecarError("closed", "the runtime went away")
+                raise self._error or ConnectionLost("the runtime went away")
             if not box[0].ok:
                 self._subs.pop(sub_id, None)
-                raise SidecarError(box[0].error.code, box[0].error.message)
+                raise SidecarError.from_wire(box[0].error.code, box[0].error.message)
             return recv
 
         recv = await open_sub(dict(last), snapshot)

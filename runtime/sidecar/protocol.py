@@ -14,6 +14,23 @@ from typing import Any, Union
 
 import msgspec
 
+from ..errors import (
+    BadMessage,
+    BadProtocol,
+    CannotResume,
+    Internal,
+    InvalidAnswer,
+    MessageTooLarge,
+    NotAuthenticated,
+    SidecarError,
+    UnknownAsk,
+    UnknownNode,
+    UnknownRun,
+)
+from ..info import AskInfo, RunInfo
+
+__all__ = ["AskInfo", "RunInfo"]  # the shapes list_runs / list_asks replies hold
+
 PROTOCOL_VERSION = 1
 # Larger client messages get an error reply; much larger ones close the connection.
 MAX_MESSAGE_BYTES = 1 << 20
@@ -55,12 +72,17 @@ class Unsubscribe(Msg, tag="unsubscribe"):
 
 
 class Answer(Msg, tag="answer"):
+    """Answer an open ask; replies ``{"answer": canonical}``, or ``unknown_ask`` /
+    ``invalid_answer`` (the ask stays open)."""
+
     id: int
     ask_id: str
     value: str
 
 
 class Cancel(Msg, tag="cancel"):
+    """Cancel a run, or one node of it (``node``): ``unknown_run`` / ``unknown_node``."""
+
     id: int
     run_id: str
     node: str = ""
@@ -68,6 +90,8 @@ class Cancel(Msg, tag="cancel"):
 
 
 class Retry(Msg, tag="retry"):
+    """Retry a running node now (its attempt restarts): ``unknown_run`` / ``unknown_node``."""
+
     id: int
     run_id: str
     node: str
@@ -147,33 +171,23 @@ CLIENT_DECODER = msgspec.json.Decoder(ClientMsg)
 SERVER_DECODER = msgspec.json.Decoder(ServerMsg)
 
 
-class RunInfo(msgspec.Struct, kw_only=True):
-    run_id: str
-    graph: str
-    started: float
-    nodes: list[str] = []
-    pending_asks: int = 0
+# Error codes a client can act on: each is the code of one class of runtime/errors.py, which
+# both ends raise (``error_body`` sends one, ``SidecarError.from_wire`` raises it again).
+BAD_MESSAGE = BadMessage.code
+TOO_LARGE = MessageTooLarge.code
+NOT_AUTHENTICATED = NotAuthenticated.code
+BAD_PROTOCOL = BadProtocol.code
+UNKNOWN_RUN = UnknownRun.code
+UNKNOWN_NODE = UnknownNode.code
+UNKNOWN_ASK = UnknownAsk.code
+INVALID_ANSWER = InvalidAnswer.code
+CANNOT_RESUME = CannotResume.code
+INTERNAL = Internal.code
 
 
-class AskInfo(msgspec.Struct, kw_only=True):
-    ask_id: str
-    run_id: str
-    node: str
-    kind: str
-    prompt: str
-    options: list[str] = []
-    timeout_s: float | None = None
-    opened: float = 0.0
+def error_body(exc: SidecarError) -> ErrorBody:
+    return ErrorBody(code=exc.code, message=str(exc))
 
 
-# Error codes a client can act on.
-BAD_MESSAGE = "bad_message"
-TOO_LARGE = "too_large"
-NOT_AUTHENTICATED = "not_authenticated"
-BAD_PROTOCOL = "bad_protocol"
-UNKNOWN_RUN = "unknown_run"
-UNKNOWN_NODE = "unknown_node"
-UNKNOWN_ASK = "unknown_ask"
-INVALID_ANSWER = "invalid_answer"
-CANNOT_RESUME = "cannot_resume"
-INTERNAL = "internal"
+def error_frame(exc: SidecarError) -> Error:
+    return Error(code=exc.code, message=str(exc))

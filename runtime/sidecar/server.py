@@ -25,8 +25,19 @@ import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection, wrap_server_stream
 
 from .. import events as ev
-from ..errors import AetherGraphError, InvalidAnswer, UnknownRun
+from ..errors import (
+    BadMessage,
+    BadProtocol,
+    CannotResume,
+    Internal,
+    MessageTooLarge,
+    NotAuthenticated,
+    SidecarError,
+    UnknownAsk,
+    UnknownRun,
+)
 from ..history import HOST
+from ..info import AskInfo, RunInfo
 from ..store.layout import private_dirs
 from ..store.logfile import read_log
 from . import protocol as p
@@ -174,20 +185,22 @@ class Sidecar:
 
     # -- what requests see --------------------------------------------------------------------
 
-    def list_runs(self) -> list[p.RunInfo]:
+    def list_runs(self) -> list[RunInfo]:
         pending: dict[str, int] = {}
         for ask in self.rt.asks.pending.values():
-            pending[ask.run_id] = pending.get(ask.run_id, 0) + 1
+            pending[ask.info.run_id] = pending.get(ask.info.run_id, 0) + 1
+        pid, rid = os.getpid(), self.runtime_id
         return [
-            p.RunInfo(run_id=r.run_id, graph=r.graph, started=r.started, nodes=list(r.nodes),
-                      pending_asks=pending.get(r.run_id, 0))
+            RunInfo(run_id=r.run_id, graph=r.graph, started=r.started, last_ts=r.last_ts or None,
+                    last_seq=r.seq, pid=pid, host=HOST, nodes=list(r.nodes),
+                    pending_asks=pending.get(r.run_id, 0), runtime_id=rid)
             for r in self.rt.runs.values()
         ]
 
-    def list_asks(self) -> list[p.AskInfo]:
+    def list_asks(self) -> list[AskInfo]:
+        rid = self.runtime_id
         return [
-            p.AskInfo(ask_id=a.ask_id, run_id=a.run_id, node=a.node, kind=a.kind, prompt=a.prompt,
-                      options=a.options, timeout_s=a.timeout_s, opened=a.opened)
+            msgspec.structs.replace(a.info, runtime_id=rid)
             for a in self.rt.asks.pending.values()
             if a.answer is None
         ]
@@ -240,12 +253,6 @@ class _Gate:
             self.sidecar._strangers[self.kind] -= 1
             self.scope.deadline = math.inf
             self.stream.budget = None
-
-
-class RequestError(Exception):
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
 
 
 class Wakeup:
@@ -398,13 +405,13 @@ class Connection:
                 return
             data = raw.encode() if isinstance(raw, str) else raw
             if len(data) > p.MAX_MESSAGE_BYTES:
-                self.send(p.Error(code=p.TOO_LARGE,
-                                  message=f"message of {len(data)} bytes; the limit is {p.MAX_MESSAGE_BYTES}"))
+                self.send(p.error_frame(MessageTooLarge(
+                    f"message of {len(data)} bytes; the limit is {p.MAX_MESSAGE_BYTES}")))
                 continue
             try:
                 msg = p.CLIENT_DECODER.decode(data)
             except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-                self.send(p.Error(code=p.BAD_MESSAGE, message=str(exc)[:300]))
+                self.send(p.error_frame(BadMessage(str(exc)[:300])))
                 if not self.hello:
                     return
                 continue
@@ -413,28 +420,28 @@ class Connection:
                     return
                 continue
             if type(msg) is p.Hello:
-                self.send(p.Error(code=p.BAD_MESSAGE, message="hello was already said"))
+                self.send(p.error_frame(BadMessage("hello was already said")))
                 continue
             try:
                 result = await self._dispatch(msg)
-            except RequestError as exc:
-                self.send(p.Reply(id=msg.id, ok=False, error=p.ErrorBody(code=exc.code, message=str(exc))))
+            except SidecarError as exc:
+                self.send(p.Reply(id=msg.id, ok=False, error=p.error_body(exc)))
             except Exception as exc:  # a bug of ours must not take the server down
                 log.exception("sidecar request failed")
-                self.send(p.Reply(id=msg.id, ok=False, error=p.ErrorBody(code=p.INTERNAL, message=repr(exc))))
+                self.send(p.Reply(id=msg.id, ok=False, error=p.error_body(Internal(repr(exc)))))
             else:
                 self.send(p.Reply(id=msg.id, result=result))
 
     def _greet(self, msg: p.Msg) -> bool:
         if type(msg) is not p.Hello:
-            self.send(p.Error(code=p.NOT_AUTHENTICATED, message="the first message must be hello"))
+            self.send(p.error_frame(NotAuthenticated("the first message must be hello")))
             return False
         if msg.protocol != p.PROTOCOL_VERSION:
-            self.send(p.Error(code=p.BAD_PROTOCOL,
-                              message=f"protocol {msg.protocol} is not supported; this runtime speaks {p.PROTOCOL_VERSION}"))
+            self.send(p.error_frame(BadProtocol(
+                f"protocol {msg.protocol} is not supported; this runtime speaks {p.PROTOCOL_VERSION}")))
             return False
         if self.needs_token and not hmac.compare_digest(msg.token.encode(), self.sidecar.token.encode()):
-            self.send(p.Error(code=p.NOT_AUTHENTICATED, message="wrong or missing token"))
+            self.send(p.error_frame(NotAuthenticated("wrong or missing token")))
             return False
         self.hello = True
         if self.gate is not None:
@@ -450,16 +457,13 @@ class Connection:
         by = f"{self.client} (sidecar)"
         if t is p.Subscribe:
             if msg.id in self.subs:
-                raise RequestError(p.BAD_MESSAGE, f"subscription {msg.id} exists")
+                raise BadMessage(f"subscription {msg.id} exists")
             if msg.run_id:
-                try:
-                    path = rt.layout.run_log(msg.run_id)
-                except UnknownRun:
-                    raise RequestError(p.UNKNOWN_RUN, f"unknown run id: {msg.run_id}") from None
+                path = rt.layout.run_log(msg.run_id)  # UnknownRun for what is no run id
                 if msg.run_id not in rt.runs and not path.exists():
                     await rt.writer.wait_durable()  # a run that just ended here may be unwritten
                     if not path.exists():
-                        raise RequestError(p.UNKNOWN_RUN, f"unknown run id: {msg.run_id}")
+                        raise UnknownRun(msg.run_id)
             sub = Subscription(self, msg)
             self.subs[msg.id] = sub
             self.nursery.start_soon(sub.start)
@@ -467,49 +471,42 @@ class Connection:
         if t is p.Unsubscribe:
             sub = self.subs.pop(msg.sub, None)
             if sub is None:
-                raise RequestError(p.BAD_MESSAGE, f"no subscription {msg.sub}")
+                raise BadMessage(f"no subscription {msg.sub}")
             sub.close()
             return None
         if t is p.Answer:
             try:
-                answer = rt.asks.answer(msg.ask_id, msg.value, by=by)
-            except KeyError:
-                raise RequestError(p.UNKNOWN_ASK, f"no open ask {msg.ask_id!r} in this runtime") from None
-            except InvalidAnswer as exc:
-                raise RequestError(p.INVALID_ANSWER, str(exc)) from None
+                answer = rt.asks.answer(msg.ask_id, msg.value, by=by)  # InvalidAnswer passes on
+            except UnknownAsk:
+                raise UnknownAsk(f"no open ask {msg.ask_id!r} in this runtime") from None
             return {"answer": answer}
-        if t is p.Cancel:
-            try:
-                rt.cancel(msg.run_id, msg.node or None, reason=msg.reason or f"cancelled by {self.client}", by=by)
+        if t is p.Cancel or t is p.Retry:
+            try:  # UnknownNode passes on as it is
+                if t is p.Cancel:
+                    rt.cancel(msg.run_id, msg.node or None, reason=msg.reason or f"cancelled by {self.client}", by=by)
+                else:
+                    rt.retry(msg.run_id, msg.node, by=by)
             except UnknownRun:
-                raise RequestError(p.UNKNOWN_RUN, f"run {msg.run_id} is not running here") from None
-            except AetherGraphError as exc:
-                raise RequestError(p.UNKNOWN_NODE, str(exc)) from None
-            return None
-        if t is p.Retry:
-            try:
-                rt.retry(msg.run_id, msg.node, by=by)
-            except UnknownRun:
-                raise RequestError(p.UNKNOWN_RUN, f"run {msg.run_id} is not running here") from None
-            except AetherGraphError as exc:
-                raise RequestError(p.UNKNOWN_NODE, str(exc)) from None
+                raise UnknownRun(msg.run_id, f"run {msg.run_id} is not running here") from None
             return None
         if t is p.Resume:
             resumer = rt.config.resumer
             if resumer is None:
-                raise RequestError(p.CANNOT_RESUME, "this runtime cannot resume runs")
+                raise CannotResume("this runtime cannot resume runs")
             # The run gets a process of its own (``ag resume RUN``, detached): hosted here it
             # would lack its entrypoint's services and end with this unrelated runtime.
             try:
                 await resumer.check(rt, msg.run_id)
                 return await resumer.start(rt, msg.run_id)
+            except CannotResume:
+                raise
             except Exception as exc:
-                raise RequestError(p.CANNOT_RESUME, str(exc)) from None
+                raise CannotResume(str(exc)) from None
         if t is p.ListRuns:
             return self.sidecar.list_runs()
         if t is p.ListAsks:
             return self.sidecar.list_asks()
-        raise RequestError(p.BAD_MESSAGE, f"unexpected {t.__struct_config__.tag}")
+        raise BadMessage(f"unexpected {t.__struct_config__.tag}")
 
 
 class Subscription:

@@ -52,7 +52,7 @@ def check_store(layout: StoreLayout, *, verify_blobs: bool = False) -> CheckRepo
     blobs = BlobStore(layout)
     try:
         marks = index.indexed_marks()
-        indexed_runs = {r["run_id"]: r for r in index.runs()}
+        indexed_runs = {r.run_id: r for r in index.runs()}
         mem_counts = {}
         art_counts = {}
         for run_id, m, a in index.iter_counts():
@@ -102,9 +102,9 @@ def check_store(layout: StoreLayout, *, verify_blobs: bool = False) -> CheckRepo
             if status is not None and row is None:
                 report.problems.append(Problem(where, "run is missing from the index"))
                 continue
-            if row is not None and status is not None and row["status"] != status:
+            if row is not None and status is not None and row.status != status:
                 report.problems.append(Problem(
-                    where, f"index says {row['status']}, log says {effective_status(status, pid, host, run_id, layout)}"))
+                    where, f"index says {row.status}, log says {effective_status(status, pid, host, run_id, layout)}"))
             if mem_counts.get(run_id, 0) != counts["memory"]:
                 report.problems.append(Problem(
                     where, f"log has {counts['memory']} memory events, index has {mem_counts.get(run_id, 0)}"))

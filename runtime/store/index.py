@@ -43,6 +43,7 @@ from ..events import (
     RunResumed,
     RunStarted,
 )
+from ..info import AskInfo, RunInfo
 from . import owner
 from .layout import StoreLayout, private_dirs, touch_private
 from .logfile import BadLine, complete_size, read_log
@@ -278,13 +279,17 @@ _EXPECTED_INDEXES = frozenset(
     line.split()[5] for line in SCHEMA.splitlines() if line.startswith("CREATE INDEX IF NOT EXISTS"))
 
 
-def schema_problem(c: sqlite3.Connection) -> str | None:
-    """What makes this database not our index's shape: a table missing or its columns wrong."""
+def _expected() -> dict[str, list[str]]:
     global _EXPECTED
     if _EXPECTED is None:
         _EXPECTED = _expected_columns()
+    return _EXPECTED
+
+
+def schema_problem(c: sqlite3.Connection) -> str | None:
+    """What makes this database not our index's shape: a table missing or its columns wrong."""
     have = _columns(c)
-    for table, columns in _EXPECTED.items():
+    for table, columns in _expected().items():
         if table not in have:
             return f"table {table} is missing"
         if have[table] != columns:
@@ -681,46 +686,37 @@ class Index:
     def memory_count(self) -> int:
         return self._read("SELECT count(*) FROM memory")[0][0]
 
-    def runs(self, *, limit: int | None = None, run_ids: Sequence[str] | None = None) -> list[dict]:
-        sql = (
-            "SELECT run_id, graph, status, started, finished, pid, host, entrypoint, attempt_of,"
-            " error, last_seq, last_ts, events, pending_asks FROM runs"
-        )
-        params: list[Any] = []
-        if run_ids:
-            sql += f" WHERE run_id IN ({','.join('?' * len(run_ids))})"
-            params.extend(run_ids)
-        sql += " ORDER BY started DESC, run_id DESC"
+    def _runs(self, where: str, params: list[Any], limit: int | None) -> list[RunInfo]:
+        """Rows of the runs table as ``RunInfo`` (each column fills the field of its name, and
+        NULL leaves the field's default), with the jobs each run submitted; newest first."""
+        fields = _run_fields()
+        sql = f"SELECT {', '.join(fields)}, (SELECT count(*) FROM jobs j WHERE j.run_id = runs.run_id) FROM runs"
+        sql += where + " ORDER BY started DESC, run_id DESC"
         if limit is not None:
             sql += " LIMIT ?"
             params.append(limit)
-        cols = ("run_id", "graph", "status", "started", "finished", "pid", "host", "entrypoint",
-                "attempt_of", "error", "last_seq", "last_ts", "events", "pending_asks")
-        return [dict(zip(cols, row)) for row in self._read(sql, params)]
+        return [RunInfo(**{k: v for k, v in zip(fields, row) if v is not None}, jobs=row[-1])
+                for row in self._read(sql, params)]
 
-    def runs_page(self, *, before: tuple[float, str] | None = None, limit: int = 200) -> list[dict]:
+    def runs(self, *, limit: int | None = None, run_ids: Sequence[str] | None = None) -> list[RunInfo]:
+        if run_ids:
+            return self._runs(f" WHERE run_id IN ({','.join('?' * len(run_ids))})", list(run_ids), limit)
+        return self._runs("", [], limit)
+
+    def runs_page(self, *, before: tuple[float, str] | None = None, limit: int = 200) -> list[RunInfo]:
         """Runs newest first, ``limit`` of them, strictly older than ``before`` = (started,
         run_id) of the last row of the previous page (keyset pagination: each page costs the
         same however deep it is, and a run added meanwhile does not shift the pages)."""
-        sql = (
-            "SELECT run_id, graph, status, started, finished, pid, host, entrypoint, attempt_of,"
-            " error, last_seq, last_ts, events, pending_asks FROM runs"
-        )
-        params: list[Any] = []
-        if before is not None:
-            sql += " WHERE started < ? OR (started = ? AND run_id < ?)"
-            params.extend([before[0], before[0], before[1]])
-        sql += " ORDER BY started DESC, run_id DESC LIMIT ?"
-        params.append(limit)
-        cols = ("run_id", "graph", "status", "started", "finished", "pid", "host", "entrypoint",
-                "attempt_of", "error", "last_seq", "last_ts", "events", "pending_asks")
-        return [dict(zip(cols, row)) for row in self._read(sql, params)]
+        if before is None:
+            return self._runs("", [], limit)
+        return self._runs(" WHERE started < ? OR (started = ? AND run_id < ?)",
+                          [before[0], before[0], before[1]], limit)
 
     def runs_count(self) -> int:
         """How many runs the index knows."""
         return self._read("SELECT count(*) FROM runs")[0][0]
 
-    def run(self, run_id: str) -> dict | None:
+    def run(self, run_id: str) -> RunInfo | None:
         rows = self.runs(run_ids=[run_id])
         return rows[0] if rows else None
 
@@ -761,22 +757,21 @@ class Index:
     def artifacts(self, **kwargs: Any) -> list[ArtifactWritten]:
         return [a for a, _ in self.artifact_rows(**kwargs)]
 
-    def open_asks(self, run_id: str | None = None) -> list[dict]:
-        sql = (
-            "SELECT ask_id, run_id, node, kind, prompt, options, opened, timeout_s FROM asks"
-            " WHERE status='open'"
-        )
+    def open_asks(self, run_id: str | None = None) -> list[AskInfo]:
+        """Asks still open, oldest first, as ``AskInfo`` (each column fills the field of its
+        name; no ``runtime_id``: the index does not know who is live)."""
+        fields = _ask_fields()
+        sql = f"SELECT {', '.join(fields)} FROM asks WHERE status='open'"
         params: list[Any] = []
         if run_id:
             sql += " AND run_id=?"
             params.append(run_id)
         sql += " ORDER BY opened"
-        cols = ("ask_id", "run_id", "node", "kind", "prompt", "options", "opened", "timeout_s")
         out = []
         for row in self._read(sql, params):
-            d = dict(zip(cols, row))
+            d = dict(zip(fields, row))
             d["options"] = msgspec.json.decode(d["options"])
-            out.append(d)
+            out.append(AskInfo(**d))
         return out
 
     def indexed_marks(self) -> dict[str, int]:
@@ -790,6 +785,18 @@ class Index:
         arts = dict(self._read("SELECT run_id, count(*) FROM artifacts GROUP BY run_id"))
         for run_id in sorted(set(mem) | set(arts)):
             yield run_id, mem.get(run_id, 0), arts.get(run_id, 0)
+
+
+def _run_fields() -> list[str]:
+    """The ``RunInfo`` fields the runs table has a column for (named alike), in its order."""
+    have = _expected()["runs"]
+    return [f for f in RunInfo.__struct_fields__ if f in have]
+
+
+def _ask_fields() -> list[str]:
+    """The ``AskInfo`` fields the asks table has a column for (``options`` as JSON text)."""
+    have = _expected()["asks"]
+    return [f for f in AskInfo.__struct_fields__ if f in have]
 
 
 def _fts_text(ev: MemoryRecorded) -> str:
@@ -1004,7 +1011,7 @@ class _Batch:
                 (ev.pid, ev.host, ev.run_id),
             )
         elif t is RunFinished:
-            err = f"{ev.error.type}: {ev.error.message}" if ev.error else None
+            err = str(ev.error) if ev.error else None
             c.execute(
                 "UPDATE runs SET status=?, finished=?, error=?, pending_asks=0 WHERE run_id=?",
                 (ev.status, ev.ts, err, ev.run_id),
@@ -1079,12 +1086,3 @@ def job_rows(index: Index, *, run_id: str | None = None, limit: int | None = Non
     for r in rows:
         r["argv"] = msgspec.json.decode(r["argv"])
     return rows
-
-
-def job_counts(index: Index, run_ids: Sequence[str]) -> dict[str, int]:
-    """Jobs per run, for the runs list."""
-    if not run_ids:
-        return {}
-    return dict(index._read(
-        f"SELECT run_id, count(*) FROM jobs WHERE run_id IN ({','.join('?' * len(run_ids))})"
-        " GROUP BY run_id", list(run_ids)))

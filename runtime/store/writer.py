@@ -311,14 +311,19 @@ class LogWriter:
         oldest = self._inflight_since or self._since
         return _clock() - oldest if oldest else 0.0
 
+    def must_wait(self) -> bool:
+        """Must an emitter that can wait (``memory.record``) wait for the disk now? When more
+        than ``room`` events are unwritten and the oldest is older than ``LAG_TARGET``, or
+        more than ``HIGH_WATER`` are. The one test: ``wait_room`` waits while it holds, and an
+        emitter calls ``wait_room`` only when it does (otherwise it yields on its own
+        schedule: a wait that returns at once would neither yield nor let it)."""
+        backlog = self._appended - self._durable
+        return self._running and backlog > self.room and (backlog > HIGH_WATER or self.lag() > LAG_TARGET)
+
     async def wait_room(self) -> None:
-        """Back-pressure for fast emitters: while more than ``room`` events are unwritten and
-        the oldest is older than ``LAG_TARGET`` (or more than ``HIGH_WATER`` are), wait for
-        the disk."""
+        """Back-pressure for fast emitters: wait for the disk while ``must_wait``."""
         waited = False
-        while self._running and self._appended - self._durable > self.room:
-            if self._appended - self._durable <= HIGH_WATER and self.lag() <= LAG_TARGET:
-                break
+        while self.must_wait():
             self.waits += 1
             waited = True
             self._urgent.set()

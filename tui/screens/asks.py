@@ -17,14 +17,15 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Input, OptionList, Static
 
+from aethergraph.runtime.info import AskInfo
+
 from ..format import clip, dur, one_line, plain, visible
-from ..state import AskRow
 from ..widgets import AsksTable
 from .base import DashboardScreen
 from .runs import restore_cursor, selected_key
 
 
-def left_text(ask: AskRow, now: float) -> str:
+def left_text(ask: AskInfo, now: float) -> str:
     remaining = ask.remaining(now)
     return "-" if remaining is None else dur(remaining)
 
@@ -143,7 +144,7 @@ class AnswerModal(ModalScreen[str | None]):
 
     BINDINGS = [Binding("escape", "close", "Close")]
 
-    def __init__(self, ask: AskRow) -> None:
+    def __init__(self, ask: AskInfo) -> None:
         super().__init__()
         self.ask = ask
         self._closed_note = False

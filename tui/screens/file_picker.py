@@ -27,7 +27,7 @@ from ..format import one_line, visible
 
 
 class FilePickerModal(ModalScreen[str | None]):
-    """Pick the file(s) that answer ``ask`` (an ``AskRow`` of kind ``files``)."""
+    """Pick the file(s) that answer ``ask`` (an ``AskInfo`` of kind ``files``)."""
 
     BINDINGS = [Binding("escape", "close", "Close"), Binding("s", "send", "Send", show=False)]
     DEFAULT_CSS = """
