@@ -1,4 +1,5 @@
-"""What every panel shares: the top bar, the footer, and a ``sync`` the app calls on its tick.
+"""What every panel shares: the top bar, the footer, a ``sync`` the app calls on its tick, and
+``request`` to post what the person asks for.
 
 Screens do not subscribe to anything themselves. The app calls ``sync()`` on the visible screen
 at most ten times a second; a screen compares the state's version counters with the ones it
@@ -8,10 +9,11 @@ cost nothing and catch up when they are shown again.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from textual.app import ComposeResult
 from textual.css.query import NoMatches
+from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer
 
@@ -51,3 +53,9 @@ class DashboardScreen(Screen):
 
     def sync(self, force: bool = False) -> None:
         """Redraw what changed in the app's state since the last call."""
+
+    def request(self, intent: type[Message], *about: Any) -> None:
+        """Post an intent (``OpenRun``, ``CancelRequested``…) about what the cursor is on; the
+        app's ``actions`` handle it. Nothing under the cursor (an empty ``about``): nothing."""
+        if about and all(about):
+            self.post_message(intent(*about))
