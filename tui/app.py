@@ -46,14 +46,7 @@ from . import screens
 from .actions import Actions
 from .args import parse as parse_args
 from .format import use_no_color
-from .messages import (
-    BackendProblem,
-    HostedRunEnded,
-    HostedRunStarted,
-    LiveEvents,
-    RuntimeAttached,
-    RuntimeDetached,
-)
+from . import messages as facts  # (what the backend posts: the handlers below fold it in)
 from .reads import StoreReads
 from .screens.base import DashboardScreen
 from .state import DashboardState, RunModel
@@ -85,7 +78,7 @@ class _NotifyHandler(logging.Handler):
             return
         if record.exc_info and record.exc_info[1] is not None:
             text += f": {type(record.exc_info[1]).__name__}: {record.exc_info[1]}"
-        self.app.post_message(BackendProblem(text, "error" if record.levelno >= logging.ERROR else "warning"))
+        self.app.post_message(facts.BackendProblem(text, "error" if record.levelno >= logging.ERROR else "warning"))
 
 
 def _panel(name: str):
@@ -161,7 +154,7 @@ class AetherGraphApp(Actions, StoreReads, App[int]):
         self._backend: Backend | None = None
         self._bridge: TrioBridge | None = None
         self.index_s = index_s
-        self.hosted_result: HostedRunEnded | None = None
+        self.hosted_result: facts.HostedRunEnded | None = None
         self._history: list[str] = []
         self._log_handler: _NotifyHandler | None = None
         self._stop_task: asyncio.Future | None = None
@@ -255,7 +248,7 @@ class AetherGraphApp(Actions, StoreReads, App[int]):
 
     # -- messages from trio and from workers ----------------------------------------------------
 
-    def on_runtime_attached(self, msg: RuntimeAttached) -> None:
+    def on_runtime_attached(self, msg: facts.RuntimeAttached) -> None:
         self.state.attach(msg.runtime_id, msg.advert, msg.runs, msg.asks)
         self._counts()
         # Asks opened since the dashboard started are news; older ones the badge shows.
@@ -268,7 +261,7 @@ class AetherGraphApp(Actions, StoreReads, App[int]):
             # Events between our read of its log and this attach came from nowhere: read again.
             self.read_run_log(d.run_id)
 
-    def on_runtime_detached(self, msg: RuntimeDetached) -> None:
+    def on_runtime_detached(self, msg: facts.RuntimeDetached) -> None:
         had_runs = any(rid == msg.runtime_id for rid in self.state.live_runs.values())
         self.state.detach(msg.runtime_id)
         self._counts()
@@ -276,7 +269,7 @@ class AetherGraphApp(Actions, StoreReads, App[int]):
             self.notify(f"runtime {msg.runtime_id} went away: {msg.reason}", severity="warning")
         self.load_index()
 
-    def on_live_events(self, msg: LiveEvents) -> None:
+    def on_live_events(self, msg: facts.LiveEvents) -> None:
         st = self.state
         d = self.detail
         d_id = d.run_id if d is not None else None
@@ -303,15 +296,15 @@ class AetherGraphApp(Actions, StoreReads, App[int]):
                     title="new ask", severity="warning", timeout=8)
         self.bell()
 
-    def on_hosted_run_started(self, msg: HostedRunStarted) -> None:
+    def on_hosted_run_started(self, msg: facts.HostedRunStarted) -> None:
         self.sub_title = f"hosting a run (runtime {msg.runtime_id})"
 
-    def on_hosted_run_ended(self, msg: HostedRunEnded) -> None:
+    def on_hosted_run_ended(self, msg: facts.HostedRunEnded) -> None:
         self.hosted_result = msg
         text = f"run {msg.run_id} {msg.status}" + (f": {msg.error}" if msg.error else "")
         self.notify(text, severity="information" if msg.status == ev.SUCCEEDED else "warning", timeout=10)
 
-    def on_backend_problem(self, msg: BackendProblem) -> None:
+    def on_backend_problem(self, msg: facts.BackendProblem) -> None:
         self.notify(msg.text, title=msg.title, severity=msg.severity, timeout=8)
 
     @property

@@ -14,7 +14,6 @@ from typing import Any
 from rich.syntax import Syntax
 from rich.text import Text
 from textual import work
-from textual.actions import SkipAction
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
@@ -27,7 +26,7 @@ from ..format import clip, one_line, plain, short_when, visible, when
 from ..messages import OpenRun
 from ..store import describe_blob
 from ..widgets import FilterInput, RowTable
-from .base import DashboardScreen
+from .base import ListScreen
 
 
 def human_size(n: int) -> str:
@@ -38,8 +37,9 @@ def human_size(n: int) -> str:
     return str(n)
 
 
-class ArtifactsScreen(DashboardScreen):
+class ArtifactsScreen(ListScreen):
     MODE = "artifacts"
+    TABLE, FILTER = "artifacts-table", "artifacts-filter"
     HELP = "Artifacts runs wrote, newest first, with provenance. The highlighted one is previewed; e exports it."
     BINDINGS = [
         Binding("slash", "filter", "Filter"),
@@ -72,7 +72,6 @@ class ArtifactsScreen(DashboardScreen):
         super().__init__()
         self._rows: list = []
         self._by_key: dict[str, object] = {}
-        self._filter = ""
         self._loaded_version = -1
         self._previewing = ""
         self._full_ref = False
@@ -86,14 +85,7 @@ class ArtifactsScreen(DashboardScreen):
             yield Static("", id="artifact-body")
         yield Static("", id="artifacts-status", markup=False)
 
-    @property
-    def table(self) -> RowTable:
-        return self.query_one("#artifacts-table", RowTable)
-
-    def on_mount(self) -> None:
-        self.table.focus()
-
-    def on_row_table_columns_changed(self, _: RowTable.ColumnsChanged) -> None:
+    def rows_changed(self) -> None:
         self._draw()
 
     def sync(self, force: bool = False) -> None:
@@ -125,7 +117,7 @@ class ArtifactsScreen(DashboardScreen):
         self._draw()
 
     def _matches(self, a) -> bool:
-        f = self._filter
+        f = self.filter
         return not f or any(f in s.casefold() for s in (a.name, a.run_id, a.node, a.mime, a.tool, a.kind))
 
     def _draw(self) -> None:
@@ -223,29 +215,6 @@ class ArtifactsScreen(DashboardScreen):
     def action_open_run(self) -> None:
         item = self._selected()
         self.request(OpenRun, item and item[0].run_id)
-
-    def action_filter(self) -> None:
-        self.query_one("#artifacts-filter", FilterInput).show()
-
-    def on_input_changed(self, event: Input.Changed) -> None:
-        if event.input.id == "artifacts-filter":
-            self._filter = event.value.strip().casefold()
-            self._draw()
-
-    def on_input_submitted(self, event: Input.Submitted) -> None:
-        if event.input.id == "artifacts-filter":
-            self.table.focus()
-
-    def on_filter_input_dismissed(self, _: FilterInput.Dismissed) -> None:
-        self._filter = ""
-        self.table.focus()
-        self._draw()
-
-    def action_clear_filter(self) -> None:
-        f = self.query_one("#artifacts-filter", FilterInput)
-        if not f.shown:
-            raise SkipAction()
-        f.action_dismiss_filter()
 
 
 class ExportModal(ModalScreen[Path | None]):

@@ -23,8 +23,8 @@ from aethergraph.runtime.errors import InvalidAnswer
 from ..format import clip, dur, one_line, plain, visible
 from ..messages import AnswerDone, AnswerRequested, AnswerSubmitted, OpenRun
 from ..state import AskRow
-from ..widgets import AsksTable, RowTable
-from .base import DashboardScreen
+from ..widgets import AsksTable
+from .base import ListScreen
 
 
 def left_text(ask: AskRow, now: float) -> str:
@@ -32,8 +32,9 @@ def left_text(ask: AskRow, now: float) -> str:
     return "-" if remaining is None else dur(remaining)
 
 
-class AsksScreen(DashboardScreen):
+class AsksScreen(ListScreen):
     MODE = "asks"
+    TABLE = "asks-table"
     HELP = "Questions runs are waiting on. Enter answers one; o opens its run."
     BINDINGS = [
         Binding("o", "open_run", "Open run"),
@@ -51,16 +52,6 @@ class AsksScreen(DashboardScreen):
     def compose_body(self) -> ComposeResult:
         yield AsksTable("asks-table", self.COLUMNS, wide=self.WIDE)
         yield Static("", id="asks-status", markup=False)
-
-    @property
-    def table(self) -> RowTable:
-        return self.query_one("#asks-table", RowTable)
-
-    def on_mount(self) -> None:
-        self.table.focus()
-
-    def on_row_table_columns_changed(self, _: RowTable.ColumnsChanged) -> None:
-        self.redraw(force=True)
 
     def sync(self, force: bool = False) -> None:
         if not self.is_mounted or not self.table.laid_out_width:

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, cast
 
+from textual.actions import SkipAction
 from textual.app import ComposeResult
 from textual.css.query import NoMatches
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import Footer
+from textual.widgets import Footer, Input
 
-from ..widgets import TopBar
+from ..widgets import FilterInput, RowTable, TopBar
 
 if TYPE_CHECKING:
     from ..app import AetherGraphApp
@@ -59,3 +60,54 @@ class DashboardScreen(Screen):
         app's ``actions`` handle it. Nothing under the cursor (an empty ``about``): nothing."""
         if about and all(about):
             self.post_message(intent(*about))
+
+
+class ListScreen(DashboardScreen):
+    """A panel that is mostly one list (``TABLE``: the id of its ``RowTable``, which has the
+    focus), with a ``/`` filter line when ``FILTER`` names one (a ``FilterInput``): typing
+    narrows the list as you go (``self.filter``), enter goes back to the list, esc clears."""
+
+    TABLE = ""
+    FILTER = ""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.filter = ""
+
+    @property
+    def table(self) -> RowTable:
+        return self.query_one(f"#{self.TABLE}", RowTable)
+
+    def on_mount(self) -> None:
+        self.table.focus()
+
+    def on_row_table_columns_changed(self, _: RowTable.ColumnsChanged) -> None:
+        self.rows_changed()
+
+    def rows_changed(self) -> None:
+        """Put the rows in again: the columns were laid out anew, or the filter changed."""
+        self.redraw(force=True)
+
+    # -- the filter line ---------------------------------------------------------------------------
+
+    def action_filter(self) -> None:
+        self.query_one(f"#{self.FILTER}", FilterInput).show()
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        if self.FILTER and event.input.id == self.FILTER:
+            self.filter = event.value.strip().casefold()
+            self.rows_changed()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if self.FILTER and event.input.id == self.FILTER:
+            self.table.focus()
+
+    def on_filter_input_dismissed(self, _: FilterInput.Dismissed) -> None:
+        self.filter = ""
+        self.table.focus()
+        self.rows_changed()
+
+    def action_clear_filter(self) -> None:
+        if not self.FILTER or not (f := self.query_one(f"#{self.FILTER}", FilterInput)).shown:
+            raise SkipAction()  # (esc goes back a panel instead)
+        f.action_dismiss_filter()

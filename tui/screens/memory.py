@@ -24,13 +24,14 @@ from ..format import clip, plain, short, short_when, visible
 from ..messages import OpenRun
 from ..store import MemoryQuery, event_json
 from ..widgets import RowTable
-from .base import DashboardScreen
+from .base import ListScreen
 
 LIMIT = 200
 
 
-class MemoryScreen(DashboardScreen):
+class MemoryScreen(ListScreen):
     MODE = "memory"
+    TABLE = "memory-table"
     HELP = ("Query memory: kind:K tag:T entity:E run:ID graph:G node:PATH since:2h until:1h and "
             "free words (full text). Enter runs the query; the highlighted event shows below.")
     BINDINGS = [
@@ -61,14 +62,7 @@ class MemoryScreen(DashboardScreen):
             yield Static("", id="memory-json")
         yield Static("", id="memory-status", markup=False)
 
-    @property
-    def table(self) -> RowTable:
-        return self.query_one("#memory-table", RowTable)
-
-    def on_mount(self) -> None:
-        self.table.focus()
-
-    def on_row_table_columns_changed(self, _: RowTable.ColumnsChanged) -> None:
+    def rows_changed(self) -> None:
         self.run_query()  # (again: the data column is clipped to the new width)
 
     def sync(self, force: bool = False) -> None:

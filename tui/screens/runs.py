@@ -10,7 +10,6 @@ from __future__ import annotations
 import time
 
 from rich.text import Text
-from textual.actions import SkipAction
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Static
@@ -19,8 +18,8 @@ from aethergraph.runtime import events as ev
 
 from ..format import ago, clip, dur, plain, short_when, status_text
 from ..messages import CancelRequested, MoreRunsRequested, OpenRun, ResumeRequested
-from ..widgets import FilterInput, RowTable, RunsTable
-from .base import DashboardScreen
+from ..widgets import FilterInput, RunsTable
+from .base import ListScreen
 
 # Rows put in the table at first; it grows by a step as the cursor nears the end. A run that
 # starts rebuilds the table, so the table holds what the person scrolled to, not the store.
@@ -32,8 +31,9 @@ SORT_NAMES = {"started": "start time (newest first)", "status": "state (most sev
               "duration": "duration (longest first)", "graph": "graph"}
 
 
-class RunsScreen(DashboardScreen):
+class RunsScreen(ListScreen):
     MODE = "runs"
+    TABLE, FILTER = "runs-table", "runs-filter"
     HELP = ("Every run in the store, newest first. Live runs update as they go; INTERRUPTED means its "
             "process died before it finished (R resumes it).")
     BINDINGS = [
@@ -52,7 +52,6 @@ class RunsScreen(DashboardScreen):
 
     def __init__(self) -> None:
         super().__init__()
-        self._filter = ""
         self._drawn: tuple | None = None
         self._drawn_second = 0
         self._running_rows: list[str] = []
@@ -66,22 +65,12 @@ class RunsScreen(DashboardScreen):
         yield RunsTable("runs-table", self.COLUMNS, flex_min=8)
         yield Static("", id="runs-status", markup=False)
 
-    @property
-    def table(self) -> RowTable:
-        return self.query_one("#runs-table", RowTable)
-
-    def on_mount(self) -> None:
-        self.table.focus()
-
-    def on_row_table_columns_changed(self, _: RowTable.ColumnsChanged) -> None:
-        self.redraw(force=True)
-
     # -- drawing --------------------------------------------------------------------------------
 
     def _matches(self, row) -> bool:
         """``/`` filter: ``status:failed`` (or ``status:fail``), ``graph:NAME``, and words that
         must each be in the id, the graph or the status."""
-        f = self._filter
+        f = self.filter
         if not f:
             return True
         for word in f.split():
@@ -113,7 +102,7 @@ class RunsScreen(DashboardScreen):
         if not self.is_mounted or not self.table.laid_out_width:
             return
         st = self.dash.state
-        key = (st.runs_version, st.asks_version, self._filter, self.table.laid_out_width, self._window,
+        key = (st.runs_version, st.asks_version, self.filter, self.table.laid_out_width, self._window,
                self._sort, self._relative)
         now = time.time()
         if force or key != self._drawn:
@@ -186,7 +175,7 @@ class RunsScreen(DashboardScreen):
             status.update(f"No runs yet in {home}. Start one: ag run FILE.py:FN (or ag tui --run …)", layout=False)
             return
         total = max(st.index_total, loaded)
-        if self._filter:
+        if self.filter:
             parts = [f"{shown} of {matching} matching", f"{loaded:,} of {total:,} runs searched"]
         else:
             parts = [f"{shown:,} of {total:,} runs"]
@@ -197,32 +186,12 @@ class RunsScreen(DashboardScreen):
         parts.append(home)
         status.update(" · ".join(parts), layout=False)
 
-    # -- filter ---------------------------------------------------------------------------------
+    # -- filter (the rest is ListScreen's) ------------------------------------------------------
 
     def action_filter(self) -> None:
-        self.query_one("#runs-filter", FilterInput).show()
-        if self.dash.state.index_has_more:
+        super().action_filter()
+        if self.dash.state.index_has_more:  # a filter searches every run, not the first page
             self.post_message(MoreRunsRequested(everything=True))
-
-    def on_input_changed(self, event: FilterInput.Changed) -> None:
-        if event.input.id == "runs-filter":
-            self._filter = event.value.strip().casefold()
-            self.redraw()
-
-    def on_input_submitted(self, event: FilterInput.Submitted) -> None:
-        if event.input.id == "runs-filter":
-            self.table.focus()
-
-    def on_filter_input_dismissed(self, _: FilterInput.Dismissed) -> None:
-        self._filter = ""
-        self.table.focus()
-        self.redraw()
-
-    def action_clear_filter(self) -> None:
-        f = self.query_one("#runs-filter", FilterInput)
-        if not f.shown:
-            raise SkipAction()
-        f.action_dismiss_filter()
 
     # -- rows -----------------------------------------------------------------------------------
 

@@ -37,7 +37,7 @@ from aethergraph.runtime.jobs.store import JobStore
 from aethergraph.runtime.store.index import Index, job_rows
 from aethergraph.runtime.store.layout import StoreLayout
 
-from ..format import clip, one_line
+from ..format import clip, dur, one_line
 from ..messages import CancelJobRequested
 
 TERMINAL = ("succeeded", "failed", "cancelled", "lost")
@@ -49,14 +49,7 @@ REFRESH_S = 0.5
 
 def _elapsed(row: dict, now: float) -> str:
     start = row.get("started")
-    if start is None:
-        return "-"
-    s = (row.get("ended") or now) - start
-    if s < 60:
-        return f"{s:.1f}s"
-    if s < 3600:
-        return f"{int(s // 60)}m{int(s % 60):02d}s"
-    return f"{int(s // 3600)}h{int(s % 3600 // 60):02d}m"
+    return "-" if start is None else dur((row.get("ended") or now) - start)
 
 
 def _printable(text: str, width: int = 60) -> str:
