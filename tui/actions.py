@@ -7,13 +7,16 @@ this module decides: refuse with a note (the run has ended), confirm (every acti
 it will do and waits for a yes), perform (through the run's runtime, in trio), and report
 (a toast with the outcome, errors included).
 
+Two kinds of work, one way each: what is done in trio (a sidecar call, starting a resume) is
+awaited through the bridge in an async worker; what blocks (the store, a job's supervisor) runs
+in a thread worker that checks ``is_cancelled`` and posts its outcome as a message.
+
 ``Actions`` is mixed into the app so that Textual delivers the intents here as they bubble up
 from the screens; it uses the app's state, store and trio bridge.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +30,7 @@ from aethergraph.runtime.textsafe import one_line
 
 from . import screens
 from .messages import (
+    ActionDone,
     AnswerDone,
     AnswerRequested,
     AnswerSubmitted,
@@ -166,8 +170,8 @@ class Actions:
                   "catches it, the run goes on; if not, its siblings are cancelled too and the run ends CANCELLED."
                   if node else "Every node of the run stops now; the run is recorded CANCELLED, not FAILED.")
         self._perform_confirmed(f"Cancel {what}?", detail,
-                      lambda: self.bridge.call(self.backend.cancel, run_id, node, ""),
-                      f"cancel requested: {what}")
+                                lambda: self.bridge.call(self.backend.cancel, run_id, node, ""),
+                                f"cancel requested: {what}")
 
     def on_retry_requested(self: "AetherGraphApp", msg: RetryRequested) -> None:
         run_id, node = msg.run_id, msg.node
@@ -197,21 +201,32 @@ class Actions:
         )
 
     def on_cancel_job_requested(self: "AetherGraphApp", msg: CancelJobRequested) -> None:
-        from .widgets.jobs import cancel_job  # (the jobs machinery loads with the Jobs tab)
-
         job_id = msg.job_id
 
         def cancel() -> None:
             self.notify(f"cancelling {job_id}…")
-            # Through the job's supervisor, whichever process started it; it waits for the
-            # job's end (a thread: SIGKILL may come only after the job's grace) and says it.
-            self.run_worker(self._perform(lambda: asyncio.to_thread(cancel_job, self.home, job_id)),
-                            group="actions")
+            self._cancel_job(job_id)
 
         self._confirm(
             f"Cancel job {job_id}?",
             f"{msg.what}\nSIGTERM to its process group, SIGKILL after its grace; the run that waits on it "
             "sees it cancelled.", cancel)
+
+    @work(thread=True, group="jobs-cancel")
+    def _cancel_job(self: "AetherGraphApp", job_id: str) -> None:
+        """Through the job's supervisor, whichever process started it; waits for the job's end
+        (SIGKILL may come only after its grace) and says how it ended."""
+        from .widgets.jobs import cancel_job  # (the jobs machinery loads with the Jobs tab)
+
+        try:
+            done = ActionDone(cancel_job(self.home, job_id))
+        except Exception as exc:
+            done = ActionDone(f"cannot cancel {job_id}: {exc}", "error")
+        if not get_current_worker().is_cancelled:
+            self.post_message(done)
+
+    def on_action_done(self: "AetherGraphApp", msg: ActionDone) -> None:
+        self.notify(msg.text, severity=msg.severity)
 
     def _confirm(self: "AetherGraphApp", title: str, detail: str, on_yes: Callable[[], Any]) -> None:
         """Every action asks first, naming exactly what will happen; ``on_yes`` on a yes."""
@@ -227,16 +242,16 @@ class Actions:
         """Confirm, then ``call()`` (awaited: it runs in trio) and report how it went."""
         self._confirm(title, detail, lambda: self.run_worker(self._perform(call, success), group="actions"))
 
-    async def _perform(self: "AetherGraphApp", call: Callable[[], Awaitable[Any]], success: str = "") -> None:
-        """Await ``call()`` and say how it went: ``success``, or what it returned, or why not."""
+    async def _perform(self: "AetherGraphApp", call: Callable[[], Awaitable[Any]], success: str) -> None:
+        """Await ``call()`` (in trio, through the bridge) and say how it went."""
         from aethergraph.runtime.sidecar.client import SidecarError  # (see ``refusal``)
 
         try:
-            result = await call()
+            await call()
         except SidecarError as exc:
             self.notify(f"{exc}", title=f"refused ({exc.code})", severity="error", timeout=10)
         except Exception as exc:
             self.notify(f"{type(exc).__name__}: {exc}", title="failed", severity="error", timeout=10)
         else:
-            self.notify(success or str(result))
+            self.notify(success)
 

@@ -305,7 +305,7 @@ class AetherGraphApp(Actions, StoreReads, App[int]):
         self.notify(text, severity="information" if msg.status == ev.SUCCEEDED else "warning", timeout=10)
 
     def on_backend_problem(self, msg: facts.BackendProblem) -> None:
-        self.notify(msg.text, title=msg.title, severity=msg.severity, timeout=8)
+        self.notify(msg.text, severity=msg.severity, timeout=8)
 
     @property
     def home_label(self) -> str:

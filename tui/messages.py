@@ -68,12 +68,10 @@ class HostedRunEnded(Message):
 
 @dataclass
 class BackendProblem(Message):
-    """Something to tell the person that no dialog is waiting for: a problem the trio side or
-    a worker met on its own account, or how an action that went on in the background ended."""
+    """Something the trio side could not do on its own account (not a reply to an action)."""
 
     text: str
     severity: str = "error"
-    title: str = ""
 
 
 # -- results of thread workers ----------------------------------------------------------------
@@ -101,6 +99,14 @@ class RunLogRead(Message):
 
     model: Any
     error: str = ""
+
+
+@dataclass
+class ActionDone(Message):
+    """How an action that ran in a thread worker ended, in words for the person."""
+
+    text: str
+    severity: str = "information"
 
 
 @dataclass
