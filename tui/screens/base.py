@@ -9,6 +9,7 @@ cost nothing and catch up when they are shown again.
 
 from __future__ import annotations
 
+from functools import cached_property
 from typing import TYPE_CHECKING, Any, cast
 
 from textual.actions import SkipAction
@@ -74,8 +75,10 @@ class ListScreen(DashboardScreen):
         super().__init__()
         self.filter = ""
 
-    @property
+    @cached_property
     def table(self) -> RowTable:
+        """The list (looked up once: it is there from compose to the end, and sync asks for it
+        ten times a second)."""
         return self.query_one(f"#{self.TABLE}", RowTable)
 
     def on_mount(self) -> None:
