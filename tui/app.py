@@ -29,7 +29,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import msgspec
 from textual.actions import SkipAction
 from textual.app import App
 from textual.binding import Binding
@@ -39,8 +38,6 @@ from textual.screen import ModalScreen
 from aethergraph.runtime import events as ev
 from aethergraph.runtime.store.layout import StoreLayout, resolve_home
 from aethergraph.runtime.textsafe import one_line, visible
-from aethergraph.targets import TargetError, load_target
-from aethergraph.typed import InputError
 
 from . import screens
 from .actions import Actions
@@ -426,6 +423,9 @@ def _entrypoint(target: str) -> str:
 
 def _load_hosted(target: str, text: str | None) -> tuple[Any, dict[str, Any]]:
     """The function and inputs for ``--run``; ValueError with one line for the user."""
+    import msgspec
+
+    from aethergraph.targets import TargetError, load_target
 
     inputs: dict[str, Any] = {}
     if text is not None:
@@ -445,6 +445,8 @@ def _load_hosted(target: str, text: str | None) -> tuple[Any, dict[str, Any]]:
         fn.signature.bind(**inputs, **({"context": None} if fn.wants_context else {}))
     except TypeError as exc:
         raise ValueError(f"inputs do not fit {fn.name}{fn.signature}: {exc}") from None
+    from aethergraph.typed import InputError
+
     try:  # typed parameters: refused here, before the dashboard starts, as `ag run` does
         fn.prepare_inputs(inputs)
     except InputError as exc:

@@ -49,7 +49,9 @@ REFRESH_S = 0.5
 
 def _elapsed(row: dict, now: float) -> str:
     start = row.get("started")
-    return "-" if start is None else dur((row.get("ended") or now) - start)
+    if start is None:
+        return "-"
+    return dur((row.get("ended") or now) - start)
 
 
 def _printable(text: str, width: int = 60) -> str:
