@@ -84,7 +84,7 @@ def test_the_package_and_ag_help_import_no_command():
     assert package == "["
     assert cli.rstrip("]\n").replace("'", "").split(", ") == [
         "aethergraph.cli", "aethergraph.cli.args", "aethergraph.cli.main", "aethergraph.runtime",
-        "aethergraph.runtime.exits"]
+        "aethergraph.runtime.exits", "aethergraph.tui", "aethergraph.tui.args"]
 
 
 def statements(package) -> dict[str, set[str]]:

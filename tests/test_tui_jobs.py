@@ -8,7 +8,8 @@ import json
 from textual.app import App, ComposeResult
 from textual.widgets import DataTable, RichLog
 
-from aethergraph.runtime.jobs.store import group_members
+from aethergraph.runtime.jobs.store import JobStore, group_members
+from aethergraph.tui.actions import Actions
 from aethergraph.tui.screens.confirm import ConfirmModal
 from aethergraph.tui.widgets.jobs import JobsPanel
 
@@ -16,7 +17,10 @@ from .test_jobs import start_forker_run
 from .test_tui_support import Notes, drive, until
 
 
-class JobsApp(App):
+class JobsApp(Actions, App):
+    """The panel alone; ``Actions`` confirms and performs what it asks for (c), as in the
+    dashboard."""
+
     def __init__(self, home, run_id: str) -> None:
         super().__init__()
         self.home, self.run_id = home, run_id

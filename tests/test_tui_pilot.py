@@ -30,6 +30,7 @@ from aethergraph.runtime import events as ev
 from aethergraph.runtime.store.layout import StoreLayout
 from aethergraph.runtime.store.logfile import read_events
 from aethergraph.tui.app import AetherGraphApp
+from aethergraph.tui.messages import RetryRequested
 from aethergraph.tui.screens import AnswerModal, ConfirmModal, ExportModal, HelpScreen
 from aethergraph.tui.widgets import NodeTree, ProgressPanel
 
@@ -533,9 +534,12 @@ def test_attaches_to_another_process_and_again_after_it_restarts(home, tmp_path)
 
 def test_event_flood_is_batched_and_keys_still_answer(home):
     """A run emitting well over 1,000 events a second in the dashboard's own process: they reach
-    the UI in ~10 batches a second, and switching panels stays quick while they pour in."""
+    the UI in ~10 batches a second, and every key pressed while they pour in is handled — the
+    panel it asks for is the one on screen, drawn. (How quickly is bench B8's to measure.)"""
     from aethergraph import graph_fn
     from aethergraph.tui.messages import LiveEvents
+    from aethergraph.tui.screens.asks import AsksScreen
+    from aethergraph.tui.screens.run_detail import RunDetailScreen
 
     @graph_fn(name="tui_flood")
     async def flood(*, context):
@@ -564,29 +568,34 @@ def test_event_flood_is_batched_and_keys_still_answer(home):
         await until(pilot, lambda: app.state.live_runs, "the flood", timeout=30)
         (run_id,) = app.state.live_runs
 
-        async def switch(key: str, mode: str) -> float:
+        panels = {"3": ("asks", AsksScreen), "2": ("run", RunDetailScreen)}
+
+        async def switch(key: str) -> None:
             # Pilot.press waits for the whole process to go idle, which it never is during a
-            # flood; send the key as the terminal driver would and time the switch instead.
-            t0 = time.perf_counter()
+            # flood; send the key as the terminal driver would and wait for what it asked for.
+            mode, screen = panels[key]
+            deadline = time.monotonic() + 20  # (only so that a key never handled fails, not hangs)
             app.post_message(events.Key(key, key))
-            while app.current_mode != mode:
-                assert time.perf_counter() - t0 < 5, f"key {key} not handled"
+            while not (app.current_mode == mode and isinstance(app.screen, screen) and app.screen.is_mounted):
+                assert time.monotonic() < deadline, f"key {key} not handled during the flood"
                 await asyncio.sleep(0.002)
-            return time.perf_counter() - t0
+            # …and drawn: the run the flood is in, its log read (its graph named), or the asks
+            # panel's own line.
+            drawn = (lambda: "tui_flood" in static_text(app.screen.query_one("#run-header", Static))) \
+                if mode == "run" else (lambda: static_text(app.screen.query_one("#asks-status", Static)))
+            await until(pilot, drawn, f"the panel key {key} asked for, drawn")
+            assert app.detail.run_id == run_id
 
         app.open_run(run_id)
-        await switch("3", "asks")  # each panel is built once, on first show: not what is timed
-        await switch("2", "run")
-        worst, presses = 0.0, 0
+        await switch("3")  # each panel is built once, on first show
+        await switch("2")
+        presses = 0
         while not app.hosted_result:
-            for key, mode in (("3", "asks"), ("2", "run")):
-                worst = max(worst, await switch(key, mode))
+            for key in ("3", "2"):
+                await switch(key)
                 presses += 1
             await asyncio.sleep(0.2)
         assert presses >= 4
-        print(f"flood: worst key-to-panel switch {worst * 1000:.0f} ms over {presses} presses")
-        # The target is 100 ms (docs/benchmarks.md); the bound here leaves room for slow CI.
-        assert worst < 0.5, f"a key took {worst:.3f}s during the flood"
         await until(pilot, lambda: app.detail.loaded and len(app.detail.metrics["i"]) > 0, "the metrics")
 
     drive(app, scenario)
@@ -681,7 +690,7 @@ def test_hostile_run_content_is_shown_not_obeyed_in_every_panel(home):
         await until(pilot, lambda: app.screen.preview[1], "the preview")
         await pilot.pause(0.2)
         assert_inert(screen_text(app), "the artifacts panel")
-        app.request_retry(RUN_HOSTILE, f"graph{chr(27)}]0;pwned{chr(7)}/node")
+        app.post_message(RetryRequested(RUN_HOSTILE, f"graph{chr(27)}]0;pwned{chr(7)}/node"))
         await until(pilot, lambda: isinstance(app.screen, ConfirmModal), "the confirmation")
         assert_inert(screen_text(app), "the confirmation")
         await pilot.press("n")

@@ -1,4 +1,4 @@
-"""``python -m tui`` is ``ag tui``: handy when the console script is not on PATH."""
+"""``python -m aethergraph.tui`` is ``ag tui``: handy when the console script is not on PATH."""
 
 import sys
 

@@ -271,13 +271,6 @@ class RunModel:
         else:
             self._pending.append(e)
 
-    def finish_load(self) -> None:
-        self.loaded = True
-        pending, self._pending = self._pending, []
-        for e in pending:
-            self.apply(e)
-        self.version += 1
-
     def apply(self, e: ev.Event) -> None:
         if e.seq and e.seq <= self.last_seq:
             return  # seen already (the log and the live stream overlap)

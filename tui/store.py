@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import shutil
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ from aethergraph.runtime.info import AskInfo, RunInfo
 from aethergraph.runtime.store.artifacts import BlobStore, check_name, sha_from_ref
 from aethergraph.runtime.store.index import Index
 from aethergraph.runtime.store.layout import StoreLayout
-from aethergraph.runtime.store.logfile import read_events
+from aethergraph.runtime.store.logfile import read_log
 from aethergraph.runtime.store.query import MemoryQuery
 from aethergraph.runtime.textsafe import visible
 
@@ -99,11 +100,13 @@ class StoreReader:
 
     # -- one run --------------------------------------------------------------------------------
 
-    def read_run(self, run_id: str) -> list[ev.Event]:
+    def read_run(self, run_id: str) -> Iterator[ev.Event]:
+        """The run's events one at a time, so a reader can stop part way (none: no log yet)."""
         path = self.layout.run_log(run_id)
         if not path.exists():
-            return []
-        return read_events(path, warn=False)
+            return
+        for rec in read_log(path, warn=False):
+            yield rec.event
 
     # -- artifacts ------------------------------------------------------------------------------
 

@@ -194,11 +194,11 @@ def build_parser() -> argparse.ArgumentParser:
     r = isub.add_parser("rebuild", help="rebuild the index from the logs alone")
     _add_home(r)
 
-    p = sub.add_parser("tui", help="the terminal dashboard: live runs, asks, memory, artifacts")
-    p.add_argument("--run", metavar="TARGET", default=None,
-                   help="also run a graph in this process, with the dashboard as its channel")
-    p.add_argument("--input", "-i", metavar="JSON", default=None, help="inputs for --run, as a JSON object")
-    _add_home(p)
+    # The dashboard's arguments are written once, in its own floor; the CLI may reach up a floor
+    # for the `tui` subcommand only, and only here (argparse, nothing of Textual).
+    from aethergraph.tui import args as tui_args
+
+    tui_args.add_arguments(sub.add_parser("tui", help=tui_args.HELP))
 
     p = sub.add_parser(
         "graph", help="print a @graphify graph's nodes, ids and edges without running it",

@@ -12,6 +12,7 @@ _WHERE = {
     "AsksScreen": "asks",
     "ConfirmModal": "confirm",
     "ExportModal": "artifacts",
+    "FilePickerModal": "file_picker",
     "HelpScreen": "help",
     "MemoryScreen": "memory",
     "RunDetailScreen": "run_detail",

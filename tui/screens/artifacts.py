@@ -7,7 +7,9 @@ export copies the blob and never overwrites a file without a second, deliberate 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from rich.syntax import Syntax
 from rich.text import Text
@@ -15,14 +17,16 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
+from textual.message import Message
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Input, Static
+from textual.worker import get_current_worker
 
 from ..format import clip, one_line, plain, short_when, visible, when
+from ..messages import OpenRun
 from ..store import describe_blob
 from ..widgets import FilterInput, RowTable
-from .base import DashboardScreen
-from .runs import restore_cursor, selected_key
+from .base import ListScreen
 
 
 def human_size(n: int) -> str:
@@ -33,8 +37,9 @@ def human_size(n: int) -> str:
     return str(n)
 
 
-class ArtifactsScreen(DashboardScreen):
+class ArtifactsScreen(ListScreen):
     MODE = "artifacts"
+    TABLE, FILTER = "artifacts-table", "artifacts-filter"
     HELP = "Artifacts runs wrote, newest first, with provenance. The highlighted one is previewed; e exports it."
     BINDINGS = [
         Binding("slash", "filter", "Filter"),
@@ -47,13 +52,26 @@ class ArtifactsScreen(DashboardScreen):
     COLUMNS = (("name", "NAME", 0), ("size", "SIZE", 7), ("run", "RUN", 14), ("node", "NODE", 18),
                ("written", "WRITTEN", 12))
 
+    @dataclass
+    class Listed(Message, bubble=False):
+        """The artifacts list, read from the index (``error``: why it could not be)."""
+
+        rows: list
+        error: str = ""
+
+    @dataclass
+    class BlobRead(Message, bubble=False):
+        """The start of an artifact's blob, described for the preview (``lexer``: how to
+        highlight ``text``; none: plain text)."""
+
+        ref: str
+        lexer: str
+        text: str
+
     def __init__(self) -> None:
         super().__init__()
         self._rows: list = []
         self._by_key: dict[str, object] = {}
-        self._filter = ""
-        self._width = 0
-        self._name_w = 20
         self._loaded_version = -1
         self._previewing = ""
         self._full_ref = False
@@ -61,24 +79,14 @@ class ArtifactsScreen(DashboardScreen):
 
     def compose_body(self) -> ComposeResult:
         yield FilterInput("filter by name, run, node or mime (esc clears)", id="artifacts-filter")
-        yield RowTable(id="artifacts-table")
+        yield RowTable("artifacts-table", self.COLUMNS)
         with VerticalScroll(id="artifact-preview"):
             yield Static("", id="artifact-meta", markup=False)
             yield Static("", id="artifact-body")
         yield Static("", id="artifacts-status", markup=False)
 
-    def on_mount(self) -> None:
-        self.query_one("#artifacts-table", DataTable).focus()
-
-    def on_resize(self) -> None:
-        if self.size.width != self._width:
-            self._width = self.size.width
-            table = self.query_one("#artifacts-table", DataTable)
-            self._name_w = max(10, self._width - sum(w for *_, w in self.COLUMNS) - 1)
-            table.clear(columns=True)
-            for key, header, width in self.COLUMNS:
-                table.add_column(header, width=width or self._name_w, key=key)
-            self._draw()
+    def rows_changed(self) -> None:
+        self._draw()
 
     def sync(self, force: bool = False) -> None:
         # Reload when runs moved on (a run may have written something) — at most once a tick.
@@ -96,11 +104,11 @@ class ArtifactsScreen(DashboardScreen):
             rows, error = self.dash.store.artifacts(limit=500), ""
         except Exception as exc:
             rows, error = [], f"✗ {type(exc).__name__}: {exc}"
-        self.app.call_from_thread(self._loaded, rows, error)
+        if not get_current_worker().is_cancelled:
+            self.post_message(self.Listed(rows, error))
 
-    def _loaded(self, rows: list, error: str) -> None:
-        if not self.is_mounted:
-            return
+    def on_artifacts_screen_listed(self, msg: Listed) -> None:
+        rows, error = msg.rows, msg.error
         if error:
             self.query_one("#artifacts-status", Static).update(visible(error), layout=False)
         if [(a.ref, a.seq, a.run_id) for a, _ in rows] == [(a.ref, a.seq, a.run_id) for a, _ in self._rows]:
@@ -109,14 +117,15 @@ class ArtifactsScreen(DashboardScreen):
         self._draw()
 
     def _matches(self, a) -> bool:
-        f = self._filter
+        f = self.filter
         return not f or any(f in s.casefold() for s in (a.name, a.run_id, a.node, a.mime, a.tool, a.kind))
 
     def _draw(self) -> None:
-        if not self._width:
+        table = self.table
+        if not table.laid_out_width:
             return
-        table = self.query_one("#artifacts-table", DataTable)
-        keep = selected_key(table)
+        keep = table.selected_key()
+        name_w = table.width_of("name")
         table.clear()
         self._by_key = {}
         for a, pinned in self._rows:
@@ -125,9 +134,9 @@ class ArtifactsScreen(DashboardScreen):
             key = f"{a.run_id}:{a.seq}"
             self._by_key[key] = (a, pinned)
             node = a.node.rsplit("/", 1)[-1] + (f"({a.tool})" if a.tool and a.tool not in a.node else "")
-            table.add_row(Text(clip(a.name, self._name_w - 1)), human_size(a.size), plain(a.run_id[-13:]),
+            table.add_row(Text(clip(a.name, name_w - 1)), human_size(a.size), plain(a.run_id[-13:]),
                           Text(clip(node, 17)), short_when(a.ts), key=key)
-        restore_cursor(table, keep)
+        table.restore_cursor(keep)
         status = self.query_one("#artifacts-status", Static)
         if not self._rows:
             status.update("no artifacts yet (context.artifacts().write_text(...) makes one)")
@@ -137,7 +146,7 @@ class ArtifactsScreen(DashboardScreen):
             status.update(f"{len(self._by_key)} of {len(self._rows)} artifacts · e: export · ↑↓: preview",
                           layout=False)
             if table.row_count and not keep:
-                self._preview(selected_key(table))
+                self._preview(table.selected_key())
 
     # -- preview --------------------------------------------------------------------------------
 
@@ -166,11 +175,11 @@ class ArtifactsScreen(DashboardScreen):
             lexer, text = describe_blob(data, size, a.mime, a.name)
         except Exception as exc:
             lexer, text = "", f"✗ {exc}"
-        self.app.call_from_thread(self._show_blob, a.ref, lexer, text)
+        if not get_current_worker().is_cancelled:  # (another row was highlighted meanwhile)
+            self.post_message(self.BlobRead(a.ref, lexer, text))
 
-    def _show_blob(self, ref: str, lexer: str, text: str) -> None:
-        if not self.is_mounted:
-            return
+    def on_artifacts_screen_blob_read(self, msg: BlobRead) -> None:
+        ref, lexer, text = msg.ref, msg.lexer, msg.text
         body = self.query_one("#artifact-body", Static)
         self.preview = (ref, text)  # what is shown, for whoever asks (tests, the palette)
         text = visible(text)  # describe_blob did already; an error message had not
@@ -182,7 +191,7 @@ class ArtifactsScreen(DashboardScreen):
     # -- keys -----------------------------------------------------------------------------------
 
     def _selected(self):
-        key = selected_key(self.query_one("#artifacts-table", DataTable))
+        key = self.table.selected_key()
         return self._by_key.get(key) if key else None
 
     def yank_target(self) -> tuple[str, str] | None:
@@ -205,33 +214,7 @@ class ArtifactsScreen(DashboardScreen):
 
     def action_open_run(self) -> None:
         item = self._selected()
-        if item is not None:
-            self.dash.open_run(item[0].run_id)
-
-    def action_filter(self) -> None:
-        self.query_one("#artifacts-filter", FilterInput).show()
-
-    def on_input_changed(self, event: Input.Changed) -> None:
-        if event.input.id == "artifacts-filter":
-            self._filter = event.value.strip().casefold()
-            self._draw()
-
-    def on_input_submitted(self, event: Input.Submitted) -> None:
-        if event.input.id == "artifacts-filter":
-            self.query_one("#artifacts-table", DataTable).focus()
-
-    def on_filter_input_dismissed(self, _: FilterInput.Dismissed) -> None:
-        self._filter = ""
-        self.query_one("#artifacts-table", DataTable).focus()
-        self._draw()
-
-    def action_clear_filter(self) -> None:
-        from textual.actions import SkipAction
-
-        f = self.query_one("#artifacts-filter", FilterInput)
-        if not f.shown:
-            raise SkipAction()
-        f.action_dismiss_filter()
+        self.request(OpenRun, item and item[0].run_id)
 
 
 class ExportModal(ModalScreen[Path | None]):
@@ -268,30 +251,38 @@ class ExportModal(ModalScreen[Path | None]):
             return
         self._export(target, force=self._confirm_overwrite == target)
 
+    @dataclass
+    class Exported(Message, bubble=False):
+        """How an export went: ``dest`` written, or ``error`` (``exists``: the file is there
+        already, and a second enter replaces it)."""
+
+        target: str
+        dest: Any = None
+        error: str = ""
+        exists: bool = False
+
     @work(thread=True, exclusive=True, group="export")
     def _export(self, target: str, force: bool) -> None:
         a = self.artifact
         try:
             dest = self.app.store.export(a.ref, a.name, target, force=force)  # type: ignore[attr-defined]
         except FileExistsError as exc:
-            self.app.call_from_thread(self._exists, target, str(exc))
-            return
+            done = self.Exported(target, error=f"{exc}: press enter again to overwrite it", exists=True)
         except Exception as exc:
-            self.app.call_from_thread(self._error, f"✗ {exc}")
+            done = self.Exported(target, error=f"✗ {exc}")
+        else:
+            done = self.Exported(target, dest)
+        if not get_current_worker().is_cancelled:
+            self.post_message(done)
+
+    def on_export_modal_exported(self, msg: Exported) -> None:
+        if msg.error:
+            if msg.exists:
+                self._confirm_overwrite = msg.target
+            self.query_one("#export-error", Static).update(visible(msg.error))
             return
-        self.app.call_from_thread(self._done, dest)
-
-    def _exists(self, target: str, text: str) -> None:
-        self._confirm_overwrite = target
-        self._error(f"{text}: press enter again to overwrite it")
-
-    def _error(self, text: str) -> None:
-        if self.is_mounted:
-            self.query_one("#export-error", Static).update(visible(text))
-
-    def _done(self, dest: Path) -> None:
-        self.notify(f"exported to {dest}")
-        self.dismiss(dest)
+        self.notify(f"exported to {msg.dest}")
+        self.dismiss(msg.dest)
 
     def action_close(self) -> None:
         self.dismiss(None)

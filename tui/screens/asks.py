@@ -17,12 +17,14 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Input, OptionList, Static
 
+from aethergraph.runtime.asks import normalize_answer
+from aethergraph.runtime.errors import InvalidAnswer
 from aethergraph.runtime.info import AskInfo
 
 from ..format import clip, dur, one_line, plain, visible
+from ..messages import AnswerDone, AnswerRequested, AnswerSubmitted, OpenRun
 from ..widgets import AsksTable
-from .base import DashboardScreen
-from .runs import restore_cursor, selected_key
+from .base import ListScreen
 
 
 def left_text(ask: AskInfo, now: float) -> str:
@@ -30,62 +32,47 @@ def left_text(ask: AskInfo, now: float) -> str:
     return "-" if remaining is None else dur(remaining)
 
 
-class AsksScreen(DashboardScreen):
+class AsksScreen(ListScreen):
     MODE = "asks"
+    TABLE = "asks-table"
     HELP = "Questions runs are waiting on. Enter answers one; o opens its run."
     BINDINGS = [
         Binding("o", "open_run", "Open run"),
     ]
     COLUMNS = (("ask", "ASK", 17), ("run", "RUN", 14), ("graph", "GRAPH", 12), ("kind", "KIND", 10),
                ("prompt", "PROMPT", 0), ("left", "EXPIRES", 8))
-    WIDE = 110  # from here on the run id is shown whole (23 columns), not its last 13 characters
+    # From 110 columns on the run id is shown whole (23 columns), not its last 13 characters.
+    WIDE = (110, {"run": 23})
 
     def __init__(self) -> None:
         super().__init__()
         self._drawn = -1
         self._drawn_second = 0
-        self._width = 0
-        self._prompt_w = 20
-        self._run_w = 14
 
     def compose_body(self) -> ComposeResult:
-        yield AsksTable(id="asks-table")
+        yield AsksTable("asks-table", self.COLUMNS, wide=self.WIDE)
         yield Static("", id="asks-status", markup=False)
 
-    def on_mount(self) -> None:
-        self.query_one("#asks-table", DataTable).focus()
-
-    def on_resize(self) -> None:
-        if self.size.width != self._width:
-            self._width = self.size.width
-            table = self.query_one("#asks-table", DataTable)
-            self._run_w = 23 if self._width >= self.WIDE else 14
-            columns = [(k, h, self._run_w if k == "run" else w) for k, h, w in self.COLUMNS]
-            self._prompt_w = max(10, self._width - sum(w for *_, w in columns) - 1)
-            table.clear(columns=True)
-            for key, header, width in columns:
-                table.add_column(header, width=width or self._prompt_w, key=key)
-            self.redraw(force=True)
-
     def sync(self, force: bool = False) -> None:
-        if not self.is_mounted or not self._width:
+        if not self.is_mounted or not self.table.laid_out_width:
             return
+        table = self.table
         st = self.dash.state
         now = time.time()
-        table = self.query_one("#asks-table", DataTable)
         if force or st.asks_version != self._drawn:
             self._drawn = st.asks_version
-            keep = selected_key(table)
+            keep = table.selected_key()
             table.clear()
             asks = st.all_asks()
+            prompt_w, whole_run = table.width_of("prompt"), table.width_of("run") > 14
             for a in asks:
-                prompt = Text(clip(a.prompt.replace("\n", " "), self._prompt_w - 1))
+                prompt = Text(clip(a.prompt.replace("\n", " "), prompt_w - 1))
                 kind = a.kind if a.runtime_id else f"{a.kind}*"
                 run = st.runs.get(a.run_id)
-                table.add_row(plain(a.ask_id), plain(a.run_id if self._run_w > 14 else a.run_id[-13:]),
+                table.add_row(plain(a.ask_id), plain(a.run_id if whole_run else a.run_id[-13:]),
                               Text(clip(run.graph if run else "", 11)), plain(kind), prompt, left_text(a, now),
                               key=a.ask_id)
-            restore_cursor(table, keep)
+            table.restore_cursor(keep)
             status = self.query_one("#asks-status", Static)
             if not asks:
                 status.update("No run is waiting on an answer. Questions appear here (and in the top bar) "
@@ -103,28 +90,21 @@ class AsksScreen(DashboardScreen):
                         pass
         self._drawn_second = int(now)
 
-    def _selected(self) -> str | None:
-        return selected_key(self.query_one("#asks-table", DataTable))
-
     def yank_target(self) -> tuple[str, str] | None:
-        ask_id = self._selected()
+        ask_id = self.table.selected_key()
         return ("ask id", ask_id) if ask_id else None
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
-        if event.row_key.value:
-            self.dash.open_answer(event.row_key.value)
+        self.request(AnswerRequested, event.row_key.value)
 
     def action_answer(self) -> None:
-        ask_id = self._selected()
-        if ask_id:
-            self.dash.open_answer(ask_id)
+        self.request(AnswerRequested, self.table.selected_key())
 
     def action_open_run(self) -> None:
-        ask_id = self._selected()
+        ask_id = self.table.selected_key()
         st = self.dash.state
         ask = st.asks.get(ask_id) or st.offline_asks.get(ask_id) if ask_id else None
-        if ask is not None:
-            self.dash.open_run(ask.run_id)
+        self.request(OpenRun, ask and ask.run_id)
 
 
 class AnswerOptions(OptionList):
@@ -205,9 +185,6 @@ class AnswerModal(ModalScreen[str | None]):
     def pending(self) -> tuple[str | None, str]:
         """(the value enter would send now, or None; the line saying so). Typed text wins when
         the typing line has focus and is not empty; otherwise the highlighted option."""
-        from aethergraph.runtime.asks import normalize_answer
-        from aethergraph.runtime.errors import InvalidAnswer
-
         a = self.ask
         typed = self.query_one("#answer-input", Input)
         if self.focused is typed and typed.value.strip():
@@ -243,21 +220,13 @@ class AnswerModal(ModalScreen[str | None]):
 
     def _send(self, value: str) -> None:
         self.query_one("#answer-error", Static).update("sending…")
-        self.run_worker(self._answer(value), exclusive=True, group="answer")
+        self.post_message(AnswerSubmitted(self.ask, value, self))
 
-    async def _answer(self, value: str) -> None:
-        from aethergraph.runtime.sidecar.client import SidecarError
-
-        error = self.query_one("#answer-error", Static)
-        try:
-            answer = await self.app.answer(self.ask, value)  # type: ignore[attr-defined]
-        except SidecarError as exc:
-            error.update(visible(f"✗ {exc}" + (f" ({exc.code})" if exc.code not in ("invalid_answer",) else "")))
-            return
-        except Exception as exc:  # an offline answer the log refused, a lost runtime…
-            error.update(visible(f"✗ {type(exc).__name__}: {exc}"))
-            return
-        self.dismiss(answer)
+    def on_answer_done(self, msg: AnswerDone) -> None:
+        if msg.outcome.error:  # refused: said here, and the dialog stays open for another try
+            self.query_one("#answer-error", Static).update(visible(f"✗ {msg.outcome.error}"))
+        else:
+            self.dismiss(msg.outcome.answer)
 
     def action_close(self) -> None:
         self.dismiss(None)

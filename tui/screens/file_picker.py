@@ -10,20 +10,27 @@ The runtime checks the answer again (count, size limit) and may refuse it the sa
 
 from __future__ import annotations
 
-import asyncio
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from rich.text import Text
+from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
+from textual.message import Message
 from textual.screen import ModalScreen
 from textual.widgets import DirectoryTree, Input, Static
+from textual.worker import get_current_worker
 
 from aethergraph.runtime import events as ev
+from aethergraph.runtime.asks import split_paths, store_paths
+from aethergraph.runtime.errors import InvalidAnswer
+from aethergraph.runtime.store.artifacts import BlobStore
 
 from ..format import one_line, visible
+from ..messages import AnswerDone, AnswerSubmitted
 
 
 class FilePickerModal(ModalScreen[str | None]):
@@ -79,9 +86,6 @@ class FilePickerModal(ModalScreen[str | None]):
         self.query_one("#files-picked", Static).update(f"picked: {names}" if names else "")
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
-        from aethergraph.runtime.asks import split_paths
-        from aethergraph.runtime.errors import InvalidAnswer
-
         try:
             self.picked = [Path(p).expanduser() for p in split_paths(event.value, True)]
         except InvalidAnswer as exc:
@@ -95,32 +99,39 @@ class FilePickerModal(ModalScreen[str | None]):
             self.query_one("#files-error", Static).update("✗ pick a file first")
             return
         self.query_one("#files-error", Static).update("sending…")
-        self.run_worker(self._send([str(p) for p in self.picked]), exclusive=True, group="answer")
+        self._store([str(p) for p in self.picked])
 
-    async def _send(self, paths: list[str]) -> None:
-        from aethergraph.runtime.asks import store_paths
-        from aethergraph.runtime.errors import InvalidAnswer
-        from aethergraph.runtime.sidecar.client import SidecarError
-        from aethergraph.runtime.store.artifacts import BlobStore
+    @dataclass
+    class Stored(Message, bubble=False):
+        """The picked files, checked and copied into the store: ``value`` is the answer to
+        send (``error``: why they were refused)."""
 
-        error = self.query_one("#files-error", Static)
+        value: str = ""
+        error: str = ""
+
+    @work(thread=True, exclusive=True, group="answer")
+    def _store(self, paths: list[str]) -> None:
         layout = self.app.store.layout  # type: ignore[attr-defined]
         try:
-            value = await asyncio.to_thread(store_paths, BlobStore(layout), paths, self.spec)
+            stored = self.Stored(store_paths(BlobStore(layout), paths, self.spec))
         except InvalidAnswer as exc:
+            stored = self.Stored(error=str(exc))
+        if not get_current_worker().is_cancelled:
+            self.post_message(stored)
+
+    def on_file_picker_modal_stored(self, msg: Stored) -> None:
+        if msg.error:
             self.picked.clear()
             self._show_picked()
-            error.update(one_line(f"✗ {exc}"))
+            self.query_one("#files-error", Static).update(one_line(f"✗ {msg.error}"))
             return
-        try:
-            answer = await self.app.answer(self.ask, value)  # type: ignore[attr-defined]
-        except SidecarError as exc:
-            error.update(one_line(f"✗ {exc}"))
-            return
-        except Exception as exc:  # an offline answer the log refused, a lost runtime…
-            error.update(one_line(f"✗ {type(exc).__name__}: {exc}"))
-            return
-        self.dismiss(answer)
+        self.post_message(AnswerSubmitted(self.ask, msg.value, self))
+
+    def on_answer_done(self, msg: AnswerDone) -> None:
+        if msg.outcome.error:  # the runtime refused it (count, size): said here, the dialog stays
+            self.query_one("#files-error", Static).update(one_line(f"✗ {msg.outcome.error}"))
+        else:
+            self.dismiss(msg.outcome.answer)
 
     def action_close(self) -> None:
         self.dismiss(None)

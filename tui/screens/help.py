@@ -13,6 +13,10 @@ from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Static
 
+from ..widgets.jobs import JobsPanel
+from ..widgets.lineview import LineView
+from ..widgets.tables import RowTable
+
 KEY_NAMES = {
     "question_mark": "?", "colon": ":", "slash": "/", "escape": "esc", "enter": "enter",
     "ctrl+q": "ctrl+q", "ctrl+p": "ctrl+p", "ctrl+r": "ctrl+r", "up": "↑", "down": "↓",
@@ -71,8 +75,6 @@ class HelpScreen(ModalScreen[None]):
         self.under = screen
 
     def compose(self) -> ComposeResult:
-        from ..app import AetherGraphApp
-
         under = self.under
         with Vertical(id="help-dialog", classes="dialog"):
             with VerticalScroll(id="help-body"):
@@ -85,7 +87,7 @@ class HelpScreen(ModalScreen[None]):
                              classes="help-table")
                 for title, bindings in self.part_bindings(name):
                     yield Static(bindings_table(title, bindings), classes="help-table")
-                yield Static(bindings_table("Everywhere", AetherGraphApp.BINDINGS), classes="help-table")
+                yield Static(bindings_table("Everywhere", type(self.app).BINDINGS), classes="help-table")
                 yield Static(Text(
                     "Lists: ↑/↓ or j/k move, enter opens, pgup/pgdn page, g/G first/last. Tab moves between "
                     "parts of a panel.\nAnswer dialog: 1–9 pick an option, enter sends what its 'enter sends' "
@@ -100,10 +102,6 @@ class HelpScreen(ModalScreen[None]):
     def part_bindings(mode: str) -> list[tuple[str, list]]:
         """The keys of the parts a panel is made of, whichever has focus now: every list
         (first/last row), and on a run the timeline and log views."""
-        from ..widgets.jobs import JobsPanel
-        from ..widgets.lineview import LineView
-        from ..widgets.tables import RowTable
-
         parts = []
         if mode in ("runs", "asks", "memory", "artifacts"):
             parts.append(("Lists", [Binding("up,down", "", "Move"), Binding("pageup,pagedown", "", "Page"),

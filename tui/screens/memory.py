@@ -7,25 +7,31 @@ JSON below the list.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from rich.json import JSON
 from rich.text import Text
 from textual import work
+from textual.actions import SkipAction
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
+from textual.message import Message
 from textual.widgets import DataTable, Input, Static
+from textual.worker import get_current_worker
 
 from ..format import clip, plain, short, short_when, visible
+from ..messages import OpenRun
 from ..store import MemoryQuery, event_json
 from ..widgets import RowTable
-from .base import DashboardScreen
-from .runs import selected_key
+from .base import ListScreen
 
 LIMIT = 200
 
 
-class MemoryScreen(DashboardScreen):
+class MemoryScreen(ListScreen):
     MODE = "memory"
+    TABLE = "memory-table"
     HELP = ("Query memory: kind:K tag:T entity:E run:ID graph:G node:PATH since:2h until:1h and "
             "free words (full text). Enter runs the query; the highlighted event shows below.")
     BINDINGS = [
@@ -36,34 +42,28 @@ class MemoryScreen(DashboardScreen):
     COLUMNS = (("time", "TIME", 12), ("run", "RUN", 14), ("kind", "KIND", 16), ("tags", "TAGS", 12),
                ("data", "DATA", 0))
 
+    @dataclass
+    class Found(Message, bubble=False):
+        """A query's answer (``error``: why there is none), from the worker that asked."""
+
+        events: list
+        line: str
+        error: str = ""
+
     def __init__(self) -> None:
         super().__init__()
         self._events: dict[str, object] = {}
-        self._width = 0
-        self._data_w = 20
-        self._queried = False
 
     def compose_body(self) -> ComposeResult:
         yield Input(placeholder="kind:K tag:T entity:E run:ID since:2h words…  (enter)", id="memory-query",
                     compact=True)
-        yield RowTable(id="memory-table")
+        yield RowTable("memory-table", self.COLUMNS)
         with VerticalScroll(id="memory-detail"):
             yield Static("", id="memory-json")
         yield Static("", id="memory-status", markup=False)
 
-    def on_mount(self) -> None:
-        self.query_one("#memory-table", DataTable).focus()
-
-    def on_resize(self) -> None:
-        if self.size.width != self._width:
-            self._width = self.size.width
-            table = self.query_one("#memory-table", DataTable)
-            self._data_w = max(10, self._width - sum(w for *_, w in self.COLUMNS) - 1)
-            table.clear(columns=True)
-            for key, header, width in self.COLUMNS:
-                table.add_column(header, width=width or self._data_w, key=key)
-            self._queried = True
-            self.run_query()
+    def rows_changed(self) -> None:
+        self.run_query()  # (again: the data column is clipped to the new width)
 
     def sync(self, force: bool = False) -> None:
         # Results are a query's answer, not a live view: they change when the person asks.
@@ -74,7 +74,7 @@ class MemoryScreen(DashboardScreen):
     def on_input_submitted(self, event: Input.Submitted) -> None:
         if event.input.id == "memory-query":
             self.run_query()
-            self.query_one("#memory-table", DataTable).focus()
+            self.table.focus()
 
     def run_query(self) -> None:
         line = self.query_one("#memory-query", Input).value
@@ -93,12 +93,13 @@ class MemoryScreen(DashboardScreen):
             error = ""
         except Exception as exc:  # a malformed full-text query, a locked index…
             events, error = [], f"✗ {type(exc).__name__}: {exc}"
-        self.app.call_from_thread(self._show, events, line, error)
+        if not get_current_worker().is_cancelled:  # (a newer query replaced this one)
+            self.post_message(self.Found(events, line, error))
 
-    def _show(self, events: list, line: str, error: str) -> None:
-        if not self.is_mounted:
-            return
-        table = self.query_one("#memory-table", DataTable)
+    def on_memory_screen_found(self, msg: Found) -> None:
+        events, line, error = msg.events, msg.line, msg.error
+        table = self.table
+        data_w = table.width_of("data")
         table.clear()
         self._events = {}
         for i, e in enumerate(events):
@@ -106,7 +107,7 @@ class MemoryScreen(DashboardScreen):
             self._events[key] = e
             table.add_row(short_when(e.ts), plain(e.run_id[-13:]), Text(clip(e.kind, 15)),
                           Text(clip(",".join(e.tags), 11)),
-                          Text(short(e.data if e.data is not None else e.text, self._data_w - 1)), key=key)
+                          Text(short(e.data if e.data is not None else e.text, data_w - 1)), key=key)
         status = self.query_one("#memory-status", Static)
         if error:
             status.update(visible(error), layout=False)
@@ -134,22 +135,20 @@ class MemoryScreen(DashboardScreen):
         self.query_one("#memory-query", Input).focus()
 
     def action_leave_query(self) -> None:
-        from textual.actions import SkipAction
-
         if self.focused is self.query_one("#memory-query", Input):
-            self.query_one("#memory-table", DataTable).focus()
+            self.table.focus()
             return
         raise SkipAction()
 
+    def _selected(self):
+        key = self.table.selected_key()
+        return self._events.get(key) if key else None
+
     def yank_target(self) -> tuple[str, str] | None:
-        key = selected_key(self.query_one("#memory-table", DataTable))
-        e = self._events.get(key) if key else None
+        e = self._selected()
         return ("memory event id", e.event_id) if e is not None else None
 
     def action_open_run(self) -> None:
-        table = self.query_one("#memory-table", DataTable)
-        key = selected_key(table)
-        e = self._events.get(key) if key else None
-        if e is not None:
-            self.dash.open_run(e.run_id)
+        e = self._selected()
+        self.request(OpenRun, e and e.run_id)
 

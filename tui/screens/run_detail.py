@@ -19,9 +19,10 @@ from textual.widgets import Input, RichLog, Static, TabbedContent, TabPane
 
 from aethergraph.runtime import events as ev
 
-from ..format import LEVEL_STYLE, bad_style, clip, node_detail, clock, dur, event_line, one_line, status_text, visible
-from ..widgets import MetricsPanel, NodeTree, ProgressPanel
+from ..format import LEVEL_STYLE, bad_style, clip, clock, dur, event_line, node_detail, one_line, status_text, visible
+from ..messages import AnswerRequested, CancelRequested, EarlierRequested, ResumeRequested, RetryRequested
 from ..state import held
+from ..widgets import MetricsPanel, NodeTree, ProgressPanel
 from ..widgets.dag import DagView
 from ..widgets.jobs import JobsPanel
 from ..widgets.lineview import LineView
@@ -320,7 +321,7 @@ class RunDetailScreen(DashboardScreen):
             return
         items, total = held(model, name)
         if total > len(items) and len(items):
-            self.dash.load_earlier(model.run_id, name, items[0].seq)
+            self.post_message(EarlierRequested(model.run_id, name, items[0].seq))
 
     def on_tabbed_content_tab_activated(self, _) -> None:
         self._view_status()
@@ -423,26 +424,18 @@ class RunDetailScreen(DashboardScreen):
         return ("node path", path) if path else ("run id", model.run_id)
 
     def action_cancel_run(self) -> None:
-        run_id = self._run_id()
-        if run_id:
-            self.dash.request_cancel(run_id)
+        self.request(CancelRequested, self._run_id())
 
     def action_cancel_node(self) -> None:
         run_id = self._run_id()
-        path = run_id and self._node()
-        if run_id and path:
-            self.dash.request_cancel(run_id, path)
+        self.request(CancelRequested, run_id, run_id and self._node())
 
     def action_retry_node(self) -> None:
         run_id = self._run_id()
-        path = run_id and self._node()
-        if run_id and path:
-            self.dash.request_retry(run_id, path)
+        self.request(RetryRequested, run_id, run_id and self._node())
 
     def action_resume_run(self) -> None:
-        run_id = self._run_id()
-        if run_id:
-            self.dash.request_resume(run_id)
+        self.request(ResumeRequested, self._run_id())
 
     def action_answer(self) -> None:
         run_id = self._run_id()
@@ -452,7 +445,7 @@ class RunDetailScreen(DashboardScreen):
         if not asks:
             self.notify("This run is not waiting on an answer.")
             return
-        self.dash.open_answer(asks[0].ask_id)
+        self.request(AnswerRequested, asks[0].ask_id)
 
     def action_tab(self, name: str) -> None:
         if name == "dag" and not self._dag_tab:

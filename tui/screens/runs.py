@@ -10,7 +10,6 @@ from __future__ import annotations
 import time
 
 from rich.text import Text
-from textual.actions import SkipAction
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Static
@@ -18,8 +17,9 @@ from textual.widgets import DataTable, Static
 from aethergraph.runtime import events as ev
 
 from ..format import ago, clip, dur, plain, short_when, status_text
+from ..messages import CancelRequested, MoreRunsRequested, OpenRun, ResumeRequested
 from ..widgets import FilterInput, RunsTable
-from .base import DashboardScreen
+from .base import ListScreen
 
 # Rows put in the table at first; it grows by a step as the cursor nears the end. A run that
 # starts rebuilds the table, so the table holds what the person scrolled to, not the store.
@@ -31,26 +31,9 @@ SORT_NAMES = {"started": "start time (newest first)", "status": "state (most sev
               "duration": "duration (longest first)", "graph": "graph"}
 
 
-def selected_key(table: DataTable) -> str | None:
-    if table.row_count == 0:
-        return None
-    try:
-        return table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
-    except Exception:  # the cursor is past the rows while the table is rebuilt
-        return None
-
-
-def restore_cursor(table: DataTable, key: str | None) -> None:
-    if key is None or table.row_count == 0:
-        return
-    try:
-        table.move_cursor(row=table.get_row_index(key), animate=False, scroll=False)
-    except Exception:  # that row is gone (filtered out): stay where the index says
-        pass
-
-
-class RunsScreen(DashboardScreen):
+class RunsScreen(ListScreen):
     MODE = "runs"
+    TABLE, FILTER = "runs-table", "runs-filter"
     HELP = ("Every run in the store, newest first. Live runs update as they go; INTERRUPTED means its "
             "process died before it finished (R resumes it).")
     BINDINGS = [
@@ -69,11 +52,8 @@ class RunsScreen(DashboardScreen):
 
     def __init__(self) -> None:
         super().__init__()
-        self._filter = ""
         self._drawn: tuple | None = None
         self._drawn_second = 0
-        self._width = 0
-        self._graph_w = 16
         self._running_rows: list[str] = []
         self._window = MAX_ROWS
         self._sort = "started"
@@ -82,33 +62,15 @@ class RunsScreen(DashboardScreen):
 
     def compose_body(self) -> ComposeResult:
         yield FilterInput("filter: words, status:failed, graph:NAME (esc clears)", id="runs-filter")
-        yield RunsTable(id="runs-table")
+        yield RunsTable("runs-table", self.COLUMNS, flex_min=8)
         yield Static("", id="runs-status", markup=False)
-
-    def on_mount(self) -> None:
-        self.query_one("#runs-table", DataTable).focus()
-
-    def on_resize(self) -> None:
-        width = self.size.width
-        if width != self._width:
-            self._width = width
-            self._build_columns()
-            self.redraw(force=True)
-
-    def _build_columns(self) -> None:
-        table = self.query_one("#runs-table", DataTable)
-        fixed = sum(w for _, _, w in self.COLUMNS)
-        self._graph_w = max(8, self._width - fixed - 1)
-        table.clear(columns=True)
-        for key, header, width in self.COLUMNS:
-            table.add_column(header, width=width or self._graph_w, key=key)
 
     # -- drawing --------------------------------------------------------------------------------
 
     def _matches(self, row) -> bool:
         """``/`` filter: ``status:failed`` (or ``status:fail``), ``graph:NAME``, and words that
         must each be in the id, the graph or the status."""
-        f = self._filter
+        f = self.filter
         if not f:
             return True
         for word in f.split():
@@ -137,11 +99,11 @@ class RunsScreen(DashboardScreen):
         return sorted(ids, key=lambda k: st.runs[k].graph.casefold())
 
     def sync(self, force: bool = False) -> None:
-        if not self.is_mounted or not self._width:
+        if not self.is_mounted or not self.table.laid_out_width:
             return
         st = self.dash.state
-        key = (st.runs_version, st.asks_version, self._filter, self._graph_w, self._window, self._sort,
-               self._relative)
+        key = (st.runs_version, st.asks_version, self.filter, self.table.laid_out_width, self._window,
+               self._sort, self._relative)
         now = time.time()
         if force or key != self._drawn:
             self._drawn = key
@@ -150,12 +112,12 @@ class RunsScreen(DashboardScreen):
             self._tick_durations(now)
         self._drawn_second = int(now)
 
-    def _cells(self, row, now: float) -> list:
+    def _cells(self, row, now: float, graph_w: int) -> list:
         st = self.dash.state
         asks = st.pending_for(row)
         return [
             plain(row.run_id),
-            Text(clip(row.graph, self._graph_w - 1)),
+            Text(clip(row.graph, graph_w - 1)),
             status_text(row.status),
             ago(row.started, now) if self._relative else short_when(row.started, now),
             dur(row.duration(now)),
@@ -165,19 +127,20 @@ class RunsScreen(DashboardScreen):
 
     def _redraw(self, now: float) -> None:
         st = self.dash.state
-        table = self.query_one("#runs-table", DataTable)
-        keep = selected_key(table)
+        table = self.table
+        keep = table.selected_key()
         was_at = table.cursor_row
         scrolled = table.scroll_y
         rows = [st.runs[k] for k in self._sorted(st.ordered()) if self._matches(st.runs[k])]
         shown = rows[:self._window]
         self._running_rows = []
+        graph_w = table.width_of("graph")
         table.clear()
         for r in shown:
-            table.add_row(*self._cells(r, now), key=r.run_id)
+            table.add_row(*self._cells(r, now, graph_w), key=r.run_id)
             if r.status == ev.RUNNING:
                 self._running_rows.append(r.run_id)
-        restore_cursor(table, keep)
+        table.restore_cursor(keep)
         if keep is not None and scrolled > 0 and table.cursor_row != was_at:
             # Runs started above a cursor deep in the list: keep it where it was on screen
             # (the list moves under it) instead of letting the new rows push it out of view.
@@ -189,7 +152,7 @@ class RunsScreen(DashboardScreen):
 
     def _tick_durations(self, now: float) -> None:
         st = self.dash.state
-        table = self.query_one("#runs-table", DataTable)
+        table = self.table
         for run_id in self._running_rows:
             row = st.runs.get(run_id)
             if row is not None:
@@ -212,7 +175,7 @@ class RunsScreen(DashboardScreen):
             status.update(f"No runs yet in {home}. Start one: ag run FILE.py:FN (or ag tui --run …)", layout=False)
             return
         total = max(st.index_total, loaded)
-        if self._filter:
+        if self.filter:
             parts = [f"{shown} of {matching} matching", f"{loaded:,} of {total:,} runs searched"]
         else:
             parts = [f"{shown:,} of {total:,} runs"]
@@ -223,32 +186,12 @@ class RunsScreen(DashboardScreen):
         parts.append(home)
         status.update(" · ".join(parts), layout=False)
 
-    # -- filter ---------------------------------------------------------------------------------
+    # -- filter (the rest is ListScreen's) ------------------------------------------------------
 
     def action_filter(self) -> None:
-        self.query_one("#runs-filter", FilterInput).show()
-        if self.dash.state.index_has_more:
-            self.dash.load_more_runs(everything=True)
-
-    def on_input_changed(self, event: FilterInput.Changed) -> None:
-        if event.input.id == "runs-filter":
-            self._filter = event.value.strip().casefold()
-            self.redraw()
-
-    def on_input_submitted(self, event: FilterInput.Submitted) -> None:
-        if event.input.id == "runs-filter":
-            self.query_one("#runs-table", DataTable).focus()
-
-    def on_filter_input_dismissed(self, _: FilterInput.Dismissed) -> None:
-        self._filter = ""
-        self.query_one("#runs-table", DataTable).focus()
-        self.redraw()
-
-    def action_clear_filter(self) -> None:
-        f = self.query_one("#runs-filter", FilterInput)
-        if not f.shown:
-            raise SkipAction()
-        f.action_dismiss_filter()
+        super().action_filter()
+        if self.dash.state.index_has_more:  # a filter searches every run, not the first page
+            self.post_message(MoreRunsRequested(everything=True))
 
     # -- rows -----------------------------------------------------------------------------------
 
@@ -267,11 +210,10 @@ class RunsScreen(DashboardScreen):
         return ("run id", run_id) if run_id else None
 
     def selected_run(self) -> str | None:
-        return selected_key(self.query_one("#runs-table", DataTable))
+        return self.table.selected_key()
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
-        if event.row_key.value:
-            self.dash.open_run(event.row_key.value)
+        self.request(OpenRun, event.row_key.value)
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         table = event.data_table
@@ -282,19 +224,13 @@ class RunsScreen(DashboardScreen):
             self._window += WINDOW_STEP
             self.redraw()
         elif self.dash.state.index_has_more:
-            self.dash.load_more_runs()
+            self.post_message(MoreRunsRequested())
 
     def action_open_run(self) -> None:
-        run_id = self.selected_run()
-        if run_id:
-            self.dash.open_run(run_id)
+        self.request(OpenRun, self.selected_run())
 
     def action_cancel_run(self) -> None:
-        run_id = self.selected_run()
-        if run_id:
-            self.dash.request_cancel(run_id)
+        self.request(CancelRequested, self.selected_run())
 
     def action_resume_run(self) -> None:
-        run_id = self.selected_run()
-        if run_id:
-            self.dash.request_resume(run_id)
+        self.request(ResumeRequested, self.selected_run())

@@ -18,6 +18,7 @@ from rich.text import Text
 from textual.widgets import Static
 
 from aethergraph.runtime import events as ev
+from aethergraph.runtime.dag import topological_order
 
 from ..format import NODE_MARK, STATUS_STYLE, one_line
 
@@ -61,8 +62,6 @@ def dag_rows(planned: ev.GraphPlanned, nodes: Mapping[str, Any], run_status: str
 def _order(planned: ev.GraphPlanned) -> list[str]:
     """The planned order, dependencies first (a log is untrusted text: a cycle or an unknown
     dependency must not hang or break the view, so those nodes come last as they are)."""
-    from aethergraph.runtime.dag import topological_order
-
     deps = {n.id: [d for d in n.deps if d != n.id] for n in planned.nodes}
     known = set(deps)
     try:

@@ -4,9 +4,10 @@ Rows come from the index (what the run recorded: ``job_submitted`` / ``job_state
 yet ended there is read from its folder, which its supervisor keeps current even when no runtime
 is alive. The selected job's output is followed from ``jobs/<job_id>/stdout`` (only the bytes
 added since the last look). ``c`` (confirmed first) cancels the selected job through its supervisor — SIGTERM to
-its process group, SIGKILL after its grace — whichever process started it.
+its process group, SIGKILL after its grace — whichever process started it: the panel posts
+``CancelJobRequested`` and the app's actions confirm it and run ``cancel_job``.
 
-All reads and the cancel run in thread workers; the UI thread only draws.
+All reads run in a thread worker that posts what it read; the UI thread only draws.
 
 Hooking it into run detail (two lines in ``RunDetailScreen``):
 
@@ -18,6 +19,7 @@ Hooking it into run detail (two lines in ``RunDetailScreen``):
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,9 +28,17 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
+from textual.message import Message
 from textual.widgets import DataTable, RichLog, Static
+from textual.worker import get_current_worker
+
+from aethergraph.runtime.jobs.control import request_cancel, wait_terminal
+from aethergraph.runtime.jobs.store import JobStore
+from aethergraph.runtime.store.index import Index, job_rows
+from aethergraph.runtime.store.layout import StoreLayout
 
 from ..format import clip, dur, one_line
+from ..messages import CancelJobRequested
 
 TERMINAL = ("succeeded", "failed", "cancelled", "lost")
 STATE_STYLE = {"queued": "dim", "running": "bold cyan", "succeeded": "green", "failed": "bold red",
@@ -49,21 +59,27 @@ def _printable(text: str, width: int = 60) -> str:
     return clip(text, width)
 
 
+def cancel_job(home: str | Path, job_id: str) -> str:
+    """Cancel a job through its supervisor and wait for its end; what became of it, in words."""
+    store = JobStore(StoreLayout.at(home).home)
+    st = store.read(job_id)
+    if st.terminal and st.state.value != "lost":
+        return f"job {job_id} already ended: {st.state.value}"
+    request_cancel(store, job_id, by="dashboard")
+    st = wait_terminal(store, job_id, store.read_spec(job_id).grace_s + 5)
+    return f"job {job_id} {st.state.value}"
+
+
 class JobsReader:
     """What the panel reads, off the UI thread (one index connection, opened when needed)."""
 
     def __init__(self, home: str | Path) -> None:
-        from aethergraph.runtime.jobs.store import JobStore
-        from aethergraph.runtime.store.layout import StoreLayout
-
         self.layout = StoreLayout.at(home)
         self.store = JobStore(self.layout.home)
         self._index: Any = None
         self._offsets: dict[str, int] = {}
 
     def rows(self, run_id: str) -> list[dict]:
-        from aethergraph.runtime.store.index import Index, job_rows
-
         if not self.layout.index_path.exists():
             return []
         if self._index is None:
@@ -104,16 +120,6 @@ class JobsReader:
         self._offsets[job_id] = offset + cut
         return data[:cut].decode("utf-8", "replace").splitlines(), False
 
-    def cancel(self, job_id: str) -> str:
-        from aethergraph.runtime.jobs.control import request_cancel, wait_terminal
-
-        st = self.store.read(job_id)
-        if st.terminal and st.state.value != "lost":
-            return f"job {job_id} already ended: {st.state.value}"
-        request_cancel(self.store, job_id, by="dashboard")
-        st = wait_terminal(self.store, job_id, self.store.read_spec(job_id).grace_s + 5)
-        return f"job {job_id} {st.state.value}"
-
     def close(self) -> None:
         if self._index is not None:
             self._index.close()
@@ -128,6 +134,18 @@ class JobsPanel(Vertical):
     JobsPanel > RichLog { height: 1fr; }
     """
     BINDINGS = [Binding("c", "cancel_job", "Cancel job")]
+
+    @dataclass
+    class Read(Message, bubble=False):
+        """One look at the run's jobs: the rows, the followed job and its new output lines
+        (``fresh``: from the start), or ``error``."""
+
+        run_id: str
+        rows: list[dict] = field(default_factory=list)
+        follow: str | None = None
+        lines: list[str] = field(default_factory=list)
+        fresh: bool = False
+        error: str = ""
 
     def __init__(self, home: str | Path, *, id: str | None = None) -> None:
         super().__init__(id=id)
@@ -181,17 +199,18 @@ class JobsPanel(Vertical):
             rows = self.reader.rows(run_id)
             follow = want if any(r["job_id"] == want for r in rows) else (rows[0]["job_id"] if rows else None)
             lines, fresh = self.reader.new_output(follow) if follow else ([], False)
+            read = self.Read(run_id, rows, follow, lines, fresh)
         except Exception as exc:  # a store being rebuilt, a torn file: say so, try again later
-            self.app.call_from_thread(self._failed, str(exc))
+            read = self.Read(run_id, error=str(exc))
+        if not get_current_worker().is_cancelled:  # (cancelled: the panel is closing)
+            self.post_message(read)
+
+    def on_jobs_panel_read(self, msg: Read) -> None:
+        self._busy = False
+        if msg.error:
+            self.query_one("#jobs-title", Static).update(_printable(f"cannot read jobs: {msg.error}", 200))
             return
-        self.app.call_from_thread(self._draw, run_id, rows, follow, lines, fresh)
-
-    def _failed(self, message: str) -> None:
-        self._busy = False
-        self.query_one("#jobs-title", Static).update(_printable(f"cannot read jobs: {message}", 200))
-
-    def _draw(self, run_id: str, rows: list[dict], follow: str | None, lines: list[str], fresh: bool) -> None:
-        self._busy = False
+        run_id, rows, follow, lines, fresh = msg.run_id, msg.rows, msg.follow, msg.lines, msg.fresh
         if run_id != self.run_id:
             return
         table = self.query_one(DataTable)
@@ -241,26 +260,6 @@ class JobsPanel(Vertical):
         if job_id is None:
             self.app.notify("no job selected", severity="warning")
             return
-        from ..screens.confirm import ConfirmModal
-
         row = next((r for r in self.rows if r["job_id"] == job_id), None)
-        what = "" if row is None else (row["name"] or " ".join(row["argv"]))
-
-        def decided(yes: bool | None) -> None:
-            if yes:
-                self.app.notify(f"cancelling {job_id}…")
-                self._cancel(job_id)
-
-        # Like every action of the dashboard, it asks first and names what it will do.
-        self.app.push_screen(ConfirmModal(
-            f"Cancel job {job_id}?",
-            f"{what}\nSIGTERM to its process group, SIGKILL after its grace; the run that waits on it "
-            "sees it cancelled."), decided)
-
-    @work(thread=True, group="jobs-cancel")
-    def _cancel(self, job_id: str) -> None:
-        try:
-            message, severity = self.reader.cancel(job_id), "information"
-        except Exception as exc:
-            message, severity = f"cannot cancel {job_id}: {exc}", "error"
-        self.app.call_from_thread(self.app.notify, message, severity=severity)
+        # Like every action of the dashboard, it is confirmed first (actions.py), naming what.
+        self.post_message(CancelJobRequested(job_id, "" if row is None else (row["name"] or " ".join(row["argv"]))))

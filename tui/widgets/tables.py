@@ -1,25 +1,91 @@
-"""Row tables whose enter key says, in the footer, what it does on that panel.
+"""The lists of the panels: one table that owns its columns' layout.
+
+Every list has a few columns of a fixed width and one that takes what is left (a graph name, a
+prompt): the table lays its columns out again when its width changes and then posts
+``ColumnsChanged``, and the panel puts its rows back, clipped to ``width_of`` that column.
 
 ``DataTable`` binds enter quietly ("select the row"); a person on the Runs panel should read
-"enter Open" at the bottom, and "enter Answer" on the Asks panel.
+"enter Open" at the bottom, and "enter Answer" on the Asks panel: ``RunsTable``, ``AsksTable``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from textual import events
 from textual.binding import Binding
+from textual.message import Message
 from textual.widgets import DataTable
+
+# (key, header, width incl. a one-column gap); a width of 0 takes what the others leave.
+Column = tuple[str, str, int]
 
 
 class RowTable(DataTable):
-    """Every list: a row cursor, and g/G/Home/End to its first and last row (k9s, lazygit)."""
+    """Every list: a row cursor, g/G/Home/End to its first and last row (k9s, lazygit), and
+    columns laid out for its width. ``flex_min``: the least the flexible column gets;
+    ``wide``: (from this width on, {column key: its width there}) — columns that show more
+    when there is room."""
 
     BINDINGS = [
         Binding("g,home", "first_row", "First row", show=False),
         Binding("G,end", "last_row", "Last row", show=False),
     ]
 
-    def __init__(self, id: str) -> None:
+    @dataclass
+    class ColumnsChanged(Message):
+        """The columns were laid out again (for a new width) and the rows cleared: the owner
+        adds them back."""
+
+        table: "RowTable"
+
+    def __init__(self, id: str, columns: Sequence[Column] = (), *, flex_min: int = 10,
+                 wide: tuple[int, dict[str, int]] = (0, {})) -> None:
         super().__init__(id=id, cursor_type="row", cell_padding=0)
+        self.layout_columns = tuple(columns)
+        self.flex_min = flex_min
+        self.wide = wide
+        self.laid_out_width = 0
+        self._widths: dict[str, int] = {}
+
+    def width_of(self, key: str) -> int:
+        """The width the column ``key`` has now (0 before the first layout)."""
+        return self._widths.get(key, 0)
+
+    def on_resize(self, event: events.Resize) -> None:
+        width = event.size.width
+        if self.layout_columns and width != self.laid_out_width:
+            self.laid_out_width = width
+            self._lay_out(width)
+            self.post_message(self.ColumnsChanged(self))
+
+    def _lay_out(self, width: int) -> None:
+        at, wider = self.wide
+        widths = {key: (wider.get(key, w) if at and width >= at else w) for key, _, w in self.layout_columns}
+        flex = max(self.flex_min, width - sum(widths.values()) - 1)  # (1: the scrollbar)
+        self._widths = {key: w or flex for key, w in widths.items()}
+        self.clear(columns=True)
+        for key, header, _ in self.layout_columns:
+            self.add_column(header, width=self._widths[key], key=key)
+
+    def selected_key(self) -> str | None:
+        """The key of the row under the cursor (None: no rows)."""
+        if self.row_count == 0:
+            return None
+        try:
+            return self.coordinate_to_cell_key(self.cursor_coordinate).row_key.value
+        except Exception:  # the cursor is past the rows while the table is rebuilt
+            return None
+
+    def restore_cursor(self, key: str | None) -> None:
+        """Put the cursor back on the row ``key`` after the rows were drawn again."""
+        if key is None or self.row_count == 0:
+            return
+        try:
+            self.move_cursor(row=self.get_row_index(key), animate=False, scroll=False)
+        except Exception:  # that row is gone (filtered out): stay where the index says
+            pass
 
     def action_first_row(self) -> None:
         if self.row_count:
