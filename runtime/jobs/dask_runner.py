@@ -74,6 +74,12 @@ class DaskRunner:
         self._done: list[Any] = []
         self._done_q: collections.deque = collections.deque()  # appended to from dask's threads
         self._done_armed = False
+        # Callables handed over by this runtime: their end comes as a worker message carrying a
+        # small result; a future that finishes first is held (HOLD_S) for that message rather
+        # than fetched. Ended from a message: unpublished with the collector's next batch.
+        self._expect_end: set[str] = set()
+        self._held: dict[str, Any] = {}
+        self._ended_by_message: list[str] = []
         self._submit_wake = trio.Event()
         self._collect_wake = trio.Event()
         self._deadline_wake = trio.Event()
@@ -107,6 +113,7 @@ class DaskRunner:
         for job_id in self._to_submit:
             self._cancel_unsubmitted(self.jobs[job_id], "the runtime closed before submitting it")
         self._to_submit.clear()
+        await self._collect_held()
         client, self._client = self._client, None
         cluster, self._own_cluster = self._own_cluster, None
         if cluster is not None:
@@ -125,6 +132,31 @@ class DaskRunner:
 
             with trio.CancelScope(shield=True):
                 await trio.to_thread.run_sync(shut)
+
+    async def _collect_held(self) -> None:
+        """Closing: the finished callables still held for their end message are fetched now,
+        so that their ends are recorded (and a LocalCluster of ours does not take them along)."""
+        held = [f for f in self._held.values() if not self.jobs[f.key].terminal]
+        self._held.clear()
+        client = self._client
+        if not held or client is None:
+            return
+        with trio.CancelScope(shield=True):
+            try:
+                outcomes = await trio.to_thread.run_sync(self._collect_batch, client, held)
+            except Exception as exc:
+                log.warning("dask jobs: closing, could not collect %d ended jobs: %s", len(held), exc)
+                return
+            ended = []
+            for job_id, state, fields in outcomes:
+                if state in (JobState.SUCCEEDED, JobState.FAILED):
+                    self._record(self.jobs[job_id], state, **fields)
+                    self.futures.pop(job_id, None)
+                    ended.append(job_id)
+            ended += self._ended_by_message
+            self._ended_by_message = []
+            if ended:
+                await trio.to_thread.run_sync(self._unpublish, client, ended)
 
     def _connect(self) -> Any:
         """In a thread: the client (and the LocalCluster, when nothing names a scheduler)."""
@@ -290,9 +322,13 @@ class DaskRunner:
 
     # -- the submitter ------------------------------------------------------------------------
 
+    # One graph per batch: a node submitting in a loop fills a batch for this long.
+    SUBMIT_GATHER_S = 0.01
+
     async def _submitter(self) -> None:
         while True:
             await self._submit_wake.wait()
+            await trio.sleep(self.SUBMIT_GATHER_S)  # the jobs submitted meanwhile go too
             self._submit_wake = trio.Event()
             try:
                 client = await self.client()
@@ -309,31 +345,41 @@ class DaskRunner:
                 self._to_attach.clear()
                 continue
             batch, self._to_submit = self._to_submit, []
-            claimed = []
-            for job_id in batch:
-                job = self.jobs[job_id]
-                if job.terminal:
-                    continue
-                claim = msgspec.structs.replace(job.status, owner_pid=self._pid,
-                                                owner_start=self._pid_start,
-                                                cluster=self._cluster_address)
-                if not self.store.claim(claim):  # another runtime handed it over, or cancelled it
-                    self._to_attach.append(job_id)
-                    continue
-                job.status = claim
-                claimed.append((job_id, job.spec))
+            claims = [msgspec.structs.replace(self.jobs[job_id].status, owner_pid=self._pid,
+                                              owner_start=self._pid_start,
+                                              cluster=self._cluster_address)
+                      for job_id in batch if not self.jobs[job_id].terminal]
             attach, self._to_attach = self._to_attach, []
-            if claimed:
+            if claims:
+                # Claimed and handed over in a thread: while it creates the claims (a file each)
+                # and talks to the scheduler, the nodes go on submitting the next batch.
                 try:
-                    futs = await trio.to_thread.run_sync(self._submit_batch, client, claimed,
-                                                         abandon_on_cancel=False)
-                except Exception as exc:  # whether the cluster holds them is unknown: LOST
-                    log.exception("dask jobs: submitting %d jobs failed", len(claimed))
-                    for job_id, _ in claimed:
-                        self._record(self.jobs[job_id], JobState.LOST, error=(
-                            f"handing it to the cluster failed: {type(exc).__name__}: {exc}")[:2000])
-                    futs = {}
-                self.futures.update(futs)
+                    won, futs = await trio.to_thread.run_sync(self._claim_and_submit, client, claims,
+                                                              abandon_on_cancel=False)
+                except _SubmitFailed as exc:  # whether the cluster holds them is unknown: LOST
+                    log.error("dask jobs: submitting %d jobs failed: %s", len(exc.won), exc.why)
+                    for claim in exc.won:
+                        job = self.jobs[claim.job_id]
+                        job.status = claim
+                        self._record(job, JobState.LOST, error=(
+                            f"handing it to the cluster failed: {exc.why}")[:2000])
+                    won, futs = [], {}
+                lost_race = {c.job_id for c in claims} - {c.job_id for c in won}
+                for claim in won:
+                    job = self.jobs[claim.job_id]
+                    if job.terminal:  # cancelled while it was being handed over
+                        continue
+                    job.status = msgspec.structs.replace(claim, state=job.status.state,
+                                                         worker=job.status.worker,
+                                                         started=job.status.started)
+                for job_id in lost_race:  # another runtime handed it over, or cancelled it
+                    attach.append(job_id)
+                for job_id, fut in futs.items():
+                    job = self.jobs[job_id]
+                    if not job.terminal:  # (a job may have ended, by its message, meanwhile)
+                        self.futures[job_id] = fut
+                        if job.spec.fn:
+                            self._expect_end.add(job_id)
             if attach:
                 found, processing = await trio.to_thread.run_sync(self._attach_batch, client,
                                                                   attach, abandon_on_cancel=False)
@@ -368,6 +414,17 @@ class DaskRunner:
         await trio.sleep(0.2)
         self._to_attach.append(job_id)
         self._submit_wake.set()
+
+    def _claim_and_submit(self, client: Any, claims: list[JobStatus]) -> tuple[list[JobStatus], dict]:
+        """In a thread: claim each job in the store, hand the ones won to the cluster."""
+        won = [claim for claim in claims if self.store.claim(claim)]
+        if not won:
+            return won, {}
+        try:
+            return won, self._submit_batch(client, [(c.job_id, self.jobs[c.job_id].spec) for c in won])
+        except Exception as exc:
+            log.debug("dask jobs: submitting failed", exc_info=True)
+            raise _SubmitFailed(won, f"{type(exc).__name__}: {exc}") from exc
 
     def _submit_batch(self, client: Any, claimed: list[tuple[str, JobSpec]]) -> dict[str, Any]:
         # One graph per kind of job, resources and priority, not one per job: the scheduler's
@@ -460,6 +517,8 @@ class DaskRunner:
             if "stream" in msg:
                 if msg["stream"] in ("stdout", "stderr") and isinstance(msg.get("data"), bytes):
                     self._append_output(job.job_id, msg["stream"], msg["data"])
+            elif msg.get("state") == "ended":
+                self._on_end_message(job, msg)
             elif msg.get("state") == "running" and job.status.state is JobState.QUEUED:
                 self._record(job, JobState.RUNNING, write=False, worker=str(msg.get("worker", ""))[:200],
                              started=float(msg.get("started") or time.time()))
@@ -468,6 +527,39 @@ class DaskRunner:
                     self._deadline_wake.set()
         except Exception:
             log.exception("dask jobs: a worker event could not be recorded: %r", msg)
+
+    HOLD_S = 0.5
+
+    def _on_end_message(self, job: _Job, msg: dict) -> None:
+        """A callable returned on its worker: record its end from the message when it carries
+        the result; otherwise the result is fetched from the cluster (now, if the task is
+        already done here; else when it is)."""
+        job_id = job.job_id
+        self._expect_end.discard(job_id)
+        try:
+            value = msgspec.json.decode(msg["result"]) if job.spec.fn else None
+        except (KeyError, TypeError, msgspec.DecodeError):
+            fut = self._held.pop(job_id, None)
+            if fut is not None:
+                self._done.append(fut)
+                self._collect_wake.set()
+            return
+        started = msg.get("started")
+        self._record(job, JobState.SUCCEEDED, result=value, worker=str(msg.get("worker", ""))[:200],
+                     started=float(started) if started else job.status.started)
+        self._held.pop(job_id, None)
+        self.futures.pop(job_id, None)
+        self._ended_by_message.append(job_id)
+        self._collect_wake.set()
+
+    async def _release_held(self, job_ids: list[str]) -> None:
+        """The end messages of these did not come in time (lost, or slow): fetch them."""
+        await trio.sleep(self.HOLD_S)
+        for job_id in job_ids:
+            fut = self._held.pop(job_id, None)
+            if fut is not None:
+                self._done.append(fut)
+                self._collect_wake.set()
 
     def _append_output(self, job_id: str, stream: str, data: bytes) -> None:
         fd = os.open(self.store.path(job_id, stream), os.O_WRONLY | os.O_CREAT | os.O_APPEND
@@ -485,11 +577,22 @@ class DaskRunner:
             self._collect_wake = trio.Event()
             batch, self._done = self._done, []
             batch = [f for f in batch if f.key in self.jobs and not self.jobs[f.key].terminal]
-            if not batch:
-                continue
+            held = [f.key for f in batch if f.status == "finished" and f.key in self._expect_end]
+            if held:
+                for f in batch:
+                    if f.key in self._expect_end and f.status == "finished":
+                        self._expect_end.discard(f.key)  # held once, then fetched
+                        self._held[f.key] = f
+                batch = [f for f in batch if f.key not in self._held]
+                self._nursery.start_soon(self._release_held, held)
             client = self._client
             if client is None or self._closed:
                 continue  # closing: a future our own client drops is not the job's end
+            ended, self._ended_by_message = self._ended_by_message, []
+            if not batch:
+                if ended:
+                    await trio.to_thread.run_sync(self._unpublish, client, ended, abandon_on_cancel=False)
+                continue
             try:
                 outcomes = await trio.to_thread.run_sync(self._collect_batch, client, batch,
                                                          abandon_on_cancel=False)
@@ -497,9 +600,9 @@ class DaskRunner:
                 log.exception("dask jobs: collecting %d ended jobs failed; retrying", len(batch))
                 await trio.sleep(1.0)
                 self._done.extend(batch)
+                self._ended_by_message.extend(ended)
                 self._collect_wake.set()
                 continue
-            ended = []
             for job_id, state, fields in outcomes:
                 job = self.jobs[job_id]
                 if job.terminal:
@@ -638,10 +741,20 @@ class DaskRunner:
         batch, self._unwritten = self._unwritten, set()
         for job_id in batch:
             job = self.jobs.get(job_id)
-            if job is not None and not job.terminal:
-                if self._may_write_running(job):
-                    self.store.write(job.status)
-                self._emit_state(job)
+            if job is None or job.terminal:
+                continue
+            fut = self.futures.get(job_id)
+            if fut is None and not self._closed:
+                # Started before the submitter took back its claim (its owner and cluster are
+                # not in job.status yet): next time.
+                self._unwritten.add(job_id)
+                self._flush_wake.set()
+                continue
+            if fut is not None and fut.done():
+                continue  # ended, not yet collected: its end says when it started and where
+            if self._may_write_running(job):
+                self.store.write(job.status)
+            self._emit_state(job)
 
     def _may_write_running(self, job: _Job) -> bool:
         """A state never goes back: RUNNING is written by the runtime that handed the job to
@@ -809,6 +922,13 @@ def cancel_remote(store: JobStore, st: JobStatus, *, grace_s: float, by: str) ->
                                   error=f"cancelled by {by or 'request'}")
     store.write(now, fsync=True)
     return now
+
+
+class _SubmitFailed(Exception):
+    def __init__(self, won: list[JobStatus], why: str) -> None:
+        super().__init__(why)
+        self.won = won
+        self.why = why
 
 
 class _Lost:
