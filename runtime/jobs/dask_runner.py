@@ -79,7 +79,8 @@ class DaskRunner:
         # than fetched. Ended from a message: unpublished with the collector's next batch.
         self._expect_end: set[str] = set()
         self._held: dict[str, Any] = {}
-        self._ended_by_message: list[str] = []
+        self._ended_by_message: list[str] = []  # recorded ended, still published
+        self._forget_lock = trio.Lock()
         self._submit_wake = trio.Event()
         self._collect_wake = trio.Event()
         self._deadline_wake = trio.Event()
@@ -135,28 +136,26 @@ class DaskRunner:
 
     async def _collect_held(self) -> None:
         """Closing: the finished callables still held for their end message are fetched now,
-        so that their ends are recorded (and a LocalCluster of ours does not take them along)."""
+        so that their ends are recorded (and a LocalCluster of ours does not take them along),
+        and the scheduler forgets every job whose end is recorded."""
         held = [f for f in self._held.values() if not self.jobs[f.key].terminal]
         self._held.clear()
         client = self._client
-        if not held or client is None:
+        if client is None:
             return
         with trio.CancelScope(shield=True):
-            try:
-                outcomes = await trio.to_thread.run_sync(self._collect_batch, client, held)
-            except Exception as exc:
-                log.warning("dask jobs: closing, could not collect %d ended jobs: %s", len(held), exc)
-                return
-            ended = []
-            for job_id, state, fields in outcomes:
-                if state in (JobState.SUCCEEDED, JobState.FAILED):
-                    self._record(self.jobs[job_id], state, **fields)
-                    self.futures.pop(job_id, None)
-                    ended.append(job_id)
-            ended += self._ended_by_message
-            self._ended_by_message = []
-            if ended:
-                await trio.to_thread.run_sync(self._unpublish, client, ended)
+            if held:
+                try:
+                    outcomes = await trio.to_thread.run_sync(self._collect_batch, client, held)
+                except Exception as exc:
+                    log.warning("dask jobs: closing, could not collect %d ended jobs: %s", len(held), exc)
+                    outcomes = []
+                for job_id, state, fields in outcomes:
+                    if state in (JobState.SUCCEEDED, JobState.FAILED):
+                        self._record(self.jobs[job_id], state, **fields)
+                        self.futures.pop(job_id, None)
+                        self._ended_by_message.append(job_id)
+            await self._forget_recorded(client)
 
     def _connect(self) -> Any:
         """In a thread: the client (and the LocalCluster, when nothing names a scheduler)."""
@@ -226,6 +225,12 @@ class DaskRunner:
         job_id = new_job_id()
         record = JobRecord(job_id=job_id, spec=spec, runner="dask", run_id=run_id, node=node,
                            key=key or "", submitted=time.time())
+        if self._cluster_address:
+            # Claimed at birth, in its record: this runtime hands it over in its next batch
+            # (one file per job fewer than a claim of its own). Until the client is connected
+            # the cluster's address is unknown, and the first jobs are claimed as they go.
+            record.owner_pid, record.owner_start = self._pid, self._pid_start
+            record.cluster = self._cluster_address
         self.store.create(record)
         if key:
             prior = self.store.bind_key(key, job_id)
@@ -345,10 +350,8 @@ class DaskRunner:
                 self._to_attach.clear()
                 continue
             batch, self._to_submit = self._to_submit, []
-            claims = [msgspec.structs.replace(self.jobs[job_id].status, owner_pid=self._pid,
-                                              owner_start=self._pid_start,
-                                              cluster=self._cluster_address)
-                      for job_id in batch if not self.jobs[job_id].terminal]
+            claims = [self._claim_of(self.jobs[job_id]) for job_id in batch
+                      if not self.jobs[job_id].terminal]  # (status, claimed at birth)
             attach, self._to_attach = self._to_attach, []
             if claims:
                 # Claimed and handed over in a thread: while it creates the claims (a file each)
@@ -364,7 +367,7 @@ class DaskRunner:
                         self._record(job, JobState.LOST, error=(
                             f"handing it to the cluster failed: {exc.why}")[:2000])
                     won, futs = [], {}
-                lost_race = {c.job_id for c in claims} - {c.job_id for c in won}
+                lost_race = {c.job_id for c, _ in claims} - {c.job_id for c in won}
                 for claim in won:
                     job = self.jobs[claim.job_id]
                     if job.terminal:  # cancelled while it was being handed over
@@ -415,9 +418,16 @@ class DaskRunner:
         self._to_attach.append(job_id)
         self._submit_wake.set()
 
-    def _claim_and_submit(self, client: Any, claims: list[JobStatus]) -> tuple[list[JobStatus], dict]:
-        """In a thread: claim each job in the store, hand the ones won to the cluster."""
-        won = [claim for claim in claims if self.store.claim(claim)]
+    def _claim_of(self, job: _Job) -> tuple[JobStatus, bool]:
+        if job.status.owner_pid == self._pid and job.status.owner_start == self._pid_start:
+            return job.status, True
+        return msgspec.structs.replace(job.status, owner_pid=self._pid, owner_start=self._pid_start,
+                                       cluster=self._cluster_address), False
+
+    def _claim_and_submit(self, client: Any, claims: list[tuple[JobStatus, bool]]) -> tuple[list[JobStatus], dict]:
+        """In a thread: claim each job in the store (unless it was claimed at birth), hand the
+        ones won to the cluster."""
+        won = [claim for claim, born in claims if born or self.store.claim(claim)]
         if not won:
             return won, {}
         try:
@@ -588,10 +598,8 @@ class DaskRunner:
             client = self._client
             if client is None or self._closed:
                 continue  # closing: a future our own client drops is not the job's end
-            ended, self._ended_by_message = self._ended_by_message, []
             if not batch:
-                if ended:
-                    await trio.to_thread.run_sync(self._unpublish, client, ended, abandon_on_cancel=False)
+                await self._forget_recorded(client)
                 continue
             try:
                 outcomes = await trio.to_thread.run_sync(self._collect_batch, client, batch,
@@ -600,7 +608,6 @@ class DaskRunner:
                 log.exception("dask jobs: collecting %d ended jobs failed; retrying", len(batch))
                 await trio.sleep(1.0)
                 self._done.extend(batch)
-                self._ended_by_message.extend(ended)
                 self._collect_wake.set()
                 continue
             for job_id, state, fields in outcomes:
@@ -623,11 +630,18 @@ class DaskRunner:
                     fields.setdefault("cancelled_by", req.by if req else "the cluster")
                     fields.setdefault("error", f"cancelled by {fields['cancelled_by']}")
                 self._record(job, state, **fields)
-                ended.append(job_id)
+                self._ended_by_message.append(job_id)
                 self.futures.pop(job_id, None)
-            if ended:
-                # The end is in the store: the scheduler may forget the job now.
-                await trio.to_thread.run_sync(self._unpublish, client, ended, abandon_on_cancel=False)
+            await self._forget_recorded(client)
+
+    async def _forget_recorded(self, client: Any) -> None:
+        """The ends are in the store: the scheduler may forget those jobs now. One at a time
+        (closing waits for the one under way, then forgets the rest)."""
+        async with self._forget_lock:
+            ended, self._ended_by_message = self._ended_by_message, []
+            if ended:  # shielded: a cancelled caller must not drop the names it took
+                with trio.CancelScope(shield=True):
+                    await trio.to_thread.run_sync(self._unpublish, client, ended)
 
     def _collect_batch(self, client: Any, batch: list[Any]) -> list[tuple[str, JobState, dict]]:
         from distributed.scheduler import KilledWorker
@@ -725,6 +739,7 @@ class DaskRunner:
         try:
             client.unpublish_dataset(job_ids)
         except Exception as exc:
+
             log.warning("dask jobs: could not unpublish %d ended jobs: %s", len(job_ids), exc)
 
     RUNNING_WRITE_DELAY_S = 0.05

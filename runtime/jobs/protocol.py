@@ -115,11 +115,17 @@ class JobRecord(msgspec.Struct, kw_only=True, omit_defaults=True):
     node: str = ""
     key: str = ""
     submitted: float = 0.0
+    # A job claimed at birth by the runtime that submits it (cluster jobs: the runtime hands
+    # them over itself, at once): the claim is in the record, not a state.json of its own.
+    owner_pid: int = 0
+    owner_start: int = 0
+    cluster: str = ""
 
     def queued(self) -> JobStatus:
         return JobStatus(job_id=self.job_id, state=JobState.QUEUED, runner=self.runner,
                          name=self.spec.name, run_id=self.run_id, node=self.node, key=self.key,
-                         submitted=self.submitted)
+                         submitted=self.submitted, owner_pid=self.owner_pid,
+                         owner_start=self.owner_start, cluster=self.cluster)
 
 
 class Rusage(msgspec.Struct, kw_only=True):

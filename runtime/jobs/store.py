@@ -3,7 +3,9 @@
     <home>/jobs/<job_id>/spec.json    what to run and who asked (JobRecord), written once
     <home>/jobs/<job_id>/state.json   what is known (JobStatus); absent while the job is QUEUED
                                       and unclaimed, created by one claimant (link), then
-                                      replaced whole (tmp + rename)
+                                      replaced whole (tmp + rename); a cluster job is claimed
+                                      at birth (its record names its owner) and has one from
+                                      its first state change on
     <home>/jobs/<job_id>/stdout       the job's output, written by the job itself
     <home>/jobs/<job_id>/stderr
     <home>/jobs/<job_id>/cancel.json  a cancel request, for the supervisor
@@ -227,7 +229,9 @@ class JobStore:
             os.unlink(tmp)
 
     def claimed(self, job_id: str) -> bool:
-        return os.path.exists(self.path(job_id, "state.json"))
+        """Someone took the job out of the queue: its ``state.json`` exists, or its record
+        names the runtime that claimed it at birth."""
+        return os.path.exists(self.path(job_id, "state.json")) or bool(self.read_record(job_id).owner_pid)
 
     def read_record(self, job_id: str) -> JobRecord:
         try:
