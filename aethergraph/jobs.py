@@ -35,7 +35,8 @@ from typing import Any
 import trio
 
 from aethergraph.runtime.jobs.protocol import JobSpec, JobSpecError, JobState, JobStatus
-from aethergraph.runtime.jobs.runner import JobWaitTimeout, ProcessRunner
+from aethergraph.runtime.jobs.base import JobWaitTimeout
+from aethergraph.runtime.jobs.runner import ProcessRunner
 from aethergraph.runtime.jobs.store import UnknownJob
 
 from .services import Service

@@ -30,7 +30,6 @@ from __future__ import annotations
 import collections
 import heapq
 import logging
-import math
 import os
 import time
 from typing import Any
@@ -38,31 +37,30 @@ from typing import Any
 import msgspec
 import trio
 
-from .. import events as ev
 from . import dask_worker
-from .protocol import ENCODER, JobRecord, JobSpec, JobSpecError, JobState, JobStatus, Rusage
-from .runner import JobsClosed, JobWaitTimeout, _Job
-from .store import JobStore, UnknownJob, new_job_id, proc_alive, proc_start_time, write_atomic
+from .base import Job, JobRunner, JobsClosed
+from .protocol import ENCODER, JobSpec, JobSpecError, JobState, JobStatus, Rusage
+from .store import JobStore, UnknownJob, proc_alive, write_atomic
 
 log = logging.getLogger("aethergraph.jobs")
 
 ENV_SCHEDULER = "AETHERGRAPH_DASK_SCHEDULER"
 
 
-class DaskRunner:
+class DaskRunner(JobRunner):
     """Cluster jobs of one runtime. Built by ``aethergraph.dask_jobs.DaskJobs``."""
+
+    RUNNER = "dask"
 
     def __init__(self, rt: Any, *, address: str | None = None, cluster: Any = None,
                  cluster_kwargs: dict | None = None, client_kwargs: dict | None = None,
                  ship_code: bool = False) -> None:
-        self.rt = rt
+        super().__init__(rt)
         self.ship_code = ship_code
-        self.store = JobStore(rt.layout.home).ensure()
         self.address = address
         self.cluster = cluster
         self.cluster_kwargs = dict(cluster_kwargs or {})
         self.client_kwargs = dict(client_kwargs or {})
-        self.jobs: dict[str, _Job] = {}
         self.futures: dict[str, Any] = {}
         self.scan_interval_s = 0.25
         self._client: Any = None
@@ -88,10 +86,6 @@ class DaskRunner:
         self._unwritten: set[str] = set()
         self._flush_wake = trio.Event()
         self._token: Any = None
-        self._closed = False
-        self._pid = os.getpid()
-        self._pid_start = proc_start_time(self._pid) or 0
-        self._nursery: trio.Nursery | None = None
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -218,34 +212,18 @@ class DaskRunner:
         except (TypeError, ValueError, OverflowError):
             raise JobSpecError("job spec: args and kwargs must be JSON values (they are "
                                "written to the store)") from None
-        if key:
-            known = self.store.job_for_key(key)
-            if known is not None:
-                return self.adopt(known).job_id
-        job_id = new_job_id()
-        record = JobRecord(job_id=job_id, spec=spec, runner="dask", run_id=run_id, node=node,
-                           key=key or "", submitted=time.time())
-        if self._cluster_address:
-            # Claimed at birth, in its record: this runtime hands it over in its next batch
-            # (one file per job fewer than a claim of its own). Until the client is connected
-            # the cluster's address is unknown, and the first jobs are claimed as they go.
-            record.owner_pid, record.owner_start = self._pid, self._pid_start
-            record.cluster = self._cluster_address
-        self.store.create(record)
-        if key:
-            prior = self.store.bind_key(key, job_id)
-            if prior is not None:
-                self.store.discard(job_id)
-                return self.adopt(prior).job_id
-        job = self.jobs[job_id] = _Job(job_id, record.queued(), grace_s=spec.grace_s)
-        job.spec = spec
-        self._emit(job, ev.JobSubmitted, runner="dask", name=spec.name, key=key or "",
-                   argv=tuple(spec.argv) if spec.argv else (spec.fn,))
-        self._to_submit.append(job_id)
-        self._submit_wake.set()
-        return job_id
+        # Claimed at birth, in its record: this runtime hands it over in its next batch (one
+        # file per job fewer than a claim of its own). Until the client is connected the
+        # cluster's address is unknown, and the first jobs are claimed as they go.
+        owner = (dict(owner_pid=self._pid, owner_start=self._pid_start, cluster=self._cluster_address)
+                 if self._cluster_address else {})
+        job, new = self._new(spec, key=key, run_id=run_id, node=node, **owner)
+        if new:
+            self._to_submit.append(job.job_id)
+            self._submit_wake.set()
+        return job.job_id
 
-    def adopt(self, job_id: str) -> _Job:
+    def adopt(self, job_id: str) -> Job:
         """Follow a job this runtime did not submit (or submitted before it died): a job the
         store says is queued and unclaimed is submitted; a claimed one is looked for on the
         cluster by name (in the submitter's next batch)."""
@@ -256,8 +234,7 @@ class DaskRunner:
         if record.runner != "dask":
             raise UnknownJob(job_id)
         status = self.store.read(job_id)
-        job = self.jobs[job_id] = _Job(job_id, status, grace_s=record.spec.grace_s)
-        job.spec = record.spec
+        job = self.jobs[job_id] = Job(job_id, status, grace_s=record.spec.grace_s, spec=record.spec)
         if not job.terminal:
             if not self.store.claimed(job_id):
                 self._to_submit.append(job_id)
@@ -267,24 +244,13 @@ class DaskRunner:
         self._emit_state(job, note="reattached")
         return job
 
-    def known(self, job_id: str) -> _Job:
-        try:
-            return self.jobs.get(job_id) or self.adopt(job_id)
-        except UnknownJob:
-            raise
-        except (OSError, ValueError) as exc:
-            raise UnknownJob(job_id) from exc
-
-    def refresh(self, job: _Job) -> JobStatus:
+    def refresh(self, job: Job) -> JobStatus:
         """What this runtime knows (it is the one writing the job's state)."""
         return job.status
 
-    def status(self, job_id: str) -> JobStatus:
-        return self.known(job_id).status
-
     # -- recording ----------------------------------------------------------------------------
 
-    def _record(self, job: _Job, state: JobState, *, note: str = "", write: bool = True,
+    def _record(self, job: Job, state: JobState, *, note: str = "", write: bool = True,
                 **fields: Any) -> None:
         """Move ``job`` to ``state``: ``state.json`` first, then the run's log, then waiters.
         ``write=False`` (RUNNING only): the state file and the log's ``job_state`` are written by
@@ -306,16 +272,14 @@ class DaskRunner:
         if new.terminal:
             self._ended(job)
 
-    def _ended(self, job: _Job) -> None:
+    def _ended(self, job: Job) -> None:
         # LOST gives up the key: nobody knows whether it ran, and the next attempt (the retry
         # policy of the node) must submit anew rather than be handed the lost job again.
         if job.status.key and (job.release_key_on_end or job.status.state is JobState.LOST):
             self.store.release_key(job.status.key, job.job_id)
-        for scope in job.waiters:
-            scope.cancel()
-        job.waiters.clear()
+        self._wake_waiters(job)
 
-    def _cancel_unsubmitted(self, job: _Job, why: str, by: str = "") -> None:
+    def _cancel_unsubmitted(self, job: Job, why: str, by: str = "") -> None:
         st = msgspec.structs.replace(job.status, state=JobState.CANCELLED, ended=time.time(),
                                      cancelled_by=by or why, error=why)
         if self.store.claim(st):
@@ -418,7 +382,7 @@ class DaskRunner:
         self._to_attach.append(job_id)
         self._submit_wake.set()
 
-    def _claim_of(self, job: _Job) -> tuple[JobStatus, bool]:
+    def _claim_of(self, job: Job) -> tuple[JobStatus, bool]:
         if job.status.owner_pid == self._pid and job.status.owner_start == self._pid_start:
             return job.status, True
         return msgspec.structs.replace(job.status, owner_pid=self._pid, owner_start=self._pid_start,
@@ -540,7 +504,7 @@ class DaskRunner:
 
     HOLD_S = 0.5
 
-    def _on_end_message(self, job: _Job, msg: dict) -> None:
+    def _on_end_message(self, job: Job, msg: dict) -> None:
         """A callable returned on its worker: record its end from the message when it carries
         the result; otherwise the result is fetched from the cluster (now, if the task is
         already done here; else when it is)."""
@@ -771,7 +735,7 @@ class DaskRunner:
                 self.store.write(job.status)
             self._emit_state(job)
 
-    def _may_write_running(self, job: _Job) -> bool:
+    def _may_write_running(self, job: Job) -> bool:
         """A state never goes back: RUNNING is written by the runtime that handed the job to
         the cluster, or by one that took over from a dead one — and never over an end that
         another runtime following the same job has recorded."""
@@ -810,33 +774,6 @@ class DaskRunner:
 
     # -- waiting and cancelling ---------------------------------------------------------------
 
-    async def wait(self, job_id: str, *, timeout_s: float | None = None, detach: bool = False,
-                   cancelled_by: str = "") -> JobStatus:
-        """As ``ProcessRunner.wait``: parked until the collector records the end; the caller
-        cancelled (or ``timeout_s`` out) cancels the job unless ``detach``."""
-        job = self.known(job_id)
-        deadline = math.inf if timeout_s is None else trio.current_time() + timeout_s
-        try:
-            while not job.terminal:
-                if trio.current_time() >= deadline:
-                    if not detach:
-                        await self.cancel(job_id, by=cancelled_by or "wait timeout")
-                    raise JobWaitTimeout(f"job {job_id} did not end within {timeout_s:g}s"
-                                         + ("" if detach else "; it was cancelled"))
-                with trio.CancelScope(deadline=deadline) as scope:
-                    job.waiters.add(scope)
-                    try:
-                        await trio.sleep_forever()
-                    finally:
-                        job.waiters.discard(scope)
-            return job.status
-        except trio.Cancelled:
-            if not detach and not job.terminal:
-                job.release_key_on_end = True
-                with trio.CancelScope(shield=True):
-                    await self.cancel(job_id, by=cancelled_by or "the waiting node was cancelled")
-            raise
-
     async def cancel(self, job_id: str, *, grace_s: float | None = None, by: str = "") -> JobStatus:
         """Cancel on the scheduler and, for an argv job, end its process group on its worker
         (SIGTERM, SIGKILL after ``grace_s``); returns once the end is recorded."""
@@ -854,17 +791,12 @@ class DaskRunner:
         await self._cancel_on_cluster(job, by=by, grace_s=grace)
         with trio.move_on_after(grace + 5):
             while not job.terminal:
-                with trio.CancelScope() as scope:
-                    job.waiters.add(scope)
-                    try:
-                        await trio.sleep_forever()
-                    finally:
-                        job.waiters.discard(scope)
+                await self._park(job)
         if not job.terminal:  # the cluster said nothing: the cancel was asked, record it
             self._record(job, JobState.CANCELLED, cancelled_by=by, error=f"cancelled by {by or 'request'}")
         return job.status
 
-    async def _cancel_on_cluster(self, job: _Job, *, by: str, grace_s: float | None = None) -> None:
+    async def _cancel_on_cluster(self, job: Job, *, by: str, grace_s: float | None = None) -> None:
         client = await self.client()
         fut = self.futures.get(job.job_id)
         worker = job.status.worker
@@ -884,20 +816,6 @@ class DaskRunner:
         await trio.to_thread.run_sync(go, abandon_on_cancel=False)
         if job.terminal:  # recorded before (a timeout): nothing will collect this future
             self.futures.pop(job.job_id, None)
-
-    # -- events -------------------------------------------------------------------------------
-
-    def _emit(self, job: _Job, cls: type, **fields: Any) -> None:
-        run = self.rt.runs.get(job.status.run_id) if job.status.run_id else None
-        if run is not None:
-            run.emit(cls, node=job.status.node, job_id=job.job_id, **fields)
-
-    def _emit_state(self, job: _Job, note: str = "") -> None:
-        st = job.status
-        self._emit(job, ev.JobStateChanged, state=st.state.value, exit_code=st.exit_code,
-                   signal=st.signal, error=st.error[:2000], pid=0, started=st.started,
-                   ended=st.ended, note=note or (f"on {st.worker}" if st.worker and
-                                                 st.state is JobState.RUNNING else ""))
 
 
 class ClusterUnreachable(RuntimeError):
