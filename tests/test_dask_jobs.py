@@ -23,7 +23,16 @@ from aethergraph.runtime import events as ev  # noqa: E402
 from aethergraph.runtime.jobs.store import JobStore  # noqa: E402
 
 from .conftest import ROOT, ag, rt_open, run_events  # noqa: E402
-from .test_jobs import FORKER, GATED, script, wait_until  # noqa: E402
+from .jobs_support import (  # noqa: E402
+    FORKER,
+    GATED,
+    assert_job_cancel_logged_before_node_end,
+    forker_kids,
+    run_while,
+    script,
+    wait_until,
+    zombie_or_gone,
+)
 
 PY = sys.executable
 DASK = str(Path(PY).parent / "dask")
@@ -153,12 +162,6 @@ async def test_bad_specs_are_refused_with_one_line(home, jobs):
     assert len(msgs) == 3 and all("\n" not in m and m.startswith("job spec") for m in msgs), msgs
 
 
-def _gone(pid: int) -> bool:
-    from .test_jobs import _zombie_or_gone
-
-    return _zombie_or_gone(pid)
-
-
 async def test_cancelling_the_waiting_node_ends_an_argv_job_s_whole_group(tmp_path, home, layout, cluster, jobs):
     from aethergraph.runtime.jobs.store import group_members
 
@@ -171,37 +174,29 @@ async def test_cancelling_the_waiting_node_ends_an_argv_job_s_whole_group(tmp_pa
         j = context.jobs()
         job_id = await j.submit({"argv": [PY, forker], "grace_s": 0.3})
         seen["job_id"] = job_id
-        async for line in j.follow(job_id):  # followed live from the worker
-            if line == "ready":
-                break
-            seen["kids"] = [int(p) for p in line.split()]
+        seen["kids"] = await forker_kids(j, job_id)  # followed live from the worker
         seen["state"] = (await j.status(job_id)).state
         ready.set()
         await j.wait(job_id)  # cancelled from outside while parked here
 
     async with rt_open(home) as rt:
-        async with trio.open_nursery() as nursery:
-            result: dict = {}
-
-            async def go():
-                result["outcome"] = await waits.start_run(rt, {})
-
-            nursery.start_soon(go)
+        async def cancel_it():
             await ready.wait()
             (run_id,) = rt.runs
-            pgid = os.getpgid(seen["kids"][0])
-            assert group_members(pgid), "the job and its grandchildren run"
+            seen["pgid"] = os.getpgid(seen["kids"][0])
+            assert group_members(seen["pgid"]), "the job and its grandchildren run"
             rt.cancel(run_id, reason="stop it", by="test")
+
+        outcome = await run_while(rt, waits, cancel_it)
+    pgid = seen["pgid"]
     assert seen["state"] is JobState.RUNNING
-    assert result["outcome"].status == ev.CANCELLED
+    assert outcome.status == ev.CANCELLED
     st = JobStore(home).read(seen["job_id"])
     assert st.state is JobState.CANCELLED and "waits" in st.cancelled_by
     wait_until(lambda: group_members(pgid) == [], what="the job's group to end on its worker")
-    assert all(_gone(pid) for pid in seen["kids"])
+    assert all(zombie_or_gone(pid) for pid in seen["kids"])
     assert seen["job_id"] not in cluster.client.list_datasets(), "the scheduler let it go"
-    events = run_events(layout, result["outcome"].run_id)
-    kinds = [(type(e).__name__, getattr(e, "state", "")) for e in events]
-    assert kinds.index(("JobStateChanged", "cancelled")) < kinds.index(("NodeCancelled", ""))
+    assert_job_cancel_logged_before_node_end(layout, outcome.run_id)
 
 
 async def test_cancel_a_running_callable(tmp_path, home, cluster, jobs):
@@ -268,22 +263,20 @@ async def test_a_worker_killed_mid_job_loses_it_and_the_node_retries(tmp_path, h
         return {"job_id": job_id, "result": st.result}
 
     store = JobStore(home)
+    seen = {}
+
+    async def kill_its_worker():
+        await until(lambda: ledger.exists() and ledger.read_text() == "attempt1\n", "attempt 1 to start")
+        (seen["first"],) = store.ids()
+        worker = await until(lambda: store.read(seen["first"]).worker, "its worker to be known")
+        pid = await trio.to_thread.run_sync(cluster.worker_pid, worker)
+        os.kill(pid, signal.SIGKILL)
+        await until(lambda: ledger.read_text() == "attempt1\nattempt2\n", "attempt 2 to start")
+        gate.touch()
+
     async with rt_open(home) as rt:
-        async with trio.open_nursery() as nursery:
-            result: dict = {}
-
-            async def go():
-                result["outcome"] = await survives.start_run(rt, {})
-
-            nursery.start_soon(go)
-            await until(lambda: ledger.exists() and ledger.read_text() == "attempt1\n", "attempt 1 to start")
-            (first,) = store.ids()
-            worker = await until(lambda: store.read(first).worker, "its worker to be known")
-            pid = await trio.to_thread.run_sync(cluster.worker_pid, worker)
-            os.kill(pid, signal.SIGKILL)
-            await until(lambda: ledger.read_text() == "attempt1\nattempt2\n", "attempt 2 to start")
-            gate.touch()
-    outcome = result["outcome"]
+        outcome = await run_while(rt, survives, kill_its_worker)
+    first = seen["first"]
     assert outcome.status == ev.SUCCEEDED, outcome.error
     lost = store.read(first)
     assert lost.state is JobState.LOST and "worker running it died" in lost.error
@@ -359,29 +352,23 @@ async def test_ag_jobs_cancel_reaches_the_cluster(tmp_path, home, cluster, jobs)
     async def waits(*, context):
         j = context.jobs()
         job_id = seen["job_id"] = await j.submit({"argv": [PY, forker], "grace_s": 0.3})
-        async for line in j.follow(job_id):
-            if line == "ready":
-                break
-            seen["kids"] = [int(p) for p in line.split()]
+        seen["kids"] = await forker_kids(j, job_id)
         ready.set()
         return await j.wait(job_id)
 
+    async def cancel_it_with_ag():
+        await ready.wait()
+        seen["pgid"] = os.getpgid(seen["kids"][0])
+        listed = await trio.to_thread.run_sync(lambda: ag("jobs", cwd=tmp_path).stdout)
+        assert "WORKER" in listed and "tcp://127.0.0.1:" in listed and "RUNNING" in listed
+        done = await trio.to_thread.run_sync(lambda: ag("jobs", "cancel", seen["job_id"], cwd=tmp_path))
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.strip() == f"job {seen['job_id']} cancelled"
+
     async with rt_open(home) as rt:
-        async with trio.open_nursery() as nursery:
-            result: dict = {}
-
-            async def go():
-                result["outcome"] = await waits.start_run(rt, {})
-
-            nursery.start_soon(go)
-            await ready.wait()
-            pgid = os.getpgid(seen["kids"][0])
-            listed = await trio.to_thread.run_sync(lambda: ag("jobs", cwd=tmp_path).stdout)
-            assert "WORKER" in listed and "tcp://127.0.0.1:" in listed and "RUNNING" in listed
-            done = await trio.to_thread.run_sync(lambda: ag("jobs", "cancel", seen["job_id"], cwd=tmp_path))
-            assert done.returncode == 0, done.stderr
-            assert done.stdout.strip() == f"job {seen['job_id']} cancelled"
-    st = result["outcome"].outputs
+        outcome = await run_while(rt, waits, cancel_it_with_ag)
+    pgid = seen["pgid"]
+    st = outcome.outputs
     assert st.state is JobState.CANCELLED and st.cancelled_by.startswith("ag jobs cancel")
     wait_until(lambda: group_members(pgid) == [], what="the job's group to end on its worker")
     assert seen["job_id"] not in cluster.client.list_datasets()

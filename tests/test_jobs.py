@@ -7,8 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
-import time
 
 import pytest
 import trio
@@ -20,57 +18,19 @@ from aethergraph.runtime.jobs.store import JobStore, group_members, proc_alive
 from aethergraph.runtime.store.index import Index, job_rows
 
 from .conftest import ag, rt_open, run_events
+from .jobs_support import (  # the TUI tests take FORKER, script, wait_until from here too
+    FORKER,
+    GATED,
+    assert_job_cancel_logged_before_node_end,
+    follow_until,
+    forker_kids,
+    run_while,
+    script,
+    wait_until,
+    zombie_or_gone,
+)
 
 PY = sys.executable
-
-
-def script(tmp_path, name: str, body: str) -> str:
-    path = tmp_path / name
-    path.write_text(textwrap.dedent(body))
-    return str(path)
-
-
-def wait_until(cond, timeout: float = 20.0, what: str = "condition"):
-    """For conditions in other processes (nothing to await on): check, back off, give up."""
-    deadline = time.monotonic() + timeout
-    delay = 0.005
-    while True:
-        value = cond()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(delay)
-        delay = min(delay * 2, 0.1)
-
-
-# A job that says it started, then waits for a file the test creates: the test decides when the
-# job ends, so nothing depends on how fast this machine is.
-GATED = """
-    import os, sys, time
-    gate, ledger = sys.argv[1], sys.argv[2]
-    with open(ledger, "a") as f:
-        f.write("ran\\n")
-    print("first", flush=True)
-    while not os.path.exists(gate):
-        time.sleep(0.01)
-    print("second", flush=True)
-    print("answer=42")
-"""
-
-# A job that forks two grandchildren in its own group (one ignores SIGTERM) and waits.
-FORKER = """
-    import subprocess, sys, time
-    kids = [
-        subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"]),
-        subprocess.Popen([sys.executable, "-c",
-                          "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(60)"]),
-    ]
-    time.sleep(0.2)  # let the second one install its handler
-    print(" ".join(str(k.pid) for k in kids), flush=True)
-    print("ready", flush=True)
-    time.sleep(60)
-"""
 
 
 @pytest.fixture
@@ -137,47 +97,28 @@ async def test_cancelling_the_waiting_node_kills_the_whole_group(tmp_path, home,
         j = context.jobs()
         job_id = await j.submit({"argv": [PY, forker], "grace_s": 0.3})
         seen["job_id"] = job_id
-        async for line in j.follow(job_id):
-            if line == "ready":
-                break
-            seen["kids"] = [int(p) for p in line.split()]
+        seen["kids"] = await forker_kids(j, job_id)
         seen["pgid"] = (await j.status(job_id)).pid
         ready.set()
         await j.wait(job_id)  # cancelled from outside while parked here
 
     async with rt_open(home) as rt:
-        async with trio.open_nursery() as nursery:
-            result: dict = {}
-
-            async def go():
-                result["outcome"] = await waits.start_run(rt, {})
-
-            nursery.start_soon(go)
+        async def cancel_it():
             await ready.wait()
             (run_id,) = rt.runs
             assert group_members(seen["pgid"]), "the job and its grandchildren run"
             rt.cancel(run_id, reason="stop it", by="test")
-    assert result["outcome"].status == ev.CANCELLED
+
+        outcome = await run_while(rt, waits, cancel_it)
+    assert outcome.status == ev.CANCELLED
     store = JobStore(home)
     st = store.read(seen["job_id"])
     assert st.state is JobState.CANCELLED and "waits" in st.cancelled_by
     assert st.signal == signal.SIGTERM
     assert group_members(seen["pgid"]) == [], "nothing of the job's process group is left"
     for pid in seen["kids"]:
-        assert not os.path.exists(f"/proc/{pid}") or _zombie_or_gone(pid)
-    # the cancel is in the run's log before the node's own end
-    events = run_events(layout, result["outcome"].run_id)
-    kinds = [(type(e).__name__, getattr(e, "state", "")) for e in events]
-    assert kinds.index(("JobStateChanged", "cancelled")) < kinds.index(("NodeCancelled", ""))
-
-
-def _zombie_or_gone(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
-    except OSError:
-        return True
-    return data[data.rfind(b")") + 2:].split()[0] == b"Z"
+        assert not os.path.exists(f"/proc/{pid}") or zombie_or_gone(pid)
+    assert_job_cancel_logged_before_node_end(layout, outcome.run_id)
 
 
 async def test_timeout_kills_the_job(tmp_path, home, jobs):
@@ -205,9 +146,7 @@ async def test_wait_timeout_cancels_unless_detached(tmp_path, home, jobs):
     async def impatient(*, context):
         j = context.jobs()
         a = await j.submit([PY, job_py, str(gate), str(ledger)])
-        async for line in j.follow(a):  # running for sure (a loaded box starts it late)
-            if line == "first":
-                break
+        await follow_until(j, a, "first")  # running for sure (a loaded box starts it late)
         with pytest.raises(JobWaitTimeout):
             await j.wait(a, timeout_s=0.2, detach=True)
         assert (await j.status(a)).state is JobState.RUNNING
@@ -275,9 +214,7 @@ async def test_max_parallel_queues_the_rest(tmp_path, home):
     async def queue(*, context):
         j = context.jobs()
         ids = [await j.submit([PY, job_py, str(gate), str(ledger)]) for _ in range(3)]
-        async for line in j.follow(ids[0]):
-            if line == "first":
-                break
+        await follow_until(j, ids[0], "first")
         states = [(await j.status(i)).state for i in ids]
         gate.touch()
         done = [(await j.wait(i)).state for i in ids]
@@ -445,9 +382,7 @@ async def test_retrying_the_node_ends_its_job_and_the_next_attempt_submits_anew(
     async def attempts(*, context):
         j = context.jobs()
         job_id = (await submit(context=context))["job_id"]
-        async for line in j.follow(job_id):
-            if line == "first":
-                break
+        await follow_until(j, job_id, "first")
         if context.attempt == 1:
             started.set()
         else:
@@ -456,17 +391,12 @@ async def test_retrying_the_node_ends_its_job_and_the_next_attempt_submits_anew(
         return {"job_id": job_id, "state": st.state.value}
 
     async with rt_open(home) as rt:
-        async with trio.open_nursery() as nursery:
-            result: dict = {}
-
-            async def go():
-                result["outcome"] = await attempts.start_run(rt, {})
-
-            nursery.start_soon(go)
+        async def retry_it():
             await started.wait()
             (run_id,) = rt.runs
             rt.retry(run_id, "attempts", by="test")
-    outcome = result["outcome"]
+
+        outcome = await run_while(rt, attempts, retry_it)
     assert outcome.status == ev.SUCCEEDED, outcome.error
     store = JobStore(home)
     ids = sorted(store.ids(), key=lambda i: store.read(i).submitted)
@@ -519,9 +449,7 @@ async def test_jobs_still_queued_when_the_runtime_closes_are_recorded_cancelled(
         j = context.jobs()
         first = await j.submit([PY, job_py, str(gate), str(ledger)])
         second = await j.submit([PY, job_py, str(gate), str(ledger)])
-        async for line in j.follow(first):
-            if line == "first":
-                break
+        await follow_until(j, first, "first")
         return first, second
 
     async with rt_open(home) as rt:
@@ -543,9 +471,7 @@ async def test_a_job_whose_supervisor_dies_is_lost_and_cancel_still_ends_its_gro
     async def orphan(*, context):
         j = context.jobs()
         job_id = await j.submit({"argv": [PY, forker], "grace_s": 0.2})
-        async for line in j.follow(job_id):
-            if line == "ready":
-                break
+        await follow_until(j, job_id, "ready")
         st = await j.status(job_id)
         os.kill(st.supervisor_pid, signal.SIGKILL)  # the supervisor dies; the job does not
         lost = await j.wait(job_id)
