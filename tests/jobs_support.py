@@ -4,6 +4,7 @@ waits on a job."""
 
 from __future__ import annotations
 
+import sys
 import textwrap
 import time
 from collections.abc import Awaitable, Callable
@@ -62,6 +63,25 @@ FORKER = """
 """
 
 
+def gated_job(tmp_path) -> tuple[list[str], object, object]:
+    """A GATED job: its argv, the gate the test creates to end it, the ledger it appends to."""
+    gate, ledger = tmp_path / "gate", tmp_path / "ledger"
+    return [sys.executable, script(tmp_path, "gated.py", GATED), str(gate), str(ledger)], gate, ledger
+
+
+async def refusals(jobs, specs) -> list[str]:
+    """What ``submit`` says of each spec it refuses (JobSpecError); one message each."""
+    from aethergraph.jobs import JobSpecError
+
+    msgs = []
+    for spec in specs:
+        try:
+            await jobs.submit(spec)
+        except JobSpecError as exc:
+            msgs.append(str(exc))
+    return msgs
+
+
 async def follow_until(jobs, job_id: str, mark: str) -> str:
     """Follow the job's output up to the line ``mark``; return the line before it."""
     before = ""
@@ -75,6 +95,25 @@ async def follow_until(jobs, job_id: str, mark: str) -> str:
 async def forker_kids(jobs, job_id: str) -> list[int]:
     """The pids of a FORKER job's grandchildren, once it says it is ready."""
     return [int(p) for p in (await follow_until(jobs, job_id, "ready")).split()]
+
+
+def waits_on_forker(tmp_path, ready: trio.Event, seen: dict):
+    """A graph ("waits") that submits a FORKER job, notes in ``seen`` its id, grandchildren
+    and status once they run, sets ``ready`` and waits for the job's end (its output)."""
+    from aethergraph import graph_fn
+
+    forker = script(tmp_path, "forker.py", FORKER)
+
+    @graph_fn(name="waits")
+    async def waits(*, context):
+        j = context.jobs()
+        job_id = seen["job_id"] = await j.submit({"argv": [sys.executable, forker], "grace_s": 0.3})
+        seen["kids"] = await forker_kids(j, job_id)  # (from a cluster: followed live from its worker)
+        seen["status"] = await j.status(job_id)
+        ready.set()
+        return await j.wait(job_id)  # cancelled from outside while parked here
+
+    return waits
 
 
 async def run_while(rt, graph, act: Callable[[], Awaitable[None]], inputs: dict | None = None):

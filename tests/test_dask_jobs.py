@@ -18,21 +18,13 @@ distributed = pytest.importorskip("distributed")
 
 from aethergraph import graph_fn, register_context_service  # noqa: E402
 from aethergraph.dask_jobs import DaskJobs  # noqa: E402
-from aethergraph.jobs import JobSpecError, JobState  # noqa: E402
+from aethergraph.jobs import JobState  # noqa: E402
 from aethergraph.runtime import events as ev  # noqa: E402
 from aethergraph.runtime.jobs.store import JobStore  # noqa: E402
 
 from .conftest import ROOT, ag, rt_open, run_events  # noqa: E402
-from .jobs_support import (  # noqa: E402
-    FORKER,
-    GATED,
-    assert_job_cancel_logged_before_node_end,
-    forker_kids,
-    run_while,
-    script,
-    wait_until,
-    zombie_or_gone,
-)
+from .jobs_support import FORKER, refusals, run_while, script, wait_until, waits_on_forker  # noqa: E402
+from .jobs_support import assert_job_cancel_logged_before_node_end, zombie_or_gone  # noqa: E402
 
 PY = sys.executable
 DASK = str(Path(PY).parent / "dask")
@@ -148,13 +140,8 @@ async def test_callable_and_argv_jobs_succeed_and_fail_with_their_errors(tmp_pat
 async def test_bad_specs_are_refused_with_one_line(home, jobs):
     @graph_fn(name="refused")
     async def refused(*, context):
-        msgs = []
-        for spec in ({"fn": "nocolon"}, {"fn": "a:b", "argv": ["x"]}, {"fn": "a:b", "args": [object()]}):
-            try:
-                await context.jobs().submit(spec)
-            except JobSpecError as exc:
-                msgs.append(str(exc))
-        return msgs
+        return await refusals(context.jobs(), (
+            {"fn": "nocolon"}, {"fn": "a:b", "argv": ["x"]}, {"fn": "a:b", "args": [object()]}))
 
     async with rt_open(home) as rt:
         outcome = await refused.start_run(rt, {})
@@ -165,19 +152,8 @@ async def test_bad_specs_are_refused_with_one_line(home, jobs):
 async def test_cancelling_the_waiting_node_ends_an_argv_job_s_whole_group(tmp_path, home, layout, cluster, jobs):
     from aethergraph.runtime.jobs.store import group_members
 
-    forker = script(tmp_path, "forker.py", FORKER)
-    ready = trio.Event()
-    seen: dict = {}
-
-    @graph_fn(name="waits")
-    async def waits(*, context):
-        j = context.jobs()
-        job_id = await j.submit({"argv": [PY, forker], "grace_s": 0.3})
-        seen["job_id"] = job_id
-        seen["kids"] = await forker_kids(j, job_id)  # followed live from the worker
-        seen["state"] = (await j.status(job_id)).state
-        ready.set()
-        await j.wait(job_id)  # cancelled from outside while parked here
+    ready, seen = trio.Event(), {}
+    waits = waits_on_forker(tmp_path, ready, seen)
 
     async with rt_open(home) as rt:
         async def cancel_it():
@@ -189,7 +165,7 @@ async def test_cancelling_the_waiting_node_ends_an_argv_job_s_whole_group(tmp_pa
 
         outcome = await run_while(rt, waits, cancel_it)
     pgid = seen["pgid"]
-    assert seen["state"] is JobState.RUNNING
+    assert seen["status"].state is JobState.RUNNING
     assert outcome.status == ev.CANCELLED
     st = JobStore(home).read(seen["job_id"])
     assert st.state is JobState.CANCELLED and "waits" in st.cancelled_by
@@ -344,17 +320,8 @@ def test_kill_9_the_runtime_with_20_jobs_running_and_resume_collects_them_all(tm
 async def test_ag_jobs_cancel_reaches_the_cluster(tmp_path, home, cluster, jobs):
     from aethergraph.runtime.jobs.store import group_members
 
-    forker = script(tmp_path, "forker.py", FORKER)
-    ready = trio.Event()
-    seen: dict = {}
-
-    @graph_fn(name="waits")
-    async def waits(*, context):
-        j = context.jobs()
-        job_id = seen["job_id"] = await j.submit({"argv": [PY, forker], "grace_s": 0.3})
-        seen["kids"] = await forker_kids(j, job_id)
-        ready.set()
-        return await j.wait(job_id)
+    ready, seen = trio.Event(), {}
+    waits = waits_on_forker(tmp_path, ready, seen)
 
     async def cancel_it_with_ag():
         await ready.wait()
@@ -534,13 +501,8 @@ async def test_process_jobs_refuses_what_only_a_cluster_can_do(home):
 
     @graph_fn(name="local")
     async def local(*, context):
-        msgs = []
-        for spec in ({"fn": fn("add")}, {"argv": ["true"], "resources": {"GPU": 1}}, {"argv": ["true"], "priority": 1}):
-            try:
-                await context.jobs().submit(spec)
-            except JobSpecError as exc:
-                msgs.append(str(exc))
-        return msgs
+        return await refusals(context.jobs(), (
+            {"fn": fn("add")}, {"argv": ["true"], "resources": {"GPU": 1}}, {"argv": ["true"], "priority": 1}))
 
     async with rt_open(home) as rt:
         msgs = (await local.start_run(rt, {})).outputs

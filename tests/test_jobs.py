@@ -18,17 +18,9 @@ from aethergraph.runtime.jobs.store import JobStore, group_members, proc_alive
 from aethergraph.runtime.store.index import Index, job_rows
 
 from .conftest import ag, rt_open, run_events
-from .jobs_support import (  # the TUI tests take FORKER, script, wait_until from here too
-    FORKER,
-    GATED,
-    assert_job_cancel_logged_before_node_end,
-    follow_until,
-    forker_kids,
-    run_while,
-    script,
-    wait_until,
-    zombie_or_gone,
-)
+# (the TUI tests take FORKER, script and wait_until from here too)
+from .jobs_support import FORKER, follow_until, gated_job, refusals, run_while, script, wait_until
+from .jobs_support import assert_job_cancel_logged_before_node_end, waits_on_forker, zombie_or_gone
 
 PY = sys.executable
 
@@ -40,14 +32,20 @@ def jobs():
     return svc
 
 
+@pytest.fixture
+def one_at_a_time():
+    svc = ProcessJobs(max_parallel=1, scan_interval_s=0.05)
+    register_context_service("jobs", svc)
+    return svc
+
+
 async def test_output_is_captured_and_followed_live(tmp_path, home, layout, jobs):
-    job_py = script(tmp_path, "gated.py", GATED)
-    gate, ledger = tmp_path / "gate", tmp_path / "ledger"
+    argv, gate, ledger = gated_job(tmp_path)
 
     @graph_fn(name="follow_one")
     async def follow_one(*, context):
         j = context.jobs()
-        job_id = await j.submit({"argv": [PY, job_py, str(gate), str(ledger)]}, key=context.idempotency_key)
+        job_id = await j.submit({"argv": argv}, key=context.idempotency_key)
         seen = []
         async for line in j.follow(job_id):
             seen.append((line, (await j.status(job_id)).state))
@@ -84,29 +82,18 @@ async def test_output_is_captured_and_followed_live(tmp_path, home, layout, jobs
     finally:
         index.close()
     assert row["job_id"] == out["job_id"] and row["state"] == "succeeded" and row["exit_code"] == 0
-    assert row["node"] == "follow_one" and row["argv"][1] == job_py
+    assert row["node"] == "follow_one" and row["argv"][1] == argv[1]
 
 
 async def test_cancelling_the_waiting_node_kills_the_whole_group(tmp_path, home, layout, jobs):
-    forker = script(tmp_path, "forker.py", FORKER)
-    ready = trio.Event()
-    seen: dict = {}
-
-    @graph_fn(name="waits")
-    async def waits(*, context):
-        j = context.jobs()
-        job_id = await j.submit({"argv": [PY, forker], "grace_s": 0.3})
-        seen["job_id"] = job_id
-        seen["kids"] = await forker_kids(j, job_id)
-        seen["pgid"] = (await j.status(job_id)).pid
-        ready.set()
-        await j.wait(job_id)  # cancelled from outside while parked here
+    ready, seen = trio.Event(), {}
+    waits = waits_on_forker(tmp_path, ready, seen)
 
     async with rt_open(home) as rt:
         async def cancel_it():
             await ready.wait()
             (run_id,) = rt.runs
-            assert group_members(seen["pgid"]), "the job and its grandchildren run"
+            assert group_members(seen["status"].pid), "the job and its grandchildren run"
             rt.cancel(run_id, reason="stop it", by="test")
 
         outcome = await run_while(rt, waits, cancel_it)
@@ -115,7 +102,7 @@ async def test_cancelling_the_waiting_node_kills_the_whole_group(tmp_path, home,
     st = store.read(seen["job_id"])
     assert st.state is JobState.CANCELLED and "waits" in st.cancelled_by
     assert st.signal == signal.SIGTERM
-    assert group_members(seen["pgid"]) == [], "nothing of the job's process group is left"
+    assert group_members(seen["status"].pid) == [], "nothing of the job's process group is left"
     for pid in seen["kids"]:
         assert not os.path.exists(f"/proc/{pid}") or zombie_or_gone(pid)
     assert_job_cancel_logged_before_node_end(layout, outcome.run_id)
@@ -139,13 +126,12 @@ async def test_timeout_kills_the_job(tmp_path, home, jobs):
 
 
 async def test_wait_timeout_cancels_unless_detached(tmp_path, home, jobs):
-    job_py = script(tmp_path, "gated.py", GATED)
-    gate, ledger = tmp_path / "gate", tmp_path / "ledger"
+    argv, gate, ledger = gated_job(tmp_path)
 
     @graph_fn(name="impatient")
     async def impatient(*, context):
         j = context.jobs()
-        a = await j.submit([PY, job_py, str(gate), str(ledger)])
+        a = await j.submit(argv)
         await follow_until(j, a, "first")  # running for sure (a loaded box starts it late)
         with pytest.raises(JobWaitTimeout):
             await j.wait(a, timeout_s=0.2, detach=True)
@@ -184,19 +170,11 @@ async def test_bad_argv_and_non_zero_exit_fail_clearly(tmp_path, home, layout, j
 
 
 async def test_bad_specs_are_refused_with_one_line(home, jobs):
-    from aethergraph.jobs import JobSpecError
-
     @graph_fn(name="refused")
     async def refused(*, context):
-        j = context.jobs()
-        msgs = []
-        for spec in ([], {"argv": "ls"}, {"argv": ["a", "b"], "shell": True}, {"argv": ["x"], "timeout_s": 0},
-                     {"argv": ["x"], "colour": 1}, "ls"):
-            try:
-                await j.submit(spec)
-            except JobSpecError as exc:
-                msgs.append(str(exc))
-        return msgs
+        return await refusals(context.jobs(), (
+            [], {"argv": "ls"}, {"argv": ["a", "b"], "shell": True}, {"argv": ["x"], "timeout_s": 0},
+            {"argv": ["x"], "colour": 1}, "ls"))
 
     async with rt_open(home) as rt:
         outcome = await refused.start_run(rt, {})
@@ -205,15 +183,13 @@ async def test_bad_specs_are_refused_with_one_line(home, jobs):
     assert not list(JobStore(home).ids())
 
 
-async def test_max_parallel_queues_the_rest(tmp_path, home):
-    register_context_service("jobs", ProcessJobs(max_parallel=1, scan_interval_s=0.05))
-    job_py = script(tmp_path, "gated.py", GATED)
-    gate, ledger = tmp_path / "gate", tmp_path / "ledger"
+async def test_max_parallel_queues_the_rest(tmp_path, home, one_at_a_time):
+    argv, gate, ledger = gated_job(tmp_path)
 
     @graph_fn(name="queue")
     async def queue(*, context):
         j = context.jobs()
-        ids = [await j.submit([PY, job_py, str(gate), str(ledger)]) for _ in range(3)]
+        ids = [await j.submit(argv) for _ in range(3)]
         await follow_until(j, ids[0], "first")
         states = [(await j.status(i)).state for i in ids]
         gate.touch()
@@ -287,9 +263,7 @@ GRAPH = """
 @pytest.mark.parametrize("job_ends", ["while_resumed", "while_no_runtime"])
 def test_kill_9_leaves_the_job_running_and_resume_reattaches(tmp_path, home, layout, job_ends):
     graph = script(tmp_path, "graph.py", GRAPH)
-    job_py = script(tmp_path, "gated.py", GATED)
-    gate, ledger = tmp_path / "gate", tmp_path / "ledger"
-    argv = [PY, job_py, str(gate), str(ledger)]
+    argv, gate, ledger = gated_job(tmp_path)
     exe = os.path.join(os.path.dirname(PY), "ag")
     runtime = subprocess.Popen([exe, "run", f"{graph}:sim", "--input", json.dumps({"argv": argv})],
                                cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -370,13 +344,12 @@ def test_ag_jobs_logs_and_cancel(tmp_path, home):
 async def test_retrying_the_node_ends_its_job_and_the_next_attempt_submits_anew(tmp_path, home, jobs):
     from aethergraph import tool
 
-    job_py = script(tmp_path, "gated.py", GATED)
-    gate, ledger = tmp_path / "gate", tmp_path / "ledger"
+    argv, gate, ledger = gated_job(tmp_path)
     started = trio.Event()
 
     @tool(outputs=["job_id"])
     async def submit(*, context):
-        return await context.jobs().submit([PY, job_py, str(gate), str(ledger)], key=context.idempotency_key)
+        return await context.jobs().submit(argv, key=context.idempotency_key)
 
     @graph_fn(name="attempts")
     async def attempts(*, context):
@@ -439,16 +412,14 @@ def test_real_jobs_example_runs_end_to_end(tmp_path):
     assert "'result': {'name': 'toy-sim', 'energy': 0.2}" in proc.stdout
 
 
-async def test_jobs_still_queued_when_the_runtime_closes_are_recorded_cancelled(tmp_path, home):
-    register_context_service("jobs", ProcessJobs(max_parallel=1, scan_interval_s=0.05))
-    job_py = script(tmp_path, "gated.py", GATED)
-    gate, ledger = tmp_path / "gate", tmp_path / "ledger"
+async def test_jobs_still_queued_when_the_runtime_closes_are_recorded_cancelled(tmp_path, home, one_at_a_time):
+    argv, gate, ledger = gated_job(tmp_path)
 
     @graph_fn(name="fire_and_forget")
     async def fire_and_forget(*, context):
         j = context.jobs()
-        first = await j.submit([PY, job_py, str(gate), str(ledger)])
-        second = await j.submit([PY, job_py, str(gate), str(ledger)])
+        first = await j.submit(argv)
+        second = await j.submit(argv)
         await follow_until(j, first, "first")
         return first, second
 

@@ -28,6 +28,7 @@ from aethergraph import (
 from aethergraph.runtime import events as ev
 
 from .conftest import rt_open, ag, event_types, run_events
+from .jobs_support import run_while
 
 
 
@@ -164,6 +165,18 @@ async def test_timed_out_attempts_are_retried(home, layout, autojump_clock):
 # -- cancellation and retry from outside --------------------------------------------------------
 
 
+async def run_then(rt, graph, act):
+    """Run ``graph``; once every task is blocked (the run is parked in its node), ``act(run_id)``
+    from outside; the run's outcome."""
+
+    async def when_parked():
+        await trio.testing.wait_all_tasks_blocked()
+        (run_id,) = rt.runs
+        act(run_id)
+
+    return await run_while(rt, graph, when_parked)
+
+
 async def test_cancel_running_node_from_outside(home, layout, autojump_clock):
     @tool()
     async def stuck_poll():
@@ -174,18 +187,11 @@ async def test_cancel_running_node_from_outside(home, layout, autojump_clock):
         await stuck_poll()
 
     async with rt_open(home) as rt:
-        result = {}
-
-        async def run_it():
-            result["outcome"] = await g.start_run(rt, {})
-
-        async with trio.open_nursery() as n:
-            n.start_soon(run_it)
-            await trio.testing.wait_all_tasks_blocked()
-            (run_id,) = rt.runs
+        def cancel_it(run_id):
             assert "g/stuck_poll" in rt.runs[run_id].nodes
             rt.cancel(run_id, "g/stuck_poll", reason="stuck for hours", by="alice")
-    outcome = result["outcome"]
+
+        outcome = await run_then(rt, g, cancel_it)
     assert outcome.status == ev.CANCELLED
     assert isinstance(outcome.error, NodeCancelled)
     events = run_events(layout, outcome.run_id)
@@ -210,17 +216,9 @@ async def test_cancelled_child_can_be_handled_by_parent(home, autojump_clock):
             return {"gave_up_on": exc.path}
 
     async with rt_open(home) as rt:
-        async with trio.open_nursery() as n:
-            out = {}
-
-            async def go():
-                out["o"] = await g.start_run(rt, {})
-
-            n.start_soon(go)
-            await trio.testing.wait_all_tasks_blocked()
-            rt.cancel(next(iter(rt.runs)), "g/stuck", by="bob")
-    assert out["o"].status == ev.SUCCEEDED
-    assert out["o"].outputs == {"gave_up_on": "g/stuck"}
+        outcome = await run_then(rt, g, lambda run_id: rt.cancel(run_id, "g/stuck", by="bob"))
+    assert outcome.status == ev.SUCCEEDED
+    assert outcome.outputs == {"gave_up_on": "g/stuck"}
 
 
 async def test_cancel_whole_run(home, layout, autojump_clock):
@@ -229,17 +227,9 @@ async def test_cancel_whole_run(home, layout, autojump_clock):
         await context.sleep(1000)
 
     async with rt_open(home) as rt:
-        async with trio.open_nursery() as n:
-            out = {}
-
-            async def go():
-                out["o"] = await g.start_run(rt, {})
-
-            n.start_soon(go)
-            await trio.testing.wait_all_tasks_blocked()
-            rt.cancel(next(iter(rt.runs)), reason="not needed", by="carol")
-    events = run_events(layout, out["o"].run_id)
-    assert out["o"].status == ev.CANCELLED
+        outcome = await run_then(rt, g, lambda run_id: rt.cancel(run_id, reason="not needed", by="carol"))
+    events = run_events(layout, outcome.run_id)
+    assert outcome.status == ev.CANCELLED
     (c,) = of(events, ev.NodeCancelled)
     assert c.reason == "run cancelled: not needed" and c.by == "carol"
 
@@ -259,17 +249,9 @@ async def test_retry_running_node_starts_next_attempt(home, layout, autojump_clo
         return await poll_job()
 
     async with rt_open(home) as rt:
-        async with trio.open_nursery() as n:
-            out = {}
-
-            async def go():
-                out["o"] = await g.start_run(rt, {})
-
-            n.start_soon(go)
-            await trio.testing.wait_all_tasks_blocked()
-            rt.retry(next(iter(rt.runs)), "g/poll_job", by="dave")
-    assert out["o"].outputs == {"result": "done"}
-    events = run_events(layout, out["o"].run_id)
+        outcome = await run_then(rt, g, lambda run_id: rt.retry(run_id, "g/poll_job", by="dave"))
+    assert outcome.outputs == {"result": "done"}
+    events = run_events(layout, outcome.run_id)
     (r,) = of(events, ev.AttemptRetried)
     assert (r.node, r.attempt, r.requested_by) == ("g/poll_job", 1, "dave")
     assert not of(events, ev.NodeCancelled)
