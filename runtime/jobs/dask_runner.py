@@ -8,17 +8,22 @@ the trio token (``run_sync_soon``) from two push channels:
 
 - a done callback on each future (run by distributed on its callback thread): the job ended;
 - worker events on ``dask_worker.TOPIC`` (a subscription on the client's loop): the job started on
-  a worker, or an argv job wrote output.
+  a worker, an argv job wrote output, or a callable returned — with its value when it is small
+  JSON, so that the end is recorded from the message and the result is never fetched (a
+  finished future is held ``HOLD_S`` for its message; without one, the result is gathered).
 
-So 10,000 jobs are 10,000 futures and dict entries, two trio tasks (submitter, collector) and a
-timer task, not 10,000 pollers.
+So 10,000 jobs are 10,000 futures and dict entries, four trio tasks (submitter, collector,
+flusher, timeouts) and a short-lived task per burst of held futures, not 10,000 pollers. The
+nodes' submits are checkpoints: the submitter hands jobs over in batches while they submit.
 
 Surviving the runtime's death: each job is a task under the key ``job_id`` and a *published
 dataset* of the same name on the scheduler, which keeps the task (and its result) when our client
 goes. A runtime that finds the job again (``ag resume``) gets the futures back by name
 (``get_dataset``), one call for all of them, and collects; the dataset is removed once the job's
-end is recorded in the store. A job is claimed in the store (``state.json``) before it is handed
-to the cluster, and handed only by the one who claimed it: never submitted twice for one key.
+end is recorded in the store. A job is claimed in the store before it is handed to the cluster,
+and handed only by the one who claimed it: never submitted twice for one key. Once the client is
+connected a job is claimed at birth (its record names this runtime), so a runtime that dies
+between a submit and the hand-over leaves it LOST for the retry policy, not resubmitted.
 
 The store is the record, as for process jobs (``jobs/<job_id>/``); the runtime writes its
 ``state.json`` — there is no supervisor on this host. Output of argv jobs arrives in chunks while
