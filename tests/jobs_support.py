@@ -4,6 +4,7 @@ waits on a job."""
 
 from __future__ import annotations
 
+import subprocess
 import sys
 import textwrap
 import time
@@ -82,6 +83,20 @@ async def refusals(jobs, specs) -> list[str]:
     return msgs
 
 
+def one_key_from_two_processes(argv: list[str]) -> None:
+    """Two processes run ``argv`` (a script that submits one job under one key and waits for
+    it) and are let go at once: both report the same job, succeeded."""
+    procs = [subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for _ in range(2)]
+    for p in procs:
+        p.stdin.write("go\n")
+        p.stdin.flush()
+    outs = [p.communicate(timeout=60) for p in procs]
+    assert all(p.returncode == 0 for p in procs), outs
+    lines = {o[0].strip() for o in outs}
+    assert len(lines) == 1 and lines.pop().endswith(" succeeded"), outs
+
+
 async def follow_until(jobs, job_id: str, mark: str) -> str:
     """Follow the job's output up to the line ``mark``; return the line before it."""
     before = ""
@@ -127,6 +142,25 @@ async def run_while(rt, graph, act: Callable[[], Awaitable[None]], inputs: dict 
         nursery.start_soon(go)
         await act()
     return result["outcome"]
+
+
+async def cancel_forker_run(rt, tmp_path, seen: dict, pgid_of: Callable[[dict], int]):
+    """Run the "waits" graph (``waits_on_forker``); once its job and grandchildren run (their
+    process group, ``pgid_of(seen)``, noted as ``seen["pgid"]``), cancel the run from outside.
+    The run's outcome."""
+    from aethergraph.runtime.jobs.store import group_members
+
+    ready = trio.Event()
+    waits = waits_on_forker(tmp_path, ready, seen)
+
+    async def cancel_it():
+        await ready.wait()
+        (run_id,) = rt.runs
+        seen["pgid"] = pgid_of(seen)
+        assert group_members(seen["pgid"]), "the job and its grandchildren run"
+        rt.cancel(run_id, reason="stop it", by="test")
+
+    return await run_while(rt, waits, cancel_it)
 
 
 def zombie_or_gone(pid: int) -> bool:

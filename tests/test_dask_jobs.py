@@ -24,7 +24,9 @@ from aethergraph.runtime.jobs.store import JobStore  # noqa: E402
 
 from .conftest import ROOT, ag, rt_open, run_events  # noqa: E402
 from .jobs_support import FORKER, refusals, run_while, script, wait_until, waits_on_forker  # noqa: E402
-from .jobs_support import assert_job_cancel_logged_before_node_end, zombie_or_gone  # noqa: E402
+from .jobs_support import assert_job_cancel_logged_before_node_end, cancel_forker_run  # noqa: E402
+from .jobs_support import one_key_from_two_processes  # noqa: E402
+from .jobs_support import zombie_or_gone  # noqa: E402
 
 PY = sys.executable
 DASK = str(Path(PY).parent / "dask")
@@ -152,18 +154,9 @@ async def test_bad_specs_are_refused_with_one_line(home, jobs):
 async def test_cancelling_the_waiting_node_ends_an_argv_job_s_whole_group(tmp_path, home, layout, cluster, jobs):
     from aethergraph.runtime.jobs.store import group_members
 
-    ready, seen = trio.Event(), {}
-    waits = waits_on_forker(tmp_path, ready, seen)
-
+    seen: dict = {}
     async with rt_open(home) as rt:
-        async def cancel_it():
-            await ready.wait()
-            (run_id,) = rt.runs
-            seen["pgid"] = os.getpgid(seen["kids"][0])
-            assert group_members(seen["pgid"]), "the job and its grandchildren run"
-            rt.cancel(run_id, reason="stop it", by="test")
-
-        outcome = await run_while(rt, waits, cancel_it)
+        outcome = await cancel_forker_run(rt, tmp_path, seen, lambda seen: os.getpgid(seen["kids"][0]))
     pgid = seen["pgid"]
     assert seen["status"].state is JobState.RUNNING
     assert outcome.status == ev.CANCELLED
@@ -481,15 +474,7 @@ def test_one_key_is_one_job_across_two_runtimes(tmp_path, home, cluster):
     prog = script(tmp_path, "submit_once.py", SUBMIT_ONCE)
     ledger, gate = tmp_path / "ledger", tmp_path / "gate"
     gate.touch()
-    procs = [subprocess.Popen([PY, prog, str(ledger), cluster.address, str(gate)], stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
-    for p in procs:
-        p.stdin.write("go\n")
-        p.stdin.flush()
-    outs = [p.communicate(timeout=60) for p in procs]
-    assert all(p.returncode == 0 for p in procs), outs
-    lines = {o[0].strip() for o in outs}
-    assert len(lines) == 1 and lines.pop().endswith(" succeeded"), outs
+    one_key_from_two_processes([PY, prog, str(ledger), cluster.address, str(gate)])
     assert ledger.read_text() == "ran\n"
     assert len(list(JobStore(home).ids())) == 1
 

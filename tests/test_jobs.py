@@ -20,7 +20,8 @@ from aethergraph.runtime.store.index import Index, job_rows
 from .conftest import ag, rt_open, run_events
 # (the TUI tests take FORKER, script and wait_until from here too)
 from .jobs_support import FORKER, follow_until, gated_job, refusals, run_while, script, wait_until
-from .jobs_support import assert_job_cancel_logged_before_node_end, waits_on_forker, zombie_or_gone
+from .jobs_support import one_key_from_two_processes
+from .jobs_support import assert_job_cancel_logged_before_node_end, cancel_forker_run, zombie_or_gone
 
 PY = sys.executable
 
@@ -86,23 +87,15 @@ async def test_output_is_captured_and_followed_live(tmp_path, home, layout, jobs
 
 
 async def test_cancelling_the_waiting_node_kills_the_whole_group(tmp_path, home, layout, jobs):
-    ready, seen = trio.Event(), {}
-    waits = waits_on_forker(tmp_path, ready, seen)
-
+    seen: dict = {}
     async with rt_open(home) as rt:
-        async def cancel_it():
-            await ready.wait()
-            (run_id,) = rt.runs
-            assert group_members(seen["status"].pid), "the job and its grandchildren run"
-            rt.cancel(run_id, reason="stop it", by="test")
-
-        outcome = await run_while(rt, waits, cancel_it)
+        outcome = await cancel_forker_run(rt, tmp_path, seen, lambda seen: seen["status"].pid)
     assert outcome.status == ev.CANCELLED
     store = JobStore(home)
     st = store.read(seen["job_id"])
     assert st.state is JobState.CANCELLED and "waits" in st.cancelled_by
     assert st.signal == signal.SIGTERM
-    assert group_members(seen["status"].pid) == [], "nothing of the job's process group is left"
+    assert group_members(seen["pgid"]) == [], "nothing of the job's process group is left"
     for pid in seen["kids"]:
         assert not os.path.exists(f"/proc/{pid}") or zombie_or_gone(pid)
     assert_job_cancel_logged_before_node_end(layout, outcome.run_id)
@@ -226,15 +219,7 @@ SUBMIT_ONCE = """
 def test_one_key_is_one_job_across_two_processes(tmp_path, home):
     prog = script(tmp_path, "submit_once.py", SUBMIT_ONCE)
     ledger = tmp_path / "ledger"
-    procs = [subprocess.Popen([PY, prog, str(ledger)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
-    for p in procs:
-        p.stdin.write("go\n")
-        p.stdin.flush()
-    outs = [p.communicate(timeout=60) for p in procs]
-    assert all(p.returncode == 0 for p in procs), outs
-    lines = {o[0].strip() for o in outs}
-    assert len(lines) == 1 and lines.pop().endswith(" succeeded"), outs
+    one_key_from_two_processes([PY, prog, str(ledger)])
     assert ledger.read_text() == "ran\n"
     assert len(list(JobStore(home).ids())) == 1
 

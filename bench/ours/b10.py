@@ -20,6 +20,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.append(str(HERE.parent))  # bench/, for benchkit
 sys.path.append(str(HERE))  # b10_fns
 
+import contextlib
 import json
 import os
 import shutil
@@ -58,16 +59,19 @@ class Cluster:
                                            start_new_session=True))
 
     def close(self) -> None:
+        """SIGTERM to each process group (the workers first), SIGKILL to one still there 15 s on."""
         for p in reversed(self.procs):
-            try:
-                os.killpg(p.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
+            _signal_group(p, signal.SIGTERM)
         for p in self.procs:
             try:
                 p.wait(timeout=15)
             except subprocess.TimeoutExpired:
-                os.killpg(p.pid, signal.SIGKILL)
+                _signal_group(p, signal.SIGKILL)
+
+
+def _signal_group(proc: subprocess.Popen, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, sig)
 
 
 def _tasks() -> int:
