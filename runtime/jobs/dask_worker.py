@@ -68,17 +68,18 @@ def _event(worker, msg: dict) -> None:
     try:
         box = getattr(worker, _BATCH_ATTR, None)
         if box is None:
-            box = {"lock": threading.Lock(), "msgs": [], "armed": False, "running": {}}
+            box = {"lock": threading.Lock(), "msgs": [], "armed": False}
             setattr(worker, _BATCH_ATTR, box)
         with box["lock"]:
             state = msg.get("state")
+            unsent = box.setdefault("running", {})  # (a box made by an older copy of this module)
             if state == "ended":
-                queued = box["running"].pop(msg["job_id"], None)
+                queued = unsent.pop(msg["job_id"], None)
                 if queued is not None:  # still unsent: it becomes the end
                     queued.update(msg)
                     return
             elif state == "running":
-                box["running"][msg["job_id"]] = msg
+                unsent[msg["job_id"]] = msg
             box["msgs"].append(msg)
             if box["armed"]:
                 return
@@ -98,7 +99,7 @@ def _arm(worker, box: dict) -> None:
 def _flush(worker, box: dict) -> None:
     with box["lock"]:
         msgs, box["msgs"], box["armed"] = box["msgs"], [], False
-        box["running"].clear()
+        box.setdefault("running", {}).clear()
     if msgs:
         try:
             worker.log_event(TOPIC, msgs)
