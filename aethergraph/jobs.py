@@ -32,9 +32,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
+import trio
+
 from aethergraph.runtime.engine import current_node, current_runtime
 from aethergraph.runtime.jobs.protocol import JobSpec, JobSpecError, JobState, JobStatus
-from aethergraph.runtime.jobs.runner import JobWaitTimeout, ProcessRunner
+from aethergraph.runtime.jobs.base import JobWaitTimeout
+from aethergraph.runtime.jobs.runner import ProcessRunner
 from aethergraph.runtime.jobs.store import UnknownJob
 
 from .services import Service
@@ -92,11 +95,15 @@ class ProcessJobs(Service):
         (``{"argv": [...], "cwd": ..., "env": {...}, "timeout_s": ...}``) or an argv list.
         With ``key`` (give it ``context.idempotency_key``) the same key returns the same job."""
         node = _node()
-        return self._runner().submit(
+        job_id = self._runner().submit(
             spec, key=key,
             run_id=node.run_id if node is not None else "",
             node=node.path if node is not None else "",
         )
+        # A checkpoint, as every trio call should be: a node submitting a thousand jobs in a
+        # loop lets the runner hand the first ones over while it submits the rest.
+        await trio.lowlevel.checkpoint()
+        return job_id
 
     async def status(self, job_id: str) -> JobStatus:
         return self._runner().status(job_id)

@@ -8,17 +8,22 @@ the trio token (``run_sync_soon``) from two push channels:
 
 - a done callback on each future (run by distributed on its callback thread): the job ended;
 - worker events on ``dask_worker.TOPIC`` (a subscription on the client's loop): the job started on
-  a worker, or an argv job wrote output.
+  a worker, an argv job wrote output, or a callable returned — with its value when it is small
+  JSON, so that the end is recorded from the message and the result is never fetched (a
+  finished future is held ``HOLD_S`` for its message; without one, the result is gathered).
 
-So 10,000 jobs are 10,000 futures and dict entries, two trio tasks (submitter, collector) and a
-timer task, not 10,000 pollers.
+So 10,000 jobs are 10,000 futures and dict entries, four trio tasks (submitter, collector,
+flusher, timeouts) and a short-lived task per burst of held futures, not 10,000 pollers. The
+nodes' submits are checkpoints: the submitter hands jobs over in batches while they submit.
 
 Surviving the runtime's death: each job is a task under the key ``job_id`` and a *published
 dataset* of the same name on the scheduler, which keeps the task (and its result) when our client
 goes. A runtime that finds the job again (``ag resume``) gets the futures back by name
 (``get_dataset``), one call for all of them, and collects; the dataset is removed once the job's
-end is recorded in the store. A job is claimed in the store (``state.json``) before it is handed
-to the cluster, and handed only by the one who claimed it: never submitted twice for one key.
+end is recorded in the store. A job is claimed in the store before it is handed to the cluster,
+and handed only by the one who claimed it: never submitted twice for one key. Once the client is
+connected a job is claimed at birth (its record names this runtime), so a runtime that dies
+between a submit and the hand-over leaves it LOST for the retry policy, not resubmitted.
 
 The store is the record, as for process jobs (``jobs/<job_id>/``); the runtime writes its
 ``state.json`` — there is no supervisor on this host. Output of argv jobs arrives in chunks while
@@ -30,7 +35,6 @@ from __future__ import annotations
 import collections
 import heapq
 import logging
-import math
 import os
 import time
 from typing import Any
@@ -38,31 +42,30 @@ from typing import Any
 import msgspec
 import trio
 
-from .. import events as ev
 from . import dask_worker
-from .protocol import ENCODER, JobRecord, JobSpec, JobSpecError, JobState, JobStatus, Rusage
-from .runner import JobsClosed, JobWaitTimeout, _Job
-from .store import JobStore, UnknownJob, new_job_id, proc_alive, proc_start_time, write_atomic
+from .base import Job, JobRunner, JobsClosed
+from .protocol import ENCODER, JobSpec, JobSpecError, JobState, JobStatus, Rusage
+from .store import JobStore, UnknownJob, proc_alive, write_atomic
 
 log = logging.getLogger("aethergraph.jobs")
 
 ENV_SCHEDULER = "AETHERGRAPH_DASK_SCHEDULER"
 
 
-class DaskRunner:
+class DaskRunner(JobRunner):
     """Cluster jobs of one runtime. Built by ``aethergraph.dask_jobs.DaskJobs``."""
+
+    RUNNER = "dask"
 
     def __init__(self, rt: Any, *, address: str | None = None, cluster: Any = None,
                  cluster_kwargs: dict | None = None, client_kwargs: dict | None = None,
                  ship_code: bool = False) -> None:
-        self.rt = rt
+        super().__init__(rt)
         self.ship_code = ship_code
-        self.store = JobStore(rt.layout.home).ensure()
         self.address = address
         self.cluster = cluster
         self.cluster_kwargs = dict(cluster_kwargs or {})
         self.client_kwargs = dict(client_kwargs or {})
-        self.jobs: dict[str, _Job] = {}
         self.futures: dict[str, Any] = {}
         self.scan_interval_s = 0.25
         self._client: Any = None
@@ -74,6 +77,13 @@ class DaskRunner:
         self._done: list[Any] = []
         self._done_q: collections.deque = collections.deque()  # appended to from dask's threads
         self._done_armed = False
+        # Callables handed over by this runtime: their end comes as a worker message carrying a
+        # small result; a future that finishes first is held (HOLD_S) for that message rather
+        # than fetched. Ended from a message: unpublished with the collector's next batch.
+        self._expect_end: set[str] = set()
+        self._held: dict[str, Any] = {}
+        self._ended_by_message: list[str] = []  # recorded ended, still published
+        self._forget_lock = trio.Lock()
         self._submit_wake = trio.Event()
         self._collect_wake = trio.Event()
         self._deadline_wake = trio.Event()
@@ -81,10 +91,6 @@ class DaskRunner:
         self._unwritten: set[str] = set()
         self._flush_wake = trio.Event()
         self._token: Any = None
-        self._closed = False
-        self._pid = os.getpid()
-        self._pid_start = proc_start_time(self._pid) or 0
-        self._nursery: trio.Nursery | None = None
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -107,6 +113,7 @@ class DaskRunner:
         for job_id in self._to_submit:
             self._cancel_unsubmitted(self.jobs[job_id], "the runtime closed before submitting it")
         self._to_submit.clear()
+        await self._collect_held()
         client, self._client = self._client, None
         cluster, self._own_cluster = self._own_cluster, None
         if cluster is not None:
@@ -125,6 +132,29 @@ class DaskRunner:
 
             with trio.CancelScope(shield=True):
                 await trio.to_thread.run_sync(shut)
+
+    async def _collect_held(self) -> None:
+        """Closing: the finished callables still held for their end message are fetched now,
+        so that their ends are recorded (and a LocalCluster of ours does not take them along),
+        and the scheduler forgets every job whose end is recorded."""
+        held = [f for f in self._held.values() if not self.jobs[f.key].terminal]
+        self._held.clear()
+        client = self._client
+        if client is None:
+            return
+        with trio.CancelScope(shield=True):
+            if held:
+                try:
+                    outcomes = await trio.to_thread.run_sync(self._collect_batch, client, held)
+                except Exception as exc:
+                    log.warning("dask jobs: closing, could not collect %d ended jobs: %s", len(held), exc)
+                    outcomes = []
+                for job_id, state, fields in outcomes:
+                    if state in (JobState.SUCCEEDED, JobState.FAILED):
+                        self._record(self.jobs[job_id], state, **fields)
+                        self.futures.pop(job_id, None)
+                        self._ended_by_message.append(job_id)
+            await self._forget_recorded(client)
 
     def _connect(self) -> Any:
         """In a thread: the client (and the LocalCluster, when nothing names a scheduler)."""
@@ -187,28 +217,18 @@ class DaskRunner:
         except (TypeError, ValueError, OverflowError):
             raise JobSpecError("job spec: args and kwargs must be JSON values (they are "
                                "written to the store)") from None
-        if key:
-            known = self.store.job_for_key(key)
-            if known is not None:
-                return self.adopt(known).job_id
-        job_id = new_job_id()
-        record = JobRecord(job_id=job_id, spec=spec, runner="dask", run_id=run_id, node=node,
-                           key=key or "", submitted=time.time())
-        self.store.create(record)
-        if key:
-            prior = self.store.bind_key(key, job_id)
-            if prior is not None:
-                self.store.discard(job_id)
-                return self.adopt(prior).job_id
-        job = self.jobs[job_id] = _Job(job_id, record.queued(), grace_s=spec.grace_s)
-        job.spec = spec
-        self._emit(job, ev.JobSubmitted, runner="dask", name=spec.name, key=key or "",
-                   argv=tuple(spec.argv) if spec.argv else (spec.fn,))
-        self._to_submit.append(job_id)
-        self._submit_wake.set()
-        return job_id
+        # Claimed at birth, in its record: this runtime hands it over in its next batch (one
+        # file per job fewer than a claim of its own). Until the client is connected the
+        # cluster's address is unknown, and the first jobs are claimed as they go.
+        owner = (dict(owner_pid=self._pid, owner_start=self._pid_start, cluster=self._cluster_address)
+                 if self._cluster_address else {})
+        job, new = self._new(spec, key=key, run_id=run_id, node=node, **owner)
+        if new:
+            self._to_submit.append(job.job_id)
+            self._submit_wake.set()
+        return job.job_id
 
-    def adopt(self, job_id: str) -> _Job:
+    def adopt(self, job_id: str) -> Job:
         """Follow a job this runtime did not submit (or submitted before it died): a job the
         store says is queued and unclaimed is submitted; a claimed one is looked for on the
         cluster by name (in the submitter's next batch)."""
@@ -219,8 +239,7 @@ class DaskRunner:
         if record.runner != "dask":
             raise UnknownJob(job_id)
         status = self.store.read(job_id)
-        job = self.jobs[job_id] = _Job(job_id, status, grace_s=record.spec.grace_s)
-        job.spec = record.spec
+        job = self.jobs[job_id] = Job(job_id, status, grace_s=record.spec.grace_s, spec=record.spec)
         if not job.terminal:
             if not self.store.claimed(job_id):
                 self._to_submit.append(job_id)
@@ -230,24 +249,13 @@ class DaskRunner:
         self._emit_state(job, note="reattached")
         return job
 
-    def known(self, job_id: str) -> _Job:
-        try:
-            return self.jobs.get(job_id) or self.adopt(job_id)
-        except UnknownJob:
-            raise
-        except (OSError, ValueError) as exc:
-            raise UnknownJob(job_id) from exc
-
-    def refresh(self, job: _Job) -> JobStatus:
+    def refresh(self, job: Job) -> JobStatus:
         """What this runtime knows (it is the one writing the job's state)."""
         return job.status
 
-    def status(self, job_id: str) -> JobStatus:
-        return self.known(job_id).status
-
     # -- recording ----------------------------------------------------------------------------
 
-    def _record(self, job: _Job, state: JobState, *, note: str = "", write: bool = True,
+    def _record(self, job: Job, state: JobState, *, note: str = "", write: bool = True,
                 **fields: Any) -> None:
         """Move ``job`` to ``state``: ``state.json`` first, then the run's log, then waiters.
         ``write=False`` (RUNNING only): the state file and the log's ``job_state`` are written by
@@ -269,16 +277,14 @@ class DaskRunner:
         if new.terminal:
             self._ended(job)
 
-    def _ended(self, job: _Job) -> None:
+    def _ended(self, job: Job) -> None:
         # LOST gives up the key: nobody knows whether it ran, and the next attempt (the retry
         # policy of the node) must submit anew rather than be handed the lost job again.
         if job.status.key and (job.release_key_on_end or job.status.state is JobState.LOST):
             self.store.release_key(job.status.key, job.job_id)
-        for scope in job.waiters:
-            scope.cancel()
-        job.waiters.clear()
+        self._wake_waiters(job)
 
-    def _cancel_unsubmitted(self, job: _Job, why: str, by: str = "") -> None:
+    def _cancel_unsubmitted(self, job: Job, why: str, by: str = "") -> None:
         st = msgspec.structs.replace(job.status, state=JobState.CANCELLED, ended=time.time(),
                                      cancelled_by=by or why, error=why)
         if self.store.claim(st):
@@ -290,9 +296,13 @@ class DaskRunner:
 
     # -- the submitter ------------------------------------------------------------------------
 
+    # One graph per batch: a node submitting in a loop fills a batch for this long.
+    SUBMIT_GATHER_S = 0.01
+
     async def _submitter(self) -> None:
         while True:
             await self._submit_wake.wait()
+            await trio.sleep(self.SUBMIT_GATHER_S)  # the jobs submitted meanwhile go too
             self._submit_wake = trio.Event()
             try:
                 client = await self.client()
@@ -309,31 +319,39 @@ class DaskRunner:
                 self._to_attach.clear()
                 continue
             batch, self._to_submit = self._to_submit, []
-            claimed = []
-            for job_id in batch:
-                job = self.jobs[job_id]
-                if job.terminal:
-                    continue
-                claim = msgspec.structs.replace(job.status, owner_pid=self._pid,
-                                                owner_start=self._pid_start,
-                                                cluster=self._cluster_address)
-                if not self.store.claim(claim):  # another runtime handed it over, or cancelled it
-                    self._to_attach.append(job_id)
-                    continue
-                job.status = claim
-                claimed.append((job_id, job.spec))
+            claims = [self._claim_of(self.jobs[job_id]) for job_id in batch
+                      if not self.jobs[job_id].terminal]  # (status, claimed at birth)
             attach, self._to_attach = self._to_attach, []
-            if claimed:
+            if claims:
+                # Claimed and handed over in a thread: while it creates the claims (a file each)
+                # and talks to the scheduler, the nodes go on submitting the next batch.
                 try:
-                    futs = await trio.to_thread.run_sync(self._submit_batch, client, claimed,
-                                                         abandon_on_cancel=False)
-                except Exception as exc:  # whether the cluster holds them is unknown: LOST
-                    log.exception("dask jobs: submitting %d jobs failed", len(claimed))
-                    for job_id, _ in claimed:
-                        self._record(self.jobs[job_id], JobState.LOST, error=(
-                            f"handing it to the cluster failed: {type(exc).__name__}: {exc}")[:2000])
-                    futs = {}
-                self.futures.update(futs)
+                    won, futs = await trio.to_thread.run_sync(self._claim_and_submit, client, claims,
+                                                              abandon_on_cancel=False)
+                except _SubmitFailed as exc:  # whether the cluster holds them is unknown: LOST
+                    log.error("dask jobs: submitting %d jobs failed: %s", len(exc.won), exc.why)
+                    for claim in exc.won:
+                        job = self.jobs[claim.job_id]
+                        job.status = claim
+                        self._record(job, JobState.LOST, error=(
+                            f"handing it to the cluster failed: {exc.why}")[:2000])
+                    won, futs = [], {}
+                lost_race = {c.job_id for c, _ in claims} - {c.job_id for c in won}
+                for claim in won:
+                    job = self.jobs[claim.job_id]
+                    if job.terminal:  # cancelled while it was being handed over
+                        continue
+                    job.status = msgspec.structs.replace(claim, state=job.status.state,
+                                                         worker=job.status.worker,
+                                                         started=job.status.started)
+                for job_id in lost_race:  # another runtime handed it over, or cancelled it
+                    attach.append(job_id)
+                for job_id, fut in futs.items():
+                    job = self.jobs[job_id]
+                    if not job.terminal:  # (a job may have ended, by its message, meanwhile)
+                        self.futures[job_id] = fut
+                        if job.spec.fn:
+                            self._expect_end.add(job_id)
             if attach:
                 found, processing = await trio.to_thread.run_sync(self._attach_batch, client,
                                                                   attach, abandon_on_cancel=False)
@@ -368,6 +386,24 @@ class DaskRunner:
         await trio.sleep(0.2)
         self._to_attach.append(job_id)
         self._submit_wake.set()
+
+    def _claim_of(self, job: Job) -> tuple[JobStatus, bool]:
+        if job.status.owner_pid == self._pid and job.status.owner_start == self._pid_start:
+            return job.status, True
+        return msgspec.structs.replace(job.status, owner_pid=self._pid, owner_start=self._pid_start,
+                                       cluster=self._cluster_address), False
+
+    def _claim_and_submit(self, client: Any, claims: list[tuple[JobStatus, bool]]) -> tuple[list[JobStatus], dict]:
+        """In a thread: claim each job in the store (unless it was claimed at birth), hand the
+        ones won to the cluster."""
+        won = [claim for claim, born in claims if born or self.store.claim(claim)]
+        if not won:
+            return won, {}
+        try:
+            return won, self._submit_batch(client, [(c.job_id, self.jobs[c.job_id].spec) for c in won])
+        except Exception as exc:
+            log.debug("dask jobs: submitting failed", exc_info=True)
+            raise _SubmitFailed(won, f"{type(exc).__name__}: {exc}") from exc
 
     def _submit_batch(self, client: Any, claimed: list[tuple[str, JobSpec]]) -> dict[str, Any]:
         # One graph per kind of job, resources and priority, not one per job: the scheduler's
@@ -460,6 +496,8 @@ class DaskRunner:
             if "stream" in msg:
                 if msg["stream"] in ("stdout", "stderr") and isinstance(msg.get("data"), bytes):
                     self._append_output(job.job_id, msg["stream"], msg["data"])
+            elif msg.get("state") == "ended":
+                self._on_end_message(job, msg)
             elif msg.get("state") == "running" and job.status.state is JobState.QUEUED:
                 self._record(job, JobState.RUNNING, write=False, worker=str(msg.get("worker", ""))[:200],
                              started=float(msg.get("started") or time.time()))
@@ -468,6 +506,39 @@ class DaskRunner:
                     self._deadline_wake.set()
         except Exception:
             log.exception("dask jobs: a worker event could not be recorded: %r", msg)
+
+    HOLD_S = 0.5
+
+    def _on_end_message(self, job: Job, msg: dict) -> None:
+        """A callable returned on its worker: record its end from the message when it carries
+        the result; otherwise the result is fetched from the cluster (now, if the task is
+        already done here; else when it is)."""
+        job_id = job.job_id
+        self._expect_end.discard(job_id)
+        try:
+            value = msgspec.json.decode(msg["result"]) if job.spec.fn else None
+        except (KeyError, TypeError, msgspec.DecodeError):
+            fut = self._held.pop(job_id, None)
+            if fut is not None:
+                self._done.append(fut)
+                self._collect_wake.set()
+            return
+        started = msg.get("started")
+        self._record(job, JobState.SUCCEEDED, result=value, worker=str(msg.get("worker", ""))[:200],
+                     started=float(started) if started else job.status.started)
+        self._held.pop(job_id, None)
+        self.futures.pop(job_id, None)
+        self._ended_by_message.append(job_id)
+        self._collect_wake.set()
+
+    async def _release_held(self, job_ids: list[str]) -> None:
+        """The end messages of these did not come in time (lost, or slow): fetch them."""
+        await trio.sleep(self.HOLD_S)
+        for job_id in job_ids:
+            fut = self._held.pop(job_id, None)
+            if fut is not None:
+                self._done.append(fut)
+                self._collect_wake.set()
 
     def _append_output(self, job_id: str, stream: str, data: bytes) -> None:
         fd = os.open(self.store.path(job_id, stream), os.O_WRONLY | os.O_CREAT | os.O_APPEND
@@ -485,11 +556,20 @@ class DaskRunner:
             self._collect_wake = trio.Event()
             batch, self._done = self._done, []
             batch = [f for f in batch if f.key in self.jobs and not self.jobs[f.key].terminal]
-            if not batch:
-                continue
+            held = [f.key for f in batch if f.status == "finished" and f.key in self._expect_end]
+            if held:
+                for f in batch:
+                    if f.key in self._expect_end and f.status == "finished":
+                        self._expect_end.discard(f.key)  # held once, then fetched
+                        self._held[f.key] = f
+                batch = [f for f in batch if f.key not in self._held]
+                self._nursery.start_soon(self._release_held, held)
             client = self._client
             if client is None or self._closed:
                 continue  # closing: a future our own client drops is not the job's end
+            if not batch:
+                await self._forget_recorded(client)
+                continue
             try:
                 outcomes = await trio.to_thread.run_sync(self._collect_batch, client, batch,
                                                          abandon_on_cancel=False)
@@ -499,7 +579,6 @@ class DaskRunner:
                 self._done.extend(batch)
                 self._collect_wake.set()
                 continue
-            ended = []
             for job_id, state, fields in outcomes:
                 job = self.jobs[job_id]
                 if job.terminal:
@@ -520,11 +599,18 @@ class DaskRunner:
                     fields.setdefault("cancelled_by", req.by if req else "the cluster")
                     fields.setdefault("error", f"cancelled by {fields['cancelled_by']}")
                 self._record(job, state, **fields)
-                ended.append(job_id)
+                self._ended_by_message.append(job_id)
                 self.futures.pop(job_id, None)
-            if ended:
-                # The end is in the store: the scheduler may forget the job now.
-                await trio.to_thread.run_sync(self._unpublish, client, ended, abandon_on_cancel=False)
+            await self._forget_recorded(client)
+
+    async def _forget_recorded(self, client: Any) -> None:
+        """The ends are in the store: the scheduler may forget those jobs now. One at a time
+        (closing waits for the one under way, then forgets the rest)."""
+        async with self._forget_lock:
+            ended, self._ended_by_message = self._ended_by_message, []
+            if ended:  # shielded: a cancelled caller must not drop the names it took
+                with trio.CancelScope(shield=True):
+                    await trio.to_thread.run_sync(self._unpublish, client, ended)
 
     def _collect_batch(self, client: Any, batch: list[Any]) -> list[tuple[str, JobState, dict]]:
         from distributed.scheduler import KilledWorker
@@ -622,6 +708,7 @@ class DaskRunner:
         try:
             client.unpublish_dataset(job_ids)
         except Exception as exc:
+
             log.warning("dask jobs: could not unpublish %d ended jobs: %s", len(job_ids), exc)
 
     RUNNING_WRITE_DELAY_S = 0.05
@@ -638,12 +725,22 @@ class DaskRunner:
         batch, self._unwritten = self._unwritten, set()
         for job_id in batch:
             job = self.jobs.get(job_id)
-            if job is not None and not job.terminal:
-                if self._may_write_running(job):
-                    self.store.write(job.status)
-                self._emit_state(job)
+            if job is None or job.terminal:
+                continue
+            fut = self.futures.get(job_id)
+            if fut is None and not self._closed:
+                # Started before the submitter took back its claim (its owner and cluster are
+                # not in job.status yet): next time.
+                self._unwritten.add(job_id)
+                self._flush_wake.set()
+                continue
+            if fut is not None and fut.done():
+                continue  # ended, not yet collected: its end says when it started and where
+            if self._may_write_running(job):
+                self.store.write(job.status)
+            self._emit_state(job)
 
-    def _may_write_running(self, job: _Job) -> bool:
+    def _may_write_running(self, job: Job) -> bool:
         """A state never goes back: RUNNING is written by the runtime that handed the job to
         the cluster, or by one that took over from a dead one — and never over an end that
         another runtime following the same job has recorded."""
@@ -682,33 +779,6 @@ class DaskRunner:
 
     # -- waiting and cancelling ---------------------------------------------------------------
 
-    async def wait(self, job_id: str, *, timeout_s: float | None = None, detach: bool = False,
-                   cancelled_by: str = "") -> JobStatus:
-        """As ``ProcessRunner.wait``: parked until the collector records the end; the caller
-        cancelled (or ``timeout_s`` out) cancels the job unless ``detach``."""
-        job = self.known(job_id)
-        deadline = math.inf if timeout_s is None else trio.current_time() + timeout_s
-        try:
-            while not job.terminal:
-                if trio.current_time() >= deadline:
-                    if not detach:
-                        await self.cancel(job_id, by=cancelled_by or "wait timeout")
-                    raise JobWaitTimeout(f"job {job_id} did not end within {timeout_s:g}s"
-                                         + ("" if detach else "; it was cancelled"))
-                with trio.CancelScope(deadline=deadline) as scope:
-                    job.waiters.add(scope)
-                    try:
-                        await trio.sleep_forever()
-                    finally:
-                        job.waiters.discard(scope)
-            return job.status
-        except trio.Cancelled:
-            if not detach and not job.terminal:
-                job.release_key_on_end = True
-                with trio.CancelScope(shield=True):
-                    await self.cancel(job_id, by=cancelled_by or "the waiting node was cancelled")
-            raise
-
     async def cancel(self, job_id: str, *, grace_s: float | None = None, by: str = "") -> JobStatus:
         """Cancel on the scheduler and, for an argv job, end its process group on its worker
         (SIGTERM, SIGKILL after ``grace_s``); returns once the end is recorded."""
@@ -726,17 +796,12 @@ class DaskRunner:
         await self._cancel_on_cluster(job, by=by, grace_s=grace)
         with trio.move_on_after(grace + 5):
             while not job.terminal:
-                with trio.CancelScope() as scope:
-                    job.waiters.add(scope)
-                    try:
-                        await trio.sleep_forever()
-                    finally:
-                        job.waiters.discard(scope)
+                await self._park(job)
         if not job.terminal:  # the cluster said nothing: the cancel was asked, record it
             self._record(job, JobState.CANCELLED, cancelled_by=by, error=f"cancelled by {by or 'request'}")
         return job.status
 
-    async def _cancel_on_cluster(self, job: _Job, *, by: str, grace_s: float | None = None) -> None:
+    async def _cancel_on_cluster(self, job: Job, *, by: str, grace_s: float | None = None) -> None:
         client = await self.client()
         fut = self.futures.get(job.job_id)
         worker = job.status.worker
@@ -756,20 +821,6 @@ class DaskRunner:
         await trio.to_thread.run_sync(go, abandon_on_cancel=False)
         if job.terminal:  # recorded before (a timeout): nothing will collect this future
             self.futures.pop(job.job_id, None)
-
-    # -- events -------------------------------------------------------------------------------
-
-    def _emit(self, job: _Job, cls: type, **fields: Any) -> None:
-        run = self.rt.runs.get(job.status.run_id) if job.status.run_id else None
-        if run is not None:
-            run.emit(cls, node=job.status.node, job_id=job.job_id, **fields)
-
-    def _emit_state(self, job: _Job, note: str = "") -> None:
-        st = job.status
-        self._emit(job, ev.JobStateChanged, state=st.state.value, exit_code=st.exit_code,
-                   signal=st.signal, error=st.error[:2000], pid=0, started=st.started,
-                   ended=st.ended, note=note or (f"on {st.worker}" if st.worker and
-                                                 st.state is JobState.RUNNING else ""))
 
 
 class ClusterUnreachable(RuntimeError):
@@ -809,6 +860,13 @@ def cancel_remote(store: JobStore, st: JobStatus, *, grace_s: float, by: str) ->
                                   error=f"cancelled by {by or 'request'}")
     store.write(now, fsync=True)
     return now
+
+
+class _SubmitFailed(Exception):
+    def __init__(self, won: list[JobStatus], why: str) -> None:
+        super().__init__(why)
+        self.won = won
+        self.why = why
 
 
 class _Lost:

@@ -20,6 +20,7 @@ with a non-zero exit code and its stderr, and the runtime says FAILED.
 from __future__ import annotations
 
 import importlib
+import json
 import os
 import resource
 import shutil
@@ -62,13 +63,23 @@ BATCH_S = 0.02
 def _event(worker, msg: dict) -> None:
     """Queue ``msg`` for the runtime. Events of all the tasks of a worker go out together, one
     scheduler event per ``BATCH_S`` (a list), not one per job: with tiny jobs, one event each
-    costs the scheduler and the worker's loop more than the jobs do."""
+    costs the scheduler and the worker's loop more than the jobs do. A job that ends before
+    its "running" message went out sends one message, its end, instead of two."""
     try:
         box = getattr(worker, _BATCH_ATTR, None)
         if box is None:
             box = {"lock": threading.Lock(), "msgs": [], "armed": False}
             setattr(worker, _BATCH_ATTR, box)
         with box["lock"]:
+            state = msg.get("state")
+            unsent = box.setdefault("running", {})  # (a box made by an older copy of this module)
+            if state == "ended":
+                queued = unsent.pop(msg["job_id"], None)
+                if queued is not None:  # still unsent: it becomes the end
+                    queued.update(msg)
+                    return
+            elif state == "running":
+                unsent[msg["job_id"]] = msg
             box["msgs"].append(msg)
             if box["armed"]:
                 return
@@ -88,6 +99,7 @@ def _arm(worker, box: dict) -> None:
 def _flush(worker, box: dict) -> None:
     with box["lock"]:
         msgs, box["msgs"], box["armed"] = box["msgs"], [], False
+        box.setdefault("running", {}).clear()
     if msgs:
         try:
             worker.log_event(TOPIC, msgs)
@@ -105,17 +117,49 @@ def resolve(path: str):
 
 
 def run_callable(job_id: str, fn: str, args: list, kwargs: dict):
+    """Call ``fn``; tell the runtime it started and, when it returns, that it ended, with its
+    value as JSON text when that is small and reads back the same (``result``): the runtime
+    records the end from the message and need not fetch the task's result from the cluster.
+    Otherwise the message says ``result`` is not there, and the runtime fetches it."""
     worker = _worker()
+    started = time.time()
     _event(worker, {"job_id": job_id, "state": "running", "worker": worker.address,
-                    "started": time.time()})
+                    "started": started})
     try:
-        return resolve(fn)(*args, **kwargs)
+        value = resolve(fn)(*args, **kwargs)
     except Exception as exc:  # say where it failed (the started event may come after the end)
         exc.add_note(WORKER_NOTE + worker.address)
         raise
+    end = {"job_id": job_id, "state": "ended", "worker": worker.address, "started": started,
+           "ended": time.time()}
+    text = _inline(value)
+    if text is not None:
+        end["result"] = text
+    _event(worker, end)
+    return value
 
 
 WORKER_NOTE = "aethergraph: on worker "
+INLINE_MAX = 16 << 10  # characters of JSON a result may have to travel in the end message
+
+
+def _inline(value) -> str | None:
+    """``value`` as JSON text, if it is small and decodes to an equal value (a tuple, a dict
+    with int keys or a NaN would not: those are fetched as the task's result)."""
+    if value is None or type(value) in (bool, int, float, str):
+        if type(value) is str and len(value) > INLINE_MAX:
+            return None
+    elif type(value) not in (list, dict):
+        return None
+    try:
+        text = json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError):
+        return None
+    if len(text) > INLINE_MAX:
+        return None
+    if type(value) in (list, dict) and json.loads(text) != value:
+        return None
+    return text
 
 
 def run_argv(job_id: str, spec: dict) -> dict:

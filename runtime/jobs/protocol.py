@@ -104,22 +104,34 @@ class JobSpec(msgspec.Struct, kw_only=True, omit_defaults=True, forbid_unknown_f
             raise JobSpecError(f"job spec: {exc}") from None
 
 
-class JobRecord(msgspec.Struct, kw_only=True, omit_defaults=True):
-    """``spec.json``: what was submitted, by whom, when. Written once, before anything else
-    can know the job; a job with a record and no ``state.json`` yet is QUEUED."""
+class _JobFacts(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """What a job's record and its status both say: which job, whose (the run and node that
+    submitted it, under which key), and who took it out of the queue."""
 
     job_id: str
-    spec: JobSpec
     runner: str = "process"
     run_id: str = ""
     node: str = ""
     key: str = ""
     submitted: float = 0.0
+    # The runtime that took the job out of the queue to start it (pid, start time).
+    owner_pid: int = 0
+    owner_start: int = 0
+    # Cluster jobs (runner "dask"): the scheduler's address.
+    cluster: str = ""
+
+
+class JobRecord(_JobFacts, kw_only=True, omit_defaults=True):
+    """``spec.json``: what was submitted, by whom, when. Written once, before anything else
+    can know the job; a job with a record and no ``state.json`` yet is QUEUED — claimed already
+    when the record names an owner (cluster jobs: the runtime that submits them hands them over
+    itself, at once, so the claim is in the record and not a file of its own)."""
+
+    spec: JobSpec
 
     def queued(self) -> JobStatus:
-        return JobStatus(job_id=self.job_id, state=JobState.QUEUED, runner=self.runner,
-                         name=self.spec.name, run_id=self.run_id, node=self.node, key=self.key,
-                         submitted=self.submitted)
+        facts = {f: getattr(self, f) for f in _JobFacts.__struct_fields__}
+        return JobStatus(state=JobState.QUEUED, name=self.spec.name, **facts)
 
 
 class Rusage(msgspec.Struct, kw_only=True):
@@ -128,7 +140,7 @@ class Rusage(msgspec.Struct, kw_only=True):
     max_rss_kb: int = 0
 
 
-class JobStatus(msgspec.Struct, kw_only=True, omit_defaults=True):
+class JobStatus(_JobFacts, kw_only=True, omit_defaults=True):
     """What ``state.json`` holds, and what ``status()`` returns.
 
     Created by whoever takes the job out of the queue — the runtime starting it (QUEUED, with
@@ -136,14 +148,8 @@ class JobStatus(msgspec.Struct, kw_only=True, omit_defaults=True):
     written only by the job's supervisor; always whole (tmp + rename), so a reader sees the old
     or the new state."""
 
-    job_id: str
     state: JobState
-    runner: str = "process"
     name: str = ""
-    run_id: str = ""
-    node: str = ""
-    key: str = ""
-    submitted: float = 0.0
     started: float | None = None
     ended: float | None = None
     # The job's process (leader of its process group) and its start time in clock ticks since
@@ -152,9 +158,6 @@ class JobStatus(msgspec.Struct, kw_only=True, omit_defaults=True):
     pid_start: int = 0
     supervisor_pid: int = 0
     supervisor_start: int = 0
-    # The runtime that took the job out of the queue to start it (pid, start time).
-    owner_pid: int = 0
-    owner_start: int = 0
     exit_code: int | None = None
     signal: int | None = None
     error: str = ""
@@ -165,9 +168,8 @@ class JobStatus(msgspec.Struct, kw_only=True, omit_defaults=True):
     # Who asked for the cancel, when one was asked ("" otherwise); why the job timed out.
     cancelled_by: str = ""
     timed_out: bool = False
-    # Cluster jobs (runner "dask"): the scheduler's address and the worker that runs the job.
-    # There is no local pid: the process is on another host, and signals go through the cluster.
-    cluster: str = ""
+    # Cluster jobs: the worker that runs the job. There is no local pid: the process is on
+    # another host, and signals go through the cluster.
     worker: str = ""
 
     @property

@@ -14,22 +14,17 @@ from __future__ import annotations
 
 import collections
 import logging
-import math
-import os
 import subprocess
 import sys
-import time
-from pathlib import Path
 from typing import Any
 
-import attrs
 import msgspec
 import trio
 
-from .. import events as ev
+from .base import Job, JobRunner, JobsClosed, JobWaitTimeout
 from .control import kill_orphan, request_cancel
-from .protocol import JobRecord, JobSpec, JobSpecError, JobState, JobStatus
-from .store import JobStore, UnknownJob, new_job_id, proc_alive, proc_start_time
+from .protocol import JobSpec, JobSpecError, JobState, JobStatus
+from .store import UnknownJob, proc_alive
 
 log = logging.getLogger("aethergraph.jobs")
 
@@ -38,54 +33,23 @@ log = logging.getLogger("aethergraph.jobs")
 _SERVE = "import sys; from aethergraph.runtime.jobs.supervise import main; sys.exit(main(sys.argv[1:]))"
 
 
-class JobWaitTimeout(TimeoutError):
-    """``wait(job_id, timeout_s=...)`` ran out of time (the job was cancelled unless detached)."""
-
-
-class JobsClosed(RuntimeError):
-    pass
-
-
-@attrs.define(eq=False)
-class _Job:
-    job_id: str
-    status: JobStatus
-    grace_s: float = 5.0
-    mtime: tuple[int, int] = (0, 0)
-    # Cancel scopes of the tasks parked in wait(): cancelled when the job ends.
-    waiters: set = attrs.field(factory=set)
-    # Hands of a cancel that wait() issued because its caller was cancelled.
-    release_key_on_end: bool = False
-    # What was submitted (runners that act on the spec after the submit: DaskRunner).
-    spec: Any = None
-
-    @property
-    def terminal(self) -> bool:
-        return self.status.terminal
-
-
-class ProcessRunner:
+class ProcessRunner(JobRunner):
     """Jobs of one runtime. Built by ``aethergraph.jobs.ProcessJobs`` when the runtime opens."""
 
+    RUNNER = "process"
     SCAN_INTERVAL_S = 0.25
 
     def __init__(self, rt: Any, *, max_parallel: int = 4, scan_interval_s: float | None = None) -> None:
         if not isinstance(max_parallel, int) or max_parallel < 1:
             raise ValueError(f"max_parallel must be a whole number >= 1, got {max_parallel!r}")
-        self.rt = rt
+        super().__init__(rt)
         self.max_parallel = max_parallel
         self.scan_interval_s = scan_interval_s or self.SCAN_INTERVAL_S
-        self.store = JobStore(rt.layout.home).ensure()
-        self.jobs: dict[str, _Job] = {}
         self.queue: collections.deque[str] = collections.deque()
         self.active: set[str] = set()  # started by this runtime, not yet seen ending
         self.watched: set[str] = set()  # every job not yet terminal that this runtime follows
-        self._nursery: trio.Nursery | None = None
         self._dispatch = trio.Event()
         self._server: trio.Process | None = None
-        self._closed = False
-        self._pid = os.getpid()
-        self._pid_start = proc_start_time(self._pid) or 0
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -141,29 +105,14 @@ class ProcessRunner:
         if spec.fn or spec.resources or spec.priority:
             raise JobSpecError("job spec: fn, resources and priority need a cluster runner "
                                "(DaskJobs); ProcessJobs runs argv on this machine")
-        if key:
-            known = self.store.job_for_key(key)
-            if known is not None:
-                return self.adopt(known).job_id
-        job_id = new_job_id()
-        record = JobRecord(job_id=job_id, spec=spec, run_id=run_id, node=node, key=key or "",
-                           submitted=time.time())
-        status = record.queued()
-        self.store.create(record)
-        if key:
-            prior = self.store.bind_key(key, job_id)
-            if prior is not None:  # another process won the race for this key
-                self.store.discard(job_id)
-                return self.adopt(prior).job_id
-        job = self.jobs[job_id] = _Job(job_id, status, grace_s=spec.grace_s)
-        self.watched.add(job_id)
-        self.queue.append(job_id)
-        self._emit(job, ev.JobSubmitted, runner="process", name=spec.name, key=key or "",
-                   argv=tuple(spec.argv))
-        self._dispatch.set()
-        return job_id
+        job, new = self._new(spec, key=key, run_id=run_id, node=node)
+        if new:
+            self.watched.add(job.job_id)
+            self.queue.append(job.job_id)
+            self._dispatch.set()
+        return job.job_id
 
-    def adopt(self, job_id: str) -> _Job:
+    def adopt(self, job_id: str) -> Job:
         """Follow a job this runtime did not submit (or submitted before a crash): read what
         the store knows, queue it if it never started, watch it if it runs."""
         job = self.jobs.get(job_id)
@@ -171,8 +120,8 @@ class ProcessRunner:
             return job
         status = self.store.read(job_id)
         grace = self.store.read_spec(job_id).grace_s
-        job = self.jobs[job_id] = _Job(job_id, status, grace_s=grace,
-                                       mtime=self.store.state_mtime(job_id))
+        job = self.jobs[job_id] = Job(job_id, status, grace_s=grace,
+                                      mtime=self.store.state_mtime(job_id))
         if not job.terminal:
             self.watched.add(job_id)
             if status.state is JobState.QUEUED and not self.store.claimed(job_id):
@@ -181,17 +130,9 @@ class ProcessRunner:
         self._emit_state(job, note="reattached")
         return job
 
-    def known(self, job_id: str) -> _Job:
-        try:
-            return self.jobs.get(job_id) or self.adopt(job_id)
-        except UnknownJob:
-            raise
-        except (OSError, ValueError) as exc:
-            raise UnknownJob(job_id) from exc
-
     # -- reading state ------------------------------------------------------------------------
 
-    def refresh(self, job: _Job) -> JobStatus:
+    def refresh(self, job: Job) -> JobStatus:
         """Read the job's state from the store; record and wake on a change."""
         if job.terminal and job.status.state is not JobState.LOST:  # LOST may still be cancelled
             return job.status
@@ -210,52 +151,16 @@ class ProcessRunner:
             job.status = new
         return job.status
 
-    def _ended(self, job: _Job) -> None:
+    def _ended(self, job: Job) -> None:
         self.watched.discard(job.job_id)
         if job.job_id in self.active:
             self.active.discard(job.job_id)
             self._dispatch.set()
         if job.release_key_on_end and job.status.key:
             self.store.release_key(job.status.key, job.job_id)
-        for scope in job.waiters:
-            scope.cancel()
-        job.waiters.clear()
+        self._wake_waiters(job)
 
-    def status(self, job_id: str) -> JobStatus:
-        return self.refresh(self.known(job_id))
-
-    # -- waiting and cancelling ---------------------------------------------------------------
-
-    async def wait(self, job_id: str, *, timeout_s: float | None = None, detach: bool = False,
-                   cancelled_by: str = "") -> JobStatus:
-        """Until the job is terminal. If the caller is cancelled (its node cancelled, retried,
-        timed out; the run cancelled; Ctrl-C) the job is cancelled too and gives up its key,
-        unless ``detach``; likewise when ``timeout_s`` passes (``JobWaitTimeout``)."""
-        job = self.known(job_id)
-        deadline = math.inf if timeout_s is None else trio.current_time() + timeout_s
-        try:
-            while not self.refresh(job).terminal:
-                if trio.current_time() >= deadline:
-                    if not detach:
-                        await self.cancel(job_id, by=cancelled_by or "wait timeout")
-                    raise JobWaitTimeout(f"job {job_id} did not end within {timeout_s:g}s"
-                                         + ("" if detach else "; it was cancelled"))
-                with trio.CancelScope() as scope:
-                    job.waiters.add(scope)
-                    try:
-                        if deadline == math.inf:
-                            await trio.sleep_forever()
-                        else:
-                            await self.rt.timer.sleep_until(deadline)
-                    finally:
-                        job.waiters.discard(scope)
-            return job.status
-        except trio.Cancelled:
-            if not detach and not job.terminal:
-                job.release_key_on_end = True
-                with trio.CancelScope(shield=True):
-                    await self.cancel(job_id, by=cancelled_by or "the waiting node was cancelled")
-            raise
+    # -- cancelling ---------------------------------------------------------------------------
 
     async def cancel(self, job_id: str, *, grace_s: float | None = None, by: str = "") -> JobStatus:
         """SIGTERM to the job's process group, SIGKILL after ``grace_s`` (the job's own
@@ -270,12 +175,7 @@ class ProcessRunner:
         # The supervisor ends the job; wait for its word, and take over if it dies meanwhile.
         with trio.move_on_after(grace + 5):
             while not self.refresh(job).terminal:
-                with trio.CancelScope() as scope:
-                    job.waiters.add(scope)
-                    try:
-                        await self.rt.timer.sleep(self.scan_interval_s)
-                    finally:
-                        job.waiters.discard(scope)
+                await self._park(job, trio.current_time() + self.scan_interval_s)
         if not job.terminal and job.status.state is JobState.LOST:
             await trio.to_thread.run_sync(kill_orphan, self.store, job.status, grace_s=grace, by=by)
             self.refresh(job)
@@ -341,21 +241,6 @@ class ProcessRunner:
                     and not proc_alive(st.supervisor_pid, st.supervisor_start)
                 ):
                     self.refresh(job)
-
-    # -- events -------------------------------------------------------------------------------
-
-    def _emit(self, job: _Job, cls: type, **fields: Any) -> None:
-        """Record a fact about ``job`` in the log of the run it belongs to, if that run is live
-        here (a job outlives its run; its folder stays the record)."""
-        run = self.rt.runs.get(job.status.run_id) if job.status.run_id else None
-        if run is not None:
-            run.emit(cls, node=job.status.node, job_id=job.job_id, **fields)
-
-    def _emit_state(self, job: _Job, note: str = "") -> None:
-        st = job.status
-        self._emit(job, ev.JobStateChanged, state=st.state.value, exit_code=st.exit_code,
-                   signal=st.signal, error=st.error[:2000], pid=st.pid, started=st.started,
-                   ended=st.ended, note=note)
 
 
 __all__ = ["JobWaitTimeout", "JobsClosed", "ProcessRunner"]

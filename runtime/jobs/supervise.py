@@ -113,7 +113,9 @@ def _killpg(pgid: int, sig: int) -> bool:
         return True
 
 
-def _reap_any() -> None:
+def _reaped():
+    """The pids of the children that have ended, reaped one by one (none left to reap now:
+    the end)."""
     while True:
         try:
             pid, _ = os.waitpid(-1, os.WNOHANG)
@@ -121,6 +123,12 @@ def _reap_any() -> None:
             return
         if pid == 0:
             return
+        yield pid
+
+
+def _reap_any() -> None:
+    for _ in _reaped():
+        pass
 
 
 def _clear_group(pgid: int, grace_s: float, *, term_first: bool) -> None:
@@ -288,13 +296,7 @@ def serve(*, fsync: bool = False) -> int:
     children: dict[int, str] = {}
 
     def reap(signum, frame) -> None:
-        while True:
-            try:
-                pid, _ = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                return
-            if pid == 0:
-                return
+        for pid in _reaped():
             job_id = children.pop(pid, None)
             if job_id is not None:
                 _notify(1, "ended", job_id)
