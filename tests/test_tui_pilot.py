@@ -71,7 +71,7 @@ def log_text(log) -> str:
     """The lines of a RichLog (messages) or of a LineView (timeline, log: all its items)."""
     if isinstance(log, RichLog):
         return "\n".join(strip.text for strip in log.lines)
-    return "\n".join(log._render(item).plain for item in log.items)
+    return "\n".join(log.text_of(item).plain for item in log.items)
 
 
 def run_status(home: Path, run_id: str) -> str | None:
@@ -96,7 +96,7 @@ async def select_node(pilot, app, path: str) -> None:
         if tree.selected_path == path:
             return
         await pilot.press("down")
-    raise AssertionError(f"node {path} not in the tree: {tree._by_path.keys()}")
+    raise AssertionError(f"node {path} not in the tree: {tree.paths}")
 
 
 # -- history: runs, memory, artifacts -------------------------------------------------------------
@@ -134,7 +134,7 @@ def test_memory_panel_queries_and_shows_pretty_json(home):
     async def scenario(pilot):
         await pilot.press("4")
         await until(pilot, lambda: len(table_keys(app, "memory-table")) == 6, "all memory, newest first")
-        first = app.screen._events[table_keys(app, "memory-table")[0]]
+        first = app.screen.event_for(table_keys(app, "memory-table")[0])
         assert first.kind == "job_failed"
         assert '"job_id": "job_17"' in str(app.screen.query_one("#memory-json", Static).render())
         query = app.screen.query_one("#memory-query", Input)
@@ -312,7 +312,7 @@ def test_run_detail_live_and_retry_node(home):
         stuck = "tui_worker/stuck_step"
         await until(pilot, lambda: stuck in app.detail.summary.nodes, "the stuck step, live")
         screen = app.screen
-        await until(pilot, lambda: stuck in screen.query_one(NodeTree)._by_path, "the node in the tree")
+        await until(pilot, lambda: stuck in screen.query_one(NodeTree).paths, "the node in the tree")
         # progress bars, metrics, log and messages all came through
         assert screen.query_one(ProgressPanel).has_class("-active")
         assert [len(s.data or []) for s in screen.query(Sparkline)] == [4, 4]
@@ -352,7 +352,7 @@ def test_cancel_a_node_then_the_run(home):
         app.open_run(run_id)
         first = "tui_hanger/forever"
         await until(pilot, lambda: app.detail.loaded and first in app.detail.summary.nodes, "the first step")
-        await until(pilot, lambda: first in app.screen.query_one(NodeTree)._by_path, "the tree")
+        await until(pilot, lambda: first in app.screen.query_one(NodeTree).paths, "the tree")
         await select_node(pilot, app, first)
         await pilot.press("x")
         await confirm(pilot, app, f"Cancel node {first} of run {run_id}?")
@@ -1010,7 +1010,7 @@ def test_log_follow_pause_search_level_zoom_and_node_filter(home):
         assert view.scroll_y == 0 and not view.follow
         await pilot.press("slash", *"disk", "enter")  # search, from the top of the view
         assert app.focused is view
-        matched = lambda: view._render(view.items[view.match_index]).plain  # noqa: E731
+        matched = lambda: view.text_of(view.items[view.match_index]).plain  # noqa: E731
         assert "line 40 disk full" in matched()
         await pilot.press("n")
         assert "line 140 disk full" in matched() and "line 140 disk full" in screen_text(app)
@@ -1245,8 +1245,8 @@ def test_same_name_siblings_are_grouped_with_their_states_and_numbers(home):
         app.open_run(r)
         await until(pilot, lambda: app.detail and app.detail.loaded, "the run")
         tree = app.screen.query_one(NodeTree)
-        await until(pilot, lambda: len(tree._by_path) == 102, "every node")
-        (group,) = tree._groups.values()
+        await until(pilot, lambda: len(tree.paths) == 102, "every node")
+        (group,) = tree.group_lines
         assert str(group.label) == "child_job ×50 — 45 ✓ 3 ▶ 2 ✗"
         assert not group.is_expanded and len(group.children) == 50
         assert [str(c.label).split(" child_job")[1].split(" ")[1] for c in group.children][:3] == ["succeeded", "#2", "#3"]
@@ -1285,10 +1285,10 @@ def test_a_long_runs_whole_log_pages_in_as_you_scroll_up(home):
         await pilot.press("g")  # the top: the page before is read
         await until(pilot, lambda: len(view.items) == RunModel.MAX_LOG + 5000, "one page more")
         assert view.scroll_y == 5000  # the same line under the reader's eyes
-        assert view._render(view.items[5000]).plain.endswith("line 7000")
+        assert view.text_of(view.items[5000]).plain.endswith("line 7000")
         await pilot.press("g")
         await until(pilot, lambda: len(view.items) == n, "the rest")
-        assert view._render(view.items[0]).plain.endswith("line 0")
+        assert view.text_of(view.items[0]).plain.endswith("line 0")
         assert "earlier" not in static_text(status)
 
     drive(app, scenario, size=(100, 30))

@@ -124,6 +124,10 @@ class MemoryScreen(ListScreen):
         if event.row_key.value:
             self._detail(event.row_key.value)
 
+    def event_for(self, key: str) -> object | None:
+        """The memory event listed under row ``key`` (None once the list moved on)."""
+        return self._events.get(key)
+
     def _detail(self, key: str) -> None:
         e = self._events.get(key)
         if e is not None:

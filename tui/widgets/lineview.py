@@ -74,6 +74,10 @@ class LineView(ScrollView, can_focus=True):
     def items(self) -> Sequence[Any]:
         return self._items
 
+    def text_of(self, item: Any) -> Text:
+        """One item as the view draws it (before clipping to the width)."""
+        return self._render(item)
+
     def set_items(self, items: Sequence[Any], dropped: int = 0, *, changed: bool = False) -> None:
         """Show ``items`` (read, never copied: the run model's deque or a filtered list).
         ``dropped``: how many items left the front since the last call (a bounded deque), so a

@@ -76,6 +76,16 @@ class NodeTree(Tree[str]):
         self._groups: dict[tuple[str, str], TreeNode] = {}
         self._group_labels: dict[tuple[str, str], tuple] = {}
 
+    @property
+    def paths(self) -> list[str]:
+        """The node paths drawn in the tree, in the order they were added."""
+        return list(self._by_path)
+
+    @property
+    def group_lines(self) -> list[TreeNode]:
+        """The collapsed lines that gather many calls of one name."""
+        return list(self._groups.values())
+
     def reset(self, run_id: str) -> None:
         self.clear()
         self.root.set_label(Text(run_id, style="bold"))
