@@ -20,7 +20,6 @@ from __future__ import annotations
 from typing import Any
 
 from aethergraph.runtime import events as ev
-from aethergraph.runtime.engine import ResumeRun, RetryRun
 from aethergraph.runtime.errors import AetherGraphError, RunBusy, UnknownRun
 from aethergraph.runtime.history import summarize
 from aethergraph.runtime.journal import Journal
@@ -82,6 +81,8 @@ async def resume(rt: Any, run_id: str, *, fn: Any = None) -> Any:
         check_resumable(run_id, events, layout, owned=True)
         journal = Journal.from_events(run_id, events)
         fn = fn or load_target(journal.entrypoint)
+        from aethergraph.runtime.engine import ResumeRun  # loaded by now; ``ag answer`` never needs it
+
         started = True
         return await fn.start_run(rt, journal.inputs, entrypoint=journal.entrypoint, start=ResumeRun(journal))
     finally:
@@ -97,6 +98,8 @@ async def retry(rt: Any, run_id: str, *, fresh: bool = False, fn: Any = None) ->
         raise CannotResume(f"run {run_id} is still running; cancel it first (ag cancel {run_id})")
     journal = None if fresh else Journal.from_events(run_id, events, tools_only=True)
     fn = fn or load_target(summary.entrypoint)
+    from aethergraph.runtime.engine import RetryRun  # loaded by now; ``ag answer`` never needs it
+
     return await fn.start_run(rt, summary.inputs, entrypoint=summary.entrypoint,
                               start=RetryRun(of=run_id, journal=journal))
 
