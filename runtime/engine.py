@@ -328,6 +328,8 @@ class Run:
     diverged: Divergence | None = None
     # Set when some of this run's events could not be written (disk full...): the run fails.
     store_error: BaseException | None = None
+    # The ticket of its run_started (see ``resumable``); None for a resumed run.
+    first_ticket: int | None = None
     # How it ended, filled in as it ends (see ``Runtime.open_run``).
     outcome: RunOutcome = attrs.field(
         default=attrs.Factory(lambda self: RunOutcome(self.run_id, ev.RUNNING), takes_self=True)
@@ -353,6 +355,12 @@ class Run:
     def emit(self, cls: type[ev.Event], node: str = "", **fields: Any) -> tuple[ev.Event, int]:
         event = cls(run_id=self.run_id, node=node, **fields)
         return event, self.append(event)
+
+    async def resumable(self) -> None:
+        """Under strict durability, wait until this run's ``run_started`` is on disk: a crash
+        from then on leaves a run that can be resumed. (A resumed run already can.)"""
+        if self.first_ticket is not None and self.runtime.durability == "strict":
+            await self.runtime.writer.wait_durable(self.first_ticket)
 
     def returned(self, outputs: Any) -> None:
         """The root node returned ``outputs``: the run succeeded, or it failed on purpose
@@ -742,6 +750,7 @@ class Runtime:
         ``start``: how the run begins; a new run unless the caller passes a ``RetryRun`` or a
         ``ResumeRun``. ``entrypoint``: where its code is, for a later resume or retry."""
         async with self.open_run(spec.name, inputs, start or NewRun(), entrypoint=entrypoint) as run:
+            await run.resumable()
             run.returned(await self.execute_node(run, None, spec, inputs, invoke))
         return run.outcome
 
@@ -752,7 +761,9 @@ class Runtime:
         """A run from its first event to its last, around the block that executes it.
 
         ``start`` owns the log and writes the first event (``run_started``, ``run_resumed``).
-        The block runs in the run's cancel scope. Whatever ends it becomes ``run.outcome`` and
+        The block runs in the run's cancel scope; it begins with ``await run.resumable()`` (the
+        wait cannot be here: a context manager must yield, even when that wait is cancelled or
+        fails, and its block cannot be skipped). Whatever ends it becomes ``run.outcome`` and
         the run's last event, ``run_finished``: what the root returned (``Run.returned``), a
         node's error, a cancel, a divergence, events the log could not take. Those are the
         run's result, not the caller's exception; only what stops the whole program (Ctrl-C, a
@@ -762,13 +773,11 @@ class Runtime:
         self.runs[run.run_id] = run
         self._runs_changed()
         t0 = time.monotonic()
-        ticket = start.announce(run, inputs, entrypoint)
+        run.first_ticket = start.announce(run, inputs, entrypoint)
         outcome = run.outcome
         raised: BaseException | None = None
         try:
             with run.scope:
-                if ticket is not None and self.durability == "strict":
-                    await self.writer.wait_durable(ticket)  # a crash from here on leaves a resumable run
                 yield run
             if run.scope.cancelled_caught:
                 outcome.status = ev.CANCELLED
