@@ -909,7 +909,7 @@ class Runtime:
             except Exception as exc:
                 failure = exc
         node.attempt_scope = None
-        cancelled = _cancellation(failure)
+        cancelled = _cancellation(failure) if failure is not None else None
         if cancelled is not None:
             # A cancelled child not caught in a nursery is a decision someone took: this node
             # ends CANCELLED too (not FAILED), and is never retried for it.
