@@ -217,7 +217,8 @@ class NodeHandle:
     def emit_attempt(self, cls: type[ev.Event], **fields: Any) -> int:
         """Emit an event about the current attempt: its number and the time since the node
         started go with it. Returns the writer's ticket."""
-        return self.emit(cls, attempt=self.attempt, duration_s=time.monotonic() - self.started, **fields)[1]
+        return self.run.emit(cls, node=self.path, attempt=self.attempt,
+                             duration_s=time.monotonic() - self.started, **fields)[1]
 
     # -- ending ---------------------------------------------------------------------------------
 
@@ -233,7 +234,13 @@ class NodeHandle:
         try:
             state = outcome.state
             if state == ev.SUCCEEDED:
-                return await self._returned(outcome.value)
+                ticket = self._returned(outcome.value)
+                if ticket is not None:
+                    # A tool's result, under strict durability: the journal has it before
+                    # anything can act on it.
+                    with trio.CancelScope(shield=True):
+                        await self.run.runtime.writer.wait_durable(ticket)
+                return outcome.value
             self.state = state
             if state == ev.FAILED:
                 tag_node(outcome.error, self.path)
@@ -254,9 +261,11 @@ class NodeHandle:
             if self.run.nodes.get(self.path) is self:
                 del self.run.nodes[self.path]
 
-    async def _returned(self, value: Any) -> Any:
+    def _returned(self, value: Any) -> int | None:
         """The code returned ``value``: the node SUCCEEDED, unless the value is ``Failed`` (it
-        chose to fail) or, re-executed, it replaced a journaled tool call (``Divergence``)."""
+        chose to fail) or, re-executed, it replaced a journaled tool call (``Divergence``,
+        raised). Returns the ticket of the terminal event when it must be on disk before the
+        caller goes on: a tool's, under strict durability."""
         diverged = self.replaced_call()
         if diverged is not None:
             run = self.run
@@ -269,14 +278,12 @@ class NodeHandle:
             self.state = ev.FAILED
             self.emit_attempt(ev.NodeFailed, outputs=value.outputs,
                               error=ev.ErrorInfo(type="Failed", message=value.message))
-            return value
+            return None
         self.state = ev.SUCCEEDED
         ticket = self.emit_attempt(ev.NodeFinished, outputs=value)
         if self.spec.kind == "tool" and self.run.runtime.durability == "strict":
-            # The journal has the result before anything can act on it.
-            with trio.CancelScope(shield=True):
-                await self.run.runtime.writer.wait_durable(ticket)
-        return value
+            return ticket
+        return None
 
     def stopped_by(self, exc: BaseException) -> Outcome:
         """How this node ends when ``exc`` came out of its attempts instead of an outcome. An
@@ -559,6 +566,7 @@ class ResumeRun:
 
 
 RunStart = NewRun | RetryRun | ResumeRun
+_NEW_RUN = NewRun()
 
 
 def _run_started(run: Run, inputs: dict[str, Any], entrypoint: str, attempt_of: str = "") -> int:
@@ -749,7 +757,7 @@ class Runtime:
 
         ``start``: how the run begins; a new run unless the caller passes a ``RetryRun`` or a
         ``ResumeRun``. ``entrypoint``: where its code is, for a later resume or retry."""
-        async with self.open_run(spec.name, inputs, start or NewRun(), entrypoint=entrypoint) as run:
+        async with self.open_run(spec.name, inputs, start or _NEW_RUN, entrypoint=entrypoint) as run:
             await run.resumable()
             run.returned(await self.execute_node(run, None, spec, inputs, invoke))
         return run.outcome
