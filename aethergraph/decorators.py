@@ -196,16 +196,14 @@ class _NodeFunction:
         raise outcome.error
 
     async def start_run(self, rt: Any, inputs: dict[str, Any], *, entrypoint: str | None = None,
-                        run_id: str | None = None, journal: Any = None, resume: bool = False,
-                        attempt_of: str = "") -> Any:
+                        start: Any = None) -> Any:
         """Run as a top-level run in ``rt``; return the ``RunOutcome`` (never raises for a run
-        that failed or was cancelled: the outcome says so). ``journal``/``resume``: see
-        ``aethergraph.resume``."""
+        that failed or was cancelled: the outcome says so). ``start``: a new run by default, or
+        a ``NewRun``/``RetryRun``/``ResumeRun`` of the engine (see ``aethergraph.resume``)."""
         logged, structured = self.prepare_inputs(dict(inputs))  # a bad input: before the run
         return await rt.run_graph(
             self.spec, logged, self._invoker((), dict(structured)),
-            entrypoint=entrypoint or self.entrypoint, run_id=run_id, journal=journal,
-            resume=resume, attempt_of=attempt_of,
+            entrypoint=entrypoint or self.entrypoint, start=start,
         )
 
     # -- synchronous entry --------------------------------------------------------------------

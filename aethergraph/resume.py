@@ -20,6 +20,7 @@ from __future__ import annotations
 from typing import Any
 
 from aethergraph.runtime import events as ev
+from aethergraph.runtime.engine import ResumeRun, RetryRun
 from aethergraph.runtime.errors import RunBusy, UnknownRun
 from aethergraph.runtime.history import summarize
 from aethergraph.runtime.journal import Journal
@@ -53,7 +54,7 @@ async def resume(rt: Any, run_id: str, *, fn: Any = None) -> Any:
         journal = Journal.from_events(run_id, events)
         fn = fn or load_target(journal.entrypoint)
         started = True
-        return await fn.start_run(rt, journal.inputs, entrypoint=journal.entrypoint, journal=journal, resume=True)
+        return await fn.start_run(rt, journal.inputs, entrypoint=journal.entrypoint, start=ResumeRun(journal))
     finally:
         if not started:
             owner.release(layout, run_id)
@@ -67,5 +68,5 @@ async def retry(rt: Any, run_id: str, *, fresh: bool = False, fn: Any = None) ->
         raise CannotResume(f"run {run_id} is still running; cancel it first (ag cancel {run_id})")
     journal = None if fresh else Journal.from_events(run_id, events, tools_only=True)
     fn = fn or load_target(summary.entrypoint)
-    return await fn.start_run(rt, summary.inputs, entrypoint=summary.entrypoint, journal=journal,
-                              attempt_of=run_id)
+    return await fn.start_run(rt, summary.inputs, entrypoint=summary.entrypoint,
+                              start=RetryRun(of=run_id, journal=journal))

@@ -28,7 +28,7 @@ import msgspec
 import trio
 
 from aethergraph.runtime import events as ev
-from aethergraph.runtime.engine import RunOutcome
+from aethergraph.runtime.engine import NewRun, ResumeRun, RunOutcome
 from aethergraph.runtime.errors import AetherGraphError, GraphFailed, RunBusy, UnknownRun
 from aethergraph.runtime.history import RunSummary, summarize
 from aethergraph.runtime.ids import RUN_ID_RE
@@ -148,9 +148,9 @@ async def start_by_id(rt: Any, fn: Any, run_id: str, inputs: dict[str, Any], *,
         if p.action == "resume":
             journal = Journal.from_events(run_id, p.events)
             outcome = await fn.start_run(rt, journal.inputs, entrypoint=entrypoint or journal.entrypoint,
-                                         journal=journal, resume=True)
+                                         start=ResumeRun(journal))
             return outcome, "resumed"
-        outcome = await fn.start_run(rt, inputs, entrypoint=entrypoint, run_id=run_id)
+        outcome = await fn.start_run(rt, inputs, entrypoint=entrypoint, start=NewRun(run_id))
         return outcome, "started"
     finally:
         if not rt.writer.is_open(run_id):  # else its writer lets go at the run's end

@@ -12,6 +12,13 @@ outside; each attempt runs in a nested scope that carries the node's deadline.
 
 Terminal states are exact: a node that ran out of time is TIMED_OUT, one that someone stopped is
 CANCELLED (with the reason and who asked), and only an exception in its own code is FAILED.
+
+Read it in this order. ``Runtime.run_graph`` opens a run with ``Runtime.open_run`` (how it
+begins is what the caller passes: ``NewRun``, ``RetryRun``, ``ResumeRun``) and executes its root
+node. ``Runtime.execute_node`` places a node, starts it, lets ``_attempts`` run it (each
+``_attempt`` returns an ``Outcome``; the retry policy decides whether another follows) and ends
+it with ``NodeHandle.end``, the one place a node's terminal event is written. Every event goes
+out through ``Run.append`` (its place in the run) and ``Runtime.send`` (the log, the subscribers).
 """
 
 from __future__ import annotations
@@ -119,6 +126,8 @@ class NodeHandle:
     cancel_reason: str = ""
     cancel_by: str = ""
     retry_requested_by: str | None = None
+    # time.monotonic() when it started: every attempt's duration_s counts from here.
+    started: float = 0.0
     _children: dict[str, int] = attrs.field(factory=dict)
     _counters: dict[str, int] = attrs.field(factory=dict)
     # On re-execution: the journaled tool calls this node asked for again, and the tool calls
@@ -205,6 +214,108 @@ class NodeHandle:
     def emit(self, cls: type[ev.Event], **fields: Any) -> tuple[ev.Event, int]:
         return self.run.emit(cls, node=self.path, **fields)
 
+    def emit_attempt(self, cls: type[ev.Event], **fields: Any) -> int:
+        """Emit an event about the current attempt: its number and the time since the node
+        started go with it. Returns the writer's ticket."""
+        return self.run.emit(cls, node=self.path, attempt=self.attempt,
+                             duration_s=time.monotonic() - self.started, **fields)[1]
+
+    # -- ending ---------------------------------------------------------------------------------
+
+    async def end(self, outcome: Outcome) -> Any:
+        """End this node as ``outcome`` says and give its caller the result: what the code
+        returned, or the exception that says how the node ended (its own error, ``NodeTimeout``,
+        ``NodeCancelled``, or what stopped it from outside, re-raised as it came).
+
+        The one place a node's terminal event is written, and the one place it lets go of its
+        registration in the run (from then on it cannot be cancelled or retried by path). The
+        state is set before the event is emitted: an event that cannot be written (say, outputs
+        that do not encode) reaches the caller as an error, never followed by a second end."""
+        try:
+            state = outcome.state
+            if state == ev.SUCCEEDED:
+                ticket = self._returned(outcome.value)
+                if ticket is not None:
+                    # A tool's result, under strict durability: the journal has it before
+                    # anything can act on it.
+                    with trio.CancelScope(shield=True):
+                        await self.run.runtime.writer.wait_durable(ticket)
+                return outcome.value
+            self.state = state
+            if state == ev.FAILED:
+                tag_node(outcome.error, self.path)
+                self.emit_attempt(ev.NodeFailed, error=failure_info(outcome.error))
+                raise outcome.error
+            if state == ev.TIMED_OUT:
+                timeout_s = self.spec.timeout_s or 0.0
+                self.emit_attempt(ev.NodeTimedOut, timeout_s=timeout_s)
+                raise NodeTimeout(self.path, timeout_s, self.attempt)
+            self.emit_attempt(ev.NodeCancelled, reason=outcome.reason, by=outcome.by)
+            if outcome.error is None:  # this node was cancelled
+                raise NodeCancelled(self.path, outcome.reason, outcome.by)
+            if isinstance(outcome.error, NodeCancelled):  # a child's cancellation ended it
+                raise NodeCancelled(self.path, outcome.reason, outcome.by) from outcome.error
+            raise outcome.error  # stopped from outside: whoever stopped it handles it
+        finally:
+            self.attempt_scope = None
+            if self.run.nodes.get(self.path) is self:
+                del self.run.nodes[self.path]
+
+    def _returned(self, value: Any) -> int | None:
+        """The code returned ``value``: the node SUCCEEDED, unless the value is ``Failed`` (it
+        chose to fail) or, re-executed, it replaced a journaled tool call (``Divergence``,
+        raised). Returns the ticket of the terminal event when it must be on disk before the
+        caller goes on: a tool's, under strict durability."""
+        diverged = self.replaced_call()
+        if diverged is not None:
+            run = self.run
+            run.diverged = run.diverged or diverged
+            tag_node(diverged, self.path)
+            self.state = ev.FAILED
+            self.emit_attempt(ev.NodeFailed, error=failure_info(diverged, with_traceback=False))
+            raise diverged
+        if isinstance(value, Failed):
+            self.state = ev.FAILED
+            self.emit_attempt(ev.NodeFailed, outputs=value.outputs,
+                              error=ev.ErrorInfo(type="Failed", message=value.message))
+            return None
+        self.state = ev.SUCCEEDED
+        ticket = self.emit_attempt(ev.NodeFinished, outputs=value)
+        if self.spec.kind == "tool" and self.run.runtime.durability == "strict":
+            return ticket
+        return None
+
+    def stopped_by(self, exc: BaseException) -> Outcome:
+        """How this node ends when ``exc`` came out of its attempts instead of an outcome. An
+        error of the engine's own (an event that could not be emitted between attempts) fails
+        it as its code would; anything else stopped it from outside (an enclosing scope, a
+        Ctrl-C): it ends CANCELLED saying why, and ``exc`` goes on to its caller."""
+        if isinstance(exc, Exception):
+            return Outcome(ev.FAILED, error=exc)
+        if isinstance(exc, trio.Cancelled):
+            reason, by = self._outer_cancel_reason()
+        elif isinstance(exc, KeyboardInterrupt):
+            reason, by = "interrupted (KeyboardInterrupt)", "signal"
+        else:
+            reason, by = f"interrupted ({type(exc).__name__})", ""
+        return Outcome(ev.CANCELLED, error=exc, reason=reason, by=by)
+
+    def _outer_cancel_reason(self) -> tuple[str, str]:
+        """Why this node saw ``trio.Cancelled`` from outside its own scopes."""
+        p = self.parent
+        while p is not None:
+            if p.cancel_requested:
+                return f"parent {p.path} cancelled: {p.cancel_reason}", p.cancel_by
+            if p.attempt_scope is not None and p.attempt_scope.cancel_called:
+                if p.retry_requested_by is not None:
+                    return f"parent {p.path} is being retried", p.retry_requested_by
+                return f"parent {p.path} timed out", "deadline"
+            p = p.parent
+        run = self.run
+        if run.scope.cancel_called:
+            return f"run cancelled: {run.cancel_reason}", run.cancel_by
+        return "cancelled by an enclosing cancel scope", ""
+
 
 @attrs.define(eq=False)
 class Run:
@@ -224,11 +335,17 @@ class Run:
     diverged: Divergence | None = None
     # Set when some of this run's events could not be written (disk full...): the run fails.
     store_error: BaseException | None = None
+    # The ticket of its run_started (see ``resumable``); None for a resumed run.
+    first_ticket: int | None = None
+    # How it ended, filled in as it ends (see ``Runtime.open_run``).
+    outcome: RunOutcome = attrs.field(
+        default=attrs.Factory(lambda self: RunOutcome(self.run_id, ev.RUNNING), takes_self=True)
+    )
     _roots: dict[str, int] = attrs.field(factory=dict)
 
     def append(self, event: ev.Event) -> int:
-        """Stamp ``event`` with its place in this run (seq, ts) and queue it for the log and
-        the subscribers. Returns the writer's ticket (see ``LogWriter.wait_durable``)."""
+        """Stamp ``event`` with its place in this run (seq, ts) and send it (``Runtime.send``).
+        Returns the writer's ticket (see ``LogWriter.wait_durable``)."""
         self.seq += 1
         event.seq = self.seq
         ts = _now()
@@ -236,30 +353,60 @@ class Run:
             ts = self.last_ts
         self.last_ts = ts
         event.ts = ts
-        rt = self.runtime
-        if _FAULT is not None and _FAULT.hits(event):
-            if not _FAULT.after_flush:
-                _FAULT.crash()
-            rt.writer.crash_after_flush = _FAULT.crash
-        subscribers = rt._subscribers or rt._typed_subscribers.get(type(event))
         try:
-            if subscribers:
-                try:
-                    encoded = ev.ENCODER.encode(event)
-                except Exception as exc:
-                    raise encode_error(event, exc) from None
-                ticket = rt.writer.append(event, encoded)
-                rt._publish(event, encoded)
-            else:
-                ticket = rt.writer.append(event)
+            return self.runtime.send(event)
         except Exception:
             self.seq -= 1  # nothing was recorded: the next event takes this place
             raise
-        return ticket
 
     def emit(self, cls: type[ev.Event], node: str = "", **fields: Any) -> tuple[ev.Event, int]:
         event = cls(run_id=self.run_id, node=node, **fields)
         return event, self.append(event)
+
+    async def resumable(self) -> None:
+        """Under strict durability, wait until this run's ``run_started`` is on disk: a crash
+        from then on leaves a run that can be resumed. (A resumed run already can.)"""
+        if self.first_ticket is not None and self.runtime.durability == "strict":
+            await self.runtime.writer.wait_durable(self.first_ticket)
+
+    def returned(self, outputs: Any) -> None:
+        """The root node returned ``outputs``: the run succeeded, or it failed on purpose
+        (``Failed``: the caller still gets its outputs)."""
+        o = self.outcome
+        if isinstance(outputs, Failed):
+            o.status, o.outputs = ev.FAILED, outputs.outputs
+            o.error = GraphFailed(outputs.message, outputs.outputs)
+        else:
+            o.status, o.outputs = ev.SUCCEEDED, outputs
+
+    def place(self, parent: NodeHandle | None, name: str, inputs: dict[str, Any],
+              node_id: str | None) -> tuple[str, str]:
+        """The key and the path of a node about to start (see the module docstring). A node of
+        a static graph (``node_id``) is ``<parent key>/@<id>`` at ``<parent path>/<id>``, whatever
+        its arguments, so a resume finds it by id."""
+        if parent is None:
+            key = self.root_path(name)
+            return key, key
+        if node_id is not None:
+            return f"{parent.key}/@{node_id}", f"{parent.path}/{node_id}"
+        base = call_base(parent.key, name, inputs)
+        key = with_occurrence(base, parent.next_count(base))
+        return key, parent.child_path(name, key)
+
+    def replayed_tool(self, parent: NodeHandle | None, name: str, key: str,
+                      inputs: dict[str, Any]) -> tuple[bool, Any]:
+        """``(True, outputs)`` when the journal holds a finished call of this tool under
+        ``key``: the caller gets its result without the tool running again. Notes on
+        ``parent`` whether the journal knows the call (see ``NodeHandle.replaced_call``); a
+        tool run on its own has nothing above it to compare calls with."""
+        j = self.journal
+        assert j is not None
+        if parent is not None:
+            if key in j.tools:
+                parent.claimed.add(key)
+            else:
+                parent.unmatched.setdefault(name, []).append(inputs)
+        return j.replay_tool(key)
 
     def replayed(self, kind: str, key: str) -> Any:
         """The journaled memory event / artifact, or True for a message, already recorded under
@@ -294,9 +441,11 @@ def failure_info(exc: BaseException, *, with_traceback: bool = True) -> ev.Error
     return ev.ErrorInfo(type=kind, message=message, traceback=tb)
 
 
-def _only_cancellations(exc: BaseException) -> NodeCancelled | None:
-    """The first ``NodeCancelled`` when ``exc`` is a group of nothing but node cancellations
-    (and the ``Cancelled`` of the siblings they took down)."""
+def _cancellation(exc: BaseException | None) -> NodeCancelled | None:
+    """``exc`` if it is a ``NodeCancelled``, the first one when it is a group of nothing but
+    node cancellations (and the ``Cancelled`` of the siblings they took down), else None."""
+    if isinstance(exc, NodeCancelled):
+        return exc
     if not isinstance(exc, BaseExceptionGroup):
         return None
     real = real_leaves(exc)
@@ -336,6 +485,103 @@ class RunOutcome:
     @property
     def ok(self) -> bool:
         return self.status == ev.SUCCEEDED
+
+
+RETRY_REQUESTED = "retry_requested"
+
+
+@attrs.define
+class Outcome:
+    """What one attempt of a node came to; the last one is how the node ends (``NodeHandle.end``).
+
+    ``state``: a terminal state of a node (SUCCEEDED, FAILED, TIMED_OUT, CANCELLED), or
+    RETRY_REQUESTED: someone asked for another attempt now. ``value``: what the code returned.
+    ``error``: what it raised (FAILED); for CANCELLED, the child cancellation that ended it or
+    what stopped it from outside (None when the node itself was cancelled). ``reason``/``by``:
+    why a CANCELLED node stopped, and who asked. (Mutable attrs: one is made per attempt, on
+    the hot path, and a frozen one costs four times as much to make.)
+    """
+
+    state: str
+    value: Any = None
+    error: BaseException | None = None
+    reason: str = ""
+    by: str = ""
+
+
+@attrs.frozen
+class NewRun:
+    """How a run begins, passed to ``Runtime.open_run``: a run that has not run before, in a log
+    of its own. ``run_id``: the id to give it (``ag run --run-id``), else a fresh one."""
+
+    run_id: str = ""
+
+    def open(self, rt: Runtime, graph: str) -> Run:
+        run_id = self.run_id or new_run_id()
+        rt.writer.open_run(run_id)  # owns the log from here (RunBusy if not)
+        return Run(rt, run_id, graph)
+
+    def announce(self, run: Run, inputs: dict[str, Any], entrypoint: str) -> int | None:
+        return _run_started(run, inputs, entrypoint)
+
+
+@attrs.frozen
+class RetryRun:
+    """A new run from the inputs of run ``of``, which ended badly (``ag retry``), linked to it
+    (``attempt_of``). ``journal``: that run's, tools only; its successful tool results are
+    replayed instead of run again. None: everything runs again (``--fresh``)."""
+
+    of: str
+    journal: Journal | None = None
+
+    def open(self, rt: Runtime, graph: str) -> Run:
+        run_id = new_run_id()
+        rt.writer.open_run(run_id)
+        return Run(rt, run_id, graph, journal=self.journal)
+
+    def announce(self, run: Run, inputs: dict[str, Any], entrypoint: str) -> int | None:
+        return _run_started(run, inputs, entrypoint, attempt_of=self.of)
+
+
+@attrs.frozen
+class ResumeRun:
+    """The interrupted run ``journal.run_id`` continues in its own log, after the events it
+    has; what the journal holds is replayed, not done again (see ``aethergraph.resume``)."""
+
+    journal: Journal
+
+    def open(self, rt: Runtime, graph: str) -> Run:
+        j = self.journal
+        if j.run_id in rt.runs:
+            raise AetherGraphError(f"run {j.run_id} is already running here")
+        rt.writer.open_run(j.run_id, resume=True)  # cuts a torn tail: only the owner may
+        return Run(rt, j.run_id, graph, journal=j, seq=j.last_seq)
+
+    def announce(self, run: Run, inputs: dict[str, Any], entrypoint: str) -> int | None:
+        """``run_resumed``; nothing to wait for: the run could already be resumed."""
+        j = self.journal
+        run.emit(ev.RunResumed, attempt=j.attempts + 1, pid=os.getpid(), host=HOST,
+                 replayable_steps=j.replayable_steps)
+        return None
+
+
+RunStart = NewRun | RetryRun | ResumeRun
+_NEW_RUN = NewRun()
+
+
+def _run_started(run: Run, inputs: dict[str, Any], entrypoint: str, attempt_of: str = "") -> int:
+    """A new run's first event. Returns its ticket: under strict durability the run waits
+    until it is on disk, so that a crash from then on leaves a run that can be resumed."""
+    return run.emit(
+        ev.RunStarted,
+        graph=run.graph,
+        inputs=inputs,
+        entrypoint=entrypoint,
+        pid=os.getpid(),
+        host=HOST,
+        durability=run.runtime.durability,
+        attempt_of=attempt_of,
+    )[1]
 
 
 @attrs.define
@@ -450,6 +696,25 @@ class Runtime:
 
         return unsubscribe
 
+    def send(self, event: ev.Event) -> int:
+        """Send a stamped event (see ``Run.append``) to the log writer and to the subscribers
+        that want it; returns the writer's ticket. With subscribers it is encoded once, here:
+        the same bytes go to the log and to the wire. Without, the writer encodes it straight
+        into its buffer. An event that cannot be encoded raises and goes nowhere."""
+        if _FAULT is not None and _FAULT.hits(event):
+            if not _FAULT.after_flush:
+                _FAULT.crash()
+            self.writer.crash_after_flush = _FAULT.crash
+        if not (self._subscribers or self._typed_subscribers.get(type(event))):
+            return self.writer.append(event)
+        try:
+            encoded = ev.ENCODER.encode(event)
+        except Exception as exc:
+            raise encode_error(event, exc) from None
+        ticket = self.writer.append(event, encoded)
+        self._publish(event, encoded)
+        return ticket
+
     def _publish(self, event: ev.Event, encoded: bytes) -> None:
         for lst in (self._subscribers, self._typed_subscribers.get(type(event), ())):
             for cb in list(lst):
@@ -486,66 +751,45 @@ class Runtime:
         invoke: Invoke,
         *,
         entrypoint: str = "",
-        run_id: str | None = None,
-        journal: Journal | None = None,
-        resume: bool = False,
-        attempt_of: str = "",
+        start: RunStart | None = None,
     ) -> RunOutcome:
-        """Open a run, execute ``invoke`` as its root node, record how it ended.
+        """Open a run, execute ``invoke`` as its root node, return how the run ended.
 
-        ``resume``: continue the existing run ``journal.run_id`` in its own log, replaying what
-        the journal holds. Otherwise a new run; with a ``journal`` (``ag retry``) its successful
-        tool results are replayed.
+        ``start``: how the run begins; a new run unless the caller passes a ``RetryRun`` or a
+        ``ResumeRun``. ``entrypoint``: where its code is, for a later resume or retry."""
+        async with self.open_run(spec.name, inputs, start or _NEW_RUN, entrypoint=entrypoint) as run:
+            await run.resumable()
+            run.returned(await self.execute_node(run, None, spec, inputs, invoke))
+        return run.outcome
+
+    @asynccontextmanager
+    async def open_run(
+        self, graph: str, inputs: dict[str, Any], start: RunStart, *, entrypoint: str = ""
+    ) -> AsyncIterator[Run]:
+        """A run from its first event to its last, around the block that executes it.
+
+        ``start`` owns the log and writes the first event (``run_started``, ``run_resumed``).
+        The block runs in the run's cancel scope; it begins with ``await run.resumable()`` (the
+        wait cannot be here: a context manager must yield, even when that wait is cancelled or
+        fails, and its block cannot be skipped). Whatever ends it becomes ``run.outcome`` and
+        the run's last event, ``run_finished``: what the root returned (``Run.returned``), a
+        node's error, a cancel, a divergence, events the log could not take. Those are the
+        run's result, not the caller's exception; only what stops the whole program (Ctrl-C, a
+        cancel from outside the run) propagates, after it is recorded.
         """
-        if resume:
-            if journal is None:
-                raise ValueError("resume needs the run's journal")
-            run_id = journal.run_id
-            if run_id in self.runs:
-                raise AetherGraphError(f"run {run_id} is already running here")
-        run_id = run_id or new_run_id()
-        self.writer.open_run(run_id, resume=resume)  # owns the log from here (RunBusy if not)
-        run = Run(self, run_id, spec.name, journal=journal)
-        self.runs[run_id] = run
+        run = start.open(self, graph)
+        self.runs[run.run_id] = run
         self._runs_changed()
         t0 = time.monotonic()
-        if resume:
-            run.seq = journal.last_seq
-            run.emit(
-                ev.RunResumed,
-                attempt=journal.attempts + 1,
-                pid=os.getpid(),
-                host=HOST,
-                replayable_steps=journal.replayable_steps,
-            )
-        else:
-            _, ticket = run.emit(
-                ev.RunStarted,
-                graph=spec.name,
-                inputs=inputs,
-                entrypoint=entrypoint,
-                pid=os.getpid(),
-                host=HOST,
-                durability=self.durability,
-                attempt_of=attempt_of,
-            )
-        outcome = RunOutcome(run_id, ev.RUNNING)
+        run.first_ticket = start.announce(run, inputs, entrypoint)
+        outcome = run.outcome
         raised: BaseException | None = None
         try:
             with run.scope:
-                if self.durability == "strict" and not resume:
-                    await self.writer.wait_durable(ticket)  # a crash from here on leaves a resumable run
-                outputs = await self.execute_node(run, None, spec, inputs, invoke)
-                if isinstance(outputs, Failed):
-                    outcome.status = ev.FAILED
-                    outcome.outputs = outputs.outputs
-                    outcome.error = GraphFailed(outputs.message, outputs.outputs)
-                else:
-                    outcome.status = ev.SUCCEEDED
-                    outcome.outputs = outputs
+                yield run
             if run.scope.cancelled_caught:
                 outcome.status = ev.CANCELLED
-                outcome.error = NodeCancelled(spec.name, run.cancel_reason, run.cancel_by)
+                outcome.error = NodeCancelled(graph, run.cancel_reason, run.cancel_by)
             if run.diverged is not None:
                 # Whatever the code did with the error, a replay that diverged is stopped.
                 outcome.status, outcome.error, outcome.outputs = ev.FAILED, run.diverged, None
@@ -559,28 +803,32 @@ class Runtime:
             outcome.status, outcome.error = ev.CANCELLED, exc
             raised = exc
         finally:
-            if run.store_error is not None:  # some of its events are not in its log
-                outcome.status, outcome.error, outcome.outputs = ev.FAILED, run.store_error, None
-            run.status = outcome.status
-            err = outcome.error
-            if err is not None:
-                outcome.error_info = failure_info(err)
-            run.emit(
-                ev.RunFinished,
-                status=outcome.status,
-                outputs=outcome.outputs,
-                error=outcome.error_info,
-                duration_s=time.monotonic() - t0,
-            )
-            self.writer.close_run(run_id)
-            del self.runs[run_id]
-            self._runs_changed()
-            if self.durability == "strict":
-                with trio.CancelScope(shield=True):
-                    await self.writer.wait_durable()
+            await self._close_run(run, t0)
         if raised is not None:
             raise raised
-        return outcome
+
+    async def _close_run(self, run: Run, t0: float) -> None:
+        """Write how ``run`` ended, its last event, and let go of it: its log closes after the
+        next flush (under strict durability, this waits until everything is on disk)."""
+        outcome = run.outcome
+        if run.store_error is not None:  # some of its events are not in its log
+            outcome.status, outcome.error, outcome.outputs = ev.FAILED, run.store_error, None
+        run.status = outcome.status
+        if outcome.error is not None:
+            outcome.error_info = failure_info(outcome.error)
+        run.emit(
+            ev.RunFinished,
+            status=outcome.status,
+            outputs=outcome.outputs,
+            error=outcome.error_info,
+            duration_s=time.monotonic() - t0,
+        )
+        self.writer.close_run(run.run_id)
+        del self.runs[run.run_id]
+        self._runs_changed()
+        if self.durability == "strict":
+            with trio.CancelScope(shield=True):
+                await self.writer.wait_durable()
 
     async def execute_node(
         self,
@@ -592,27 +840,16 @@ class Runtime:
         *,
         node_id: str | None = None,
     ) -> Any:
-        """Run ``invoke`` as a node under ``parent``. ``node_id``: the node of a static graph
-        (``@graphify``) that its code named: its key is ``<parent key>/@<id>`` and its path
-        ``<parent path>/<id>``, whatever its arguments, so a resume finds it by id."""
-        if node_id is not None and parent is not None:
-            key = f"{parent.key}/@{node_id}"
-            path = f"{parent.path}/{node_id}"
-        elif parent is not None:
-            base = call_base(parent.key, spec.name, inputs)
-            key = with_occurrence(base, parent.next_count(base))
-            path = parent.child_path(spec.name, key)
-        else:
-            key = path = run.root_path(spec.name)
-        journal = run.journal
-        if spec.kind == "tool" and journal is not None:
-            if parent is None:
-                pass  # a tool run on its own: nothing above it to compare calls with
-            elif key in journal.tools:
-                parent.claimed.add(key)
-            else:
-                parent.unmatched.setdefault(spec.name, []).append(inputs)
-            replayed, outputs = journal.replay_tool(key)
+        """Run ``invoke`` as a node under ``parent``: return what it returned, or raise what
+        ended it (see ``NodeHandle.end``). ``node_id``: the node of a static graph
+        (``@graphify``) that its code named (see ``Run.place``).
+
+        A journaled tool call is replayed instead. Otherwise the node is registered (so it
+        can be cancelled and retried by path) and started; its attempts come to an outcome,
+        and the node ends with it."""
+        key, path = run.place(parent, spec.name, inputs, node_id)
+        if spec.kind == "tool" and run.journal is not None:
+            replayed, outputs = run.replayed_tool(parent, spec.name, key, inputs)
             if replayed:
                 await trio.lowlevel.checkpoint()
                 return outputs
@@ -626,138 +863,73 @@ class Runtime:
             parent=parent.path if parent is not None else "",
             step=key,
         )
+        node.started = time.monotonic()
         token = current_node.set(node)
-        t0 = time.monotonic()
-        done = False  # a terminal event has been emitted
-
-        def finish(state: str, cls: type[ev.Event], **fields: Any) -> int:
-            nonlocal done
-            done = True
-            node.state = state
-            return node.emit(cls, attempt=node.attempt, duration_s=time.monotonic() - t0, **fields)[1]
-
         try:
-            while True:
-                node.attempt += 1
-                node.retry_requested_by = None
-                failure: Exception | None = None
-                with trio.CancelScope() as attempt_scope:
-                    if spec.timeout_s is not None:
-                        attempt_scope.deadline = trio.current_time() + spec.timeout_s
-                    node.attempt_scope = attempt_scope
-                    try:
-                        result = await invoke(node)
-                    except NodeCancelled:
-                        raise
-                    except Exception as exc:
-                        cancelled = _only_cancellations(exc)
-                        if cancelled is not None:
-                            # A cancelled child not caught in a nursery: like a bare one, a
-                            # decision someone took, so this node ends CANCELLED (not FAILED)
-                            # and is never retried for it.
-                            raise cancelled from None
-                        failure = exc
-                node.attempt_scope = None
-                if node.cancel_requested:
-                    break
-                if attempt_scope.cancelled_caught and node.retry_requested_by is not None:
-                    node.emit(
-                        ev.AttemptRetried,
-                        attempt=node.attempt,
-                        requested_by=node.retry_requested_by,
-                    )
-                    continue
-                timed_out = attempt_scope.cancelled_caught
-                if not timed_out and failure is None:
-                    diverged = node.replaced_call()
-                    if diverged is not None:
-                        run.diverged = run.diverged or diverged
-                        tag_node(diverged, path)
-                        finish(ev.FAILED, ev.NodeFailed, error=failure_info(diverged, with_traceback=False))
-                        raise diverged
-                    if isinstance(result, Failed):
-                        finish(ev.FAILED, ev.NodeFailed, outputs=result.outputs,
-                               error=ev.ErrorInfo(type="Failed", message=result.message))
-                    else:
-                        ticket = finish(ev.SUCCEEDED, ev.NodeFinished, outputs=result)
-                        if spec.kind == "tool" and self.durability == "strict":
-                            # The journal has the result before anything can act on it.
-                            with trio.CancelScope(shield=True):
-                                await self.writer.wait_durable(ticket)
-                    return result
-                if timed_out:
-                    node.emit(
-                        ev.NodeTimedOut,
-                        timeout_s=spec.timeout_s or 0.0,
-                        attempt=node.attempt,
-                        duration_s=time.monotonic() - t0,
-                    )
-                if spec.retry.should_retry(node.attempt, failure):
-                    delay = spec.retry.delay(node.attempt)
-                    node.emit(
-                        ev.AttemptRetried,
-                        attempt=node.attempt,
-                        delay_s=delay,
-                        error=ev.error_info(failure) if failure is not None else None,
-                    )
-                    with trio.CancelScope() as backoff:
-                        node.attempt_scope = backoff
-                        await self.timer.sleep(delay)
-                    node.attempt_scope = None
-                    if node.cancel_requested:
-                        break
-                    continue
-                if timed_out:
-                    done = True
-                    node.state = ev.TIMED_OUT
-                    raise NodeTimeout(path, spec.timeout_s or 0.0, node.attempt)
-                tag_node(failure, path)
-                finish(ev.FAILED, ev.NodeFailed, error=failure_info(failure))
-                raise failure
-            # Only reachable when someone cancelled this node.
-            finish(ev.CANCELLED, ev.NodeCancelled, reason=node.cancel_reason, by=node.cancel_by)
-            raise NodeCancelled(path, node.cancel_reason, node.cancel_by)
-        except NodeCancelled as exc:
-            if not done:
-                finish(ev.CANCELLED, ev.NodeCancelled, reason=f"child {exc.path} cancelled: {exc.reason}", by=exc.by)
-                raise NodeCancelled(path, f"child {exc.path} cancelled: {exc.reason}", exc.by) from exc
-            raise
-        except BaseException as exc:
-            if not done:
-                if isinstance(exc, trio.Cancelled):
-                    reason, by = self._outer_cancel_reason(node)
-                elif isinstance(exc, KeyboardInterrupt):
-                    reason, by = "interrupted (KeyboardInterrupt)", "signal"
-                elif isinstance(exc, Exception):  # e.g. an error raised while retrying
-                    tag_node(exc, path)
-                    finish(ev.FAILED, ev.NodeFailed, error=failure_info(exc))
-                    raise
-                else:
-                    reason, by = f"interrupted ({type(exc).__name__})", ""
-                finish(ev.CANCELLED, ev.NodeCancelled, reason=reason, by=by)
-            raise
+            try:
+                outcome = await self._attempts(node, invoke)
+            except BaseException as exc:
+                outcome = node.stopped_by(exc)
+            return await node.end(outcome)
         finally:
             current_node.reset(token)
-            node.attempt_scope = None
-            if run.nodes.get(path) is node:
-                del run.nodes[path]
 
-    @staticmethod
-    def _outer_cancel_reason(node: NodeHandle) -> tuple[str, str]:
-        """Why a node saw ``trio.Cancelled`` from outside its own scopes."""
-        p = node.parent
-        while p is not None:
-            if p.cancel_requested:
-                return f"parent {p.path} cancelled: {p.cancel_reason}", p.cancel_by
-            if p.attempt_scope is not None and p.attempt_scope.cancel_called:
-                if p.retry_requested_by is not None:
-                    return f"parent {p.path} is being retried", p.retry_requested_by
-                return f"parent {p.path} timed out", "deadline"
-            p = p.parent
-        run = node.run
-        if run.scope.cancel_called:
-            return f"run cancelled: {run.cancel_reason}", run.cancel_by
-        return "cancelled by an enclosing cancel scope", ""
+    async def _attempts(self, node: NodeHandle, invoke: Invoke) -> Outcome:
+        """Attempts of ``node`` until one is final. A retry someone requested starts the next
+        one at once; a failure or a timeout that the node's retry policy accepts, after a
+        backoff (which a cancel or retry request cuts short). Anything else is final."""
+        retry = node.spec.retry
+        while True:
+            outcome = await self._attempt(node, invoke)
+            if outcome.state == RETRY_REQUESTED:
+                node.emit(ev.AttemptRetried, attempt=node.attempt, requested_by=node.retry_requested_by)
+                continue
+            if outcome.state not in (ev.FAILED, ev.TIMED_OUT) or not retry.should_retry(node.attempt, outcome.error):
+                return outcome
+            if outcome.state == ev.TIMED_OUT:  # recorded, though not the node's end
+                node.emit_attempt(ev.NodeTimedOut, timeout_s=node.spec.timeout_s or 0.0)
+            delay = retry.delay(node.attempt)
+            error = ev.error_info(outcome.error) if outcome.error is not None else None
+            node.emit(ev.AttemptRetried, attempt=node.attempt, delay_s=delay, error=error)
+            with trio.CancelScope() as backoff:
+                node.attempt_scope = backoff
+                await self.timer.sleep(delay)
+            node.attempt_scope = None
+            if node.cancel_requested:
+                return Outcome(ev.CANCELLED, reason=node.cancel_reason, by=node.cancel_by)
+
+    async def _attempt(self, node: NodeHandle, invoke: Invoke) -> Outcome:
+        """Call the node's code once and say what came of it. The call runs in a scope of its
+        own: it carries the node's deadline, and a cancel or a retry request cancels it (see
+        ``NodeHandle.cancel``, ``request_retry``), so the cancelled scope alone does not say
+        why it stopped; the node's flags do. What comes from outside the node (an enclosing
+        scope cancelled, Ctrl-C) is no outcome of the attempt: it passes."""
+        node.attempt += 1
+        node.retry_requested_by = None
+        value: Any = None
+        failure: Exception | None = None
+        with trio.CancelScope() as scope:
+            if node.spec.timeout_s is not None:
+                scope.deadline = trio.current_time() + node.spec.timeout_s
+            node.attempt_scope = scope
+            try:
+                value = await invoke(node)
+            except Exception as exc:
+                failure = exc
+        node.attempt_scope = None
+        cancelled = _cancellation(failure) if failure is not None else None
+        if cancelled is not None:
+            # A cancelled child not caught in a nursery is a decision someone took: this node
+            # ends CANCELLED too (not FAILED), and is never retried for it.
+            reason = f"child {cancelled.path} cancelled: {cancelled.reason}"
+            return Outcome(ev.CANCELLED, error=cancelled, reason=reason, by=cancelled.by)
+        if node.cancel_requested:
+            return Outcome(ev.CANCELLED, reason=node.cancel_reason, by=node.cancel_by)
+        if scope.cancelled_caught:
+            return Outcome(RETRY_REQUESTED if node.retry_requested_by is not None else ev.TIMED_OUT)
+        if failure is not None:
+            return Outcome(ev.FAILED, error=failure)
+        return Outcome(ev.SUCCEEDED, value)
 
     # -- control ------------------------------------------------------------------------------
 

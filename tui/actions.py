@@ -143,7 +143,7 @@ class Actions:
     @work(thread=True, exclusive=True, group="answer")
     def _answer_offline(self: "AetherGraphApp", ask: AskInfo, value: str, dialog: Any) -> None:
         """A run that is not live: the answer goes into its log, for its resume."""
-        from aethergraph.resume import answer_offline  # (the resume machinery: loaded on use)
+        from aethergraph.interrupted import answer_offline  # (loaded on use: first paint does not need it)
 
         try:
             _, answer = answer_offline(self.store.layout, ask.ask_id, value)

@@ -37,7 +37,7 @@ from aethergraph.runtime.store.logfile import read_events
 from aethergraph.runtime.textsafe import one_line
 
 from ..console import ConsolePrinter, _out, _write_prompt, answered_files, stdin_lines
-from ..resume import CannotResume, answer_offline
+from ..interrupted import CannotResume, answer_offline
 from .history_cmds import CONTROL, _layout, print_runs, said_all, table
 from .main import CliError
 
