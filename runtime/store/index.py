@@ -1021,15 +1021,21 @@ class _Batch:
                 (ev.ts, ev.run_id),
             )
         elif t is AskOpened:
+            # An ask opened again while open (the same question, asked again by a re-executed
+            # node) is still one pending ask: the count follows track_asks.
+            was_open = c.execute(
+                "SELECT 1 FROM asks WHERE ask_id=? AND status='open'", (ev.ask_id,)
+            ).fetchone()
             c.execute(
                 "INSERT OR REPLACE INTO asks(ask_id, run_id, node, kind, prompt, options, opened,"
                 " timeout_s, status) VALUES (?,?,?,?,?,?,?,?, 'open')",
                 (ev.ask_id, ev.run_id, ev.node, ev.ask_kind, ev.prompt,
                  _JSON.encode(ev.options).decode(), ev.ts, ev.timeout_s),
             )
-            c.execute(
-                "UPDATE runs SET pending_asks=pending_asks+1 WHERE run_id=?", (ev.run_id,)
-            )
+            if was_open is None:
+                c.execute(
+                    "UPDATE runs SET pending_asks=pending_asks+1 WHERE run_id=?", (ev.run_id,)
+                )
         elif t is AskAnswered or t is AskExpired:
             answered = t is AskAnswered
             cur = c.execute(
