@@ -87,6 +87,17 @@ def test_the_package_and_ag_help_import_no_command():
         "aethergraph.runtime.exits", "aethergraph.tui", "aethergraph.tui.args"]
 
 
+
+def test_the_dashboard_imports_no_writer_before_its_first_paint():
+    """``ag tui`` only reads until its first paint: the index it reads through must not pull in
+    the log writer, nor trio (the dashboard's trio side starts after the first paint)."""
+    code = ("import sys, aethergraph.tui.app; "
+            "print(sorted(m for m in ('trio', 'aethergraph.runtime.store.writer') if m in sys.modules))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
+
+
 def statements(package) -> dict[str, set[str]]:
     """Every module each source file of ``package`` names in an import statement, anywhere in
     it (in functions too), relative imports made absolute."""

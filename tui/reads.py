@@ -121,6 +121,11 @@ class StoreReads:
         if msg.offline_asks is not None:
             st.set_offline_asks(msg.offline_asks)
         self._counts()
+        if not msg.older:
+            # The newest page is what the first screen waits for: on screen now, not at the next
+            # tick up to 0.1 s later (the tick then finds nothing changed). Older pages, which
+            # can come many at a time, wait for the tick.
+            self._tick()
 
     # -- one run's log ----------------------------------------------------------------------------
 

@@ -50,7 +50,7 @@ from .logfile import BadLine, complete_size, read_log
 from .query import MemoryQuery
 from .vectors import VECTORS_SCHEMA, vector_row
 from .vectors import insert_rows as insert_vectors
-from .writer import Segment
+from .segment import Segment
 
 log = logging.getLogger("aethergraph.store")
 

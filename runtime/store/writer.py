@@ -45,6 +45,7 @@ from ..events import ENCODER, Event, RunFinished
 from . import owner
 from .layout import StoreLayout, private_dirs
 from .logfile import complete_size, repair_torn_tail
+from .segment import Segment
 
 log = logging.getLogger("aethergraph.store")
 _clock = time.monotonic
@@ -130,23 +131,6 @@ def _diagnose(value: object) -> tuple[type[Exception], str] | None:
         elif t is list or t is tuple or t is set or t is frozenset:
             stack.extend((item, depth + 1) for item in v)
     return None
-
-
-@attrs.define(eq=False)
-class Segment:
-    """A run's bytes appended by one batch, with where each event starts."""
-
-    run_id: str
-    path: Path
-    start: int
-    data: bytes
-    events: list[Event]
-    offsets: list[int]
-    tickets: list[int] = attrs.field(factory=list)
-
-    @property
-    def end(self) -> int:
-        return self.start + len(self.data)
 
 
 @attrs.define(eq=False)
