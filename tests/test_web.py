@@ -429,8 +429,13 @@ def test_dashboard_in_a_browser_answers_a_live_runs_ask(server, tmp_path, home):
 
         run = start_ag("run", "greet.py:greet", "--json", cwd=tmp_path, env=env)
         browser.wait_for("Asks [1]")  # the badge, seen from the Runs panel
-        table = browser.wait_for("greet")
-        assert "RUNNING" in table or "WAITING" in table, table
+        # The run's row: "greet" alone would also match the new-ask toast ("…shall I greet?"),
+        # which can be on screen a frame before the row is drawn.
+        def run_row() -> bool:
+            return any("greet" in line and ("RUNNING" in line or "WAITING" in line)
+                       for line in browser.screen().splitlines())
+
+        wait_until(run_row, "the run's row (greet, RUNNING or WAITING) in the runs table", 30, every=0.1)
         ARTIFACTS.mkdir(exist_ok=True)  # for people to look at: a live run waiting for its answer
         shot = ARTIFACTS / "web-dashboard.png"
         assert browser.driver.save_screenshot(str(shot)) and shot.stat().st_size > 10_000
