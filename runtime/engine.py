@@ -584,6 +584,74 @@ def _run_started(run: Run, inputs: dict[str, Any], entrypoint: str, attempt_of: 
     )[1]
 
 
+class OpenRun:
+    """``Runtime.open_run``: a run from its first event to its last, around the block that
+    executes it.
+
+    ``start`` owns the log and writes the first event (``run_started``, ``run_resumed``).
+    The block runs in the run's cancel scope; it begins with ``await run.resumable()`` (the
+    wait cannot be here: a context manager must let its block run, even when that wait is
+    cancelled or fails). Whatever ends it becomes ``run.outcome`` and the run's last event,
+    ``run_finished``: what the root returned (``Run.returned``), a node's error, a cancel, a
+    divergence, events the log could not take. Those are the run's result, not the caller's
+    exception; only what stops the whole program (Ctrl-C, a cancel from outside the run)
+    propagates, after it is recorded.
+
+    A class rather than an ``@asynccontextmanager`` generator: one is opened per top-level
+    run, and the generator machinery cost ~30 Python calls a run (B1 ``top``).
+    """
+
+    __slots__ = ("rt", "graph", "inputs", "start", "entrypoint", "run", "t0")
+
+    def __init__(self, rt: Runtime, graph: str, inputs: dict[str, Any], start: RunStart,
+                 entrypoint: str) -> None:
+        self.rt = rt
+        self.graph = graph
+        self.inputs = inputs
+        self.start = start
+        self.entrypoint = entrypoint
+
+    async def __aenter__(self) -> Run:
+        rt, start = self.rt, self.start
+        run = self.run = start.open(rt, self.graph)
+        rt.runs[run.run_id] = run
+        rt._runs_changed()
+        self.t0 = time.monotonic()
+        run.first_ticket = start.announce(run, self.inputs, self.entrypoint)
+        run.scope.__enter__()
+        return run
+
+    async def __aexit__(self, etype: type[BaseException] | None, exc: BaseException | None,
+                        tb: object) -> bool:
+        run = self.run
+        outcome = run.outcome
+        raised: BaseException | None = None
+        try:
+            # The scope first, as a ``with`` around the block would: it catches its own cancel.
+            if not run.scope.__exit__(etype, exc, tb) and exc is not None:
+                raise exc
+            if run.scope.cancelled_caught:
+                outcome.status = ev.CANCELLED
+                outcome.error = NodeCancelled(self.graph, run.cancel_reason, run.cancel_by)
+            if run.diverged is not None:
+                # Whatever the code did with the error, a replay that diverged is stopped.
+                outcome.status, outcome.error, outcome.outputs = ev.FAILED, run.diverged, None
+        except NodeCancelled as e:
+            outcome.status, outcome.error = ev.CANCELLED, e
+        except NodeTimeout as e:
+            outcome.status, outcome.error = ev.TIMED_OUT, e
+        except Exception as e:
+            outcome.status, outcome.error = ev.FAILED, run.diverged or e
+        except BaseException as e:  # KeyboardInterrupt, or cancellation from outside the run
+            outcome.status, outcome.error = ev.CANCELLED, e
+            raised = e
+        finally:
+            await self.rt._close_run(run, self.t0)
+        if raised is not None:
+            raise raised
+        return True
+
+
 @attrs.define
 class RuntimeConfig:
     home: str | None = None
@@ -762,50 +830,12 @@ class Runtime:
             run.returned(await self.execute_node(run, None, spec, inputs, invoke))
         return run.outcome
 
-    @asynccontextmanager
-    async def open_run(
+    def open_run(
         self, graph: str, inputs: dict[str, Any], start: RunStart, *, entrypoint: str = ""
-    ) -> AsyncIterator[Run]:
-        """A run from its first event to its last, around the block that executes it.
-
-        ``start`` owns the log and writes the first event (``run_started``, ``run_resumed``).
-        The block runs in the run's cancel scope; it begins with ``await run.resumable()`` (the
-        wait cannot be here: a context manager must yield, even when that wait is cancelled or
-        fails, and its block cannot be skipped). Whatever ends it becomes ``run.outcome`` and
-        the run's last event, ``run_finished``: what the root returned (``Run.returned``), a
-        node's error, a cancel, a divergence, events the log could not take. Those are the
-        run's result, not the caller's exception; only what stops the whole program (Ctrl-C, a
-        cancel from outside the run) propagates, after it is recorded.
-        """
-        run = start.open(self, graph)
-        self.runs[run.run_id] = run
-        self._runs_changed()
-        t0 = time.monotonic()
-        run.first_ticket = start.announce(run, inputs, entrypoint)
-        outcome = run.outcome
-        raised: BaseException | None = None
-        try:
-            with run.scope:
-                yield run
-            if run.scope.cancelled_caught:
-                outcome.status = ev.CANCELLED
-                outcome.error = NodeCancelled(graph, run.cancel_reason, run.cancel_by)
-            if run.diverged is not None:
-                # Whatever the code did with the error, a replay that diverged is stopped.
-                outcome.status, outcome.error, outcome.outputs = ev.FAILED, run.diverged, None
-        except NodeCancelled as exc:
-            outcome.status, outcome.error = ev.CANCELLED, exc
-        except NodeTimeout as exc:
-            outcome.status, outcome.error = ev.TIMED_OUT, exc
-        except Exception as exc:
-            outcome.status, outcome.error = ev.FAILED, run.diverged or exc
-        except BaseException as exc:  # KeyboardInterrupt, or cancellation from outside the run
-            outcome.status, outcome.error = ev.CANCELLED, exc
-            raised = exc
-        finally:
-            await self._close_run(run, t0)
-        if raised is not None:
-            raise raised
+    ) -> OpenRun:
+        """A run from its first event to its last, around the block that executes it
+        (``async with rt.open_run(...) as run``; see ``OpenRun``)."""
+        return OpenRun(self, graph, inputs, start, entrypoint)
 
     async def _close_run(self, run: Run, t0: float) -> None:
         """Write how ``run`` ended, its last event, and let go of it: its log closes after the

@@ -223,6 +223,15 @@ class FaultyDisk:
             self._raise()
         return os.open(path, flags, mode)
 
+    syncs = 0  # syncfs calls: a batch of many logs is made durable with one
+
+    def syncfs(self, fd):
+        self.syncs += 1
+        if self.failing:
+            self._raise()
+        real = writer_mod._libc_syncfs()
+        return real(fd) if real is not None else os.sync()
+
 
 @graph_fn(name="steady")
 async def steady(n: int, fail_at: int, moment: bool, *, context):
@@ -321,6 +330,48 @@ async def test_disk_full_for_good_never_ends_as_success(durability, home, layout
     assert [e.data["i"] for e in events if isinstance(e, ev.MemoryRecorded)][:100] == list(range(100))
     assert not any(isinstance(e, ev.RunFinished) for e in events)
     check_ok(tmp_path)
+
+
+@graph_fn(name="brief")
+async def brief(i: int, *, context):
+    await context.memory().record("i", {"i": i})
+    await context._node.runtime.writer.wait_durable()  # its batch is on disk (or failed)
+    return i
+
+
+@pytest.mark.parametrize("durability", ["strict", "batch"])
+async def test_a_failed_syncfs_fails_every_run_of_its_batch(durability, home, layout, monkeypatch):
+    """Many new logs in one batch are made durable by one syncfs: when it fails, the error is
+    the file system's, so every run of that batch fails with it, as its own fsync would."""
+    disk = FaultyDisk(errno.EIO, fsync_only=True)
+    monkeypatch.setattr(writer_mod, "os", disk)
+    n = 2 * writer_mod.SYNCFS_MIN_LOGS
+    outcomes = []
+
+    async def one(i):
+        outcomes.append(await brief.start_run(rt, {"i": i}))
+
+    async with rt_open(home, durability=durability) as rt:
+        async with trio.open_nursery() as nursery:  # the same batch: every run_started
+            for i in range(n):
+                nursery.start_soon(one, i)
+        await rt.writer.wait_durable()  # their last events too
+        assert disk.syncs > 0 and disk.failed == 0
+        assert [o.status for o in outcomes] == [ev.SUCCEEDED] * n
+        outcomes.clear()
+        # The next sync fails, once. Were the logs fsync'd one by one, one run would fail.
+        disk.fail(True, times=1)
+        async with trio.open_nursery() as nursery:
+            for i in range(n):
+                nursery.start_soon(one, i)
+        assert disk.failed == 1 and len(outcomes) == n
+        for o in outcomes:
+            assert o.status == ev.FAILED and isinstance(o.error, StoreWriteError), o
+            assert "[Errno 5]" in str(o.error)
+        later = await after.start_run(rt, {})  # the runtime goes on
+        assert later.status == ev.SUCCEEDED
+    for path in layout.iter_logs():
+        assert_log_is_whole(path)
 
 
 async def test_a_log_that_cannot_be_opened_fails_its_run(home, layout, monkeypatch):
