@@ -132,7 +132,9 @@ class NodeHandle:
     _counters: dict[str, int] = attrs.field(factory=dict)
     # On re-execution: the journaled tool calls this node asked for again, and the tool calls
     # it made that the journal has no match for (by tool name) -- see ``replaced_call``.
-    claimed: set[str] = attrs.field(factory=set)
+    # ``claimed`` is made on first use: a set is tracked by the garbage collector, and a
+    # fan-out keeps thousands of nodes alive that never re-execute anything (B2).
+    claimed: set[str] | None = None
     unmatched: dict[str, list[Any]] = attrs.field(factory=dict)
     # The public API caches its NodeContext here; the engine never looks at it.
     user_context: Any = None
@@ -185,7 +187,7 @@ class NodeHandle:
         if j is None or not self.unmatched:
             return None
         for name, made in self.unmatched.items():
-            replaced = j.replaced_calls(self.key, name, self.claimed)
+            replaced = j.replaced_calls(self.key, name, self.claimed or set())
             if replaced:
                 old = replaced[0]
                 return Divergence(
@@ -403,6 +405,8 @@ class Run:
         assert j is not None
         if parent is not None:
             if key in j.tools:
+                if parent.claimed is None:
+                    parent.claimed = set()
                 parent.claimed.add(key)
             else:
                 parent.unmatched.setdefault(name, []).append(inputs)
