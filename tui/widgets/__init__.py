@@ -5,23 +5,13 @@ the tables, the filter line and the top bar; the run panel's widgets (the node t
 ``Tree``, the metrics on its ``Sparkline``, the progress bars) load when that panel is first shown.
 """
 
-from importlib import import_module
+from ..lazy import exports
 
-_WHERE = {
-    "AsksTable": "tables",
-    "FilterInput": "filter_input",
-    "MetricsPanel": "metrics",
-    "NodeTree": "node_tree",
-    "ProgressPanel": "progress",
-    "RowTable": "tables",
-    "RunsTable": "tables",
-    "TopBar": "topbar",
-}
+# module: the names it exports
+_MODULES = {"filter_input": ("FilterInput",), "metrics": ("MetricsPanel",), "node_tree": ("NodeTree",),
+            "progress": ("ProgressPanel",), "tables": ("AsksTable", "RowTable", "RunsTable"), "topbar": ("TopBar",)}
+_WHERE = {name: module for module, names in _MODULES.items() for name in names}
 
 __all__ = sorted(_WHERE)
 
-
-def __getattr__(name: str):
-    if name in _WHERE:
-        return getattr(import_module(f"{__name__}.{_WHERE[name]}"), name)
-    raise AttributeError(name)
+__getattr__ = exports(__name__, _WHERE)
