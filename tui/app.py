@@ -161,6 +161,7 @@ class AetherGraphApp(Actions, StoreReads, App[int]):
         self._stopping = False
         self._index_loads = 0
         self.first_paint_s: float | None = None
+        self._trio_started = False
         # A new ask (seen live) raises a toast and rings the bell once; B turns that off.
         self.ask_alerts = os.environ.get("AETHERGRAPH_TUI_ALERTS", "1") not in ("0", "off", "no")
         self._alerted: set[str] = set()
@@ -199,12 +200,21 @@ class AetherGraphApp(Actions, StoreReads, App[int]):
     def _painted(self) -> None:
         if self.first_paint_s is None:
             self.first_paint_s = time.perf_counter() - self._t0
-            if not self._stopping:
-                self.bridge.start()
+            # The trio side starts once the first runs page is on screen (``on_index_loaded``):
+            # starting it imports trio and the sidecar client, 0.1–0.3 s in which the event
+            # loop draws nothing, and on a busy box the index's thread worker can post its page
+            # after this first frame (the empty table). An index read slower than a second
+            # does not hold trio back longer than that.
+            self.set_timer(1.0, self._start_trio)
             # Everything imported and composed so far lives as long as the app: keep it out of
             # the collector's full passes, which otherwise stall the UI for ~100 ms each while
             # a busy run streams events.
             gc.freeze()
+
+    def _start_trio(self) -> None:
+        if not self._trio_started and not self._stopping:
+            self._trio_started = True
+            self.bridge.start()
 
     async def on_unmount(self) -> None:
         await self._stop_trio()
@@ -390,7 +400,8 @@ class AetherGraphApp(Actions, StoreReads, App[int]):
         method()
 
     async def action_quit(self) -> None:
-        if self.backend.hosted_running():
+        # (no backend yet: trio never started, nothing is hosted, and none is built just to say so)
+        if self._backend is not None and self._backend.hosted_running():
             run_ids = ", ".join(self.backend.hosted_rt.runs) if self.backend.hosted_rt else ""
             self._confirm(
                 f"Quit and cancel {run_ids}?",

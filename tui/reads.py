@@ -102,6 +102,8 @@ class StoreReads:
 
     def on_index_loaded(self: "AetherGraphApp", msg: IndexLoaded) -> None:
         st = self.state
+        if not msg.older:
+            self.call_after_refresh(self._start_trio)  # (after the frame that shows this page)
         if msg.error:
             if msg.older:
                 st.loading_older = False

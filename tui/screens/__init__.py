@@ -4,7 +4,7 @@ Imported lazily (PEP 562): the Runs panel is all the first paint needs, and the 
 rich's syntax highlighting, JSON and so on) loads when first shown.
 """
 
-from importlib import import_module
+from ..lazy import exports
 
 _WHERE = {
     "AnswerModal": "asks",
@@ -21,8 +21,4 @@ _WHERE = {
 
 __all__ = sorted(_WHERE)
 
-
-def __getattr__(name: str):
-    if name in _WHERE:
-        return getattr(import_module(f"{__name__}.{_WHERE[name]}"), name)
-    raise AttributeError(name)
+__getattr__ = exports(__name__, _WHERE)

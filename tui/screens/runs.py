@@ -59,6 +59,8 @@ class RunsScreen(ListScreen):
         self._sort = "started"
         self._relative = False
         self._shown = self._matching = 0
+        self._fills = 0  # how many times the rows were put in (``_add_rest`` checks it)
+        self._rest = 0  # rows of the page still to add after the frame being drawn
 
     def compose_body(self) -> ComposeResult:
         yield FilterInput("filter: words, status:failed, graph:NAME (esc clears)", id="runs-filter")
@@ -135,11 +137,19 @@ class RunsScreen(ListScreen):
         shown = rows[:self._window]
         self._running_rows = []
         graph_w = table.width_of("graph")
+        now_rows = shown
+        if table.row_count == 0 and len(shown) > table.size.height:
+            # An empty table (the first page: what the first screen waits for) gets the rows
+            # that fit on screen now and the rest of the page just after that frame: Textual
+            # measures every cell of a new row before the next frame (~2 ms a row), which for
+            # the 200 rows of a page was a fifth of the first paint.
+            now_rows = shown[:table.size.height]
         table.clear()
-        for r in shown:
-            table.add_row(*self._cells(r, now, graph_w), key=r.run_id)
-            if r.status == ev.RUNNING:
-                self._running_rows.append(r.run_id)
+        self._fills += 1  # (a fill still pending for an older redraw must not add its rows)
+        self._add_rows(now_rows, now, graph_w)
+        self._rest = len(shown) - len(now_rows)
+        if self._rest:
+            self.call_after_refresh(self._add_rest, self._fills, shown[len(now_rows):], now, graph_w)
         table.restore_cursor(keep)
         if keep is not None and scrolled > 0 and table.cursor_row != was_at:
             # Runs started above a cursor deep in the list: keep it where it was on screen
@@ -149,6 +159,20 @@ class RunsScreen(ListScreen):
             table.scroll_to(y=scrolled, animate=False, immediate=True)
         self._shown, self._matching = len(shown), len(rows)
         self._status_line(len(shown), len(rows), len(st.runs))
+
+    def _add_rows(self, rows: list, now: float, graph_w: int) -> None:
+        table = self.table
+        for r in rows:
+            table.add_row(*self._cells(r, now, graph_w), key=r.run_id)
+            if r.status == ev.RUNNING:
+                self._running_rows.append(r.run_id)
+
+    def _add_rest(self, fill: int, rows: list, now: float, graph_w: int) -> None:
+        """The rest of a page ``_redraw`` put only the first screen of (unless the table was
+        drawn again since)."""
+        if fill == self._fills and self.is_mounted:
+            self._rest = 0
+            self._add_rows(rows, now, graph_w)
 
     def _tick_durations(self, now: float) -> None:
         st = self.dash.state
@@ -217,8 +241,8 @@ class RunsScreen(ListScreen):
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         table = event.data_table
-        if event.cursor_row < table.row_count - 3:
-            return
+        if self._rest or event.cursor_row < table.row_count - 3:
+            return  # (rows still to come after this frame: the cursor is not near the end)
         # Near the end: show more of what is loaded, or read the next page of older runs.
         if self._shown < self._matching:
             self._window += WINDOW_STEP

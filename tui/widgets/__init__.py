@@ -1,10 +1,17 @@
-"""Widgets shared by the screens."""
+"""Widgets shared by the screens.
 
-from .filter_input import FilterInput
-from .metrics import MetricsPanel
-from .node_tree import NodeTree
-from .progress import ProgressPanel
-from .tables import AsksTable, RowTable, RunsTable
-from .topbar import TopBar
+Imported lazily (PEP 562), as the screens are: the Runs panel, all the first paint needs, uses
+the tables, the filter line and the top bar; the run panel's widgets (the node tree on Textual's
+``Tree``, the metrics on its ``Sparkline``, the progress bars) load when that panel is first shown.
+"""
 
-__all__ = ["AsksTable", "FilterInput", "MetricsPanel", "NodeTree", "ProgressPanel", "RowTable", "RunsTable", "TopBar"]
+from ..lazy import exports
+
+# module: the names it exports
+_MODULES = {"filter_input": ("FilterInput",), "metrics": ("MetricsPanel",), "node_tree": ("NodeTree",),
+            "progress": ("ProgressPanel",), "tables": ("AsksTable", "RowTable", "RunsTable"), "topbar": ("TopBar",)}
+_WHERE = {name: module for module, names in _MODULES.items() for name in names}
+
+__all__ = sorted(_WHERE)
+
+__getattr__ = exports(__name__, _WHERE)
