@@ -16,6 +16,7 @@ import collections
 import logging
 import subprocess
 import sys
+import time
 from typing import Any
 
 import msgspec
@@ -225,6 +226,23 @@ class ProcessRunner(JobRunner):
                 job = self.jobs.get(job_id)
                 if job is not None:
                     self.refresh(job)
+        # The host closes its end only when it exits, and it exits only after we closed ours:
+        # if we did not, it died (kill -9). Its running jobs are LOST (their state names it);
+        # jobs handed to it that it never started are recorded LOST too — it may have started
+        # one just before it died, so running it again could run it twice.
+        if self._closed:
+            return
+        if self._server is proc:
+            self._server = None
+        log.warning("the job host (pid %s) is gone; its running jobs are lost", proc.pid)
+        for job_id in list(self.active):
+            job = self.jobs.get(job_id)
+            if job is not None and self.refresh(job).state is JobState.QUEUED:
+                st = msgspec.structs.replace(
+                    job.status, state=JobState.LOST, ended=time.time(),
+                    error="the job host died before it recorded starting the job")
+                self.store.write(st)
+                self.refresh(job)
 
     async def _scanner(self) -> None:
         store = self.store
