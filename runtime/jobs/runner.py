@@ -16,7 +16,6 @@ import collections
 import logging
 import subprocess
 import sys
-import time
 from typing import Any
 
 import msgspec
@@ -31,6 +30,7 @@ log = logging.getLogger("aethergraph.jobs")
 
 
 # -I: the fork server sees neither PYTHONPATH nor the user's cwd, only the installed package.
+CLOSED = "the runtime closed before starting it"
 _SERVE = "import sys; from aethergraph.runtime.jobs.supervise import main; sys.exit(main(sys.argv[1:]))"
 
 
@@ -51,6 +51,8 @@ class ProcessRunner(JobRunner):
         self.watched: set[str] = set()  # every job not yet terminal that this runtime follows
         self._dispatch = trio.Event()
         self._server: trio.Process | None = None
+        self._host = (0, 0)  # the job host's pid and start time, named in every claim
+        self._scans = 0
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -62,37 +64,54 @@ class ProcessRunner(JobRunner):
             task_status.started()
 
     async def close(self) -> None:
-        """Stop the fork server (running jobs live on: their supervisors are on their own).
-        Jobs still queued here would never start: they are recorded cancelled, saying why."""
+        """Let the job host go (running jobs live on under it; it exits after the last one).
+        Jobs still queued would never start: they are recorded cancelled, saying why — here
+        for those never handed over, by the host (``close``) for those it had not started."""
         self._closed = True
         for job_id in self.queue:
             job = self.jobs.get(job_id)
             if job is not None and not job.terminal:
                 try:
-                    request_cancel(self.store, job_id, by="the runtime closed before starting it")
+                    request_cancel(self.store, job_id, by=CLOSED)
                 except Exception:
                     log.exception("job %s: cannot record it cancelled", job_id)
         self.queue.clear()
         server, self._server = self._server, None
-        if server is not None:
-            with trio.move_on_after(5):
-                await server.stdin.aclose()  # the server ends at EOF; its supervisors live on
-                await server.wait()
-            if server.returncode is None:
-                server.kill()
-                await server.wait()
+        if server is None:
+            return
+        with trio.move_on_after(5):
+            try:
+                await server.stdin.send_all(b"close\n")
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                pass  # the host is gone: its jobs read as LOST
+            await server.stdin.aclose()
+            await server.wait()  # the process we started; the host left it at once
+            # The host records the jobs it had not started; we return once they are.
+            pending = [self.jobs[j] for j in self.active if j in self.jobs]
+            while any(self.refresh(job).state is JobState.QUEUED for job in pending):
+                await trio.sleep(0.005)
 
     async def _start_server(self) -> trio.Process:
+        """Start a job host; returns once it said who it is (its pid and start time)."""
         # -I and an explicit path: a `runtime` package in the user's working directory or on
         # PYTHONPATH must not stand in for ours.
-        argv = [sys.executable, "-I", "-c", _SERVE, "--serve"]
+        argv = [sys.executable, "-I", "-c", _SERVE, "--serve", "--max-parallel", str(self.max_parallel)]
         if getattr(self.rt, "durability", "") == "strict":
             argv.append("--fsync")  # a job's last state survives a machine crash too
         proc = await trio.lowlevel.open_process(
             argv,
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, start_new_session=True,
         )
-        self._nursery.start_soon(self._reader, proc, name="jobs reader")
+        buf = b""
+        while b"\n" not in buf:
+            chunk = await proc.stdout.receive_some()
+            if not chunk:
+                raise JobsClosed("the job host did not start")
+            buf += chunk
+        hello, _, rest = buf.partition(b"\n")
+        _, pid, start = hello.decode().split()
+        self._host = (int(pid), int(start))
+        self._nursery.start_soon(self._reader, proc, rest, name="jobs reader")
         return proc
 
     # -- submit, adopt ------------------------------------------------------------------------
@@ -185,16 +204,25 @@ class ProcessRunner(JobRunner):
     # -- the three tasks ----------------------------------------------------------------------
 
     async def _dispatcher(self) -> None:
+        # The host gets up to twice max_parallel jobs: it runs max_parallel and starts the next
+        # the moment one ends, without waiting for this runtime to hear of the end.
         while True:
             await self._dispatch.wait()
             self._dispatch = trio.Event()
+            if not self.queue or len(self.active) >= 2 * self.max_parallel:
+                continue
+            if self._server is None:
+                self._server = await self._start_server()
+            host_pid, host_start = self._host
             lines = []
-            while self.queue and len(self.active) < self.max_parallel:
+            while self.queue and len(self.active) < 2 * self.max_parallel:
                 job_id = self.queue.popleft()
                 job = self.jobs[job_id]
                 if job.terminal:  # cancelled while queued
                     continue
-                claim = msgspec.structs.replace(job.status, owner_pid=self._pid, owner_start=self._pid_start)
+                # The claim names the host: a cancel signals it; its death makes the job LOST.
+                claim = msgspec.structs.replace(job.status, owner_pid=self._pid, owner_start=self._pid_start,
+                                                supervisor_pid=host_pid, supervisor_start=host_start)
                 if not self.store.claim(claim):  # someone else started or cancelled it
                     self.refresh(job)
                     continue
@@ -202,22 +230,15 @@ class ProcessRunner(JobRunner):
                 self.active.add(job_id)
                 lines.append(f"{self.store.path(job_id)}\n".encode())
             if lines:
-                await self._send(b"".join(lines))
+                try:
+                    await self._server.stdin.send_all(b"".join(lines))
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    # The host died: what it was given reads LOST (its claims name it); the
+                    # reader records that when it sees the host's end.
+                    log.warning("the job host is gone; the next jobs go to a new one")
+                    self._server = None
 
-    async def _send(self, data: bytes) -> None:
-        for attempt in (1, 2):
-            if self._server is None:
-                self._server = await self._start_server()
-            try:
-                await self._server.stdin.send_all(data)
-                return
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                log.warning("the jobs fork server is gone; starting another")
-                self._server = None
-        raise JobsClosed("cannot start the jobs fork server")
-
-    async def _reader(self, proc: trio.Process) -> None:
-        buf = b""
+    async def _reader(self, proc: trio.Process, buf: bytes = b"") -> None:
         async for chunk in proc.stdout:
             buf += chunk
             *lines, buf = buf.split(b"\n")
@@ -227,37 +248,40 @@ class ProcessRunner(JobRunner):
                 if job is not None:
                     self.refresh(job)
         # The host closes its end only when it exits, and it exits only after we closed ours:
-        # if we did not, it died (kill -9). Its running jobs are LOST (their state names it);
-        # jobs handed to it that it never started are recorded LOST too — it may have started
-        # one just before it died, so running it again could run it twice.
+        # if we did not, it died (kill -9). Every job it had reads LOST now (their states name
+        # it): running ones run on, with nobody to record their end.
         if self._closed:
             return
         if self._server is proc:
             self._server = None
-        log.warning("the job host (pid %s) is gone; its running jobs are lost", proc.pid)
+        log.warning("the job host is gone; its jobs are lost")
         for job_id in list(self.active):
             job = self.jobs.get(job_id)
-            if job is not None and self.refresh(job).state is JobState.QUEUED:
-                st = msgspec.structs.replace(
-                    job.status, state=JobState.LOST, ended=time.time(),
-                    error="the job host died before it recorded starting the job")
-                self.store.write(st)
+            if job is not None:
                 self.refresh(job)
+        self._dispatch.set()
 
     async def _scanner(self) -> None:
         store = self.store
         while True:
             await self.rt.timer.sleep(self.scan_interval_s)
+            # Jobs still in our own queue change only if another process cancels them: they
+            # are looked at every 8th scan, not every scan (a stat each adds up at 10,000).
+            self._scans += 1
+            skip = set(self.queue) if self._scans % 8 and len(self.queue) > 64 else ()
+            alive: dict[tuple[int, int], bool] = {}
             for job_id in list(self.watched):
+                if job_id in skip:
+                    continue
                 job = self.jobs.get(job_id)
                 if job is None or job.terminal:
                     self.watched.discard(job_id)
                     continue
                 st = job.status
-                if store.state_mtime(job_id) != job.mtime or (
-                    st.state is JobState.RUNNING
-                    and not proc_alive(st.supervisor_pid, st.supervisor_start)
-                ):
+                host = (st.supervisor_pid, st.supervisor_start)
+                if host[0] and host not in alive:
+                    alive[host] = proc_alive(*host)
+                if store.state_mtime(job_id) != job.mtime or (host[0] and not alive[host]):
                     self.refresh(job)
 
 

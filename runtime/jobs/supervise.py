@@ -42,14 +42,17 @@ Those lines are hints: ``state.json`` is the fact.
 
 from __future__ import annotations
 
+import collections
 import ctypes
 import heapq
 import itertools
 import os
 import select
 import signal
+import queue
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -59,6 +62,8 @@ from .protocol import JobSpec, JobState, JobStatus, Rusage
 from .store import JobStore, proc_start_time, tail_file
 
 PR_SET_CHILD_SUBREAPER = 36
+CLOSED = "the runtime closed before starting it"
+SPAWNERS = 4
 STDERR_TAIL_LINES = 10
 
 
@@ -70,36 +75,31 @@ def _set_subreaper() -> None:
     libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
 
 
-# Signals the host ignores or handles that a job must not inherit ignored.
-_DEFAULT_IN_JOB = (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGTERM, signal.SIGCHLD)
-_OUT_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT
+_OUT_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
 
 
-def _spawn(argv: list[str], spec: JobSpec, job_dir: str, env) -> int:
-    """Start the job in a new process group, output appended to the job folder; its pid.
+def _spawn(argv: list[str], spec: JobSpec, job_dir: str, env, stdin: int) -> tuple[int, int]:
+    """Start the job in a new process group, output appended to the job folder: its pid and
+    process start time. Runs on a spawner thread.
 
-    ``posix_spawn`` (a vfork underneath: no copy of the host's page tables). A job with a
-    ``cwd`` goes through ``subprocess`` (posix_spawn cannot change directory before 3.13)."""
-    if spec.cwd:
-        out = os.open(f"{job_dir}/stdout", _OUT_FLAGS | os.O_CLOEXEC, 0o600)
-        err = os.open(f"{job_dir}/stderr", _OUT_FLAGS | os.O_CLOEXEC, 0o600)
+    Through ``subprocess`` (a vfork underneath: no copy of the host's page tables), which lets
+    go of the GIL while the child execs: under a vfork the parent waits until the child has
+    exec'd, which on a busy machine is milliseconds, so several spawner threads keep the slots
+    full where one thread would start jobs one after the other (``os.posix_spawn`` holds the
+    GIL throughout). Signals the host handles are default again in the job (exec resets them);
+    SIGPIPE and SIGXFSZ, which the host ignores, are restored."""
+    out = os.open(f"{job_dir}/stdout", _OUT_FLAGS, 0o600)
+    try:
+        err = os.open(f"{job_dir}/stderr", _OUT_FLAGS, 0o600)
         try:
-            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err, cwd=spec.cwd,
+            proc = subprocess.Popen(argv, stdin=stdin, stdout=out, stderr=err, cwd=spec.cwd or None,
                                     env=env, process_group=0, close_fds=True, restore_signals=True)
         finally:
-            os.close(out)
             os.close(err)
-        proc.returncode = 0  # reaped with wait4 by the host; keep Popen from trying
-        return proc.pid
-    return os.posix_spawnp(
-        argv[0], argv, env,
-        file_actions=[
-            (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
-            (os.POSIX_SPAWN_OPEN, 1, f"{job_dir}/stdout", _OUT_FLAGS, 0o600),
-            (os.POSIX_SPAWN_OPEN, 2, f"{job_dir}/stderr", _OUT_FLAGS, 0o600),
-        ],
-        setpgroup=0, setsigdef=_DEFAULT_IN_JOB, setsigmask=(),
-    )
+    finally:
+        os.close(out)
+    proc.returncode = 0  # reaped with wait4 by the host; keep Popen from trying
+    return proc.pid, proc_start_time(proc.pid, zombie_ok=True) or 0
 
 
 def _killpg(pgid: int, sig: int) -> bool:
@@ -158,10 +158,22 @@ class Host:
     """The host's state and its loop. Everything happens on its one thread; signals only wake
     ``poll`` (through the wakeup pipe)."""
 
-    def __init__(self, *, fsync: bool = False, out_fd: int | None = 1) -> None:
+    def __init__(self, *, fsync: bool = False, max_parallel: int = 0, out_fd: int | None = 1) -> None:
         self.fsync = fsync
+        self.max_parallel = max_parallel  # 0: no limit
         self.out_fd = out_fd
         self.jobs: dict[int, _Job] = {}  # by pid of the job's leader
+        # Job folders handed over and not started yet: the runtime sends a few more than fit
+        # so that a slot is refilled here, the moment a job ends, not after a round trip.
+        self.waiting: collections.deque[str] = collections.deque()
+        self._out: list[bytes] = []
+        # Spawner threads: jobs to start in, (job, argv[0], pid and start | error) out.
+        self.spawning = 0
+        self._to_spawn: queue.SimpleQueue = queue.SimpleQueue()
+        self._spawned: queue.SimpleQueue = queue.SimpleQueue()
+        self._early: dict[int, tuple[int, object]] = {}
+        self._devnull = -1
+        self._wake_w = -1
         self.timers: list[tuple[float, int, _Job, str]] = []
         self._seq = itertools.count()
         self.stores: dict[str, JobStore] = {}
@@ -172,15 +184,22 @@ class Host:
     # -- the loop -----------------------------------------------------------------------------
 
     def run(self, in_fd: int = 0) -> int:
-        wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
-        for sig in (signal.SIGCHLD, signal.SIGTERM):
+        wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
+        # Handled, not ignored: exec resets them to default in the jobs. SIGINT cannot come
+        # from a terminal (the host has none); it is not a reason for the host to end.
+        for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda signum, frame: None)  # the wakeup pipe carries it
+        self._devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+        for i in range(SPAWNERS):
+            threading.Thread(target=self._spawner, name=f"spawner-{i}", daemon=True).start()
         poller = select.poll()
         poller.register(wake_r, select.POLLIN)
         poller.register(in_fd, select.POLLIN)
         buf = b""
-        while self.listening or self.jobs:
+        self._out.append(f"host {self.me} {self.me_start}\n".encode())
+        self.flush()
+        while self.listening or self.jobs or self.waiting or self.spawning:
             timeout = None
             if self.timers:
                 timeout = max(0, int((self.timers[0][0] - time.monotonic()) * 1000) + 1)
@@ -196,11 +215,23 @@ class Host:
                         continue
                     *lines, buf = (buf + data).split(b"\n")
                     for line in lines:
-                        if line.strip():
-                            self.start(line.decode().strip())
+                        line = line.strip()
+                        if line == b"close":
+                            self.close()
+                        elif line:
+                            self.waiting.append(line.decode())
             self.reap()
+            self.collect_spawned()
             self.fire_timers()
+            while self.waiting and (not self.max_parallel or len(self.jobs) + self.spawning < self.max_parallel):
+                self.start(self.waiting.popleft())
+            self.flush()
         return 0
+
+    def close(self) -> None:
+        """The runtime closes: the jobs it handed over that have not started never will."""
+        while self.waiting:
+            self.start(self.waiting.popleft(), closing=True)
 
     @staticmethod
     def _read_all(fd: int) -> bytes:
@@ -215,12 +246,17 @@ class Host:
             got += chunk
 
     def notify(self, what: str, job_id: str) -> None:
-        if self.out_fd is None or not self.listening:
-            return
-        try:
-            os.write(self.out_fd, f"{what} {job_id}\n".encode())
-        except OSError:  # nobody listens (the runtime is gone) or the pipe is full: only a hint
-            pass
+        if self.listening:
+            self._out.append(f"{what} {job_id}\n".encode())
+
+    def flush(self) -> None:
+        """The hints of one turn of the loop, in one write (one wake-up of the runtime)."""
+        if self._out and self.out_fd is not None:
+            try:
+                os.write(self.out_fd, b"".join(self._out))
+            except OSError:  # nobody listens (the runtime is gone) or the pipe is full: only hints
+                pass
+        self._out.clear()
 
     def _after(self, delay: float, job: _Job, what: str) -> None:
         heapq.heappush(self.timers, (time.monotonic() + delay, next(self._seq), job, what))
@@ -242,8 +278,9 @@ class Host:
 
     # -- starting -----------------------------------------------------------------------------
 
-    def start(self, job_dir: str) -> None:
-        """Start the job of ``job_dir`` if it is still QUEUED (claimed for us by the runtime)."""
+    def start(self, job_dir: str, *, closing: bool = False) -> None:
+        """Start the job of ``job_dir`` if it is still QUEUED (claimed for us by the runtime);
+        ``closing``: record it cancelled instead, its runtime closed before it started."""
         root, _, job_id = job_dir.rpartition("/")
         home = root.rpartition("/")[0]
         store = self.stores.get(home)
@@ -254,6 +291,10 @@ class Host:
             if status.state is not JobState.QUEUED:
                 return  # cancelled before it started, or someone else's: not ours to run
             spec = store.read_spec(job_id)
+            if closing:
+                job = _Job(job_dir, store, status, spec)
+                self.record(job, JobState.CANCELLED, cancelled_by=CLOSED, error="cancelled before it started")
+                return
             self._start(job_dir, store, status, spec)
         except Exception as exc:  # record why, where the job's own errors go; the job is not ours
             try:
@@ -272,33 +313,69 @@ class Host:
             self.record(job, JobState.CANCELLED, cancelled_by=req.by, error="cancelled before it started")
             return
         argv = ["/bin/sh", "-c", spec.argv[0]] if spec.shell else spec.argv
+        env = None  # the host's own environment, which is the runtime's
         if spec.env or not spec.inherit_env:
             env = dict(os.environ) if spec.inherit_env else {}
             env.update(spec.env)
-        else:
-            env = os.environ
-        try:
-            pid = _spawn(argv, spec, job_dir, env)
-        except OSError as exc:
-            self.record(job, JobState.FAILED, error=_cannot_start(exc, argv[0], spec.cwd))
-            return
-        job.pid = pid
-        self.jobs[pid] = job
-        status.state = JobState.RUNNING
-        status.pid, status.pid_start = pid, proc_start_time(pid, zombie_ok=True) or 0
-        status.started = time.time()
-        store.write(status)
-        self.notify("running", job_id)
-        req = store.read_cancel(job_id)  # asked while we were starting it
-        if req is not None:
-            self.cancel(job, req.by, req.grace_s)
-        elif spec.timeout_s is not None:
-            self._after(spec.timeout_s, job, "timeout")
+        self.spawning += 1
+        self._to_spawn.put((job, argv, env))
+
+    def _spawner(self) -> None:
+        """A spawner thread: starts jobs, hands each result to the loop and wakes it."""
+        while True:
+            job, argv, env = self._to_spawn.get()
+            try:
+                result: tuple[int, int] | BaseException = _spawn(argv, job.spec, job.job_dir, env, self._devnull)
+            except BaseException as exc:  # noqa: BLE001 - recorded as the job's failure
+                result = exc
+            self._spawned.put((job, argv[0], result))
+            try:
+                os.write(self._wake_w, b"\0")
+            except OSError:  # the pipe is full: the loop is awake anyway
+                pass
+
+    def collect_spawned(self) -> None:
+        """The jobs the spawner threads started (or could not): record them RUNNING (FAILED)."""
+        while True:
+            try:
+                job, argv0, result = self._spawned.get_nowait()
+            except queue.Empty:
+                break
+            self.spawning -= 1
+            if isinstance(result, BaseException):
+                error = (_cannot_start(result, argv0, job.spec.cwd) if isinstance(result, OSError)
+                         else f"cannot start {argv0!r}: {type(result).__name__}: {result}")
+                self.record(job, JobState.FAILED, error=error)
+                continue
+            pid, pid_start = result
+            job.pid = pid
+            self.jobs[pid] = job
+            status = job.status
+            status.state = JobState.RUNNING
+            status.pid, status.pid_start = pid, pid_start
+            status.started = time.time()
+            job.store.write(status)
+            self.notify("running", status.job_id)
+            req = job.store.read_cancel(status.job_id)  # asked while we were starting it
+            if req is not None:
+                self.cancel(job, req.by, req.grace_s)
+            elif job.spec.timeout_s is not None:
+                self._after(job.spec.timeout_s, job, "timeout")
+            ended = self._early.pop(pid, None)
+            if ended is not None:  # reaped before its spawner thread told us its pid
+                self._leader_ended(job, *ended)
+        if not self.spawning:
+            self._early.clear()
 
     # -- cancelling ---------------------------------------------------------------------------
 
     def check_cancels(self) -> None:
-        """A SIGTERM: which of our jobs has a cancel request?"""
+        """A SIGTERM: which of our jobs has a cancel request? (One not started yet is recorded
+        cancelled by ``start``, which looks for the request first.)"""
+        for job_dir in list(self.waiting):
+            if os.path.exists(f"{job_dir}/cancel.json"):
+                self.waiting.remove(job_dir)
+                self.start(job_dir)
         for job in list(self.jobs.values()):
             if job.cancel_by is None and not job.done:
                 req = job.store.read_cancel(job.status.job_id)
@@ -332,19 +409,25 @@ class Host:
             if pid == 0:
                 return
             job = self.jobs.get(pid)
-            if job is None or job.wstatus is not None:
-                continue
-            job.wstatus = wstatus
-            job.rusage = Rusage(user_s=ru.ru_utime, system_s=ru.ru_stime, max_rss_kb=ru.ru_maxrss)
-            # The job is its whole process group: nothing of it stays behind. Leftovers of a job
-            # that ended by itself get SIGTERM and the usual grace; a stopping job's group is
-            # already being killed as asked.
-            if _killpg(pid, 0):
-                if not job.stopping:
-                    self.stop(job)
-                self._after(job.drain_delay, job, "drain")
-            else:
-                self.finish(job)
+            if job is None:
+                if self.spawning:  # perhaps a job whose spawner thread has not reported yet
+                    self._early[pid] = (wstatus, ru)
+                continue  # else an orphaned grandchild: nothing to record
+            if job.wstatus is None:
+                self._leader_ended(job, wstatus, ru)
+
+    def _leader_ended(self, job: _Job, wstatus: int, ru) -> None:
+        job.wstatus = wstatus
+        job.rusage = Rusage(user_s=ru.ru_utime, system_s=ru.ru_stime, max_rss_kb=ru.ru_maxrss)
+        # The job is its whole process group: nothing of it stays behind. Leftovers of a job
+        # that ended by itself get SIGTERM and the usual grace; a stopping job's group is
+        # already being killed as asked.
+        if _killpg(job.pid, 0):
+            if not job.stopping:
+                self.stop(job)
+            self._after(job.drain_delay, job, "drain")
+        else:
+            self.finish(job)
 
     def drain(self, job: _Job) -> None:
         """Finish the job once nothing of its group is left (the loop reaps re-parented
@@ -388,10 +471,10 @@ class Host:
         self.notify("ended", status.job_id)
 
 
-def serve(*, fsync: bool = False) -> int:
+def serve(*, fsync: bool = False, max_parallel: int = 0) -> int:
     """The job host; ends once its stdin is closed and its last job has ended."""
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C is for the runtime to handle
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C is for the runtime (until the loop handles it)
     # Leave the runtime's process tree: a runtime that closes neither waits for the host nor
     # keeps it as a zombie; the host is init's (or the nearest subreaper's) from here on.
     if os.fork():
@@ -402,16 +485,21 @@ def serve(*, fsync: bool = False) -> int:
     in_fd = os.dup(0)
     os.dup2(devnull, 0)  # nothing the host starts reads the runtime's pipe
     os.close(devnull)
-    return Host(fsync=fsync).run(in_fd)
+    return Host(fsync=fsync, max_parallel=max_parallel).run(in_fd)
 
 
 def main(argv: list[str]) -> int:
     fsync = "--fsync" in argv
     argv = [a for a in argv if a != "--fsync"]
+    max_parallel = 0
+    if len(argv) == 3 and argv[1] == "--max-parallel" and argv[2].isdigit():
+        max_parallel = int(argv.pop())
+        argv.pop()
     if argv != ["--serve"]:
-        print("usage: python -m aethergraph.runtime.jobs.supervise [--fsync] --serve", file=sys.stderr)
+        print("usage: python -m aethergraph.runtime.jobs.supervise [--fsync] --serve [--max-parallel N]",
+              file=sys.stderr)
         return 2
-    return serve(fsync=fsync)
+    return serve(fsync=fsync, max_parallel=max_parallel)
 
 
 if __name__ == "__main__":
