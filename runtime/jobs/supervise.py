@@ -354,6 +354,12 @@ class Host:
             status.state = JobState.RUNNING
             status.pid, status.pid_start = pid, pid_start
             status.started = time.time()
+            ended = self._early.pop(pid, None)
+            if ended is not None:
+                # Reaped before its spawner thread told us its pid (a short job): its last
+                # state is written now, so a RUNNING one that it would replace at once is not.
+                self._leader_ended(job, *ended)
+                continue
             job.store.write(status)
             self.notify("running", status.job_id)
             req = job.store.read_cancel(status.job_id)  # asked while we were starting it
@@ -361,9 +367,6 @@ class Host:
                 self.cancel(job, req.by, req.grace_s)
             elif job.spec.timeout_s is not None:
                 self._after(job.spec.timeout_s, job, "timeout")
-            ended = self._early.pop(pid, None)
-            if ended is not None:  # reaped before its spawner thread told us its pid
-                self._leader_ended(job, *ended)
         if not self.spawning:
             self._early.clear()
 
