@@ -1,10 +1,13 @@
 """The runtime side of process jobs: a queue, one watcher, waits that cost nothing while parked.
 
-Per runtime there are three tasks, whatever the number of jobs: the *dispatcher* starts queued
-jobs while fewer than ``max_parallel`` run; the *reader* takes the fork server's hints
-(``running <id>``, ``ended <id>``) so an ended job is seen at once; the *scanner* wakes on the
-runtime's timer and stats ``state.json`` of the jobs this runtime watches (those it started and
-those it reattached to after a resume), and notices a supervisor that died. Each sighting reads
+Per runtime there is one job host process (``supervise.py``) and three tasks, whatever the
+number of jobs: the *dispatcher* claims queued jobs (the claim names the host) and hands them to
+the host, keeping it up to ``2 × max_parallel`` ahead — the host runs ``max_parallel`` and
+starts the next the moment one ends, without waiting for this runtime to hear of it; the
+*reader* takes the host's hints (``running <id>``, ``ended <id>``) so an ended job is seen at
+once, and notices the host's death (its jobs are LOST); the *scanner* wakes on the runtime's
+timer and stats ``state.json`` of the jobs this runtime watches (those it started and those it
+reattached to after a resume), and notices a host that died. Each sighting reads
 ``state.json`` — the only source of truth — records a ``job_state`` event when the state moved,
 and cancels the cancel scopes of the tasks waiting for that job. Ten thousand queued jobs are
 ten thousand entries in a deque, not ten thousand tasks.

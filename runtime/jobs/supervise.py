@@ -1,13 +1,15 @@
 """The job host: one process per runtime that starts, watches and records every job it is given.
 
-    python -m aethergraph.runtime.jobs.supervise --serve [--fsync]
-        read job folders on stdin, one per line; start each job and supervise it to its end
+    python -m aethergraph.runtime.jobs.supervise --serve [--max-parallel N] [--fsync]
+        read job folders on stdin, one per line (claimed by the runtime, naming this host);
+        run at most N at once, each supervised to its end; ``close``: the runtime closes,
+        record the ones not started cancelled. First line out: ``host <pid> <start time>``.
 
 The host is started by the runtime's ``ProcessRunner`` and leaves it at once (it forks, and the
 process the runtime started exits): it is nobody's child but init's, in a session of its own,
 so neither a Ctrl-C at the runtime's terminal nor the runtime's death reaches it, and a runtime
-that closes does not wait for it. For each job it ``posix_spawn``s the argv directly — the job in
-a session and process group of its own, stdout/stderr appended to the job folder's files —
+that closes does not wait for it. For each job it spawns the argv directly (no process between
+them) — the job in a process group of its own, stdout/stderr appended to the job folder's files —
 records pid + process start time (pid reuse guarded) and, when the job ends, its exit status,
 signal, rusage and (on failure) the tail of its stderr, in ``state.json``: whole (tmp +
 rename), and fsync'd with ``--fsync``, which a runtime asks for when its durability is strict.
@@ -22,9 +24,10 @@ LOST (they run on; how they end is not recorded) instead of one. Every running j
 names the host (``supervisor_pid`` + ``supervisor_start``), so a reader tells a dead host from
 a live one exactly as it told a dead supervisor.
 
-One thread, no poller per job: the host sleeps in ``poll`` on its stdin and a wakeup pipe that
+One loop, no poller per job: the host sleeps in ``poll`` on its stdin and a wakeup pipe that
 the signal handlers write to (``SIGCHLD``: reap with ``wait4``, which also gives the job's
-rusage; ``SIGTERM``: look for cancel requests). Timeouts and the SIGKILL after a grace period
+rusage; ``SIGTERM``: look for cancel requests). Only the spawns run on a few threads (see
+``_spawn``); everything else, state included, is the loop's. Timeouts and the SIGKILL after a grace period
 come from a timer heap. It is a child subreaper: orphaned grandchildren of its jobs are
 re-parented to it, so after a cancel it waits until nothing of the job's process group is left,
 and reaps them.
@@ -36,8 +39,10 @@ SIGTERM that finds no request changes nothing (it may be a late cancel of a job 
 ended). A timeout does the same from the timer heap and records FAILED.
 
 The host tells the runtime when a job started or ended (``running <job_id>``, ``ended
-<job_id>`` on stdout), so a runtime learns of an ended job at once instead of at its next scan.
-Those lines are hints: ``state.json`` is the fact.
+<job_id>`` on stdout, one write per turn of the loop), so a runtime learns of an ended job at
+once instead of at its next scan. Those lines are hints: ``state.json`` is the fact. Files per
+job: the host writes RUNNING (pid, start time) and the final state; a job that has already
+ended when its start is noted (a short one) gets only the final state, which has both.
 """
 
 from __future__ import annotations
@@ -135,7 +140,7 @@ def _cannot_start(exc: OSError, argv0: str, cwd: str | None) -> str:
     return f"cannot start {argv0!r}: {what}"
 
 
-@attrs.define(eq=False)
+@attrs.define(eq=False, kw_only=True)
 class _Job:
     """A job the host started and has not recorded ended yet."""
 
@@ -292,7 +297,7 @@ class Host:
                 return  # cancelled before it started, or someone else's: not ours to run
             spec = store.read_spec(job_id)
             if closing:
-                job = _Job(job_dir, store, status, spec)
+                job = _Job(job_dir=job_dir, store=store, status=status, spec=spec)
                 self.record(job, JobState.CANCELLED, cancelled_by=CLOSED, error="cancelled before it started")
                 return
             self._start(job_dir, store, status, spec)
@@ -306,7 +311,7 @@ class Host:
     def _start(self, job_dir: str, store: JobStore, status: JobStatus, spec: JobSpec) -> None:
         job_id = status.job_id
         status.supervisor_pid, status.supervisor_start = self.me, self.me_start
-        job = _Job(job_dir, store, status, spec, grace=spec.grace_s)
+        job = _Job(job_dir=job_dir, store=store, status=status, spec=spec, grace=spec.grace_s)
         req = store.read_cancel(job_id)
         if req is not None:
             job.cancel_by = req.by
