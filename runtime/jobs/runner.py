@@ -1,9 +1,10 @@
 """The runtime side of process jobs: a queue, one watcher, waits that cost nothing while parked.
 
 Per runtime there is one job host process (``supervise.py``) and three tasks, whatever the
-number of jobs: the *dispatcher* claims queued jobs (the claim names the host) and hands them to
-the host, keeping it up to ``2 × max_parallel`` ahead — the host runs ``max_parallel`` and
-starts the next the moment one ends, without waiting for this runtime to hear of it; the
+number of jobs: the *dispatcher* hands queued jobs to the host, keeping it up to
+``2 × max_parallel`` ahead — the host claims each as it starts it (the claim names the host),
+runs ``max_parallel`` at once and starts the next the moment one ends, without waiting for
+this runtime to hear of it; the
 *reader* takes the host's hints (``running <id>``, ``ended <id>``) so an ended job is seen at
 once, and notices the host's death (its jobs are LOST); the *scanner* wakes on the runtime's
 timer and stats ``state.json`` of the jobs this runtime watches (those it started and those it
@@ -21,7 +22,6 @@ import subprocess
 import sys
 from typing import Any
 
-import msgspec
 import trio
 
 from .base import Job, JobRunner, JobsClosed, JobWaitTimeout
@@ -54,7 +54,7 @@ class ProcessRunner(JobRunner):
         self.watched: set[str] = set()  # every job not yet terminal that this runtime follows
         self._dispatch = trio.Event()
         self._server: trio.Process | None = None
-        self._host = (0, 0)  # the job host's pid and start time, named in every claim
+        self._host = (0, 0)  # the job host's pid and start time (it names itself in its claims)
         self._scans = 0
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -98,7 +98,8 @@ class ProcessRunner(JobRunner):
         """Start a job host; returns once it said who it is (its pid and start time)."""
         # -I and an explicit path: a `runtime` package in the user's working directory or on
         # PYTHONPATH must not stand in for ours.
-        argv = [sys.executable, "-I", "-c", _SERVE, "--serve", "--max-parallel", str(self.max_parallel)]
+        argv = [sys.executable, "-I", "-c", _SERVE, "--serve", "--max-parallel", str(self.max_parallel),
+                "--owner", f"{self._pid}:{self._pid_start}"]
         if getattr(self.rt, "durability", "") == "strict":
             argv.append("--fsync")  # a job's last state survives a machine crash too
         proc = await trio.lowlevel.open_process(
@@ -216,20 +217,14 @@ class ProcessRunner(JobRunner):
                 continue
             if self._server is None:
                 self._server = await self._start_server()
-            host_pid, host_start = self._host
             lines = []
             while self.queue and len(self.active) < 2 * self.max_parallel:
                 job_id = self.queue.popleft()
                 job = self.jobs[job_id]
                 if job.terminal:  # cancelled while queued
                     continue
-                # The claim names the host: a cancel signals it; its death makes the job LOST.
-                claim = msgspec.structs.replace(job.status, owner_pid=self._pid, owner_start=self._pid_start,
-                                                supervisor_pid=host_pid, supervisor_start=host_start)
-                if not self.store.claim(claim):  # someone else started or cancelled it
-                    self.refresh(job)
-                    continue
-                job.status = claim
+                # The host claims it (naming itself: a cancel signals it, its death makes the
+                # job LOST) when it starts it; until then a cancel claims it CANCELLED instead.
                 self.active.add(job_id)
                 lines.append(f"{self.store.path(job_id)}\n".encode())
             if lines:
@@ -260,8 +255,10 @@ class ProcessRunner(JobRunner):
         log.warning("the job host is gone; its jobs are lost")
         for job_id in list(self.active):
             job = self.jobs.get(job_id)
-            if job is not None:
-                self.refresh(job)
+            if job is not None and self.refresh(job).state is JobState.QUEUED \
+                    and not self.store.claimed(job_id):  # never taken: the next host gets it
+                self.active.discard(job_id)
+                self.queue.appendleft(job_id)
         self._dispatch.set()
 
     async def _scanner(self) -> None:

@@ -1,9 +1,9 @@
 """The job host: one process per runtime that starts, watches and records every job it is given.
 
-    python -m aethergraph.runtime.jobs.supervise --serve [--max-parallel N] [--fsync]
-        read job folders on stdin, one per line (claimed by the runtime, naming this host);
+    python -m aethergraph.runtime.jobs.supervise --serve [--max-parallel N] [--owner PID:START] [--fsync]
+        read job folders on stdin, one per line; claim each for the runtime ``--owner`` and
         run at most N at once, each supervised to its end; ``close``: the runtime closes,
-        record the ones not started cancelled. First line out: ``host <pid> <start time>``.
+        claim the ones not started cancelled. First line out: ``host <pid> <start time>``.
 
 The host is started by the runtime's ``ProcessRunner`` and leaves it at once (it forks, and the
 process the runtime started exits): it is nobody's child but init's, in a session of its own,
@@ -163,8 +163,10 @@ class Host:
     """The host's state and its loop. Everything happens on its one thread; signals only wake
     ``poll`` (through the wakeup pipe)."""
 
-    def __init__(self, *, fsync: bool = False, max_parallel: int = 0, out_fd: int | None = 1) -> None:
+    def __init__(self, *, fsync: bool = False, max_parallel: int = 0, owner: tuple[int, int] = (0, 0),
+                 out_fd: int | None = 1) -> None:
         self.fsync = fsync
+        self.owner = owner  # the runtime that hands us jobs (pid, start time)
         self.max_parallel = max_parallel  # 0: no limit
         self.out_fd = out_fd
         self.jobs: dict[int, _Job] = {}  # by pid of the job's leader
@@ -284,23 +286,30 @@ class Host:
     # -- starting -----------------------------------------------------------------------------
 
     def start(self, job_dir: str, *, closing: bool = False) -> None:
-        """Start the job of ``job_dir`` if it is still QUEUED (claimed for us by the runtime);
-        ``closing``: record it cancelled instead, its runtime closed before it started."""
+        """Claim the job of ``job_dir`` and start it; ``closing``: claim it cancelled instead,
+        its runtime closed before it started.
+
+        The host claims (``state.json`` by ``link``, naming the runtime as owner and this host
+        as supervisor), not the runtime: the claim's three file changes stay off the runtime's
+        thread. A job someone else claimed meanwhile — cancelled before it started, or started
+        by another runtime's host after a resume — is not ours: the runtime is told to look."""
         root, _, job_id = job_dir.rpartition("/")
         home = root.rpartition("/")[0]
         store = self.stores.get(home)
         if store is None:
             store = self.stores[home] = JobStore(home)
         try:
-            status = store.read_raw(job_id)  # the claim: QUEUED, with the runtime that claimed it
-            if status.state is not JobState.QUEUED:
-                return  # cancelled before it started, or someone else's: not ours to run
-            spec = store.read_spec(job_id)
+            record = store.read_record(job_id)
+            status = record.queued()
+            status.owner_pid, status.owner_start = self.owner
+            status.supervisor_pid, status.supervisor_start = self.me, self.me_start
             if closing:
-                job = _Job(job_dir=job_dir, store=store, status=status, spec=spec)
-                self.record(job, JobState.CANCELLED, cancelled_by=CLOSED, error="cancelled before it started")
+                status.state, status.ended, status.cancelled_by = JobState.CANCELLED, time.time(), CLOSED
+                status.error = "cancelled before it started"
+            if not store.claim(status) or closing:
+                self.notify("ended", job_id)
                 return
-            self._start(job_dir, store, status, spec)
+            self._start(job_dir, store, status, record.spec)
         except Exception as exc:  # record why, where the job's own errors go; the job is not ours
             try:
                 with open(f"{job_dir}/supervisor.err", "a") as f:
@@ -479,7 +488,7 @@ class Host:
         self.notify("ended", status.job_id)
 
 
-def serve(*, fsync: bool = False, max_parallel: int = 0) -> int:
+def serve(*, fsync: bool = False, max_parallel: int = 0, owner: tuple[int, int] = (0, 0)) -> int:
     """The job host; ends once its stdin is closed and its last job has ended."""
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C is for the runtime (until the loop handles it)
@@ -493,21 +502,28 @@ def serve(*, fsync: bool = False, max_parallel: int = 0) -> int:
     in_fd = os.dup(0)
     os.dup2(devnull, 0)  # nothing the host starts reads the runtime's pipe
     os.close(devnull)
-    return Host(fsync=fsync, max_parallel=max_parallel).run(in_fd)
+    return Host(fsync=fsync, max_parallel=max_parallel, owner=owner).run(in_fd)
 
 
 def main(argv: list[str]) -> int:
-    fsync = "--fsync" in argv
-    argv = [a for a in argv if a != "--fsync"]
-    max_parallel = 0
-    if len(argv) == 3 and argv[1] == "--max-parallel" and argv[2].isdigit():
-        max_parallel = int(argv.pop())
-        argv.pop()
-    if argv != ["--serve"]:
-        print("usage: python -m aethergraph.runtime.jobs.supervise [--fsync] --serve [--max-parallel N]",
-              file=sys.stderr)
+    usage = "usage: python -m aethergraph.runtime.jobs.supervise --serve [--max-parallel N] [--owner PID:START] [--fsync]"
+    opts = {"--serve": False, "--fsync": False, "--max-parallel": "0", "--owner": "0:0"}
+    args = iter(argv)
+    try:
+        for a in args:
+            if a not in opts:
+                raise ValueError(a)
+            opts[a] = True if isinstance(opts[a], bool) else next(args)
+        max_parallel = int(opts["--max-parallel"])
+        pid, _, start = str(opts["--owner"]).partition(":")
+        owner = (int(pid), int(start))
+    except (ValueError, StopIteration):
+        print(usage, file=sys.stderr)
         return 2
-    return serve(fsync=fsync, max_parallel=max_parallel)
+    if not opts["--serve"]:
+        print(usage, file=sys.stderr)
+        return 2
+    return serve(fsync=bool(opts["--fsync"]), max_parallel=max_parallel, owner=owner)
 
 
 if __name__ == "__main__":
