@@ -4,8 +4,7 @@ Per runtime there is one job host process (``supervise.py``) and three tasks, wh
 number of jobs: the *dispatcher* hands queued jobs to the host, keeping it up to
 ``2 × max_parallel`` ahead — the host claims each as it starts it (the claim names the host),
 runs ``max_parallel`` at once and starts the next the moment one ends, without waiting for
-this runtime to hear of it; the
-*reader* takes the host's hints (``running <id>``, ``ended <id>``) so an ended job is seen at
+this runtime to hear of it; the *reader* takes the host's hints (``running <id>``, ``ended <id>``) so an ended job is seen at
 once, and notices the host's death (its jobs are LOST); the *scanner* wakes on the runtime's
 timer and stats ``state.json`` of the jobs this runtime watches (those it started and those it
 reattached to after a resume), and notices a host that died. Each sighting reads
@@ -32,8 +31,8 @@ from .store import UnknownJob, proc_alive
 log = logging.getLogger("aethergraph.jobs")
 
 
-# -I: the fork server sees neither PYTHONPATH nor the user's cwd, only the installed package.
 CLOSED = "the runtime closed before starting it"
+# -I: the job host sees neither PYTHONPATH nor the user's cwd, only the installed package.
 _SERVE = "import sys; from aethergraph.runtime.jobs.supervise import main; sys.exit(main(sys.argv[1:]))"
 
 
@@ -85,13 +84,14 @@ class ProcessRunner(JobRunner):
         with trio.move_on_after(5):
             try:
                 await server.stdin.send_all(b"close\n")
+                told = True
             except (trio.BrokenResourceError, trio.ClosedResourceError):
-                pass  # the host is gone: its jobs read as LOST
+                told = False  # the host is gone: what it claimed reads LOST, the rest QUEUED
             await server.stdin.aclose()
             await server.wait()  # the process we started; the host left it at once
             # The host records the jobs it had not started; we return once they are.
             pending = [self.jobs[j] for j in self.active if j in self.jobs]
-            while any(self.refresh(job).state is JobState.QUEUED for job in pending):
+            while told and any(self.refresh(job, force=True).state is JobState.QUEUED for job in pending):
                 await trio.sleep(0.005)
 
     async def _start_server(self) -> trio.Process:
@@ -142,10 +142,10 @@ class ProcessRunner(JobRunner):
         job = self.jobs.get(job_id)
         if job is not None:
             return job
+        mtime = self.store.state_mtime(job_id)  # before the read: a later change shows as new
         status = self.store.read(job_id)
         grace = self.store.read_spec(job_id).grace_s
-        job = self.jobs[job_id] = Job(job_id, status, grace_s=grace,
-                                      mtime=self.store.state_mtime(job_id))
+        job = self.jobs[job_id] = Job(job_id, status, grace_s=grace, mtime=mtime)
         if not job.terminal:
             self.watched.add(job_id)
             if status.state is JobState.QUEUED and not self.store.claimed(job_id):
@@ -156,12 +156,19 @@ class ProcessRunner(JobRunner):
 
     # -- reading state ------------------------------------------------------------------------
 
-    def refresh(self, job: Job) -> JobStatus:
-        """Read the job's state from the store; record and wake on a change."""
+    def refresh(self, job: Job, *, force: bool = False) -> JobStatus:
+        """Read the job's state from the store; record and wake on a change.
+
+        A ``state.json`` that is the same file as at the last read (inode and mtime) is not
+        read again. What can change without it is only a host's (or owner's) death, which
+        makes the job LOST: the reader and the scanner, who notice deaths, pass ``force``."""
         if job.terminal and job.status.state is not JobState.LOST:  # LOST may still be cancelled
             return job.status
         try:
-            job.mtime = self.store.state_mtime(job.job_id)
+            mtime = self.store.state_mtime(job.job_id)
+            if mtime == job.mtime and not force:
+                return job.status
+            job.mtime = mtime
             new = self.store.read(job.job_id)
         except (UnknownJob, ValueError) as exc:
             log.warning("job %s: cannot read its state: %s", job.job_id, exc)
@@ -231,8 +238,8 @@ class ProcessRunner(JobRunner):
                 try:
                     await self._server.stdin.send_all(b"".join(lines))
                 except (trio.BrokenResourceError, trio.ClosedResourceError):
-                    # The host died: what it was given reads LOST (its claims name it); the
-                    # reader records that when it sees the host's end.
+                    # The host died: the reader, seeing its end, takes back what it never
+                    # claimed (and its claimed jobs read LOST); the next dispatch starts a host.
                     log.warning("the job host is gone; the next jobs go to a new one")
                     self._server = None
 
@@ -255,7 +262,7 @@ class ProcessRunner(JobRunner):
         log.warning("the job host is gone; its jobs are lost")
         for job_id in list(self.active):
             job = self.jobs.get(job_id)
-            if job is not None and self.refresh(job).state is JobState.QUEUED \
+            if job is not None and self.refresh(job, force=True).state is JobState.QUEUED \
                     and not self.store.claimed(job_id):  # never taken: the next host gets it
                 self.active.discard(job_id)
                 self.queue.appendleft(job_id)
@@ -281,8 +288,9 @@ class ProcessRunner(JobRunner):
                 host = (st.supervisor_pid, st.supervisor_start)
                 if host[0] and host not in alive:
                     alive[host] = proc_alive(*host)
-                if store.state_mtime(job_id) != job.mtime or (host[0] and not alive[host]):
-                    self.refresh(job)
+                dead = bool(host[0]) and not alive[host]
+                if dead or store.state_mtime(job_id) != job.mtime:
+                    self.refresh(job, force=dead)
 
 
 __all__ = ["JobWaitTimeout", "JobsClosed", "ProcessRunner"]
