@@ -11,8 +11,9 @@ reattaches to after a crash.
     job_id = (await submit({"argv": ["python", "sim.py"], "timeout_s": 600}))["job_id"]
     status = await context.jobs().wait(job_id)        # or poll(job_id) in a loop, as the seed does
 
-A job is a process in a session and process group of its own, under a small supervisor that
-records its pid, start time, exit status and resource use in the store (``jobs/<job_id>/``, with
+A job is a process in a session and process group of its own, under the runtime's job host (one
+small process per runtime, in a session of its own, that outlives it) which records its pid,
+start time, exit status and resource use in the store (``jobs/<job_id>/``, with
 its stdout and stderr). So a job outlives a runtime killed with ``kill -9``, and ``ag resume``
 finds it again by key: ``submit`` with a key that was submitted before — by this process or any
 other — returns that job, never a second one.
@@ -141,7 +142,7 @@ class ProcessJobs(Service):
         job = runner.known(job_id)
         path = runner.store.output_path(job_id, stream)
         timer = runner.rt.timer
-        f = None  # the supervisor creates the file when it starts the job
+        f = None  # the job host creates the file when it starts the job
         partial = b""
         try:
             while True:

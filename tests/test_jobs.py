@@ -558,3 +558,39 @@ async def test_a_job_whose_supervisor_dies_is_lost_and_cancel_still_ends_its_gro
     assert lost.state is JobState.LOST and "supervisor is gone" in lost.error
     assert alive, "the job outlived its supervisor"
     assert cancelled.state is JobState.CANCELLED and group_members(pgid) == []
+
+
+async def test_kill_9_of_the_job_host_makes_its_running_jobs_lost(tmp_path, home, jobs, gated):
+    """One job host per runtime supervises every job it starts: killed with ``kill -9``, each
+    of its running jobs is reported LOST (not left hanging, not taken for succeeded) while the
+    jobs themselves run on; the next job goes to a new host and is recorded as usual."""
+    argv, gate, ledger = gated
+
+    @graph_fn(name="host_dies")
+    async def host_dies(*, context):
+        j = context.jobs()
+        ids = [await j.submit(argv) for _ in range(2)]
+        while ledger.exists() is False or ledger.read_text().count("ran") < 2:
+            await trio.sleep(0.01)
+        running = [await j.status(i) for i in ids]
+        if running[0].supervisor_pid != running[1].supervisor_pid:  # not one host: nothing to test
+            gate.touch()
+            return running, None, None, None, None
+        os.kill(running[0].supervisor_pid, signal.SIGKILL)
+        lost = [await j.wait(i) for i in ids]
+        alive = [bool(group_members(st.pid)) for st in running]
+        gate.touch()  # the jobs end now, with nobody to record it
+        after = await j.wait(await j.submit(argv))
+        return running, lost, alive, after, [(await j.status(i)).state for i in ids]
+
+    async with rt_open(home) as rt:
+        outcome = await host_dies.start_run(rt, {})
+    running, lost, alive, after, later = outcome.outputs
+    assert running[0].supervisor_pid == running[1].supervisor_pid, "one host for the runtime's jobs"
+    assert [st.state for st in running] == [JobState.RUNNING] * 2
+    assert [st.state for st in lost] == [JobState.LOST] * 2
+    assert all("supervisor is gone" in st.error for st in lost)
+    assert alive == [True, True], "the jobs outlived their host"
+    assert later == [JobState.LOST] * 2, "their end, unrecorded, stays unknown"
+    assert after.state is JobState.SUCCEEDED and after.supervisor_pid != running[0].supervisor_pid
+    wait_until(lambda: ledger.read_text() == "ran\n" * 3, what="every job to have run once")

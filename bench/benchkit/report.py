@@ -122,7 +122,7 @@ INTRO = {
     ),
     "B9": (
         "`vs-run-process`: 1,000 trivial jobs (`true`), at most 8 at a time, through "
-        "`ProcessJobs(max_parallel=8)` in one run (each job under its own supervisor process, "
+        "`ProcessJobs(max_parallel=8)` in one run (each job started by the runtime's job host, "
         "with its folder, state file, output files and `job_*` events) and through a plain "
         "`trio.run_process` loop under a `CapacityLimiter(8)`, in the same process, alternating, "
         "best of 3 each; *overhead ms/job* = (ours - loop) wall / N. `queued-10k`: 10,000 jobs "

@@ -1,7 +1,7 @@
 """B9, ours only: real process jobs.
 
 - ``vs-run-process``: N trivial jobs (``true``) with at most 8 at a time, once through
-  ``ProcessJobs(max_parallel=8)`` inside a run (each job under its own supervisor, its folder,
+  ``ProcessJobs(max_parallel=8)`` inside a run (each job started by the runtime's job host, its folder,
   state file, output files and events) and once as a plain ``trio.run_process`` loop under a
   ``CapacityLimiter(8)``, in the same process, alternating, best of 3 rounds each. Reported:
   both throughputs, their ratio (target ≥ 0.8) and the overhead per job in ms. The timed region
@@ -89,7 +89,7 @@ def vs_run_process(n: int) -> None:
 
         async def main():
             async with open_runtime(home=home, console=False, sidecar=False, handle_sigint=False) as rt:
-                await plain(50)  # the one warm-up of each: fork server, imports, first files
+                await plain(50)  # the one warm-up of each: the job host, imports, first files
                 await ours(rt, graph, 50)
                 base, mine = [], []
                 with Region() as region:

@@ -1,10 +1,13 @@
 """The runtime side of process jobs: a queue, one watcher, waits that cost nothing while parked.
 
-Per runtime there are three tasks, whatever the number of jobs: the *dispatcher* starts queued
-jobs while fewer than ``max_parallel`` run; the *reader* takes the fork server's hints
-(``running <id>``, ``ended <id>``) so an ended job is seen at once; the *scanner* wakes on the
-runtime's timer and stats ``state.json`` of the jobs this runtime watches (those it started and
-those it reattached to after a resume), and notices a supervisor that died. Each sighting reads
+Per runtime there is one job host process (``supervise.py``) and three tasks, whatever the
+number of jobs: the *dispatcher* hands queued jobs to the host, keeping it up to
+``2 × max_parallel`` ahead — the host claims each as it starts it (the claim names the host),
+runs ``max_parallel`` at once and starts the next the moment one ends, without waiting for
+this runtime to hear of it; the *reader* takes the host's hints (``running <id>``, ``ended <id>``) so an ended job is seen at
+once, and notices the host's death (its jobs are LOST); the *scanner* wakes on the runtime's
+timer and stats ``state.json`` of the jobs this runtime watches (those it started and those it
+reattached to after a resume), and notices a host that died. Each sighting reads
 ``state.json`` — the only source of truth — records a ``job_state`` event when the state moved,
 and cancels the cancel scopes of the tasks waiting for that job. Ten thousand queued jobs are
 ten thousand entries in a deque, not ten thousand tasks.
@@ -18,7 +21,6 @@ import subprocess
 import sys
 from typing import Any
 
-import msgspec
 import trio
 
 from .base import Job, JobRunner, JobsClosed, JobWaitTimeout
@@ -29,7 +31,8 @@ from .store import UnknownJob, proc_alive
 log = logging.getLogger("aethergraph.jobs")
 
 
-# -I: the fork server sees neither PYTHONPATH nor the user's cwd, only the installed package.
+CLOSED = "the runtime closed before starting it"
+# -I: the job host sees neither PYTHONPATH nor the user's cwd, only the installed package.
 _SERVE = "import sys; from aethergraph.runtime.jobs.supervise import main; sys.exit(main(sys.argv[1:]))"
 
 
@@ -50,6 +53,8 @@ class ProcessRunner(JobRunner):
         self.watched: set[str] = set()  # every job not yet terminal that this runtime follows
         self._dispatch = trio.Event()
         self._server: trio.Process | None = None
+        self._host = (0, 0)  # the job host's pid and start time (it names itself in its claims)
+        self._scans = 0
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -61,37 +66,56 @@ class ProcessRunner(JobRunner):
             task_status.started()
 
     async def close(self) -> None:
-        """Stop the fork server (running jobs live on: their supervisors are on their own).
-        Jobs still queued here would never start: they are recorded cancelled, saying why."""
+        """Let the job host go (running jobs live on under it; it exits after the last one).
+        Jobs still queued would never start: they are recorded cancelled, saying why — here
+        for those never handed over, by the host (``close``) for those it had not started."""
         self._closed = True
         for job_id in self.queue:
             job = self.jobs.get(job_id)
             if job is not None and not job.terminal:
                 try:
-                    request_cancel(self.store, job_id, by="the runtime closed before starting it")
+                    request_cancel(self.store, job_id, by=CLOSED)
                 except Exception:
                     log.exception("job %s: cannot record it cancelled", job_id)
         self.queue.clear()
         server, self._server = self._server, None
-        if server is not None:
-            with trio.move_on_after(5):
-                await server.stdin.aclose()  # the server ends at EOF; its supervisors live on
-                await server.wait()
-            if server.returncode is None:
-                server.kill()
-                await server.wait()
+        if server is None:
+            return
+        with trio.move_on_after(5):
+            try:
+                await server.stdin.send_all(b"close\n")
+                told = True
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                told = False  # the host is gone: what it claimed reads LOST, the rest QUEUED
+            await server.stdin.aclose()
+            await server.wait()  # the process we started; the host left it at once
+            # The host records the jobs it had not started; we return once they are.
+            pending = [self.jobs[j] for j in self.active if j in self.jobs]
+            while told and any(self.refresh(job, force=True).state is JobState.QUEUED for job in pending):
+                await trio.sleep(0.005)
 
     async def _start_server(self) -> trio.Process:
+        """Start a job host; returns once it said who it is (its pid and start time)."""
         # -I and an explicit path: a `runtime` package in the user's working directory or on
         # PYTHONPATH must not stand in for ours.
-        argv = [sys.executable, "-I", "-c", _SERVE, "--serve"]
+        argv = [sys.executable, "-I", "-c", _SERVE, "--serve", "--max-parallel", str(self.max_parallel),
+                "--owner", f"{self._pid}:{self._pid_start}"]
         if getattr(self.rt, "durability", "") == "strict":
             argv.append("--fsync")  # a job's last state survives a machine crash too
         proc = await trio.lowlevel.open_process(
             argv,
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, start_new_session=True,
         )
-        self._nursery.start_soon(self._reader, proc, name="jobs reader")
+        buf = b""
+        while b"\n" not in buf:
+            chunk = await proc.stdout.receive_some()
+            if not chunk:
+                raise JobsClosed("the job host did not start")
+            buf += chunk
+        hello, _, rest = buf.partition(b"\n")
+        _, pid, start = hello.decode().split()
+        self._host = (int(pid), int(start))
+        self._nursery.start_soon(self._reader, proc, rest, name="jobs reader")
         return proc
 
     # -- submit, adopt ------------------------------------------------------------------------
@@ -118,10 +142,10 @@ class ProcessRunner(JobRunner):
         job = self.jobs.get(job_id)
         if job is not None:
             return job
+        mtime = self.store.state_mtime(job_id)  # before the read: a later change shows as new
         status = self.store.read(job_id)
         grace = self.store.read_spec(job_id).grace_s
-        job = self.jobs[job_id] = Job(job_id, status, grace_s=grace,
-                                      mtime=self.store.state_mtime(job_id))
+        job = self.jobs[job_id] = Job(job_id, status, grace_s=grace, mtime=mtime)
         if not job.terminal:
             self.watched.add(job_id)
             if status.state is JobState.QUEUED and not self.store.claimed(job_id):
@@ -132,12 +156,19 @@ class ProcessRunner(JobRunner):
 
     # -- reading state ------------------------------------------------------------------------
 
-    def refresh(self, job: Job) -> JobStatus:
-        """Read the job's state from the store; record and wake on a change."""
+    def refresh(self, job: Job, *, force: bool = False) -> JobStatus:
+        """Read the job's state from the store; record and wake on a change.
+
+        A ``state.json`` that is the same file as at the last read (inode and mtime) is not
+        read again. What can change without it is only a host's (or owner's) death, which
+        makes the job LOST: the reader and the scanner, who notice deaths, pass ``force``."""
         if job.terminal and job.status.state is not JobState.LOST:  # LOST may still be cancelled
             return job.status
         try:
-            job.mtime = self.store.state_mtime(job.job_id)
+            mtime = self.store.state_mtime(job.job_id)
+            if mtime == job.mtime and not force:
+                return job.status
+            job.mtime = mtime
             new = self.store.read(job.job_id)
         except (UnknownJob, ValueError) as exc:
             log.warning("job %s: cannot read its state: %s", job.job_id, exc)
@@ -184,39 +215,35 @@ class ProcessRunner(JobRunner):
     # -- the three tasks ----------------------------------------------------------------------
 
     async def _dispatcher(self) -> None:
+        # The host gets up to twice max_parallel jobs: it runs max_parallel and starts the next
+        # the moment one ends, without waiting for this runtime to hear of the end.
         while True:
             await self._dispatch.wait()
             self._dispatch = trio.Event()
+            if not self.queue or len(self.active) >= 2 * self.max_parallel:
+                continue
+            if self._server is None:
+                self._server = await self._start_server()
             lines = []
-            while self.queue and len(self.active) < self.max_parallel:
+            while self.queue and len(self.active) < 2 * self.max_parallel:
                 job_id = self.queue.popleft()
                 job = self.jobs[job_id]
                 if job.terminal:  # cancelled while queued
                     continue
-                claim = msgspec.structs.replace(job.status, owner_pid=self._pid, owner_start=self._pid_start)
-                if not self.store.claim(claim):  # someone else started or cancelled it
-                    self.refresh(job)
-                    continue
-                job.status = claim
+                # The host claims it (naming itself: a cancel signals it, its death makes the
+                # job LOST) when it starts it; until then a cancel claims it CANCELLED instead.
                 self.active.add(job_id)
                 lines.append(f"{self.store.path(job_id)}\n".encode())
             if lines:
-                await self._send(b"".join(lines))
+                try:
+                    await self._server.stdin.send_all(b"".join(lines))
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    # The host died: the reader, seeing its end, takes back what it never
+                    # claimed (and its claimed jobs read LOST); the next dispatch starts a host.
+                    log.warning("the job host is gone; the next jobs go to a new one")
+                    self._server = None
 
-    async def _send(self, data: bytes) -> None:
-        for attempt in (1, 2):
-            if self._server is None:
-                self._server = await self._start_server()
-            try:
-                await self._server.stdin.send_all(data)
-                return
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                log.warning("the jobs fork server is gone; starting another")
-                self._server = None
-        raise JobsClosed("cannot start the jobs fork server")
-
-    async def _reader(self, proc: trio.Process) -> None:
-        buf = b""
+    async def _reader(self, proc: trio.Process, buf: bytes = b"") -> None:
         async for chunk in proc.stdout:
             buf += chunk
             *lines, buf = buf.split(b"\n")
@@ -225,22 +252,45 @@ class ProcessRunner(JobRunner):
                 job = self.jobs.get(job_id)
                 if job is not None:
                     self.refresh(job)
+        # The host closes its end only when it exits, and it exits only after we closed ours:
+        # if we did not, it died (kill -9). Every job it had reads LOST now (their states name
+        # it): running ones run on, with nobody to record their end.
+        if self._closed:
+            return
+        if self._server is proc:
+            self._server = None
+        log.warning("the job host is gone; its jobs are lost")
+        for job_id in list(self.active):
+            job = self.jobs.get(job_id)
+            if job is not None and self.refresh(job, force=True).state is JobState.QUEUED \
+                    and not self.store.claimed(job_id):  # never taken: the next host gets it
+                self.active.discard(job_id)
+                self.queue.appendleft(job_id)
+        self._dispatch.set()
 
     async def _scanner(self) -> None:
         store = self.store
         while True:
             await self.rt.timer.sleep(self.scan_interval_s)
+            # Jobs still in our own queue change only if another process cancels them: they
+            # are looked at every 8th scan, not every scan (a stat each adds up at 10,000).
+            self._scans += 1
+            skip = set(self.queue) if self._scans % 8 and len(self.queue) > 64 else ()
+            alive: dict[tuple[int, int], bool] = {}
             for job_id in list(self.watched):
+                if job_id in skip:
+                    continue
                 job = self.jobs.get(job_id)
                 if job is None or job.terminal:
                     self.watched.discard(job_id)
                     continue
                 st = job.status
-                if store.state_mtime(job_id) != job.mtime or (
-                    st.state is JobState.RUNNING
-                    and not proc_alive(st.supervisor_pid, st.supervisor_start)
-                ):
-                    self.refresh(job)
+                host = (st.supervisor_pid, st.supervisor_start)
+                if host[0] and host not in alive:
+                    alive[host] = proc_alive(*host)
+                dead = bool(host[0]) and not alive[host]
+                if dead or store.state_mtime(job_id) != job.mtime:
+                    self.refresh(job, force=dead)
 
 
 __all__ = ["JobWaitTimeout", "JobsClosed", "ProcessRunner"]

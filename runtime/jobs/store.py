@@ -279,10 +279,12 @@ class JobStore:
             return st
         st = self.read_raw(job_id)  # it may have written its last state and exited meanwhile
         if self._orphaned(st):
-            st.state = JobState.LOST
             st.error = st.error or (
                 "the job's supervisor is gone and did not record how the job ended"
-                if st.supervisor_pid else "the runtime that was starting it died before it started")
+                if st.state is JobState.RUNNING else
+                "the job host that was to start it is gone" if st.supervisor_pid else
+                "the runtime that was starting it died before it started")
+            st.state = JobState.LOST
         return st
 
     @staticmethod
@@ -291,7 +293,9 @@ class JobStore:
             return False  # a cluster job's liveness is the scheduler's to tell, not a local pid's
         if st.state is JobState.RUNNING:
             return not proc_alive(st.supervisor_pid, st.supervisor_start)
-        if st.state is JobState.QUEUED and st.owner_pid and not st.supervisor_pid:
+        if st.state is JobState.QUEUED and st.supervisor_pid:  # handed to a job host, not started
+            return not proc_alive(st.supervisor_pid, st.supervisor_start)
+        if st.state is JobState.QUEUED and st.owner_pid:
             return not proc_alive(st.owner_pid, st.owner_start)
         return False
 

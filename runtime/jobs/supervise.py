@@ -1,109 +1,114 @@
-"""The per-job supervisor, and the fork server that starts supervisors cheaply.
+"""The job host: one process per runtime that starts, watches and records every job it is given.
 
-    python -m aethergraph.runtime.jobs.supervise <job_dir>     supervise one job (start it in a new session)
-    python -m aethergraph.runtime.jobs.supervise --serve       read job folders on stdin, one per line, and
-                                                   fork a supervisor for each
+    python -m aethergraph.runtime.jobs.supervise --serve [--max-parallel N] [--owner PID:START] [--fsync]
+        read job folders on stdin, one per line; claim each for the runtime ``--owner`` and
+        run at most N at once, each supervised to its end; ``close``: the runtime closes,
+        claim the ones not started cancelled. First line out: ``host <pid> <start time>``.
 
-A supervisor is one small process per job, in a session of its own (so neither a Ctrl-C at the
-runtime's terminal nor the runtime's death reaches it). It starts the job's argv in a process
-group of its own with stdout/stderr going to the job folder, records pid + start time, waits,
-and writes how the job ended (exit status, signal, rusage) to ``state.json``: whole (tmp +
+The host is started by the runtime's ``ProcessRunner`` and leaves it at once (it forks, and the
+process the runtime started exits): it is nobody's child but init's, in a session of its own,
+so neither a Ctrl-C at the runtime's terminal nor the runtime's death reaches it, and a runtime
+that closes does not wait for it. For each job it spawns the argv directly (no process between
+them) — the job in a process group of its own, stdout/stderr appended to the job folder's files —
+records pid + process start time (pid reuse guarded) and, when the job ends, its exit status,
+signal, rusage and (on failure) the tail of its stderr, in ``state.json``: whole (tmp +
 rename), and fsync'd with ``--fsync``, which a runtime asks for when its durability is strict.
-It is the only writer of the job's state once it runs, and it outlives the runtime that
-started it: a job that ends while no runtime is alive is still recorded.
+It is the only writer of a job's state once it runs, and it outlives the runtime that started
+it: when the runtime's pipe closes it keeps supervising the jobs it has and exits when the last
+one has ended, so a job that ends while no runtime is alive is still recorded.
 
-It is also a child subreaper: orphaned grandchildren of the job are re-parented to it, so after
-a cancel it can wait until nothing of the job's process group is left, and reap them.
+Why one host and not a supervisor per job: a supervisor per job is two process creations per
+job (a fork of a Python process, then the job), and the first costs more than the job itself
+for short jobs (bench B9). The price: ``kill -9`` of the host makes all of its running jobs
+LOST (they run on; how they end is not recorded) instead of one. Every running job's state
+names the host (``supervisor_pid`` + ``supervisor_start``), so a reader tells a dead host from
+a live one exactly as it told a dead supervisor.
 
-Cancel: someone writes ``cancel.json`` and sends the supervisor SIGTERM; the supervisor sends
-SIGTERM to the job's process group, SIGKILL after ``grace_s``. A timeout does the same from a
-timer (SIGALRM) and records FAILED. No thread, no polling while the job runs: the supervisor
-sleeps in ``wait4`` and the signal handlers do the rest.
+One loop, no poller per job: the host sleeps in ``poll`` on its stdin and a wakeup pipe that
+the signal handlers write to (``SIGCHLD``: reap with ``wait4``, which also gives the job's
+rusage; ``SIGTERM``: look for cancel requests). Only the spawns run on a few threads (see
+``_spawn``); everything else, state included, is the loop's. Timeouts and the SIGKILL after a grace period
+come from a timer heap. It is a child subreaper: orphaned grandchildren of its jobs are
+re-parented to it, so after a cancel it waits until nothing of the job's process group is left,
+and reaps them.
 
-Why a fork server: starting a Python interpreter costs ~13 ms of CPU; forking an idle one that
-already imported this module costs well under a millisecond. The runtime starts one server per
-process and sends it job folders; each fork is an independent supervisor (``setsid``), which
-outlives the server. The server tells the runtime when a supervisor ended (``ended <job_id>``)
-and supervisors say when their job started (``running <job_id>``), so a runtime learns of an
-ended job at once instead of at its next scan. Those lines are hints: ``state.json`` is the fact.
+Cancel: someone writes ``cancel.json`` in the job's folder and sends the host SIGTERM; the host
+reads the cancel requests of its running jobs and sends SIGTERM to each asked job's process
+group, SIGKILL after ``grace_s``, and records CANCELLED once nothing of the group is left. A
+SIGTERM that finds no request changes nothing (it may be a late cancel of a job that just
+ended). A timeout does the same from the timer heap and records FAILED.
+
+The host tells the runtime when a job started or ended (``running <job_id>``, ``ended
+<job_id>`` on stdout, one write per turn of the loop), so a runtime learns of an ended job at
+once instead of at its next scan. Those lines are hints: ``state.json`` is the fact. Files per
+job: the host writes RUNNING (pid, start time) and the final state; a job that has already
+ended when its start is noted (a short one) gets only the final state, which has both.
 """
 
 from __future__ import annotations
 
+import collections
 import ctypes
+import heapq
+import itertools
 import os
-import resource
+import select
 import signal
+import queue
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
-from .protocol import JobState, Rusage
+import attrs
+
+from .protocol import JobSpec, JobState, JobStatus, Rusage
 from .store import JobStore, proc_start_time, tail_file
 
 PR_SET_CHILD_SUBREAPER = 36
+CLOSED = "the runtime closed before starting it"
+SPAWNERS = 4
 STDERR_TAIL_LINES = 10
 
 
-def _load_libc():
-    try:
-        return ctypes.CDLL(None, use_errno=True)
-    except OSError:
-        return None
-
-
-_LIBC = _load_libc()  # loaded once, in the fork server, before any fork
-
-
 def _set_subreaper() -> None:
-    if _LIBC is not None:  # not Linux: grandchildren go to init instead; the group kill still works
-        _LIBC.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+    except OSError:  # not Linux: grandchildren go to init instead; the group kill still works
+        return
+    libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
 
 
-# Signals a supervisor ignores that a job must not inherit ignored.
-_DEFAULT_IN_JOB = (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT)
+_OUT_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
 
 
-def _spawn(argv: list[str], spec, job_dir: str, env: dict) -> int:
-    """Start the job in a new process group, output appended to the job folder; its pid.
+def _spawn(argv: list[str], spec: JobSpec, job_dir: str, env, stdin: int) -> tuple[int, int]:
+    """Start the job in a new process group, output appended to the job folder: its pid and
+    process start time. Runs on a spawner thread.
 
-    ``posix_spawn`` (a vfork underneath): this process is a fork of the fork server, and a
-    full fork of it again would copy page tables and fault in pages for nothing. A job with a
-    ``cwd`` goes through ``subprocess`` (posix_spawn cannot change directory before 3.13)."""
-    if spec.cwd:
-        out = os.open(f"{job_dir}/stdout", os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        err = os.open(f"{job_dir}/stderr", os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    Through ``subprocess`` (a vfork underneath: no copy of the host's page tables), which lets
+    go of the GIL while the child execs: under a vfork the parent waits until the child has
+    exec'd, which on a busy machine is milliseconds, so several spawner threads keep the slots
+    full where one thread would start jobs one after the other (``os.posix_spawn`` holds the
+    GIL throughout). Signals the host handles are default again in the job (exec resets them);
+    SIGPIPE and SIGXFSZ, which the host ignores, are restored."""
+    out = os.open(f"{job_dir}/stdout", _OUT_FLAGS, 0o600)
+    try:
+        err = os.open(f"{job_dir}/stderr", _OUT_FLAGS, 0o600)
         try:
-            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err, cwd=spec.cwd,
+            proc = subprocess.Popen(argv, stdin=stdin, stdout=out, stderr=err, cwd=spec.cwd or None,
                                     env=env, process_group=0, close_fds=True, restore_signals=True)
         finally:
-            os.close(out)
             os.close(err)
-        proc.returncode = 0  # reaped with wait4 below; keep Popen from trying
-        return proc.pid
-    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT
-    return os.posix_spawnp(
-        argv[0], argv, env,
-        file_actions=[
-            (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
-            (os.POSIX_SPAWN_OPEN, 1, f"{job_dir}/stdout", flags, 0o600),
-            (os.POSIX_SPAWN_OPEN, 2, f"{job_dir}/stderr", flags, 0o600),
-        ],
-        setpgroup=0, setsigdef=_DEFAULT_IN_JOB, setsigmask=(),
-    )
-
-
-def _notify(fd: int | None, what: str, job_id: str) -> None:
-    if fd is None:
-        return
-    try:
-        os.write(fd, f"{what} {job_id}\n".encode())
-    except OSError:  # nobody listens (the runtime is gone) or the pipe is full: only a hint
-        pass
+    finally:
+        os.close(out)
+    proc.returncode = 0  # reaped with wait4 by the host; keep Popen from trying
+    return proc.pid, proc_start_time(proc.pid, zombie_ok=True) or 0
 
 
 def _killpg(pgid: int, sig: int) -> bool:
+    """Signal the group; False when nothing of it is left."""
     try:
         os.killpg(pgid, sig)
         return True
@@ -113,252 +118,412 @@ def _killpg(pgid: int, sig: int) -> bool:
         return True
 
 
-def _reaped():
-    """The pids of the children that have ended, reaped one by one (none left to reap now:
-    the end)."""
-    while True:
-        try:
-            pid, _ = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return
-        if pid == 0:
-            return
-        yield pid
-
-
-def _reap_any() -> None:
-    for _ in _reaped():
-        pass
-
-
-def _clear_group(pgid: int, grace_s: float, *, term_first: bool) -> None:
-    """Until no process of group ``pgid`` is left: SIGTERM (if asked), SIGKILL after grace."""
-    if term_first:
-        _killpg(pgid, signal.SIGTERM)
-    deadline = time.monotonic() + grace_s
-    killed = False
-    delay = 0.002
-    while True:
-        _reap_any()
-        if not _killpg(pgid, 0):
-            return
-        if not killed and time.monotonic() >= deadline:
-            _killpg(pgid, signal.SIGKILL)
-            killed = True
-        time.sleep(delay)
-        delay = min(delay * 2, 0.05)
-
-
-def _stderr_tail(job_dir: Path) -> str:
-    lines = tail_file(job_dir / "stderr", STDERR_TAIL_LINES)
+def _stderr_tail(job_dir: str) -> str:
+    lines = tail_file(Path(job_dir, "stderr"), STDERR_TAIL_LINES)
     return "\n".join(line[-500:] for line in lines)
 
 
-def _last_line(job_dir: Path) -> str | None:
-    for line in reversed(tail_file(job_dir / "stdout", 5)):
+def _last_line(job_dir: str) -> str | None:
+    for line in reversed(tail_file(Path(job_dir, "stdout"), 5)):
         if line.strip():
             return line[-1000:]
     return None
 
 
-def supervise(job_dir: Path, notify_fd: int | None = None, *, fsync: bool = False) -> int:
-    """Run the job of ``job_dir`` to its end and record it. Returns the process exit code."""
-    job_id = job_dir.name
-    store = JobStore(job_dir.parent.parent)
-    _set_subreaper()
-    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
-    record = store.read_record(job_id)
-    spec = record.spec
-    status = store.read_raw(job_id)  # the claim: QUEUED, with the runtime that claimed it
-    if status.state is not JobState.QUEUED:
-        return 0  # cancelled before it started, or someone else's: not ours to run
-    me = os.getpid()
-    status.supervisor_pid, status.supervisor_start = me, proc_start_time(me) or 0
+def _cannot_start(exc: OSError, argv0: str, cwd: str | None) -> str:
+    if isinstance(exc, FileNotFoundError) and cwd and not os.path.isdir(cwd):
+        what = f"no such directory {cwd!r}"
+    elif isinstance(exc, FileNotFoundError):
+        what = "no such program"
+    else:
+        what = exc.strerror or type(exc).__name__
+    return f"cannot start {argv0!r}: {what}"
 
-    # Everything the signal handlers decide, in one place.
-    mode = {"phase": "starting", "cancel": None, "timed_out": False, "pgid": 0,
-            "grace": spec.grace_s}
 
-    def on_term(signum, frame) -> None:
-        if mode["cancel"] is not None:
-            return
+@attrs.define(eq=False, kw_only=True)
+class _Job:
+    """A job the host started and has not recorded ended yet."""
+
+    job_dir: str
+    store: JobStore
+    status: JobStatus
+    spec: JobSpec
+    pid: int = 0  # also its process group
+    grace: float = 5.0
+    cancel_by: str | None = None
+    timed_out: bool = False
+    stopping: bool = False  # SIGTERM sent to its group
+    wstatus: int | None = None  # the leader's, once reaped
+    rusage: Rusage | None = None
+    drain_delay: float = 0.002  # grows while its group lingers after the leader ended
+    done: bool = False
+
+
+class Host:
+    """The host's state and its loop. Everything happens on its one thread; signals only wake
+    ``poll`` (through the wakeup pipe)."""
+
+    def __init__(self, *, fsync: bool = False, max_parallel: int = 0, owner: tuple[int, int] = (0, 0),
+                 out_fd: int | None = 1) -> None:
+        self.fsync = fsync
+        self.owner = owner  # the runtime that hands us jobs (pid, start time)
+        self.max_parallel = max_parallel  # 0: no limit
+        self.out_fd = out_fd
+        self.jobs: dict[int, _Job] = {}  # by pid of the job's leader
+        # Job folders handed over and not started yet: the runtime sends a few more than fit
+        # so that a slot is refilled here, the moment a job ends, not after a round trip.
+        self.waiting: collections.deque[str] = collections.deque()
+        self._out: list[bytes] = []
+        # Spawner threads: jobs to start in, (job, argv[0], pid and start | error) out.
+        self.spawning = 0
+        self._to_spawn: queue.SimpleQueue = queue.SimpleQueue()
+        self._spawned: queue.SimpleQueue = queue.SimpleQueue()
+        self._early: dict[int, tuple[int, object]] = {}
+        self._devnull = -1
+        self._wake_w = -1
+        self.timers: list[tuple[float, int, _Job, str]] = []
+        self._seq = itertools.count()
+        self.stores: dict[str, JobStore] = {}
+        self.me = os.getpid()
+        self.me_start = proc_start_time(self.me) or 0
+        self.listening = True
+
+    # -- the loop -----------------------------------------------------------------------------
+
+    def run(self, in_fd: int = 0) -> int:
+        wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
+        # Handled, not ignored: exec resets them to default in the jobs. SIGINT cannot come
+        # from a terminal (the host has none); it is not a reason for the host to end.
+        for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda signum, frame: None)  # the wakeup pipe carries it
+        self._devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+        for i in range(SPAWNERS):
+            threading.Thread(target=self._spawner, name=f"spawner-{i}", daemon=True).start()
+        poller = select.poll()
+        poller.register(wake_r, select.POLLIN)
+        poller.register(in_fd, select.POLLIN)
+        buf = b""
+        self._out.append(f"host {self.me} {self.me_start}\n".encode())
+        self.flush()
+        while self.listening or self.jobs or self.waiting or self.spawning:
+            timeout = None
+            if self.timers:
+                timeout = max(0, int((self.timers[0][0] - time.monotonic()) * 1000) + 1)
+            for fd, _ in poller.poll(timeout):
+                if fd == wake_r:
+                    if signal.SIGTERM in self._read_all(wake_r):
+                        self.check_cancels()
+                elif fd == in_fd:
+                    data = os.read(in_fd, 65536)
+                    if not data:  # the runtime closed or died: finish what we have
+                        self.listening = False
+                        poller.unregister(in_fd)
+                        continue
+                    *lines, buf = (buf + data).split(b"\n")
+                    for line in lines:
+                        line = line.strip()
+                        if line == b"close":
+                            self.close()
+                        elif line:
+                            self.waiting.append(line.decode())
+            self.reap()
+            self.collect_spawned()
+            self.fire_timers()
+            while self.waiting and (not self.max_parallel or len(self.jobs) + self.spawning < self.max_parallel):
+                self.start(self.waiting.popleft())
+            self.flush()
+        return 0
+
+    def close(self) -> None:
+        """The runtime closes: the jobs it handed over that have not started never will."""
+        while self.waiting:
+            self.start(self.waiting.popleft(), closing=True)
+
+    @staticmethod
+    def _read_all(fd: int) -> bytes:
+        got = b""
+        while True:
+            try:
+                chunk = os.read(fd, 512)
+            except BlockingIOError:
+                return got
+            if not chunk:
+                return got
+            got += chunk
+
+    def notify(self, what: str, job_id: str) -> None:
+        if self.listening:
+            self._out.append(f"{what} {job_id}\n".encode())
+
+    def flush(self) -> None:
+        """The hints of one turn of the loop, in one write (one wake-up of the runtime)."""
+        if self._out and self.out_fd is not None:
+            try:
+                os.write(self.out_fd, b"".join(self._out))
+            except OSError:  # nobody listens (the runtime is gone) or the pipe is full: only hints
+                pass
+        self._out.clear()
+
+    def _after(self, delay: float, job: _Job, what: str) -> None:
+        heapq.heappush(self.timers, (time.monotonic() + delay, next(self._seq), job, what))
+
+    def fire_timers(self) -> None:
+        now = time.monotonic()
+        while self.timers and self.timers[0][0] <= now:
+            _, _, job, what = heapq.heappop(self.timers)
+            if job.done:
+                continue
+            if what == "timeout":
+                if job.wstatus is None and job.cancel_by is None and not job.stopping:
+                    job.timed_out = True
+                    self.stop(job)
+            elif what == "kill":
+                _killpg(job.pid, signal.SIGKILL)
+            elif what == "drain":
+                self.drain(job)
+
+    # -- starting -----------------------------------------------------------------------------
+
+    def start(self, job_dir: str, *, closing: bool = False) -> None:
+        """Claim the job of ``job_dir`` and start it; ``closing``: claim it cancelled instead,
+        its runtime closed before it started.
+
+        The host claims (``state.json`` by ``link``, naming the runtime as owner and this host
+        as supervisor), not the runtime: the claim's three file changes stay off the runtime's
+        thread. A job someone else claimed meanwhile — cancelled before it started, or started
+        by another runtime's host after a resume — is not ours: the runtime is told to look."""
+        root, _, job_id = job_dir.rpartition("/")
+        home = root.rpartition("/")[0]
+        store = self.stores.get(home)
+        if store is None:
+            store = self.stores[home] = JobStore(home)
+        try:
+            record = store.read_record(job_id)
+            status = record.queued()
+            status.owner_pid, status.owner_start = self.owner
+            status.supervisor_pid, status.supervisor_start = self.me, self.me_start
+            if closing:
+                status.state, status.ended, status.cancelled_by = JobState.CANCELLED, time.time(), CLOSED
+                status.error = "cancelled before it started"
+            if not store.claim(status) or closing:
+                self.notify("ended", job_id)
+                return
+            self._start(job_dir, store, status, record.spec)
+        except Exception as exc:  # record why, where the job's own errors go; the job is not ours
+            try:
+                with open(f"{job_dir}/supervisor.err", "a") as f:
+                    f.write(f"{type(exc).__name__}: {exc}\n")
+            except OSError:
+                pass
+
+    def _start(self, job_dir: str, store: JobStore, status: JobStatus, spec: JobSpec) -> None:
+        job_id = status.job_id
+        status.supervisor_pid, status.supervisor_start = self.me, self.me_start
+        job = _Job(job_dir=job_dir, store=store, status=status, spec=spec, grace=spec.grace_s)
         req = store.read_cancel(job_id)
-        mode["cancel"] = req.by if req is not None else "signal"
         if req is not None:
-            mode["grace"] = req.grace_s
-        if mode["phase"] == "running":
-            _stop_job()
+            job.cancel_by = req.by
+            self.record(job, JobState.CANCELLED, cancelled_by=req.by, error="cancelled before it started")
+            return
+        argv = ["/bin/sh", "-c", spec.argv[0]] if spec.shell else spec.argv
+        env = None  # the host's own environment, which is the runtime's
+        if spec.env or not spec.inherit_env:
+            env = dict(os.environ) if spec.inherit_env else {}
+            env.update(spec.env)
+        self.spawning += 1
+        self._to_spawn.put((job, argv, env))
 
-    def on_alarm(signum, frame) -> None:
-        if mode["phase"] == "running" and spec.timeout_s is not None and mode["cancel"] is None \
-                and not mode["timed_out"]:
-            mode["timed_out"] = True
-            _stop_job()
-        elif mode["phase"] == "stopping":
-            _killpg(mode["pgid"], signal.SIGKILL)
+    def _spawner(self) -> None:
+        """A spawner thread: starts jobs, hands each result to the loop and wakes it."""
+        while True:
+            job, argv, env = self._to_spawn.get()
+            try:
+                result: tuple[int, int] | BaseException = _spawn(argv, job.spec, job.job_dir, env, self._devnull)
+            except BaseException as exc:  # noqa: BLE001 - recorded as the job's failure
+                result = exc
+            self._spawned.put((job, argv[0], result))
+            try:
+                os.write(self._wake_w, b"\0")
+            except OSError:  # the pipe is full: the loop is awake anyway
+                pass
 
-    def _stop_job() -> None:
-        mode["phase"] = "stopping"
-        _killpg(mode["pgid"], signal.SIGTERM)
-        if mode["grace"] > 0:
-            signal.setitimer(signal.ITIMER_REAL, mode["grace"])
+    def collect_spawned(self) -> None:
+        """The jobs the spawner threads started (or could not): record them RUNNING (FAILED)."""
+        while True:
+            try:
+                job, argv0, result = self._spawned.get_nowait()
+            except queue.Empty:
+                break
+            self.spawning -= 1
+            if isinstance(result, BaseException):
+                error = (_cannot_start(result, argv0, job.spec.cwd) if isinstance(result, OSError)
+                         else f"cannot start {argv0!r}: {type(result).__name__}: {result}")
+                self.record(job, JobState.FAILED, error=error)
+                continue
+            pid, pid_start = result
+            job.pid = pid
+            self.jobs[pid] = job
+            status = job.status
+            status.state = JobState.RUNNING
+            status.pid, status.pid_start = pid, pid_start
+            status.started = time.time()
+            ended = self._early.pop(pid, None)
+            if ended is not None:
+                # Reaped before its spawner thread told us its pid (a short job): its last
+                # state is written now, so a RUNNING one that it would replace at once is not.
+                self._leader_ended(job, *ended)
+                continue
+            job.store.write(status)
+            self.notify("running", status.job_id)
+            req = job.store.read_cancel(status.job_id)  # asked while we were starting it
+            if req is not None:
+                self.cancel(job, req.by, req.grace_s)
+            elif job.spec.timeout_s is not None:
+                self._after(job.spec.timeout_s, job, "timeout")
+        if not self.spawning:
+            self._early.clear()
+
+    # -- cancelling ---------------------------------------------------------------------------
+
+    def check_cancels(self) -> None:
+        """A SIGTERM: which of our jobs has a cancel request? (One not started yet is recorded
+        cancelled by ``start``, which looks for the request first.)"""
+        for job_dir in list(self.waiting):
+            if os.path.exists(f"{job_dir}/cancel.json"):
+                self.waiting.remove(job_dir)
+                self.start(job_dir)
+        for job in list(self.jobs.values()):
+            if job.cancel_by is None and not job.done:
+                req = job.store.read_cancel(job.status.job_id)
+                if req is not None:
+                    self.cancel(job, req.by, req.grace_s)
+
+    def cancel(self, job: _Job, by: str, grace_s: float) -> None:
+        job.cancel_by, job.grace = by, grace_s
+        if not job.stopping:
+            self.stop(job)
+
+    def stop(self, job: _Job) -> None:
+        """SIGTERM to the job's group, SIGKILL after its grace."""
+        job.stopping = True
+        _killpg(job.pid, signal.SIGTERM)
+        if job.grace > 0:
+            self._after(job.grace, job, "kill")
         else:
-            _killpg(mode["pgid"], signal.SIGKILL)
+            _killpg(job.pid, signal.SIGKILL)
 
-    signal.signal(signal.SIGTERM, on_term)
-    signal.signal(signal.SIGINT, on_term)
-    signal.signal(signal.SIGALRM, on_alarm)
-    if os.path.exists(store.path(job_id, "cancel.json")):
-        on_term(signal.SIGTERM, None)
+    # -- ending -------------------------------------------------------------------------------
 
-    def finish(state: JobState, **fields) -> int:
+    def reap(self) -> None:
+        """Every child that ended: a job's leader (then see to the rest of its group) or an
+        orphaned grandchild re-parented here (nothing to record)."""
+        while True:
+            try:
+                pid, wstatus, ru = os.wait4(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            job = self.jobs.get(pid)
+            if job is None:
+                if self.spawning:  # perhaps a job whose spawner thread has not reported yet
+                    self._early[pid] = (wstatus, ru)
+                continue  # else an orphaned grandchild: nothing to record
+            if job.wstatus is None:
+                self._leader_ended(job, wstatus, ru)
+
+    def _leader_ended(self, job: _Job, wstatus: int, ru) -> None:
+        job.wstatus = wstatus
+        job.rusage = Rusage(user_s=ru.ru_utime, system_s=ru.ru_stime, max_rss_kb=ru.ru_maxrss)
+        # The job is its whole process group: nothing of it stays behind. Leftovers of a job
+        # that ended by itself get SIGTERM and the usual grace; a stopping job's group is
+        # already being killed as asked.
+        if _killpg(job.pid, 0):
+            if not job.stopping:
+                self.stop(job)
+            self._after(job.drain_delay, job, "drain")
+        else:
+            self.finish(job)
+
+    def drain(self, job: _Job) -> None:
+        """Finish the job once nothing of its group is left (the loop reaps re-parented
+        grandchildren before the timers fire); else look again a little later."""
+        if _killpg(job.pid, 0):
+            job.drain_delay = min(job.drain_delay * 2, 0.05)
+            self._after(job.drain_delay, job, "drain")
+        else:
+            self.finish(job)
+
+    def finish(self, job: _Job) -> None:
+        self.jobs.pop(job.pid, None)
+        code = os.waitstatus_to_exitcode(job.wstatus) if job.wstatus is not None else None
+        exit_code, sig = (code, None) if code is None or code >= 0 else (None, -code)
+        fields = {"exit_code": exit_code, "signal": sig, "rusage": job.rusage}
+        if job.cancel_by is not None:
+            self.record(job, JobState.CANCELLED, cancelled_by=job.cancel_by,
+                        error=f"cancelled by {job.cancel_by or 'request'}", **fields)
+        elif job.timed_out:
+            self.record(job, JobState.FAILED, timed_out=True,
+                        error=f"timed out after {job.spec.timeout_s:g}s and was killed", **fields)
+        elif code == 0:
+            self.record(job, JobState.SUCCEEDED, result=_last_line(job.job_dir), **fields)
+        else:
+            how = f"exit code {code}" if sig is None else f"killed by {signal.Signals(sig).name}"
+            if code is None:
+                how = "exit status unknown"
+            tail = _stderr_tail(job.job_dir)
+            self.record(job, JobState.FAILED, error=how + (f"; stderr ends with:\n{tail}" if tail else ""),
+                        **fields)
+
+    def record(self, job: _Job, state: JobState, **fields) -> None:
+        """The job's last state, whole; the runtime hears of it at once."""
+        job.done = True
+        status = job.status
         status.state = state
         status.ended = time.time()
         for k, v in fields.items():
             setattr(status, k, v)
-        store.write(status, fsync=fsync)
-        _notify(notify_fd, "ended", job_id)
-        return 0
-
-    if mode["cancel"] is not None:
-        return finish(JobState.CANCELLED, cancelled_by=mode["cancel"], error="cancelled before it started")
-
-    argv = ["/bin/sh", "-c", spec.argv[0]] if spec.shell else spec.argv
-    if spec.env or not spec.inherit_env:
-        env = dict(os.environ) if spec.inherit_env else {}
-        env.update(spec.env)
-    else:
-        env = os.environ
-    try:
-        pid = _spawn(argv, spec, str(job_dir), env)
-    except OSError as exc:
-        if isinstance(exc, FileNotFoundError) and spec.cwd and not os.path.isdir(spec.cwd):
-            what = f"no such directory {spec.cwd!r}"
-        elif isinstance(exc, FileNotFoundError):
-            what = "no such program"
-        else:
-            what = exc.strerror or type(exc).__name__
-        return finish(JobState.FAILED, error=f"cannot start {argv[0]!r}: {what}")
-    mode["pgid"] = pid
-    status.state = JobState.RUNNING
-    status.pid, status.pid_start = pid, proc_start_time(pid, zombie_ok=True) or 0
-    status.started = time.time()
-    store.write(status)
-    _notify(notify_fd, "running", job_id)
-    mode["phase"] = "running"
-    if mode["cancel"] is not None or store.read_cancel(job_id) is not None:
-        mode["cancel"] = None
-        on_term(signal.SIGTERM, None)  # asked while we were starting it
-    elif spec.timeout_s is not None:
-        signal.setitimer(signal.ITIMER_REAL, spec.timeout_s)
-
-    while True:
-        try:
-            _, wstatus, _ = os.wait4(pid, 0)
-            break
-        except ChildProcessError:  # reaped elsewhere: should not happen; stay honest
-            wstatus = None
-            break
-    stopping = mode["phase"] == "stopping"
-    # The job is its whole process group: nothing of it stays behind. Leftovers of a job that
-    # ended by itself get SIGTERM and the usual grace; a stopping job's group is killed as asked.
-    leftover = _killpg(pid, 0)
-    if leftover:
-        _clear_group(pid, mode["grace"], term_first=not stopping)
-    signal.setitimer(signal.ITIMER_REAL, 0)
-    _reap_any()
-    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
-    rusage = Rusage(user_s=ru.ru_utime, system_s=ru.ru_stime, max_rss_kb=ru.ru_maxrss)
-    code = os.waitstatus_to_exitcode(wstatus) if wstatus is not None else None
-    exit_code, sig = (code, None) if code is None or code >= 0 else (None, -code)
-    if mode["cancel"] is not None:
-        return finish(JobState.CANCELLED, exit_code=exit_code, signal=sig, rusage=rusage,
-                      cancelled_by=mode["cancel"], error=f"cancelled by {mode['cancel'] or 'request'}")
-    if mode["timed_out"]:
-        return finish(JobState.FAILED, exit_code=exit_code, signal=sig, rusage=rusage, timed_out=True,
-                      error=f"timed out after {spec.timeout_s:g}s and was killed")
-    if code == 0:
-        return finish(JobState.SUCCEEDED, exit_code=0, rusage=rusage, result=_last_line(job_dir))
-    how = f"exit code {code}" if sig is None else f"killed by {signal.Signals(sig).name}"
-    if code is None:
-        how = "exit status unknown"
-    tail = _stderr_tail(job_dir)
-    return finish(JobState.FAILED, exit_code=exit_code, signal=sig, rusage=rusage,
-                  error=f"{how}" + (f"; stderr ends with:\n{tail}" if tail else ""))
+        job.store.write(status, fsync=self.fsync)
+        self.notify("ended", status.job_id)
 
 
-def serve(*, fsync: bool = False) -> int:
-    """The fork server: one supervisor per job folder read from stdin; ends at EOF (its
-    supervisors live on)."""
+def serve(*, fsync: bool = False, max_parallel: int = 0, owner: tuple[int, int] = (0, 0)) -> int:
+    """The job host; ends once its stdin is closed and its last job has ended."""
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C is for the runtime to handle
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C is for the runtime (until the loop handles it)
+    # Leave the runtime's process tree: a runtime that closes neither waits for the host nor
+    # keeps it as a zombie; the host is init's (or the nearest subreaper's) from here on.
+    if os.fork():
+        os._exit(0)
+    _set_subreaper()
     os.set_blocking(1, False)
-    children: dict[int, str] = {}
-
-    def reap(signum, frame) -> None:
-        for pid in _reaped():
-            job_id = children.pop(pid, None)
-            if job_id is not None:
-                _notify(1, "ended", job_id)
-
-    signal.signal(signal.SIGCHLD, reap)
-    stdin = sys.stdin.buffer
-    while True:
-        line = stdin.readline()
-        if not line:
-            return 0
-        job_dir = Path(line.decode().strip())
-        # No SIGCHLD between the fork and noting the child: its end must find its name.
-        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD})
-        try:
-            pid = os.fork()
-            if pid == 0:
-                _child(job_dir, fsync)
-            children[pid] = job_dir.name
-        finally:
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGCHLD})
-
-
-def _child(job_dir: Path, fsync: bool) -> None:
-    code = 1
-    try:
-        os.setsid()
-        for sig in (signal.SIGCHLD, signal.SIGINT):
-            signal.signal(sig, signal.SIG_DFL)
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGCHLD})
-        devnull = os.open(os.devnull, os.O_RDWR)
-        os.dup2(devnull, 0)
-        os.close(devnull)
-        code = supervise(job_dir, notify_fd=1, fsync=fsync)
-    except BaseException as exc:  # record why, where the job's own errors go
-        try:
-            with open(job_dir / "supervisor.err", "a") as f:
-                f.write(f"{type(exc).__name__}: {exc}\n")
-        except OSError:
-            pass
-    finally:
-        os._exit(code)
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    in_fd = os.dup(0)
+    os.dup2(devnull, 0)  # nothing the host starts reads the runtime's pipe
+    os.close(devnull)
+    return Host(fsync=fsync, max_parallel=max_parallel, owner=owner).run(in_fd)
 
 
 def main(argv: list[str]) -> int:
-    fsync = "--fsync" in argv
-    argv = [a for a in argv if a != "--fsync"]
-    if argv == ["--serve"]:
-        return serve(fsync=fsync)
-    if len(argv) != 1:
-        print("usage: python -m aethergraph.runtime.jobs.supervise [--fsync] <job_dir> | --serve", file=sys.stderr)
+    usage = "usage: python -m aethergraph.runtime.jobs.supervise --serve [--max-parallel N] [--owner PID:START] [--fsync]"
+    opts = {"--serve": False, "--fsync": False, "--max-parallel": "0", "--owner": "0:0"}
+    args = iter(argv)
+    try:
+        for a in args:
+            if a not in opts:
+                raise ValueError(a)
+            opts[a] = True if isinstance(opts[a], bool) else next(args)
+        max_parallel = int(opts["--max-parallel"])
+        pid, _, start = str(opts["--owner"]).partition(":")
+        owner = (int(pid), int(start))
+    except (ValueError, StopIteration):
+        print(usage, file=sys.stderr)
         return 2
-    if os.getpid() != os.getsid(0):
-        os.setsid()
-    job_dir = Path(argv[0]).absolute()
-    store = JobStore(job_dir.parent.parent)
-    me = os.getpid()
-    claim = store.read_record(job_dir.name).queued()
-    claim.owner_pid, claim.owner_start = me, proc_start_time(me) or 0
-    if not store.claim(claim):
-        print(f"job {job_dir.name} was already started or cancelled", file=sys.stderr)
-        return 1
-    return supervise(job_dir, fsync=fsync)
+    if not opts["--serve"]:
+        print(usage, file=sys.stderr)
+        return 2
+    return serve(fsync=bool(opts["--fsync"]), max_parallel=max_parallel, owner=owner)
 
 
 if __name__ == "__main__":
