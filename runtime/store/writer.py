@@ -64,9 +64,6 @@ ROOM = 1_000
 # system instead of an fsync per log and per new log's folder (see ``LogWriter._syncfs_pending``).
 SYNCFS_MIN_LOGS = 8
 HIGH_WATER = 100_000  # never more than this many unwritten events, whatever their age
-# The index takes what is written at most this long after it is written, unless a reader waits
-# for it: one transaction then serves several batches (strict writes a batch per record).
-INDEX_WINDOW = 0.01
 LOG_MODE = 0o600
 
 
@@ -192,7 +189,6 @@ class LogWriter:
         self._to_index: list[Segment] = []
         self._to_index_ticket = 0
         self._index_pending = trio.Event()
-        self._index_urgent = trio.Event()
         self.failures = 0  # segments that could not be written, since the start
         self.waits = 0  # times an emitter waited for the disk (back-pressure)
         self.unwritten: list[StoreWriteError] = []  # runs whose last event never reached disk
@@ -300,8 +296,6 @@ class LogWriter:
                 if self._synced < ticket:  # else the index task is on its way: no empty flush
                     self._urgent.set()
                     self._pending.set()
-                if not check:
-                    self._index_urgent.set()
                 await self._flushed.wait()
         if check:
             err = self._failed.get(ticket)
@@ -340,8 +334,6 @@ class LogWriter:
             if self._appended > self._synced:  # else it waits for the index: no empty flush
                 self._urgent.set()
                 self._pending.set()
-            if self._appended - self._durable > HIGH_WATER:
-                self._index_urgent.set()
             await self._flushed.wait()
         if not waited:  # the disk keeps up: as cheap as the emitter's usual path
             await trio.lowlevel.checkpoint_if_cancelled()
@@ -383,11 +375,7 @@ class LogWriter:
     async def _index_loop(self) -> None:
         while True:
             await self._index_pending.wait()
-            if not self._index_urgent.is_set():
-                with trio.move_on_after(INDEX_WINDOW):
-                    await self._index_urgent.wait()
             self._index_pending = trio.Event()
-            self._index_urgent = trio.Event()
             await self._index_written()
 
     async def _index_written(self) -> None:
@@ -397,6 +385,9 @@ class LogWriter:
         if segments:
             with trio.CancelScope(shield=True):  # taken: indexed, even while shutting down
                 await trio.to_thread.run_sync(self._index, segments)
+        self._indexed_to(ticket)
+
+    def _indexed_to(self, ticket: int) -> None:
         if ticket > self._durable:
             self._failed = {t: e for t, e in self._failed.items() if t >= self._failed_below}
             self._failed_below = self._durable + 1
@@ -418,9 +409,7 @@ class LogWriter:
         be written: the process must not end as if it had succeeded."""
         segments = self._take_segments()
         if segments:
-            results, written = self._write(segments, {s.run_id: self._runs[s.run_id] for s in segments})
-            self._settle(segments, results)
-            self._index(written)
+            self._settle(segments, self._write(segments, {s.run_id: self._runs[s.run_id] for s in segments})[0])
         self._synced = self._durable = self._appended
         if self._fs_fd is not None:
             fd, self._fs_fd = self._fs_fd, None
@@ -449,19 +438,25 @@ class LogWriter:
         return segments
 
     async def _flush(self) -> None:
+        # strict: indexed by the disk thread before the batch counts as done, as a reader
+        # could expect of an acknowledged record; else by the index task, beside the next batch.
+        inline = self.durability == "strict"
         segments = self._take_segments()
         ticket = self._appended
         if segments:
             logs = {seg.run_id: self._runs[seg.run_id] for seg in segments}
             try:
-                results, written = await trio.to_thread.run_sync(self._write, segments, logs)
+                results, written = await trio.to_thread.run_sync(self._write, segments, logs, inline)
             finally:
                 self._inflight_since = 0.0
             self._settle(segments, results)
             self._to_index.extend(written)
         self._synced = ticket
-        self._to_index_ticket = ticket
-        self._index_pending.set()
+        if inline:
+            self._indexed_to(ticket)
+        else:
+            self._to_index_ticket = ticket
+            self._index_pending.set()
         if self.crash_after_flush is not None:
             self.crash_after_flush()  # fault injection (crash tests): die with this on disk
         self._wake()
@@ -499,11 +494,13 @@ class LogWriter:
 
     # -- the disk thread ----------------------------------------------------------------------
 
-    def _write(self, segments: list[Segment], logs: dict[str, _RunLog]) -> tuple[dict[str, tuple], list[Segment]]:
-        """Runs in a worker thread: append and fsync (the index takes what is written next).
+    def _write(
+        self, segments: list[Segment], logs: dict[str, _RunLog], index: bool = True,
+    ) -> tuple[dict[str, tuple], list[Segment]]:
+        """Runs in a worker thread: append, fsync, then (``index``) index what is now on disk.
 
         Returns, per run that needs it, ``(error or None, how far its position moved)``, and
-        the segments now on disk."""
+        the segments now on disk and not yet indexed."""
         sync = self.durability != "off"
         whole_fs = sync and len(segments) >= SYNCFS_MIN_LOGS and self._can_syncfs()
         results: dict[str, tuple] = {}
@@ -548,6 +545,9 @@ class LogWriter:
                     for seg in [s for s in new_logs if s.path.parent == folder]:
                         written.remove(seg)
                         results[seg.run_id] = (self._write_failed(seg, logs[seg.run_id], exc), 0)
+        if index:
+            self._index(written)
+            return results, []
         return results, written
 
     def _fsync_pending(self) -> None:
