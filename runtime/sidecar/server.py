@@ -342,7 +342,7 @@ class Connection:
                         self.parked = True  # the next event wakes this loop
                         feed.waiting.append(self)
                     await self._wake.wait()
-                if not self.outbox:
+                if not self.outbox and self._events_pending():
                     await self._coalesce(feed)
                 await self._flush(ws, once=True)
                 self._sent.set()
