@@ -50,7 +50,7 @@ log = logging.getLogger("aethergraph.sidecar")
 TCP_ENV = "AETHERGRAPH_SIDECAR_TCP"
 SUBSCRIBER_QUEUE = 20_000  # events a subscription may fall behind before it is dropped
 BATCH = 1000  # events per frame at most
-COALESCE_ROUNDS = 8  # scheduler rounds a send loop lets a burst of events grow before framing it
+COALESCE_ROUNDS = 32  # scheduler rounds a send loop lets a burst grow (BATCH events end it sooner)
 OUTBOX_HIGH = 64  # control frames queued before a snapshot waits for the socket
 # Until its hello a client is a stranger: it gets this long from accept (websocket handshake
 # included), may send this many bytes, and only this many strangers are held per listener.
@@ -357,7 +357,8 @@ class Connection:
 
     async def _coalesce(self, feed: Feed) -> None:
         """Let a burst grow into fewer, larger frames: while events keep arriving, give the
-        run another scheduler round (a checkpoint, no timer), ``COALESCE_ROUNDS`` at most.
+        run another scheduler round (a checkpoint, no timer), ``COALESCE_ROUNDS`` at most or
+        until a frame holds ``BATCH`` events.
 
         A frame costs the run's thread its websocket framing and a socket write whatever its
         size; a run recording flat out fills a round with dozens of events. Two quiet rounds
