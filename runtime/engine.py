@@ -752,21 +752,37 @@ class Runtime:
     ) -> Callable[[], None]:
         """Call ``callback(event, encoded)`` synchronously with every event emitted from now
         on (or only events of ``types``); ``encoded`` is the event's JSON as the log stores it.
-        It must not block: a slow consumer queues and drops itself, it never slows the run."""
-        lists = (
-            [self._subscribers]
-            if types is None
-            else [self._typed_subscribers.setdefault(t, []) for t in types]
-        )
-        for lst in lists:
-            lst.append(callback)
+        It must not block: a slow consumer queues and drops itself, it never slows the run.
+
+        The lists of callbacks are replaced, never changed in place, so that ``_publish``
+        walks them without a copy per event while a callback (un)subscribes."""
+        keys = [None] if types is None else list(types)
+        for key in keys:
+            self._set_callbacks(key, [*self._callbacks(key), callback])
 
         def unsubscribe() -> None:
-            for lst in lists:
-                if callback in lst:
-                    lst.remove(callback)
+            for key in keys:
+                self._remove_callback(key, callback)
 
         return unsubscribe
+
+    def _callbacks(self, key: type | None) -> list[Callable[[ev.Event, bytes], None]]:
+        return self._subscribers if key is None else self._typed_subscribers.get(key, [])
+
+    def _remove_callback(self, key: type | None, callback: Callable[[ev.Event, bytes], None]) -> None:
+        callbacks = self._callbacks(key)
+        if callback in callbacks:
+            rest = list(callbacks)
+            rest.remove(callback)
+            self._set_callbacks(key, rest)
+
+    def _set_callbacks(self, key: type | None, callbacks: list[Callable[[ev.Event, bytes], None]]) -> None:
+        if key is None:
+            self._subscribers = callbacks
+        elif callbacks:
+            self._typed_subscribers[key] = callbacks
+        else:
+            self._typed_subscribers.pop(key, None)
 
     def send(self, event: ev.Event) -> int:
         """Send a stamped event (see ``Run.append``) to the log writer and to the subscribers
@@ -788,14 +804,20 @@ class Runtime:
         return ticket
 
     def _publish(self, event: ev.Event, encoded: bytes) -> None:
-        for lst in (self._subscribers, self._typed_subscribers.get(type(event), ())):
-            for cb in list(lst):
+        for cb in self._subscribers:
+            try:
+                cb(event, encoded)
+            except Exception:
+                log.exception("event subscriber failed; dropping it")
+                self._remove_callback(None, cb)
+        typed = self._typed_subscribers.get(type(event))
+        if typed:
+            for cb in typed:
                 try:
                     cb(event, encoded)
                 except Exception:
                     log.exception("event subscriber failed; dropping it")
-                    if cb in lst:
-                        lst.remove(cb)
+                    self._remove_callback(type(event), cb)
 
     def on_runs_changed(self, callback: Callable[[], None]) -> Callable[[], None]:
         """Call ``callback()`` whenever a run starts or ends here."""

@@ -1,10 +1,12 @@
 """The sidecar server: one trio-websocket endpoint per runtime, supervised by its nursery.
 
 Every connection is a small supervisor of its own: a receive loop that answers requests, and a
-send loop that is the only writer to the socket. Events reach a connection through the
-runtime's bus into a bounded queue per subscription; a subscriber that falls behind is dropped
-with the last seq it was sent, and resubscribes from there — the gap is read back from the log,
-so it never misses an event and never slows the run it watches.
+send loop that is the only writer to the socket. Events reach the sidecar through the
+runtime's bus into one shared ``Feed`` (one append per event, whoever watches); each
+subscription reads it from its own cursor, a frame at a time, on its connection's send loop. A
+subscriber that falls behind is dropped with the last seq it was sent, and resubscribes from
+there — the gap is read back from the log, so it never misses an event and never slows the run
+it watches.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ log = logging.getLogger("aethergraph.sidecar")
 TCP_ENV = "AETHERGRAPH_SIDECAR_TCP"
 SUBSCRIBER_QUEUE = 20_000  # events a subscription may fall behind before it is dropped
 BATCH = 1000  # events per frame at most
+COALESCE_ROUNDS = 32  # scheduler rounds a send loop lets a burst grow (BATCH events end it sooner)
 OUTBOX_HIGH = 64  # control frames queued before a snapshot waits for the socket
 # Until its hello a client is a stranger: it gets this long from accept (websocket handshake
 # included), may send this many bytes, and only this many strangers are held per listener.
@@ -79,6 +82,7 @@ class Sidecar:
         self.connections: set[Connection] = set()
         self._strangers = {"tcp": 0, "unix": 0}  # connections not yet past hello, per listener
         self._dirty = trio.Event()
+        self.feed = Feed(runtime)
 
     def answer_source(self) -> SidecarAnswers:
         return SidecarAnswers(self)
@@ -289,6 +293,7 @@ class Connection:
         self.closing = False
         self.gone = False  # the send loop has ended
         self.flushing = False
+        self.parked = False  # in the feed's list of send loops to wake at the next event
         self.client = "client"
         self.outbox: deque[bytes] = deque()
         self.subs: dict[int, Subscription] = {}
@@ -309,7 +314,11 @@ class Connection:
         self._wake.set()
 
     def has_pending(self) -> bool:
-        return self.flushing or bool(self.outbox) or any(s.live and s.queue for s in self.subs.values())
+        return self.flushing or bool(self.outbox) or self._events_pending()
+
+    def _events_pending(self) -> bool:
+        head = self.sidecar.feed.head
+        return any(s.live and s.cursor < head for s in self.subs.values())
 
     async def wait_sent(self) -> None:
         """Until everything queued for this client has been written to its socket (or the
@@ -326,10 +335,16 @@ class Connection:
     async def _send_loop(self) -> None:
         ws = self.ws
         try:
+            feed = self.sidecar.feed
             while not self.closing:
                 if not self.has_pending():
+                    if not self.parked and any(s.live for s in self.subs.values()):
+                        self.parked = True  # the next event wakes this loop
+                        feed.waiting.append(self)
                     await self._wake.wait()
-                await self._flush(ws)
+                if not self.outbox and self._events_pending():
+                    await self._coalesce(feed)
+                await self._flush(ws, once=True)
                 self._sent.set()
             await self._flush(ws)
         except _GONE_CLIENT:
@@ -340,14 +355,37 @@ class Connection:
             self._sent.set()
             self._room.set()
 
-    async def _flush(self, ws: WebSocketConnection) -> None:
+    async def _coalesce(self, feed: Feed) -> None:
+        """Let a burst grow into fewer, larger frames: while events keep arriving, give the
+        run another scheduler round (a checkpoint, no timer), ``COALESCE_ROUNDS`` at most or
+        until a frame holds ``BATCH`` events.
+
+        A frame costs the run's thread its websocket framing and a socket write whatever its
+        size; a run recording flat out fills a round with dozens of events. Two quiet rounds
+        in a row end the wait: trio runs a round's tasks in random order, so one round may
+        show nothing new while the run is still streaming, two cannot. A lone event (an ask
+        opening) goes after those two checkpoints — no timer, no added wait beyond them."""
+        start = min((s.cursor for s in self.subs.values() if s.live), default=feed.head)
+        quiet = 0
+        for _ in range(COALESCE_ROUNDS):
+            head = feed.head
+            await trio.lowlevel.checkpoint()
+            if self.outbox or self.closing or feed.head - start >= BATCH:
+                return
+            quiet = quiet + 1 if feed.head == head else 0
+            if quiet == 2:
+                return
+
+    async def _flush(self, ws: WebSocketConnection, *, once: bool = False) -> None:
         self.flushing = True
         try:
-            await self._flush_all(ws)
+            await self._flush_all(ws, once)
         finally:
             self.flushing = False
 
-    async def _flush_all(self, ws: WebSocketConnection) -> None:
+    async def _flush_all(self, ws: WebSocketConnection, once: bool = False) -> None:
+        """Send what is queued: everything, or (``once``) the outbox and one frame per
+        subscription, so that the send loop lets the next frame grow (``_coalesce``)."""
         busy = True
         while busy:
             busy = False
@@ -363,6 +401,10 @@ class Connection:
                 if frame is not None:
                     await ws.send_message(frame)
                     busy = True
+                elif sub.live and not sub.closed and sub.cursor < sub.feed.head:
+                    busy = True  # a stretch of other runs' events, skipped: look again
+            self.sidecar.feed.trim()
+            busy = busy and not once
 
     # -- receiving ----------------------------------------------------------------------------
 
@@ -509,11 +551,93 @@ class Connection:
         raise BadMessage(f"unexpected {t.__struct_config__.tag}")
 
 
+class Feed:
+    """The runtime's events as the sidecar's subscriptions read them: one list, appended to
+    once per event (the bus callback does nothing else), read by each subscription from its
+    own cursor on its connection's send loop, and trimmed below the slowest cursor.
+
+    Per event, a run being watched pays one tuple and one append here, whoever watches; the
+    filtering (run, time, what a snapshot already sent) and the framing happen a frame at a
+    time. A subscription whose cursor falls ``SUBSCRIBER_QUEUE`` events behind the head is
+    dropped (it resubscribes from its last seq and reads the gap from the log), so the list
+    holds at most that many events. Registered on the bus only while someone subscribes: a
+    runtime nobody watches has no subscriber, and its writer encodes events straight into its
+    buffer."""
+
+    def __init__(self, runtime: Any) -> None:
+        self.rt = runtime
+        self.items: list[tuple[ev.Event, bytes]] = []
+        self.base = 0  # the absolute index of items[0]
+        self.subs: set[Subscription] = set()
+        self.waiting: list[Connection] = []  # send loops asleep until the next event
+        self._check_len = 0  # the length at which the slowest cursor may be too far behind
+        self._unsubscribe: Any = None
+
+    @property
+    def head(self) -> int:
+        return self.base + len(self.items)
+
+    def add(self, sub: Subscription) -> int:
+        """Follow the feed from now on; returns the cursor to start from."""
+        if not self.subs:
+            self.base += len(self.items)
+            self.items.clear()
+            self._check_len = SUBSCRIBER_QUEUE
+            self._unsubscribe = self.rt.subscribe(self._on_event)
+        self.subs.add(sub)
+        return self.head
+
+    def remove(self, sub: Subscription) -> None:
+        self.subs.discard(sub)
+        if not self.subs and self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+            self.base += len(self.items)
+            self.items.clear()
+
+    def _on_event(self, event: ev.Event, encoded: bytes) -> None:
+        items = self.items
+        if len(items) >= self._check_len:
+            self._drop_laggards()
+        items.append((event, encoded))
+        if self.waiting:
+            for conn in self.waiting:
+                conn.parked = False
+                conn.wake()
+            self.waiting.clear()
+
+    def _drop_laggards(self) -> None:
+        head = self.head
+        for sub in list(self.subs):
+            if head - sub.cursor >= SUBSCRIBER_QUEUE:
+                sub._drop(f"fell more than {SUBSCRIBER_QUEUE} events behind; resubscribe with after")
+        self.trim(force=True)
+
+    def trim(self, *, force: bool = False) -> None:
+        """Forget what every cursor has passed (all of it, or a large enough prefix: a list's
+        head is moved in memory)."""
+        items = self.items
+        if not items:
+            self._check_len = SUBSCRIBER_QUEUE
+            return
+        low = min((sub.cursor for sub in self.subs), default=self.head) - self.base
+        if low >= len(items):
+            self.base += len(items)
+            items.clear()
+            low = 0
+        elif low and (force or low >= 1024):
+            del items[:low]
+            self.base += low
+            low = 0
+        self._check_len = low + SUBSCRIBER_QUEUE
+
+
 class Subscription:
-    """Events for one subscriber: the log's snapshot first, then live from a bounded queue."""
+    """Events for one subscriber: the log's snapshot first, then live from the feed."""
 
     def __init__(self, conn: Connection, msg: p.Subscribe) -> None:
         self.conn = conn
+        self.feed = conn.sidecar.feed
         self.id = msg.id
         self.run_id = msg.run_id
         self.since = msg.since
@@ -521,23 +645,10 @@ class Subscription:
         self.last_seq: dict[str, int] = dict(msg.after)
         if msg.run_id and msg.after_seq:
             self.last_seq[msg.run_id] = msg.after_seq
-        self.queue: deque[tuple[str, int, bytes]] = deque()
         self.live = False
         self.closed = False
-        # Registered before the snapshot is read, so nothing falls between the two.
-        self._unsubscribe = conn.rt.subscribe(self._on_event)
-
-    def _on_event(self, event: ev.Event, encoded: bytes) -> None:
-        if self.run_id and event.run_id != self.run_id:
-            return
-        if event.ts < self.since:
-            return
-        if len(self.queue) >= SUBSCRIBER_QUEUE:
-            self._drop(f"fell more than {SUBSCRIBER_QUEUE} events behind; resubscribe with after")
-            return
-        self.queue.append((event.run_id, event.seq, encoded))
-        if self.live:
-            self.conn.wake()
+        # Following the feed before the snapshot is read, so nothing falls between the two.
+        self.cursor = self.feed.add(self)
 
     def _drop(self, reason: str) -> None:
         self.close()
@@ -547,8 +658,7 @@ class Subscription:
     def close(self) -> None:
         if not self.closed:
             self.closed = True
-            self._unsubscribe()
-            self.queue.clear()
+            self.feed.remove(self)
 
     async def start(self) -> None:
         rt = self.conn.rt
@@ -582,20 +692,38 @@ class Subscription:
             self.last_seq[run_id] = chunk[-1][0]
 
     def take_batch(self) -> bytes | None:
-        """The next frame of live events, skipping what the snapshot already sent."""
-        if not self.live or self.closed or not self.queue:
+        """The next frame of live events (``BATCH`` of the feed's at most): this subscription's
+        run's, at or after ``since``, and not already sent by the snapshot."""
+        if not self.live or self.closed:
             return None
-        out: list[bytes] = []
+        feed = self.feed
+        start = self.cursor - feed.base
+        chunk = feed.items[start : start + BATCH]
+        if not chunk:
+            return None
+        self.cursor += len(chunk)
         last = self.last_seq
-        queue = self.queue
-        while queue and len(out) < BATCH:
-            run_id, seq, encoded = queue.popleft()
-            if seq <= last.get(run_id, 0):
-                continue
-            last[run_id] = seq
-            out.append(encoded)
-        if not out:
-            return None
+        since = self.since
+        run_id = self.run_id
+        if run_id:
+            # A run's events reach the feed in seq order: those the snapshot sent are the
+            # first of them, so one bound for the whole chunk is enough.
+            after = last.get(run_id, 0)
+            mine = [item for item in chunk
+                    if item[0].run_id == run_id and item[0].seq > after and item[0].ts >= since]
+            if not mine:
+                return None
+            last[run_id] = mine[-1][0].seq
+            out = [encoded for _, encoded in mine]
+        else:
+            out = []
+            for event, encoded in chunk:
+                if event.ts < since or event.seq <= last.get(event.run_id, 0):
+                    continue
+                last[event.run_id] = event.seq
+                out.append(encoded)
+            if not out:
+                return None
         # An EventFrame, assembled from the events' own bytes (cheaper than encoding Raws).
         return b'{"op":"events","sub":%d,"events":[%b]}' % (self.id, b",".join(out))
 
