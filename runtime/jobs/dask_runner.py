@@ -20,14 +20,16 @@ Surviving the runtime's death: each job is a task under the key ``job_id`` and a
 dataset* of the same name on the scheduler, which keeps the task (and its result) when our client
 goes. A runtime that finds the job again (``ag resume``) gets the futures back by name
 (``get_dataset``), one call for all of them, and collects; the dataset is removed once the job's
-end is recorded in the store. A job is claimed in the store before it is handed to the cluster,
-and handed only by the one who claimed it: never submitted twice for one key. Once the client is
-connected a job is claimed at birth (its record names this runtime), so a runtime that dies
-between a submit and the hand-over leaves it LOST for the retry policy, not resubmitted.
+end is recorded in the store. A job is claimed at birth (its record names this runtime) and
+handed to the cluster only by that runtime: never submitted twice for one key (the key's
+``by-key`` link names the job), and a runtime that dies between a submit and the hand-over
+leaves it LOST for the retry policy, not resubmitted.
 
-The store is the record, as for process jobs (``jobs/<job_id>/``); the runtime writes its
-``state.json`` — there is no supervisor on this host. Output of argv jobs arrives in chunks while
-they run and is completed from the task's result when they end.
+The store keeps what other processes read (``ag jobs``, the Jobs tab, a resume): the job's
+record and its states, as lines of this runtime's journal (``journal.py``), not a folder of
+files per job — a file creation or rename costs ~0.2 ms on a slow disk, and a tiny job had
+four. A job's folder is made only for its output (argv jobs: chunks while they run, completed
+from the task's result when they end) or a cancel request.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ import trio
 from . import dask_worker
 from .base import Job, JobRunner, JobsClosed
 from .protocol import ENCODER, JobSpec, JobSpecError, JobState, JobStatus, Rusage
+from .journal import JournaledStore
 from .store import JobStore, UnknownJob, proc_alive, write_atomic
 
 log = logging.getLogger("aethergraph.jobs")
@@ -61,6 +64,8 @@ class DaskRunner(JobRunner):
                  cluster_kwargs: dict | None = None, client_kwargs: dict | None = None,
                  ship_code: bool = False) -> None:
         super().__init__(rt)
+        # Records and states as lines of this runtime's journal, not a folder per job.
+        self.store = JournaledStore(rt.layout.home)
         self.ship_code = ship_code
         self.address = address
         self.cluster = cluster
@@ -91,6 +96,7 @@ class DaskRunner(JobRunner):
         self._unwritten: set[str] = set()
         self._flush_wake = trio.Event()
         self._token: Any = None
+        self._output_dirs: set[str] = set()
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -132,6 +138,7 @@ class DaskRunner(JobRunner):
 
             with trio.CancelScope(shield=True):
                 await trio.to_thread.run_sync(shut)
+        self.store.writer.close()
 
     async def _collect_held(self) -> None:
         """Closing: the finished callables still held for their end message are fetched now,
@@ -217,12 +224,12 @@ class DaskRunner(JobRunner):
         except (TypeError, ValueError, OverflowError):
             raise JobSpecError("job spec: args and kwargs must be JSON values (they are "
                                "written to the store)") from None
-        # Claimed at birth, in its record: this runtime hands it over in its next batch (one
-        # file per job fewer than a claim of its own). Until the client is connected the
-        # cluster's address is unknown, and the first jobs are claimed as they go.
-        owner = (dict(owner_pid=self._pid, owner_start=self._pid_start, cluster=self._cluster_address)
-                 if self._cluster_address else {})
-        job, new = self._new(spec, key=key, run_id=run_id, node=node, **owner)
+        # Claimed at birth, in its record: this runtime hands it over in its next batch, and
+        # nobody else may (a runtime that dies before leaves it LOST, never submitted twice).
+        # Until the client is connected the cluster's address is unknown: the hand-over
+        # journals the claim again with it.
+        job, new = self._new(spec, key=key, run_id=run_id, node=node, owner_pid=self._pid,
+                             owner_start=self._pid_start, cluster=self._cluster_address)
         if new:
             self._to_submit.append(job.job_id)
             self._submit_wake.set()
@@ -257,7 +264,8 @@ class DaskRunner(JobRunner):
 
     def _record(self, job: Job, state: JobState, *, note: str = "", write: bool = True,
                 **fields: Any) -> None:
-        """Move ``job`` to ``state``: ``state.json`` first, then the run's log, then waiters.
+        """Move ``job`` to ``state``: the store (a journal line) first, then the run's log, then
+        waiters.
         ``write=False`` (RUNNING only): the state file and the log's ``job_state`` are written by
         the flusher a moment later, and not at all if the job has ended by then (its end then
         says when it started and where): for tiny jobs, files and events are most of the cost."""
@@ -388,7 +396,8 @@ class DaskRunner(JobRunner):
         self._submit_wake.set()
 
     def _claim_of(self, job: Job) -> tuple[JobStatus, bool]:
-        if job.status.owner_pid == self._pid and job.status.owner_start == self._pid_start:
+        if (job.status.owner_pid == self._pid and job.status.owner_start == self._pid_start
+                and job.status.cluster == self._cluster_address):
             return job.status, True
         return msgspec.structs.replace(job.status, owner_pid=self._pid, owner_start=self._pid_start,
                                        cluster=self._cluster_address), False
@@ -396,7 +405,18 @@ class DaskRunner(JobRunner):
     def _claim_and_submit(self, client: Any, claims: list[tuple[JobStatus, bool]]) -> tuple[list[JobStatus], dict]:
         """In a thread: claim each job in the store (unless it was claimed at birth), hand the
         ones won to the cluster."""
-        won = [claim for claim, born in claims if born or self.store.claim(claim)]
+        won, again = [], []
+        for claim, born in claims:
+            if born:
+                won.append(claim)
+            elif self.store.journaled(claim.job_id):
+                # Claimed at birth by this runtime, before the client knew the cluster's
+                # address: the claim is journaled again, naming it (for ``ag jobs cancel``).
+                won.append(claim)
+                again.append(claim)
+            elif self.store.claim(claim):  # a job of an earlier version, with a folder
+                won.append(claim)
+        self.store.write_many(again)
         if not won:
             return won, {}
         try:
@@ -541,6 +561,9 @@ class DaskRunner(JobRunner):
                 self._collect_wake.set()
 
     def _append_output(self, job_id: str, stream: str, data: bytes) -> None:
+        if job_id not in self._output_dirs:  # the job's folder, made for its first output
+            self.store.output_dir(job_id)
+            self._output_dirs.add(job_id)
         fd = os.open(self.store.path(job_id, stream), os.O_WRONLY | os.O_CREAT | os.O_APPEND
                      | os.O_CLOEXEC, 0o600)
         try:
@@ -679,6 +702,7 @@ class DaskRunner(JobRunner):
             if len(data) > have:  # what the live chunks did not bring (or a runtime missed)
                 self._append_output(job_id, stream, data[have:])
             elif not os.path.exists(path):
+                self.store.output_dir(job_id)
                 write_atomic(path, b"")
         fields: dict[str, Any] = {
             "exit_code": value.get("exit_code"), "signal": value.get("signal"),
@@ -723,6 +747,7 @@ class DaskRunner(JobRunner):
 
     def _flush_running(self) -> None:
         batch, self._unwritten = self._unwritten, set()
+        to_write = []
         for job_id in batch:
             job = self.jobs.get(job_id)
             if job is None or job.terminal:
@@ -737,13 +762,17 @@ class DaskRunner(JobRunner):
             if fut is not None and fut.done():
                 continue  # ended, not yet collected: its end says when it started and where
             if self._may_write_running(job):
-                self.store.write(job.status)
+                to_write.append(job.status)
             self._emit_state(job)
+        self.store.write_many(to_write)  # one journal append for the lot
 
     def _may_write_running(self, job: Job) -> bool:
         """A state never goes back: RUNNING is written by the runtime that handed the job to
         the cluster, or by one that took over from a dead one — and never over an end that
-        another runtime following the same job has recorded."""
+        another runtime following the same job has recorded. In a journal, a RUNNING line
+        after an end is read as nothing (a state never goes back): no need to look."""
+        if self.store.journaled(job.job_id):
+            return True
         try:
             on_disk = self.store.read_raw(job.job_id)
         except (UnknownJob, ValueError, OSError):
@@ -858,7 +887,9 @@ def cancel_remote(store: JobStore, st: JobStatus, *, grace_s: float, by: str) ->
         return now
     now = msgspec.structs.replace(now, state=JobState.CANCELLED, ended=time.time(), cancelled_by=by,
                                   error=f"cancelled by {by or 'request'}")
-    store.write(now, fsync=True)
+    journaled = JournaledStore(store.root.parent)  # this process's journal, for a journaled job
+    journaled.write(now, fsync=True)
+    journaled.writer.close()
     return now
 
 
