@@ -97,6 +97,7 @@ class DaskRunner(JobRunner):
         self._flush_wake = trio.Event()
         self._token: Any = None
         self._output_dirs: set[str] = set()
+        self._journal_wake = trio.Event()
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -108,6 +109,8 @@ class DaskRunner(JobRunner):
             nursery.start_soon(self._collector, name="dask jobs collector")
             nursery.start_soon(self._timeouts, name="dask jobs timeouts")
             nursery.start_soon(self._flusher, name="dask jobs state flusher")
+            nursery.start_soon(self._journal_flusher, name="dask jobs journal writer")
+            self.store.on_pending = self._journal_pending
             task_status.started()
 
     async def close(self) -> None:
@@ -405,6 +408,7 @@ class DaskRunner(JobRunner):
     def _claim_and_submit(self, client: Any, claims: list[tuple[JobStatus, bool]]) -> tuple[list[JobStatus], dict]:
         """In a thread: claim each job in the store (unless it was claimed at birth), hand the
         ones won to the cluster."""
+        self.store.writer.flush()  # the records, before the cluster has the jobs
         won, again = [], []
         for claim, born in claims:
             if born:
@@ -417,6 +421,7 @@ class DaskRunner(JobRunner):
             elif self.store.claim(claim):  # a job of an earlier version, with a folder
                 won.append(claim)
         self.store.write_many(again)
+        self.store.writer.flush()
         if not won:
             return won, {}
         try:
@@ -633,7 +638,7 @@ class DaskRunner(JobRunner):
             ended, self._ended_by_message = self._ended_by_message, []
             if ended:  # shielded: a cancelled caller must not drop the names it took
                 with trio.CancelScope(shield=True):
-                    await trio.to_thread.run_sync(self._unpublish, client, ended)
+                    await trio.to_thread.run_sync(self._flush_and_unpublish, client, ended)
 
     def _collect_batch(self, client: Any, batch: list[Any]) -> list[tuple[str, JobState, dict]]:
         from distributed.scheduler import KilledWorker
@@ -734,6 +739,26 @@ class DaskRunner(JobRunner):
         except Exception as exc:
 
             log.warning("dask jobs: could not unpublish %d ended jobs: %s", len(job_ids), exc)
+
+    def _journal_pending(self) -> None:
+        """From any thread: journal lines were gathered; the journal writer takes them."""
+        try:
+            self._token.run_sync_soon(self._journal_wake.set)
+        except trio.RunFinishedError:
+            self.store.writer.flush()
+
+    async def _journal_flusher(self) -> None:
+        """Writes the gathered journal lines, one ``write`` per burst, in a thread."""
+        while True:
+            await self._journal_wake.wait()
+            self._journal_wake = trio.Event()
+            await trio.to_thread.run_sync(self.store.writer.flush, abandon_on_cancel=False)
+
+    def _flush_and_unpublish(self, client: Any, job_ids: list[str]) -> None:
+        """In a thread: the ends are in the journal before the scheduler forgets the jobs (a
+        resume must never find a job gone from both)."""
+        self.store.writer.flush()
+        self._unpublish(client, job_ids)
 
     RUNNING_WRITE_DELAY_S = 0.05
 
@@ -845,7 +870,7 @@ class DaskRunner(JobRunner):
                     log.warning("job %s: cannot reach its worker to end its processes: %s", job.job_id, exc)
             if fut is not None:
                 client.cancel([fut], force=True)
-            self._unpublish(client, [job.job_id])
+            self._flush_and_unpublish(client, [job.job_id])
 
         await trio.to_thread.run_sync(go, abandon_on_cancel=False)
         if job.terminal:  # recorded before (a timeout): nothing will collect this future

@@ -9,7 +9,10 @@ facts are lines appended to one file of the writing process:
 
     <home>/jobs/journal/<pid>-<start>-<tag>.jsonl   one JournalEntry a line
 
-An append is one ``write`` of a few hundred bytes (no new inode, no rename). The writer's own
+An append is a ``write`` of a few hundred bytes per line (no new inode, no rename), and a
+runtime gathers lines and writes them in one ``write`` per burst, from a thread: before it hands
+jobs to the cluster and before it lets the cluster forget jobs whose end it recorded, so the
+journal never knows less than the cluster would need for a resume. The writer's own
 process may die mid-line (``kill -9``): a line without its newline is not read. Readers merge
 every journal: the record wherever it is, and the state by "a state never goes back" (an end
 beats anything, the first end recorded wins; RUNNING beats QUEUED), since after a resume two
@@ -24,6 +27,9 @@ record is appended before its key is bound, so whoever finds the key finds the r
 from __future__ import annotations
 
 import os
+import threading
+from collections.abc import Callable
+
 import msgspec
 
 from .protocol import ENCODER, JobRecord, JobState, JobStatus
@@ -54,19 +60,39 @@ def _better(new: JobStatus, old: JobStatus | None) -> bool:
 
 
 class JournalWriter:
-    """This process's journal, opened on the first append. ``append`` may be called from any
-    thread: each call is one ``write`` to an O_APPEND file."""
+    """This process's journal, opened on the first write. Lines are written at once
+    (``append``) or gathered (``add``) and written together by ``flush``, from any thread:
+    each flush is one ``write`` to an O_APPEND file (a ``write`` costs ~0.2 ms of the
+    runtime's thread on this disk under load, B10: per burst, not per job)."""
 
     def __init__(self, root: str) -> None:
         self.folder = f"{root}/journal"
         pid = os.getpid()
         self.path = f"{self.folder}/{pid}-{proc_start_time(pid) or 0}-{_tmp_suffix().split('-')[-1]}.jsonl"
         self._fd = -1
+        self._pending: list[bytes] = []
+        self._lock = threading.Lock()
+
+    def add(self, entries: list[JournalEntry]) -> bool:
+        """Gather lines for the next ``flush``; True when they are the first since the last."""
+        lines = [ENCODER.encode(e) + b"\n" for e in entries]
+        with self._lock:
+            first = not self._pending
+            self._pending.extend(lines)
+        return first
 
     def append(self, entries: list[JournalEntry], *, fsync: bool = False) -> None:
-        if not entries:
-            return
-        data = b"".join([ENCODER.encode(e) + b"\n" for e in entries])
+        """Write ``entries`` now (after any gathered ones, in one ``write``)."""
+        self.add(entries)
+        self.flush(fsync=fsync)
+
+    def flush(self, *, fsync: bool = False) -> None:
+        with self._lock:  # held through the write: lines reach the file in the order added
+            pending, self._pending = self._pending, []
+            if pending:
+                self._write(b"".join(pending), fsync)
+
+    def _write(self, data: bytes, fsync: bool) -> None:
         if self._fd < 0:
             try:
                 os.mkdir(self.folder, DIR_MODE)
@@ -80,6 +106,7 @@ class JournalWriter:
             os.fsync(self._fd)
 
     def close(self) -> None:
+        self.flush()
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
@@ -169,6 +196,15 @@ class JournaledStore(JobStore):
         super().__init__(home)
         self.writer = JournalWriter(self._root)
         self._journaled: set[str] = set()
+        # Set by a runner that flushes gathered lines itself (called when the first line of a
+        # batch is gathered); without it every line is written at once.
+        self.on_pending: Callable[[], None] | None = None
+
+    def _put(self, entries: list[JournalEntry], *, now: bool = False, fsync: bool = False) -> None:
+        if now or fsync or self.on_pending is None:
+            self.writer.append(entries, fsync=fsync)
+        elif self.writer.add(entries):
+            self.on_pending()
 
     def journaled(self, job_id: str) -> bool:
         if job_id in self._journaled:
@@ -181,7 +217,9 @@ class JournaledStore(JobStore):
         return True
 
     def create(self, record: JobRecord) -> None:
-        self.writer.append([JournalEntry(record=record)])
+        # With a key, written before the key is bound: whoever finds the key finds the record.
+        # Without, gathered: the runner flushes before it hands the job to the cluster.
+        self._put([JournalEntry(record=record)], now=bool(record.key))
         self._journaled.add(record.job_id)
 
     def discard(self, job_id: str) -> None:
@@ -200,7 +238,7 @@ class JournaledStore(JobStore):
 
     def write(self, status: JobStatus, *, fsync: bool = False) -> None:
         if self.journaled(status.job_id):
-            self.writer.append([JournalEntry(status=status)], fsync=fsync)
+            self._put([JournalEntry(status=status)], fsync=fsync)
         else:
             super().write(status, fsync=fsync)
 
@@ -212,7 +250,8 @@ class JournaledStore(JobStore):
                 lines.append(JournalEntry(status=st))
             else:
                 super().write(st, fsync=fsync)
-        self.writer.append(lines, fsync=fsync)
+        if lines:
+            self._put(lines, fsync=fsync)
 
     def output_dir(self, job_id: str) -> str:
         """The job's folder, made when the first thing to put in it comes (output)."""
