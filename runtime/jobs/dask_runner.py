@@ -12,8 +12,8 @@ the trio token (``run_sync_soon``) from two push channels:
   JSON, so that the end is recorded from the message and the result is never fetched (a
   finished future is held ``HOLD_S`` for its message; without one, the result is gathered).
 
-So 10,000 jobs are 10,000 futures and dict entries, four trio tasks (submitter, collector,
-flusher, timeouts) and a short-lived task per burst of held futures, not 10,000 pollers. The
+So 10,000 jobs are 10,000 futures and dict entries, six trio tasks (submitter, collector,
+state flusher, journal writer, forgetter, timeouts) and a short-lived task per burst of held futures, not 10,000 pollers. The
 nodes' submits are checkpoints: the submitter hands jobs over in batches while they submit.
 
 Surviving the runtime's death: each job is a task under the key ``job_id`` and a *published
@@ -98,6 +98,7 @@ class DaskRunner(JobRunner):
         self._token: Any = None
         self._output_dirs: set[str] = set()
         self._journal_wake = trio.Event()
+        self._forget_wake = trio.Event()
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -110,6 +111,7 @@ class DaskRunner(JobRunner):
             nursery.start_soon(self._timeouts, name="dask jobs timeouts")
             nursery.start_soon(self._flusher, name="dask jobs state flusher")
             nursery.start_soon(self._journal_flusher, name="dask jobs journal writer")
+            nursery.start_soon(self._forgetter, name="dask jobs forgetter")
             self.store.on_pending = self._journal_pending
             task_status.started()
 
@@ -596,7 +598,7 @@ class DaskRunner(JobRunner):
             if client is None or self._closed:
                 continue  # closing: a future our own client drops is not the job's end
             if not batch:
-                await self._forget_recorded(client)
+                self._forget_wake.set()
                 continue
             try:
                 outcomes = await trio.to_thread.run_sync(self._collect_batch, client, batch,
@@ -629,7 +631,20 @@ class DaskRunner(JobRunner):
                 self._record(job, state, **fields)
                 self._ended_by_message.append(job_id)
                 self.futures.pop(job_id, None)
-            await self._forget_recorded(client)
+            self._forget_wake.set()
+
+    # Ended jobs are let go by the scheduler in batches at most this often: one unpublish
+    # call per burst of ends was hundreds of calls a second for tiny jobs (B10).
+    FORGET_EVERY_S = 0.1
+
+    async def _forgetter(self) -> None:
+        while True:
+            await self._forget_wake.wait()
+            await trio.sleep(self.FORGET_EVERY_S)
+            self._forget_wake = trio.Event()
+            client = self._client
+            if client is not None and not self._closed:
+                await self._forget_recorded(client)
 
     async def _forget_recorded(self, client: Any) -> None:
         """The ends are in the store: the scheduler may forget those jobs now. One at a time
@@ -743,14 +758,20 @@ class DaskRunner(JobRunner):
     def _journal_pending(self) -> None:
         """From any thread: journal lines were gathered; the journal writer takes them."""
         try:
-            self._token.run_sync_soon(self._journal_wake.set)
+            self._token.run_sync_soon(self._wake_journal_writer)
         except trio.RunFinishedError:
             self.store.writer.flush()
+
+    def _wake_journal_writer(self) -> None:
+        self._journal_wake.set()  # (the event of now, not of when the lines were gathered)
+
+    JOURNAL_GATHER_S = 0.01
 
     async def _journal_flusher(self) -> None:
         """Writes the gathered journal lines, one ``write`` per burst, in a thread."""
         while True:
             await self._journal_wake.wait()
+            await trio.sleep(self.JOURNAL_GATHER_S)  # the lines of the next few bursts too
             self._journal_wake = trio.Event()
             await trio.to_thread.run_sync(self.store.writer.flush, abandon_on_cancel=False)
 
