@@ -133,8 +133,9 @@ INTRO = {
     "B10": (
         "A dask cluster on loopback started by the script as processes of its own (`dask "
         "scheduler`, `dask worker --nworkers 2 --nthreads 1`). `vs-client`: 1,000 tiny callables "
-        "(`tiny(i) -> i`) through `DaskJobs` in one run (each job its folder, claimed state, "
-        "published future, running event, result gathered, `job_*` events) and through a bare "
+        "(`tiny(i) -> i`) through `DaskJobs` in one run (each job its record and states in the "
+        "runtime's journal, published future, result in its end message, `job_*` events) and "
+        "through a bare "
         "`Client.map` + `wait` (results left on the workers), same process and cluster, "
         "alternating, best of 3 each; ratio = ours / bare wall (target ≤ 1.25). `jobs-10k`: "
         "10,000 such jobs through `DaskJobs` in one run: wall, the trio tasks alive while they "

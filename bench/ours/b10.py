@@ -5,8 +5,8 @@ worker --nworkers 2 --nthreads 1``), so the measured process is the runtime (or 
 alone, not the scheduler.
 
 - ``vs-client``: N tiny tasks (``b10_fns.tiny(i) -> i``) once through ``DaskJobs`` inside a run
-  (each job its folder, claimed state, published future, running event, result collected,
-  ``job_*`` events) and once through a bare ``distributed.Client``: ``map`` + ``wait``; same
+  (each job its record and states in the runtime's journal, published future, result from its
+  end message, ``job_*`` events) and once through a bare ``distributed.Client``: ``map`` + ``wait``; same
   process, same cluster, alternating, best of 3 rounds each. Reported: both walls and their
   ratio (target ≤ 1.25). The timed region (wall, CPU, RSS) is ours.
 - ``jobs-10k``: 10,000 such jobs through ``DaskJobs`` in one run: wall, jobs/s, peak RSS of

@@ -12,22 +12,24 @@ the trio token (``run_sync_soon``) from two push channels:
   JSON, so that the end is recorded from the message and the result is never fetched (a
   finished future is held ``HOLD_S`` for its message; without one, the result is gathered).
 
-So 10,000 jobs are 10,000 futures and dict entries, four trio tasks (submitter, collector,
-flusher, timeouts) and a short-lived task per burst of held futures, not 10,000 pollers. The
+So 10,000 jobs are 10,000 futures and dict entries, six trio tasks (submitter, collector,
+state flusher, journal writer, forgetter, timeouts) and a short-lived task per burst of held futures, not 10,000 pollers. The
 nodes' submits are checkpoints: the submitter hands jobs over in batches while they submit.
 
 Surviving the runtime's death: each job is a task under the key ``job_id`` and a *published
 dataset* of the same name on the scheduler, which keeps the task (and its result) when our client
 goes. A runtime that finds the job again (``ag resume``) gets the futures back by name
 (``get_dataset``), one call for all of them, and collects; the dataset is removed once the job's
-end is recorded in the store. A job is claimed in the store before it is handed to the cluster,
-and handed only by the one who claimed it: never submitted twice for one key. Once the client is
-connected a job is claimed at birth (its record names this runtime), so a runtime that dies
-between a submit and the hand-over leaves it LOST for the retry policy, not resubmitted.
+end is recorded in the store. A job is claimed at birth (its record names this runtime) and
+handed to the cluster only by that runtime: never submitted twice for one key (the key's
+``by-key`` link names the job), and a runtime that dies between a submit and the hand-over
+leaves it LOST for the retry policy, not resubmitted.
 
-The store is the record, as for process jobs (``jobs/<job_id>/``); the runtime writes its
-``state.json`` — there is no supervisor on this host. Output of argv jobs arrives in chunks while
-they run and is completed from the task's result when they end.
+The store keeps what other processes read (``ag jobs``, the Jobs tab, a resume): the job's
+record and its states, as lines of this runtime's journal (``journal.py``), not a folder of
+files per job — a file creation or rename costs ~0.2 ms on a slow disk, and a tiny job had
+four. A job's folder is made only for its output (argv jobs: chunks while they run, completed
+from the task's result when they end) or a cancel request.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ import trio
 from . import dask_worker
 from .base import Job, JobRunner, JobsClosed
 from .protocol import ENCODER, JobSpec, JobSpecError, JobState, JobStatus, Rusage
+from .journal import JournaledStore
 from .store import JobStore, UnknownJob, proc_alive, write_atomic
 
 log = logging.getLogger("aethergraph.jobs")
@@ -61,6 +64,8 @@ class DaskRunner(JobRunner):
                  cluster_kwargs: dict | None = None, client_kwargs: dict | None = None,
                  ship_code: bool = False) -> None:
         super().__init__(rt)
+        # Records and states as lines of this runtime's journal, not a folder per job.
+        self.store = JournaledStore(rt.layout.home)
         self.ship_code = ship_code
         self.address = address
         self.cluster = cluster
@@ -91,6 +96,9 @@ class DaskRunner(JobRunner):
         self._unwritten: set[str] = set()
         self._flush_wake = trio.Event()
         self._token: Any = None
+        self._output_dirs: set[str] = set()
+        self._journal_wake = trio.Event()
+        self._forget_wake = trio.Event()
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -102,6 +110,9 @@ class DaskRunner(JobRunner):
             nursery.start_soon(self._collector, name="dask jobs collector")
             nursery.start_soon(self._timeouts, name="dask jobs timeouts")
             nursery.start_soon(self._flusher, name="dask jobs state flusher")
+            nursery.start_soon(self._journal_flusher, name="dask jobs journal writer")
+            nursery.start_soon(self._forgetter, name="dask jobs forgetter")
+            self.store.on_pending = self._journal_pending
             task_status.started()
 
     async def close(self) -> None:
@@ -132,6 +143,7 @@ class DaskRunner(JobRunner):
 
             with trio.CancelScope(shield=True):
                 await trio.to_thread.run_sync(shut)
+        self.store.writer.close()
 
     async def _collect_held(self) -> None:
         """Closing: the finished callables still held for their end message are fetched now,
@@ -217,12 +229,12 @@ class DaskRunner(JobRunner):
         except (TypeError, ValueError, OverflowError):
             raise JobSpecError("job spec: args and kwargs must be JSON values (they are "
                                "written to the store)") from None
-        # Claimed at birth, in its record: this runtime hands it over in its next batch (one
-        # file per job fewer than a claim of its own). Until the client is connected the
-        # cluster's address is unknown, and the first jobs are claimed as they go.
-        owner = (dict(owner_pid=self._pid, owner_start=self._pid_start, cluster=self._cluster_address)
-                 if self._cluster_address else {})
-        job, new = self._new(spec, key=key, run_id=run_id, node=node, **owner)
+        # Claimed at birth, in its record: this runtime hands it over in its next batch, and
+        # nobody else may (a runtime that dies before leaves it LOST, never submitted twice).
+        # Until the client is connected the cluster's address is unknown: the hand-over
+        # journals the claim again with it.
+        job, new = self._new(spec, key=key, run_id=run_id, node=node, owner_pid=self._pid,
+                             owner_start=self._pid_start, cluster=self._cluster_address)
         if new:
             self._to_submit.append(job.job_id)
             self._submit_wake.set()
@@ -257,7 +269,8 @@ class DaskRunner(JobRunner):
 
     def _record(self, job: Job, state: JobState, *, note: str = "", write: bool = True,
                 **fields: Any) -> None:
-        """Move ``job`` to ``state``: ``state.json`` first, then the run's log, then waiters.
+        """Move ``job`` to ``state``: the store (a journal line) first, then the run's log, then
+        waiters.
         ``write=False`` (RUNNING only): the state file and the log's ``job_state`` are written by
         the flusher a moment later, and not at all if the job has ended by then (its end then
         says when it started and where): for tiny jobs, files and events are most of the cost."""
@@ -388,7 +401,8 @@ class DaskRunner(JobRunner):
         self._submit_wake.set()
 
     def _claim_of(self, job: Job) -> tuple[JobStatus, bool]:
-        if job.status.owner_pid == self._pid and job.status.owner_start == self._pid_start:
+        if (job.status.owner_pid == self._pid and job.status.owner_start == self._pid_start
+                and job.status.cluster == self._cluster_address):
             return job.status, True
         return msgspec.structs.replace(job.status, owner_pid=self._pid, owner_start=self._pid_start,
                                        cluster=self._cluster_address), False
@@ -396,7 +410,20 @@ class DaskRunner(JobRunner):
     def _claim_and_submit(self, client: Any, claims: list[tuple[JobStatus, bool]]) -> tuple[list[JobStatus], dict]:
         """In a thread: claim each job in the store (unless it was claimed at birth), hand the
         ones won to the cluster."""
-        won = [claim for claim, born in claims if born or self.store.claim(claim)]
+        self.store.writer.flush()  # the records, before the cluster has the jobs
+        won, again = [], []
+        for claim, born in claims:
+            if born:
+                won.append(claim)
+            elif self.store.journaled(claim.job_id):
+                # Claimed at birth by this runtime, before the client knew the cluster's
+                # address: the claim is journaled again, naming it (for ``ag jobs cancel``).
+                won.append(claim)
+                again.append(claim)
+            elif self.store.claim(claim):  # a job of an earlier version, with a folder
+                won.append(claim)
+        self.store.write_many(again)
+        self.store.writer.flush()
         if not won:
             return won, {}
         try:
@@ -541,6 +568,9 @@ class DaskRunner(JobRunner):
                 self._collect_wake.set()
 
     def _append_output(self, job_id: str, stream: str, data: bytes) -> None:
+        if job_id not in self._output_dirs:  # the job's folder, made for its first output
+            self.store.output_dir(job_id)
+            self._output_dirs.add(job_id)
         fd = os.open(self.store.path(job_id, stream), os.O_WRONLY | os.O_CREAT | os.O_APPEND
                      | os.O_CLOEXEC, 0o600)
         try:
@@ -568,7 +598,7 @@ class DaskRunner(JobRunner):
             if client is None or self._closed:
                 continue  # closing: a future our own client drops is not the job's end
             if not batch:
-                await self._forget_recorded(client)
+                self._forget_wake.set()
                 continue
             try:
                 outcomes = await trio.to_thread.run_sync(self._collect_batch, client, batch,
@@ -601,7 +631,20 @@ class DaskRunner(JobRunner):
                 self._record(job, state, **fields)
                 self._ended_by_message.append(job_id)
                 self.futures.pop(job_id, None)
-            await self._forget_recorded(client)
+            self._forget_wake.set()
+
+    # Ended jobs are let go by the scheduler in batches at most this often: one unpublish
+    # call per burst of ends was hundreds of calls a second for tiny jobs (B10).
+    FORGET_EVERY_S = 0.1
+
+    async def _forgetter(self) -> None:
+        while True:
+            await self._forget_wake.wait()
+            await trio.sleep(self.FORGET_EVERY_S)
+            self._forget_wake = trio.Event()
+            client = self._client
+            if client is not None and not self._closed:
+                await self._forget_recorded(client)
 
     async def _forget_recorded(self, client: Any) -> None:
         """The ends are in the store: the scheduler may forget those jobs now. One at a time
@@ -610,7 +653,7 @@ class DaskRunner(JobRunner):
             ended, self._ended_by_message = self._ended_by_message, []
             if ended:  # shielded: a cancelled caller must not drop the names it took
                 with trio.CancelScope(shield=True):
-                    await trio.to_thread.run_sync(self._unpublish, client, ended)
+                    await trio.to_thread.run_sync(self._flush_and_unpublish, client, ended)
 
     def _collect_batch(self, client: Any, batch: list[Any]) -> list[tuple[str, JobState, dict]]:
         from distributed.scheduler import KilledWorker
@@ -679,6 +722,7 @@ class DaskRunner(JobRunner):
             if len(data) > have:  # what the live chunks did not bring (or a runtime missed)
                 self._append_output(job_id, stream, data[have:])
             elif not os.path.exists(path):
+                self.store.output_dir(job_id)
                 write_atomic(path, b"")
         fields: dict[str, Any] = {
             "exit_code": value.get("exit_code"), "signal": value.get("signal"),
@@ -711,6 +755,32 @@ class DaskRunner(JobRunner):
 
             log.warning("dask jobs: could not unpublish %d ended jobs: %s", len(job_ids), exc)
 
+    def _journal_pending(self) -> None:
+        """From any thread: journal lines were gathered; the journal writer takes them."""
+        try:
+            self._token.run_sync_soon(self._wake_journal_writer)
+        except trio.RunFinishedError:
+            self.store.writer.flush()
+
+    def _wake_journal_writer(self) -> None:
+        self._journal_wake.set()  # (the event of now, not of when the lines were gathered)
+
+    JOURNAL_GATHER_S = 0.01
+
+    async def _journal_flusher(self) -> None:
+        """Writes the gathered journal lines, one ``write`` per burst, in a thread."""
+        while True:
+            await self._journal_wake.wait()
+            await trio.sleep(self.JOURNAL_GATHER_S)  # the lines of the next few bursts too
+            self._journal_wake = trio.Event()
+            await trio.to_thread.run_sync(self.store.writer.flush, abandon_on_cancel=False)
+
+    def _flush_and_unpublish(self, client: Any, job_ids: list[str]) -> None:
+        """In a thread: the ends are in the journal before the scheduler forgets the jobs (a
+        resume must never find a job gone from both)."""
+        self.store.writer.flush()
+        self._unpublish(client, job_ids)
+
     RUNNING_WRITE_DELAY_S = 0.05
 
     async def _flusher(self) -> None:
@@ -723,6 +793,7 @@ class DaskRunner(JobRunner):
 
     def _flush_running(self) -> None:
         batch, self._unwritten = self._unwritten, set()
+        to_write = []
         for job_id in batch:
             job = self.jobs.get(job_id)
             if job is None or job.terminal:
@@ -737,13 +808,17 @@ class DaskRunner(JobRunner):
             if fut is not None and fut.done():
                 continue  # ended, not yet collected: its end says when it started and where
             if self._may_write_running(job):
-                self.store.write(job.status)
+                to_write.append(job.status)
             self._emit_state(job)
+        self.store.write_many(to_write)  # one journal append for the lot
 
     def _may_write_running(self, job: Job) -> bool:
         """A state never goes back: RUNNING is written by the runtime that handed the job to
         the cluster, or by one that took over from a dead one — and never over an end that
-        another runtime following the same job has recorded."""
+        another runtime following the same job has recorded. In a journal, a RUNNING line
+        after an end is read as nothing (a state never goes back): no need to look."""
+        if self.store.journaled(job.job_id):
+            return True
         try:
             on_disk = self.store.read_raw(job.job_id)
         except (UnknownJob, ValueError, OSError):
@@ -816,7 +891,7 @@ class DaskRunner(JobRunner):
                     log.warning("job %s: cannot reach its worker to end its processes: %s", job.job_id, exc)
             if fut is not None:
                 client.cancel([fut], force=True)
-            self._unpublish(client, [job.job_id])
+            self._flush_and_unpublish(client, [job.job_id])
 
         await trio.to_thread.run_sync(go, abandon_on_cancel=False)
         if job.terminal:  # recorded before (a timeout): nothing will collect this future
@@ -858,7 +933,9 @@ def cancel_remote(store: JobStore, st: JobStatus, *, grace_s: float, by: str) ->
         return now
     now = msgspec.structs.replace(now, state=JobState.CANCELLED, ended=time.time(), cancelled_by=by,
                                   error=f"cancelled by {by or 'request'}")
-    store.write(now, fsync=True)
+    journaled = JournaledStore(store.root.parent)  # this process's journal, for a journaled job
+    journaled.write(now, fsync=True)
+    journaled.writer.close()
     return now
 
 

@@ -10,6 +10,9 @@
     <home>/jobs/<job_id>/stderr
     <home>/jobs/<job_id>/cancel.json  a cancel request, for the supervisor
     <home>/jobs/by-key/<hash>         the job id a key was first submitted as
+    <home>/jobs/journal/*.jsonl       cluster jobs: records and states, one journal per process
+                                      (jobs/journal.py); such a job has no spec.json, and a
+                                      folder only for its output or a cancel request
 
 Folders are 0700 and files 0600: a job's output is nobody else's business. Everything here is
 plain files so that any process — a runtime, ``ag jobs``, a resume after a crash — sees the
@@ -140,6 +143,16 @@ class JobStore:
         self.root = Path(home) / "jobs"
         self.by_key = self.root / "by-key"
         self._root = str(self.root)
+        self._journal = None
+
+    @property
+    def journal(self):
+        """The journals of cluster jobs (``journal.JournalReader``), read when first needed."""
+        if self._journal is None:
+            from .journal import JournalReader
+
+            self._journal = JournalReader(self._root)
+        return self._journal
 
     def ensure(self) -> JobStore:
         for d in (self.root, self.by_key):
@@ -251,7 +264,11 @@ class JobStore:
             with open(self.path(job_id, "spec.json"), "rb") as f:
                 return RECORD_DECODER.decode(f.read())
         except FileNotFoundError:
-            raise UnknownJob(job_id) from None
+            pass
+        rec = self.journal.record(job_id)  # a cluster job: no folder, a journal record
+        if rec is None:
+            raise UnknownJob(job_id)
+        return rec
 
     def read_spec(self, job_id: str) -> JobSpec:
         return self.read_record(job_id).spec
@@ -264,6 +281,10 @@ class JobStore:
                 return STATUS_DECODER.decode(f.read())
         except FileNotFoundError:
             pass
+        if not os.path.exists(self.path(job_id, "spec.json")):
+            st = self.journal.status(job_id)  # a cluster job: its states are journal lines
+            if st is not None:
+                return st
         st = self.read_record(job_id).queued()
         try:  # claimed between the two reads
             with open(self.path(job_id, "state.json"), "rb") as f:
@@ -312,7 +333,14 @@ class JobStore:
         write_atomic(self.path(status.job_id, "state.json"), ENCODER.encode(status), fsync=fsync)
 
     def request_cancel(self, job_id: str, req: CancelRequest) -> None:
-        write_atomic(self.path(job_id, "cancel.json"), ENCODER.encode(req))
+        try:
+            write_atomic(self.path(job_id, "cancel.json"), ENCODER.encode(req))
+        except FileNotFoundError:  # a journaled cluster job: its folder is made when needed
+            try:
+                os.mkdir(self.path(job_id), DIR_MODE)
+            except FileExistsError:
+                pass
+            write_atomic(self.path(job_id, "cancel.json"), ENCODER.encode(req))
 
     def read_cancel(self, job_id: str) -> CancelRequest | None:
         try:
@@ -324,9 +352,14 @@ class JobStore:
     def ids(self) -> Iterator[str]:
         if not self.root.is_dir():
             return
+        seen = set()
         for entry in os.scandir(self.root):
             if entry.name.startswith("job-") and entry.is_dir():
+                seen.add(entry.name)
                 yield entry.name
+        for job_id in self.journal.ids():  # cluster jobs, most without a folder
+            if job_id not in seen:
+                yield job_id
 
     # -- output
 
