@@ -106,11 +106,18 @@ async def test_output_is_captured_and_followed_live(tmp_path, home, layout, jobs
     assert out["tail"] == ["second", "answer=42"]
     assert ledger.read_text() == "ran\n"
 
-    # The folder: private, whole; the run's log has the facts, the index the row.
+    # The folder and the journals (the job's record and states): private, whole; the run's
+    # log has the facts, the index the row.
     d = layout.home / "jobs" / out["job_id"]
     assert oct(d.stat().st_mode & 0o777) == "0o700"
-    for name in ("spec.json", "state.json", "stdout", "stderr"):
+    assert sorted(p.name for p in d.iterdir()) == ["stderr", "stdout"]
+    for name in ("stdout", "stderr"):
         assert oct((d / name).stat().st_mode & 0o777) == "0o600", name
+    journals = list((layout.home / "jobs" / "journal").iterdir())
+    assert len(journals) == 2  # the runtime's (the record) and its job host's (the states)
+    assert oct(journals[0].parent.stat().st_mode & 0o777) == "0o700"
+    for p in journals:
+        assert oct(p.stat().st_mode & 0o777) == "0o600", p.name
     events = run_events(layout, outcome.run_id)
     states = [e.state for e in events if isinstance(e, ev.JobStateChanged)]
     assert [type(e) for e in events if isinstance(e, ev.JobSubmitted)] == [ev.JobSubmitted]

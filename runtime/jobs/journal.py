@@ -120,6 +120,8 @@ class JournalReader:
         self.folder = f"{root}/journal"
         self.records: dict[str, JobRecord] = {}
         self.states: dict[str, JobStatus] = {}
+        # How many times each job's state was replaced: what a runner compares to notice a change.
+        self.versions: dict[str, int] = {}
         self._offsets: dict[str, int] = {}
         self._finished: set[str] = set()
 
@@ -161,6 +163,7 @@ class JournalReader:
             self.records[e.record.job_id] = e.record
         if e.status is not None and _better(e.status, self.states.get(e.status.job_id)):
             self.states[e.status.job_id] = e.status
+            self.versions[e.status.job_id] = self.versions.get(e.status.job_id, 0) + 1
         if e.discarded:
             self.records.pop(e.discarded, None)
             self.states.pop(e.discarded, None)
@@ -170,11 +173,11 @@ class JournalReader:
             self.catch_up()
         return self.records.get(job_id)
 
-    def status(self, job_id: str) -> JobStatus | None:
+    def status(self, job_id: str, *, catch_up: bool = True) -> JobStatus | None:
         """The job's last state (QUEUED from its record when none was written); None when the
-        journals do not know the job."""
+        journals do not know the job. ``catch_up=False``: as last read."""
         st = self.states.get(job_id)
-        if st is None or not st.terminal:
+        if catch_up and (st is None or not st.terminal):
             self.catch_up()
             st = self.states.get(job_id)
         if st is not None:
@@ -194,8 +197,7 @@ class JournaledStore(JobStore):
 
     def __init__(self, home: str | os.PathLike[str]) -> None:
         super().__init__(home)
-        self.writer = JournalWriter(self._root)
-        self._journaled: set[str] = set()
+        self._writer = JournalWriter(self._root)
         # Set by a runner that flushes gathered lines itself (called when the first line of a
         # batch is gathered); without it every line is written at once.
         self.on_pending: Callable[[], None] | None = None
@@ -205,16 +207,6 @@ class JournaledStore(JobStore):
             self.writer.append(entries, fsync=fsync)
         elif self.writer.add(entries):
             self.on_pending()
-
-    def journaled(self, job_id: str) -> bool:
-        if job_id in self._journaled:
-            return True
-        if os.path.exists(self.path(job_id, "spec.json")):
-            return False
-        if self.journal.record(job_id) is None:
-            return False
-        self._journaled.add(job_id)
-        return True
 
     def create(self, record: JobRecord) -> None:
         # With a key, written before the key is bound: whoever finds the key finds the record.
@@ -229,18 +221,13 @@ class JournaledStore(JobStore):
             super().discard(job_id)
 
     def claim(self, status: JobStatus) -> bool:
-        """A journaled job is claimed at birth by the runtime that submitted it (its record
-        names it): that runtime alone moves it out of QUEUED, so its claim is a state line."""
-        if self.journaled(status.job_id):
+        """A journaled cluster job is claimed at birth by the runtime that submitted it (its
+        record names it): that runtime alone moves it out of QUEUED, so its claim is a state
+        line. A process job is claimed by its folder (``JobStore.claim_folder``)."""
+        if status.runner != "process" and self.journaled(status.job_id):
             self.writer.append([JournalEntry(status=status)])
             return True
         return super().claim(status)
-
-    def write(self, status: JobStatus, *, fsync: bool = False) -> None:
-        if self.journaled(status.job_id):
-            self._put([JournalEntry(status=status)], fsync=fsync)
-        else:
-            super().write(status, fsync=fsync)
 
     def write_many(self, statuses: list[JobStatus], *, fsync: bool = False) -> None:
         """Several states at once: the journaled ones in one append."""
