@@ -1,4 +1,8 @@
-"""Cluster jobs in the store without a folder each: one append-only journal per process.
+"""Jobs' records and states in the store: one append-only journal per writing process.
+
+Process jobs (``ProcessRunner``): the runtime journals each record before it hands the job to
+its job host, and the host journals the claim, RUNNING and the final state (``supervise.py``);
+the job's folder is its claim and holds its output. Cluster jobs, below:
 
 A dask job's durable facts are its events in the run's log and its task on the scheduler (the
 published name keeps it across a runtime's death). What other processes read from the store —
@@ -18,8 +22,8 @@ every journal: the record wherever it is, and the state by "a state never goes b
 beats anything, the first end recorded wins; RUNNING beats QUEUED), since after a resume two
 processes' journals speak of one job.
 
-A job with a journal record has no ``spec.json``; its folder (``jobs/<job_id>/``) appears only
-when there is something to put in it — an argv job's output, a cancel request. The key → job
+A job with a journal record has no ``spec.json``; a cluster job's folder (``jobs/<job_id>/``)
+appears only when there is something to put in it — an argv job's output, a cancel request. The key → job
 binding stays the ``by-key`` link (``JobStore.bind_key``): it decides between processes, and a
 record is appended before its key is bound, so whoever finds the key finds the record.
 """

@@ -144,6 +144,8 @@ class ProcessRunner(JobRunner):
                                "(DaskJobs); ProcessJobs runs argv on this machine")
         job, new = self._new(spec, key=key, run_id=run_id, node=node)
         if new:
+            # No state line yet (its record may still be gathered): nothing to read until one comes.
+            job.mtime = self.store.state_mtime(job.job_id, catch_up=False)
             self.watched.add(job.job_id)
             self.queue.append(job.job_id)
             self._dispatch.set()
