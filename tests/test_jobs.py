@@ -670,3 +670,26 @@ async def test_a_job_cancelled_before_its_host_claims_it_never_runs(tmp_path, ho
 
 
 GATED_INLINE = "import os, sys, time\nwhile not os.path.exists(sys.argv[1]): time.sleep(0.01)\n"
+
+
+async def test_a_job_cancelled_right_after_its_submit_is_cancelled_and_seen_by_others(tmp_path, home):
+    """A record may still be gathered (written once per burst of submits): a cancel, and any
+    other process reading the store once the burst is written, still find the job."""
+    register_context_service("jobs", ProcessJobs(max_parallel=1))
+
+    @graph_fn(name="cancel_at_once")
+    async def cancel_at_once(*, context):
+        j = context.jobs()
+        ids = [await j.submit([PY, "-c", "pass"]) for _ in range(3)]
+        st = await j.cancel(ids[-1], grace_s=0)
+        await trio.sleep(0.01)  # the dispatcher's turn: the records of the burst are written
+        seen = JobStore(home).read(ids[1]).state  # another reader, as `ag jobs` is
+        for job_id in ids[:-1]:
+            await j.wait(job_id)
+        return {"cancelled": st.state.value, "seen": seen.value}
+
+    async with rt_open(home) as rt:
+        outcome = await cancel_at_once.start_run(rt, {})
+    assert outcome.status == ev.SUCCEEDED, outcome.error
+    assert outcome.outputs["cancelled"] == "cancelled"
+    assert outcome.outputs["seen"] in ("queued", "running", "succeeded")

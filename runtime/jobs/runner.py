@@ -216,6 +216,7 @@ class ProcessRunner(JobRunner):
         if job.terminal and job.status.state is not JobState.LOST:
             return job.status
         grace = job.grace_s if grace_s is None else grace_s
+        self.store.writer.flush()  # its record, if still gathered: the cancel reads the store
         done = request_cancel(self.store, job_id, grace_s=grace, by=by)
         if done is not None:  # never started: the dispatcher skips it when its turn comes
             return self.refresh(job)
@@ -236,11 +237,13 @@ class ProcessRunner(JobRunner):
         while True:
             await self._dispatch.wait()
             self._dispatch = trio.Event()
+            # The records of this burst of submits, in one write: before the host has the jobs,
+            # and so that other processes (ag jobs, a resume) see queued jobs too.
+            self.store.writer.flush()
             if not self.queue or len(self.active) >= 2 * self.max_parallel:
                 continue
             if self._server is None:
                 self._server = await self._start_server()
-            self.store.writer.flush()  # the records, before the host has the jobs
             lines = []
             while self.queue and len(self.active) < 2 * self.max_parallel:
                 job_id = self.queue.popleft()
@@ -252,6 +255,7 @@ class ProcessRunner(JobRunner):
                 self.active.add(job_id)
                 lines.append(ENCODER.encode(self._record(job)) + self._jobs_line)
             if lines:
+                self.store.writer.flush()  # records gathered while the host started
                 try:
                     await self._server.stdin.send_all(b"".join(lines))
                 except (trio.BrokenResourceError, trio.ClosedResourceError):
