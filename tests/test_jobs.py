@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import pytest
 import trio
@@ -106,11 +107,18 @@ async def test_output_is_captured_and_followed_live(tmp_path, home, layout, jobs
     assert out["tail"] == ["second", "answer=42"]
     assert ledger.read_text() == "ran\n"
 
-    # The folder: private, whole; the run's log has the facts, the index the row.
+    # The folder and the journals (the job's record and states): private, whole; the run's
+    # log has the facts, the index the row.
     d = layout.home / "jobs" / out["job_id"]
     assert oct(d.stat().st_mode & 0o777) == "0o700"
-    for name in ("spec.json", "state.json", "stdout", "stderr"):
+    assert sorted(p.name for p in d.iterdir()) == ["stderr", "stdout"]
+    for name in ("stdout", "stderr"):
         assert oct((d / name).stat().st_mode & 0o777) == "0o600", name
+    journals = list((layout.home / "jobs" / "journal").iterdir())
+    assert len(journals) == 2  # the runtime's (the record) and its job host's (the states)
+    assert oct(journals[0].parent.stat().st_mode & 0o777) == "0o700"
+    for p in journals:
+        assert oct(p.stat().st_mode & 0o777) == "0o600", p.name
     events = run_events(layout, outcome.run_id)
     states = [e.state for e in events if isinstance(e, ev.JobStateChanged)]
     assert [type(e) for e in events if isinstance(e, ev.JobSubmitted)] == [ev.JobSubmitted]
@@ -594,3 +602,94 @@ async def test_kill_9_of_the_job_host_makes_its_running_jobs_lost(tmp_path, home
     assert later == [JobState.LOST] * 2, "their end, unrecorded, stays unknown"
     assert after.state is JobState.SUCCEEDED and after.supervisor_pid != running[0].supervisor_pid
     wait_until(lambda: ledger.read_text() == "ran\n" * 3, what="every job to have run once")
+
+
+def test_two_job_hosts_given_one_job_run_it_once(tmp_path, home):
+    """After a resume two job hosts may hold one queued job (the dead runtime's host starts
+    what it was handed; the new runtime hands it to its own). The claim is the job folder's
+    ``mkdir``: one host wins and runs it, the other only says it ended; the job ran once and
+    reads SUCCEEDED, whatever order the two hosts' claims reached the journals in."""
+    from aethergraph.runtime.jobs.journal import JournaledStore
+    from aethergraph.runtime.jobs.protocol import ENCODER, JobRecord, JobSpec
+    from aethergraph.runtime.jobs.runner import _SERVE
+    from aethergraph.runtime.jobs.store import new_job_id
+
+    os.makedirs(home, exist_ok=True)
+    store = JournaledStore(home).ensure()
+    ledger = tmp_path / "ledger"
+    record = JobRecord(job_id=new_job_id(), submitted=1.0, spec=JobSpec(
+        argv=[PY, "-c", f"open({str(ledger)!r}, 'a').write('ran\\n')"]))
+    store.create(record)
+    store.writer.flush()
+    line = ENCODER.encode(record) + b"\t" + store.root.as_posix().encode() + b"\n"
+    argv = [PY, "-I", "-c", _SERVE, "--serve", "--max-parallel", "1"]
+    hosts = [subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE) for _ in range(2)]
+    for host in hosts:  # both get the job, then the end of their input: they exit once done
+        host.stdin.write(line)
+        host.stdin.close()
+    # Each host's stdout closes when it exits (the process Popen started left at once).
+    for host in hosts:
+        host.stdout.read()
+        host.wait()
+    assert ledger.read_text() == "ran\n", "one claim, one run"
+    st = JobStore(home).read(record.job_id)
+    assert st.state is JobState.SUCCEEDED and st.exit_code == 0, st
+    journals = [p for p in (store.root / "journal").iterdir() if p.name != Path(store.writer.path).name]
+    assert len(journals) == 2  # each host's, and each claimed the job
+    for p in journals:
+        assert any('"state":"queued"' in ln and record.job_id in ln for ln in p.read_text().splitlines())
+
+
+async def test_a_job_cancelled_before_its_host_claims_it_never_runs(tmp_path, home):
+    """A cancel of a job handed to the host but not started claims it CANCELLED (its folder,
+    then the state); the host, coming to it, finds the folder made and does not run it."""
+    register_context_service("jobs", ProcessJobs(max_parallel=1))
+    ledger = tmp_path / "ledger"
+
+    @graph_fn(name="cancel_unclaimed")
+    async def cancel_unclaimed(*, context):
+        j = context.jobs()
+        gate = tmp_path / "gate"
+        first = await j.submit([PY, "-c", GATED_INLINE, str(gate), str(tmp_path / "first")])
+        second = await j.submit([PY, "-c", f"open({str(ledger)!r}, 'a').write('ran\\n')"])
+        while (await j.status(first)).state is not JobState.RUNNING:
+            await trio.sleep(0.01)
+        st = await j.cancel(second)  # handed to the host (it keeps 2 x max_parallel), not started
+        gate.touch()
+        return {"second": st.state.value, "first": (await j.wait(first)).state.value,
+                "id": second}
+
+    async with rt_open(home) as rt:
+        outcome = await cancel_unclaimed.start_run(rt, {})
+    assert outcome.status == ev.SUCCEEDED, outcome.error
+    out = outcome.outputs
+    assert out == {"second": "cancelled", "first": "succeeded", "id": out["id"]}
+    assert not ledger.exists(), "a job cancelled before it started never runs"
+    st = JobStore(home).read(out["id"])
+    assert st.state is JobState.CANCELLED and st.error == "cancelled before it started"
+
+
+GATED_INLINE = "import os, sys, time\nwhile not os.path.exists(sys.argv[1]): time.sleep(0.01)\n"
+
+
+async def test_a_job_cancelled_right_after_its_submit_is_cancelled_and_seen_by_others(tmp_path, home):
+    """A record may still be gathered (written once per burst of submits): a cancel, and any
+    other process reading the store once the burst is written, still find the job."""
+    register_context_service("jobs", ProcessJobs(max_parallel=1))
+
+    @graph_fn(name="cancel_at_once")
+    async def cancel_at_once(*, context):
+        j = context.jobs()
+        ids = [await j.submit([PY, "-c", "pass"]) for _ in range(3)]
+        st = await j.cancel(ids[-1], grace_s=0)
+        await trio.sleep(0.01)  # the dispatcher's turn: the records of the burst are written
+        seen = JobStore(home).read(ids[1]).state  # another reader, as `ag jobs` is
+        for job_id in ids[:-1]:
+            await j.wait(job_id)
+        return {"cancelled": st.state.value, "seen": seen.value}
+
+    async with rt_open(home) as rt:
+        outcome = await cancel_at_once.start_run(rt, {})
+    assert outcome.status == ev.SUCCEEDED, outcome.error
+    assert outcome.outputs["cancelled"] == "cancelled"
+    assert outcome.outputs["seen"] in ("queued", "running", "succeeded")

@@ -1,7 +1,8 @@
 """Acting on a job from any process, live runtime or not (``ag jobs cancel``, a runtime).
 
-Everything goes through the job folder: a cancel is written down (``cancel.json``) before the
-supervisor is signalled, so a supervisor that is just starting the job still sees it.
+Everything goes through the store: a job nobody started is claimed CANCELLED (its folder, as a
+job host claims it); else a cancel is written down (``cancel.json`` in the job's folder) before
+the supervisor is signalled, so a supervisor that is just starting the job still sees it.
 """
 
 from __future__ import annotations

@@ -1,4 +1,8 @@
-"""Cluster jobs in the store without a folder each: one append-only journal per process.
+"""Jobs' records and states in the store: one append-only journal per writing process.
+
+Process jobs (``ProcessRunner``): the runtime journals each record before it hands the job to
+its job host, and the host journals the claim, RUNNING and the final state (``supervise.py``);
+the job's folder is its claim and holds its output. Cluster jobs, below:
 
 A dask job's durable facts are its events in the run's log and its task on the scheduler (the
 published name keeps it across a runtime's death). What other processes read from the store —
@@ -18,8 +22,8 @@ every journal: the record wherever it is, and the state by "a state never goes b
 beats anything, the first end recorded wins; RUNNING beats QUEUED), since after a resume two
 processes' journals speak of one job.
 
-A job with a journal record has no ``spec.json``; its folder (``jobs/<job_id>/``) appears only
-when there is something to put in it — an argv job's output, a cancel request. The key → job
+A job with a journal record has no ``spec.json``; a cluster job's folder (``jobs/<job_id>/``)
+appears only when there is something to put in it — an argv job's output, a cancel request. The key → job
 binding stays the ``by-key`` link (``JobStore.bind_key``): it decides between processes, and a
 record is appended before its key is bound, so whoever finds the key finds the record.
 """
@@ -120,6 +124,8 @@ class JournalReader:
         self.folder = f"{root}/journal"
         self.records: dict[str, JobRecord] = {}
         self.states: dict[str, JobStatus] = {}
+        # How many times each job's state was replaced: what a runner compares to notice a change.
+        self.versions: dict[str, int] = {}
         self._offsets: dict[str, int] = {}
         self._finished: set[str] = set()
 
@@ -161,6 +167,7 @@ class JournalReader:
             self.records[e.record.job_id] = e.record
         if e.status is not None and _better(e.status, self.states.get(e.status.job_id)):
             self.states[e.status.job_id] = e.status
+            self.versions[e.status.job_id] = self.versions.get(e.status.job_id, 0) + 1
         if e.discarded:
             self.records.pop(e.discarded, None)
             self.states.pop(e.discarded, None)
@@ -170,11 +177,11 @@ class JournalReader:
             self.catch_up()
         return self.records.get(job_id)
 
-    def status(self, job_id: str) -> JobStatus | None:
+    def status(self, job_id: str, *, catch_up: bool = True) -> JobStatus | None:
         """The job's last state (QUEUED from its record when none was written); None when the
-        journals do not know the job."""
+        journals do not know the job. ``catch_up=False``: as last read."""
         st = self.states.get(job_id)
-        if st is None or not st.terminal:
+        if catch_up and (st is None or not st.terminal):
             self.catch_up()
             st = self.states.get(job_id)
         if st is not None:
@@ -194,8 +201,7 @@ class JournaledStore(JobStore):
 
     def __init__(self, home: str | os.PathLike[str]) -> None:
         super().__init__(home)
-        self.writer = JournalWriter(self._root)
-        self._journaled: set[str] = set()
+        self._writer = JournalWriter(self._root)
         # Set by a runner that flushes gathered lines itself (called when the first line of a
         # batch is gathered); without it every line is written at once.
         self.on_pending: Callable[[], None] | None = None
@@ -205,16 +211,6 @@ class JournaledStore(JobStore):
             self.writer.append(entries, fsync=fsync)
         elif self.writer.add(entries):
             self.on_pending()
-
-    def journaled(self, job_id: str) -> bool:
-        if job_id in self._journaled:
-            return True
-        if os.path.exists(self.path(job_id, "spec.json")):
-            return False
-        if self.journal.record(job_id) is None:
-            return False
-        self._journaled.add(job_id)
-        return True
 
     def create(self, record: JobRecord) -> None:
         # With a key, written before the key is bound: whoever finds the key finds the record.
@@ -229,18 +225,13 @@ class JournaledStore(JobStore):
             super().discard(job_id)
 
     def claim(self, status: JobStatus) -> bool:
-        """A journaled job is claimed at birth by the runtime that submitted it (its record
-        names it): that runtime alone moves it out of QUEUED, so its claim is a state line."""
-        if self.journaled(status.job_id):
+        """A journaled cluster job is claimed at birth by the runtime that submitted it (its
+        record names it): that runtime alone moves it out of QUEUED, so its claim is a state
+        line. A process job is claimed by its folder (``JobStore.claim_folder``)."""
+        if status.runner != "process" and self.journaled(status.job_id):
             self.writer.append([JournalEntry(status=status)])
             return True
         return super().claim(status)
-
-    def write(self, status: JobStatus, *, fsync: bool = False) -> None:
-        if self.journaled(status.job_id):
-            self._put([JournalEntry(status=status)], fsync=fsync)
-        else:
-            super().write(status, fsync=fsync)
 
     def write_many(self, statuses: list[JobStatus], *, fsync: bool = False) -> None:
         """Several states at once: the journaled ones in one append."""

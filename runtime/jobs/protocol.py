@@ -1,8 +1,9 @@
 """The job protocol: what a job is (``JobSpec``), what is known about it (``JobStatus``).
 
-Every runner speaks it (local processes now; a cluster later). Both cross files — ``spec.json``
-and ``state.json`` in the job's folder — so they are msgspec Structs, decoded strictly: a
-hand-edited or torn file is an error with its path, never a guess.
+Every runner speaks it (local processes; a dask cluster). Both cross files and pipes — lines of
+the store's job journals, the job host's input (``spec.json`` and ``state.json`` in the job's
+folder for jobs of an earlier version) — so they are msgspec Structs, decoded strictly: a
+hand-edited or torn line is an error, never a guess.
 
 A job's life: QUEUED (accepted, waiting for a slot) → RUNNING (its process exists) → one of
 SUCCEEDED (exit 0), FAILED (non-zero exit, killed by a signal nobody asked for, timed out, or
@@ -122,8 +123,9 @@ class _JobFacts(msgspec.Struct, kw_only=True, omit_defaults=True):
 
 
 class JobRecord(_JobFacts, kw_only=True, omit_defaults=True):
-    """``spec.json``: what was submitted, by whom, when. Written once, before anything else
-    can know the job; a job with a record and no ``state.json`` yet is QUEUED — claimed already
+    """What was submitted, by whom, when (a journal line; ``spec.json`` of an earlier version).
+    Written once, before anything else can know the job; a job with a record and no state yet
+    is QUEUED — claimed already
     when the record names an owner (cluster jobs: the runtime that submits them hands them over
     itself, at once, so the claim is in the record and not a file of its own)."""
 
@@ -141,12 +143,13 @@ class Rusage(msgspec.Struct, kw_only=True):
 
 
 class JobStatus(_JobFacts, kw_only=True, omit_defaults=True):
-    """What ``state.json`` holds, and what ``status()`` returns.
+    """What a state line of the journals holds (``state.json`` of an earlier version), and
+    what ``status()`` returns.
 
-    Created by whoever takes the job out of the queue — the runtime starting it (QUEUED, with
-    its own pid as ``owner``) or a cancel before the start (CANCELLED) — and from then on
-    written only by the job's supervisor; always whole (tmp + rename), so a reader sees the old
-    or the new state."""
+    First written by whoever takes the job out of the queue — the job host starting it (QUEUED,
+    naming the runtime as ``owner`` and itself as supervisor) or a cancel before the start
+    (CANCELLED) — and from then on only by the job's supervisor; each line whole, and readers
+    merge the journals so that a state never goes back."""
 
     state: JobState
     name: str = ""

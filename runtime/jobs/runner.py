@@ -6,11 +6,16 @@ number of jobs: the *dispatcher* hands queued jobs to the host, keeping it up to
 runs ``max_parallel`` at once and starts the next the moment one ends, without waiting for
 this runtime to hear of it; the *reader* takes the host's hints (``running <id>``, ``ended <id>``) so an ended job is seen at
 once, and notices the host's death (its jobs are LOST); the *scanner* wakes on the runtime's
-timer and stats ``state.json`` of the jobs this runtime watches (those it started and those it
-reattached to after a resume), and notices a host that died. Each sighting reads
-``state.json`` — the only source of truth — records a ``job_state`` event when the state moved,
-and cancels the cancel scopes of the tasks waiting for that job. Ten thousand queued jobs are
-ten thousand entries in a deque, not ten thousand tasks.
+timer, reads what is new in the store's journals and looks at the jobs this runtime watches
+(those it started and those it reattached to after a resume), and notices a host that died.
+Each sighting reads the job's state from the journals — the only source of truth — records a
+``job_state`` event when the state moved, and cancels the cancel scopes of the tasks waiting for
+that job. Ten thousand queued jobs are ten thousand entries in a deque, not ten thousand tasks.
+
+A job's record is a line in this runtime's journal (``journal.py``), written before the job is
+handed to the host, which gets the record on the job's line (it reads no file to start it);
+the host journals its states. So a job costs the store three new names — its folder (the
+host's claim), ``stdout``, ``stderr`` — and no rename or delete.
 """
 
 from __future__ import annotations
@@ -25,7 +30,8 @@ import trio
 
 from .base import Job, JobRunner, JobsClosed, JobWaitTimeout
 from .control import kill_orphan, request_cancel
-from .protocol import JobSpec, JobSpecError, JobState, JobStatus
+from .journal import JournaledStore
+from .protocol import ENCODER, JobRecord, JobSpec, JobSpecError, JobState, JobStatus
 from .store import UnknownJob, proc_alive
 
 log = logging.getLogger("aethergraph.jobs")
@@ -46,6 +52,11 @@ class ProcessRunner(JobRunner):
         if not isinstance(max_parallel, int) or max_parallel < 1:
             raise ValueError(f"max_parallel must be a whole number >= 1, got {max_parallel!r}")
         super().__init__(rt)
+        # Records are gathered and written by the dispatcher, once per burst of submits, before
+        # the host has the jobs (a keyed one at once: its key is bound after its record).
+        self.store = JournaledStore(rt.layout.home).ensure()
+        self.store.on_pending = lambda: None
+        self._jobs_line = b"\t" + self.store._root.encode() + b"\n"
         self.max_parallel = max_parallel
         self.scan_interval_s = scan_interval_s or self.SCAN_INTERVAL_S
         self.queue: collections.deque[str] = collections.deque()
@@ -70,6 +81,7 @@ class ProcessRunner(JobRunner):
         Jobs still queued would never start: they are recorded cancelled, saying why — here
         for those never handed over, by the host (``close``) for those it had not started."""
         self._closed = True
+        self.store.writer.flush()  # the records of jobs never handed over
         for job_id in self.queue:
             job = self.jobs.get(job_id)
             if job is not None and not job.terminal:
@@ -93,6 +105,7 @@ class ProcessRunner(JobRunner):
             pending = [self.jobs[j] for j in self.active if j in self.jobs]
             while told and any(self.refresh(job, force=True).state is JobState.QUEUED for job in pending):
                 await trio.sleep(0.005)
+        self.store.writer.close()
 
     async def _start_server(self) -> trio.Process:
         """Start a job host; returns once it said who it is (its pid and start time)."""
@@ -131,6 +144,8 @@ class ProcessRunner(JobRunner):
                                "(DaskJobs); ProcessJobs runs argv on this machine")
         job, new = self._new(spec, key=key, run_id=run_id, node=node)
         if new:
+            # No state line yet (its record may still be gathered): nothing to read until one comes.
+            job.mtime = self.store.state_mtime(job.job_id, catch_up=False)
             self.watched.add(job.job_id)
             self.queue.append(job.job_id)
             self._dispatch.set()
@@ -156,20 +171,21 @@ class ProcessRunner(JobRunner):
 
     # -- reading state ------------------------------------------------------------------------
 
-    def refresh(self, job: Job, *, force: bool = False) -> JobStatus:
+    def refresh(self, job: Job, *, force: bool = False, catch_up: bool = True) -> JobStatus:
         """Read the job's state from the store; record and wake on a change.
 
-        A ``state.json`` that is the same file as at the last read (inode and mtime) is not
-        read again. What can change without it is only a host's (or owner's) death, which
-        makes the job LOST: the reader and the scanner, who notice deaths, pass ``force``."""
+        A state the journals have not replaced since the last read is not read again. What
+        can change without it is only a host's (or owner's) death, which makes the job LOST:
+        the reader and the scanner, who notice deaths, pass ``force``. ``catch_up=False``: the
+        caller has just read what is new in the journals (once for many jobs)."""
         if job.terminal and job.status.state is not JobState.LOST:  # LOST may still be cancelled
             return job.status
         try:
-            mtime = self.store.state_mtime(job.job_id)
+            mtime = self.store.state_mtime(job.job_id, catch_up=catch_up or force)
             if mtime == job.mtime and not force:
                 return job.status
             job.mtime = mtime
-            new = self.store.read(job.job_id)
+            new = self.store.read(job.job_id, catch_up=False)
         except (UnknownJob, ValueError) as exc:
             log.warning("job %s: cannot read its state: %s", job.job_id, exc)
             return job.status
@@ -200,6 +216,7 @@ class ProcessRunner(JobRunner):
         if job.terminal and job.status.state is not JobState.LOST:
             return job.status
         grace = job.grace_s if grace_s is None else grace_s
+        self.store.writer.flush()  # its record, if still gathered: the cancel reads the store
         done = request_cancel(self.store, job_id, grace_s=grace, by=by)
         if done is not None:  # never started: the dispatcher skips it when its turn comes
             return self.refresh(job)
@@ -220,6 +237,9 @@ class ProcessRunner(JobRunner):
         while True:
             await self._dispatch.wait()
             self._dispatch = trio.Event()
+            # The records of this burst of submits, in one write: before the host has the jobs,
+            # and so that other processes (ag jobs, a resume) see queued jobs too.
+            self.store.writer.flush()
             if not self.queue or len(self.active) >= 2 * self.max_parallel:
                 continue
             if self._server is None:
@@ -233,8 +253,9 @@ class ProcessRunner(JobRunner):
                 # The host claims it (naming itself: a cancel signals it, its death makes the
                 # job LOST) when it starts it; until then a cancel claims it CANCELLED instead.
                 self.active.add(job_id)
-                lines.append(f"{self.store.path(job_id)}\n".encode())
+                lines.append(ENCODER.encode(self._record(job)) + self._jobs_line)
             if lines:
+                self.store.writer.flush()  # records gathered while the host started
                 try:
                     await self._server.stdin.send_all(b"".join(lines))
                 except (trio.BrokenResourceError, trio.ClosedResourceError):
@@ -243,15 +264,24 @@ class ProcessRunner(JobRunner):
                     log.warning("the job host is gone; the next jobs go to a new one")
                     self._server = None
 
+    def _record(self, job: Job) -> JobRecord:
+        """What the host needs to start the job: its record, as journaled at the submit."""
+        if job.spec is None:  # adopted after a resume
+            return self.store.read_record(job.job_id)
+        st = job.status
+        return JobRecord(job_id=st.job_id, spec=job.spec, runner=st.runner, run_id=st.run_id,
+                         node=st.node, key=st.key, submitted=st.submitted)
+
     async def _reader(self, proc: trio.Process, buf: bytes = b"") -> None:
         async for chunk in proc.stdout:
             buf += chunk
             *lines, buf = buf.split(b"\n")
+            self.store.journal.catch_up()  # the host wrote its journal before these hints
             for line in lines:
                 _, _, job_id = line.decode(errors="replace").partition(" ")
                 job = self.jobs.get(job_id)
                 if job is not None:
-                    self.refresh(job)
+                    self.refresh(job, catch_up=False)
         # The host closes its end only when it exits, and it exits only after we closed ours:
         # if we did not, it died (kill -9). Every job it had reads LOST now (their states name
         # it): running ones run on, with nobody to record their end.
@@ -277,6 +307,9 @@ class ProcessRunner(JobRunner):
             self._scans += 1
             skip = set(self.queue) if self._scans % 8 and len(self.queue) > 64 else ()
             alive: dict[tuple[int, int], bool] = {}
+            if self.watched:
+                store.writer.flush()  # records gathered since the last dispatch
+                store.journal.catch_up()
             for job_id in list(self.watched):
                 if job_id in skip:
                     continue
@@ -289,8 +322,8 @@ class ProcessRunner(JobRunner):
                 if host[0] and host not in alive:
                     alive[host] = proc_alive(*host)
                 dead = bool(host[0]) and not alive[host]
-                if dead or store.state_mtime(job_id) != job.mtime:
-                    self.refresh(job, force=dead)
+                if dead or store.state_mtime(job_id, catch_up=False) != job.mtime:
+                    self.refresh(job, force=dead, catch_up=False)
 
 
 __all__ = ["JobWaitTimeout", "JobsClosed", "ProcessRunner"]

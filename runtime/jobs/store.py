@@ -1,18 +1,21 @@
-"""Jobs in the store: one folder per job, and the key → job mapping.
+"""Jobs in the store: records and states in journals, a folder per job for its output.
 
-    <home>/jobs/<job_id>/spec.json    what to run and who asked (JobRecord), written once
-    <home>/jobs/<job_id>/state.json   what is known (JobStatus); absent while the job is QUEUED
-                                      and unclaimed, created by one claimant (link), then
-                                      replaced whole (tmp + rename); a cluster job is claimed
-                                      at birth (its record names its owner) and has one from
-                                      its first state change on
+    <home>/jobs/journal/*.jsonl       every job's record (what to run, who asked: JobRecord) and
+                                      the states it moved to (JobStatus), one append-only
+                                      journal per writing process (jobs/journal.py); readers
+                                      merge them ("a state never goes back")
+    <home>/jobs/<job_id>/             made by whoever takes the job out of the queue — a process
+                                      job's claim is this ``mkdir`` (one claimant wins); a cluster
+                                      job is claimed at birth (its record names its owner) and
+                                      gets a folder only for its output or a cancel request
     <home>/jobs/<job_id>/stdout       the job's output, written by the job itself
     <home>/jobs/<job_id>/stderr
     <home>/jobs/<job_id>/cancel.json  a cancel request, for the supervisor
     <home>/jobs/by-key/<hash>         the job id a key was first submitted as
-    <home>/jobs/journal/*.jsonl       cluster jobs: records and states, one journal per process
-                                      (jobs/journal.py); such a job has no spec.json, and a
-                                      folder only for its output or a cancel request
+
+Jobs written by an earlier version have ``spec.json`` (the record) and ``state.json`` (the last
+state: created by one claimant with ``link``, then replaced whole) in their folder; they are read
+and written there, as before.
 
 Folders are 0700 and files 0600: a job's output is nobody else's business. Everything here is
 plain files so that any process — a runtime, ``ag jobs``, a resume after a crash — sees the
@@ -144,6 +147,8 @@ class JobStore:
         self.by_key = self.root / "by-key"
         self._root = str(self.root)
         self._journal = None
+        self._writer = None
+        self._journaled: set[str] = set()
 
     @property
     def journal(self):
@@ -153,6 +158,29 @@ class JobStore:
 
             self._journal = JournalReader(self._root)
         return self._journal
+
+    @property
+    def writer(self):
+        """This process's journal (``journal.JournalWriter``), made on the first state it writes."""
+        if self._writer is None:
+            from .journal import JournalWriter
+
+            self._writer = JournalWriter(self._root)
+        return self._writer
+
+    def _put(self, entries: list, *, now: bool = False, fsync: bool = False) -> None:
+        self.writer.append(entries, fsync=fsync)
+
+    def journaled(self, job_id: str) -> bool:
+        """Is the job's record a journal line (not ``spec.json`` of an earlier version)?"""
+        if job_id in self._journaled:
+            return True
+        if os.path.exists(self.path(job_id, "spec.json")):
+            return False
+        if self.journal.record(job_id) is None:
+            return False
+        self._journaled.add(job_id)
+        return True
 
     def ensure(self) -> JobStore:
         for d in (self.root, self.by_key):
@@ -236,9 +264,12 @@ class JobStore:
     # -- state
 
     def claim(self, status: JobStatus) -> bool:
-        """Take the one right to move a job out of QUEUED (start it, or cancel it unstarted) by
-        creating its ``state.json`` with ``status``: ``link`` fails if it exists, so exactly
-        one claimant wins, and the file appears whole."""
+        """Take the one right to move a job out of QUEUED (start it, or cancel it unstarted):
+        for a journaled job, by making its folder (``claim_folder``); for a job of an earlier
+        version, by creating its ``state.json`` with ``status`` (``link`` fails if it exists,
+        so exactly one claimant wins, and the file appears whole)."""
+        if self.journaled(status.job_id):
+            return self.claim_folder(status)
         d = self.path(status.job_id)
         tmp = f"{d}/.claim-{_tmp_suffix()}"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, FILE_MODE)
@@ -254,10 +285,37 @@ class JobStore:
         finally:
             os.unlink(tmp)
 
+    def claim_folder(self, status: JobStatus, *, announced: bool = False) -> bool:
+        """Claim a journaled job by making its folder: ``mkdir`` fails if it exists, so of two
+        claimants (a job host and a cancel; two hosts after a resume) exactly one wins, and the
+        folder is then the job's for its output.
+
+        The claimant's state goes to its journal: a claim to start the job (QUEUED, naming the
+        job host) *before* the ``mkdir`` (``announced``: the caller wrote it already), so a
+        host that dies right after its claim leaves a job that reads LOST, never one claimed
+        by nobody; a claim that ends it (CANCELLED) after, since an end beats every state."""
+        from .journal import JournalEntry
+
+        entry = [JournalEntry(status=status)]
+        if not status.terminal and not announced:
+            self._put(entry, now=True)
+        try:
+            os.mkdir(self.path(status.job_id), DIR_MODE)
+        except FileExistsError:
+            return False
+        if status.terminal:
+            self._put(entry, now=True)
+        return True
+
     def claimed(self, job_id: str) -> bool:
-        """Someone took the job out of the queue: its ``state.json`` exists, or its record
-        names the runtime that claimed it at birth."""
-        return os.path.exists(self.path(job_id, "state.json")) or bool(self.read_record(job_id).owner_pid)
+        """Someone took the job out of the queue: its record names the runtime that claimed it
+        at birth, or its folder exists (a journaled process job), or its ``state.json`` does
+        (a job of an earlier version)."""
+        if self.read_record(job_id).owner_pid:
+            return True
+        if self.journaled(job_id):
+            return os.path.isdir(self.path(job_id))
+        return os.path.exists(self.path(job_id, "state.json"))
 
     def read_record(self, job_id: str) -> JobRecord:
         try:
@@ -273,17 +331,23 @@ class JobStore:
     def read_spec(self, job_id: str) -> JobSpec:
         return self.read_record(job_id).spec
 
-    def read_raw(self, job_id: str) -> JobStatus:
-        """``state.json`` as written (a dead supervisor's RUNNING stays RUNNING); QUEUED from
-        the record when nobody claimed the job yet."""
+    def read_raw(self, job_id: str, *, catch_up: bool = True) -> JobStatus:
+        """The last state written (a dead supervisor's RUNNING stays RUNNING); QUEUED from the
+        record when nobody claimed the job yet. ``catch_up=False``: the journals as last read
+        (the caller just caught up)."""
+        if job_id in self._journaled:
+            st = self.journal.status(job_id, catch_up=catch_up)
+            if st is not None:
+                return st
         try:
             with open(self.path(job_id, "state.json"), "rb") as f:
                 return STATUS_DECODER.decode(f.read())
         except FileNotFoundError:
             pass
         if not os.path.exists(self.path(job_id, "spec.json")):
-            st = self.journal.status(job_id)  # a cluster job: its states are journal lines
+            st = self.journal.status(job_id)  # a journaled job: its states are journal lines
             if st is not None:
+                self._journaled.add(job_id)
                 return st
         st = self.read_record(job_id).queued()
         try:  # claimed between the two reads
@@ -292,10 +356,10 @@ class JobStore:
         except FileNotFoundError:
             return st
 
-    def read(self, job_id: str) -> JobStatus:
+    def read(self, job_id: str, *, catch_up: bool = True) -> JobStatus:
         """What is true now: a job whose supervisor is gone without a final word is LOST (so
         is one claimed by a runtime that died before its supervisor started)."""
-        st = self.read_raw(job_id)
+        st = self.read_raw(job_id, catch_up=catch_up)
         if not self._orphaned(st):
             return st
         st = self.read_raw(job_id)  # it may have written its last state and exited meanwhile
@@ -320,9 +384,15 @@ class JobStore:
             return not proc_alive(st.owner_pid, st.owner_start)
         return False
 
-    def state_mtime(self, job_id: str) -> tuple[int, int]:
-        """Changes whenever ``state.json`` is replaced: its inode (every write is a new file)
-        and mtime (two writes within one clock tick share an mtime, never an inode)."""
+    def state_mtime(self, job_id: str, *, catch_up: bool = True) -> tuple[int, int]:
+        """Changes whenever the job's state may have: for a journaled job, the number of its
+        state lines read from the journals (after reading what is new, unless ``catch_up`` is
+        False); else ``state.json``'s inode (every write is a new file) and mtime (two writes
+        within one clock tick share an mtime, never an inode)."""
+        if self.journaled(job_id):
+            if catch_up:
+                self.journal.catch_up()
+            return (-1, self.journal.versions.get(job_id, 0))
         try:
             st = os.stat(self.path(job_id, "state.json"))
         except FileNotFoundError:
@@ -330,7 +400,13 @@ class JobStore:
         return (st.st_ino, st.st_mtime_ns)
 
     def write(self, status: JobStatus, *, fsync: bool = False) -> None:
-        write_atomic(self.path(status.job_id, "state.json"), ENCODER.encode(status), fsync=fsync)
+        """A state: a line in this process's journal, or ``state.json`` of an earlier version's job."""
+        if self.journaled(status.job_id):
+            from .journal import JournalEntry
+
+            self._put([JournalEntry(status=status)], fsync=fsync)
+        else:
+            write_atomic(self.path(status.job_id, "state.json"), ENCODER.encode(status), fsync=fsync)
 
     def request_cancel(self, job_id: str, req: CancelRequest) -> None:
         try:
