@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextvars
 import logging
+import math
 import os
 import signal
 import socket
@@ -290,7 +291,9 @@ class NodeHandle:
                               error=ev.ErrorInfo(type="Failed", message=value.message))
             return None
         self.state = ev.SUCCEEDED
-        ticket = self.emit_attempt(ev.NodeFinished, outputs=value)
+        run = self.run
+        ticket = run.append(ev.NodeFinished(run_id=run.run_id, node=self.path, attempt=self.attempt,
+                                            duration_s=time.monotonic() - self.started, outputs=value))
         if self.spec.kind == "tool" and self.run.runtime.durability == "strict":
             return ticket
         return None
@@ -972,22 +975,29 @@ class Runtime:
                 # own: every layer is a frame each wake-up of the node's task steps through
                 # and an object the garbage collector walks while the node is live (B2).
                 timeout_s = spec.timeout_s
-                finish = getattr(invoke, "finish", None)
+                finishes = hasattr(invoke, "finish")
                 while True:
                     node.attempt += 1
                     node.retry_requested_by = None
                     value: Any = None
                     failure: Exception | None = None
-                    with trio.CancelScope() as scope:
-                        if timeout_s is not None:
-                            scope.deadline = trio.current_time() + timeout_s
-                        node.attempt_scope = scope
+                    # ``with scope:`` spelled out: a ``with`` keeps the bound ``__exit__`` alive
+                    # while the node runs, one more object per live node for the collector.
+                    scope = node.attempt_scope = trio.CancelScope(
+                        deadline=trio.current_time() + timeout_s if timeout_s is not None else math.inf)
+                    scope.__enter__()
+                    try:
                         try:
                             value = await invoke(node)
-                            if finish is not None:
-                                value = finish(value)
+                            if finishes:
+                                value = invoke.finish(value)  # type: ignore[attr-defined]
                         except Exception as exc:
                             failure = exc
+                    except BaseException as exc:
+                        if not scope.__exit__(type(exc), exc, exc.__traceback__):
+                            raise
+                    else:
+                        scope.__exit__(None, None, None)
                     node.attempt_scope = None
                     outcome = node.attempt_outcome(scope, value, failure)
                     state = outcome.state
