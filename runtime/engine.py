@@ -18,7 +18,8 @@ begins is what the caller passes: ``NewRun``, ``RetryRun``, ``ResumeRun``) and e
 node. ``Runtime.execute_node`` places a node, starts it (``Run.start_node``), runs its attempts
 (each comes to an ``Outcome``, ``NodeHandle.attempt_outcome``; the retry policy decides whether
 another follows, after ``Runtime._backoff``) and ends it with ``NodeHandle.end``, the one place
-a node's terminal event is written. Every event goes out through ``Run.append`` (its place in the run) and ``Runtime.send`` (the log, the subscribers).
+a node's terminal event is written. Every event goes out through ``Run.append`` (its place in
+the run) and ``Runtime.send`` (the log, the subscribers).
 """
 
 from __future__ import annotations
