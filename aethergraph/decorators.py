@@ -242,35 +242,42 @@ class ToolFunction(_NodeFunction):
 
 class _Invoke:
     """What the engine calls to run a node's code once per attempt (``invoke(node)``): the
-    function with the call's arguments, its context, its result normalised.
+    function with the call's arguments and its context; ``finish`` normalises its result.
 
     An object rather than a closure: one is made per call, and a closure over the seven values
     it needs is a function, seven cells and a bound method, all tracked by the garbage
     collector while the node runs; at 10,000 live nodes (B2 ``tool-nodes``) those objects are
-    what makes the full collections slow."""
+    what makes the full collections slow. For the same reason ``__call__`` is not a coroutine:
+    for an ``async def`` it hands the engine the function's own coroutine to await (see the
+    engine's ``Invoke``)."""
 
     __slots__ = ("fn", "args", "kwargs")
 
     def __init__(self, fn: _NodeFunction, args: tuple, kwargs: dict) -> None:
         self.fn, self.args, self.kwargs = fn, args, kwargs
 
-    async def __call__(self, node: Any) -> Any:
+    def __call__(self, node: Any) -> Any:
         f = self.fn
-        args = self.args
         if f.wants_context:
             call_kwargs = dict(self.kwargs)
             call_kwargs["context"] = context_for(node)
         else:
             call_kwargs = self.kwargs
         if f.is_async:
-            result = await f.fn(*args, **call_kwargs)
-        elif f.thread:
-            result = await trio.to_thread.run_sync(functools.partial(f.fn, *args, **call_kwargs))
-        else:
-            result = f.fn(*args, **call_kwargs)
-            if hasattr(result, "__await__"):
-                result = await result
-        return f._normalize(result)
+            return f.fn(*self.args, **call_kwargs)
+        return self._call_sync(call_kwargs)
+
+    async def _call_sync(self, call_kwargs: dict) -> Any:
+        f = self.fn
+        if f.thread:
+            return await trio.to_thread.run_sync(functools.partial(f.fn, *self.args, **call_kwargs))
+        result = f.fn(*self.args, **call_kwargs)
+        if hasattr(result, "__await__"):
+            result = await result
+        return result
+
+    def finish(self, result: Any) -> Any:
+        return self.fn._normalize(result)
 
 
 def _is_failed(result: Any) -> bool:

@@ -15,16 +15,18 @@ CANCELLED (with the reason and who asked), and only an exception in its own code
 
 Read it in this order. ``Runtime.run_graph`` opens a run with ``Runtime.open_run`` (how it
 begins is what the caller passes: ``NewRun``, ``RetryRun``, ``ResumeRun``) and executes its root
-node. ``Runtime.execute_node`` places a node, starts it, lets ``_attempts`` run it (each
-``_attempt`` returns an ``Outcome``; the retry policy decides whether another follows) and ends
-it with ``NodeHandle.end``, the one place a node's terminal event is written. Every event goes
-out through ``Run.append`` (its place in the run) and ``Runtime.send`` (the log, the subscribers).
+node. ``Runtime.execute_node`` places a node, starts it (``Run.start_node``), runs its attempts
+(each comes to an ``Outcome``, ``NodeHandle.attempt_outcome``; the retry policy decides whether
+another follows, after ``Runtime._backoff``) and ends it with ``NodeHandle.end``, the one place
+a node's terminal event is written. Every event goes out through ``Run.append`` (its place in
+the run) and ``Runtime.send`` (the log, the subscribers).
 """
 
 from __future__ import annotations
 
 import contextvars
 import logging
+import math
 import os
 import signal
 import socket
@@ -128,14 +130,16 @@ class NodeHandle:
     retry_requested_by: str | None = None
     # time.monotonic() when it started: every attempt's duration_s counts from here.
     started: float = 0.0
-    _children: dict[str, int] = attrs.field(factory=dict)
-    _counters: dict[str, int] = attrs.field(factory=dict)
+    # The bookkeeping below is made on first use: most nodes (a leaf tool, B2's ten thousand
+    # pollers) never place a child, and each container made per node is time on the hot path.
+    _children: dict[str, int] | None = None
+    _counters: dict[str, int] | None = None
     # On re-execution: the journaled tool calls this node asked for again, and the tool calls
     # it made that the journal has no match for (by tool name) -- see ``replaced_call``.
-    # ``claimed`` is made on first use: a set is tracked by the garbage collector, and a
-    # fan-out keeps thousands of nodes alive that never re-execute anything (B2).
+    # (A set is tracked by the garbage collector, and a fan-out keeps thousands of nodes alive
+    # that never re-execute anything.)
     claimed: set[str] | None = None
-    unmatched: dict[str, list[Any]] = attrs.field(factory=dict)
+    unmatched: dict[str, list[Any]] | None = None
     # The public API caches its NodeContext here; the engine never looks at it.
     user_context: Any = None
 
@@ -151,8 +155,11 @@ class NodeHandle:
         """How many times this node has asked for exactly ``what`` (a call, an ask, a record:
         its full identity), this time included. Identical requests are interchangeable, so
         their order does not matter; different ones never share a counter."""
-        n = self._counters.get(what, 0) + 1
-        self._counters[what] = n
+        counters = self._counters
+        if counters is None:
+            counters = self._counters = {}
+        n = counters.get(what, 0) + 1
+        counters[what] = n
         return n
 
     def identity(self, what: str) -> str:
@@ -171,13 +178,16 @@ class NodeHandle:
             # (A log from before keys may have given one path to two calls: never two live.)
             if known is not None and known not in self.run.nodes:
                 return known
-        n = self._children.get(name, 0)
+        children = self._children
+        if children is None:
+            children = self._children = {}
+        n = children.get(name, 0)
         while True:
             n += 1
             path = f"{self.path}/{name}" if n == 1 else f"{self.path}/{name}#{n}"
             if not reuse or path not in j.taken_paths:
                 break
-        self._children[name] = n
+        children[name] = n
         return path
 
     def replaced_call(self) -> Divergence | None:
@@ -282,10 +292,30 @@ class NodeHandle:
                               error=ev.ErrorInfo(type="Failed", message=value.message))
             return None
         self.state = ev.SUCCEEDED
-        ticket = self.emit_attempt(ev.NodeFinished, outputs=value)
+        run = self.run
+        ticket = run.append(ev.NodeFinished(run_id=run.run_id, node=self.path, attempt=self.attempt,
+                                            duration_s=time.monotonic() - self.started, outputs=value))
         if self.spec.kind == "tool" and self.run.runtime.durability == "strict":
             return ticket
         return None
+
+    def attempt_outcome(self, scope: trio.CancelScope, value: Any, failure: Exception | None) -> Outcome:
+        """What the attempt that ran in ``scope`` came to: it returned ``value`` or raised
+        ``failure``. The cancelled scope alone does not say why it stopped; the node's flags
+        do (see ``cancel``, ``request_retry``)."""
+        if failure is None and not scope.cancelled_caught and not self.cancel_requested:
+            return Outcome(ev.SUCCEEDED, value)
+        cancelled = _cancellation(failure) if failure is not None else None
+        if cancelled is not None:
+            # A cancelled child not caught in a nursery is a decision someone took: this node
+            # ends CANCELLED too (not FAILED), and is never retried for it.
+            reason = f"child {cancelled.path} cancelled: {cancelled.reason}"
+            return Outcome(ev.CANCELLED, error=cancelled, reason=reason, by=cancelled.by)
+        if self.cancel_requested:
+            return Outcome(ev.CANCELLED, reason=self.cancel_reason, by=self.cancel_by)
+        if scope.cancelled_caught:
+            return Outcome(RETRY_REQUESTED if self.retry_requested_by is not None else ev.TIMED_OUT)
+        return Outcome(ev.FAILED, error=failure)
 
     def stopped_by(self, exc: BaseException) -> Outcome:
         """How this node ends when ``exc`` came out of its attempts instead of an outcome. An
@@ -395,6 +425,19 @@ class Run:
         key = with_occurrence(base, parent.next_count(base))
         return key, parent.child_path(name, key)
 
+    def start_node(self, path: str, spec: NodeSpec, parent: NodeHandle | None, key: str,
+                   inputs: dict[str, Any]) -> NodeHandle:
+        """A node placed at ``path`` (see ``place``) starts: registered, so it can be cancelled
+        and retried by path, and its ``node_started`` sent."""
+        node = NodeHandle(self, path, spec, parent, key)
+        self.nodes[path] = node
+        self.append(ev.NodeStarted(
+            run_id=self.run_id, node=path, name=spec.name, kind=spec.kind, inputs=inputs,
+            parent=parent.path if parent is not None else "", step=key,
+        ))
+        node.started = time.monotonic()
+        return node
+
     def replayed_tool(self, parent: NodeHandle | None, name: str, key: str,
                       inputs: dict[str, Any]) -> tuple[bool, Any]:
         """``(True, outputs)`` when the journal holds a finished call of this tool under
@@ -409,6 +452,8 @@ class Run:
                     parent.claimed = set()
                 parent.claimed.add(key)
             else:
+                if parent.unmatched is None:
+                    parent.unmatched = {}
                 parent.unmatched.setdefault(name, []).append(inputs)
         return j.replay_tool(key)
 
@@ -674,6 +719,10 @@ class RuntimeConfig:
     resumer: Any = None
 
 
+# What runs a node's code once: ``await invoke(node)`` is what the attempt returned. It may have a
+# ``finish(value)`` method, applied to that within the attempt (an error in it fails the
+# attempt): ``invoke`` can then hand back the code's own coroutine to await, with no coroutine
+# of its own between the engine and the code (B2).
 Invoke = Callable[[NodeHandle], Awaitable[Any]]
 
 
@@ -909,83 +958,84 @@ class Runtime:
             if replayed:
                 await trio.lowlevel.checkpoint()
                 return outputs
-        node = NodeHandle(run, path, spec, parent, key)
-        run.nodes[path] = node
-        node.emit(
-            ev.NodeStarted,
-            name=spec.name,
-            kind=spec.kind,
-            inputs=inputs,
-            parent=parent.path if parent is not None else "",
-            step=key,
-        )
-        node.started = time.monotonic()
-        token = current_node.set(node)
+        node = run.start_node(path, spec, parent, key, inputs)
+        # The token is not kept: restoring the value (the parent, or None) reads the same, and a
+        # Token per live node is one more object for the garbage collector to walk (B2).
+        outer = current_node.get()
+        current_node.set(node)
         try:
             try:
-                outcome = await self._attempts(node, invoke)
+                # The attempts, until one is final. Each calls the node's code once, in a scope
+                # of its own: it carries the node's deadline, and a cancel or a retry request
+                # cancels it (see ``NodeHandle.cancel``, ``request_retry``);
+                # ``NodeHandle.attempt_outcome`` says what came of it. A retry someone requested
+                # starts the next one at once; a failure or a timeout that the retry policy
+                # accepts, after a backoff (``_backoff``). Anything else is final. What comes
+                # from outside the node (an enclosing scope cancelled, Ctrl-C) is no outcome of
+                # an attempt: it passes to ``stopped_by``. Inline, not coroutines of their
+                # own: every layer is a frame each wake-up of the node's task steps through
+                # and an object the garbage collector walks while the node is live (B2).
+                timeout_s = spec.timeout_s
+                finishes = hasattr(invoke, "finish")
+                while True:
+                    node.attempt += 1
+                    node.retry_requested_by = None
+                    value: Any = None
+                    failure: Exception | None = None
+                    # ``with scope:`` spelled out: a ``with`` keeps the bound ``__exit__`` alive
+                    # while the node runs, one more object per live node for the collector.
+                    scope = node.attempt_scope = trio.CancelScope(
+                        deadline=trio.current_time() + timeout_s if timeout_s is not None else math.inf)
+                    scope.__enter__()
+                    try:
+                        try:
+                            value = await invoke(node)
+                            if finishes:
+                                value = invoke.finish(value)  # type: ignore[attr-defined]
+                        except Exception as exc:
+                            failure = exc
+                    except BaseException as exc:
+                        if not scope.__exit__(type(exc), exc, exc.__traceback__):
+                            raise
+                    else:
+                        scope.__exit__(None, None, None)
+                    node.attempt_scope = None
+                    outcome = node.attempt_outcome(scope, value, failure)
+                    state = outcome.state
+                    if state == ev.SUCCEEDED or state == ev.CANCELLED:
+                        break
+                    if state == RETRY_REQUESTED:
+                        node.emit(ev.AttemptRetried, attempt=node.attempt,
+                                  requested_by=node.retry_requested_by)
+                        continue
+                    if not spec.retry.should_retry(node.attempt, outcome.error):
+                        break
+                    cancelled = await self._backoff(node, outcome)
+                    if cancelled is not None:
+                        outcome = cancelled
+                        break
             except BaseException as exc:
                 outcome = node.stopped_by(exc)
             return await node.end(outcome)
         finally:
-            current_node.reset(token)
+            current_node.set(outer)
 
-    async def _attempts(self, node: NodeHandle, invoke: Invoke) -> Outcome:
-        """Attempts of ``node`` until one is final. A retry someone requested starts the next
-        one at once; a failure or a timeout that the node's retry policy accepts, after a
-        backoff (which a cancel or retry request cuts short). Anything else is final."""
-        retry = node.spec.retry
-        while True:
-            outcome = await self._attempt(node, invoke)
-            if outcome.state == RETRY_REQUESTED:
-                node.emit(ev.AttemptRetried, attempt=node.attempt, requested_by=node.retry_requested_by)
-                continue
-            if outcome.state not in (ev.FAILED, ev.TIMED_OUT) or not retry.should_retry(node.attempt, outcome.error):
-                return outcome
-            if outcome.state == ev.TIMED_OUT:  # recorded, though not the node's end
-                node.emit_attempt(ev.NodeTimedOut, timeout_s=node.spec.timeout_s or 0.0)
-            delay = retry.delay(node.attempt)
-            error = ev.error_info(outcome.error) if outcome.error is not None else None
-            node.emit(ev.AttemptRetried, attempt=node.attempt, delay_s=delay, error=error)
-            with trio.CancelScope() as backoff:
-                node.attempt_scope = backoff
-                await self.timer.sleep(delay)
-            node.attempt_scope = None
-            if node.cancel_requested:
-                return Outcome(ev.CANCELLED, reason=node.cancel_reason, by=node.cancel_by)
-
-    async def _attempt(self, node: NodeHandle, invoke: Invoke) -> Outcome:
-        """Call the node's code once and say what came of it. The call runs in a scope of its
-        own: it carries the node's deadline, and a cancel or a retry request cancels it (see
-        ``NodeHandle.cancel``, ``request_retry``), so the cancelled scope alone does not say
-        why it stopped; the node's flags do. What comes from outside the node (an enclosing
-        scope cancelled, Ctrl-C) is no outcome of the attempt: it passes."""
-        node.attempt += 1
-        node.retry_requested_by = None
-        value: Any = None
-        failure: Exception | None = None
-        with trio.CancelScope() as scope:
-            if node.spec.timeout_s is not None:
-                scope.deadline = trio.current_time() + node.spec.timeout_s
-            node.attempt_scope = scope
-            try:
-                value = await invoke(node)
-            except Exception as exc:
-                failure = exc
+    async def _backoff(self, node: NodeHandle, outcome: Outcome) -> Outcome | None:
+        """Between a failed or timed-out attempt and the next: record it, wait the retry
+        policy's delay (a cancel or retry request cuts it short). Returns the node's outcome
+        when it was cancelled meanwhile, else None: the next attempt follows."""
+        if outcome.state == ev.TIMED_OUT:  # recorded, though not the node's end
+            node.emit_attempt(ev.NodeTimedOut, timeout_s=node.spec.timeout_s or 0.0)
+        delay = node.spec.retry.delay(node.attempt)
+        error = ev.error_info(outcome.error) if outcome.error is not None else None
+        node.emit(ev.AttemptRetried, attempt=node.attempt, delay_s=delay, error=error)
+        with trio.CancelScope() as backoff:
+            node.attempt_scope = backoff
+            await self.timer.sleep(delay)
         node.attempt_scope = None
-        cancelled = _cancellation(failure) if failure is not None else None
-        if cancelled is not None:
-            # A cancelled child not caught in a nursery is a decision someone took: this node
-            # ends CANCELLED too (not FAILED), and is never retried for it.
-            reason = f"child {cancelled.path} cancelled: {cancelled.reason}"
-            return Outcome(ev.CANCELLED, error=cancelled, reason=reason, by=cancelled.by)
         if node.cancel_requested:
             return Outcome(ev.CANCELLED, reason=node.cancel_reason, by=node.cancel_by)
-        if scope.cancelled_caught:
-            return Outcome(RETRY_REQUESTED if node.retry_requested_by is not None else ev.TIMED_OUT)
-        if failure is not None:
-            return Outcome(ev.FAILED, error=failure)
-        return Outcome(ev.SUCCEEDED, value)
+        return None
 
     # -- control ------------------------------------------------------------------------------
 
