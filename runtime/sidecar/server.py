@@ -618,7 +618,7 @@ class Feed:
         head = self.head
         for sub in list(self.subs):
             if head - sub.cursor >= SUBSCRIBER_QUEUE:
-                sub._drop(f"fell more than {SUBSCRIBER_QUEUE} events behind; resubscribe with after")
+                sub._drop_behind()
         self.trim()
 
     def trim(self) -> None:
@@ -702,6 +702,9 @@ class Subscription:
         self.conn.subs.pop(self.id, None)
         self.conn.send(p.Dropped(sub=self.id, reason=reason, last_seq=dict(self.last_seq)))
 
+    def _drop_behind(self) -> None:
+        self._drop(f"fell more than {SUBSCRIBER_QUEUE} events behind; resubscribe with after")
+
     def close(self) -> None:
         if not self.closed:
             self.closed = True
@@ -747,6 +750,9 @@ class Subscription:
         feed = self.feed
         head = feed.head
         if self.cursor >= head:
+            return None
+        if head - self.cursor >= SUBSCRIBER_QUEUE:
+            self._drop_behind()
             return None
         spans = feed.spans(self.cursor, self.run_id, BATCH)
         taken = sum(j - i for _, i, j in spans)
