@@ -357,6 +357,19 @@ async def test_cancel_and_retry_say_which_thing_is_unknown(home):
                 await c.answer(ask.ask_id, "yes")
 
 
+@asynccontextmanager
+async def started(home, *fns):
+    """A runtime with a sidecar running ``fns`` (each waits on a gate the test opens once it
+    watches): the runtime and its advert."""
+    async with rt_open(home, sidecar=True) as rt:
+        async with trio.open_nursery() as nursery:
+            for fn in fns:
+                nursery.start_soon(fn)
+            await trio.testing.wait_all_tasks_blocked()
+            (advert,) = find_runtimes(str(home))
+            yield rt, advert
+
+
 async def test_slow_subscriber_is_dropped_and_resumes_without_gaps(home, monkeypatch):
     monkeypatch.setattr(sidecar_server, "SUBSCRIBER_QUEUE", 50)
     drops = []
@@ -377,22 +390,18 @@ async def test_slow_subscriber_is_dropped_and_resumes_without_gaps(home, monkeyp
         for i in range(n_events):
             await mem.record("tick", {"i": i})
 
-    async with rt_open(home, sidecar=True) as rt:
-        async with trio.open_nursery() as n:
-            n.start_soon(burst)
-            await trio.testing.wait_all_tasks_blocked()
-            (run_id,) = rt.runs
-            (advert,) = find_runtimes(str(home))
-            async with SidecarClient.connect(advert) as c:
-                seqs = []
-                async with c.subscribe(run_id) as events:
-                    gate.set()
-                    async for e in events:
-                        seqs.append(e.seq)
-                        if type(e) is ev.RunFinished:
-                            break
-                        if len(seqs) % 100 == 0:
-                            await trio.sleep(0.01)  # a slow consumer
+    async with started(home, burst) as (rt, advert):
+        (run_id,) = rt.runs
+        async with SidecarClient.connect(advert) as c:
+            seqs = []
+            async with c.subscribe(run_id) as events:
+                gate.set()
+                async for e in events:
+                    seqs.append(e.seq)
+                    if type(e) is ev.RunFinished:
+                        break
+                    if len(seqs) % 100 == 0:
+                        await trio.sleep(0.01)  # a slow consumer
     assert drops, "the subscriber was never too slow; the test did not test resyncing"
     assert seqs == list(range(1, len(seqs) + 1))
     assert len(seqs) == n_events + 4  # run_started, node_started, ..., node_finished, run_finished
@@ -414,23 +423,18 @@ async def test_a_subscription_to_every_run_sees_interleaved_runs_in_the_order_em
             if i % 3 == 0:
                 await trio.sleep(0)
 
-    async with rt_open(home, sidecar=True) as rt:
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(partial(pair, tag="a"))
-            nursery.start_soon(partial(pair, tag="b"))
-            await trio.testing.wait_all_tasks_blocked()
-            run_ids = set(rt.runs)
-            (advert,) = find_runtimes(str(home))
-            got = []
-            async with SidecarClient.connect(advert) as c:
-                async with c.subscribe(live_marker=True) as events:
-                    async for e in events:
-                        if not isinstance(e, ev.Event):  # live: the snapshot is in
-                            gate.set()
-                            continue
-                        got.append(e)
-                        if sum(type(x) is ev.RunFinished for x in got) == 2:
-                            break
+    async with started(home, partial(pair, tag="a"), partial(pair, tag="b")) as (rt, advert):
+        run_ids = set(rt.runs)
+        got = []
+        async with SidecarClient.connect(advert) as c:
+            async with c.subscribe(live_marker=True) as events:
+                async for e in events:
+                    if not isinstance(e, ev.Event):  # live: the snapshot is in
+                        gate.set()
+                        continue
+                    got.append(e)
+                    if sum(type(x) is ev.RunFinished for x in got) == 2:
+                        break
     assert len(run_ids) == 2
     for run_id in run_ids:
         logged = [r.event for r in read_log(layout.run_log(run_id))]
@@ -455,23 +459,19 @@ async def test_a_subscription_since_a_time_gets_only_the_events_from_then(home, 
             after += event.ts >= since
             await trio.sleep(0.002)
 
-    async with rt_open(home, sidecar=True) as rt:
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(clock)
-            await trio.testing.wait_all_tasks_blocked()
-            (run_id,) = rt.runs
-            (advert,) = find_runtimes(str(home))
-            got = []
-            async with SidecarClient.connect(advert) as c:
-                since = time.time() + 0.05
-                async with c.subscribe(run_id, since=since, live_marker=True) as events:
-                    async for e in events:
-                        if not isinstance(e, ev.Event):
-                            gate.set()
-                            continue
-                        got.append(e)
-                        if type(e) is ev.RunFinished:
-                            break
+    async with started(home, clock) as (rt, advert):
+        (run_id,) = rt.runs
+        got = []
+        async with SidecarClient.connect(advert) as c:
+            since = time.time() + 0.05
+            async with c.subscribe(run_id, since=since, live_marker=True) as events:
+                async for e in events:
+                    if not isinstance(e, ev.Event):
+                        gate.set()
+                        continue
+                    got.append(e)
+                    if type(e) is ev.RunFinished:
+                        break
     logged = [r.event for r in read_log(layout.run_log(run_id))]
     assert any(e.ts < since for e in logged)
     assert got == [e for e in logged if e.ts >= since]
