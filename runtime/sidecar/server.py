@@ -4,10 +4,9 @@ Every connection is a small supervisor of its own: a receive loop that answers r
 send loop that is the only writer to the socket. Events reach the sidecar from the log
 writer, with the bytes the log gets, through one shared ``Feed`` (nothing per event, whoever
 watches); each subscription reads it from its own cursor, a frame at a time, on its
-connection's send loop. A
-subscriber that falls behind is dropped with the last seq it was sent, and resubscribes from
-there — the gap is read back from the log, so it never misses an event and never slows the run
-it watches.
+connection's send loop. A subscriber that falls behind is dropped with the last seq it was
+sent, and resubscribes from there — the gap is read back from the log, so it never misses an
+event and never slows the run it watches.
 """
 
 from __future__ import annotations
@@ -46,6 +45,7 @@ from ..history import HOST
 from ..info import AskInfo, RunInfo
 from ..store.layout import private_dirs
 from ..store.logfile import read_log
+from ..store.segment import Segment
 from . import protocol as p
 from .registry import Advert, new_runtime_id, remove_advert, socket_path, write_advert, write_token
 
@@ -566,7 +566,8 @@ class Feed:
     stretch of a batch at a time. A send loop with nothing to send parks here and rings a
     doorbell on the runtime's bus, which the first event after that takes down. A subscription
     whose cursor falls ``SUBSCRIBER_QUEUE`` events behind the head is dropped (it resubscribes
-    from its last seq and reads the gap from the log), checked at every batch."""
+    from its last seq and reads the gap from the log), checked at every batch and whenever its
+    send loop comes to take a frame."""
 
     def __init__(self, runtime: Any) -> None:
         self.rt = runtime
@@ -611,7 +612,7 @@ class Feed:
             conn.wake()
         self.waiting.clear()
 
-    def _taken(self, segments: list[Any]) -> None:
+    def _taken(self, segments: list[Segment]) -> None:
         """A batch leaves the writer's buffers: keep it while a cursor is short of it."""
         self.chunks.extend(Chunk(s.run_id, s.data, s.start, s.events, s.offsets, s.tickets)
                            for s in segments)
