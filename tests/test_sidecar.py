@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import itertools
 import json
+import math
 import os
 import stat
 import subprocess
 import sys
 import textwrap
+import time
 from contextlib import asynccontextmanager
+from functools import partial
 
 import pytest
 import trio
@@ -25,6 +29,7 @@ from aethergraph.runtime.sidecar import server as sidecar_server
 from aethergraph.runtime.sidecar.client import SidecarClient, SidecarError, find_runtimes
 from aethergraph.runtime.sidecar.registry import Advert, advert_path, write_advert
 from aethergraph.runtime.store.layout import StoreLayout
+from aethergraph.runtime.store.logfile import read_log
 
 from .agproc import wait_until
 from .conftest import TUTORIAL, ag, in_background, rt_open
@@ -352,6 +357,19 @@ async def test_cancel_and_retry_say_which_thing_is_unknown(home):
                 await c.answer(ask.ask_id, "yes")
 
 
+@asynccontextmanager
+async def started(home, *fns):
+    """A runtime with a sidecar running ``fns`` (each waits on a gate the test opens once it
+    watches): the runtime and its advert."""
+    async with rt_open(home, sidecar=True) as rt:
+        async with trio.open_nursery() as nursery:
+            for fn in fns:
+                nursery.start_soon(fn)
+            await trio.testing.wait_all_tasks_blocked()
+            (advert,) = find_runtimes(str(home))
+            yield rt, advert
+
+
 async def test_slow_subscriber_is_dropped_and_resumes_without_gaps(home, monkeypatch):
     monkeypatch.setattr(sidecar_server, "SUBSCRIBER_QUEUE", 50)
     drops = []
@@ -372,25 +390,91 @@ async def test_slow_subscriber_is_dropped_and_resumes_without_gaps(home, monkeyp
         for i in range(n_events):
             await mem.record("tick", {"i": i})
 
-    async with rt_open(home, sidecar=True) as rt:
-        async with trio.open_nursery() as n:
-            n.start_soon(burst)
-            await trio.testing.wait_all_tasks_blocked()
-            (run_id,) = rt.runs
-            (advert,) = find_runtimes(str(home))
-            async with SidecarClient.connect(advert) as c:
-                seqs = []
-                async with c.subscribe(run_id) as events:
-                    gate.set()
-                    async for e in events:
-                        seqs.append(e.seq)
-                        if type(e) is ev.RunFinished:
-                            break
-                        if len(seqs) % 100 == 0:
-                            await trio.sleep(0.01)  # a slow consumer
+    async with started(home, burst) as (rt, advert):
+        (run_id,) = rt.runs
+        async with SidecarClient.connect(advert) as c:
+            seqs = []
+            async with c.subscribe(run_id) as events:
+                gate.set()
+                async for e in events:
+                    seqs.append(e.seq)
+                    if type(e) is ev.RunFinished:
+                        break
+                    if len(seqs) % 100 == 0:
+                        await trio.sleep(0.01)  # a slow consumer
     assert drops, "the subscriber was never too slow; the test did not test resyncing"
     assert seqs == list(range(1, len(seqs) + 1))
     assert len(seqs) == n_events + 4  # run_started, node_started, ..., node_finished, run_finished
+
+
+async def test_a_subscription_to_every_run_sees_interleaved_runs_in_the_order_emitted(home, layout):
+    """Two runs recording at once share the writer's batches, interleaved: a subscriber to
+    every run gets each event once, in the order they were emitted, as their logs hold them."""
+    n_events = 300
+    gate = trio.Event()
+    order = itertools.count()
+
+    @graph_fn(name="pair")
+    async def pair(tag, *, context):
+        await gate.wait()
+        mem = context.memory()
+        for i in range(n_events):
+            await mem.record("tick", {"tag": tag, "k": next(order)})  # k: the emitting order
+            if i % 3 == 0:
+                await trio.sleep(0)
+
+    async with started(home, partial(pair, tag="a"), partial(pair, tag="b")) as (rt, advert):
+        run_ids = set(rt.runs)
+        got = []
+        async with SidecarClient.connect(advert) as c:
+            async with c.subscribe(live_marker=True) as events:
+                async for e in events:
+                    if not isinstance(e, ev.Event):  # live: the snapshot is in
+                        gate.set()
+                        continue
+                    got.append(e)
+                    if sum(type(x) is ev.RunFinished for x in got) == 2:
+                        break
+    assert len(run_ids) == 2
+    for run_id in run_ids:
+        logged = [r.event for r in read_log(layout.run_log(run_id))]
+        assert [e for e in got if e.run_id == run_id] == logged
+    ticks = [e for e in got if type(e) is ev.MemoryRecorded]
+    assert [e.data["k"] for e in ticks] == list(range(2 * n_events))
+    switches = sum(a.run_id != b.run_id for a, b in zip(ticks, ticks[1:]))
+    assert switches > 10, "the runs did not interleave; the test did not test merging"
+
+
+async def test_a_subscription_since_a_time_gets_only_the_events_from_then(home, layout):
+    since = math.inf  # set once the subscription is live
+    gate = trio.Event()
+
+    @graph_fn(name="clock")
+    async def clock(*, context):
+        await gate.wait()
+        mem = context.memory()
+        after = 0
+        while after < 20:  # some events before ``since``, then 20 after it
+            event = await mem.record("tick", {"t": time.time()})
+            after += event.ts >= since
+            await trio.sleep(0.002)
+
+    async with started(home, clock) as (rt, advert):
+        (run_id,) = rt.runs
+        got = []
+        async with SidecarClient.connect(advert) as c:
+            since = time.time() + 0.05
+            async with c.subscribe(run_id, since=since, live_marker=True) as events:
+                async for e in events:
+                    if not isinstance(e, ev.Event):
+                        gate.set()
+                        continue
+                    got.append(e)
+                    if type(e) is ev.RunFinished:
+                        break
+    logged = [r.event for r in read_log(layout.run_log(run_id))]
+    assert any(e.ts < since for e in logged)
+    assert got == [e for e in logged if e.ts >= since]
 
 
 async def test_subscribe_to_a_finished_run_replays_its_log(home):

@@ -107,14 +107,17 @@ class SidecarClient:
         try:
             while True:
                 raw = await self.ws.get_message()
-                msg = p.SERVER_DECODER.decode(raw)
+                try:
+                    msg = p.CLIENT_SIDE_DECODER.decode(raw)
+                except (msgspec.DecodeError, msgspec.ValidationError):
+                    msg = p.SERVER_DECODER.decode(raw)  # its events are decoded one by one
                 t = type(msg)
                 if t is p.Reply:
                     waiter = self._replies.pop(msg.id, None)
                     if waiter is not None:
                         waiter[1].append(msg)
                         waiter[0].set()
-                elif t is p.EventFrame:
+                elif t is p.DecodedEventFrame or t is p.EventFrame:
                     chan = self._subs.get(msg.sub)
                     if chan is not None:
                         # The frame's events as one item: a channel hand-off costs a trip
@@ -222,9 +225,10 @@ class SidecarClient:
                     if self._error is not None:
                         raise self._error
                     return
-                if type(item) is list:  # one frame's events (msgspec.Raw each)
-                    for raw in item:
-                        event = decode(raw)
+                if type(item) is list:  # one frame's events, decoded (or msgspec.Raw each)
+                    if item and type(item[0]) is msgspec.Raw:
+                        item = [decode(raw) for raw in item]
+                    for event in item:
                         if event.seq <= last.get(event.run_id, 0):
                             continue
                         last[event.run_id] = event.seq

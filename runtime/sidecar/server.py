@@ -1,24 +1,27 @@
 """The sidecar server: one trio-websocket endpoint per runtime, supervised by its nursery.
 
 Every connection is a small supervisor of its own: a receive loop that answers requests, and a
-send loop that is the only writer to the socket. Events reach the sidecar through the
-runtime's bus into one shared ``Feed`` (one append per event, whoever watches); each
-subscription reads it from its own cursor, a frame at a time, on its connection's send loop. A
-subscriber that falls behind is dropped with the last seq it was sent, and resubscribes from
-there — the gap is read back from the log, so it never misses an event and never slows the run
-it watches.
+send loop that is the only writer to the socket. Events reach the sidecar from the log
+writer, with the bytes the log gets, through one shared ``Feed`` (nothing per event, whoever
+watches); each subscription reads it from its own cursor, a frame at a time, on its
+connection's send loop. A subscriber that falls behind is dropped with the last seq it was
+sent, and resubscribes from there — the gap is read back from the log, so it never misses an
+event and never slows the run it watches.
 """
 
 from __future__ import annotations
 
+import heapq
 import hmac
 import logging
 import math
 import os
 import socket
 import time
+from bisect import bisect_right
 from collections import deque
 from functools import partial
+from itertools import islice
 from typing import Any
 
 import attrs
@@ -42,6 +45,7 @@ from ..history import HOST
 from ..info import AskInfo, RunInfo
 from ..store.layout import private_dirs
 from ..store.logfile import read_log
+from ..store.segment import Segment
 from . import protocol as p
 from .registry import Advert, new_runtime_id, remove_advert, socket_path, write_advert, write_token
 
@@ -339,8 +343,7 @@ class Connection:
             while not self.closing:
                 if not self.has_pending():
                     if not self.parked and any(s.live for s in self.subs.values()):
-                        self.parked = True  # the next event wakes this loop
-                        feed.waiting.append(self)
+                        feed.park(self)  # the next event wakes this loop
                     await self._wake.wait()
                 if not self.outbox and self._events_pending():
                     await self._coalesce(feed)
@@ -552,84 +555,129 @@ class Connection:
 
 
 class Feed:
-    """The runtime's events as the sidecar's subscriptions read them: one list, appended to
-    once per event (the bus callback does nothing else), read by each subscription from its
-    own cursor on its connection's send loop, and trimmed below the slowest cursor.
+    """The runtime's events as the sidecar's subscriptions read them: straight from the log
+    writer, with the bytes the log gets — its batches as they leave the buffers (``tap``, one
+    call per batch) and its live buffers (``buffered``) — read by each subscription from its
+    own cursor (a writer ticket: events are numbered in the order emitted) on its connection's
+    send loop, and trimmed below the slowest cursor.
 
-    Per event, a run being watched pays one tuple and one append here, whoever watches; the
-    filtering (run, time, what a snapshot already sent) and the framing happen a frame at a
-    time. A subscription whose cursor falls ``SUBSCRIBER_QUEUE`` events behind the head is
-    dropped (it resubscribes from its last seq and reads the gap from the log), so the list
-    holds at most that many events. Registered on the bus only while someone subscribes: a
-    runtime nobody watches has no subscriber, and its writer encodes events straight into its
-    buffer."""
+    A run being watched pays nothing per event for it: its events are encoded into the
+    writer's buffer as when nobody watches, and a frame is cut from those bytes, a run's
+    stretch of a batch at a time. A send loop with nothing to send parks here and rings a
+    doorbell on the runtime's bus, which the first event after that takes down. A subscription
+    whose cursor falls ``SUBSCRIBER_QUEUE`` events behind the head is dropped (it resubscribes
+    from its last seq and reads the gap from the log), checked at every batch and whenever its
+    send loop comes to take a frame."""
 
     def __init__(self, runtime: Any) -> None:
         self.rt = runtime
-        self.items: list[tuple[ev.Event, bytes]] = []
-        self.base = 0  # the absolute index of items[0]
+        self.chunks: deque[Chunk] = deque()  # batches taken since the slowest cursor, in order
         self.subs: set[Subscription] = set()
         self.waiting: list[Connection] = []  # send loops asleep until the next event
-        self._check_len = 0  # the length at which the slowest cursor may be too far behind
-        self._unsubscribe: Any = None
+        self._untap: Any = None
+        self._bell: Any = None  # the doorbell's unsubscribe while it hangs on the bus
 
     @property
     def head(self) -> int:
-        return self.base + len(self.items)
+        return self.rt.writer.last_ticket
 
     def add(self, sub: Subscription) -> int:
         """Follow the feed from now on; returns the cursor to start from."""
         if not self.subs:
-            self.base += len(self.items)
-            self.items.clear()
-            self._check_len = SUBSCRIBER_QUEUE
-            self._unsubscribe = self.rt.subscribe(self._on_event)
+            self.chunks.clear()
+            self._untap = self.rt.writer.tap(self._taken)
         self.subs.add(sub)
         return self.head
 
     def remove(self, sub: Subscription) -> None:
         self.subs.discard(sub)
-        if not self.subs and self._unsubscribe is not None:
-            self._unsubscribe()
-            self._unsubscribe = None
-            self.base += len(self.items)
-            self.items.clear()
+        if not self.subs and self._untap is not None:
+            self._untap()
+            self._untap = None
+            self.chunks.clear()
 
-    def _on_event(self, event: ev.Event, encoded: bytes) -> None:
-        items = self.items
-        if len(items) >= self._check_len:
-            self._drop_laggards()
-        items.append((event, encoded))
-        if self.waiting:
-            for conn in self.waiting:
-                conn.parked = False
-                conn.wake()
-            self.waiting.clear()
+    def park(self, conn: Connection) -> None:
+        """Wake ``conn`` at the next event."""
+        conn.parked = True
+        self.waiting.append(conn)
+        if self._bell is None:
+            self._bell = self.rt.subscribe(self._ring)
 
-    def _drop_laggards(self) -> None:
+    def _ring(self, event: ev.Event, encoded: bytes) -> None:
+        bell, self._bell = self._bell, None
+        if bell is not None:
+            bell()
+        for conn in self.waiting:
+            conn.parked = False
+            conn.wake()
+        self.waiting.clear()
+
+    def _taken(self, segments: list[Segment]) -> None:
+        """A batch leaves the writer's buffers: keep it while a cursor is short of it."""
+        self.chunks.extend(Chunk(s.run_id, s.data, s.start, s.events, s.offsets, s.tickets)
+                           for s in segments)
         head = self.head
         for sub in list(self.subs):
             if head - sub.cursor >= SUBSCRIBER_QUEUE:
-                sub._drop(f"fell more than {SUBSCRIBER_QUEUE} events behind; resubscribe with after")
-        self.trim(force=True)
+                sub._drop_behind()
+        self.trim()
 
-    def trim(self, *, force: bool = False) -> None:
-        """Forget what every cursor has passed (all of it, or a large enough prefix: a list's
-        head is moved in memory)."""
-        items = self.items
-        if not items:
-            self._check_len = SUBSCRIBER_QUEUE
-            return
-        low = min((sub.cursor for sub in self.subs), default=self.head) - self.base
-        if low >= len(items):
-            self.base += len(items)
-            items.clear()
-            low = 0
-        elif low and (force or low >= 1024):
-            del items[:low]
-            self.base += low
-            low = 0
-        self._check_len = low + SUBSCRIBER_QUEUE
+    def trim(self) -> None:
+        """Forget the batches every cursor has passed."""
+        chunks = self.chunks
+        low = min((sub.cursor for sub in self.subs), default=self.head)
+        while chunks and chunks[0].tickets[-1] <= low:
+            chunks.popleft()
+
+    def spans(self, cursor: int, run_id: str, limit: int) -> list[tuple[Chunk, int, int]]:
+        """The events after ``cursor`` (``run_id``'s, or all), ``limit`` at most, in the order
+        emitted, as ``(chunk, i, j)``: a stretch of one batch of one run."""
+        chunks = [c for c in self.chunks if c.tickets[-1] > cursor and (not run_id or c.run_id == run_id)]
+        chunks += [Chunk(s.run_id, s.data, s.start, s.events, s.offsets, s.tickets)
+                   for s in self.rt.writer.buffered(run_id) if s.tickets[-1] > cursor]
+        starts = [bisect_right(c.tickets, cursor) for c in chunks]
+        # One run's batches follow each other; several runs' interleave within a batch.
+        if all(a.tickets[-1] < b.tickets[i] for a, b, i in zip(chunks, chunks[1:], starts[1:])):
+            spans = []
+            for c, i in zip(chunks, starts):
+                j = min(len(c.tickets), i + limit)
+                spans.append((c, i, j))
+                limit -= j - i
+                if not limit:
+                    break
+            return spans
+        order = heapq.merge(*[[(c.tickets[k], n, k) for k in range(i, len(c.tickets))]
+                              for n, (c, i) in enumerate(zip(chunks, starts))])
+        spans = []
+        for _, n, k in islice(order, limit):
+            if spans and spans[-1][0] is chunks[n] and spans[-1][2] == k:
+                spans[-1] = (chunks[n], spans[-1][1], k + 1)
+            else:
+                spans.append((chunks[n], k, k + 1))
+        return spans
+
+
+class Chunk:
+    """Events of one run as the log writer holds them: its bytes (``start`` is the file offset
+    of ``data[0]``), one line per event, with each event, its offset and its ticket."""
+
+    __slots__ = ("run_id", "data", "start", "events", "offsets", "tickets")
+
+    def __init__(self, run_id: str, data: bytes | bytearray, start: int, events: list[ev.Event],
+                 offsets: list[int], tickets: list[int]) -> None:
+        self.run_id = run_id
+        self.data = data
+        self.start = start
+        self.events = events
+        self.offsets = offsets
+        self.tickets = tickets
+
+    def lines(self, i: int, j: int) -> bytes | bytearray:
+        """Events ``i`` to ``j - 1``, their log lines joined by commas (JSON escapes every
+        newline in a string: a raw one only ends a line)."""
+        offsets, start = self.offsets, self.start
+        end = offsets[j] - start if j < len(offsets) else len(self.data)
+        return self.data[offsets[i] - start : end - 1].replace(b"\n", b",")
 
 
 class Subscription:
@@ -654,6 +702,9 @@ class Subscription:
         self.close()
         self.conn.subs.pop(self.id, None)
         self.conn.send(p.Dropped(sub=self.id, reason=reason, last_seq=dict(self.last_seq)))
+
+    def _drop_behind(self) -> None:
+        self._drop(f"fell more than {SUBSCRIBER_QUEUE} events behind; resubscribe with after")
 
     def close(self) -> None:
         if not self.closed:
@@ -692,38 +743,45 @@ class Subscription:
             self.last_seq[run_id] = chunk[-1][0]
 
     def take_batch(self) -> bytes | None:
-        """The next frame of live events (``BATCH`` of the feed's at most): this subscription's
-        run's, at or after ``since``, and not already sent by the snapshot."""
+        """The next frame of live events (``BATCH`` at most): this subscription's run's (or
+        all), at or after ``since``, and not already sent by the snapshot — cut from the log's
+        own bytes, a run's stretch of a batch at a time."""
         if not self.live or self.closed:
             return None
         feed = self.feed
-        start = self.cursor - feed.base
-        chunk = feed.items[start : start + BATCH]
-        if not chunk:
+        head = feed.head
+        if self.cursor >= head:
             return None
-        self.cursor += len(chunk)
+        if head - self.cursor >= SUBSCRIBER_QUEUE:
+            self._drop_behind()
+            return None
+        spans = feed.spans(self.cursor, self.run_id, BATCH)
+        taken = sum(j - i for _, i, j in spans)
+        # All there was (of this run) up to the head, or BATCH of it.
+        self.cursor = spans[-1][0].tickets[spans[-1][2] - 1] if taken >= BATCH else head
         last = self.last_seq
         since = self.since
-        run_id = self.run_id
-        if run_id:
-            # A run's events reach the feed in seq order: those the snapshot sent are the
-            # first of them, so one bound for the whole chunk is enough.
+        out = []
+        for chunk, i, j in spans:
+            events = chunk.events
+            run_id = chunk.run_id
+            # A run's events come in seq order: those the snapshot sent are the first of them.
             after = last.get(run_id, 0)
-            mine = [item for item in chunk
-                    if item[0].run_id == run_id and item[0].seq > after and item[0].ts >= since]
-            if not mine:
-                return None
-            last[run_id] = mine[-1][0].seq
-            out = [encoded for _, encoded in mine]
-        else:
-            out = []
-            for event, encoded in chunk:
-                if event.ts < since or event.seq <= last.get(event.run_id, 0):
+            while i < j and events[i].seq <= after:
+                i += 1
+            if i == j:
+                continue
+            if since:
+                kept = [k for k in range(i, j) if events[k].ts >= since]
+                if not kept:
                     continue
-                last[event.run_id] = event.seq
-                out.append(encoded)
-            if not out:
-                return None
+                out.extend(chunk.lines(k, k + 1) for k in kept)
+                last[run_id] = events[kept[-1]].seq
+            else:
+                out.append(chunk.lines(i, j))
+                last[run_id] = events[j - 1].seq
+        if not out:
+            return None
         # An EventFrame, assembled from the events' own bytes (cheaper than encoding Raws).
         return b'{"op":"events","sub":%d,"events":[%b]}' % (self.id, b",".join(out))
 

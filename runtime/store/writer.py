@@ -201,6 +201,7 @@ class LogWriter:
         self._flushed = trio.Event()
         self._running = False
         self.crash_after_flush: Callable[[], None] | None = None
+        self._taps: list[IndexSink] = []  # see ``tap``
 
     # -- emitting (synchronous, from the trio thread) -----------------------------------------
 
@@ -275,6 +276,36 @@ class LogWriter:
     @property
     def backlog(self) -> int:
         return self._appended - self._durable
+
+    # -- tapping: the live events with the bytes the log gets (the sidecar's feed) ------------
+
+    @property
+    def last_ticket(self) -> int:
+        """The ticket of the last event appended: events are numbered in the order emitted."""
+        return self._appended
+
+    def tap(self, callback: IndexSink) -> Callable[[], None]:
+        """Call ``callback(segments)`` with every batch as it leaves the buffers (on the trio
+        thread, before it goes to disk); returns the call that stops it. With ``buffered`` a
+        reader sees every event as the log will hold it, at no cost per event: the sidecar
+        reads live events here instead of from a bus call per event."""
+        self._taps = [*self._taps, callback]
+
+        def untap() -> None:
+            self._taps = [t for t in self._taps if t is not callback]
+
+        return untap
+
+    def buffered(self, run_id: str = "") -> list[Segment]:
+        """The events emitted and not yet taken for a batch (``run_id``'s, or every run's), as
+        segments over the live buffers: views, not copies, good until the next checkpoint."""
+        if run_id:
+            rl = self._runs.get(run_id)
+            runs = [rl] if rl is not None else []
+        else:
+            runs = self._runs.values()
+        return [Segment(rl.run_id, rl.path, rl.position, rl.buf, rl.events, rl.offsets, rl.tickets)
+                for rl in runs if rl.events]
 
     # -- waiting ------------------------------------------------------------------------------
 
@@ -435,6 +466,11 @@ class LogWriter:
                 rl.events = []
                 rl.offsets = []
                 rl.tickets = []
+        for tap in self._taps if segments else ():
+            try:
+                tap(segments)
+            except Exception:  # a reader's fault must not cost the log its batch
+                log.exception("a writer tap failed")
         return segments
 
     async def _flush(self) -> None:
