@@ -269,7 +269,9 @@ class LogWriter:
         rl.events.append(event)
         self._appended += 1
         rl.tickets.append(self._appended)
-        self._pending.set()
+        pending = self._pending
+        if not pending.is_set():  # set() is wrapped for KeyboardInterrupt safety: dearer
+            pending.set()
         return self._appended
 
     @property
@@ -320,10 +322,11 @@ class LogWriter:
         whose fixed costs (a transaction, an fsync) then dominated (B3, the bench note)."""
         appended = self._appended
         unwritten = appended - self._synced
-        return self._running and (
-            (unwritten > self.room and (unwritten > HIGH_WATER or self.lag() > LAG_TARGET))
-            or appended - self._durable > HIGH_WATER
-        )
+        if unwritten > self.room:  # ``lag()`` inlined: this runs once per record
+            oldest = self._inflight_since or self._since
+            if unwritten > HIGH_WATER or (oldest and _clock() - oldest > LAG_TARGET):
+                return self._running
+        return self._running and appended - self._durable > HIGH_WATER
 
     async def wait_room(self) -> None:
         """Back-pressure for fast emitters: wait for the disk while ``must_wait``."""
