@@ -20,6 +20,7 @@ import sqlite3
 import threading
 import time
 from bisect import bisect_left
+from itertools import chain
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -832,6 +833,7 @@ def _words(data: Any) -> str:
 
 # Rows a multi-row INSERT carries (9 columns: 1,800 parameters, far below SQLite's limit).
 ROWS_PER_INSERT = 200
+_chain = chain.from_iterable
 _ROW_SQL: dict[tuple[str, int], str] = {}
 
 
@@ -847,14 +849,9 @@ def _insert_rows(c: sqlite3.Connection, head: str, width: int, rows: list[tuple]
         if sql is None:
             one = "(" + ",".join("?" * width) + ")"
             sql = _ROW_SQL[(head, width)] = head + ",".join([one] * ROWS_PER_INSERT)
-        flat: list[Any] = []
-        add = flat.extend
         execute = c.execute
         for i in range(0, full, ROWS_PER_INSERT):
-            flat.clear()
-            for row in rows[i : i + ROWS_PER_INSERT]:
-                add(row)
-            execute(sql, flat)
+            execute(sql, list(_chain(rows[i : i + ROWS_PER_INSERT])))
     if full < n:
         c.executemany(head + "(" + ",".join("?" * width) + ")", rows[full:])
 
@@ -926,7 +923,9 @@ class _Batch:
                 stats = runs.get(rid)
                 if stats is None:
                     stats = runs[rid] = [0, 0.0, 0]
-            stats[0] = max(stats[0], ev.seq)
+            seq = ev.seq
+            if seq > stats[0]:  # not max(): a call per event
+                stats[0] = seq
             stats[1] = ev.ts
             stats[2] += 1
             if type(ev) is not MemoryRecorded:
