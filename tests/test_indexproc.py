@@ -4,10 +4,18 @@ the process's end with the runtime (or with its pipe, as when the runtime is kil
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
 from aethergraph import graph_fn
+from aethergraph.runtime.events import MemoryRecorded
 from aethergraph.runtime.store.index import Index
 from aethergraph.runtime.store.indexproc import IndexProcess
-from aethergraph.runtime.store.logfile import read_events
+from aethergraph.runtime.store.logfile import complete_size, read_events
 
 from .conftest import rt_open
 
@@ -100,3 +108,68 @@ async def test_strict_indexes_in_the_runtime_before_it_acknowledges(home):
         assert rt.writer.index_process_after is None
         assert await recorder(n=50) == expected(50)
         assert rt.writer._indexer is None
+
+
+KILLED = textwrap.dedent(
+    """
+    import sys, trio
+    from aethergraph import graph_fn, open_runtime
+
+    @graph_fn(name="recorder")
+    async def recorder(*, context):
+        mem = context.memory()
+        writer = context.memory()._writer
+        i = 0
+        while True:
+            await mem.record(f"k{i % 10}", {"i": i, "w": "alpha"})
+            i += 1
+            if i == 5_000:
+                await mem.query(kinds=["k1"], limit=1)  # indexed by the process by now
+                print(writer._indexer.proc.pid, flush=True)
+
+    async def main():
+        async with open_runtime(home=sys.argv[1], console=False, sidecar=False) as rt:
+            rt.writer.index_process_after = 0
+            await recorder()
+
+    trio.run(main)
+    """
+)
+
+
+def test_the_index_process_ends_after_its_runtime_is_killed(home, layout, tmp_path):
+    script = tmp_path / "killed.py"
+    script.write_text(KILLED)
+    runtime = subprocess.Popen([sys.executable, str(script), str(home)], stdout=subprocess.PIPE, text=True)
+    try:
+        child = int(runtime.stdout.readline())
+    finally:
+        runtime.send_signal(signal.SIGKILL)
+        runtime.wait()
+        runtime.stdout.close()
+    deadline = time.monotonic() + 60
+    while _alive(child):  # its pipe closed with the runtime: it ends its transaction and exits
+        assert time.monotonic() < deadline, "the index process outlived its runtime"
+        time.sleep(0.01)
+    index = Index(layout)
+    try:
+        for rel, mark in index.indexed_marks().items():  # never past what the log holds
+            assert mark <= complete_size(layout.home / rel)
+        index.catch_up()
+        recorded = [e for p in layout.iter_logs() for e in read_events(p) if type(e) is MemoryRecorded]
+        assert index.memory_count() == len(recorded) >= 5_000
+    finally:
+        index.close()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie (exited, not yet reaped by its dead parent's reaper) counts as ended.
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
