@@ -4,7 +4,8 @@ Emitting an event only encodes it onto its run's in-memory buffer (no syscall, n
 writer task wakes when something is pending, lets a short window collect more, then hands the
 whole batch to a worker thread that appends it to each run's file, fsyncs, and feeds the index.
 While one batch is on disk the next one accumulates, so the fsync cost is shared by every event
-of a batch.
+of a batch. A runtime that records fast hands the indexing to a process of its own
+(``indexproc``), so that it does not share the run's GIL.
 
 Durability (``AETHERGRAPH_DURABILITY``):
 
