@@ -173,3 +173,34 @@ def _alive(pid: int) -> bool:
             return f.read().split(")")[-1].split()[0] != "Z"
     except FileNotFoundError:
         return False
+
+
+async def test_catch_up_to_takes_lines_longer_than_its_chunk(home, layout, monkeypatch):
+    from aethergraph.runtime.store import index as index_mod
+
+    @graph_fn(name="padded")
+    async def padded(*, context):
+        mem = context.memory()
+        for i in range(200):
+            await mem.record(f"k{i % 10}", {"i": i, "pad": "x" * (3000 if i % 5 == 0 else 10)})
+
+    async with rt_open(home) as rt:
+        rt.writer.index_process_after = None
+        await padded()
+    monkeypatch.setattr(index_mod, "CHUNK", 1000)  # every fifth line is longer
+    index = Index(layout)
+    try:
+        marks = index.indexed_marks()
+        kept = answers(index)
+        for table in ("logs", "memory", "memory_tags"):
+            index._w.execute(f"DELETE FROM {table}")
+        index._w.execute("INSERT INTO memory_fts(memory_fts) VALUES ('delete-all')")
+        index.catch_up_to(list(marks.items()))
+        assert index.indexed_marks() == marks
+    finally:
+        index.close()
+    index = Index(layout)
+    try:
+        assert answers(index) == kept
+    finally:
+        index.close()

@@ -527,13 +527,18 @@ class Index:
         bytes to a transaction. ``_ingest_file``'s work without an object per line: the index
         process does this for every event a fast run records (B3), so it must keep up with it."""
         count = 0
+        size = CHUNK
         with open(path, "rb") as f:
             while start < stop:
                 f.seek(start)
-                data = f.read(min(stop - start, CHUNK))
+                data = f.read(min(stop - start, size))
                 body = data.rfind(b"\n") + 1
                 if not body:
+                    if len(data) == size < stop - start:  # a line longer than a chunk: read more
+                        size *= 2
+                        continue
                     break  # no complete line (yet): nothing to index
+                size = CHUNK
                 events: list[Event] = []
                 offsets: list[int] = []
                 ends: list[int] = []
@@ -542,9 +547,10 @@ class Index:
                 pos = 0
                 while pos < body:
                     nl = data.index(b"\n", pos)
-                    if nl > pos:
+                    line = data[pos:nl]
+                    if line.strip():  # as ``read_log``: a blank line is no event and no error
                         try:
-                            events.append(decode(data[pos:nl]))
+                            events.append(decode(line))
                         except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as exc:
                             log.warning("%s", BadLine(path, None, start + pos, str(exc)[:200], start + nl + 1))
                         else:
