@@ -192,7 +192,7 @@ async def test_catch_up_to_takes_lines_longer_than_its_chunk(home, layout, monke
     try:
         marks = index.indexed_marks()
         kept = answers(index)
-        for table in ("logs", "memory", "memory_tags"):
+        for table in ("logs", "runs", "memory", "memory_tags"):
             index._w.execute(f"DELETE FROM {table}")
         index._w.execute("INSERT INTO memory_fts(memory_fts) VALUES ('delete-all')")
         index.catch_up_to(list(marks.items()))
