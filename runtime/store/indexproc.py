@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -47,6 +48,15 @@ class IndexProcess:
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
         self._ready = False
+
+    def ready(self) -> bool:
+        """Has it opened the index (without waiting)? Until then the runtime indexes in its
+        own thread: the child's start-up (~0.1-0.2 s) never holds the index back."""
+        if not self._ready and select.select([self.proc.stdout], [], [], 0)[0]:
+            if self.proc.stdout.readline() != READY:
+                raise IndexProcessGone(f"the index process did not start (exit code {self.proc.poll()})")
+            self._ready = True
+        return self._ready
 
     def index(self, marks: Sequence[tuple[str, int]]) -> int:
         """Have ``marks`` indexed; return once the child's transaction is committed."""

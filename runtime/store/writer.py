@@ -424,9 +424,10 @@ class LogWriter:
                 log.warning("could not start the index process (%s); indexing in this one", exc)
         if proc is not None:
             try:
-                ends = {self._rel(seg.path): seg.end for seg in segments}  # the last wins
-                proc.index(list(ends.items()))
-                return
+                if proc.ready():
+                    ends = {self._rel(seg.path): seg.end for seg in segments}  # the last wins
+                    proc.index(list(ends.items()))
+                    return
             except IndexProcessGone as exc:
                 log.warning("%s; indexing in this process from now on", exc)
                 self._indexer = None
