@@ -20,6 +20,7 @@ import sqlite3
 import threading
 import time
 from bisect import bisect_left
+from itertools import chain
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from typing import Any
 import msgspec
 
 from ..events import (
+    DECODER,
     ArtifactPinned,
     ArtifactWritten,
     AskAnswered,
@@ -46,7 +48,7 @@ from ..events import (
 from ..info import AskInfo, RunInfo
 from . import owner
 from .layout import StoreLayout, private_dirs, touch_private
-from .logfile import BadLine, complete_size, read_log
+from .logfile import CHUNK, BadLine, complete_size, read_log
 from .query import MemoryQuery
 from .vectors import VECTORS_SCHEMA, vector_row
 from .vectors import insert_rows as insert_vectors
@@ -504,6 +506,93 @@ class Index:
             total += self._ingest_file(path, rel, indexed, bad_lines, batch)
         return total
 
+    def catch_up_to(self, marks: Sequence[tuple[str, int]]) -> int:
+        """Index the logs ``marks`` names (paths relative to the store) up to the byte each
+        says: what the log writer has fsync'd, never past it. The index process's work (see
+        ``indexproc``); a reader like ``catch_up``. Returns the number of events indexed."""
+        ends: dict[str, int] = {}
+        for rel, end in marks:  # a log named twice (two batches): its later end covers both
+            ends[rel] = max(end, ends.get(rel, 0))
+        with self._wlock:
+            indexed = dict(self._w.execute("SELECT path, indexed_bytes FROM logs").fetchall())
+        total = 0
+        for rel, end in ends.items():
+            start = indexed.get(rel, 0)
+            if start < end:
+                total += self._ingest_range(self.layout.home / rel, rel, start, end)
+        return total
+
+    def _ingest_range(self, path: Path, rel: str, start: int, stop: int) -> int:
+        """Index the complete lines of ``path`` between ``start`` and ``stop``, ``CHUNK``
+        bytes to a transaction. ``_ingest_file``'s work without an object per line: the index
+        process does this for every event a fast run records (B3), so it must keep up with it."""
+        count = 0
+        size = CHUNK
+        with open(path, "rb") as f:
+            while start < stop:
+                f.seek(start)
+                data = f.read(min(stop - start, size))
+                body = data.rfind(b"\n") + 1
+                if not body:
+                    if len(data) == size < stop - start:  # a line longer than a chunk: read more
+                        size *= 2
+                        continue
+                    break  # no complete line (yet): nothing to index
+                size = CHUNK
+                events: list[Event] = []
+                offsets: list[int] = []
+                ends: list[int] = []
+                lines: list[tuple[int, int]] = []
+                decode = DECODER.decode
+                pos = 0
+                while pos < body:
+                    nl = data.index(b"\n", pos)
+                    line = data[pos:nl]
+                    if line.strip():  # as ``read_log``: a blank line is no event and no error
+                        try:
+                            events.append(decode(line))
+                        except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as exc:
+                            log.warning("%s", BadLine(path, None, start + pos, str(exc)[:200], start + nl + 1))
+                        else:
+                            offsets.append(start + pos)
+                            ends.append(start + nl + 1)
+                            lines.append((pos, nl))
+                    pos = nl + 1
+                if not self._commit_lists(rel, path.stem, start, start + body, events, offsets, ends,
+                                          lambda i: data[lines[i][0] : lines[i][1]]):
+                    break  # someone else indexed these bytes first
+                count += len(events)
+                start += body
+        return count
+
+    def _commit_lists(self, rel, run_id, expect, new_mark, events, offsets, ends, line) -> bool:
+        """Index ``events`` (as ``_Batch.add_log`` takes them) and move the mark from
+        ``expect`` to ``new_mark`` in one transaction, unless someone else (the live writer,
+        another process's catch-up) moved it first."""
+        with self._wlock:
+            return _retry_locked(self._commit_lists_locked, rel, run_id, expect, new_mark,
+                                 events, offsets, ends, line)
+
+    def _commit_lists_locked(self, rel, run_id, expect, new_mark, events, offsets, ends, line) -> bool:
+        c = self._w
+        c.execute("BEGIN IMMEDIATE")
+        try:
+            file_id, indexed = self._log_row(rel, run_id)
+            if indexed != expect:
+                c.execute("ROLLBACK")
+                return False
+            batch = _Batch(self)
+            batch.file_id = file_id
+            batch.add_log(events, offsets, ends, line)
+            batch.flush()
+            c.execute("UPDATE logs SET indexed_bytes=? WHERE file_id=?", (new_mark, file_id))
+            c.execute("COMMIT")
+            return True
+        except BaseException:
+            if c.in_transaction:
+                c.execute("ROLLBACK")
+            raise
+
     def _ingest_file(
         self, path: Path, rel: str, start: int, bad_lines: list[BadLine] | None, batch: int
     ) -> int:
@@ -532,33 +621,13 @@ class Index:
     ) -> bool:
         """Apply ``records`` and move the mark from ``expect`` to ``new_mark``, unless someone
         else (the live writer, another process's catch-up) moved it first."""
-        with self._wlock:
-            return _retry_locked(self._commit_records_locked, rel, run_id, expect, new_mark, records)
-
-    def _commit_records_locked(self, rel, run_id, expect, new_mark, records) -> bool:
-        c = self._w
-        c.execute("BEGIN IMMEDIATE")
-        try:
-            file_id, indexed = self._log_row(rel, run_id)
-            if indexed != expect:
-                c.execute("ROLLBACK")
-                return False
-            batch = _Batch(self)
-            batch.file_id = file_id
-            batch.add_log(
-                [r[0] for r in records],
-                [r[2] for r in records],
-                [r[2] + len(r[1]) + 1 for r in records],
-                lambda i: records[i][1],
-            )
-            batch.flush()
-            c.execute("UPDATE logs SET indexed_bytes=? WHERE file_id=?", (new_mark, file_id))
-            c.execute("COMMIT")
-            return True
-        except BaseException:
-            if c.in_transaction:
-                c.execute("ROLLBACK")
-            raise
+        return self._commit_lists(
+            rel, run_id, expect, new_mark,
+            [r[0] for r in records],
+            [r[2] for r in records],
+            [r[2] + len(r[1]) + 1 for r in records],
+            lambda i: records[i][1],
+        )
 
     def rebuild(self, bad_lines: list[BadLine] | None = None) -> int:
         """Forget everything and index every log from the start."""
@@ -832,6 +901,7 @@ def _words(data: Any) -> str:
 
 # Rows a multi-row INSERT carries (9 columns: 1,800 parameters, far below SQLite's limit).
 ROWS_PER_INSERT = 200
+_chain = chain.from_iterable
 _ROW_SQL: dict[tuple[str, int], str] = {}
 
 
@@ -847,14 +917,9 @@ def _insert_rows(c: sqlite3.Connection, head: str, width: int, rows: list[tuple]
         if sql is None:
             one = "(" + ",".join("?" * width) + ")"
             sql = _ROW_SQL[(head, width)] = head + ",".join([one] * ROWS_PER_INSERT)
-        flat: list[Any] = []
-        add = flat.extend
         execute = c.execute
         for i in range(0, full, ROWS_PER_INSERT):
-            flat.clear()
-            for row in rows[i : i + ROWS_PER_INSERT]:
-                add(row)
-            execute(sql, flat)
+            execute(sql, list(_chain(rows[i : i + ROWS_PER_INSERT])))
     if full < n:
         c.executemany(head + "(" + ",".join("?" * width) + ")", rows[full:])
 
@@ -926,7 +991,9 @@ class _Batch:
                 stats = runs.get(rid)
                 if stats is None:
                     stats = runs[rid] = [0, 0.0, 0]
-            stats[0] = max(stats[0], ev.seq)
+            seq = ev.seq
+            if seq > stats[0]:  # not max(): a call per event
+                stats[0] = seq
             stats[1] = ev.ts
             stats[2] += 1
             if type(ev) is not MemoryRecorded:
