@@ -33,6 +33,7 @@ from textual.actions import SkipAction
 from textual.app import App
 from textual.binding import Binding
 from textual.reactive import reactive
+from textual.css.stylesheet import Stylesheet
 from textual.screen import ModalScreen
 
 from aethergraph.runtime import events as ev
@@ -79,6 +80,25 @@ class _NotifyHandler(logging.Handler):
         if record.exc_info and record.exc_info[1] is not None:
             text += f": {type(record.exc_info[1]).__name__}: {record.exc_info[1]}"
         self.app.post_message(facts.BackendProblem(text, "error" if record.levelno >= logging.ERROR else "warning"))
+
+
+class _SteadyStylesheet(Stylesheet):
+    """Textual's stylesheet, minus the parses that give what it already has.
+
+    ``App.refresh_css`` (run at start by the theme and by the first mode's screen) sets the
+    variables, which empties the parse cache even when they are the same, then ``reparse``s
+    every source in a fresh stylesheet, whose cache is empty too: app.tcss and every widget's
+    DEFAULT_CSS parsed again, on the way to the first paint (B11). Here equal variables keep
+    the cache, and a reparse parses in place (``parse`` keeps the old rules if a source fails,
+    as the fresh sheet was there for), so only sources not yet parsed with these variables
+    are."""
+
+    def set_variables(self, variables: dict[str, str]) -> None:
+        if variables != self._variables:
+            super().set_variables(variables)
+
+    def reparse(self) -> None:
+        self.parse()
 
 
 def _panel(name: str):
@@ -143,6 +163,7 @@ class AetherGraphApp(Actions, StoreReads, App[int]):
         watch_css: bool = False,
     ) -> None:
         super().__init__(watch_css=watch_css)
+        self.stylesheet = _SteadyStylesheet(variables=self.get_css_variables())
         use_no_color(self.no_color)  # states read by weight alone when colours are off
         self.home: Path = resolve_home(home)
         self.store = StoreReader(self.home)
@@ -374,7 +395,11 @@ class AetherGraphApp(Actions, StoreReads, App[int]):
             self.switch_mode("runs")
 
     def action_help(self) -> None:
-        self.push_screen(screens.HelpScreen(self.screen))
+        under = self.screen
+        name = screens.HelpScreen.installed_name(under)
+        if not self.is_screen_installed(name):
+            self.install_screen(screens.HelpScreen(under), name)
+        self.push_screen(name)
 
     def action_yank(self) -> None:
         """y: copy the id (or ref) under the cursor to the clipboard through the terminal

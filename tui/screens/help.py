@@ -72,18 +72,31 @@ class HelpScreen(ModalScreen[None]):
 
     def __init__(self, screen: Screen) -> None:
         super().__init__()
-        self.under = screen
+        # What the help shows of the panel under it, taken now: all of it comes from classes
+        # (``installed_name``), and the panel itself is not kept alive by a help kept installed.
+        self.about = getattr(screen, "HELP", "")
+        self.panel_name = getattr(screen, "MODE", "") or type(screen).__name__
+        self.panel_bindings = [*own_bindings(screen.focused), *getattr(screen, "BINDINGS", [])]
+
+    @staticmethod
+    def installed_name(screen: Screen) -> str:
+        """The name a help over ``screen`` is installed under: its content depends only on the
+        panel's class and the class of the widget focused there, so one help per such pair is
+        built once and pushed again on every later ``?`` (composing it and pruning it on ``esc``
+        was the dearest key while a run streams, B8)."""
+        return f"help:{type(screen).__qualname__}:{type(screen.focused).__qualname__}"
+
+    def on_screen_resume(self) -> None:
+        # A help pushed again opens at its top, as a new one would.
+        self.query_one("#help-body", VerticalScroll).scroll_home(animate=False, immediate=True)
 
     def compose(self) -> ComposeResult:
-        under = self.under
         with Vertical(id="help-dialog", classes="dialog"):
             with VerticalScroll(id="help-body"):
-                about = getattr(under, "HELP", "")
-                if about:
-                    yield Static(Text(about), classes="help-about")
-                name = getattr(under, "MODE", "") or type(under).__name__
-                yield Static(bindings_table(f"This panel ({name})", [*own_bindings(under.focused),
-                                                                    *getattr(under, "BINDINGS", [])]),
+                if self.about:
+                    yield Static(Text(self.about), classes="help-about")
+                name = self.panel_name
+                yield Static(bindings_table(f"This panel ({name})", self.panel_bindings),
                              classes="help-table")
                 for title, bindings in self.part_bindings(name):
                     yield Static(bindings_table(title, bindings), classes="help-table")

@@ -13,10 +13,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from rich.segment import Segment
+from rich.style import Style
+from rich.text import Text
 from textual import events
 from textual.binding import Binding
 from textual.message import Message
 from textual.widgets import DataTable
+
+_LINE_JOIN = Text("\n")
 
 # (key, header, width incl. a one-column gap); a width of 0 takes what the others leave.
 Column = tuple[str, str, int]
@@ -68,6 +73,42 @@ class RowTable(DataTable):
         self.clear(columns=True)
         for key, header, _ in self.layout_columns:
             self.add_column(header, width=self._widths[key], key=key)
+
+    def _render_cell(self, row_index: int, column_index: int, base_style: Style, width: int,
+                     cursor: bool = False, hover: bool = False) -> list[list[Segment]]:
+        """A body cell drawn as one line of segments straight from its ``Text`` (the
+        ``LineView`` way), instead of Textual's Rich render of a padded, styled renderable per
+        cell: on the first frame the visible rows' cells were rendered twice, a tenth of the
+        dashboard's first paint (B11). The same segments as that render gives a one-line,
+        left-flowing cell that fits its column; anything else (a header, a wider or multi-line
+        cell, another renderable) goes the usual way. Cached under Textual's own key."""
+        row_key = self._row_locations.get_key(row_index) if row_index >= 0 else None
+        column_key = self._column_locations.get_key(column_index) if column_index >= 0 else None
+        row = self.rows.get(row_key) if row_key is not None else None
+        if row is None or column_key is None or row.height != 1 or self.cell_padding:
+            return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
+        cache_key = (row_key, column_key, base_style, cursor, hover, self._show_hover_cursor,
+                     self._update_count, self._pseudo_class_state)
+        lines = self._cell_render_cache.get(cache_key)
+        if lines is not None:
+            return lines
+        cells = self._get_row_renderables(row_index).cells
+        text = cells[column_index] if column_index < len(cells) else None
+        if (type(text) is not Text or text.justify not in (None, "default") or text.cell_len > width
+                or "\n" in text.plain or "\t" in text.plain):
+            return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
+        component_style, post_style = self._get_styles_to_render_cell(
+            False, False, row_index < self.fixed_rows or column_index < self.fixed_columns, hover, cursor,
+            self.show_cursor, self._show_hover_cursor, self.cursor_foreground_priority == "css",
+            self.cursor_background_priority == "css")
+        # (joined as Rich joins a cell's lines: that turns the text's own style into a span)
+        segments = list(_LINE_JOIN.join((text,)).render(self.app.console, end=""))
+        if width > text.cell_len:
+            segments.append(Segment(" " * (width - text.cell_len)))
+        style = base_style + Style.from_meta({"row": row_index, "column": column_index}) + component_style
+        lines = [list(Segment.apply_style(segments, style, post_style))]
+        self._cell_render_cache[cache_key] = lines
+        return lines
 
     def selected_key(self) -> str | None:
         """The key of the row under the cursor (None: no rows)."""
