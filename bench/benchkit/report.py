@@ -157,7 +157,7 @@ INTRO = {
         "one event (`kind=\"step\"`, `data={\"x\": x}`), awaited. LangGraph variants are "
         "`shape/checkpointer/record`: checkpointer `none` | `memory` (InMemorySaver) | `sqlite` "
         "(AsyncSqliteSaver file); record `-` | `state` (an `operator.add` list channel) | `store` "
-        "(`aethergraph.runtime.store.aput`: InMemoryStore, or the SQLite store with the SQLite saver). The "
+        "(LangGraph's `runtime.store.aput`: InMemoryStore, or the SQLite store with the SQLite saver). The "
         "ratio compares with our figure of the same shape and record/no-record."
     ),
     "B2": (

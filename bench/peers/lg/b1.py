@@ -6,7 +6,7 @@ itself until x == n (``recursion_limit = n + 10``).
 
 Variant ``<shape>/<checkpointer>/<record>``: checkpointer ``none`` | ``memory`` (InMemorySaver) |
 ``sqlite`` (AsyncSqliteSaver, a file); record ``-`` (none) | ``state`` (one event appended to an
-``events`` list channel with an ``operator.add`` reducer) | ``store`` (``aethergraph.runtime.store.aput``;
+``events`` list channel with an ``operator.add`` reducer) | ``store`` (LangGraph's ``runtime.store.aput``;
 InMemoryStore, or AsyncSqliteStore with the sqlite checkpointer).
 """
 
