@@ -1391,3 +1391,36 @@ def test_a_stream_grows_in_run_detail_and_a_files_ask_opens_the_file_picker(home
     assert [e for e in events if isinstance(e, ev.RunFinished)][-1].outputs == {"text": "x,y\n"}
     (said,) = [e for e in events if isinstance(e, ev.MessageSent) and e.kind == "stream"]
     assert said.text == "Hello \x1b]0;pwned\x07 world"  # what the run said, kept as it said it
+
+
+def test_help_and_back_leave_the_panel_footer_as_drawn(home):
+    """`?` then esc shows the same keys on the panel's footer as before: it is not rebuilt
+    (rebuilding every key widget was the slowest key under a streaming run, bench B8)."""
+    build_store(home)
+    app = AetherGraphApp()
+
+    async def scenario(pilot):
+        await until(pilot, lambda: app.state.index_loaded, "the index")
+        await pilot.press("5")
+        await pilot.pause(0.2)
+        panel = app.screen
+        footer = panel.query_one("Footer")
+        rebuilds = []
+        original = footer.recompose
+
+        async def counted():
+            rebuilds.append(1)
+            await original()
+
+        footer.recompose = counted
+        keys_before = [k.key for k in footer.query("FooterKey")]
+        for _ in range(3):
+            await pilot.press("question_mark")
+            assert isinstance(app.screen, HelpScreen)
+            await pilot.press("escape")
+            assert app.screen is panel
+        await pilot.pause(0.2)
+        assert [k.key for k in footer.query("FooterKey")] == keys_before and "question_mark" in keys_before
+        assert rebuilds == []
+
+    drive(app, scenario)

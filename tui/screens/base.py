@@ -17,9 +17,9 @@ from textual.app import ComposeResult
 from textual.css.query import NoMatches
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import Footer, Input
+from textual.widgets import Input
 
-from ..widgets import FilterInput, RowTable, TopBar
+from ..widgets import FilterInput, RowTable, SteadyFooter, TopBar
 
 if TYPE_CHECKING:
     from ..app import AetherGraphApp
@@ -36,7 +36,7 @@ class DashboardScreen(Screen):
     def compose(self) -> ComposeResult:
         yield TopBar(self.MODE)
         yield from self.compose_body()
-        yield Footer(compact=True)
+        yield SteadyFooter(compact=True)
 
     def compose_body(self) -> ComposeResult:
         return iter(())

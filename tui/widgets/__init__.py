@@ -8,7 +8,7 @@ the tables, the filter line and the top bar; the run panel's widgets (the node t
 from ..lazy import exports
 
 # module: the names it exports
-_MODULES = {"filter_input": ("FilterInput",), "metrics": ("MetricsPanel",), "node_tree": ("NodeTree",),
+_MODULES = {"filter_input": ("FilterInput",), "footer": ("SteadyFooter",), "metrics": ("MetricsPanel",), "node_tree": ("NodeTree",),
             "progress": ("ProgressPanel",), "tables": ("AsksTable", "RowTable", "RunsTable"), "topbar": ("TopBar",)}
 _WHERE = {name: module for module, names in _MODULES.items() for name in names}
 
