@@ -436,3 +436,35 @@ async def test_process_jobs_refuses_what_only_a_cluster_can_do(home):
                                  {"argv": ["true"], "priority": 1}])
     assert len(msgs) == 3 and all(m.startswith("job spec: fn, resources and priority need") for m in msgs), msgs
     assert not list(JobStore(home).ids())
+
+
+async def test_an_argv_job_s_output_lands_once_whichever_way_comes_first(home):
+    """An argv job's output reaches the runtime twice: live chunks from its worker (on trio's
+    thread) and the whole output in its end (collected on a worker thread). A chunk that comes
+    after the end's tail was written went after it: the output appeared twice (seen under
+    load). Each chunk now says the byte it starts at, and both ways write there."""
+    from aethergraph.runtime.jobs.base import Job
+    from aethergraph.runtime.jobs.dask_runner import DaskRunner
+    from aethergraph.runtime.jobs.protocol import JobStatus
+    from aethergraph.runtime.jobs.store import new_job_id
+
+    out = b"hello\nanswer=42\n"
+    async with rt_open(home) as rt:
+        runner = DaskRunner(rt, address="tcp://127.0.0.1:9")  # never connected: no cluster needed
+        for order in ("end first", "chunks first", "interleaved"):
+            job_id = new_job_id()
+            runner.jobs[job_id] = Job(job_id, JobStatus(job_id=job_id, state=JobState.RUNNING))
+            chunks = [{"job_id": job_id, "stream": "stdout", "data": out[:6], "at": 0},
+                      {"job_id": job_id, "stream": "stdout", "data": out[6:], "at": 6}]
+            end = {"exit_code": 0, "stdout": out, "stderr": b"", "started": 1.0, "ended": 2.0}
+            if order == "end first":
+                await trio.to_thread.run_sync(runner._argv_outcome, job_id, end)
+                runner._on_event(chunks)
+            elif order == "chunks first":
+                runner._on_event(chunks)
+                await trio.to_thread.run_sync(runner._argv_outcome, job_id, end)
+            else:
+                runner._on_event(chunks[:1])
+                await trio.to_thread.run_sync(runner._argv_outcome, job_id, end)
+                runner._on_event(chunks[1:])
+            assert Path(runner.store.path(job_id, "stdout")).read_bytes() == out, order

@@ -522,7 +522,9 @@ class DaskRunner(JobRunner):
                 return
             if "stream" in msg:
                 if msg["stream"] in ("stdout", "stderr") and isinstance(msg.get("data"), bytes):
-                    self._append_output(job.job_id, msg["stream"], msg["data"])
+                    at = msg.get("at")
+                    self._append_output(job.job_id, msg["stream"], msg["data"],
+                                        at=at if type(at) is int and at >= 0 else None)
             elif msg.get("state") == "ended":
                 self._on_end_message(job, msg)
             elif msg.get("state") == "running" and job.status.state is JobState.QUEUED:
@@ -567,14 +569,21 @@ class DaskRunner(JobRunner):
                 self._done.append(fut)
                 self._collect_wake.set()
 
-    def _append_output(self, job_id: str, stream: str, data: bytes) -> None:
+    def _append_output(self, job_id: str, stream: str, data: bytes, *, at: int | None = None) -> None:
+        """Write a job's output: at byte ``at`` of its file when the bytes' place is known (the
+        worker's live chunks, and the final output's missing tail), so the same bytes arriving
+        twice by the two ways, in either order and from two threads, land once; appended
+        otherwise (a chunk from a worker that does not say where it starts)."""
         if job_id not in self._output_dirs:  # the job's folder, made for its first output
             self.store.output_dir(job_id)
             self._output_dirs.add(job_id)
-        fd = os.open(self.store.path(job_id, stream), os.O_WRONLY | os.O_CREAT | os.O_APPEND
-                     | os.O_CLOEXEC, 0o600)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | (0 if at is not None else os.O_APPEND)
+        fd = os.open(self.store.path(job_id, stream), flags, 0o600)
         try:
-            os.write(fd, data)
+            if at is None:
+                os.write(fd, data)
+            else:
+                os.pwrite(fd, data, at)
         finally:
             os.close(fd)
 
@@ -720,7 +729,7 @@ class DaskRunner(JobRunner):
             except FileNotFoundError:
                 have = 0
             if len(data) > have:  # what the live chunks did not bring (or a runtime missed)
-                self._append_output(job_id, stream, data[have:])
+                self._append_output(job_id, stream, data[have:], at=have)
             elif not os.path.exists(path):
                 self.store.output_dir(job_id)
                 write_atomic(path, b"")

@@ -219,10 +219,15 @@ def run_argv(job_id: str, spec: dict) -> dict:
 
 
 def _ship(worker, job_id: str, readers: dict) -> None:
+    """Send what the job wrote since the last call, each chunk with the byte it starts at: the
+    runtime writes it there, so a chunk that reaches it after the job's final output (which
+    carries the same bytes) is written over them instead of after them."""
     for stream, f in readers.items():
+        at = f.tell()
         data = f.read(CHUNK)
         while data:
-            _event(worker, {"job_id": job_id, "stream": stream, "data": data})
+            _event(worker, {"job_id": job_id, "stream": stream, "data": data, "at": at})
+            at += len(data)
             data = f.read(CHUNK)
 
 
