@@ -445,6 +445,39 @@ async def test_a_subscription_to_every_run_sees_interleaved_runs_in_the_order_em
     assert switches > 10, "the runs did not interleave; the test did not test merging"
 
 
+async def test_a_run_that_ends_between_subscribe_and_snapshot_is_still_replayed(home, layout, monkeypatch):
+    """A subscriber to every run follows the feed from its Subscribe; the runs live then are
+    replayed from their logs. One that ends before the snapshot is read (the snapshot waits
+    for the writer first) was left out: its events before the Subscribe reached nobody."""
+    gate = trio.Event()
+
+    @graph_fn(name="short")
+    async def short(*, context):
+        await gate.wait()
+        await context.memory().record("tick", {"i": 1})
+
+    async with started(home, short) as (rt, advert):
+        (run_id,) = rt.runs
+        real_start = sidecar_server.Subscription.start
+
+        async def start_after_the_run_ended(self):
+            gate.set()
+            while run_id in rt.runs:  # the run ends, and leaves the runtime's live runs
+                await trio.sleep(0.01)
+            await real_start(self)
+
+        monkeypatch.setattr(sidecar_server.Subscription, "start", start_after_the_run_ended)
+        got = []
+        async with SidecarClient.connect(advert) as c:
+            async with c.subscribe() as events:
+                with trio.fail_after(20):
+                    async for e in events:
+                        got.append(e)
+                        if type(e) is ev.RunFinished:
+                            break
+    assert got == [r.event for r in read_log(layout.run_log(run_id))]
+
+
 async def test_a_subscription_since_a_time_gets_only_the_events_from_then(home, layout):
     since = math.inf  # set once the subscription is live
     gate = trio.Event()

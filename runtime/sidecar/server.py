@@ -695,8 +695,11 @@ class Subscription:
             self.last_seq[msg.run_id] = msg.after_seq
         self.live = False
         self.closed = False
-        # Following the feed before the snapshot is read, so nothing falls between the two.
+        # Following the feed before the snapshot is read, so nothing falls between the two; and
+        # the runs to replay are the ones live now, at the cursor: a run that ends before the
+        # snapshot is read is still replayed (its events before the cursor are in no feed).
         self.cursor = self.feed.add(self)
+        self.replay = [msg.run_id] if msg.run_id else list(conn.rt.runs)
 
     def _drop(self, reason: str) -> None:
         self.close()
@@ -715,8 +718,7 @@ class Subscription:
         rt = self.conn.rt
         if self.snapshot:
             await rt.writer.wait_durable()
-            runs = [self.run_id] if self.run_id else list(rt.runs)
-            for run_id in runs:
+            for run_id in self.replay:
                 await self._replay(run_id)
                 if self.closed:
                     return
