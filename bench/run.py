@@ -103,7 +103,7 @@ def main(argv: list[str]) -> int:
         for w in workloads:
             if cases[w]:
                 log(f"== {w}: {len(cases[w])} cases, {sum(c.reps for c in cases[w])} measurements")
-                run_workload(cases[w], sink=sink, log=log)
+                run_workload(cases[w], sink=sink, log=log, settle=not args.quick)
 
     # Other work on the machine during the run shows here (1-minute load average).
     info["load_after"] = round(os.getloadavg()[0], 2)

@@ -29,6 +29,35 @@ from .venvs import BENCH
 
 TMP_BASE = BENCH / "results" / "tmp"  # on the repository's disk, like a real store; gitignored
 
+# How long after the last deletion a settle_fs case waits (after a sync). On ext4 without a
+# journal (this machine's root disk) the inode allocator skips every inode freed in the last 60
+# s (360 s while its inode-table block is dirty) one at a time, looking each up in the buffer
+# cache: a workload that creates files right after thousands were deleted pays for each of
+# them on every create. B9 run back to back lost up to 45% of its throughput to it (perf: the
+# kernel's recently_deleted() and its buffer lookups, 16% of all CPU samples); 65 s after a
+# sync it still lost ~30%, 130 s after ~12%, 400 s after nothing. The wait is the kernel's
+# longest window and a margin.
+SETTLE_S = 370.0
+_last_delete: float | None = None  # monotonic time of this harness's last folder deletion
+
+
+def settle_fs(log: Callable[[str], None]) -> None:
+    """Sync, then wait until SETTLE_S have passed since this harness last deleted a folder
+    (the whole SETTLE_S when it has deleted none: what ran before it is unknown)."""
+    os.sync()
+    since = None if _last_delete is None else time.monotonic() - _last_delete
+    wait = SETTLE_S if since is None else SETTLE_S - since
+    if wait > 0:
+        log(f"settling the disk for {wait:.0f} s (files deleted just before would be charged to "
+            f"the next measurement)")
+        time.sleep(wait)
+
+
+def _remove(folder: str) -> None:
+    global _last_delete
+    shutil.rmtree(folder, ignore_errors=True)
+    _last_delete = time.monotonic()
+
 
 def base_env() -> dict[str, str]:
     # PYTHONDONTWRITEBYTECODE would make every process compile its imports from source: B4 is
@@ -43,15 +72,33 @@ def base_env() -> dict[str, str]:
 def case_env(case: Case, tmp: str) -> dict[str, str]:
     env = base_env()
     env["TMPDIR"] = tmp
+    if case.settle_fs:
+        env["BENCH_KEEP_STORE"] = "1"  # the script's store stays in tmp; the harness deletes it later
     if case.framework != "ours":
         env.update(OFFLINE_ENV)
         env.update(workspace_env(tmp))
     return env
 
 
-def run_workload(cases: list[Case], *, sink: Callable[[dict], None], log: Callable[[str], None]) -> None:
-    """Run every repetition of ``cases``, interleaved; hand each result to ``sink``."""
+def run_workload(cases: list[Case], *, sink: Callable[[dict], None], log: Callable[[str], None],
+                 settle: bool = True) -> None:
+    """Run every repetition of ``cases``, interleaved; hand each result to ``sink``.
+
+    Cases with ``settle_fs`` start on a settled disk (``settle``: False skips the wait, for
+    quick checks) and keep their folders until the last of them has run, so that no
+    measurement of theirs is charged for the deletion of another's files."""
     TMP_BASE.mkdir(parents=True, exist_ok=True)
+    kept: list[str] = []
+    try:
+        _run_all(cases, sink=sink, log=log, settle=settle, kept=kept)
+    finally:
+        for folder in kept:
+            _remove(folder)
+
+
+def _run_all(cases: list[Case], *, sink, log, settle: bool, kept: list[str]) -> None:
+    if settle and any(c.settle_fs for c in cases):
+        settle_fs(log)
     for case in cases:
         if case.process:  # B4: one untimed run first, so .pyc files exist
             _once(case, rep=0)
@@ -63,7 +110,7 @@ def run_workload(cases: list[Case], *, sink: Callable[[dict], None], log: Callab
             if rep > case.reps or case.key in failed:
                 continue
             done += 1
-            result = _once(case, rep)
+            result = _once(case, rep, keep=kept if case.settle_fs else None)
             case.results.append(result)
             sink(result)
             log(f"[{case.workload} {done}/{total}] {case.framework} {case.variant}"
@@ -72,7 +119,8 @@ def run_workload(cases: list[Case], *, sink: Callable[[dict], None], log: Callab
                 failed.add(case.key)  # another try would burn the same timeout again
 
 
-def _once(case: Case, rep: int) -> dict:
+def _once(case: Case, rep: int, keep: list[str] | None = None) -> dict:
+    """One measurement in a fresh folder, deleted after it (``keep``: appended there instead)."""
     tmp = tempfile.mkdtemp(dir=TMP_BASE, prefix=f"{case.workload}-{case.framework}-")
     try:
         record = {
@@ -84,7 +132,10 @@ def _once(case: Case, rep: int) -> dict:
         record.update(runner(case, tmp))
         return record
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if keep is None:
+            _remove(tmp)
+        else:
+            keep.append(tmp)
 
 
 def _script(case: Case, tmp: str) -> dict:

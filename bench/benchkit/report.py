@@ -123,12 +123,15 @@ INTRO = {
     "B9": (
         "`vs-run-process`: 1,000 trivial jobs (`true`), at most 8 at a time, through "
         "`ProcessJobs(max_parallel=8)` in one run (each job started by the runtime's job host, "
-        "with its folder, state file, output files and `job_*` events) and through a plain "
+        "with its folder, output files, journal lines and `job_*` events) and through a plain "
         "`trio.run_process` loop under a `CapacityLimiter(8)`, in the same process, alternating, "
         "best of 3 each; *overhead ms/job* = (ours - loop) wall / N. `queued-10k`: 10,000 jobs "
         "submitted while one job holds the only slot; the trio tasks alive then (no task per job) "
-        "and the submit rate; then all cancelled. Measured in a run of its own after the full "
-        "run (date, commit and load in each record's `measured_separately`)."
+        "and the submit rate; then all cancelled. B9 starts on a settled disk (a sync, then "
+        "370 s after the harness's last deletion) and its stores are deleted only after its last "
+        "measurement: on this machine's journal-less ext4 the inode allocator steps over every "
+        "inode freed in the last 60–360 s, one by one, so the files of one measurement "
+        "deleted just before the next would be charged to it (see the notes)."
     ),
     "B10": (
         "A dask cluster on loopback started by the script as processes of its own (`dask "

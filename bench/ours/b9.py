@@ -2,7 +2,7 @@
 
 - ``vs-run-process``: N trivial jobs (``true``) with at most 8 at a time, once through
   ``ProcessJobs(max_parallel=8)`` inside a run (each job started by the runtime's job host, its folder,
-  state file, output files and events) and once as a plain ``trio.run_process`` loop under a
+  output files, journal lines and events) and once as a plain ``trio.run_process`` loop under a
   ``CapacityLimiter(8)``, in the same process, alternating, best of 3 rounds each. Reported:
   both throughputs, their ratio (target ≥ 0.8) and the overhead per job in ms. The timed region
   (wall, CPU, RSS) is ours.
@@ -15,6 +15,7 @@ from pathlib import Path
 
 sys.path.append(str(Path(__file__).resolve().parents[1]))  # bench/, for benchkit
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -28,6 +29,17 @@ VARIANTS = ["vs-run-process", "queued-10k"]
 PARALLEL = 8
 ROUNDS = 3
 TRUE = shutil.which("true") or "/bin/true"
+
+
+@contextlib.contextmanager
+def _store():
+    """The runtime's store: deleted at the end, unless the harness keeps it (``BENCH_KEEP_STORE``,
+    set in a fresh folder of its own that it deletes once B9 is over: see benchkit.execute)."""
+    if os.environ.get("BENCH_KEEP_STORE"):
+        yield tempfile.mkdtemp(prefix="store-", dir=os.getcwd())
+        return
+    with tempfile.TemporaryDirectory(dir=Path(__file__).resolve().parents[1] / "results") as home:
+        yield home
 
 
 def _tasks() -> list[str]:
@@ -84,7 +96,7 @@ def vs_run_process(n: int) -> None:
 
     register_context_service("jobs", ProcessJobs(max_parallel=PARALLEL))
     graph = build_graph()
-    with tempfile.TemporaryDirectory(dir=Path(__file__).resolve().parents[1] / "results") as home:
+    with _store() as home:
         os.environ["AETHERGRAPH_HOME"] = home
 
         async def main():
@@ -126,7 +138,7 @@ def queued(n: int) -> None:
         return {"submit_s": submit_s, "tasks_before": before, "tasks_queued": len(tasks), "names": tasks,
                 "queued": states == {JobState.QUEUED}}
 
-    with tempfile.TemporaryDirectory(dir=Path(__file__).resolve().parents[1] / "results") as home:
+    with _store() as home:
         os.environ["AETHERGRAPH_HOME"] = home
 
         async def main():
