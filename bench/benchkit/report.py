@@ -131,7 +131,9 @@ INTRO = {
         "370 s after the harness's last deletion) and its stores are deleted only after its last "
         "measurement: on this machine's journal-less ext4 the inode allocator steps over every "
         "inode freed in the last 60–360 s, one by one, so the files of one measurement "
-        "deleted just before the next would be charged to it (see the notes)."
+        "deleted just before the next would be charged to it (see the notes). The B9 rows are "
+        "from a run of B9 alone after the full run (date, commit and load in each record's "
+        "`measured_separately`)."
     ),
     "B10": (
         "A dask cluster on loopback started by the script as processes of its own (`dask "
