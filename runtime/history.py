@@ -31,22 +31,17 @@ def pid_alive(pid: int | None) -> bool:
     return True
 
 
-def effective_status(
-    status: str, pid: int | None, host: str | None, run_id: str | None = None, layout: Any = None
-) -> str:
+def effective_status(status: str, host: str | None, run_id: str, layout: Any) -> str:
     """A run still "running" that nobody on this machine owns any more was interrupted.
 
-    With the run's id and store, the owner lock answers (``store.owner``: the kernel drops it
-    when the owner dies, so a reused pid cannot fool it, and a resumed run is owned by its new
-    process). Without them (a caller that does not know the store) the recorded pid is asked.
-    A run recorded on another host is taken at its word."""
+    The owner lock answers (``store.owner``: the kernel drops it when the owner dies, so a
+    process that got the dead owner's pid cannot pass for it, and a resumed run is owned by its
+    new process). A run recorded on another host is taken at its word."""
     if status != ev.RUNNING or host != HOST:
         return status
-    if run_id is not None and layout is not None:
-        from .store.owner import holder
+    from .store.owner import holder
 
-        return ev.INTERRUPTED if holder(layout, run_id) is None else status
-    return status if pid_alive(pid) else ev.INTERRUPTED
+    return ev.INTERRUPTED if holder(layout, run_id) is None else status
 
 
 class NodeSummary(msgspec.Struct, kw_only=True):
@@ -159,10 +154,10 @@ class RunSummary(RunInfo, kw_only=True):
 
 def summarize(run_id: str, events: Iterable[ev.Event], layout: Any = None) -> RunSummary:
     """The run as its events tell it; ``layout`` (its store) lets a still "running" run be
-    checked against its owner lock."""
+    checked against its owner lock (without it, "running" is the log's word)."""
     s = RunSummary(run_id=run_id)
     for e in events:
         s.apply(e)
-    if s.status == ev.RUNNING:
-        s.status = effective_status(s.status, s.pid, s.host, run_id, layout)
+    if s.status == ev.RUNNING and layout is not None:
+        s.status = effective_status(s.status, s.host, run_id, layout)
     return s

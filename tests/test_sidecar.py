@@ -153,16 +153,36 @@ def test_cli_without_a_live_runtime_says_so(tmp_path):
         assert len(lines) == 1 and says in lines[0], (args, out.stderr)
 
 
-def test_stale_adverts_are_ignored_and_removed(tmp_path, layout):
+async def test_stale_adverts_are_ignored_by_readers_and_removed_by_the_next_runtime(tmp_path, home, layout):
+    """An advert of an earlier version (no lock) whose pid is gone; readers skip it and write
+    nothing, the next runtime that opens a sidecar on the store removes it (and its socket)."""
     layout.ensure()
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    sock = layout.runtimes_dir / "999-dead.sock"
     stale = Advert(runtime_id="999-dead", pid=int(dead.stdout), host=os.uname().nodename, started=0.0,
-                   protocol=1, unix=str(layout.runtimes_dir / "999-dead.sock"))
+                   protocol=1, unix=str(sock))
     write_advert(layout, stale)
+    sock.touch()
     assert find_runtimes(str(layout.home)) == []
-    assert not advert_path(layout, "999-dead").exists()
-    out = ag("asks", cwd=tmp_path)
+    out = await trio.to_thread.run_sync(lambda: ag("asks", cwd=tmp_path))
     assert out.returncode == 2 and "no live runtime" in out.stderr
+    assert advert_path(layout, "999-dead").exists() and sock.exists()  # readers never write
+    async with rt_open(home, sidecar=True):
+        assert not advert_path(layout, "999-dead").exists() and not sock.exists()
+
+
+async def test_an_advert_s_paths_are_not_trusted(tmp_path, home, layout):
+    """Removing a dead runtime's advert unlinks only the socket and token a runtime of that id
+    would have made, whatever paths the advert names."""
+    layout.ensure()
+    victim = tmp_path / "precious.txt"
+    victim.write_text("keep me")
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    write_advert(layout, Advert(runtime_id="998-dead", pid=int(dead.stdout), host=os.uname().nodename,
+                                started=0.0, protocol=1, unix=str(victim), token_file=str(victim)))
+    async with rt_open(home, sidecar=True):
+        assert not advert_path(layout, "998-dead").exists()
+    assert victim.read_text() == "keep me"
 
 
 # -- in-process: one runtime, real sockets ------------------------------------------------------

@@ -728,7 +728,7 @@ async def test_no_attach_toast_for_a_runtime_that_exited_normally(home, autojump
     died = advert("2-died", support.DEAD_PID)  # advert left behind by a process that is gone
     write_advert(layout, died)
     await backend._watch(Watcher(died))
-    assert problems() == [f"runtime 2-died died (pid {support.DEAD_PID} is gone) before the dashboard attached"]
+    assert problems() == [f"runtime 2-died (pid {support.DEAD_PID}) died before the dashboard attached"]
     refusing = advert("3-refusing", os.getpid())  # alive, advertised, and no socket: a real problem
     write_advert(layout, refusing)
     await backend._watch(Watcher(refusing))

@@ -81,7 +81,7 @@ class Actions:
     def open_run(self: "AetherGraphApp", run_id: str) -> None:
         """Show a run in panel 2 (its log is read in a worker; live events queue meanwhile)."""
         if self.detail is None or self.detail.run_id != run_id:
-            self.detail = RunModel(run_id)
+            self.detail = RunModel(run_id, self.store.layout)
             self.read_run_log(run_id)
         self.action_panel("run")
 

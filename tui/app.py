@@ -370,7 +370,7 @@ class AetherGraphApp(Actions, StoreReads, App[int]):
         if mode == "run" and self.detail is None:
             newest = self.state.ordered()
             if newest:
-                self.detail = RunModel(newest[0])
+                self.detail = RunModel(newest[0], self.store.layout)
                 self.read_run_log(newest[0])
         if self.current_mode != mode:
             self._history = self._path_to(mode)

@@ -164,8 +164,8 @@ class Backend:
         await trio.sleep(min(0.5, self.poll_s))  # let a closing runtime finish removing its advert
         if not path.exists():
             return  # it exited normally
-        if is_stale(advert):
-            self._warn_once(rid, f"runtime {rid} died (pid {advert.pid} is gone) before the dashboard attached")
+        if is_stale(advert, StoreLayout.at(self.home)):
+            self._warn_once(rid, f"runtime {rid} (pid {advert.pid}) died before the dashboard attached")
         else:
             self._warn_once(rid, f"cannot attach to runtime {rid}: {reason}")
 

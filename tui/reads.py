@@ -136,7 +136,7 @@ class StoreReads:
         """Read the run's whole log into a fresh model (live events arriving meanwhile queue in
         the model being shown, and are applied on top when this one takes its place)."""
         worker = get_current_worker()
-        model = RunModel(run_id)
+        model = RunModel(run_id, self.store.layout)
         error = ""
         try:
             for i, e in enumerate(self.store.read_run(run_id)):

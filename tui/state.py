@@ -18,6 +18,7 @@ from typing import Any
 from aethergraph.runtime import events as ev
 from aethergraph.runtime.history import RunSummary, effective_status
 from aethergraph.runtime.info import AskInfo, RunInfo, track_asks
+from aethergraph.runtime.store.layout import StoreLayout
 
 from .widgets.stream import StreamTexts
 
@@ -67,7 +68,7 @@ class DashboardState:
         The newest page is read every couple of seconds; when it says nothing new (the usual
         case) nothing is marked changed, so nothing is redrawn."""
         statuses = [
-            effective_status(r.status, r.pid, r.host, r.run_id, self.layout)
+            effective_status(r.status, r.host, r.run_id, self.layout)
             if r.status == ev.RUNNING and r.run_id not in self.live_runs else r.status
             for r in rows
         ]
@@ -234,8 +235,9 @@ class RunModel:
     MAX_POINTS = 240
     MAX_PROGRESS = 4
 
-    def __init__(self, run_id: str) -> None:
+    def __init__(self, run_id: str, layout: StoreLayout | None = None) -> None:
         self.run_id = run_id
+        self.layout = layout  # a "running" log is checked against the run's owner lock in it
         self.summary = RunSummary(run_id=run_id)
         self.timeline: deque[ev.Event] = deque(maxlen=self.MAX_TIMELINE)
         self.logs: deque[ev.Log] = deque(maxlen=self.MAX_LOG)
@@ -321,7 +323,7 @@ class RunModel:
     def status(self) -> str:
         s = self.summary
         if s.status == ev.RUNNING:
-            return effective_status(s.status, s.pid, s.host)
+            return effective_status(s.status, s.host, self.run_id, self.layout) if self.layout else s.status
         return s.status
 
     def duration(self, now: float | None = None) -> float | None:

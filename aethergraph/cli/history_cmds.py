@@ -13,7 +13,7 @@ from aethergraph.runtime import events as ev
 from aethergraph.runtime.describe import describe, dur, tag, when
 from aethergraph.runtime.errors import UnknownRun
 from aethergraph.runtime.exits import EXIT_OK
-from aethergraph.runtime.history import HOST, effective_status, pid_alive, summarize
+from aethergraph.runtime.history import effective_status, summarize
 from aethergraph.runtime.store.index import Index
 from aethergraph.runtime.store.layout import StoreLayout
 from aethergraph.runtime.store.logfile import read_events
@@ -50,7 +50,7 @@ def cmd_runs(args: Any) -> int:
         index.close()
     now = time.time()
     for r in runs:
-        r.status = effective_status(r.status, r.pid, r.host, r.run_id, layout)
+        r.status = effective_status(r.status, r.host, r.run_id, layout)
     rows = [{**msgspec.to_builtins(r), "duration_s": r.duration(now)} for r in runs] if args.json else runs
     if said_all(args, rows, "no runs yet"):
         return EXIT_OK
@@ -81,8 +81,8 @@ def print_runs(runs: Iterable[tuple[str, str, str, float | None, float | None, i
 def _process_line(layout: Any, summary: Any) -> str:
     """Which process runs (or last ran) the run, and where what it printed went when detached."""
     where = f"pid {summary.pid} on {summary.host}"
-    if summary.status == "running":
-        where += " (running)" if summary.host != HOST or pid_alive(summary.pid) else ""
+    if summary.status == "running":  # read with the store: its owner lock is held, or another host's
+        where += " (running)"
     else:
         where += " (ended)" if summary.status != "interrupted" else " (gone: `ag resume` continues it)"
     out = output_path(layout, summary.run_id)

@@ -83,7 +83,7 @@ def _interrupted_asks(layout) -> list[Any]:
     out = []
     for a in rows:
         r = runs.get(a.run_id)
-        if r is not None and effective_status(r.status, r.pid, r.host) == ev.INTERRUPTED:
+        if r is not None and effective_status(r.status, r.host, r.run_id, layout) == ev.INTERRUPTED:
             out.append(a)
     return out
 
@@ -401,7 +401,7 @@ def cmd_attach(args: Any) -> int:
             pass
         return EXIT_OK
     if "status" not in status:
-        summary = summarize(run_id, read_events(path, warn=False))
+        summary = summarize(run_id, read_events(path, warn=False), layout)
         if summary.status == "running":
             raise CliError(f"run {run_id} is not reachable: {status.get('gone')}")
         if summary.status == "interrupted":

@@ -62,7 +62,7 @@ def _resume_detached(args: Any) -> int:
     """``ag resume RUN --detach``: the same resume, in a process of its own session."""
     layout = _layout(args.home)
     try:
-        check_resumable(args.run_id, read_run(layout, args.run_id))
+        check_resumable(args.run_id, read_run(layout, args.run_id), layout)
         d = start_resume(layout, args.run_id, answers=args.answer)
     except (CannotResume, UnknownRun, DetachFailed) as exc:
         raise CliError(str(exc)) from None

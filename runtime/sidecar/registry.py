@@ -1,14 +1,21 @@
 """Live runtimes advertise themselves in the store, so clients can find them.
 
 ``runtimes/<runtime_id>.json`` says where a runtime listens (its unix socket, and its TCP port
-when it has one), its pid and host, and which runs it is executing. It is written atomically,
-removed on a clean exit, and recognised as stale when its pid is gone from this host (then
-removed by whoever notices). The TCP token lives beside it in a 0600 file and is never printed.
+when it has one), its pid and host, and which runs it is executing. It is written atomically and
+removed on a clean exit. The TCP token lives beside it in a 0600 file and is never printed.
+
+Who is alive is the owner lock's answer (``store/owner.py``), not the pid's: the runtime holds
+the lock of ``sidecar <runtime_id>`` from before its advert is written until after it is
+removed, and the kernel drops it when the process dies, so an advert left by a runtime killed
+-9 reads stale even once another process has its pid (pids come round within minutes on a busy
+box). Readers skip stale adverts and delete nothing; the next runtime that opens its sidecar on
+the store removes them, with their sockets and tokens.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import stat
 import tempfile
@@ -18,6 +25,7 @@ import msgspec
 
 from ..errors import AetherGraphError
 from ..history import HOST, pid_alive
+from ..store import owner
 from ..store.layout import StoreLayout, open_private
 
 # A unix socket path must fit in sockaddr_un (108 bytes on Linux, with the NUL).
@@ -35,9 +43,13 @@ class Advert(msgspec.Struct, kw_only=True):
     token_file: str = ""
     home: str = ""
     runs: list[str] = []
+    # The runtime holds owner_key(runtime_id) for its life. False: an advert of an earlier
+    # version, whose liveness only its pid can tell.
+    locked: bool = False
 
 
 _DECODER = msgspec.json.Decoder(Advert)
+_RUNTIME_ID = re.compile(r"[0-9]+-[0-9a-f]+")  # new_runtime_id's shape: no path in it
 
 
 def new_runtime_id() -> str:
@@ -110,33 +122,60 @@ def write_advert(layout: StoreLayout, advert: Advert) -> None:
 
 
 def remove_advert(layout: StoreLayout, advert: Advert) -> None:
-    for p in (advert_path(layout, advert.runtime_id), Path(advert.unix) if advert.unix else None,
-              Path(advert.token_file) if advert.token_file else None):
-        if p is not None:
-            try:
-                p.unlink()
-            except FileNotFoundError:
-                pass
+    """Remove the advert and the socket and token it names — only where a runtime of this id
+    puts them: an advert is text from another process, and its paths are not trusted."""
+    rid = advert.runtime_id
+    if not _RUNTIME_ID.fullmatch(rid):
+        return
+    folder = layout.runtimes_dir
+    ours = {str(folder / f"{rid}.sock"), str(folder / f"{rid}.token"),
+            str(Path(tempfile.gettempdir()) / f"aethergraph-{os.getuid()}" / f"{rid}.sock")}
+    paths = [advert_path(layout, rid)] + [Path(p) for p in (advert.unix, advert.token_file) if p in ours]
+    for path in paths:
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            pass
 
 
-def is_stale(advert: Advert) -> bool:
-    return advert.host == HOST and not pid_alive(advert.pid)
+def owner_key(runtime_id: str) -> str:
+    """The name the runtime's liveness lock is taken under (no run id has a space)."""
+    return f"sidecar {runtime_id}"
 
 
-def live_adverts(layout: StoreLayout, *, clean: bool = True) -> list[Advert]:
-    """Adverts of runtimes that may be alive; stale ones are ignored (and removed)."""
+def is_stale(advert: Advert, layout: StoreLayout) -> bool:
+    """The advert's runtime is gone: on this host, nobody holds its lock (an advert of an
+    earlier version: its pid is gone). One from another host is taken at its word."""
+    if advert.host != HOST:
+        return False
+    if advert.locked:
+        return owner.holder(layout, owner_key(advert.runtime_id)) is None
+    return not pid_alive(advert.pid)
+
+
+def _adverts(layout: StoreLayout) -> list[Advert]:
     out: list[Advert] = []
     folder = layout.runtimes_dir
     if not folder.is_dir():
         return out
     for path in sorted(folder.glob("*.json")):
         try:
-            advert = _DECODER.decode(path.read_bytes())
+            out.append(_DECODER.decode(path.read_bytes()))
         except (OSError, msgspec.DecodeError, msgspec.ValidationError):
             continue
-        if is_stale(advert):
-            if clean:
-                remove_advert(layout, advert)
-            continue
-        out.append(advert)
     return out
+
+
+def live_adverts(layout: StoreLayout) -> list[Advert]:
+    """Adverts of runtimes that may be alive. Stale ones are skipped, not removed: a reader
+    never writes (``remove_stale_adverts`` is for a runtime opening the store)."""
+    return [a for a in _adverts(layout) if not is_stale(a, layout)]
+
+
+def remove_stale_adverts(layout: StoreLayout) -> int:
+    """Remove what runtimes that died left in the store (advert, socket, token); for a runtime
+    opening its sidecar, which holds its own lock already. How many were removed."""
+    stale = [a for a in _adverts(layout) if is_stale(a, layout)]
+    for advert in stale:
+        remove_advert(layout, advert)
+    return len(stale)

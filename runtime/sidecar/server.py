@@ -43,11 +43,13 @@ from ..errors import (
 )
 from ..history import HOST
 from ..info import AskInfo, RunInfo
+from ..store import owner
 from ..store.layout import private_dirs
 from ..store.logfile import read_log
 from ..store.segment import Segment
 from . import protocol as p
-from .registry import Advert, new_runtime_id, remove_advert, socket_path, write_advert, write_token
+from .registry import (Advert, new_runtime_id, owner_key, remove_advert, remove_stale_adverts, socket_path,
+                       write_advert, write_token)
 
 log = logging.getLogger("aethergraph.sidecar")
 
@@ -95,6 +97,16 @@ class Sidecar:
         layout = self.layout
         private_dirs(layout.runtimes_dir)
         os.chmod(layout.runtimes_dir, 0o700)
+        # Alive from here until the advert is gone: readers ask this lock, not our pid. Holding
+        # it, we clear what runtimes that died on this store left behind (readers never do).
+        owner.acquire(layout, owner_key(self.runtime_id))
+        try:
+            remove_stale_adverts(layout)
+            await self._serve(layout, task_status)
+        finally:
+            owner.release(layout, owner_key(self.runtime_id))
+
+    async def _serve(self, layout: Any, task_status) -> None:
         sock_path = socket_path(layout, self.runtime_id)
         if sock_path.exists():
             sock_path.unlink()
@@ -118,7 +130,7 @@ class Sidecar:
         self.advert = Advert(
             runtime_id=self.runtime_id, pid=os.getpid(), host=HOST, started=time.time(),
             protocol=p.PROTOCOL_VERSION, unix=str(sock_path), tcp=tcp_addr,
-            token_file=token_file, home=str(layout.home), runs=list(self.rt.runs),
+            token_file=token_file, home=str(layout.home), runs=list(self.rt.runs), locked=True,
         )
         write_advert(layout, self.advert)
         unlisten = self.rt.on_runs_changed(self._dirty.set)

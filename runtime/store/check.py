@@ -66,7 +66,7 @@ def check_store(layout: StoreLayout, *, verify_blobs: bool = False) -> CheckRepo
             bad: list[BadLine] = []
             counts: Counter[str] = Counter()
             status = None
-            pid = host = None
+            host = None
             for rec in read_log(path, bad_lines=bad, warn=False):
                 report.events += 1
                 e = rec.event
@@ -79,7 +79,7 @@ def check_store(layout: StoreLayout, *, verify_blobs: bool = False) -> CheckRepo
                         seen_blobs.add(e.sha256)
                         _check_blob(report, blobs, e, verify_blobs)
                 elif t is ev.RunStarted:
-                    status, pid, host = ev.RUNNING, e.pid, e.host
+                    status, host = ev.RUNNING, e.host
                 elif t is ev.RunFinished:
                     status = e.status
             where = str(path.relative_to(layout.home))
@@ -104,7 +104,7 @@ def check_store(layout: StoreLayout, *, verify_blobs: bool = False) -> CheckRepo
                 continue
             if row is not None and status is not None and row.status != status:
                 report.problems.append(Problem(
-                    where, f"index says {row.status}, log says {effective_status(status, pid, host, run_id, layout)}"))
+                    where, f"index says {row.status}, log says {effective_status(status, host, run_id, layout)}"))
             if mem_counts.get(run_id, 0) != counts["memory"]:
                 report.problems.append(Problem(
                     where, f"log has {counts['memory']} memory events, index has {mem_counts.get(run_id, 0)}"))
