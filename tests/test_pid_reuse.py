@@ -24,6 +24,7 @@ from aethergraph.runtime import events as ev
 from aethergraph.runtime.store.layout import StoreLayout
 from aethergraph.runtime.store.logfile import read_events
 
+from .agproc import wait_until
 from .conftest import TUTORIAL, ag
 
 pytestmark = pytest.mark.slow
@@ -94,6 +95,17 @@ def test_a_crashed_run_whose_pid_was_taken_reads_interrupted_everywhere(tmp_path
         for e in read_events(StoreLayout.at(home).run_log(run["run_id"]), warn=False):
             model.apply(e)
         assert model.status == ev.INTERRUPTED  # the dashboard's run detail
+
+        # Answered offline and resumed in a process of its own (before: "is still running").
+        (ask,) = json.loads(asks.stdout)
+        assert ag("answer", ask["ask_id"], "no", cwd=tmp_path).returncode == 0
+        resumed = ag("resume", run["run_id"], "--detach", env=CRASH_ENV | {"AETHERGRAPH_FAULT": ""},
+                     cwd=tmp_path)
+        assert resumed.returncode == 0, resumed.stderr
+        log = StoreLayout.at(home).run_log(run["run_id"])
+        end = wait_until(lambda: next((e for e in read_events(log, warn=False) if type(e) is ev.RunFinished),
+                                      None), "the resumed run's end")
+        assert end.status == ev.FAILED  # the job failed and the answer was "no"
     finally:
         squatter.kill()
         squatter.wait()
