@@ -131,9 +131,7 @@ INTRO = {
         "370 s after the harness's last deletion) and its stores are deleted only after its last "
         "measurement: on this machine's journal-less ext4 the inode allocator steps over every "
         "inode freed in the last 60–360 s, one by one, so the files of one measurement "
-        "deleted just before the next would be charged to it (see the notes). The B9 rows are "
-        "from a run of B9 alone after the full run (date, commit and load in each record's "
-        "`measured_separately`)."
+        "deleted just before the next would be charged to it (see the notes)."
     ),
     "B10": (
         "A dask cluster on loopback started by the script as processes of its own (`dask "
@@ -145,8 +143,7 @@ INTRO = {
         "alternating, best of 3 each; ratio = ours / bare wall (target ≤ 1.25). `jobs-10k`: "
         "10,000 such jobs through `DaskJobs` in one run: wall, the trio tasks alive while they "
         "run (no task per job) and the runtime's peak RSS (the scheduler's and workers' are not in "
-        "it). Measured in a run of its own (date, commit and load in each record's "
-        "`measured_separately`)."
+        "it)."
     ),
     "B11": (
         "B7's store (10,000 runs, 1,000,000 events), built once in setup. `ag tui` started in a "
