@@ -153,6 +153,37 @@ async def test_fallback_socket_folder_is_created_private(long_home):
             assert await c.list_runs() == []
 
 
+async def test_dead_sockets_in_the_fallback_folder_are_swept_and_live_ones_kept(long_home):
+    """Runtimes killed -9 leave their sockets in the shared folder; when their stores are gone
+    nobody else would remove them. The next runtime that uses the folder removes those nobody
+    listens on, and leaves a live one (and anything not named like a runtime's socket)."""
+    import socket
+
+    home, folder = long_home
+    folder.mkdir(mode=0o700)
+    dead = folder / "4242-dead00.sock"
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.bind(str(dead))
+    s.close()  # bound, never unlinked: what kill -9 leaves
+    live_path = folder / "4243-a11ve0.sock"
+    live = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    live.bind(str(live_path))
+    live.listen(1)
+    other = folder / "notes.sock"
+    other.write_text("not a runtime's")
+    try:
+        async with rt_open(home, sidecar=True):
+            (advert,) = find_runtimes(str(home))
+            assert sorted(os.listdir(folder)) == sorted(
+                [os.path.basename(advert.unix), live_path.name, other.name])
+            assert stat.S_IMODE(os.stat(advert.unix).st_mode) == 0o600
+            async with SidecarClient.connect(advert) as c:
+                assert await c.list_runs() == []
+    finally:
+        live.close()
+    assert sorted(os.listdir(folder)) == sorted([live_path.name, other.name])
+
+
 @pytest.mark.parametrize("planted", ["other_owner", "symlink", "open_mode"])
 async def test_fallback_socket_folder_planted_by_someone_else_is_refused(long_home, tmp_path, planted):
     from aethergraph.runtime.sidecar.registry import SocketFolderError

@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import socket
 import stat
 import tempfile
 from pathlib import Path
@@ -67,6 +68,33 @@ def socket_path(layout: StoreLayout, runtime_id: str) -> Path:
         return path
     folder = Path(tempfile.gettempdir()) / f"aethergraph-{os.getuid()}"
     return private_folder(folder) / f"{runtime_id}.sock"
+
+
+def sweep_dead_sockets(folder: Path) -> int:
+    """Remove the sockets in the shared socket folder that nobody listens on any more: those of
+    runtimes killed -9 whose stores are gone or never opened again (a runtime of the store
+    would remove them with their adverts). A runtime makes its socket visible under its final
+    name only once it listens (``Sidecar``), so a refused connection means a dead one. For a
+    runtime opening its sidecar there; how many were removed."""
+    removed = 0
+    for path in folder.glob("*.sock"):
+        if not _RUNTIME_ID.fullmatch(path.stem):
+            continue
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        probe.setblocking(False)
+        try:
+            probe.connect(str(path))
+        except ConnectionRefusedError:
+            try:
+                path.unlink()
+                removed += 1
+            except FileNotFoundError:
+                pass
+        except OSError:  # EAGAIN: alive, its backlog full; anything else: not ours to judge
+            pass
+        finally:
+            probe.close()
+    return removed
 
 
 class SocketFolderError(AetherGraphError):

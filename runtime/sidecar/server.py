@@ -49,7 +49,7 @@ from ..store.logfile import read_log
 from ..store.segment import Segment
 from . import protocol as p
 from .registry import (Advert, new_runtime_id, owner_key, remove_advert, remove_stale_adverts, socket_path,
-                       write_advert, write_token)
+                       sweep_dead_sockets, write_advert, write_token)
 
 log = logging.getLogger("aethergraph.sidecar")
 
@@ -108,12 +108,20 @@ class Sidecar:
 
     async def _serve(self, layout: Any, task_status) -> None:
         sock_path = socket_path(layout, self.runtime_id)
-        if sock_path.exists():
-            sock_path.unlink()
+        if sock_path.parent != layout.runtimes_dir:  # the shared folder under the temp dir
+            sweep_dead_sockets(sock_path.parent)
+        # Bound and listening under a name no client looks for, then renamed into place: a
+        # socket under its final name always has a listener while its process lives, so a
+        # sweep that is refused knows the socket is dead.
+        binding = sock_path.with_suffix(".bind")  # no longer than the final name: it fits too
+        for stale in (sock_path, binding):
+            if stale.exists():
+                stale.unlink()
         unix_sock = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        await unix_sock.bind(str(sock_path))
-        os.chmod(sock_path, 0o600)
+        await unix_sock.bind(str(binding))
+        os.chmod(binding, 0o600)
         unix_sock.listen(128)
+        os.rename(binding, sock_path)
         listeners = [(trio.SocketListener(unix_sock), False)]
         tcp_addr = ""
         token_file = ""
