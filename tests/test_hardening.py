@@ -657,3 +657,27 @@ async def test_a_damaged_page_found_while_reading_sets_the_index_aside(home, lay
         assert run_id in out.stdout
     if command == "memory query":
         assert "note" in out.stdout
+
+
+@pytest.mark.parametrize("fails", ["advert", "token"])
+async def test_a_sidecar_that_cannot_start_leaves_nothing_in_the_store(home, layout, monkeypatch, fails):
+    """The fd table full (EMFILE) when the advert or the TCP token is written: the runtime
+    refuses to start, and leaves no socket, token or half-written advert that no advert names
+    (before, its socket stayed in ``runtimes/`` for good: nothing removes a socket by itself)."""
+    import errno
+
+    real_open = os.open
+
+    def emfile_for(suffix):
+        def opener(path, flags, mode=0o777, *a, **kw):
+            if str(path).endswith(suffix):
+                raise OSError(errno.EMFILE, os.strerror(errno.EMFILE), str(path))
+            return real_open(path, flags, mode, *a, **kw)
+        return opener
+
+    monkeypatch.setattr(os, "open", emfile_for(".json.tmp" if fails == "advert" else ".token"))
+    with pytest.raises(OSError) as info:
+        async with rt_open(home, sidecar=True, tcp=True):
+            pass
+    assert info.value.errno == errno.EMFILE
+    assert sorted(os.listdir(layout.runtimes_dir)) == []

@@ -144,9 +144,13 @@ def read_token(advert: Advert) -> str:
 def write_advert(layout: StoreLayout, advert: Advert) -> None:
     path = advert_path(layout, advert.runtime_id)
     tmp = path.with_suffix(".json.tmp")
-    with open(tmp, "wb", opener=open_private) as f:
-        f.write(msgspec.json.encode(advert))
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb", opener=open_private) as f:
+            f.write(msgspec.json.encode(advert))
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a full disk leaves no half advert behind
+        raise
 
 
 def remove_advert(layout: StoreLayout, advert: Advert) -> None:

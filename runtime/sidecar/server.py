@@ -117,32 +117,37 @@ class Sidecar:
         for stale in (sock_path, binding):
             if stale.exists():
                 stale.unlink()
-        unix_sock = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        await unix_sock.bind(str(binding))
-        os.chmod(binding, 0o600)
-        unix_sock.listen(128)
-        os.rename(binding, sock_path)
-        listeners = [(trio.SocketListener(unix_sock), False)]
-        tcp_addr = ""
-        token_file = ""
-        if self.tcp:
-            host, port = parse_tcp(self.tcp)
-            if host not in ("127.0.0.1", "::1", "localhost"):
-                log.warning("sidecar listening on %s beyond loopback, as asked; a token is required", host)
-            tcp_listeners = await trio.open_tcp_listeners(port, host=host)
-            bound = tcp_listeners[0].socket.getsockname()
-            tcp_addr = f"{bound[0]}:{bound[1]}"
-            path, self.token = write_token(layout, self.runtime_id)
-            token_file = str(path)
-            listeners += [(lst, True) for lst in tcp_listeners]
-        self.advert = Advert(
-            runtime_id=self.runtime_id, pid=os.getpid(), host=HOST, started=time.time(),
-            protocol=p.PROTOCOL_VERSION, unix=str(sock_path), tcp=tcp_addr,
-            token_file=token_file, home=str(layout.home), runs=list(self.rt.runs), locked=True,
-        )
-        write_advert(layout, self.advert)
-        unlisten = self.rt.on_runs_changed(self._dirty.set)
+        # What this runtime has put in the store so far; removed however the start ends (a
+        # start that fails half-way, EMFILE or a full disk, leaves no socket without an advert).
+        self.advert = Advert(runtime_id=self.runtime_id, pid=os.getpid(), host=HOST, started=time.time(),
+                             protocol=p.PROTOCOL_VERSION, unix=str(sock_path), home=str(layout.home),
+                             locked=True)
+        unlisten = None
         try:
+            unix_sock = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                await unix_sock.bind(str(binding))
+                os.chmod(binding, 0o600)
+                unix_sock.listen(128)
+                os.rename(binding, sock_path)
+            except BaseException:
+                unix_sock.close()
+                binding.unlink(missing_ok=True)
+                raise
+            listeners = [(trio.SocketListener(unix_sock), False)]
+            if self.tcp:
+                host, port = parse_tcp(self.tcp)
+                if host not in ("127.0.0.1", "::1", "localhost"):
+                    log.warning("sidecar listening on %s beyond loopback, as asked; a token is required", host)
+                tcp_listeners = await trio.open_tcp_listeners(port, host=host)
+                listeners += [(lst, True) for lst in tcp_listeners]
+                bound = tcp_listeners[0].socket.getsockname()
+                self.advert.tcp = f"{bound[0]}:{bound[1]}"
+                self.advert.token_file = str(layout.runtimes_dir / f"{self.runtime_id}.token")
+                _, self.token = write_token(layout, self.runtime_id)
+            self.advert.runs = list(self.rt.runs)
+            write_advert(layout, self.advert)
+            unlisten = self.rt.on_runs_changed(self._dirty.set)
             async with trio.open_nursery() as nursery:
                 for listener, needs_token in listeners:
                     await nursery.start(
@@ -152,7 +157,8 @@ class Sidecar:
                 nursery.start_soon(self._keep_advert_fresh)
                 task_status.started(self)
         finally:
-            unlisten()
+            if unlisten is not None:
+                unlisten()
             remove_advert(layout, self.advert)
 
     async def drain(self, timeout: float = 1.0) -> None:
