@@ -556,3 +556,52 @@ async def test_subscribe_to_a_finished_run_replays_its_log(home):
                 async with c.subscribe("20200101-000000-abcdef"):
                     pass
             assert info.value.code == p.UNKNOWN_RUN
+
+
+async def test_an_advert_that_cannot_be_updated_does_not_end_the_runtime(home, layout, monkeypatch, caplog):
+    """The disk or the fd table full while runs start: the advert keeps its last word (clients
+    still reach the runtime), a warning says its run list is behind, and it is brought up to date
+    once writes work again. Before, the failed rewrite ended the sidecar's task and with it the
+    runtime and every run in it."""
+    import errno
+
+    gate = trio.Event()
+
+    @graph_fn(name="held")
+    async def held(*, context):
+        await gate.wait()
+        return "done"
+
+    real_open = os.open
+    full = {"on": False}
+
+    def opener(path, flags, mode=0o777, *a, **kw):
+        if full["on"] and str(path).endswith(".json.tmp"):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+        return real_open(path, flags, mode, *a, **kw)
+
+    monkeypatch.setattr(os, "open", opener)
+    async with rt_open(home, sidecar=True):
+        (before,) = find_runtimes(str(home))
+        assert before.runs == []
+        full["on"] = True
+        async with trio.open_nursery() as nursery:
+            outcome = {}
+
+            async def run_it():
+                outcome["value"] = await held()
+
+            nursery.start_soon(run_it)
+            with trio.fail_after(10):
+                while "cannot update this runtime's advert" not in caplog.text:
+                    await trio.sleep(0.05)
+            (stale,) = find_runtimes(str(home))
+            assert stale.runs == []  # behind, and still there to connect to
+            async with SidecarClient.connect(stale, client="tester") as c:
+                (run,) = await c.list_runs()
+            full["on"] = False
+            with trio.fail_after(10):
+                while find_runtimes(str(home))[0].runs != [run.run_id]:
+                    await trio.sleep(0.05)
+            gate.set()
+        assert outcome["value"] == "done"

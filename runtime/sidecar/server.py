@@ -169,12 +169,31 @@ class Sidecar:
                 await conn.wait_sent()
 
     async def _keep_advert_fresh(self) -> None:
-        """Rewrite the advert when runs start or end, at most ten times a second."""
+        """Rewrite the advert when runs start or end, at most ten times a second.
+
+        A rewrite that fails (a full disk, a full fd table) leaves the last advert in place:
+        it still says where to connect, only its list of runs is behind (``ag attach`` of a
+        run started since says no live runtime has it). That is said once as a warning and
+        tried again every second until it works; it does not end the runtime and its runs,
+        whose own writes fail them by the log's rules if the disk is what is full."""
+        failing = False
         while True:
             await self._dirty.wait()
             self._dirty = trio.Event()
             self.advert.runs = list(self.rt.runs)
-            await trio.to_thread.run_sync(write_advert, self.layout, self.advert)
+            try:
+                await trio.to_thread.run_sync(write_advert, self.layout, self.advert)
+            except OSError as exc:
+                if not failing:
+                    log.warning("the sidecar cannot update this runtime's advert (%s); clients still "
+                                "reach it, but its list of runs is behind until this clears", exc)
+                failing = True
+                self._dirty.set()
+                await trio.sleep(1.0)
+                continue
+            if failing:
+                log.warning("the sidecar's advert is up to date again")
+                failing = False
             await trio.sleep(0.1)
 
     async def _serve_stream(self, stream: trio.abc.Stream, *, needs_token: bool) -> None:
