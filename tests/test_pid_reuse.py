@@ -80,6 +80,8 @@ def test_a_crashed_run_whose_pid_was_taken_reads_interrupted_everywhere(tmp_path
         shown = ag("show", run["run_id"], cwd=tmp_path)
         assert shown.returncode == 0, shown.stderr
         assert "(running)" not in shown.stdout and "gone: `ag resume` continues it" in shown.stdout
+        tailed = ag("tail", run["run_id"], cwd=tmp_path)
+        assert tailed.returncode == 2 and "not running in any live runtime (interrupted)" in tailed.stderr
         # ag asks lists the open ask of the interrupted run (before: taken for a live run's, and
         # with no live runtime to ask, "no interrupted run waits for an answer")
         asks = ag("asks", "--json", cwd=tmp_path)

@@ -250,7 +250,7 @@ def cmd_tail(args: Any) -> int:
         if path is None:
             raise CliError(f"unknown run id: {args.run_id}") from None
         events = read_events(path, warn=False)
-        summary = summarize(args.run_id, events)
+        summary = summarize(args.run_id, events, layout)
         if summary.status in ("running", "interrupted"):
             raise CliError(f"run {args.run_id} is not running in any live runtime ({summary.status})") from None
         for e in events:
